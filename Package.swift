@@ -1,0 +1,91 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every Swift target shares: strict Swift 6 plus the upcoming features the style guide asks for.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+/// Release-style optimisation for the numerical modules even in debug builds, so tests on the
+/// real fixtures stay fast.
+let kernelSettings: [SwiftSetting] = strictSettings + [
+    .unsafeFlags(["-Ounchecked"]),
+]
+
+let package = Package(
+    name: "vtp",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vtp", targets: ["vtp"]),
+        .library(name: "VTPModel", targets: ["VTPModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: C system libraries (module maps + shims), one per library.
+        .systemLibrary(name: "COpenBLAS", path: "Sources/CSystem/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CSystem/CZeroMQ", pkgConfig: "libzmq",
+                       providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CLibPQ", path: "Sources/CSystem/CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CSystem/CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CSystem/CPNG", pkgConfig: "libpng16",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CWebP", path: "Sources/CSystem/CWebP", pkgConfig: "libwebp",
+                       providers: [.apt(["libwebp-dev"])]),
+
+        // MARK: Tensor kernels and model.
+        .target(name: "VTPTensor", dependencies: ["COpenBLAS"], path: "Sources/VTPTensor",
+                swiftSettings: kernelSettings),
+        .target(name: "VTPSafeTensors", dependencies: ["VTPTensor"], path: "Sources/VTPSafeTensors",
+                swiftSettings: kernelSettings),
+        .target(name: "VTPModel", dependencies: ["VTPTensor", "VTPSafeTensors"], path: "Sources/VTPModel",
+                swiftSettings: kernelSettings),
+
+        // MARK: Inputs.
+        .target(name: "VTPText", dependencies: [], path: "Sources/VTPText",
+                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/LICENSE-CLIP.txt")],
+                swiftSettings: kernelSettings, linkerSettings: [.linkedLibrary("z")]),
+        .target(name: "VTPImage", dependencies: ["CJPEG", "CPNG", "CWebP"], path: "Sources/VTPImage",
+                swiftSettings: kernelSettings),
+
+        // MARK: Storage, ledger, transport.
+        .target(name: "VTPStorage", dependencies: ["VTPSafeTensors"], path: "Sources/VTPStorage",
+                swiftSettings: strictSettings),
+        .target(name: "VTPQueue", dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPQueue", swiftSettings: strictSettings),
+        .target(name: "VTPTransport", dependencies: ["CZeroMQ", .product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPTransport", swiftSettings: strictSettings),
+
+        // MARK: The CLI.
+        .executableTarget(
+            name: "vtp",
+            dependencies: [
+                "VTPModel", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/vtp", swiftSettings: strictSettings),
+
+        // MARK: Tests.
+        .target(name: "VTPTestSupport", dependencies: ["VTPSafeTensors"], path: "Tests/VTPTestSupport",
+                swiftSettings: strictSettings),
+        .testTarget(name: "VTPModelTests", dependencies: ["VTPModel", "VTPSafeTensors", "VTPTestSupport"],
+                    path: "Tests/VTPModelTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPTextTests", dependencies: ["VTPText", "VTPTestSupport"],
+                    path: "Tests/VTPTextTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPImageTests", dependencies: ["VTPImage", "VTPSafeTensors", "VTPTestSupport"],
+                    path: "Tests/VTPImageTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPStorageTests", dependencies: ["VTPStorage", "VTPSafeTensors", "VTPTestSupport"],
+                    path: "Tests/VTPStorageTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
+                    path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],
+                    path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
+    ]
+)

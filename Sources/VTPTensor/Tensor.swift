@@ -1,0 +1,105 @@
+/// A dense, row-major float32 tensor.
+///
+/// Storage is a reference-counted buffer that either owns its memory or borrows it from an
+/// owner that must outlive it (a memory-mapped checkpoint). Copies of a `Tensor` share storage;
+/// kernels write through ``TensorStorage/pointer`` only into tensors they allocated themselves.
+public struct Tensor: @unchecked Sendable {
+    /// The extent of each dimension, outermost first.
+    public let shape: [Int]
+    /// The buffer the elements live in.
+    public let storage: TensorStorage
+
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+
+    /// Allocates a zero-filled tensor.
+    public init(zeros shape: [Int]) {
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *))
+    }
+
+    /// Allocates a tensor whose contents the caller fills before reading.
+    public init(uninitialized shape: [Int]) {
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *), zeroed: false)
+    }
+
+    /// Wraps existing storage with a shape of the same element count.
+    public init(shape: [Int], storage: TensorStorage) {
+        precondition(shape.reduce(1, *) <= storage.count, "shape \(shape) exceeds storage of \(storage.count)")
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// Copies an array into a new tensor.
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not match \(values.count) values")
+        self.init(uninitialized: shape)
+        values.withUnsafeBufferPointer { src in
+            storage.pointer.update(from: src.baseAddress!, count: values.count)
+        }
+    }
+
+    /// The same elements seen with another shape of equal size.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return Tensor(shape: newShape, storage: storage)
+    }
+
+    /// Read-only pointer to the first element.
+    public var pointer: UnsafePointer<Float> { UnsafePointer(storage.pointer) }
+    /// Mutable pointer; only for tensors the caller allocated.
+    public var mutablePointer: UnsafeMutablePointer<Float> { storage.pointer }
+
+    /// Read-only view of the elements.
+    public var buffer: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: pointer, count: count) }
+
+    /// A copy of the elements as an array (for tests and small outputs, not hot loops).
+    public func toArray() -> [Float] { Array(buffer) }
+
+    /// Copies `rows` consecutive rows of the leading dimension, starting at `start`.
+    public func rows(_ start: Int, _ rowCount: Int) -> Tensor {
+        let inner = shape.dropFirst().reduce(1, *)
+        precondition(start >= 0 && start + rowCount <= shape[0], "rows \(start)..<\(start + rowCount) out of \(shape[0])")
+        var newShape = shape
+        newShape[0] = rowCount
+        let out = Tensor(uninitialized: newShape)
+        out.mutablePointer.update(from: pointer + start * inner, count: rowCount * inner)
+        return out
+    }
+}
+
+/// Memory behind a ``Tensor``.
+///
+/// `@unchecked Sendable`: the buffer is written only by the code that allocated it, before the
+/// tensor is shared; afterwards it is read-only, so concurrent reads are safe.
+public final class TensorStorage: @unchecked Sendable {
+    /// First element.
+    public let pointer: UnsafeMutablePointer<Float>
+    /// Element count.
+    public let count: Int
+    private let owned: Bool
+    private let keepAlive: AnyObject?
+
+    /// Allocates `count` floats, 64-byte aligned.
+    public init(count: Int, zeroed: Bool = true) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
+        self.count = count
+        self.owned = true
+        self.keepAlive = nil
+    }
+
+    /// Borrows memory owned by `owner` (kept alive as long as this storage lives).
+    public init(borrowing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+        self.pointer = pointer
+        self.count = count
+        self.owned = false
+        self.keepAlive = owner
+    }
+
+    deinit {
+        if owned { UnsafeMutableRawPointer(pointer).deallocate() }
+    }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+/// The `vtp` command line: model tools, dataset jobs, cluster runtime and monitoring.
+@main
+struct VTPCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vtp",
+        abstract: "Run the VTP visual tokenizer at dataset scale on CPU clusters.",
+        version: "0.1.0",
+        subcommands: [
+            ModelCommand.self,
+        ]
+    )
+}

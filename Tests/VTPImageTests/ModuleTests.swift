@@ -1,0 +1,6 @@
+import Testing
+import VTPImage
+
+@Test func VTPImageModuleLinks() {
+    #expect(VTPImageModule.name == "VTPImage")
+}

@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+import VTPSafeTensors
+import VTPTensor
+import VTPTestSupport
+
+@Suite struct SafeTensorsTests {
+    @Test func readsFixtureHeader() throws {
+        let file = try Fixtures.safetensors("vtp-tiny.expected.safetensors")
+        let info = try file.info("pixel_values")
+        #expect(info.dtype == .f32)
+        #expect(info.shape == [3, 3, 256, 256])
+        #expect(try file.int64s("text_tokens").count == 6 * 77)
+    }
+
+    @Test func roundTripsAllFloatFormats() throws {
+        var w = SafeTensorsWriter()
+        let t = Tensor(shape: [2, 3], values: [1, -2, 0.5, 3.25, 1e-3, 65504])
+        w.add("a", t)
+        w.add("h", t, as: .f16)
+        w.add("b", t, as: .bf16)
+        w.add("ids", shape: [3], int64s: [1, -5, 49407])
+        w.metadata["format"] = "pt"
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("rt-\(UUID()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try w.write(to: path)
+        let r = try SafeTensorsFile(path: path)
+        #expect(r.metadata["format"] == "pt")
+        #expect(try r.tensor("a").toArray() == t.toArray())
+        #expect(try r.tensor("h").toArray() == t.toArray().map { Float(Float16($0)) })
+        #expect(try r.tensor("b").toArray()[0...3] == [1, -2, 0.5, 3.25])
+        #expect(try r.int64s("ids") == [1, -5, 49407])
+        #expect(throws: SafeTensorsError.wrongShape(path: path, name: "a", found: [2, 3], expected: [3, 2])) {
+            try r.tensor("a", expectedShape: [3, 2])
+        }
+    }
+
+    @Test func rejectsTruncatedAndGarbageFiles() throws {
+        let dir = FileManager.default.temporaryDirectory
+        let full = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("vtp-tiny-ae-only/model.safetensors")))
+        let cut = dir.appendingPathComponent("cut-\(UUID()).safetensors").path
+        try full.prefix(full.count - 100).write(to: URL(fileURLWithPath: cut))
+        defer { try? FileManager.default.removeItem(atPath: cut) }
+        #expect {
+            try SafeTensorsFile(path: cut)
+        } throws: { error in
+            guard case SafeTensorsError.truncated(let p, _) = error else { return false }
+            return p == cut
+        }
+        let junk = dir.appendingPathComponent("junk-\(UUID()).safetensors").path
+        try Data([8, 0, 0, 0, 0, 0, 0, 0] + Array("not json".utf8)).write(to: URL(fileURLWithPath: junk))
+        defer { try? FileManager.default.removeItem(atPath: junk) }
+        #expect(throws: SafeTensorsError.badHeader(path: junk, detail: "header is not JSON")) { try SafeTensorsFile(path: junk) }
+    }
+}

@@ -1,0 +1,6 @@
+import Testing
+import VTPQueue
+
+@Test func VTPQueueModuleLinks() {
+    #expect(VTPQueueModule.name == "VTPQueue")
+}

@@ -1,0 +1,6 @@
+import Testing
+import VTPStorage
+
+@Test func VTPStorageModuleLinks() {
+    #expect(VTPStorageModule.name == "VTPStorage")
+}

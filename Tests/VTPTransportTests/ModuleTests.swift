@@ -1,0 +1,6 @@
+import Testing
+import VTPTransport
+
+@Test func VTPTransportModuleLinks() {
+    #expect(VTPTransportModule.name == "VTPTransport")
+}
