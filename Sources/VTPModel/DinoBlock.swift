@@ -1,0 +1,99 @@
+import VTPTensor
+
+/// Options shared by the blocks of the vision encoder or the pixel decoder.
+struct DinoBlockOptions {
+    let dim: Int
+    let heads: Int
+    let mlpRatio: Double
+    let ffn: String
+    let norm: String
+    let layerScale: Bool
+    let qkNorm: Bool
+}
+
+/// DINOv3's `SelfAttentionBlock`: pre-norm attention with 2-D RoPE and optional QK-norm and
+/// LayerScale, then a pre-norm feed-forward, each added back to the residual stream.
+struct DinoBlock {
+    let norm1: Norm
+    let qkv: Linear
+    let qNorm: Tensor?
+    let kNorm: Tensor?
+    let proj: Linear
+    let ls1: Tensor?
+    let norm2: Norm
+    let mlp: FeedForward
+    let ls2: Tensor?
+    let dim: Int
+    let heads: Int
+
+    init(_ store: WeightStore, _ p: String, _ o: DinoBlockOptions) throws {
+        dim = o.dim
+        heads = o.heads
+        let hd = o.dim / o.heads
+        norm1 = try Norm(store, p + ".norm1", kind: o.norm, width: o.dim)
+        qkv = try Linear(store, p + ".attn.qkv", in: o.dim, out: 3 * o.dim)
+        qNorm = o.qkNorm ? try store.tensor(p + ".attn.q_norm.weight", [hd]) : nil
+        kNorm = o.qkNorm ? try store.tensor(p + ".attn.k_norm.weight", [hd]) : nil
+        proj = try Linear(store, p + ".attn.proj", in: o.dim, out: o.dim)
+        ls1 = o.layerScale ? try store.tensor(p + ".ls1.gamma", [o.dim]) : nil
+        norm2 = try Norm(store, p + ".norm2", kind: o.norm, width: o.dim)
+        mlp = try FeedForward(store, p + ".mlp", type: o.ffn, dim: o.dim, ratio: o.mlpRatio)
+        ls2 = o.layerScale ? try store.tensor(p + ".ls2.gamma", [o.dim]) : nil
+    }
+
+    /// Runs the block in place on `x` of shape (batch, tokens, dim), whose last `sin.count / headDim`
+    /// tokens of each image are rotated by RoPE (the class token before them is not).
+    func forward(_ x: Tensor, batch: Int, tokens n: Int, sin: [Float], cos: [Float]) {
+        let rows = batch * n
+        let hd = dim / heads
+        let h = Tensor(uninitialized: [rows, dim])
+        norm1(x.pointer, rows: rows, into: h.mutablePointer)
+        let qkvOut = Tensor(uninitialized: [rows, 3 * dim])
+        qkv(h.pointer, rows: rows, into: qkvOut.mutablePointer)
+        prepareQueriesAndKeys(qkvOut.mutablePointer, rows: rows, tokens: n, headDim: hd, sin: sin, cos: cos)
+        AttentionCore.run(qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads, causal: false,
+                          into: h.mutablePointer)
+        let attnOut = Tensor(uninitialized: [rows, dim])
+        proj(h.pointer, rows: rows, into: attnOut.mutablePointer)
+        Kernels.addResidual(x.mutablePointer, attnOut.pointer, count: rows * dim, n: dim, scale: ls1?.pointer)
+        norm2(x.pointer, rows: rows, into: h.mutablePointer)
+        mlp(h.pointer, rows: rows, into: attnOut.mutablePointer)
+        Kernels.addResidual(x.mutablePointer, attnOut.pointer, count: rows * dim, n: dim, scale: ls2?.pointer)
+        withExtendedLifetime((x, h, qkvOut, attnOut)) {}
+    }
+
+    /// QK-norm (RMSNorm over each head) then the bfloat16 RoPE of the reference, on q and k in place.
+    private func prepareQueriesAndKeys(_ qkv: UnsafeMutablePointer<Float>, rows: Int, tokens n: Int, headDim hd: Int,
+                                       sin: [Float], cos: [Float]) {
+        let rotated = sin.count / hd
+        let prefix = n - rotated
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: hd)
+        defer { scratch.deallocate() }
+        sin.withUnsafeBufferPointer { sinB in
+            cos.withUnsafeBufferPointer { cosB in
+                for r in 0..<rows {
+                    let t = r % n
+                    for part in 0..<2 {
+                        let normWeight = part == 0 ? qNorm : kNorm
+                        for head in 0..<heads {
+                            let v = qkv + r * 3 * dim + part * dim + head * hd
+                            if let normWeight { Kernels.rmsNorm(v, v, rows: 1, n: hd, weight: normWeight.pointer, eps: 1e-5) }
+                            if t < prefix {
+                                roundToBF16(v, count: hd)
+                            } else {
+                                let p = (t - prefix) * hd
+                                applyRopeBF16(v, headDim: hd, sin: sinB.baseAddress! + p, cos: cosB.baseAddress! + p, scratch: scratch)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// FLOPs of one forward over `rows` tokens in sequences of `n` (GEMMs only).
+    func flops(batch: Int, tokens n: Int) -> Double {
+        let rows = Double(batch * n)
+        return rows * (qkv.flopsPerRow + proj.flopsPerRow + mlp.flopsPerRow) + AttentionCore.flops(batch: batch, tokens: n, dim: dim)
+    }
+}

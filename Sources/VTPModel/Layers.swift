@@ -1,0 +1,140 @@
+import VTPTensor
+
+/// A PyTorch `nn.Linear` (or a 1×1 convolution): `y = x · Wᵀ + b` with `W` of shape (out, in).
+struct Linear {
+    let weight: Tensor
+    let bias: Tensor?
+    var inFeatures: Int { weight.shape[1] }
+    var outFeatures: Int { weight.shape[0] }
+
+    init(_ store: WeightStore, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true,
+         kernel1x1: Bool = false) throws {
+        let shape = kernel1x1 ? [outFeatures, inFeatures, 1, 1] : [outFeatures, inFeatures]
+        weight = try store.tensor(prefix + ".weight", shape).reshaped([outFeatures, inFeatures])
+        bias = hasBias ? try store.tensor(prefix + ".bias", [outFeatures]) : nil
+    }
+
+    /// Applies the layer to `rows` rows of `x` into `out` (rows × outFeatures).
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        BLAS.gemm(m: rows, n: outFeatures, k: inFeatures, a: x, b: weight.pointer, transposeB: true, c: out)
+        if let bias { Kernels.addBias(out, rows: rows, n: outFeatures, bias: bias.pointer) }
+    }
+
+    /// Applies the layer to a (rows × in) tensor, allocating the output.
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let rows = x.count / inFeatures
+        var shape = x.shape
+        shape[shape.count - 1] = outFeatures
+        let out = Tensor(uninitialized: shape)
+        defer { withExtendedLifetime(x) {} }
+        self(x.pointer, rows: rows, into: out.mutablePointer)
+        return out
+    }
+
+    /// Multiply-accumulates per input row.
+    var flopsPerRow: Double { 2 * Double(inFeatures * outFeatures) }
+}
+
+/// The normalization layers a VTP configuration can name.
+struct Norm {
+    enum Kind { case layerNorm, rmsNorm }
+    let kind: Kind
+    let weight: Tensor
+    let bias: Tensor?
+    let eps: Float
+    let width: Int
+
+    /// `layernorm` (eps 1e-6), `layernormbf16` (eps 1e-5) or `rmsnorm` (eps 1e-5), as the reference maps them.
+    init(_ store: WeightStore, _ prefix: String, kind name: String, width: Int) throws {
+        switch name {
+        case "layernorm": (kind, eps) = (.layerNorm, 1e-6)
+        case "layernormbf16": (kind, eps) = (.layerNorm, 1e-5)
+        case "rmsnorm": (kind, eps) = (.rmsNorm, 1e-5)
+        default: throw VTPModelError.unsupported("norm layer '\(name)'")
+        }
+        self.width = width
+        weight = try store.tensor(prefix + ".weight", [width])
+        bias = kind == .layerNorm ? try store.tensor(prefix + ".bias", [width]) : nil
+    }
+
+    /// The CLIP text tower's `LayerNorm` (PyTorch default eps 1e-5).
+    init(textLayerNorm store: WeightStore, _ prefix: String, width: Int) throws {
+        kind = .layerNorm
+        eps = 1e-5
+        self.width = width
+        weight = try store.tensor(prefix + ".weight", [width])
+        bias = try store.tensor(prefix + ".bias", [width])
+    }
+
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        switch kind {
+        case .layerNorm:
+            Kernels.layerNorm(x, out, rows: rows, n: width, weight: weight.pointer, bias: bias?.pointer, eps: eps)
+        case .rmsNorm:
+            Kernels.rmsNorm(x, out, rows: rows, n: width, weight: weight.pointer, eps: eps)
+        }
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let out = Tensor(uninitialized: x.shape)
+        defer { withExtendedLifetime(x) {} }
+        self(x.pointer, rows: x.count / width, into: out.mutablePointer)
+        return out
+    }
+}
+
+/// The DINO-style feed-forward layers: `mlp` (fc1 → GELU → fc2) or SwiGLU (`silu(w1 x) * w2 x → w3`).
+struct FeedForward {
+    enum Kind { case mlp(fc1: Linear, fc2: Linear), swiglu(w1: Linear, w2: Linear, w3: Linear) }
+    let kind: Kind
+
+    /// Hidden width of SwiGLU: two thirds of the MLP width, rounded up to `alignTo`.
+    static func swigluHidden(dim: Int, ratio: Double, alignTo: Int) -> Int {
+        let hidden = Int(Double(dim) * ratio)
+        let d = Int(Double(hidden) * 2 / 3)
+        return d + ((alignTo - d % alignTo) % alignTo)
+    }
+
+    init(_ store: WeightStore, _ prefix: String, type: String, dim: Int, ratio: Double) throws {
+        let hidden = Int(Double(dim) * ratio)
+        switch type {
+        case "mlp":
+            kind = .mlp(fc1: try Linear(store, prefix + ".fc1", in: dim, out: hidden),
+                        fc2: try Linear(store, prefix + ".fc2", in: hidden, out: dim))
+        case "swiglu", "swiglu32", "swiglu64", "swiglu128":
+            let align = type == "swiglu" ? 8 : Int(type.dropFirst(6))!
+            let h = Self.swigluHidden(dim: dim, ratio: ratio, alignTo: align)
+            kind = .swiglu(w1: try Linear(store, prefix + ".w1", in: dim, out: h),
+                           w2: try Linear(store, prefix + ".w2", in: dim, out: h),
+                           w3: try Linear(store, prefix + ".w3", in: h, out: dim))
+        default:
+            throw VTPModelError.unsupported("ffn layer '\(type)'")
+        }
+    }
+
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        switch kind {
+        case let .mlp(fc1, fc2):
+            let h = Tensor(uninitialized: [rows, fc1.outFeatures])
+            fc1(x, rows: rows, into: h.mutablePointer)
+            Kernels.gelu(h.mutablePointer, count: h.count)
+            fc2(h.pointer, rows: rows, into: out)
+            withExtendedLifetime(h) {}
+        case let .swiglu(w1, w2, w3):
+            let a = Tensor(uninitialized: [rows, w1.outFeatures])
+            let b = Tensor(uninitialized: [rows, w2.outFeatures])
+            w1(x, rows: rows, into: a.mutablePointer)
+            w2(x, rows: rows, into: b.mutablePointer)
+            Kernels.siluMultiply(a.mutablePointer, b.pointer, count: a.count)
+            w3(a.pointer, rows: rows, into: out)
+            withExtendedLifetime((a, b)) {}
+        }
+    }
+
+    var flopsPerRow: Double {
+        switch kind {
+        case let .mlp(fc1, fc2): fc1.flopsPerRow + fc2.flopsPerRow
+        case let .swiglu(w1, w2, w3): w1.flopsPerRow + w2.flopsPerRow + w3.flopsPerRow
+        }
+    }
+}

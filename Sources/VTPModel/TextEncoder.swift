@@ -1,0 +1,148 @@
+import VTPTensor
+
+/// The CLIP text tower: token and positional embeddings, `ResidualAttentionBlock`s with
+/// `nn.MultiheadAttention` under a causal mask, final LayerNorm, pooling and projection.
+struct TextEncoder {
+    struct Block {
+        let ln1: Norm
+        let inProj: Linear
+        let outProj: Linear
+        let ls1: Tensor?
+        let ln2: Norm
+        let fc: Linear
+        let proj: Linear
+        let ls2: Tensor?
+    }
+
+    enum Projection {
+        case none
+        case matrix(Tensor)          // (width, output) parameter: x @ P
+        case linear(Linear)          // nn.Linear with bias
+    }
+
+    let tokenEmbedding: Tensor       // (vocab, width)
+    let positional: Tensor           // (context, width)
+    let blocks: [Block]
+    let lnFinal: Norm
+    let projection: Projection
+    let width: Int
+    let heads: Int
+    let contextLength: Int
+    let vocabSize: Int
+    let causal: Bool
+    let quickGelu: Bool
+    let poolType: String
+
+    init(_ store: WeightStore, config c: VTPConfig) throws {
+        width = c.textEmbedDim
+        heads = c.textNumHeads
+        contextLength = c.textContextLength
+        vocabSize = c.textVocabSize
+        causal = !c.textNoCausalMask
+        quickGelu = c.textQuickGelu
+        poolType = c.textPoolType
+        tokenEmbedding = try store.tensor("token_embedding.weight", [vocabSize, width])
+        positional = try store.tensor("positional_embedding", [contextLength, width])
+        let hidden = Int(Double(width) * c.textMlpRatio)
+        let hasLS = c.textLsInitValue != nil
+        blocks = try (0..<c.textDepth).map { i in
+            let p = "text_transformer.resblocks.\(i)"
+            let w = c.textEmbedDim
+            return Block(
+                ln1: try Norm(textLayerNorm: store, p + ".ln_1", width: w),
+                inProj: Linear(weight: try store.tensor(p + ".attn.in_proj_weight", [3 * w, w]),
+                               bias: try store.tensor(p + ".attn.in_proj_bias", [3 * w])),
+                outProj: try Linear(store, p + ".attn.out_proj", in: w, out: w),
+                ls1: hasLS ? try store.tensor(p + ".ls_1.gamma", [w]) : nil,
+                ln2: try Norm(textLayerNorm: store, p + ".ln_2", width: w),
+                fc: try Linear(store, p + ".mlp.c_fc", in: w, out: hidden),
+                proj: try Linear(store, p + ".mlp.c_proj", in: hidden, out: w),
+                ls2: hasLS ? try store.tensor(p + ".ls_2.gamma", [w]) : nil)
+        }
+        lnFinal = try Norm(textLayerNorm: store, "ln_final", width: width)
+        if c.textProjType == nil || c.textProjType == "none" {
+            projection = .none
+        } else if c.textProjBias {
+            projection = .linear(try Linear(store, "text_projection", in: width, out: width))
+        } else {
+            projection = .matrix(try store.tensor("text_projection", [width, width]))
+        }
+    }
+
+    /// Unnormalized text features (T, width) for token ids (T, contextLength).
+    func features(tokens: [Int32], count t: Int) throws -> Tensor {
+        let l = contextLength
+        guard t > 0, tokens.count == t * l else {
+            throw VTPModelError.input("text tokens must have shape (T, \(l)), got \(tokens.count) ids for \(t) rows")
+        }
+        if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocabSize }) {
+            throw VTPModelError.input("token id \(tokens[bad]) at row \(bad / l), position \(bad % l) is outside the vocabulary of \(vocabSize)")
+        }
+        let rows = t * l
+        let x = Tensor(uninitialized: [rows, width])
+        for r in 0..<rows {
+            let dst = x.mutablePointer + r * width
+            let emb = tokenEmbedding.pointer + Int(tokens[r]) * width
+            let pos = positional.pointer + (r % l) * width
+            for i in 0..<width { dst[i] = emb[i] + pos[i] }
+        }
+        let h = Tensor(uninitialized: [rows, width])
+        let qkv = Tensor(uninitialized: [rows, 3 * width])
+        let attn = Tensor(uninitialized: [rows, width])
+        defer { withExtendedLifetime((x, h, qkv, attn)) {} }
+        for block in blocks {
+            block.ln1(x.pointer, rows: rows, into: h.mutablePointer)
+            block.inProj(h.pointer, rows: rows, into: qkv.mutablePointer)
+            AttentionCore.run(qkv: qkv.pointer, batch: t, tokens: l, dim: width, heads: heads, causal: causal,
+                              into: h.mutablePointer)
+            block.outProj(h.pointer, rows: rows, into: attn.mutablePointer)
+            Kernels.addResidual(x.mutablePointer, attn.pointer, count: rows * width, n: width, scale: block.ls1?.pointer)
+            block.ln2(x.pointer, rows: rows, into: h.mutablePointer)
+            let mid = Tensor(uninitialized: [rows, block.fc.outFeatures])
+            block.fc(h.pointer, rows: rows, into: mid.mutablePointer)
+            if quickGelu { Kernels.quickGelu(mid.mutablePointer, count: mid.count) } else { Kernels.gelu(mid.mutablePointer, count: mid.count) }
+            block.proj(mid.pointer, rows: rows, into: attn.mutablePointer)
+            withExtendedLifetime(mid) {}
+            Kernels.addResidual(x.mutablePointer, attn.pointer, count: rows * width, n: width, scale: block.ls2?.pointer)
+        }
+        // Pool one position per text, then apply ln_final to it (row-wise, so equal to pooling after the norm).
+        let pooled = Tensor(uninitialized: [t, width])
+        defer { withExtendedLifetime(pooled) {} }
+        for ti in 0..<t {
+            let row: Int
+            switch poolType {
+            case "first": row = 0
+            case "last": row = l - 1
+            default:
+                // torch.argmax returns the first maximal index: the end-of-text token in CLIP.
+                var best = 0
+                for j in 1..<l where tokens[ti * l + j] > tokens[ti * l + best] { best = j }
+                row = best
+            }
+            lnFinal(x.pointer + (ti * l + row) * width, rows: 1, into: pooled.mutablePointer + ti * width)
+        }
+        switch projection {
+        case .none: return pooled
+        case let .linear(linear): return linear(pooled)
+        case let .matrix(p):
+            let out = Tensor(uninitialized: [t, width])
+            BLAS.gemm(m: t, n: width, k: width, a: pooled.pointer, b: p.pointer, transposeB: false, c: out.mutablePointer)
+            return out
+        }
+    }
+
+    func flops(texts t: Int) -> Double {
+        let rows = Double(t * contextLength)
+        let perBlock = blocks.first.map { rows * ($0.inProj.flopsPerRow + $0.outProj.flopsPerRow + $0.fc.flopsPerRow + $0.proj.flopsPerRow)
+            + AttentionCore.flops(batch: t, tokens: contextLength, dim: width) } ?? 0
+        return perBlock * Double(blocks.count)
+    }
+}
+
+extension Linear {
+    /// Wraps tensors already looked up (the text tower's `in_proj_weight`/`in_proj_bias` are bare parameters).
+    init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+}
