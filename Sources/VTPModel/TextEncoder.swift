@@ -60,7 +60,8 @@ struct TextEncoder {
                 ls2: hasLS ? try store.tensor(p + ".ls_2.gamma", [w]) : nil)
         }
         lnFinal = try Norm(textLayerNorm: store, "ln_final", width: width)
-        if c.textProjType == nil || c.textProjType == "none" {
+        // Only the string "none" disables the projection; a null proj_type builds one, as in the reference.
+        if c.textProjType == "none" {
             projection = .none
         } else if c.textProjBias {
             projection = .linear(try Linear(store, "text_projection", in: width, out: width))

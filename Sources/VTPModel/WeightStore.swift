@@ -91,7 +91,8 @@ final class WeightStore {
     /// Number of elements in all tensors whose name starts with `prefix`.
     func parameterCount(prefix: String) -> Int {
         location.keys.filter { $0.hasPrefix(prefix) }.reduce(0) { acc, name in
-            acc + (files[location[name]!]!.tensors[name]!.elementCount)
+            // RoPE periods are buffers, not parameters; the upstream count skips them.
+            name.hasSuffix("rope_embed.periods") ? acc : acc + (files[location[name]!]!.tensors[name]!.elementCount)
         }
     }
 }

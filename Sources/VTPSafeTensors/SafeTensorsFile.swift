@@ -176,15 +176,21 @@ public final class SafeTensorsFile: @unchecked Sendable {
                                            offset: dataStart + offsets[0], byteCount: expectedBytes)
             ordered.append((offsets[0], name))
         }
+        // Like the reference library: tensors must tile the data section exactly, with no hole
+        // and no overlap, and the file must end where the last tensor does.
         ordered.sort { $0.0 < $1.0 }
         var end = 0
         for (_, name) in ordered {
             let info = tensors[name]!
             let start = info.offset - dataStart
-            guard start >= end || info.byteCount == 0 else {
-                throw SafeTensorsError.badHeader(path: path, detail: "tensor '\(name)' overlaps another tensor")
+            guard start == end else {
+                throw SafeTensorsError.badHeader(path: path,
+                    detail: "tensor '\(name)' starts at data offset \(start), expected \(end) (holes and overlaps are not allowed)")
             }
-            end = max(end, start + info.byteCount)
+            end = start + info.byteCount
+        }
+        guard dataStart + end == size else {
+            throw SafeTensorsError.badHeader(path: path, detail: "\(size - dataStart - end) bytes after the last tensor")
         }
         return (metadata, tensors, ordered.map(\.1))
     }

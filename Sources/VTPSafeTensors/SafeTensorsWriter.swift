@@ -3,9 +3,10 @@ import VTPTensor
 
 /// Builds a safetensors file in memory and writes it atomically.
 ///
-/// Tensors are laid out in insertion order, each aligned to 8 bytes from the data start, and the
-/// header is padded with spaces so the data section starts 8-byte aligned (as the reference
-/// `safetensors` library does), which lets readers borrow F32 data without copying.
+/// The format forbids holes between tensors, so alignment comes from ordering instead: tensors
+/// are laid out by element size, largest first (insertion order within a size), and the header
+/// is padded with spaces to a multiple of 8 bytes, as the reference `safetensors` library does.
+/// Every F32 tensor then starts 4-byte aligned and readers can borrow it without copying.
 public struct SafeTensorsWriter: Sendable {
     private var entries: [(name: String, dtype: SafeTensorsDType, shape: [Int], data: Data)] = []
     /// String metadata stored under `__metadata__`.
@@ -61,12 +62,14 @@ public struct SafeTensorsWriter: Sendable {
     public func serialized() throws -> Data {
         var header: [String: Any] = [:]
         var offset = 0
-        var layout: [(Int, Data)] = []
-        for e in entries {
-            let start = (offset + 7) / 8 * 8
-            header[e.name] = ["dtype": e.dtype.rawValue, "shape": e.shape, "data_offsets": [start, start + e.data.count]] as [String: Any]
-            layout.append((start, e.data))
-            offset = start + e.data.count
+        var layout: [Data] = []
+        let ordered = entries.enumerated().sorted {
+            ($0.element.dtype.byteSize, -$0.offset) > ($1.element.dtype.byteSize, -$1.offset)
+        }.map(\.element)
+        for e in ordered {
+            header[e.name] = ["dtype": e.dtype.rawValue, "shape": e.shape, "data_offsets": [offset, offset + e.data.count]] as [String: Any]
+            layout.append(e.data)
+            offset += e.data.count
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var headerData = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
@@ -76,12 +79,7 @@ public struct SafeTensorsWriter: Sendable {
         var length = UInt64(headerData.count).littleEndian
         withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
         out.append(headerData)
-        let dataStart = out.count
-        for (start, data) in layout {
-            let pad = dataStart + start - out.count
-            if pad > 0 { out.append(contentsOf: [UInt8](repeating: 0, count: pad)) }
-            out.append(data)
-        }
+        for data in layout { out.append(data) }
         return out
     }
 

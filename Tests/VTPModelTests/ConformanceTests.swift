@@ -7,8 +7,17 @@ import VTPTestSupport
 
 /// Every fixture checkpoint against the reference PyTorch outputs, within the fixture tolerance
 /// (mean |Δ| / mean |ref| ≤ 1e-4 and max |Δ| / max |ref| ≤ 5e-3).
+///
+/// `variants/options-*` cover the configuration options the shared fixtures do not (mlp and
+/// swiglu32/64/128 FFNs, every norm, LayerScale, QK-norm, no bottleneck, bottleneck for CLIP,
+/// pooled CLIP feature, QuickGELU, text LayerScale, projection with bias and none, last/first
+/// pooling, no causal mask, logit bias, non-square images, patch size 8). Their checkpoints were
+/// written by `vtp model init --config`, and their expected outputs by the official reference
+/// (MiniMax-AI/VTP `VTPModel.from_pretrained`, PyTorch 2.15 CPU, transformers 4.57.6, fp32),
+/// with the same key names as the shared fixtures.
 @Suite struct ConformanceTests {
-    static let checkpoints = ["vtp-tiny", "vtp-tiny-fp16", "vtp-tiny-bf16", "vtp-tiny-ae-only"]
+    static let checkpoints = ["vtp-tiny", "vtp-tiny-fp16", "vtp-tiny-bf16", "vtp-tiny-ae-only",
+                              "variants/options-a", "variants/options-b", "variants/options-c"]
 
     func check(_ name: String, _ ours: Tensor, _ expected: SafeTensorsFile, _ key: String,
                sourceLocation: SourceLocation = #_sourceLocation) throws {

@@ -1,0 +1,78 @@
+import Foundation
+import VTPTensor
+
+/// Throughput of a model's batched methods and of plain sgemm, measured in one run so the
+/// ratio between them is meaningful on the machine at hand.
+public struct ModelBenchmark: Sendable {
+    /// One measured operation.
+    public struct Result: Sendable, Codable {
+        public let operation: String
+        public let itemsPerSecond: Double
+        public let gflops: Double
+        public let secondsPerBatch: Double
+    }
+
+    public let batch: Int
+    public let iterations: Int
+
+    public init(batch: Int, iterations: Int) {
+        self.batch = batch
+        self.iterations = iterations
+    }
+
+    /// Median wall time of `iterations` runs of `body` after one warm-up run.
+    static func time(iterations: Int, _ body: () throws -> Void) rethrows -> Double {
+        try body()
+        var times: [Double] = []
+        for _ in 0..<max(1, iterations) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    /// GFLOP/s of a square-ish sgemm (m × n × k) on this machine with the current BLAS threads.
+    public static func sgemmGFlops(m: Int = 2048, n: Int = 2048, k: Int = 768, iterations: Int = 5) -> Double {
+        let a = Tensor(zeros: [m, k]), b = Tensor(zeros: [n, k]), c = Tensor(zeros: [m, n])
+        for i in 0..<a.count { a.mutablePointer[i] = Float(i % 7) * 0.01 }
+        for i in 0..<b.count { b.mutablePointer[i] = Float(i % 5) * 0.01 }
+        let t = time(iterations: iterations) {
+            BLAS.gemm(m: m, n: n, k: k, a: a.pointer, b: b.pointer, transposeB: true, c: c.mutablePointer)
+        }
+        withExtendedLifetime((a, b, c)) {}
+        return 2 * Double(m * n * k) / t / 1e9
+    }
+
+    /// Runs encode, decode, CLIP image and CLIP text features of `model` on synthetic input.
+    public func run(model: VTPModel) throws -> [Result] {
+        let c = model.config
+        let size = c.imageSize
+        let images = Tensor(zeros: [batch, 3, size, size])
+        var rng = SplitMix64(seed: 7)
+        for i in 0..<images.count { images.mutablePointer[i] = rng.nextNormal() }
+        var results: [Result] = []
+        func record(_ name: String, flops: Double, _ body: () throws -> Void) rethrows {
+            let t = try Self.time(iterations: iterations, body)
+            results.append(Result(operation: name, itemsPerSecond: Double(batch) / t, gflops: flops / t / 1e9, secondsPerBatch: t))
+        }
+        var latents = try model.reconstructionLatents(images)
+        try record("encode", flops: model.encodeFlops(batch: batch)) { latents = try model.reconstructionLatents(images) }
+        if c.trainReconstruction {
+            try record("decode", flops: model.decodeFlops(batch: batch)) { _ = try model.decode(latents: latents) }
+        }
+        if c.trainClip {
+            try record("clip-image", flops: model.encodeFlops(batch: batch)) { _ = try model.clipImageFeatures(images) }
+            var tokens = [Int32](repeating: 0, count: batch * c.textContextLength)
+            for t in 0..<batch {
+                tokens[t * c.textContextLength] = 49406
+                for j in 1..<12 { tokens[t * c.textContextLength + j] = Int32(320 + j * 17 + t) }
+                tokens[t * c.textContextLength + 12] = 49407
+            }
+            try record("clip-text", flops: model.textFlops(texts: batch)) {
+                _ = try model.clipTextFeatures(tokens: tokens, count: batch)
+            }
+        }
+        return results
+    }
+}
