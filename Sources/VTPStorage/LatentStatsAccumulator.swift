@@ -1,3 +1,5 @@
+import VTPTensor
+
 /// Exact per-channel mean and standard deviation over latents (N,C,H,W), reduced over N, H and W
 /// as LightningDiT's `latents.mean(dim=[0, 2, 3])` / `latents.std(dim=[0, 2, 3])` do, with the
 /// unbiased (n − 1) standard deviation that `torch.std` uses by default.
@@ -24,25 +26,33 @@ public struct LatentStatsAccumulator: Sendable, Codable, Equatable {
     }
 
     /// Adds `rows` latents laid out (rows, C, spatial) contiguously.
-    public mutating func add(_ latents: UnsafeBufferPointer<Float>, rows: Int, spatial: Int) {
+    ///
+    /// With `storedAs` float16 or bfloat16, each value is first rounded as the shard stores it, so
+    /// the stats describe exactly the tensors `ImgLatentDataset` will read back.
+    public mutating func add(_ latents: UnsafeBufferPointer<Float>, rows: Int, spatial: Int, storedAs dtype: OutputDType = .float32) {
         precondition(latents.count == rows * channels * spatial, "\(latents.count) values is not \(rows)×\(channels)×\(spatial)")
         guard rows > 0, spatial > 0 else { return }
         let n = rows * spatial
         var batch = LatentStatsAccumulator(channels: channels)
         batch.count = n
         let rowStride = channels * spatial
+        let value: (Float) -> Double = switch dtype {
+        case .float32: { Double($0) }
+        case .float16: { Double(Float(Float16($0))) }
+        case .bfloat16: { Double(HalfPrecision.roundToBFloat16($0)) }
+        }
         for c in 0..<channels {
             var sum = 0.0
             for r in 0..<rows {
                 let base = r * rowStride + c * spatial
-                for i in base..<(base + spatial) { sum += Double(latents[i]) }
+                for i in base..<(base + spatial) { sum += value(latents[i]) }
             }
             let m = sum / Double(n)
             var sq = 0.0
             for r in 0..<rows {
                 let base = r * rowStride + c * spatial
                 for i in base..<(base + spatial) {
-                    let d = Double(latents[i]) - m
+                    let d = value(latents[i]) - m
                     sq += d * d
                 }
             }

@@ -33,6 +33,7 @@ import Testing
         #expect(listing.items.map(\.label) == expected.map(\.1))
         #expect(listing.items.map(\.ordinal) == Array(0..<expected.count))
         #expect(listing.items[0].location == .file(path: t.path + "/B/img.png"))
+        #expect(try listing.items[0].location.readBytes() == Array("x".utf8))
     }
 
     @Test func symlinkedClassDirectoriesAreFollowedAndCyclesStop() throws {

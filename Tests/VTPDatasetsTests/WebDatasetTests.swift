@@ -37,6 +37,7 @@ import Testing
             #expect(tarPath == t.path + "/shards/00000.tar")
             let key = String(item.sourceId.split(separator: "/").last!)
             #expect(try TarArchive.readMember(tarPath: tarPath, offset: offset, size: size) == jpgs[key])
+            #expect(try item.location.readBytes() == jpgs[key])
         }
     }
 

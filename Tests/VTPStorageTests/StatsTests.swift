@@ -55,6 +55,18 @@ import Testing
         #expect(decoded == merged)
     }
 
+    @Test func statsCanDescribeTheRoundedStoredValues() {
+        // 1 + 2^-9 is not a bfloat16: stored, it rounds to 1, so the stored channel is constant.
+        let x: [Float] = [1, 1 + 1.0 / 512, 1, 1 + 1.0 / 512]
+        var exact = LatentStatsAccumulator(channels: 1), stored = exact
+        x.withUnsafeBufferPointer {
+            exact.add($0, rows: 4, spatial: 1)
+            stored.add($0, rows: 4, spatial: 1, storedAs: .bfloat16)
+        }
+        #expect(exact.standardDeviation[0] > 0)
+        #expect(stored.mean == [1] && stored.standardDeviation == [0])
+    }
+
     @Test func statsFileIsAValidTorchArchive() throws {
         let t = try TempDir()
         var acc = LatentStatsAccumulator(channels: 5)
