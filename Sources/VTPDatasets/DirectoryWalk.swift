@@ -12,17 +12,19 @@ enum DirectoryWalk {
 
     static func walk(_ top: String) throws -> [Level] {
         var levels: [Level] = []
-        // A symlink cycle would make os.walk recurse forever; remembering (device, inode) pairs
-        // stops at the first repeat instead.
-        var visited = Set<[UInt64]>()
-        var pending = [top]
-        while let dir = pending.popLast() {
+        // os.walk(followlinks=True) would recurse forever through a symlink cycle; a directory that
+        // is its own ancestor (same device and inode) is skipped instead. Only ancestors count, so
+        // two links to one directory are both walked, as os.walk does.
+        var pending: [(path: String, ancestors: Set<[UInt64]>)] = [(top, [])]
+        while let (dir, ancestors) = pending.popLast() {
             var st = stat()
             guard stat(dir, &st) == 0 else { throw DatasetError.cannotRead(path: dir, reason: String(cString: strerror(errno))) }
-            guard visited.insert([UInt64(st.st_dev), UInt64(st.st_ino)]).inserted else { continue }
+            let identity = [UInt64(st.st_dev), UInt64(st.st_ino)]
+            guard !ancestors.contains(identity) else { continue }
             let (dirs, files) = try entries(of: dir)
             levels.append(Level(path: dir, files: CodePointOrder.sorted(files)))
-            for d in dirs { pending.append(dir + "/" + d) }
+            let inner = ancestors.union([identity])
+            for d in dirs { pending.append((dir + "/" + d, inner)) }
         }
         return levels.sorted { CodePointOrder.less($0.path, $1.path) }
     }

@@ -71,9 +71,10 @@ public enum ManifestReader {
                 }
                 label = value
             }
-            let idCell = try cell("id")
+            // CSV cannot tell an empty cell from a missing value, so empty id and caption mean "none".
+            let idCell = try cell("id"), captionCell = try cell("caption")
             let row = Row(path: try text(record.fields[pathColumn], path: path, line: record.line, column: "path"),
-                          label: label, caption: try cell("caption"),
+                          label: label, caption: (captionCell?.isEmpty ?? true) ? nil : captionCell,
                           id: (idCell?.isEmpty ?? true) ? nil : idCell)
             try builder.add(row, line: record.line)
         }
@@ -100,11 +101,10 @@ public enum ManifestReader {
             path = p
             label = nil
             if let raw = json["label"], !(raw is NSNull) {
-                guard let n = raw as? NSNumber, !Self.isBoolean(n), let value = Int(exactly: n.doubleValue),
-                      n.stringValue == String(value) else {
+                guard let n = raw as? NSNumber, !Self.isBoolean(n), n.stringValue == String(n.intValue) else {
                     throw fail("'label' must be an integer, found \(raw)")
                 }
-                label = value
+                label = n.intValue
             }
             switch json["caption"] {
             case nil, is NSNull: caption = nil
@@ -114,8 +114,8 @@ public enum ManifestReader {
             switch json["id"] {
             case nil, is NSNull: id = nil
             case let s as String: id = s
-            case let n as NSNumber where !Self.isBoolean(n) && Int(exactly: n.doubleValue) != nil:
-                id = String(Int(n.doubleValue))
+            case let n as NSNumber where !Self.isBoolean(n) && n.stringValue == String(n.intValue):
+                id = String(n.intValue)
             default: throw fail("'id' must be a string or an integer")
             }
         }
@@ -143,6 +143,7 @@ public enum ManifestReader {
             guard !row.path.isEmpty else {
                 throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'path' is empty")
             }
+            if row.id == "" { throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'id' is empty") }
             let id = row.id ?? row.path
             if let first = firstLine[id] {
                 throw DatasetError.duplicateId(path: manifestPath, id: id, firstLine: first, line: line)

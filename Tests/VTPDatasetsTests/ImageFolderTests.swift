@@ -41,9 +41,14 @@ import Testing
         try t.file("real/one.jpg", "x")
         try FileManager.default.createSymbolicLink(atPath: t.path + "/linked", withDestinationPath: t.path + "/real")
         try FileManager.default.createSymbolicLink(atPath: t.path + "/real/loop", withDestinationPath: t.path + "/real")
+        try t.file("other/two.png", "x")
+        try FileManager.default.createSymbolicLink(atPath: t.path + "/real/l1", withDestinationPath: t.path + "/other")
+        try FileManager.default.createSymbolicLink(atPath: t.path + "/real/l2", withDestinationPath: t.path + "/other")
         let listing = try ImageFolderReader.listClasses(root: t.path)
-        #expect(listing.classes == ["linked", "real"])
-        #expect(listing.items.map(\.sourceId) == ["linked/one.jpg", "real/one.jpg"])
+        #expect(listing.classes == ["linked", "other", "real"])
+        // Two links to one directory are both walked (as os.walk does); the loop back to "real" is not.
+        #expect(listing.items.map(\.sourceId) == ["linked/one.jpg", "linked/l1/two.png", "linked/l2/two.png", "other/two.png",
+                                                  "real/one.jpg", "real/l1/two.png", "real/l2/two.png"])
     }
 
     @Test func emptyClassesAndMissingClassesAreErrors() throws {

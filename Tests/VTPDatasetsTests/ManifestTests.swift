@@ -9,7 +9,7 @@ import Testing
         {"path": "imgs/a.jpg", "label": 3, "caption": "a cat"}
 
         {"path": "/abs/b.png", "id": "b-id", "label": null}
-        {"path": "c.webp", "id": 17, "caption": "multi\\nline"}\r
+        {"path": "c.webp", "id": 17, "caption": "multi\\nline", "label": 9007199254740993}\r
 
         """)
         let listing = try ManifestReader.list(manifest: m)
@@ -21,6 +21,7 @@ import Testing
         #expect(listing.items[1].label == nil)
         #expect(listing.items[2].sourceId == "17")
         #expect(listing.items[2].caption == "multi\nline")
+        #expect(listing.items[2].label == 9007199254740993)  // beyond float64's exact integers
     }
 
     @Test(arguments: [
@@ -32,6 +33,9 @@ import Testing
         ("[\"a.jpg\"]\n", 1, "expected a JSON object"),
         ("{\"path\": \"\"}\n", 1, "'path' is empty"),
         ("{\"path\": \"a.jpg\", \"caption\": 5}\n", 1, "'caption' must be a string"),
+        ("{\"path\": \"a.jpg\", \"id\": \"\"}\n", 1, "'id' is empty"),
+        ("{\"path\": \"a.jpg\", \"id\": 2.5}\n", 1, "'id' must be a string or an integer"),
+        ("{\"path\": \"a.jpg\"}\n{\"path\": \"a.jpg\"}\n", 2, "id 'a.jpg' already used on line 1"),
     ])
     func jsonlBadRowsNameFileAndLine(text: String, line: Int, detail: String) throws {
         let t = try TempDir()
@@ -59,7 +63,7 @@ import Testing
         #expect(listing.items[0].caption == "plain, with comma")
         #expect(listing.items[1].caption == "she said \"hi\"\nand left")
         #expect(listing.items[1].location == .file(path: t.path + "/dir/b c.png"))
-        #expect(listing.items[2].caption == "")
+        #expect(listing.items[2].caption == nil)
         #expect(listing.items[3].caption == "last")
     }
 
