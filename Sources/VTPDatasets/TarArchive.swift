@@ -5,6 +5,7 @@ public struct TarMember: Sendable, Hashable {
 
     /// Full member path.
     public var name: String
+    /// Regular file, directory, or anything else (links, devices...).
     public var kind: Kind
     /// Byte offset of the member's data in the tar file.
     public var dataOffset: Int64

@@ -1,7 +1,10 @@
 /// Geometry of one latent: channels × height × width.
 public struct LatentGeometry: Sendable, Hashable, Codable {
+    /// C.
     public var channels: Int
+    /// H.
     public var height: Int
+    /// W.
     public var width: Int
 
     public init(channels: Int, height: Int, width: Int) {
@@ -81,8 +84,11 @@ public struct LatentShardWriter: Sendable {
 public struct FeatureShardWriter: Sendable {
     /// One named feature tensor: per-row shape (without N) and values for all rows.
     public struct Feature {
+        /// Tensor name in the file.
         public var name: String
+        /// Shape of one row, without the leading N.
         public var rowShape: [Int]
+        /// All rows, contiguous, borrowed for the duration of `write`.
         public var values: UnsafeBufferPointer<Float>
 
         public init(name: String, rowShape: [Int], values: UnsafeBufferPointer<Float>) {
@@ -92,9 +98,13 @@ public struct FeatureShardWriter: Sendable {
         }
     }
 
+    /// Output directory (must exist).
     public let directory: String
+    /// Worker rank in the file name.
     public let rank: Int
+    /// File name prefix (`features` gives `features_rank00_shard000.safetensors`).
     public let prefix: String
+    /// Stored element type.
     public let dtype: OutputDType
     /// Extra metadata (model id, layer...) stored beside `total_size`, `dtype` and `device`.
     public let metadata: [String: String]

@@ -8,6 +8,9 @@ import VTPTensor
 /// folded in with Chan et al.'s pairwise update, so there is no sum-of-squares cancellation.
 /// Accumulators of different shards merge the same way; merging in shard order makes the result
 /// reproducible bit for bit.
+///
+/// Feed it the `latents` tensors only (not `latents_flip`): LightningDiT computes its stats from
+/// `latents` alone (over a random 10,000-image subset; this computes them over every image).
 public struct LatentStatsAccumulator: Sendable, Codable, Equatable {
     /// Number of channels C.
     public let channels: Int
@@ -23,6 +26,21 @@ public struct LatentStatsAccumulator: Sendable, Codable, Equatable {
         self.channels = channels
         mean = [Double](repeating: 0, count: channels)
         m2 = [Double](repeating: 0, count: channels)
+    }
+
+    enum CodingKeys: String, CodingKey { case channels, count, mean, m2 }
+
+    /// Decodes a reported accumulator, rejecting inconsistent ones so a bad report cannot crash a merge.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        channels = try c.decode(Int.self, forKey: .channels)
+        count = try c.decode(Int.self, forKey: .count)
+        mean = try c.decode([Double].self, forKey: .mean)
+        m2 = try c.decode([Double].self, forKey: .m2)
+        guard channels > 0, count >= 0, mean.count == channels, m2.count == channels else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [],
+                debugDescription: "stats for \(channels) channels need that many means and m2 values and a count >= 0"))
+        }
     }
 
     /// Adds `rows` latents laid out (rows, C, spatial) contiguously.
@@ -59,12 +77,16 @@ public struct LatentStatsAccumulator: Sendable, Codable, Equatable {
             batch.mean[c] = m
             batch.m2[c] = sq
         }
-        merge(batch)
+        combine(batch)
     }
 
-    /// Folds in another accumulator over the same channels.
-    public mutating func merge(_ other: LatentStatsAccumulator) {
-        precondition(other.channels == channels, "cannot merge \(other.channels)-channel stats into \(channels)-channel stats")
+    /// Folds in another accumulator (e.g. one a worker reported) over the same channels.
+    public mutating func merge(_ other: LatentStatsAccumulator) throws {
+        guard other.channels == channels else { throw StatsMergeError(expected: channels, found: other.channels) }
+        combine(other)
+    }
+
+    private mutating func combine(_ other: LatentStatsAccumulator) {
         guard other.count > 0 else { return }
         guard count > 0 else { self = other; return }
         let na = Double(count), nb = Double(other.count), n = na + nb
@@ -90,4 +112,11 @@ public struct LatentStatsAccumulator: Sendable, Codable, Equatable {
         writer.add("std", shape: [1, channels, 1, 1], values: standardDeviation.map(Float.init))
         try writer.write(to: path)
     }
+}
+
+/// Stats of a different channel count cannot be merged.
+public struct StatsMergeError: Error, CustomStringConvertible, Equatable {
+    public let expected: Int
+    public let found: Int
+    public var description: String { "cannot merge \(found)-channel latent stats into \(expected)-channel stats" }
 }

@@ -15,8 +15,11 @@ public enum NpyFile {
 
     /// A loaded array, widened to float32.
     public struct Array: Sendable, Equatable {
+        /// Array shape (C order).
         public var shape: [Int]
+        /// Element type the file stored.
         public var element: Element
+        /// Values widened to float32.
         public var values: [Float]
     }
 

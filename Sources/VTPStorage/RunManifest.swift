@@ -38,9 +38,11 @@ public struct RunManifest: Codable, Sendable, Equatable {
     public var preprocessing: [String: String]
     /// Stored element type.
     public var dtype: OutputDType
+    /// Row totals.
     public var counts: Counts
     /// Output files in shard order.
     public var shards: [WrittenShard]
+    /// Inputs that produced no row, with reasons.
     public var failures: [Failure]
 
     public init(format: String, model: [String: String], preprocessing: [String: String], dtype: OutputDType,

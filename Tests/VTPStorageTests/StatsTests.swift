@@ -26,7 +26,7 @@ import Testing
         #expect(acc.standardDeviation == [(5.0 / 3.0).squareRoot(), 0])  // unbiased, as torch.std
     }
 
-    @Test func streamingAndMergingMatchTheWholeDataset() {
+    @Test func streamingAndMergingMatchTheWholeDataset() throws {
         let channels = 3, spatial = 16
         let shardRows = [7, 1, 12]
         let shards = shardRows.enumerated().map { pseudoRandom(count: $0.element * channels * spatial, seed: UInt64($0.offset + 40), scale: 2, offset: 1000) }
@@ -42,7 +42,8 @@ import Testing
             perShard.append(acc)
         }
         var merged = LatentStatsAccumulator(channels: channels)
-        for acc in perShard { merged.merge(acc) }
+        for acc in perShard { try merged.merge(acc) }
+        #expect(throws: StatsMergeError(expected: 3, found: 2)) { try merged.merge(LatentStatsAccumulator(channels: 2)) }
         let ref = reference(shards.flatMap { $0 }, rows: shardRows.reduce(0, +), channels: channels, spatial: spatial)
         #expect(merged.count == 20 * spatial)
         for c in 0..<channels {
@@ -53,6 +54,8 @@ import Testing
         // Accumulators survive a JSON round trip (workers report them to the coordinator).
         let decoded = try? JSONDecoder().decode(LatentStatsAccumulator.self, from: JSONEncoder().encode(merged))
         #expect(decoded == merged)
+        let inconsistent = Data(#"{"channels": 3, "count": 5, "mean": [0, 1], "m2": [0, 0, 0]}"#.utf8)
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(LatentStatsAccumulator.self, from: inconsistent) }
     }
 
     @Test func statsCanDescribeTheRoundedStoredValues() {
