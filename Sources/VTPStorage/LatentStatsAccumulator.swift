@@ -116,7 +116,9 @@ public struct LatentStatsAccumulator: Sendable, Codable, Equatable {
 
 /// Stats of a different channel count cannot be merged.
 public struct StatsMergeError: Error, CustomStringConvertible, Equatable {
+    /// Channels of the accumulator merged into.
     public let expected: Int
+    /// Channels of the rejected one.
     public let found: Int
     public var description: String { "cannot merge \(found)-channel latent stats into \(expected)-channel stats" }
 }
