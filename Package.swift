@@ -53,9 +53,10 @@ let package = Package(
                 swiftSettings: kernelSettings, linkerSettings: [.linkedLibrary("z")]),
         .target(name: "VTPImage", dependencies: ["CJPEG", "CPNG", "CWebP"], path: "Sources/VTPImage",
                 swiftSettings: kernelSettings),
+        .target(name: "VTPDatasets", dependencies: [], path: "Sources/VTPDatasets", swiftSettings: strictSettings),
 
         // MARK: Storage, ledger, transport.
-        .target(name: "VTPStorage", dependencies: ["VTPSafeTensors"], path: "Sources/VTPStorage",
+        .target(name: "VTPStorage", dependencies: ["VTPSafeTensors", "VTPTensor"], path: "Sources/VTPStorage",
                 swiftSettings: strictSettings),
         .target(name: "VTPQueue", dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPQueue", swiftSettings: strictSettings),
@@ -83,6 +84,8 @@ let package = Package(
                     path: "Tests/VTPImageTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPStorageTests", dependencies: ["VTPStorage", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPStorageTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPDatasetsTests", dependencies: ["VTPDatasets", "VTPTestSupport"],
+                    path: "Tests/VTPDatasetsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],

@@ -1,0 +1,30 @@
+/// Everything that can go wrong listing or reading a dataset; each case names the file (and line
+/// or member) so an operator can find the bad input.
+public enum DatasetError: Error, CustomStringConvertible, Equatable {
+    case cannotRead(path: String, reason: String)
+    case notADirectory(path: String)
+    case noClasses(path: String)
+    case emptyClasses(path: String, classes: [String])
+    case badManifestRow(path: String, line: Int, detail: String)
+    case badManifestHeader(path: String, detail: String)
+    case duplicateId(path: String, id: String, firstLine: Int, line: Int)
+    case badTar(path: String, offset: Int64, detail: String)
+    case badSample(path: String, member: String, detail: String)
+    case unknownFormat(path: String)
+
+    public var description: String {
+        switch self {
+        case let .cannotRead(path, reason): "\(path): cannot read: \(reason)"
+        case let .notADirectory(path): "\(path): not a directory"
+        case let .noClasses(path): "\(path): no class directories found (ImageFolder expects root/<class>/<image>)"
+        case let .emptyClasses(path, classes):
+            "\(path): no image files for classes \(classes.joined(separator: ", ")); supported extensions are \(ImageExtensions.all.joined(separator: ", "))"
+        case let .badManifestRow(path, line, detail): "\(path):\(line): \(detail)"
+        case let .badManifestHeader(path, detail): "\(path):1: bad header: \(detail)"
+        case let .duplicateId(path, id, firstLine, line): "\(path):\(line): id '\(id)' already used on line \(firstLine)"
+        case let .badTar(path, offset, detail): "\(path): bad tar archive at byte \(offset): \(detail)"
+        case let .badSample(path, member, detail): "\(path): member '\(member)': \(detail)"
+        case let .unknownFormat(path): "\(path): not a directory, .jsonl, .csv or .tar input"
+        }
+    }
+}

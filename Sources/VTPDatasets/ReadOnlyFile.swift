@@ -1,0 +1,54 @@
+import Foundation
+
+/// An open file descriptor for positioned reads, closed in `deinit`.
+///
+/// `@unchecked Sendable`: the descriptor is only used with `pread`, which carries its own offset
+/// and so is safe to call from several threads at once; it is closed only when the object dies.
+public final class ReadOnlyFile: @unchecked Sendable {
+    /// The path, named in every error.
+    public let path: String
+    /// File size in bytes when opened.
+    public let size: Int64
+    private let fd: Int32
+
+    /// Opens `path` read-only.
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DatasetError.cannotRead(path: path, reason: String(cString: strerror(errno))) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw DatasetError.cannotRead(path: path, reason: reason)
+        }
+        self.fd = fd
+        self.size = Int64(st.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// Reads exactly `count` bytes at `offset`, or throws if the file is shorter.
+    public func read(at offset: Int64, count: Int) throws -> [UInt8] {
+        guard offset >= 0, count >= 0 else {
+            throw DatasetError.cannotRead(path: path, reason: "bad range offset \(offset) size \(count)")
+        }
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        try out.withUnsafeMutableBytes { buf in
+            while done < count {
+                let n = pread(fd, buf.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw DatasetError.cannotRead(path: path, reason: String(cString: strerror(errno)))
+                }
+                if n == 0 {
+                    throw DatasetError.cannotRead(path: path,
+                        reason: "wanted \(count) bytes at offset \(offset) but the file ends at \(offset + Int64(done))")
+                }
+                done += n
+            }
+        }
+        return out
+    }
+}

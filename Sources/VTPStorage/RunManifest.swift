@@ -1,0 +1,77 @@
+import Foundation
+
+/// `manifest.json` of an output directory: what produced it and what became of every input.
+public struct RunManifest: Codable, Sendable, Equatable {
+    /// One input that produced no output row.
+    public struct Failure: Codable, Sendable, Equatable {
+        public var sourceId: String
+        public var reason: String
+
+        public init(sourceId: String, reason: String) {
+            self.sourceId = sourceId
+            self.reason = reason
+        }
+
+        enum CodingKeys: String, CodingKey { case sourceId = "source_id", reason }
+    }
+
+    /// Row totals.
+    public struct Counts: Codable, Sendable, Equatable {
+        public var inputs: Int
+        public var written: Int
+        public var failed: Int
+        public var shards: Int
+
+        public init(inputs: Int, written: Int, failed: Int, shards: Int) {
+            self.inputs = inputs
+            self.written = written
+            self.failed = failed
+            self.shards = shards
+        }
+    }
+
+    /// Output layout name, e.g. `lightningdit-latents`, `features`, `clip-embeddings`.
+    public var format: String
+    /// Model identity (checkpoint path or id, revision...).
+    public var model: [String: String]
+    /// Preprocessing settings (resize, crop, normalization...).
+    public var preprocessing: [String: String]
+    /// Stored element type.
+    public var dtype: OutputDType
+    /// Row totals.
+    public var counts: Counts
+    /// Output files in shard order.
+    public var shards: [WrittenShard]
+    /// Inputs that produced no row, with reasons.
+    public var failures: [Failure]
+
+    public init(format: String, model: [String: String], preprocessing: [String: String], dtype: OutputDType,
+                counts: Counts, shards: [WrittenShard], failures: [Failure]) {
+        self.format = format
+        self.model = model
+        self.preprocessing = preprocessing
+        self.dtype = dtype
+        self.counts = counts
+        self.shards = shards
+        self.failures = failures
+    }
+
+    /// Writes `manifest.json` (pretty, sorted keys, so re-runs give identical bytes) atomically.
+    public func write(to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        var data = try encoder.encode(self)
+        data.append(0x0A)
+        try AtomicWrite.write(data, to: path)
+    }
+
+    /// Reads a manifest back.
+    public static func read(_ path: String) throws -> RunManifest {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw StorageError.readFailed(path: path, reason: "cannot open file")
+        }
+        do { return try JSONDecoder().decode(RunManifest.self, from: data) } catch {
+            throw StorageError.badFormat(path: path, detail: "not a run manifest: \(error)")
+        }
+    }
+}

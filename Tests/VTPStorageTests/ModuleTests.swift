@@ -1,6 +1,0 @@
-import Testing
-import VTPStorage
-
-@Test func VTPStorageModuleLinks() {
-    #expect(VTPStorageModule.name == "VTPStorage")
-}
