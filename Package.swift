@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "VTPModelTests", dependencies: ["VTPModel", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPModelTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTextTests", dependencies: ["VTPText", "VTPTestSupport"],
-                    path: "Tests/VTPTextTests", swiftSettings: strictSettings),
+                    path: "Tests/VTPTextTests", exclude: ["Fixtures"], swiftSettings: strictSettings),
         .testTarget(name: "VTPImageTests", dependencies: ["VTPImage", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPImageTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPStorageTests", dependencies: ["VTPStorage", "VTPSafeTensors", "VTPTestSupport"],

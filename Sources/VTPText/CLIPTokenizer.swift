@@ -37,7 +37,7 @@ public final class CLIPTokenizer: Sendable {
         guard let url = Bundle.module.url(forResource: name, withExtension: "gz") else {
             return .failure(.vocabularyNotFound(name: vocabularyResource))
         }
-        do { return .success(try CLIPTokenizer(vocabularyPath: url.path)) } catch { return .failure(error) }
+        return Result { () throws(CLIPTokenizerError) in try CLIPTokenizer(vocabularyPath: url.path) }
     }()
 
     /// The tokenizer over the vocabulary bundled with VTPText, loaded on first use and shared.

@@ -218,7 +218,8 @@ enum ByteFixes {
 
     /// `ftfy.fixes.restore_byte_a0`.
     static func restoreByteA0(_ input: [UInt8]) -> [UInt8] {
-        // "à " stays a word unless a known Portuguese/French continuation follows.
+        // A lone "à" followed by a word gets its lost 0xA0 back and keeps the space, except before
+        // the Portuguese/French continuations ftfy lists.
         var s = [UInt8]()
         s.reserveCapacity(input.count)
         var i = 0
@@ -227,7 +228,7 @@ enum ByteFixes {
             if input[i] == 0xC3 && i + 1 < input.count && input[i + 1] == 0x20 {
                 let rest = input[(i + 2)...]
                 if !keep.contains(where: { rest.starts(with: $0) }) {
-                    s.append(0xC3); s.append(0xA0); i += 2
+                    s.append(contentsOf: [0xC3, 0xA0, 0x20]); i += 2
                     continue
                 }
             }

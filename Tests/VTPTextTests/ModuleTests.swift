@@ -1,6 +1,0 @@
-import Testing
-import VTPText
-
-@Test func VTPTextModuleLinks() {
-    #expect(VTPTextModule.name == "VTPText")
-}
