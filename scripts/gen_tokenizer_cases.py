@@ -134,8 +134,57 @@ INVALID_UTF8 = [
 ]
 
 
+def fuzz_texts(count, seed=20261129):
+    """Seeded random texts built from pieces that exercise every cleaning step, including mojibake made
+    by encoding UTF-8 text and decoding it with the code pages ftfy knows (or a mix of them)."""
+    import random
+    rng = random.Random(seed)
+    words = ["café", "naïve", "Zürich", "señor", "été", "São Paulo", "Kraków", "Ελλάδα", "Москва", "日本語",
+             "한국", "中文字", "😀", "🐶", "👍🏽", "—", "…", "“quote”", "it’s", "€5", "½", "©", "™", "°C", "×",
+             "dog", "cat", "photo", "of", "a", "the", "A", "BIG", "Ünïcödé", "ß", "ﬁ", "ＡＢ", "ｶﾅ", "١٢٣",
+             "x²", "µm", "Œuvre", "Ǆ", "İ", "ΣΟΦΟΣ", "ÿ", "Ł", "ő", "ğ", "ș", "ā", "ž", "č", "→", "♥", "★",
+             "\u00e9", "&", "<", ">", "'", "\"", "'s", "'LL", "#1", "@user", "http://x.y/z?a=1&b=2"]
+    entities = ["&amp;", "&lt;", "&gt;", "&quot;", "&nbsp;", "&eacute;", "&EACUTE;", "&#233;", "&#x1F600;",
+                "&hearts;", "&amp;eacute;", "&copy", "&notin", "&#x80;", "&#150;", "&zwj;", "&NotEqualTilde;"]
+    controls = ["\x00", "\x07", "\x1b[1;31m", "\x1b[0m", "\r\n", "\r", "\n", "\t", "\u2028", "\x85", "\ufeff",
+                "\u200b", "\u00ad", "\xa0", "\u3000", "\u0301", "\u0345", "\x1c", "\x9d", "\x81", "\x1a"]
+    pages = ["latin-1", "windows-1252", "windows-1251", "windows-1250", "windows-1253", "windows-1254",
+             "windows-1257", "iso-8859-2", "macroman", "cp437"]
+
+    def mojibake(text):
+        page = rng.choice(pages)
+        return text.encode("utf-8").decode(page, errors="replace")
+
+    texts = []
+    for _ in range(count):
+        pieces = []
+        for _ in range(rng.randint(1, 12)):
+            r = rng.random()
+            if r < 0.45:
+                pieces.append(rng.choice(words))
+            elif r < 0.6:
+                pieces.append(rng.choice(entities))
+            elif r < 0.72:
+                pieces.append(rng.choice(controls))
+            elif r < 0.9:
+                pieces.append(mojibake(" ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))))
+            else:
+                pieces.append(str(rng.randint(0, 10 ** rng.randint(1, 8))))
+        text = "".join(p + rng.choice([" ", " ", "", "  ", "\n"]) for p in pieces)
+        if rng.random() < 0.1:
+            text = mojibake(text)
+        texts.append(text)
+    return texts
+
+
 def main():
     ref = Reference()
+    fuzz_path = os.path.join(os.path.dirname(OUT), "tokenizer_fuzz_cases.json")
+    fuzz = [{"text": t, "bpe": ref.encode(t)} for t in fuzz_texts(1500)]
+    with open(fuzz_path, "w") as f:
+        json.dump({"generator": "scripts/gen_tokenizer_cases.py", "ftfy": ftfy.__version__,
+                   "regex": regex.__version__, "cases": fuzz}, f, ensure_ascii=True)
+    print(f"wrote {len(fuzz)} cases to {fuzz_path}")
     cases = []
     for text in TEXTS:
         cases.append({"text": text, "clean": ref.clean(text), "bpe": ref.encode(text), "ids": ref.context(text)})
