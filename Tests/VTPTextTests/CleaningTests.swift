@@ -77,3 +77,24 @@ import Testing
         #expect(pieces == ["it", "'s", "3", ".", "5", "k", "<start_of_text>", "'ſ", "x", "!!"])
     }
 }
+
+@Suite struct JSONStringLineTests {
+    @Test func decodesPythonJSONDumps() throws {
+        #expect(try JSONStringLine.decode(Array(#" "a \"dog\" \\ \/ \n\t\u00e9\ud83d\ude00" "#.utf8)) == "a \"dog\" \\ / \n\té😀")
+        // Lone surrogates, which Python's json accepts, become U+FFFD as ftfy would make them.
+        #expect(try JSONStringLine.decode(Array(#""\ud800x\udc00""#.utf8)) == "\u{FFFD}x\u{FFFD}")
+        #expect(try JSONStringLine.decode(Array(#""\ud800\u0041""#.utf8)) == "\u{FFFD}A")
+        #expect(try JSONStringLine.decode([0x22, 0x63, 0xFF, 0x22]) == "c\u{FFFD}")
+    }
+
+    @Test func rejectsWhatIsNotOneString() {
+        #expect(throws: JSONStringLine.Invalid(offset: 0, reason: "expected '\"'")) { try JSONStringLine.decode(Array("42".utf8)) }
+        #expect(throws: JSONStringLine.Invalid(offset: 3, reason: "unterminated string")) { try JSONStringLine.decode(Array("\"ab".utf8)) }
+        #expect(throws: JSONStringLine.Invalid(offset: 4, reason: "unexpected text after the string")) {
+            try JSONStringLine.decode(Array("\"a\" x".utf8))
+        }
+        #expect(throws: JSONStringLine.Invalid(offset: 3, reason: "expected four hex digits after \\u")) {
+            try JSONStringLine.decode(Array(#""\u12""#.utf8))
+        }
+    }
+}
