@@ -41,10 +41,40 @@ enum Mojibake {
 
     // MARK: badness
 
+    /// For each character, the alternatives whose first element is a set containing it; every
+    /// alternative starts with a set, `\s` or `^` (checked when the table is built).
+    private static let alternativesByFirstCharacter: [UInt32: [Int]] = {
+        var table: [UInt32: [Int]] = [:]
+        for (index, alternative) in alternatives.enumerated() {
+            switch alternative.first {
+            case .set(let s)?:
+                for c in MojibakeData.sets[s] { table[c, default: []].append(index) }
+            case .space?, .start?:
+                break
+            default:
+                preconditionFailure("badness alternative \(index) starts with an unindexed element")
+            }
+        }
+        return table
+    }()
+    private static let spaceAlternatives = alternatives.indices.filter {
+        if case .space? = alternatives[$0].first { return true } else { return false }
+    }
+    private static let startAlternatives = alternatives.indices.filter {
+        if case .start? = alternatives[$0].first { return true } else { return false }
+    }
+
     /// `ftfy.badness.is_bad`: whether any alternative of the badness expression matches somewhere.
     static func isBad(_ text: [UInt32]) -> Bool {
+        for index in startAlternatives where matches(alternatives[index], 0, text, 0) { return true }
         for i in text.indices {
-            for alternative in alternatives where matches(alternative, 0, text, i) { return true }
+            let c = text[i]
+            if let candidates = alternativesByFirstCharacter[c] {
+                for index in candidates where matches(alternatives[index], 0, text, i) { return true }
+            }
+            if PythonText.isSpace(c) {
+                for index in spaceAlternatives where matches(alternatives[index], 0, text, i) { return true }
+            }
         }
         return false
     }
@@ -201,7 +231,10 @@ enum ByteFixes {
         let n = s.count
         func at(_ k: Int) -> UInt8? { i + k < n ? s[i + k] : nil }
         guard let b0 = at(0) else { return 0 }
-        if [0xC2, 0xC3, 0xC5, 0xCE, 0xD0, 0xD9].contains(b0), at(1) == 0x20 { return 2 }
+        switch b0 {
+        case 0xC2, 0xC3, 0xC5, 0xCE, 0xD0, 0xD9: if at(1) == 0x20 { return 2 }
+        default: break
+        }
         if b0 == 0xE2 || b0 == 0xE3, at(1) == 0x20, let b2 = at(2), isAlteredContinuation(b2) { return 3 }
         if b0 >= 0xE0 && b0 <= 0xE3, let b1 = at(1), isAlteredContinuation(b1), at(2) == 0x20 { return 3 }
         if b0 == 0xF0, let b1 = at(1), let b2 = at(2), let b3 = at(3) {
