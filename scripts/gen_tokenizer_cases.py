@@ -126,6 +126,8 @@ TEXTS = [
     # very long texts
     "a photo of " + "a very " * 60 + "long dog", "supercalifragilisticexpialidocious" * 20,
     "🐶" * 100, ("word " * 200).strip(),
+    "东京塔的照片，一只猫坐在窗台上看着外面的雨。" * 30, "a" * 3000, "ab" * 700 + "c", "x9" * 500,
+    "Ã©" * 400, "&amp;" * 300, "word\n" * 300,
 ]
 
 INVALID_UTF8 = [

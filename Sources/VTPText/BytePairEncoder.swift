@@ -76,6 +76,10 @@ struct BytePairVocabulary: Sendable {
         self.count = encoder.count
     }
 
+    /// Words up to this many symbols use the direct algorithm; longer ones (e.g. a paragraph of CJK
+    /// text, which has no spaces) use the heap version, whose cost grows as n log n instead of n².
+    static let directLimit = 48
+
     /// BPE of one pre-token given as UTF-8 bytes: repeatedly merge every occurrence of the
     /// lowest-ranked adjacent pair until no pair has a rank.
     func encodeWord(_ bytes: [UInt8]) -> [Int32] {
@@ -84,6 +88,12 @@ struct BytePairVocabulary: Sendable {
         word.reserveCapacity(bytes.count)
         for b in bytes.dropLast() { word.append(byteIDs[Int(b)]) }
         word.append(byteEndIDs[Int(last)])
+        return word.count <= Self.directLimit ? mergeDirect(word) : mergeWithHeap(word)
+    }
+
+    /// The reference's loop as written: find the best pair, rewrite the word merging it everywhere.
+    func mergeDirect(_ symbols: [Int32]) -> [Int32] {
+        var word = symbols
         var next = [Int32]()
         next.reserveCapacity(word.count)
         while word.count > 1 {
@@ -109,8 +119,89 @@ struct BytePairVocabulary: Sendable {
         return word
     }
 
+    /// The same passes with a linked list and a min-heap of (rank, left position): each pass takes
+    /// every live occurrence of the lowest-ranked pair and merges them left to right, skipping an
+    /// occurrence whose left symbol the previous merge consumed, exactly as the rewrite loop does.
+    func mergeWithHeap(_ symbols: [Int32]) -> [Int32] {
+        var sym = symbols
+        let n = sym.count
+        var next = (0..<n).map { $0 + 1 }
+        var prev = (0..<n).map { $0 - 1 }
+        next[n - 1] = -1
+        var alive = [Bool](repeating: true, count: n)
+        var heap = MinHeap()
+        func rank(_ left: Int) -> Merge? {
+            let right = next[left]
+            return right < 0 ? nil : merges[Self.key(sym[left], sym[right])]
+        }
+        for left in 0..<(n - 1) {
+            if let m = rank(left) { heap.push(UInt64(m.rank) << 40 | UInt64(left)) }
+        }
+        var pass: [Int] = []
+        while let top = heap.pop() {
+            let passRank = Int32(top >> 40)
+            pass.removeAll(keepingCapacity: true)
+            pass.append(Int(top & 0xFF_FFFF_FFFF))
+            while let peek = heap.peek(), Int32(peek >> 40) == passRank {
+                pass.append(Int(heap.pop()! & 0xFF_FFFF_FFFF))
+            }
+            pass.sort()
+            for left in pass {
+                guard alive[left], let m = rank(left), m.rank == passRank else { continue }
+                let right = next[left]
+                sym[left] = m.id
+                alive[right] = false
+                next[left] = next[right]
+                if next[right] >= 0 { prev[next[right]] = left }
+                if prev[left] >= 0, let p = rank(prev[left]) { heap.push(UInt64(p.rank) << 40 | UInt64(prev[left])) }
+                if let q = rank(left) { heap.push(UInt64(q.rank) << 40 | UInt64(left)) }
+            }
+        }
+        var out = [Int32]()
+        var k = 0
+        while k >= 0 { out.append(sym[k]); k = next[k] }
+        return out
+    }
+
     @inline(__always) static func key(_ a: Int32, _ b: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+    }
+}
+
+/// A binary min-heap of packed (rank << 40 | position) keys.
+struct MinHeap {
+    private var items: [UInt64] = []
+
+    func peek() -> UInt64? { items.first }
+
+    mutating func push(_ value: UInt64) {
+        items.append(value)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            if items[parent] <= items[child] { break }
+            items.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let first = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < items.count && items[left] < items[smallest] { smallest = left }
+                if right < items.count && items[right] < items[smallest] { smallest = right }
+                if smallest == parent { break }
+                items.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return first
     }
 }
 

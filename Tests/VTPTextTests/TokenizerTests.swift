@@ -95,3 +95,54 @@ enum CLIPTokenizerTestPaths {
     static let vocabulary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Sources/VTPText/Resources/bpe_simple_vocab_16e6.txt.gz").path
 }
+
+@Suite struct BytePairAlgorithmTests {
+    /// The heap version must reproduce the reference's rewrite loop on any symbol sequence.
+    @Test func heapMergeEqualsDirectMerge() throws {
+        let vocabulary = try CLIPTokenizer.bundled().vocabulary
+        var generator = SystemRandomNumberGenerator()
+        let alphabets: [[String]] = [
+            ["a", "b", "e", "n", "r", "s", "t"], ["a"], ["東", "京", "の", "写", "真", "猫"], ["ab", "ba", "aa", "a b"],
+            ["😀", "é", "ß", "x", "1", "-"],
+        ]
+        for round in 0..<300 {
+            let alphabet = alphabets[round % alphabets.count]
+            let count = Int.random(in: 1...120, using: &generator)
+            let word = (0..<count).map { _ in alphabet.randomElement(using: &generator)! }.joined()
+            let bytes = Array(word.utf8)
+            var symbols = bytes.dropLast().map { vocabulary.byteIDs[Int($0)] }
+            symbols.append(vocabulary.byteEndIDs[Int(bytes.last!)])
+            #expect(vocabulary.mergeWithHeap(symbols) == vocabulary.mergeDirect(symbols), "\(word)")
+        }
+    }
+
+    @Test func longWordsStayFast() throws {
+        let tokenizer = try CLIPTokenizer.bundled()
+        let paragraph = String(repeating: "東京タワーの写真と猫", count: 2_000)
+        let clock = ContinuousClock()
+        var ids: [Int] = []
+        let elapsed = clock.measure { ids = tokenizer.encode(paragraph) }
+        #expect(ids.count > 2_000)
+        #expect(elapsed < .seconds(10))
+    }
+}
+
+@Suite struct HostileInputTests {
+    @Test func megabyteOfTextGivesOneContextRow() throws {
+        let tokenizer = try CLIPTokenizer.bundled()
+        let huge = String(repeating: "Ã©tÃ© &amp; a \u{0}\u{1B}[0m dog 東京 ", count: 40_000)
+        let row = tokenizer.tokenize(huge)
+        #expect(row.count == 77)
+        #expect(row[0] == CLIPTokenizer.startToken && row[76] == CLIPTokenizer.endToken)
+        #expect(!row.contains(0))
+    }
+
+    @Test func everyByteValueAndControlCharacterIsHandled() throws {
+        let tokenizer = try CLIPTokenizer.bundled()
+        let allBytes = (0...255).map(UInt8.init)
+        let ids = tokenizer.encode(utf8: allBytes)
+        #expect(!ids.isEmpty)
+        let controls = String(String.UnicodeScalarView((0..<0x20).compactMap(Unicode.Scalar.init) + (0x7F...0x9F).compactMap(Unicode.Scalar.init)))
+        #expect(tokenizer.tokenize(controls).count == 77)
+    }
+}
