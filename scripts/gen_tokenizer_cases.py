@@ -190,7 +190,13 @@ def main():
     cases = []
     for text in TEXTS:
         cases.append({"text": text, "clean": ref.clean(text), "bpe": ref.encode(text), "ids": ref.context(text)})
-    for raw in INVALID_UTF8:
+    import random
+    rng = random.Random(5)
+    pieces = [b"\x80", b"\xbf", b"\xc0", b"\xc1", b"\xc2", b"\xdf", b"\xe0", b"\xe0\xa0", b"\xed\xa0", b"\xef\xbf",
+              b"\xf0", b"\xf0\x90", b"\xf0\x90\x80", b"\xf4\x8f", b"\xf5", b"\xff", b"a", b" ", b"\xc3\xa9", b"\xe2\x80\x99",
+              b"\xf0\x9f\x98\x80", b"dog"]
+    random_bytes = [b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 10))) for _ in range(40)]
+    for raw in INVALID_UTF8 + random_bytes:
         text = raw.decode("utf-8", errors="replace")
         cases.append({"utf8_hex": raw.hex(), "text": text, "clean": ref.clean(text), "bpe": ref.encode(text),
                       "ids": ref.context(text)})

@@ -115,6 +115,11 @@ public final class CLIPTokenizer: Sendable {
         return tokens
     }
 
+    /// `tokenize` for raw bytes, decoded like `encode(utf8:)`.
+    public func tokenize(utf8 bytes: some Collection<UInt8>, contextLength: Int = CLIPTokenizer.defaultContextLength) -> [Int32] {
+        tokenize(String(decoding: bytes, as: UTF8.self), contextLength: contextLength)
+    }
+
     /// Batch form used by CLIP jobs: one row of exactly `contextLength` ids per text.
     ///
     /// Ids are `Int32` (the vocabulary has 49408 entries) so rows can be copied straight into the
