@@ -1,0 +1,6 @@
+import Testing
+import VTPText
+
+@Test func VTPTextModuleLinks() {
+    #expect(VTPTextModule.name == "VTPText")
+}
