@@ -38,6 +38,8 @@ let package = Package(
                        providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CWebP", path: "Sources/CSystem/CWebP", pkgConfig: "libwebp",
                        providers: [.apt(["libwebp-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CSystem/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Tensor kernels and model.
         .target(name: "VTPTensor", dependencies: ["COpenBLAS"], path: "Sources/VTPTensor",
@@ -48,7 +50,7 @@ let package = Package(
                 swiftSettings: kernelSettings),
 
         // MARK: Inputs.
-        .target(name: "VTPText", dependencies: [], path: "Sources/VTPText",
+        .target(name: "VTPText", dependencies: ["CZlib"], path: "Sources/VTPText",
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/LICENSE-CLIP.txt")],
                 swiftSettings: kernelSettings, linkerSettings: [.linkedLibrary("z")]),
         .target(name: "VTPImage", dependencies: ["CJPEG", "CPNG", "CWebP"], path: "Sources/VTPImage",
@@ -79,7 +81,7 @@ let package = Package(
         .testTarget(name: "VTPModelTests", dependencies: ["VTPModel", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPModelTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTextTests", dependencies: ["VTPText", "VTPTestSupport"],
-                    path: "Tests/VTPTextTests", swiftSettings: strictSettings),
+                    path: "Tests/VTPTextTests", exclude: ["Fixtures"], swiftSettings: strictSettings),
         .testTarget(name: "VTPImageTests", dependencies: ["VTPImage", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPImageTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPStorageTests", dependencies: ["VTPStorage", "VTPSafeTensors", "VTPTestSupport"],
