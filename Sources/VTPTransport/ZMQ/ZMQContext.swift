@@ -11,7 +11,7 @@ public final class ZMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 
     /// Creates a context with `ioThreads` libzmq I/O threads.
-    public init(ioThreads: Int32 = 1) throws {
+    public init(ioThreads: Int32 = 1) throws(ZMQError) {
         guard let handle = zmq_ctx_new() else { throw ZMQError.last("zmq_ctx_new") }
         self.handle = handle
         if ioThreads != 1 {

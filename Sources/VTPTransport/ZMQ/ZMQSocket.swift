@@ -28,7 +28,7 @@ public final class ZMQSocket {
     /// The linger every socket gets at creation so closing never blocks for long on unsent messages.
     public static let defaultLingerMilliseconds: Int32 = 250
 
-    public init(context: ZMQContext, type: ZMQSocketType) throws {
+    public init(context: ZMQContext, type: ZMQSocketType) throws(ZMQError) {
         guard let handle = zmq_socket(context.handle, type.rawValue) else {
             throw ZMQError.last("zmq_socket(\(type))")
         }
@@ -43,26 +43,25 @@ public final class ZMQSocket {
     // MARK: Options
 
     /// Sets an integer option; `name` appears in the error.
-    public func setOption(_ option: Int32, _ value: Int32, name: String) throws {
+    public func setOption(_ option: Int32, _ value: Int32, name: String) throws(ZMQError) {
         var value = value
         try zmqCheck(zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size), "zmq_setsockopt(\(name))")
     }
 
     /// Sets a 64-bit integer option such as `ZMQ_MAXMSGSIZE`.
-    public func setOption(_ option: Int32, int64 value: Int64, name: String) throws {
+    public func setOption(_ option: Int32, int64 value: Int64, name: String) throws(ZMQError) {
         var value = value
         try zmqCheck(zmq_setsockopt(handle, option, &value, MemoryLayout<Int64>.size), "zmq_setsockopt(\(name))")
     }
 
     /// Sets a binary or string option (routing id, CURVE keys as Z85, ZAP domain).
-    public func setOption(_ option: Int32, bytes: [UInt8], name: String) throws {
-        _ = try bytes.withUnsafeBytes { raw in
-            try zmqCheck(zmq_setsockopt(handle, option, raw.baseAddress, raw.count), "zmq_setsockopt(\(name))")
-        }
+    public func setOption(_ option: Int32, bytes: [UInt8], name: String) throws(ZMQError) {
+        let rc = bytes.withUnsafeBytes { raw in zmq_setsockopt(handle, option, raw.baseAddress, raw.count) }
+        try zmqCheck(rc, "zmq_setsockopt(\(name))")
     }
 
     /// Reads an integer option.
-    public func intOption(_ option: Int32, name: String) throws -> Int32 {
+    public func intOption(_ option: Int32, name: String) throws(ZMQError) -> Int32 {
         var value: Int32 = 0
         var size = MemoryLayout<Int32>.size
         try zmqCheck(zmq_getsockopt(handle, option, &value, &size), "zmq_getsockopt(\(name))")
@@ -70,7 +69,7 @@ public final class ZMQSocket {
     }
 
     /// Reads a string option such as `ZMQ_LAST_ENDPOINT`.
-    public func stringOption(_ option: Int32, name: String) throws -> String {
+    public func stringOption(_ option: Int32, name: String) throws(ZMQError) -> String {
         var buffer = [UInt8](repeating: 0, count: 512)
         var size = buffer.count
         try zmqCheck(zmq_getsockopt(handle, option, &buffer, &size), "zmq_getsockopt(\(name))")
@@ -80,24 +79,24 @@ public final class ZMQSocket {
 
     /// The endpoint the last `bind` resolved to (useful with `tcp://127.0.0.1:*`).
     public var lastEndpoint: String {
-        get throws { try stringOption(ZMQ_LAST_ENDPOINT, name: "ZMQ_LAST_ENDPOINT") }
+        get throws(ZMQError) { try stringOption(ZMQ_LAST_ENDPOINT, name: "ZMQ_LAST_ENDPOINT") }
     }
 
     // MARK: Connections
 
-    public func bind(_ endpoint: String) throws {
+    public func bind(_ endpoint: String) throws(ZMQError) {
         try zmqCheck(zmq_bind(handle, endpoint), "zmq_bind(\(endpoint))")
     }
 
-    public func connect(_ endpoint: String) throws {
+    public func connect(_ endpoint: String) throws(ZMQError) {
         try zmqCheck(zmq_connect(handle, endpoint), "zmq_connect(\(endpoint))")
     }
 
-    public func unbind(_ endpoint: String) throws {
+    public func unbind(_ endpoint: String) throws(ZMQError) {
         try zmqCheck(zmq_unbind(handle, endpoint), "zmq_unbind(\(endpoint))")
     }
 
-    public func disconnect(_ endpoint: String) throws {
+    public func disconnect(_ endpoint: String) throws(ZMQError) {
         try zmqCheck(zmq_disconnect(handle, endpoint), "zmq_disconnect(\(endpoint))")
     }
 
@@ -109,7 +108,7 @@ public final class ZMQSocket {
     /// (no peer, or high-water mark reached). Other failures, including `EHOSTUNREACH` from a ROUTER with
     /// `ZMQ_ROUTER_MANDATORY`, throw. An empty `frames` sends nothing.
     @discardableResult
-    public func send(_ frames: [[UInt8]], dontWait: Bool = false) throws -> Bool {
+    public func send(_ frames: [[UInt8]], dontWait: Bool = false) throws(ZMQError) -> Bool {
         for (index, frame) in frames.enumerated() {
             var flags: Int32 = dontWait ? ZMQ_DONTWAIT : 0
             if index < frames.count - 1 { flags |= ZMQ_SNDMORE }
@@ -128,7 +127,7 @@ public final class ZMQSocket {
     ///
     /// At most `maxFrames` frames are kept; the rest of an oversized message is still drained (so the next
     /// receive starts at a message boundary) and reported through `truncatedFrames`.
-    public func receive(dontWait: Bool = false, maxFrames: Int = 16) throws -> ReceivedMessage? {
+    public func receive(dontWait: Bool = false, maxFrames: Int = 16) throws(ZMQError) -> ReceivedMessage? {
         var frames: [[UInt8]] = []
         var dropped = 0
         var message = zmq_msg_t()
@@ -180,7 +179,7 @@ public enum ZMQPoll {
     ///
     /// Call only from threads you own: this blocks.
     public static func readable(sockets: [ZMQSocket], fileDescriptors: [Int32] = [],
-                                timeoutMilliseconds: Int) throws -> Readiness {
+                                timeoutMilliseconds: Int) throws(ZMQError) -> Readiness {
         var items: [zmq_pollitem_t] = sockets.map {
             zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
         }
