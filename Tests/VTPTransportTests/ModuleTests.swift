@@ -1,6 +1,0 @@
-import Testing
-import VTPTransport
-
-@Test func VTPTransportModuleLinks() {
-    #expect(VTPTransportModule.name == "VTPTransport")
-}
