@@ -74,6 +74,9 @@ public final class DealerEndpoint: Sendable {
 
     /// Queues `message` for the coordinator. Throws `.wouldBlock` when the outgoing queue is full.
     public func send(_ message: WireMessage) async throws(TransportError) {
+        guard message.type.direction.allows(.workerToCoordinator) else {
+            throw .encode(.invalidValue(field: "type", reason: "\(message.type) cannot be sent from the worker side"))
+        }
         let body: [UInt8]
         do { body = try message.encoded() } catch { throw .encode(error) }
         try await core.perform { .send(frames: [body], peer: nil, completion: $0) }.get()

@@ -161,7 +161,9 @@ final class EndpointCore: @unchecked Sendable {
                 }
             }
         case .replaceSocket(let completion):
-            // Close the old socket first so its routing id is free before the new one connects.
+            // Drop what the old socket still queues (stale heartbeats must not reach a restarted
+            // coordinator before the new `register`), and close it first so its routing id is free.
+            try? socket?.setOption(ZMQ_LINGER, 0, name: "ZMQ_LINGER")
             socket = nil
             do {
                 socket = try makeSocket()

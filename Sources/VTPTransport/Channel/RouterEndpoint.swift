@@ -111,6 +111,9 @@ public final class RouterEndpoint: Sendable {
 
     /// Sends `message` to the worker with routing identity `peer`.
     public func send(_ message: WireMessage, to peer: PeerIdentity) async throws(TransportError) {
+        guard message.type.direction.allows(.coordinatorToWorker) else {
+            throw .encode(.invalidValue(field: "type", reason: "\(message.type) cannot be sent from the coordinator side"))
+        }
         let body: [UInt8]
         do { body = try message.encoded() } catch { throw .encode(error) }
         try await core.perform { .send(frames: [peer.bytes, body], peer: peer, completion: $0) }.get()
