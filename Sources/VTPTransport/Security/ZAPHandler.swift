@@ -37,8 +37,13 @@ public final class ZAPHandler: Sendable {
         finished = Locked((done: false, waiters: []))
         let handoff = SocketHandoff(socket)
         let thread = Thread { [wakeup, shared, finished] in
-            guard let socket = handoff.take() else { return }
-            Self.serve(socket: socket, allowed: allowed, wakeup: wakeup, shared: shared, logger: logger)
+            var socket = handoff.take()
+            if let owned = socket {
+                Self.serve(socket: owned, allowed: allowed, wakeup: wakeup, shared: shared, logger: logger)
+                // Free the well-known address before anyone waiting in `stop()` resumes.
+                try? owned.unbind(Self.endpoint)
+            }
+            socket = nil
             let waiters = finished.withLock { state in
                 state.done = true
                 defer { state.waiters = [] }
