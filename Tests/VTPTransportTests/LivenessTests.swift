@@ -168,69 +168,71 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
     }
 }
 
-@Suite struct CreditWindowTests {
-    @Test func assignsOnlyWithCredit() throws {
-        var window = CreditWindow(prefetch: 2)
-        #expect(!window.canAssign)
-        #expect(throws: CreditWindow.Refusal.noCredit) { try window.assign(1) }
-        #expect(window.grant(2) == 2)
-        try window.assign(1)
-        #expect(throws: CreditWindow.Refusal.alreadyOutstanding(1)) { try window.assign(1) }
-        try window.assign(2)
-        #expect(throws: CreditWindow.Refusal.noCredit) { try window.assign(3) }
-        #expect(window.outstanding == [1, 2])
-    }
-
-    @Test func grantsAreClampedToPrefetch() throws {
-        var window = CreditWindow(prefetch: 3)
-        #expect(window.grant(10) == 3)
-        try window.assign(7)
-        #expect(window.grant(1) == 0)
-        let completed = window.complete(7)
-        let again = window.complete(7)
-        #expect(completed && !again)
-        #expect(window.grant(5) == 1)
-        #expect(window.credits == 3)
-    }
-
-    @Test func resetReturnsOutstandingShardsForRequeue() throws {
-        var window = CreditWindow(prefetch: 4)
-        window.grant(4)
-        for shard: Int64 in [9, 3, 5] { try window.assign(shard) }
-        #expect(window.reset() == [3, 5, 9])
-        #expect(window.outstanding.isEmpty && window.credits == 0)
-    }
-
-    @Test func shrinkingPrefetchDropsExcessCredit() throws {
-        var window = CreditWindow(prefetch: 4)
-        window.grant(4)
-        try window.assign(1)
-        window.updatePrefetch(2)
-        #expect(window.credits == 1)
-        window.updatePrefetch(1)
-        #expect(window.credits == 0)
-        #expect(!window.canAssign)
-    }
-
-    /// Whatever a (possibly faulty) worker grants, the coordinator never holds more than `prefetch`.
-    @Test func randomOperationsNeverExceedPrefetch() {
-        var rng = SplitMix64(seed: 5)
-        var window = CreditWindow(prefetch: 5)
-        var next: Int64 = 0
-        var maxOutstanding = 0
-        for _ in 0..<50_000 {
-            switch rng.next() % 4 {
-            case 0: window.grant(UInt32(rng.next() % 8))
-            case 1:
-                if window.canAssign { try? window.assign(next); next += 1 }
-            case 2:
-                if let shard = window.outstanding.randomElement() { window.complete(shard) }
-            default:
-                window.complete(Int64(rng.next() % 1000) + 1_000_000)
-            }
-            #expect(window.outstanding.count + Int(window.credits) <= 5)
-            maxOutstanding = max(maxOutstanding, window.outstanding.count)
+extension SerialTransportTests {
+    @Suite struct CreditWindowTests {
+        @Test func assignsOnlyWithCredit() throws {
+            var window = CreditWindow(prefetch: 2)
+            #expect(!window.canAssign)
+            #expect(throws: CreditWindow.Refusal.noCredit) { try window.assign(1) }
+            #expect(window.grant(2) == 2)
+            try window.assign(1)
+            #expect(throws: CreditWindow.Refusal.alreadyOutstanding(1)) { try window.assign(1) }
+            try window.assign(2)
+            #expect(throws: CreditWindow.Refusal.noCredit) { try window.assign(3) }
+            #expect(window.outstanding == [1, 2])
         }
-        #expect(maxOutstanding == 5)
+
+        @Test func grantsAreClampedToPrefetch() throws {
+            var window = CreditWindow(prefetch: 3)
+            #expect(window.grant(10) == 3)
+            try window.assign(7)
+            #expect(window.grant(1) == 0)
+            let completed = window.complete(7)
+            let again = window.complete(7)
+            #expect(completed && !again)
+            #expect(window.grant(5) == 1)
+            #expect(window.credits == 3)
+        }
+
+        @Test func resetReturnsOutstandingShardsForRequeue() throws {
+            var window = CreditWindow(prefetch: 4)
+            window.grant(4)
+            for shard: Int64 in [9, 3, 5] { try window.assign(shard) }
+            #expect(window.reset() == [3, 5, 9])
+            #expect(window.outstanding.isEmpty && window.credits == 0)
+        }
+
+        @Test func shrinkingPrefetchDropsExcessCredit() throws {
+            var window = CreditWindow(prefetch: 4)
+            window.grant(4)
+            try window.assign(1)
+            window.updatePrefetch(2)
+            #expect(window.credits == 1)
+            window.updatePrefetch(1)
+            #expect(window.credits == 0)
+            #expect(!window.canAssign)
+        }
+
+        /// Whatever a (possibly faulty) worker grants, the coordinator never holds more than `prefetch`.
+        @Test func randomOperationsNeverExceedPrefetch() {
+            var rng = SplitMix64(seed: 5)
+            var window = CreditWindow(prefetch: 5)
+            var next: Int64 = 0
+            var maxOutstanding = 0
+            for _ in 0..<50_000 {
+                switch rng.next() % 4 {
+                case 0: window.grant(UInt32(rng.next() % 8))
+                case 1:
+                    if window.canAssign { try? window.assign(next); next += 1 }
+                case 2:
+                    if let shard = window.outstanding.randomElement() { window.complete(shard) }
+                default:
+                    window.complete(Int64(rng.next() % 1000) + 1_000_000)
+                }
+                #expect(window.outstanding.count + Int(window.credits) <= 5)
+                maxOutstanding = max(maxOutstanding, window.outstanding.count)
+            }
+            #expect(maxOutstanding == 5)
+        }
     }
 }

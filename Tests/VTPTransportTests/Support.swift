@@ -1,5 +1,10 @@
 import Foundation
+import Testing
 @testable import VTPTransport
+
+/// Suites that are CPU-heavy (fuzzing) or timing-sensitive (heartbeats over real sockets) run one at a
+/// time, so a fuzz loop occupying the small cooperative pool cannot stall a liveness scenario.
+@Suite(.serialized) enum SerialTransportTests {}
 
 /// Collects everything an endpoint's inbound stream yields, so tests can wait for messages with a deadline.
 final class Collector<Element: Sendable>: Sendable {
