@@ -52,7 +52,10 @@ import Testing
         #expect(try CurveKeyPair.load(prefix: prefix) == pair)
         #expect(try CurveKey.load(path: prefix + ".pub") == pair.publicKey)
         // Never silently overwritten.
-        #expect(throws: TransportError.self) { try CurveKeyPair.generate().write(prefix: prefix) }
+        #expect(throws: TransportError.keyFile(path: prefix + ".key", reason: "already exists (refusing to overwrite)")) {
+            try CurveKeyPair.generate().write(prefix: prefix)
+        }
+        #expect(try CurveKeyPair.load(prefix: prefix) == pair)
         let replacement = try CurveKeyPair.generate()
         try replacement.write(prefix: prefix, overwrite: true)
         #expect(try CurveKeyPair.load(prefix: prefix) == replacement)
@@ -68,7 +71,9 @@ import Testing
         #expect(throws: TransportError.invalidKey("contains characters outside the Z85 alphabet")) {
             try CurveKey(z85: String(repeating: "a", count: 39) + "~")
         }
-        #expect(throws: TransportError.self) { try CurveKey.load(path: "/nonexistent/key.pub") }
+        #expect(throws: TransportError.keyFile(path: "/nonexistent/key.pub", reason: "cannot open: No such file or directory")) {
+            try CurveKey.load(path: "/nonexistent/key.pub")
+        }
     }
 }
 

@@ -15,8 +15,10 @@ public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible 
     case shutDown
     /// A message could not be encoded.
     case encode(WireEncodeError)
-    /// A CURVE key is malformed or a key file is unusable.
+    /// A CURVE key is malformed.
     case invalidKey(String)
+    /// A key file cannot be read or written.
+    case keyFile(path: String, reason: String)
     /// A routing identity is outside libzmq's rules (1...255 bytes, first byte not 0).
     case invalidIdentity(String)
 
@@ -31,6 +33,7 @@ public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible 
         case .shutDown: "endpoint has been shut down"
         case .encode(let error): "\(error)"
         case .invalidKey(let reason): "invalid CURVE key: \(reason)"
+        case .keyFile(let path, let reason): "key file \(path): \(reason)"
         case .invalidIdentity(let reason): "invalid routing identity: \(reason)"
         }
     }

@@ -82,6 +82,12 @@ public struct CurveKeyPair: Sendable, Equatable {
     /// Writes `PREFIX.key` (mode 0600, created exclusively so it is never readable by others even
     /// briefly) and `PREFIX.pub` (mode 0644). Refuses to overwrite existing files unless `overwrite`.
     public func write(prefix: String, overwrite: Bool = false) throws(TransportError) {
+        if !overwrite {
+            // Check both first so a refusal never leaves half a pair behind.
+            for path in [prefix + ".key", prefix + ".pub"] where access(path, F_OK) == 0 {
+                throw .keyFile(path: path, reason: "already exists (refusing to overwrite)")
+            }
+        }
         try writeKeyFile(prefix + ".key", contents: secretKey.z85 + "\n", mode: 0o600, overwrite: overwrite)
         try writeKeyFile(prefix + ".pub", contents: publicKey.z85 + "\n", mode: 0o644, overwrite: overwrite)
     }
@@ -96,7 +102,7 @@ private func writeKeyFile(_ path: String, contents: String, mode: mode_t, overwr
     if overwrite { unlink(path) }
     let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode)
     guard fd >= 0 else {
-        throw .invalidKey("cannot create \(path): \(String(cString: strerror(errno)))")
+        throw .keyFile(path: path, reason: "cannot create: \(String(cString: strerror(errno)))")
     }
     defer { close(fd) }
     // umask may have cleared bits of `mode`; the secret file must end up exactly 0600.
@@ -104,18 +110,18 @@ private func writeKeyFile(_ path: String, contents: String, mode: mode_t, overwr
     let bytes = Array(contents.utf8)
     let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     guard written == bytes.count else {
-        throw .invalidKey("cannot write \(path): \(String(cString: strerror(errno)))")
+        throw .keyFile(path: path, reason: "cannot write: \(String(cString: strerror(errno)))")
     }
 }
 
 private func readSmallTextFile(_ path: String) throws(TransportError) -> String {
     let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { throw .invalidKey("cannot open \(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw .keyFile(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var buffer = [UInt8](repeating: 0, count: 256)
     let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard count >= 0 else { throw .invalidKey("cannot read \(path): \(String(cString: strerror(errno)))") }
-    guard count < 256 else { throw .invalidKey("\(path) is too large to be a Z85 key file") }
+    guard count >= 0 else { throw .keyFile(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
+    guard count < 256 else { throw .keyFile(path: path, reason: "too large to be a Z85 key file") }
     return String(decoding: buffer[..<count], as: UTF8.self)
 }
 
