@@ -143,3 +143,71 @@ import Testing
         }
     }
 }
+
+extension SerialTransportTests {
+    @Suite struct EndpointLimitsTests {
+        /// A frame above `ZMQ_MAXMSGSIZE` makes libzmq drop that connection; nothing is delivered and
+        /// other peers are unaffected.
+        @Test func oversizedFramesAreNeverDelivered() async throws {
+            let context = try ZMQContext()
+            var configuration = RouterConfiguration(bindEndpoints: ["tcp://127.0.0.1:*"])
+            configuration.maxMessageBytes = 1024
+            let router = try RouterEndpoint(context: context, configuration: configuration)
+            let atRouter = Collector(router.inbound)
+            let raw = try ZMQSocket(context: context, type: .dealer)
+            try raw.setOption(ZMQ_ROUTING_ID, bytes: Array("big".utf8), name: "ZMQ_ROUTING_ID")
+            try raw.connect(router.boundEndpoints[0])
+            try raw.send([try WireMessage.drain(reason: String(repeating: "x", count: 4000)).encoded()])
+
+            let dealer = try DealerEndpoint(context: context, configuration: DealerConfiguration(
+                endpoint: router.boundEndpoints[0], identity: PeerIdentity("small")))
+            try await dealer.send(.credit(1))
+            let received = await atRouter.wait(count: 1)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(received.first?.peer == PeerIdentity("small"))
+            #expect(atRouter.snapshot.map(\.peer) == [PeerIdentity("small")])
+            await dealer.shutdown()
+            await router.shutdown()
+        }
+
+        /// Endpoints dropped without `shutdown()` still stop their threads and close their sockets: the
+        /// context's `zmq_ctx_term` would block forever otherwise.
+        @Test(.timeLimit(.minutes(1))) func endpointsReleasedWithoutShutdownCloseTheirSockets() async throws {
+            for _ in 0..<20 {
+                let context = try ZMQContext()
+                var router: RouterEndpoint? = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: ["inproc://drop"]))
+                var dealer: DealerEndpoint? = try DealerEndpoint(context: context, configuration: DealerConfiguration(endpoint: "inproc://drop", identity: PeerIdentity("d")))
+                try await dealer?.send(.credit(1))
+                let stream = router!.inbound
+                dealer = nil
+                router = nil
+                // The inbound stream finishes once the I/O thread has closed the socket.
+                var count = 0
+                for await _ in stream { count += 1 }
+                #expect(count <= 1)
+            }
+        }
+
+        /// Throughput of the whole path (encode, I/O thread hand-off, libzmq, decode, stream), for the report.
+        @Test func sustainedThroughputOverIPC() async throws {
+            let directory = try TemporaryDirectory()
+            let context = try ZMQContext()
+            let router = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: ["ipc://\(directory.path)/t.sock"]))
+            var dealerConfiguration = DealerConfiguration(endpoint: router.boundEndpoints[0], identity: PeerIdentity("fast"))
+            dealerConfiguration.highWaterMark = 100_000
+            let dealer = try DealerEndpoint(context: context, configuration: dealerConfiguration)
+            let atRouter = Collector(router.inbound)
+            let count = 5_000
+            let start = ContinuousClock.now
+            for i in 0..<count { try await dealer.send(.progress(shardID: Int64(i), itemsDone: UInt32(i))) }
+            let received = await atRouter.wait(count: count, timeout: .seconds(30))
+            let elapsed = ContinuousClock.now - start
+            #expect(received.count == count)
+            #expect(received.enumerated().allSatisfy { $0.element.decoded == .progress(shardID: Int64($0.offset), itemsDone: UInt32($0.offset)) })
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            print("transport throughput: \(count) messages in \(seconds) s = \(Int(Double(count) / seconds)) msg/s (sequential awaited sends)")
+            await dealer.shutdown()
+            await router.shutdown()
+        }
+    }
+}

@@ -72,7 +72,9 @@ public final class DealerEndpoint: Sendable {
 
     deinit { core.requestStop() }
 
-    /// Queues `message` for the coordinator. Throws `.wouldBlock` when the outgoing queue is full.
+    /// Queues `message` for the coordinator. Throws `.wouldBlock` when the outgoing queue is full, or
+    /// when libzmq dropped the session after a failed handshake (e.g. the coordinator refused this
+    /// worker's key); `CoordinatorLiveness` then drives a `reconnect()`.
     public func send(_ message: WireMessage) async throws(TransportError) {
         guard message.type.direction.allows(.workerToCoordinator) else {
             throw .encode(.invalidValue(field: "type", reason: "\(message.type) cannot be sent from the worker side"))

@@ -44,7 +44,8 @@ public struct RouterInbound: Sendable {
 /// (or refused it: an unknown peer raises `TransportError.unknownPeer`). Inbound messages arrive on
 /// `inbound`. Call `shutdown()` to close the socket; the stream then finishes.
 public final class RouterEndpoint: Sendable {
-    /// Received messages, in arrival order.
+    /// Received messages, in arrival order. The stream buffers without bound (each frame is bounded by
+    /// `maxMessageBytes` and workers send only what credit allows), so consume it promptly.
     public let inbound: AsyncStream<RouterInbound>
     /// The endpoints actually bound (ephemeral `*` ports resolved).
     public let boundEndpoints: [String]

@@ -1,0 +1,7 @@
+import Testing
+import VTPTransport
+
+@Test func VTPTransportModuleLinks() {
+    #expect(VTPTransportModule.name == "VTPTransport")
+    #expect(ZMQContext.version.major == 4)
+}
