@@ -45,6 +45,14 @@ extension SerialTransportTests {
             try await Task.sleep(for: .milliseconds(500))
             #expect(atRouter.snapshot.map(\.peer) == [PeerIdentity("trusted")])
 
+            // After a configuration reload the stranger's key is admitted on its next connection.
+            router.setAuthorizedClients([trusted.publicKey, stranger.publicKey])
+            try await bad.reconnect()
+            try await bad.send(registerMessage("stranger"))
+            let admitted = await atRouter.wait { $0.contains { $0.peer == PeerIdentity("stranger") } }
+            #expect(admitted.last?.decoded == registerMessage("stranger"))
+            #expect(router.authenticationStatistics?.accepted == 2)
+
             await bad.shutdown()
             await plain.shutdown()
             await good.shutdown()

@@ -120,6 +120,10 @@ public final class RouterEndpoint: Sendable {
         try await core.perform { .send(frames: [peer.bytes, body], peer: peer, completion: $0) }.get()
     }
 
+    /// Replaces the worker keys admitted from now on (e.g. after a configuration reload). No effect
+    /// without CURVE.
+    public func setAuthorizedClients(_ keys: Set<CurveKey>) { zap?.setAuthorizedClients(keys) }
+
     /// What the ZAP handler decided so far; `nil` without CURVE.
     public var authenticationStatistics: ZAPHandler.Statistics? { zap?.statistics }
 

@@ -19,7 +19,7 @@ public final class ZAPHandler: Sendable {
     public static let endpoint = "inproc://zeromq.zap.01"
 
     private let wakeup: WakeupPipe
-    private let shared: Locked<(stop: Bool, statistics: Statistics)>
+    private let shared: Locked<ZAPState>
     private let finished: Locked<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>
 
     /// Starts the handler on `context` admitting exactly `authorizedClients`.
@@ -32,14 +32,13 @@ public final class ZAPHandler: Sendable {
         } catch {
             throw .zmq(error)
         }
-        let allowed = Set(authorizedClients.map(\.rawBytes))
-        shared = Locked((stop: false, statistics: Statistics()))
+        shared = Locked(ZAPState(allowed: Set(authorizedClients.map(\.rawBytes))))
         finished = Locked((done: false, waiters: []))
         let handoff = SocketHandoff(socket)
         let thread = Thread { [wakeup, shared, finished] in
             var socket = handoff.take()
             if let owned = socket {
-                Self.serve(socket: owned, allowed: allowed, wakeup: wakeup, shared: shared, logger: logger)
+                Self.serve(socket: owned, wakeup: wakeup, shared: shared, logger: logger)
                 // Free the well-known address before anyone waiting in `stop()` resumes.
                 try? owned.unbind(Self.endpoint)
             }
@@ -60,6 +59,12 @@ public final class ZAPHandler: Sendable {
         wakeup.signal()
     }
 
+    /// Replaces the allow-list; later handshakes use the new list, established connections stay.
+    public func setAuthorizedClients(_ keys: Set<CurveKey>) {
+        let raw = Set(keys.map(\.rawBytes))
+        shared.withLock { $0.allowed = raw }
+    }
+
     /// Decisions so far.
     public var statistics: Statistics { shared.withLock { $0.statistics } }
 
@@ -76,14 +81,14 @@ public final class ZAPHandler: Sendable {
         }
     }
 
-    private static func serve(socket: ZMQSocket, allowed: Set<[UInt8]>, wakeup: WakeupPipe,
-                              shared: Locked<(stop: Bool, statistics: Statistics)>, logger: Logger) {
+    private static func serve(socket: ZMQSocket, wakeup: WakeupPipe,
+                              shared: Locked<ZAPState>, logger: Logger) {
         while !shared.withLock({ $0.stop }) {
             do {
                 let ready = try ZMQPoll.readable(sockets: [socket], fileDescriptors: [wakeup.readDescriptor], timeoutMilliseconds: -1)
                 if ready.fileDescriptors[0] { wakeup.drain() }
                 guard ready.sockets[0], let request = try socket.receive(dontWait: true) else { continue }
-                let reply = answer(request.frames, allowed: allowed, shared: shared, logger: logger)
+                let reply = answer(request.frames, shared: shared, logger: logger)
                 try socket.send(reply)
             } catch {
                 logger.error("ZAP handler failed; stopping", metadata: ["error": "\(error)"])
@@ -93,8 +98,8 @@ public final class ZAPHandler: Sendable {
     }
 
     /// Builds the ZAP reply: version, request id, status code, status text, user id, metadata.
-    private static func answer(_ frames: [[UInt8]], allowed: Set<[UInt8]>,
-                               shared: Locked<(stop: Bool, statistics: Statistics)>, logger: Logger) -> [[UInt8]] {
+    private static func answer(_ frames: [[UInt8]],
+                               shared: Locked<ZAPState>, logger: Logger) -> [[UInt8]] {
         let version = Array("1.0".utf8)
         // Request: version, request id, domain, address, identity, mechanism, credentials...
         guard frames.count >= 6, frames[0] == version else {
@@ -105,15 +110,16 @@ public final class ZAPHandler: Sendable {
         let address = String(decoding: frames[3], as: UTF8.self)
         let mechanism = String(decoding: frames[5], as: UTF8.self)
         let key = frames.count == 7 ? frames[6] : []
-        let admitted = mechanism == "CURVE" && key.count == 32 && allowed.contains(key)
         let keyText = key.count == 32 ? z85Encode(key) : mechanism
-        shared.withLock { state in
+        let admitted = shared.withLock { state in
+            let admitted = mechanism == "CURVE" && key.count == 32 && state.allowed.contains(key)
             if admitted {
                 state.statistics.accepted += 1
             } else {
                 state.statistics.denied += 1
                 state.statistics.lastDeniedKey = keyText
             }
+            return admitted
         }
         if admitted {
             logger.debug("ZAP admitted client", metadata: ["key": "\(keyText.prefix(8))", "address": "\(address)"])
@@ -128,6 +134,13 @@ public final class ZAPHandler: Sendable {
         _ = zmq_z85_encode(&text, key, key.count)
         return String(decoding: text.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+/// What the ZAP thread shares with callers.
+struct ZAPState: Sendable {
+    var allowed: Set<[UInt8]>
+    var stop = false
+    var statistics = ZAPHandler.Statistics()
 }
 
 /// Moves a freshly created socket to the thread that will own it.
