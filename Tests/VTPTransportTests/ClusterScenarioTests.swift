@@ -91,7 +91,7 @@ extension SerialTransportTests {
                 }
             }
 
-            var liveness = WorkerLiveness<PeerIdentity>(configuration: .init(heartbeatInterval: interval, missedHeartbeatsBeforeDead: 3))
+            var liveness = try WorkerLiveness<PeerIdentity>(configuration: .init(heartbeatInterval: interval, missedHeartbeatsBeforeDead: 3))
             var lastHeard: MonotonicInstant?
             var declaredDeadAt: MonotonicInstant?
             var heartbeatsHeard = 0
@@ -151,7 +151,7 @@ extension SerialTransportTests {
             try await router.send(.heartbeat(HeartbeatMessage(sequence: 1)), to: PeerIdentity("phoenix"))
             #expect(await atDealer.wait(count: 1).count == 1)
 
-            var liveness = CoordinatorLiveness(
+            var liveness = try CoordinatorLiveness(
                 configuration: .init(heartbeatInterval: interval, missedHeartbeatsBeforeLost: 3,
                                      initialBackoff: .milliseconds(60), maxBackoff: .milliseconds(200), jitterFraction: 0.3),
                 now: .now(), seed: 11)

@@ -4,9 +4,10 @@ import Testing
 private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(nanoseconds: milliseconds * 1_000_000) }
 
 @Suite struct WorkerLivenessTests {
-    let config = WorkerLiveness<String>.Configuration(heartbeatInterval: .milliseconds(1000), missedHeartbeatsBeforeDead: 3)
+    /// The standard configuration is exactly what these tests assume: 1 s heartbeats, dead after 3 missed.
+    let config = WorkerLiveness<String>.Configuration.standard
 
-    @Test func newWorkerIsHeartbeatedAndDeclaredDeadAfterThreeSilentIntervals() {
+    @Test func newWorkerIsHeartbeatedAndDeclaredDeadAfterThreeSilentIntervals() throws {
         var liveness = WorkerLiveness<String>(configuration: config)
         let firstTime = liveness.heard(from: "w1", at: at(0))
         let secondTime = liveness.heard(from: "w1", at: at(0))
@@ -23,7 +24,7 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
         #expect(liveness.nextDeadline == nil)
     }
 
-    @Test func anyMessageKeepsAWorkerAlive() {
+    @Test func anyMessageKeepsAWorkerAlive() throws {
         var liveness = WorkerLiveness<String>(configuration: config)
         liveness.heard(from: "w1", at: at(0))
         for t in stride(from: Int64(500), through: 10_000, by: 500) {
@@ -35,7 +36,7 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
         #expect(liveness.tick(at: at(13_000)) == [.declareDead("w1")])
     }
 
-    @Test func outgoingTrafficReplacesHeartbeats() {
+    @Test func outgoingTrafficReplacesHeartbeats() throws {
         var liveness = WorkerLiveness<String>(configuration: config)
         liveness.heard(from: "w1", at: at(0))
         liveness.sent(to: "w1", at: at(0))
@@ -45,7 +46,7 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
         #expect(liveness.tick(at: at(1800)) == [.sendHeartbeat("w1")])
     }
 
-    @Test func workersAreIndependentAndOrdered() {
+    @Test func workersAreIndependentAndOrdered() throws {
         var liveness = WorkerLiveness<String>(configuration: config)
         liveness.heard(from: "a", at: at(0))
         liveness.heard(from: "b", at: at(1000))
@@ -61,8 +62,8 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
         #expect(returning)
     }
 
-    @Test func deadlineMatchesTheNextActionExactly() {
-        var liveness = WorkerLiveness<Int>(configuration: .init(heartbeatInterval: .milliseconds(100), missedHeartbeatsBeforeDead: 3))
+    @Test func deadlineMatchesTheNextActionExactly() throws {
+        var liveness = try WorkerLiveness<Int>(configuration: .init(heartbeatInterval: .milliseconds(100), missedHeartbeatsBeforeDead: 3))
         liveness.heard(from: 1, at: at(0))
         var now = at(0)
         var actions: [WorkerLiveness<Int>.Action] = liveness.tick(at: now)
@@ -77,13 +78,31 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
 }
 
 @Suite struct CoordinatorLivenessTests {
-    func noJitter(initial: Int64 = 1000, max: Int64 = 32_000) -> CoordinatorLiveness.Configuration {
-        .init(heartbeatInterval: .milliseconds(1000), missedHeartbeatsBeforeLost: 3,
+    @Test func standardConfigurationAndValidation() throws {
+        let standard = CoordinatorLiveness.Configuration.standard
+        #expect(standard.heartbeatInterval == .seconds(1) && standard.missedHeartbeatsBeforeLost == 3)
+        #expect(standard.initialBackoff == .seconds(1) && standard.maxBackoff == .seconds(32))
+        #expect(throws: LivenessConfigurationError(field: "maxBackoff", reason: "must be at least initialBackoff")) {
+            try CoordinatorLiveness.Configuration(heartbeatInterval: .seconds(1), initialBackoff: .seconds(2), maxBackoff: .seconds(1))
+        }
+        #expect(throws: LivenessConfigurationError(field: "jitterFraction", reason: "must be within 0...1")) {
+            try CoordinatorLiveness.Configuration(heartbeatInterval: .seconds(1), initialBackoff: .seconds(1), maxBackoff: .seconds(1), jitterFraction: 1.5)
+        }
+        #expect(throws: LivenessConfigurationError(field: "heartbeatInterval", reason: "must be positive")) {
+            try WorkerLiveness<Int>.Configuration(heartbeatInterval: .zero)
+        }
+        #expect(throws: LivenessConfigurationError(field: "missedHeartbeatsBeforeDead", reason: "must be at least 1")) {
+            try WorkerLiveness<Int>.Configuration(heartbeatInterval: .seconds(1), missedHeartbeatsBeforeDead: 0)
+        }
+    }
+
+    func noJitter(initial: Int64 = 1000, max: Int64 = 32_000) throws -> CoordinatorLiveness.Configuration {
+        try .init(heartbeatInterval: .milliseconds(1000), missedHeartbeatsBeforeLost: 3,
               initialBackoff: .milliseconds(initial), maxBackoff: .milliseconds(max), jitterFraction: 0)
     }
 
-    @Test func heartbeatsWhileConnectedAndLosesAfterThreeSilentIntervals() {
-        var liveness = CoordinatorLiveness(configuration: noJitter(), now: at(0), seed: 1)
+    @Test func heartbeatsWhileConnectedAndLosesAfterThreeSilentIntervals() throws {
+        var liveness = CoordinatorLiveness(configuration: try noJitter(), now: at(0), seed: 1)
         #expect(liveness.tick(at: at(999)).isEmpty)
         #expect(liveness.tick(at: at(1000)) == [.sendHeartbeat])
         #expect(liveness.tick(at: at(1500)).isEmpty)
@@ -95,16 +114,16 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
         #expect(liveness.state == .connected(lastHeard: at(4000), lastSent: at(4000)))
     }
 
-    @Test func hearingTheCoordinatorPostponesLoss() {
-        var liveness = CoordinatorLiveness(configuration: noJitter(), now: at(0), seed: 1)
+    @Test func hearingTheCoordinatorPostponesLoss() throws {
+        var liveness = CoordinatorLiveness(configuration: try noJitter(), now: at(0), seed: 1)
         liveness.received(at: at(2500))
         #expect(liveness.tick(at: at(3000)) == [.sendHeartbeat])
         #expect(liveness.tick(at: at(5499)).allSatisfy { $0 == .sendHeartbeat })
         #expect(liveness.tick(at: at(5500)) == [.coordinatorLost(reconnectAfter: .milliseconds(1000))])
     }
 
-    @Test func backoffDoublesUpToTheCapAndResetsWhenHeard() {
-        var liveness = CoordinatorLiveness(configuration: noJitter(initial: 1000, max: 5000), now: at(0), seed: 1)
+    @Test func backoffDoublesUpToTheCapAndResetsWhenHeard() throws {
+        var liveness = CoordinatorLiveness(configuration: try noJitter(initial: 1000, max: 5000), now: at(0), seed: 1)
         var now: Int64 = 0
         var delays: [Duration] = []
         for _ in 0..<5 {
@@ -124,8 +143,8 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
         #expect(liveness.tick(at: at(now + 3010)) == [.coordinatorLost(reconnectAfter: .milliseconds(1000))])
     }
 
-    @Test func jitterStaysWithinItsShareAndUnderTheCapAndIsReproducible() {
-        let config = CoordinatorLiveness.Configuration(heartbeatInterval: .milliseconds(100), missedHeartbeatsBeforeLost: 3,
+    @Test func jitterStaysWithinItsShareAndUnderTheCapAndIsReproducible() throws {
+        let config = try CoordinatorLiveness.Configuration(heartbeatInterval: .milliseconds(100), missedHeartbeatsBeforeLost: 3,
                                                        initialBackoff: .milliseconds(100), maxBackoff: .milliseconds(1600), jitterFraction: 0.5)
         func delays(seed: UInt64) -> [Duration] {
             var liveness = CoordinatorLiveness(configuration: config, now: at(0), seed: seed)
@@ -151,16 +170,16 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
         #expect(first.allSatisfy { $0 <= .milliseconds(1600) })
     }
 
-    @Test func sendingPostponesTheHeartbeat() {
-        var liveness = CoordinatorLiveness(configuration: noJitter(), now: at(0), seed: 1)
+    @Test func sendingPostponesTheHeartbeat() throws {
+        var liveness = CoordinatorLiveness(configuration: try noJitter(), now: at(0), seed: 1)
         liveness.sent(at: at(900))
         #expect(liveness.tick(at: at(1000)).isEmpty)
         #expect(liveness.nextDeadline == at(1900))
         #expect(liveness.tick(at: at(1900)) == [.sendHeartbeat])
     }
 
-    @Test func messagesWhileWaitingDoNotCancelTheReconnect() {
-        var liveness = CoordinatorLiveness(configuration: noJitter(), now: at(0), seed: 1)
+    @Test func messagesWhileWaitingDoNotCancelTheReconnect() throws {
+        var liveness = CoordinatorLiveness(configuration: try noJitter(), now: at(0), seed: 1)
         _ = liveness.tick(at: at(3000))
         liveness.received(at: at(3100))
         #expect(liveness.state == .waiting(reconnectAt: at(4000)))
@@ -214,7 +233,7 @@ extension SerialTransportTests {
         }
 
         /// Whatever a (possibly faulty) worker grants, the coordinator never holds more than `prefetch`.
-        @Test func randomOperationsNeverExceedPrefetch() {
+        @Test func randomOperationsNeverExceedPrefetch() throws {
             var rng = SplitMix64(seed: 5)
             var window = CreditWindow(prefetch: 5)
             var next: Int64 = 0

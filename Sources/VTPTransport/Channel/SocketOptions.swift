@@ -32,7 +32,7 @@ struct CommonSocketOptions: Sendable {
         if let heartbeat {
             try socket.setOption(ZMQ_HEARTBEAT_IVL, Int32(clamping: heartbeat.interval.pollMilliseconds), name: "ZMQ_HEARTBEAT_IVL")
             try socket.setOption(ZMQ_HEARTBEAT_TIMEOUT, Int32(clamping: heartbeat.timeout.pollMilliseconds), name: "ZMQ_HEARTBEAT_TIMEOUT")
-            // libzmq stores the TTL in deciseconds and rejects values below 100 ms.
+            // libzmq keeps the TTL in whole deciseconds; below 100 ms it would round down to "no TTL".
             try socket.setOption(ZMQ_HEARTBEAT_TTL, Int32(clamping: max(100, heartbeat.timeToLive.pollMilliseconds)), name: "ZMQ_HEARTBEAT_TTL")
         }
     }

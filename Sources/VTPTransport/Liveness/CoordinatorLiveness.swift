@@ -17,17 +17,31 @@ public struct CoordinatorLiveness: Sendable {
         /// lock-step after a coordinator restart.
         public var jitterFraction: Double
 
-        public init(heartbeatInterval: Duration = .seconds(1), missedHeartbeatsBeforeLost: Int = 3,
-                    initialBackoff: Duration = .seconds(1), maxBackoff: Duration = .seconds(32), jitterFraction: Double = 0.25) {
-            precondition(heartbeatInterval > .zero && missedHeartbeatsBeforeLost > 0, "liveness configuration must be positive")
-            precondition(initialBackoff > .zero && maxBackoff >= initialBackoff, "backoff must satisfy 0 < initial <= max")
-            precondition((0...1).contains(jitterFraction), "jitterFraction must be within 0...1")
+        /// Validates the values (they usually come from a configuration file).
+        public init(heartbeatInterval: Duration, missedHeartbeatsBeforeLost: Int = 3, initialBackoff: Duration,
+                    maxBackoff: Duration, jitterFraction: Double = 0.25) throws(LivenessConfigurationError) {
+            guard heartbeatInterval > .zero else { throw .init(field: "heartbeatInterval", reason: "must be positive") }
+            guard missedHeartbeatsBeforeLost > 0 else { throw .init(field: "missedHeartbeatsBeforeLost", reason: "must be at least 1") }
+            guard initialBackoff > .zero else { throw .init(field: "initialBackoff", reason: "must be positive") }
+            guard maxBackoff >= initialBackoff else { throw .init(field: "maxBackoff", reason: "must be at least initialBackoff") }
+            guard (0...1).contains(jitterFraction) else { throw .init(field: "jitterFraction", reason: "must be within 0...1") }
             self.heartbeatInterval = heartbeatInterval
             self.missedHeartbeatsBeforeLost = missedHeartbeatsBeforeLost
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
             self.jitterFraction = jitterFraction
         }
+
+        private init() {
+            heartbeatInterval = .seconds(1)
+            missedHeartbeatsBeforeLost = 3
+            initialBackoff = .seconds(1)
+            maxBackoff = .seconds(32)
+            jitterFraction = 0.25
+        }
+
+        /// One-second heartbeats, lost after three missed, reconnect backoff 1 s doubling to 32 s, 25 % jitter.
+        public static let standard = Configuration()
     }
 
     public enum State: Hashable, Sendable {
@@ -53,7 +67,7 @@ public struct CoordinatorLiveness: Sendable {
     private var random: SplitMix64
 
     /// Starts connected at `now`; `seed` makes the jitter reproducible.
-    public init(configuration: Configuration = .init(), now: MonotonicInstant, seed: UInt64) {
+    public init(configuration: Configuration = .standard, now: MonotonicInstant, seed: UInt64) {
         self.configuration = configuration
         self.state = .connected(lastHeard: now, lastSent: now)
         self.random = SplitMix64(seed: seed)

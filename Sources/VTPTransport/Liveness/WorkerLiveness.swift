@@ -10,11 +10,21 @@ public struct WorkerLiveness<Peer: Hashable & Sendable>: Sendable {
         /// Intervals of silence after which a worker is dead.
         public var missedHeartbeatsBeforeDead: Int
 
-        public init(heartbeatInterval: Duration = .seconds(1), missedHeartbeatsBeforeDead: Int = 3) {
-            precondition(heartbeatInterval > .zero && missedHeartbeatsBeforeDead > 0, "liveness configuration must be positive")
+        /// Validates the values (they usually come from a configuration file).
+        public init(heartbeatInterval: Duration, missedHeartbeatsBeforeDead: Int = 3) throws(LivenessConfigurationError) {
+            guard heartbeatInterval > .zero else { throw .init(field: "heartbeatInterval", reason: "must be positive") }
+            guard missedHeartbeatsBeforeDead > 0 else { throw .init(field: "missedHeartbeatsBeforeDead", reason: "must be at least 1") }
             self.heartbeatInterval = heartbeatInterval
             self.missedHeartbeatsBeforeDead = missedHeartbeatsBeforeDead
         }
+
+        private init(unchecked interval: Duration, missed: Int) {
+            heartbeatInterval = interval
+            missedHeartbeatsBeforeDead = missed
+        }
+
+        /// One-second heartbeats, dead after three missed.
+        public static var standard: Configuration { Configuration(unchecked: .seconds(1), missed: 3) }
 
         var deadAfter: Duration { heartbeatInterval * missedHeartbeatsBeforeDead }
     }
@@ -36,7 +46,7 @@ public struct WorkerLiveness<Peer: Hashable & Sendable>: Sendable {
     /// Insertion order, so `tick` returns actions deterministically.
     private var order: [Peer] = []
 
-    public init(configuration: Configuration = .init()) { self.configuration = configuration }
+    public init(configuration: Configuration = .standard) { self.configuration = configuration }
 
     /// Records that `peer` was heard from. Returns `true` when the peer was not tracked before (a new or
     /// returning worker).
@@ -91,4 +101,12 @@ public struct WorkerLiveness<Peer: Hashable & Sendable>: Sendable {
 
     /// The tracked workers, oldest first.
     public var workers: [Peer] { order }
+}
+
+/// A liveness setting outside its domain.
+public struct LivenessConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let field: String
+    public let reason: String
+
+    public var description: String { "invalid liveness setting \(field): \(reason)" }
 }
