@@ -11,6 +11,7 @@ struct VTPCommand: AsyncParsableCommand {
             ModelCommand.self,
             TextCommand.self,
             BenchCommand.self,
+            KeysCommand.self,
         ]
     )
 }

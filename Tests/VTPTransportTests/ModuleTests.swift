@@ -3,4 +3,5 @@ import VTPTransport
 
 @Test func VTPTransportModuleLinks() {
     #expect(VTPTransportModule.name == "VTPTransport")
+    #expect(ZMQContext.version.major == 4)
 }

@@ -1,0 +1,125 @@
+import CZeroMQ
+import Logging
+
+/// CURVE settings of the worker side.
+public struct CurveClientSecurity: Sendable, Equatable {
+    /// This worker's key pair; its public key must be listed at the coordinator.
+    public var clientKeys: CurveKeyPair
+    /// The coordinator's public key.
+    public var serverPublicKey: CurveKey
+
+    public init(clientKeys: CurveKeyPair, serverPublicKey: CurveKey) {
+        self.clientKeys = clientKeys
+        self.serverPublicKey = serverPublicKey
+    }
+}
+
+/// How a worker's DEALER connects.
+public struct DealerConfiguration: Sendable {
+    public var endpoint: String
+    /// The routing identity the coordinator sees (normally the worker id): 1...255 bytes, not starting with 0.
+    public var identity: PeerIdentity
+    public var curve: CurveClientSecurity?
+    public var lingerMilliseconds: Int32 = ZMQSocket.defaultLingerMilliseconds
+    public var maxMessageBytes: Int = WireLimits.maxFrameBytes
+    public var highWaterMark: Int32 = 1000
+    public var transportHeartbeat: TransportHeartbeat? = TransportHeartbeat()
+    /// libzmq's own TCP reconnect pacing (`ZMQ_RECONNECT_IVL` / `_MAX`), below the application's
+    /// `CoordinatorLiveness` backoff.
+    public var reconnectIntervalMilliseconds: Int32 = 100
+    public var reconnectIntervalMaxMilliseconds: Int32 = 5000
+
+    public init(endpoint: String, identity: PeerIdentity, curve: CurveClientSecurity? = nil) {
+        self.endpoint = endpoint
+        self.identity = identity
+        self.curve = curve
+    }
+}
+
+/// One inbound message at a worker: the decoded message or why it could not be decoded.
+public typealias DealerInbound = Result<WireMessage, WireDecodeError>
+
+/// A worker's socket: a DEALER connected to the coordinator's ROUTER.
+///
+/// It owns an I/O thread. `reconnect()` replaces the socket with a fresh one (the Paranoid Pirate
+/// recovery step, driven by `CoordinatorLiveness`); `inbound` continues across reconnects and finishes
+/// after `shutdown()`.
+public final class DealerEndpoint: Sendable {
+    public let inbound: AsyncStream<DealerInbound>
+    public let configuration: DealerConfiguration
+    private let core: EndpointCore
+
+    public init(context: ZMQContext, configuration: DealerConfiguration,
+                logger: Logger = Logger(label: "vtp.transport.dealer")) throws(TransportError) {
+        let endpoint = try EndpointAddress(configuration.endpoint)
+        try configuration.identity.validateAsRoutingID()
+        self.configuration = configuration
+        let make: @Sendable () throws(ZMQError) -> ZMQSocket = {
+            try Self.makeSocket(context: context, configuration: configuration, endpoint: endpoint)
+        }
+        let socket: ZMQSocket
+        do { socket = try make() } catch { throw .zmq(error) }
+        let (stream, continuation) = AsyncStream.makeStream(of: DealerInbound.self)
+        inbound = stream
+        core = try EndpointCore(
+            socket: socket,
+            makeSocket: { try make() },
+            deliver: { continuation.yield(Self.decode($0)) },
+            onFinish: { continuation.finish() },
+            logger: logger)
+        core.start(name: "vtp-dealer-io")
+    }
+
+    deinit { core.requestStop() }
+
+    /// Queues `message` for the coordinator. Throws `.wouldBlock` when the outgoing queue is full, or
+    /// when libzmq dropped the session after a failed handshake (e.g. the coordinator refused this
+    /// worker's key); `CoordinatorLiveness` then drives a `reconnect()`.
+    public func send(_ message: WireMessage) async throws(TransportError) {
+        guard message.type.direction.allows(.workerToCoordinator) else {
+            throw .encode(.invalidValue(field: "type", reason: "\(message.type) cannot be sent from the worker side"))
+        }
+        let body: [UInt8]
+        do { body = try message.encoded() } catch { throw .encode(error) }
+        try await core.perform { .send(frames: [body], peer: nil, completion: $0) }.get()
+    }
+
+    /// Closes the socket, dropping anything still queued, and connects a fresh one with the same
+    /// identity. The caller sends `register` again afterwards.
+    public func reconnect() async throws(TransportError) {
+        try await core.perform { .replaceSocket(completion: $0) }.get()
+    }
+
+    /// Closes the socket (bounded by linger) and finishes `inbound`.
+    public func shutdown() async { await core.stop() }
+
+    private static func makeSocket(context: ZMQContext, configuration: DealerConfiguration,
+                                   endpoint: EndpointAddress) throws(ZMQError) -> ZMQSocket {
+        let socket = try ZMQSocket(context: context, type: .dealer)
+        try CommonSocketOptions(lingerMilliseconds: configuration.lingerMilliseconds,
+                                maxMessageBytes: configuration.maxMessageBytes,
+                                highWaterMark: configuration.highWaterMark,
+                                heartbeat: configuration.transportHeartbeat).apply(to: socket, endpoint: endpoint)
+        try socket.setOption(ZMQ_ROUTING_ID, bytes: configuration.identity.bytes, name: "ZMQ_ROUTING_ID")
+        try socket.setOption(ZMQ_RECONNECT_IVL, configuration.reconnectIntervalMilliseconds, name: "ZMQ_RECONNECT_IVL")
+        try socket.setOption(ZMQ_RECONNECT_IVL_MAX, configuration.reconnectIntervalMaxMilliseconds, name: "ZMQ_RECONNECT_IVL_MAX")
+        if let curve = configuration.curve {
+            try socket.setOption(ZMQ_CURVE_SERVERKEY, bytes: Array(curve.serverPublicKey.z85.utf8), name: "ZMQ_CURVE_SERVERKEY")
+            try socket.setOption(ZMQ_CURVE_PUBLICKEY, bytes: Array(curve.clientKeys.publicKey.z85.utf8), name: "ZMQ_CURVE_PUBLICKEY")
+            try socket.setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(curve.clientKeys.secretKey.z85.utf8), name: "ZMQ_CURVE_SECRETKEY")
+        }
+        try socket.connect(endpoint.description)
+        return socket
+    }
+
+    private static func decode(_ received: ReceivedMessage) -> DealerInbound {
+        guard received.frames.count == 1, received.truncatedFrames == 0 else {
+            return .failure(.unexpectedFrameCount(expected: 1, got: received.frames.count + received.truncatedFrames))
+        }
+        do {
+            return .success(try WireMessage.decode(received.frames[0], travelling: .coordinatorToWorker))
+        } catch {
+            return .failure(error)
+        }
+    }
+}

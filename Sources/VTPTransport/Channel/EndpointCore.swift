@@ -1,0 +1,195 @@
+import CZeroMQ
+import Foundation
+import Logging
+
+/// The I/O machinery shared by `RouterEndpoint` and `DealerEndpoint`: one owned thread that polls the
+/// socket and a wake-up pipe, runs queued commands and hands received messages to `deliver`.
+///
+/// `@unchecked Sendable`: callers only touch `commands` (behind a lock) and `wakeup` (a pipe, safe from
+/// any thread). `socket` is set before the thread starts and afterwards read and replaced only by that
+/// thread, as libzmq requires.
+final class EndpointCore: @unchecked Sendable {
+    typealias Completion = @Sendable (Result<Void, TransportError>) -> Void
+
+    enum Command: Sendable {
+        case send(frames: [[UInt8]], peer: PeerIdentity?, completion: Completion)
+        case replaceSocket(completion: Completion)
+        case stop
+    }
+
+    private struct Shared: Sendable {
+        var queue: [Command] = []
+        var stopping = false
+        var finished = false
+        var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let wakeup: WakeupPipe
+    private let shared = Locked(Shared())
+    private var socket: ZMQSocket?
+    private let makeSocket: @Sendable () throws -> ZMQSocket
+    private let deliver: @Sendable (ReceivedMessage) -> Void
+    private let onFinish: @Sendable () -> Void
+    private let logger: Logger
+
+    /// Most messages received per wake-up before commands get a turn again.
+    private static let receiveBatch = 256
+
+    init(socket: ZMQSocket, makeSocket: @escaping @Sendable () throws -> ZMQSocket,
+         deliver: @escaping @Sendable (ReceivedMessage) -> Void, onFinish: @escaping @Sendable () -> Void,
+         logger: Logger) throws(TransportError) {
+        do { wakeup = try WakeupPipe() } catch { throw .zmq(error) }
+        self.socket = socket
+        self.makeSocket = makeSocket
+        self.deliver = deliver
+        self.onFinish = onFinish
+        self.logger = logger
+    }
+
+    func start(name: String) {
+        let thread = Thread { [self] in run() }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Queues a command; fails it at once with `.shutDown` if the endpoint is stopping.
+    func submit(_ command: Command) {
+        let accepted = shared.withLock { state -> Bool in
+            guard !state.stopping else { return false }
+            state.queue.append(command)
+            return true
+        }
+        if accepted {
+            wakeup.signal()
+        } else {
+            Self.fail(command)
+        }
+    }
+
+    /// Runs `command` on the I/O thread and waits for its result without blocking a cooperative thread.
+    func perform(_ make: (@escaping Completion) -> Command) async -> Result<Void, TransportError> {
+        await withCheckedContinuation { continuation in
+            submit(make { continuation.resume(returning: $0) })
+        }
+    }
+
+    /// Asks the thread to stop (idempotent) without waiting.
+    func requestStop() {
+        let first = shared.withLock { state -> Bool in
+            defer { state.stopping = true }
+            if !state.stopping { state.queue.append(.stop) }
+            return !state.stopping
+        }
+        if first { wakeup.signal() }
+    }
+
+    /// Stops the thread and waits until the socket is closed.
+    func stop() async {
+        requestStop()
+        await withCheckedContinuation { continuation in
+            let finished = shared.withLock { state -> Bool in
+                if !state.finished { state.shutdownWaiters.append(continuation) }
+                return state.finished
+            }
+            if finished { continuation.resume() }
+        }
+    }
+
+    private static func fail(_ command: Command) {
+        switch command {
+        case .send(_, _, let completion), .replaceSocket(let completion): completion(.failure(.shutDown))
+        case .stop: break
+        }
+    }
+
+    // MARK: I/O thread
+
+    private func run() {
+        loop()
+        socket = nil
+        let (leftovers, waiters) = shared.withLock { state in
+            state.finished = true
+            defer {
+                state.queue = []
+                state.shutdownWaiters = []
+            }
+            return (state.queue, state.shutdownWaiters)
+        }
+        leftovers.forEach(Self.fail)
+        onFinish()
+        waiters.forEach { $0.resume() }
+    }
+
+    private func loop() {
+        while true {
+            guard let current = socket else { return }
+            let readiness: ZMQPoll.Readiness
+            do {
+                readiness = try ZMQPoll.readable(sockets: [current], fileDescriptors: [wakeup.readDescriptor], timeoutMilliseconds: -1)
+            } catch {
+                logger.error("poll failed; closing endpoint", metadata: ["error": "\(error)"])
+                return
+            }
+            if readiness.fileDescriptors[0] { wakeup.drain() }
+            let commands = shared.withLock { state in
+                defer { state.queue = [] }
+                return state.queue
+            }
+            for (index, command) in commands.enumerated() {
+                if case .stop = command {
+                    commands[(index + 1)...].forEach(Self.fail)
+                    return
+                }
+                execute(command)
+            }
+            if readiness.sockets[0] || !commands.isEmpty { receiveAvailable() }
+        }
+    }
+
+    private func execute(_ command: Command) {
+        switch command {
+        case .send(let frames, let peer, let completion):
+            guard let socket else { return completion(.failure(.shutDown)) }
+            do {
+                let queued = try socket.send(frames, dontWait: true)
+                completion(queued ? .success(()) : .failure(.wouldBlock))
+            } catch {
+                if error.hostUnreachable, let peer {
+                    completion(.failure(.unknownPeer(peer)))
+                } else {
+                    completion(.failure(.zmq(error)))
+                }
+            }
+        case .replaceSocket(let completion):
+            // Drop what the old socket still queues (stale heartbeats must not reach a restarted
+            // coordinator before the new `register`), and close it first so its routing id is free.
+            try? socket?.setOption(ZMQ_LINGER, 0, name: "ZMQ_LINGER")
+            socket = nil
+            do {
+                socket = try makeSocket()
+                completion(.success(()))
+            } catch let error as ZMQError {
+                completion(.failure(.zmq(error)))
+            } catch let error as TransportError {
+                completion(.failure(error))
+            } catch {
+                completion(.failure(.zmq(ZMQError(operation: "socket setup", code: EINVAL))))
+            }
+        case .stop:
+            break
+        }
+    }
+
+    private func receiveAvailable() {
+        guard let socket else { return }
+        for _ in 0..<Self.receiveBatch {
+            do {
+                guard let message = try socket.receive(dontWait: true) else { return }
+                deliver(message)
+            } catch {
+                logger.error("receive failed", metadata: ["error": "\(error)"])
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+import CZeroMQ
+import Foundation
+import Logging
+
+/// A ZeroMQ authentication (ZAP, RFC 27) handler admitting only listed CURVE client keys.
+///
+/// It binds `inproc://zeromq.zap.01` in its context and answers on its own thread. libzmq consults it
+/// for every CURVE handshake on every socket of that context, so there can be only one per context;
+/// it must be running before a CURVE server socket binds (without a handler, libzmq would admit any key).
+public final class ZAPHandler: Sendable {
+    /// What the handler decided so far.
+    public struct Statistics: Sendable, Equatable {
+        public var accepted = 0
+        public var denied = 0
+        /// The last key denied, in Z85 (or the mechanism name when a non-CURVE handshake was denied).
+        public var lastDeniedKey: String?
+    }
+
+    public static let endpoint = "inproc://zeromq.zap.01"
+
+    private let wakeup: WakeupPipe
+    private let shared: Locked<ZAPState>
+    private let finished: Locked<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>
+
+    /// Starts the handler on `context` admitting exactly `authorizedClients`.
+    public init(context: ZMQContext, authorizedClients: Set<CurveKey>, logger: Logger = Logger(label: "vtp.transport.zap")) throws(TransportError) {
+        let socket: ZMQSocket
+        do {
+            socket = try ZMQSocket(context: context, type: .rep)
+            try socket.bind(Self.endpoint)
+            wakeup = try WakeupPipe()
+        } catch {
+            throw .zmq(error)
+        }
+        shared = Locked(ZAPState(allowed: Set(authorizedClients.map(\.rawBytes))))
+        finished = Locked((done: false, waiters: []))
+        let handoff = SocketHandoff(socket)
+        let thread = Thread { [wakeup, shared, finished] in
+            var socket = handoff.take()
+            if let owned = socket {
+                Self.serve(socket: owned, wakeup: wakeup, shared: shared, logger: logger)
+                // Free the well-known address before anyone waiting in `stop()` resumes.
+                try? owned.unbind(Self.endpoint)
+            }
+            socket = nil
+            let waiters = finished.withLock { state in
+                state.done = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            waiters.forEach { $0.resume() }
+        }
+        thread.name = "vtp-zap"
+        thread.start()
+    }
+
+    deinit {
+        shared.withLock { $0.stop = true }
+        wakeup.signal()
+    }
+
+    /// Replaces the allow-list; later handshakes use the new list, established connections stay.
+    public func setAuthorizedClients(_ keys: Set<CurveKey>) {
+        let raw = Set(keys.map(\.rawBytes))
+        shared.withLock { $0.allowed = raw }
+    }
+
+    /// Decisions so far.
+    public var statistics: Statistics { shared.withLock { $0.statistics } }
+
+    /// Stops the thread and unbinds; returns once the socket is closed.
+    public func stop() async {
+        shared.withLock { $0.stop = true }
+        wakeup.signal()
+        await withCheckedContinuation { continuation in
+            let done = finished.withLock { state in
+                if !state.done { state.waiters.append(continuation) }
+                return state.done
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    private static func serve(socket: ZMQSocket, wakeup: WakeupPipe,
+                              shared: Locked<ZAPState>, logger: Logger) {
+        while !shared.withLock({ $0.stop }) {
+            do {
+                let ready = try ZMQPoll.readable(sockets: [socket], fileDescriptors: [wakeup.readDescriptor], timeoutMilliseconds: -1)
+                if ready.fileDescriptors[0] { wakeup.drain() }
+                guard ready.sockets[0], let request = try socket.receive(dontWait: true) else { continue }
+                let reply = answer(request.frames, shared: shared, logger: logger)
+                try socket.send(reply)
+            } catch {
+                logger.error("ZAP handler failed; stopping", metadata: ["error": "\(error)"])
+                return
+            }
+        }
+    }
+
+    /// Builds the ZAP reply: version, request id, status code, status text, user id, metadata.
+    private static func answer(_ frames: [[UInt8]],
+                               shared: Locked<ZAPState>, logger: Logger) -> [[UInt8]] {
+        let version = Array("1.0".utf8)
+        // Request: version, request id, domain, address, identity, mechanism, credentials...
+        guard frames.count >= 6, frames[0] == version else {
+            logger.warning("malformed ZAP request", metadata: ["frames": "\(frames.count)"])
+            return [version, frames.count > 1 ? frames[1] : [], Array("500".utf8), Array("malformed request".utf8), [], []]
+        }
+        let requestID = frames[1]
+        let address = String(decoding: frames[3], as: UTF8.self)
+        let mechanism = String(decoding: frames[5], as: UTF8.self)
+        let key = frames.count == 7 ? frames[6] : []
+        let keyText = key.count == 32 ? z85Encode(key) : mechanism
+        let admitted = shared.withLock { state in
+            let admitted = mechanism == "CURVE" && key.count == 32 && state.allowed.contains(key)
+            if admitted {
+                state.statistics.accepted += 1
+            } else {
+                state.statistics.denied += 1
+                state.statistics.lastDeniedKey = keyText
+            }
+            return admitted
+        }
+        if admitted {
+            logger.debug("ZAP admitted client", metadata: ["key": "\(keyText.prefix(8))", "address": "\(address)"])
+            return [version, requestID, Array("200".utf8), Array("OK".utf8), Array(keyText.utf8), []]
+        }
+        logger.warning("ZAP denied client", metadata: ["key": "\(keyText)", "mechanism": "\(mechanism)", "address": "\(address)"])
+        return [version, requestID, Array("400".utf8), Array("client key not authorized".utf8), [], []]
+    }
+
+    private static func z85Encode(_ key: [UInt8]) -> String {
+        var text = [CChar](repeating: 0, count: 41)
+        _ = zmq_z85_encode(&text, key, key.count)
+        return String(decoding: text.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// What the ZAP thread shares with callers.
+struct ZAPState: Sendable {
+    var allowed: Set<[UInt8]>
+    var stop = false
+    var statistics = ZAPHandler.Statistics()
+}
+
+/// Moves a freshly created socket to the thread that will own it.
+///
+/// `@unchecked Sendable`: libzmq allows migrating a socket between threads across a full memory barrier;
+/// `Thread.start` and the lock inside provide it, and `take()` hands the socket out exactly once, after
+/// which the creating thread no longer holds it.
+final class SocketHandoff: @unchecked Sendable {
+    private let lock = NSLock()
+    private var socket: ZMQSocket?
+
+    init(_ socket: ZMQSocket) { self.socket = socket }
+
+    func take() -> ZMQSocket? {
+        lock.lock()
+        defer { lock.unlock() }
+        defer { socket = nil }
+        return socket
+    }
+}

@@ -1,0 +1,249 @@
+/// A 16-byte lease token: proof that a shard result belongs to the current assignment of that shard,
+/// so results from a worker whose lease expired can be told apart from the current holder's.
+public struct LeaseToken: Hashable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    /// Wraps exactly 16 bytes; `nil` otherwise.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 16 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// A random token from the system generator.
+    public static func random() -> LeaseToken {
+        var generator = SystemRandomNumberGenerator()
+        return LeaseToken(bytes: (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) })!
+    }
+
+    public var description: String { bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined() }
+}
+
+/// What a worker can do, announced in `register`.
+public struct WorkerCapabilities: Hashable, Sendable {
+    /// Job types the worker runs (e.g. `encode`, `features`, `clip`).
+    public var jobTypes: [String]
+    /// Compute threads the worker will use.
+    public var threads: UInt32
+    /// How many shards the worker wants queued ahead (its credit window).
+    public var prefetch: UInt32
+    /// Memory available to the worker, bytes.
+    public var memoryBytes: UInt64
+
+    public init(jobTypes: [String], threads: UInt32, prefetch: UInt32, memoryBytes: UInt64) {
+        self.jobTypes = jobTypes
+        self.threads = threads
+        self.prefetch = prefetch
+        self.memoryBytes = memoryBytes
+    }
+}
+
+/// Worker → coordinator: the first message after (re)connecting.
+public struct RegisterMessage: Hashable, Sendable {
+    public var workerID: String
+    public var host: String
+    public var capabilities: WorkerCapabilities
+
+    public init(workerID: String, host: String, capabilities: WorkerCapabilities) {
+        self.workerID = workerID
+        self.host = host
+        self.capabilities = capabilities
+    }
+}
+
+/// One image of a shard.
+public struct ShardItem: Hashable, Sendable {
+    /// Position of the item within its shard.
+    public var ordinal: UInt32
+    /// Stable id of the source record (dataset row id).
+    public var sourceID: String
+    /// File path or URL of the image.
+    public var location: String
+    public var label: String?
+    public var caption: String?
+
+    public init(ordinal: UInt32, sourceID: String, location: String, label: String? = nil, caption: String? = nil) {
+        self.ordinal = ordinal
+        self.sourceID = sourceID
+        self.location = location
+        self.label = label
+        self.caption = caption
+    }
+}
+
+/// Coordinator → worker: process this shard under this lease.
+public struct AssignShardMessage: Hashable, Sendable {
+    public var jobID: Int64
+    public var shardID: Int64
+    public var leaseToken: LeaseToken
+    public var jobType: String
+    /// The job's parameters as a JSON document (interpreted by the job, not by the transport).
+    public var parametersJSON: String
+    public var modelPath: String
+    public var outputDirectory: String
+    public var items: [ShardItem]
+
+    public init(jobID: Int64, shardID: Int64, leaseToken: LeaseToken, jobType: String, parametersJSON: String,
+                modelPath: String, outputDirectory: String, items: [ShardItem]) {
+        self.jobID = jobID
+        self.shardID = shardID
+        self.leaseToken = leaseToken
+        self.jobType = jobType
+        self.parametersJSON = parametersJSON
+        self.modelPath = modelPath
+        self.outputDirectory = outputDirectory
+        self.items = items
+    }
+}
+
+/// Time spent in one processing stage of one item.
+public struct StageTiming: Hashable, Sendable {
+    public var stage: String
+    public var seconds: Double
+
+    public init(stage: String, seconds: Double) {
+        self.stage = stage
+        self.seconds = seconds
+    }
+}
+
+/// The outcome of one item.
+public struct ItemResult: Hashable, Sendable {
+    public enum Status: UInt8, Sendable { case ok = 0, failed = 1 }
+
+    public var ordinal: UInt32
+    public var status: Status
+    /// Where the output was written (ok items).
+    public var outputLocation: String?
+    /// Why the item failed (failed items).
+    public var errorText: String?
+    public var timings: [StageTiming]
+
+    public init(ordinal: UInt32, status: Status, outputLocation: String? = nil, errorText: String? = nil,
+                timings: [StageTiming] = []) {
+        self.ordinal = ordinal
+        self.status = status
+        self.outputLocation = outputLocation
+        self.errorText = errorText
+        self.timings = timings
+    }
+}
+
+/// Worker → coordinator: the shard finished (items may still have failed individually).
+public struct ShardDoneMessage: Hashable, Sendable {
+    public var shardID: Int64
+    public var leaseToken: LeaseToken
+    public var results: [ItemResult]
+
+    public init(shardID: Int64, leaseToken: LeaseToken, results: [ItemResult]) {
+        self.shardID = shardID
+        self.leaseToken = leaseToken
+        self.results = results
+    }
+}
+
+/// Worker → coordinator: the whole shard failed.
+public struct ShardFailedMessage: Hashable, Sendable {
+    public var shardID: Int64
+    public var leaseToken: LeaseToken
+    public var error: String
+
+    public init(shardID: Int64, leaseToken: LeaseToken, error: String) {
+        self.shardID = shardID
+        self.leaseToken = leaseToken
+        self.error = error
+    }
+}
+
+/// Either side: "I am alive", with the sender's counters (zero where they do not apply).
+public struct HeartbeatMessage: Hashable, Sendable {
+    /// Increases by one per heartbeat sent; lets the receiver see gaps.
+    public var sequence: UInt64
+    public var imagesPerSecond: Double
+    public var residentMemoryBytes: UInt64
+    public var itemsCompleted: UInt64
+
+    public init(sequence: UInt64, imagesPerSecond: Double = 0, residentMemoryBytes: UInt64 = 0, itemsCompleted: UInt64 = 0) {
+        self.sequence = sequence
+        self.imagesPerSecond = imagesPerSecond
+        self.residentMemoryBytes = residentMemoryBytes
+        self.itemsCompleted = itemsCompleted
+    }
+}
+
+/// Coordinator → worker: what to cancel.
+public enum CancelScope: Hashable, Sendable {
+    case shard(Int64)
+    case job(Int64)
+}
+
+/// The message types, with their wire codes.
+public enum WireMessageType: UInt8, Sendable, CaseIterable {
+    case register = 0x01
+    case credit = 0x02
+    case assignShard = 0x03
+    case progress = 0x04
+    case shardDone = 0x05
+    case shardFailed = 0x06
+    case heartbeat = 0x07
+    case drain = 0x08
+    case cancel = 0x09
+    case disconnect = 0x0A
+
+    /// Who may send this type.
+    public var direction: WireDirection {
+        switch self {
+        case .register, .credit, .progress, .shardDone, .shardFailed: .workerToCoordinator
+        case .assignShard, .cancel: .coordinatorToWorker
+        case .heartbeat, .drain, .disconnect: .both
+        }
+    }
+}
+
+/// Which way a message type may travel.
+public enum WireDirection: Sendable {
+    case workerToCoordinator, coordinatorToWorker, both
+
+    func allows(_ other: WireDirection) -> Bool { self == .both || self == other }
+}
+
+/// Every message of protocol version 1.
+///
+/// Frame layout: `"VTP"` magic, version byte, type byte, then the type's fields in order. Integers are
+/// little-endian; strings are a u32 byte length then UTF-8; optionals a 0/1 byte then the value; arrays a
+/// u32 count then the elements; doubles their IEEE-754 bit pattern as u64.
+public enum WireMessage: Hashable, Sendable {
+    /// Worker announces itself (first message after every (re)connect).
+    case register(RegisterMessage)
+    /// Worker grants `n` more shard slots ("ready").
+    case credit(UInt32)
+    case assignShard(AssignShardMessage)
+    /// Worker reports `itemsDone` items of a shard processed so far.
+    case progress(shardID: Int64, itemsDone: UInt32)
+    case shardDone(ShardDoneMessage)
+    case shardFailed(ShardFailedMessage)
+    case heartbeat(HeartbeatMessage)
+    /// Coordinator: finish assigned work, take no more. Worker: announces it is draining.
+    case drain(reason: String)
+    case cancel(CancelScope, reason: String)
+    /// Orderly goodbye from either side.
+    case disconnect(reason: String)
+
+    public static let magic: [UInt8] = Array("VTP".utf8)
+    public static let protocolVersion: UInt8 = 1
+    static let headerBytes = 5
+
+    public var type: WireMessageType {
+        switch self {
+        case .register: .register
+        case .credit: .credit
+        case .assignShard: .assignShard
+        case .progress: .progress
+        case .shardDone: .shardDone
+        case .shardFailed: .shardFailed
+        case .heartbeat: .heartbeat
+        case .drain: .drain
+        case .cancel: .cancel
+        case .disconnect: .disconnect
+        }
+    }
+}
