@@ -51,7 +51,8 @@ let package = Package(
         .target(name: "VTPText", dependencies: [], path: "Sources/VTPText",
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/LICENSE-CLIP.txt")],
                 swiftSettings: kernelSettings, linkerSettings: [.linkedLibrary("z")]),
-        .target(name: "VTPImage", dependencies: ["CJPEG", "CPNG", "CWebP"], path: "Sources/VTPImage",
+        .target(name: "CImageShims", dependencies: ["CJPEG", "CPNG"], path: "Sources/CSystem/CImageShims"),
+        .target(name: "VTPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CImageShims"], path: "Sources/VTPImage",
                 swiftSettings: kernelSettings),
 
         // MARK: Storage, ledger, transport.
@@ -79,8 +80,8 @@ let package = Package(
                     path: "Tests/VTPModelTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTextTests", dependencies: ["VTPText", "VTPTestSupport"],
                     path: "Tests/VTPTextTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPImageTests", dependencies: ["VTPImage", "VTPSafeTensors", "VTPTestSupport"],
-                    path: "Tests/VTPImageTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPImageTests", dependencies: ["VTPImage", "VTPSafeTensors", "VTPTestSupport", "CWebP"],
+                    path: "Tests/VTPImageTests", exclude: ["Resources"], swiftSettings: strictSettings),
         .testTarget(name: "VTPStorageTests", dependencies: ["VTPStorage", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPStorageTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
