@@ -12,23 +12,28 @@ public enum PreprocessTransform: Sendable, Equatable {
         }
     }
 
-    /// Applies the transform.
-    public func apply(to image: RGBImage) throws(ImageError) -> RGBImage {
+    /// Applies the transform with the resampling pass order of `compatibility`.
+    public func apply(to image: RGBImage, compatibility: PillowCompatibility = .pillow12) throws(ImageError) -> RGBImage {
         switch self {
-        case let .admCenterCrop(size): return try image.admCenterCrop(size: size)
-        case let .resize(size): return try image.resized(width: size, height: size, filter: .bilinear)
+        case let .admCenterCrop(size):
+            return try image.admCenterCrop(size: size, compatibility: compatibility)
+        case let .resize(size):
+            return try image.resized(width: size, height: size, filter: .bilinear, compatibility: compatibility)
         }
     }
 }
 
 extension RGBImage {
     /// `PIL.Image.resize((width, height), filter)`.
-    public func resized(width: Int, height: Int, filter: ResampleFilter) throws(ImageError) -> RGBImage {
+    public func resized(
+        width: Int, height: Int, filter: ResampleFilter, compatibility: PillowCompatibility = .pillow12
+    ) throws(ImageError) -> RGBImage {
         guard width > 0, height > 0 else {
             throw .invalidArgument("resize target \(width)x\(height) must be positive")
         }
         if width == self.width && height == self.height { return self }
-        return Resampler.resample(self, width: width, height: height, filter: filter, xs: 0..<width, ys: 0..<height)
+        return Resampler.resample(self, width: width, height: height, filter: filter, xs: 0..<width, ys: 0..<height,
+                                  compatibility: compatibility)
     }
 
     /// The `width`x`height` region whose top-left pixel is (`x`, `y`).
@@ -37,18 +42,19 @@ extension RGBImage {
             throw .invalidArgument("crop \(width)x\(height)+\(x)+\(y) outside a \(self.width)x\(self.height) image")
         }
         return Resampler.resample(self, width: self.width, height: self.height, filter: .box,
-                                  xs: x..<(x + width), ys: y..<(y + height))
+                                  xs: x..<(x + width), ys: y..<(y + height), compatibility: .pillow12)
     }
 
     /// ADM `center_crop_arr`: halve with BOX while the short side is at least `2 * size`,
     /// BICUBIC-resize so the short side is `size` (sizes rounded half to even, as Python's
     /// `round`), then take the centred `size`x`size` square (offsets floored). The resize
     /// and crop are fused: only the kept pixels are computed.
-    public func admCenterCrop(size: Int) throws(ImageError) -> RGBImage {
+    public func admCenterCrop(size: Int, compatibility: PillowCompatibility = .pillow12) throws(ImageError) -> RGBImage {
         guard size > 0 else { throw .invalidArgument("center crop size \(size) must be positive") }
         var image = self
         while min(image.width, image.height) >= 2 * size {
-            image = try image.resized(width: image.width / 2, height: image.height / 2, filter: .box)
+            image = try image.resized(width: image.width / 2, height: image.height / 2, filter: .box,
+                                      compatibility: compatibility)
         }
         let scale = Double(size) / Double(min(image.width, image.height))
         let width = Int((Double(image.width) * scale).rounded(.toNearestOrEven))
@@ -58,7 +64,7 @@ extension RGBImage {
         }
         let cropX = (width - size) / 2, cropY = (height - size) / 2
         return Resampler.resample(image, width: width, height: height, filter: .bicubic,
-                                  xs: cropX..<(cropX + size), ys: cropY..<(cropY + size))
+                                  xs: cropX..<(cropX + size), ys: cropY..<(cropY + size), compatibility: compatibility)
     }
 
     /// The mirror image (torchvision `RandomHorizontalFlip` when it fires).

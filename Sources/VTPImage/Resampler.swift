@@ -30,6 +30,27 @@ public enum ResampleFilter: Sendable, Equatable {
     }
 }
 
+/// Which Pillow release's pass order to reproduce. Both passes round to 8 bits, so the
+/// order changes some pixels by one level; releases differ only in that choice.
+public enum PillowCompatibility: String, Sendable, Equatable, CaseIterable {
+    /// Pillow up to 12.x: always the horizontal pass first (the semantics of the
+    /// `Resample.c` the reference fixtures were made with).
+    case pillow12
+    /// Pillow 13: the vertical pass first when the height shrinks by more than twice as
+    /// many pixels as the width does.
+    case pillow13
+
+    /// Whether Pillow runs the vertical pass first for this resize.
+    func verticalFirst(inWidth: Int, inHeight: Int, outWidth: Int, outHeight: Int) -> Bool {
+        switch self {
+        case .pillow12: return false
+        case .pillow13:
+            let shrinkY = inHeight - outHeight
+            return shrinkY > 0 && shrinkY > (inWidth - outWidth) * 2
+        }
+    }
+}
+
 /// Per-output-sample source span and 8-bit fixed-point weights along one axis, computed
 /// as Pillow's `precompute_coeffs` followed by `normalize_coeffs_8bpc`.
 struct ResampleAxis {
@@ -107,14 +128,15 @@ enum Resampler {
     /// Resizes `image` to `width`x`height` with `filter` (as `PIL.Image.resize` with the whole
     /// image as box) and returns only columns `xs` and rows `ys` of the result.
     static func resample(
-        _ image: RGBImage, width: Int, height: Int, filter: ResampleFilter, xs: Range<Int>, ys: Range<Int>
+        _ image: RGBImage, width: Int, height: Int, filter: ResampleFilter, xs: Range<Int>, ys: Range<Int>,
+        compatibility: PillowCompatibility
     ) -> RGBImage {
         let needHorizontal = width != image.width
         let needVertical = height != image.height
         let horizontal = needHorizontal ? ResampleAxis(inSize: image.width, outSize: width, filter: filter) : nil
         let vertical = needVertical ? ResampleAxis(inSize: image.height, outSize: height, filter: filter) : nil
-        // Pillow resizes very tall images vertically first (Image.resize, height > 100 * width).
-        let verticalFirst = image.height > image.width * 100 && height < image.height
+        let verticalFirst = compatibility.verticalFirst(inWidth: image.width, inHeight: image.height,
+                                                        outWidth: width, outHeight: height)
         return RGBImage(width: xs.count, height: ys.count) { out in
             image.withUnsafePixels { source in
                 let input = PixelPlane(base: UnsafeMutablePointer(mutating: source.baseAddress!), stride: image.rowBytes)

@@ -19,7 +19,7 @@ import VTPImage
         let directory = try TestImages.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("empty.jpg").path
-        FileManager.default.createFile(atPath: path, contents: Data())
+        #expect(FileManager.default.createFile(atPath: path, contents: Data()))
         #expect(throws: ImageError.empty(source: path)) { try ImageDecoder().decode(contentsOf: path) }
     }
 
