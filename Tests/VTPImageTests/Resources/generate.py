@@ -67,6 +67,39 @@ def write_png(name, pixels, color_type, bit_depth, interlaced=False, palette=Non
         f.write(png)
 
 
+def resize_horizontal_first(image, size, resample):
+    """Pillow <= 12 pass order, emulated with two single-axis resizes (each is order-free)."""
+    if size[0] == image.size[0] or size[1] == image.size[1]:
+        return image.resize(size, resample)
+    return image.resize((size[0], image.size[1]), resample).resize(size, resample)
+
+
+def center_crop_arr(image, size, resize):
+    while min(*image.size) >= 2 * size:
+        image = resize(image, tuple(x // 2 for x in image.size), Image.BOX)
+    scale = size / min(*image.size)
+    image = resize(image, tuple(round(x * scale) for x in image.size), Image.BICUBIC)
+    arr = np.array(image)
+    y, x = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
+    return np.ascontiguousarray(arr[y:y + size, x:x + size])
+
+
+def write_transform_goldens(photo):
+    """Portrait crops, where Pillow 13 (vertical pass first) and Pillow <= 12 differ."""
+    assert Image.__version__.startswith("13."), "pillow13 goldens need Pillow 13"
+    goldens = {}
+    for name, array in [("portrait.png", photo[:, 100:280]), ("tall.png", photo[:, 200:240])]:
+        Image.fromarray(np.ascontiguousarray(array)).save(os.path.join(HERE, "transforms", name))
+        image = Image.open(os.path.join(HERE, "transforms", name)).convert("RGB")
+        for size in (64, 128):
+            goldens[f"pillow13/adm{size}/{name}"] = center_crop_arr(image, size, Image.Image.resize)
+            goldens[f"pillow12/adm{size}/{name}"] = center_crop_arr(image, size, resize_horizontal_first)
+            goldens[f"pillow13/resize{size}/{name}"] = np.asarray(image.resize((size, size), Image.BILINEAR))
+            goldens[f"pillow12/resize{size}/{name}"] = np.asarray(
+                resize_horizontal_first(image, (size, size), Image.BILINEAR))
+    save_file(goldens, os.path.join(HERE, "transforms", "expected.safetensors"))
+
+
 def main():
     photo = np.asarray(Image.open(os.path.join(ROOT, "Tests/Fixtures/images/chelsea.jpg")).convert("RGB"))
     rgb = photo[100:100 + H, 150:150 + W].astype(np.int64)
@@ -77,6 +110,7 @@ def main():
     write_png("gray1.png", (gray > 100)[..., None], 0, 1)
     write_png("gray2_interlaced.png", (gray >> 6)[..., None], 0, 2, interlaced=True)
     write_png("gray4.png", (gray >> 4)[..., None], 0, 4)
+    write_png("gray4_trns_interlaced.png", (gray >> 4)[..., None], 0, 4, interlaced=True, trns=struct.pack(">H", 5))
     write_png("gray8_trns.png", gray[..., None], 0, 8, trns=struct.pack(">H", int(gray[0, 0])))
     # Spans values below and above 255: PIL's I;16 -> RGB saturates the latter.
     write_png("gray16.png", (gray * 2)[..., None], 0, 16)
@@ -94,6 +128,7 @@ def main():
     palette = np.asarray(quantised.getpalette()[:48]).reshape(16, 3)
     write_png("palette4_trns.png", indices[..., None], 3, 4, palette=palette, trns=bytes(range(0, 160, 10)))
     write_png("palette2_interlaced.png", (indices % 4)[..., None], 3, 2, interlaced=True, palette=palette[:4])
+    write_png("palette1.png", (indices % 2)[..., None], 3, 1, palette=palette[:2], trns=b"\x00")
     # PLTE shorter than the indices used: entries past its end.
     write_png("palette8_short.png", indices[..., None], 3, 8, palette=palette[:10])
 
@@ -102,6 +137,8 @@ def main():
     rgba = Image.fromarray(np.concatenate([rgb, alpha[..., None]], -1).astype(np.uint8), "RGBA")
     rgba.save(os.path.join(HERE, "lossy_alpha.webp"), quality=80)
     rgba.save(os.path.join(HERE, "lossless_alpha.webp"), lossless=True, exact=True)
+
+    write_transform_goldens(photo)
 
     expected = {}
     for name in sorted(os.listdir(HERE)):
