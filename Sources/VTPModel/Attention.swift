@@ -7,14 +7,16 @@ import VTPTensor
 /// GEMMs read q, k and v in place through their row stride, without gathering heads.
 enum AttentionCore {
     static func run(qkv: UnsafePointer<Float>, batch: Int, tokens n: Int, dim: Int, heads: Int, causal: Bool,
-                    into out: UnsafeMutablePointer<Float>) {
+                    into out: UnsafeMutablePointer<Float>, pool: ComputePool) {
         let hd = dim / heads
         let scale = 1 / Float(hd).squareRoot()
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-        defer { scores.deallocate() }
-        for b in 0..<batch {
-            let base = qkv + b * n * 3 * dim
-            for h in 0..<heads {
+        pool.parallelFor(batch * heads) { pairs in
+            // One score matrix per task, reused for each (image, head) pair the task owns.
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+            defer { scores.deallocate() }
+            for pair in pairs {
+                let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
+                let base = qkv + b * n * 3 * dim
                 let q = base + h * hd, k = base + dim + h * hd, v = base + 2 * dim + h * hd
                 BLAS.gemm(m: n, n: n, k: hd, a: q, lda: 3 * dim, b: k, ldb: 3 * dim, transposeB: true,
                           c: scores, alpha: scale)

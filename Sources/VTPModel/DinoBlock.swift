@@ -43,28 +43,38 @@ struct DinoBlock {
 
     /// Runs the block in place on `x` of shape (batch, tokens, dim), whose last `sin.count / headDim`
     /// tokens of each image are rotated by RoPE (the class token before them is not).
-    func forward(_ x: Tensor, batch: Int, tokens n: Int, sin: [Float], cos: [Float]) {
+    func forward(_ x: Tensor, batch: Int, tokens n: Int, sin: [Float], cos: [Float], pool: ComputePool) {
         let rows = batch * n
         let hd = dim / heads
         let h = Tensor(uninitialized: [rows, dim])
-        norm1(x.pointer, rows: rows, into: h.mutablePointer)
         let qkvOut = Tensor(uninitialized: [rows, 3 * dim])
-        qkv(h.pointer, rows: rows, into: qkvOut.mutablePointer)
-        prepareQueriesAndKeys(qkvOut.mutablePointer, rows: rows, tokens: n, headDim: hd, sin: sin, cos: cos)
+        // Norm, QKV projection, QK-norm and RoPE are all row-local: one pass per row block.
+        pool.parallelFor(rows, grain: 64) { r in
+            let hBlock = h.mutablePointer + r.lowerBound * dim, qkvBlock = qkvOut.mutablePointer + r.lowerBound * 3 * dim
+            norm1(x.pointer + r.lowerBound * dim, rows: r.count, into: hBlock, pool: .serial)
+            qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
+            prepareQueriesAndKeys(qkvBlock, firstRow: r.lowerBound, rows: r.count, tokens: n, headDim: hd, sin: sin, cos: cos)
+        }
         AttentionCore.run(qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads, causal: false,
-                          into: h.mutablePointer)
+                          into: h.mutablePointer, pool: pool)
         let attnOut = Tensor(uninitialized: [rows, dim])
-        proj(h.pointer, rows: rows, into: attnOut.mutablePointer)
-        Kernels.addResidual(x.mutablePointer, attnOut.pointer, count: rows * dim, n: dim, scale: ls1?.pointer)
-        norm2(x.pointer, rows: rows, into: h.mutablePointer)
-        mlp(h.pointer, rows: rows, into: attnOut.mutablePointer)
-        Kernels.addResidual(x.mutablePointer, attnOut.pointer, count: rows * dim, n: dim, scale: ls2?.pointer)
+        pool.parallelFor(rows, grain: 64) { r in
+            let offset = r.lowerBound * dim
+            proj(h.pointer + offset, rows: r.count, into: attnOut.mutablePointer + offset, pool: .serial)
+            Kernels.addResidual(x.mutablePointer + offset, attnOut.pointer + offset, count: r.count * dim, n: dim, scale: ls1?.pointer)
+            norm2(x.pointer + offset, rows: r.count, into: h.mutablePointer + offset, pool: .serial)
+        }
+        mlp(h.pointer, rows: rows, into: attnOut.mutablePointer, pool: pool)
+        pool.parallelFor(rows, grain: 64) { r in
+            let offset = r.lowerBound * dim
+            Kernels.addResidual(x.mutablePointer + offset, attnOut.pointer + offset, count: r.count * dim, n: dim, scale: ls2?.pointer)
+        }
         withExtendedLifetime((x, h, qkvOut, attnOut)) {}
     }
 
     /// QK-norm (RMSNorm over each head) then the bfloat16 RoPE of the reference, on q and k in place.
-    private func prepareQueriesAndKeys(_ qkv: UnsafeMutablePointer<Float>, rows: Int, tokens n: Int, headDim hd: Int,
-                                       sin: [Float], cos: [Float]) {
+    private func prepareQueriesAndKeys(_ qkv: UnsafeMutablePointer<Float>, firstRow: Int, rows: Int, tokens n: Int,
+                                       headDim hd: Int, sin: [Float], cos: [Float]) {
         let rotated = sin.count / hd
         let prefix = n - rotated
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: hd)
@@ -72,7 +82,7 @@ struct DinoBlock {
         sin.withUnsafeBufferPointer { sinB in
             cos.withUnsafeBufferPointer { cosB in
                 for r in 0..<rows {
-                    let t = r % n
+                    let t = (firstRow + r) % n
                     for part in 0..<2 {
                         let normWeight = part == 0 ? qNorm : kNorm
                         for head in 0..<heads {

@@ -14,20 +14,24 @@ struct Linear {
         bias = hasBias ? try store.tensor(prefix + ".bias", [outFeatures]) : nil
     }
 
-    /// Applies the layer to `rows` rows of `x` into `out` (rows × outFeatures).
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
-        BLAS.gemm(m: rows, n: outFeatures, k: inFeatures, a: x, b: weight.pointer, transposeB: true, c: out)
-        if let bias { Kernels.addBias(out, rows: rows, n: outFeatures, bias: bias.pointer) }
+    /// Applies the layer to `rows` rows of `x` into `out` (rows × outFeatures), split by rows over `pool`.
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, pool: ComputePool) {
+        let (n, k) = (outFeatures, inFeatures)
+        pool.parallelFor(rows, grain: 64) { r in
+            BLAS.gemm(m: r.count, n: n, k: k, a: x + r.lowerBound * k, b: weight.pointer, transposeB: true,
+                      c: out + r.lowerBound * n)
+            if let bias { Kernels.addBias(out + r.lowerBound * n, rows: r.count, n: n, bias: bias.pointer) }
+        }
     }
 
     /// Applies the layer to a (rows × in) tensor, allocating the output.
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    func callAsFunction(_ x: Tensor, pool: ComputePool) -> Tensor {
         let rows = x.count / inFeatures
         var shape = x.shape
         shape[shape.count - 1] = outFeatures
         let out = Tensor(uninitialized: shape)
         defer { withExtendedLifetime(x) {} }
-        self(x.pointer, rows: rows, into: out.mutablePointer)
+        self(x.pointer, rows: rows, into: out.mutablePointer, pool: pool)
         return out
     }
 
@@ -66,19 +70,23 @@ struct Norm {
         bias = try store.tensor(prefix + ".bias", [width])
     }
 
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
-        switch kind {
-        case .layerNorm:
-            Kernels.layerNorm(x, out, rows: rows, n: width, weight: weight.pointer, bias: bias?.pointer, eps: eps)
-        case .rmsNorm:
-            Kernels.rmsNorm(x, out, rows: rows, n: width, weight: weight.pointer, eps: eps)
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, pool: ComputePool) {
+        let n = width
+        pool.parallelFor(rows, grain: 16) { r in
+            let (src, dst) = (x + r.lowerBound * n, out + r.lowerBound * n)
+            switch kind {
+            case .layerNorm:
+                Kernels.layerNorm(src, dst, rows: r.count, n: n, weight: weight.pointer, bias: bias?.pointer, eps: eps)
+            case .rmsNorm:
+                Kernels.rmsNorm(src, dst, rows: r.count, n: n, weight: weight.pointer, eps: eps)
+            }
         }
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    func callAsFunction(_ x: Tensor, pool: ComputePool) -> Tensor {
         let out = Tensor(uninitialized: x.shape)
         defer { withExtendedLifetime(x) {} }
-        self(x.pointer, rows: x.count / width, into: out.mutablePointer)
+        self(x.pointer, rows: x.count / width, into: out.mutablePointer, pool: pool)
         return out
     }
 }
@@ -112,21 +120,30 @@ struct FeedForward {
         }
     }
 
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, pool: ComputePool) {
         switch kind {
         case let .mlp(fc1, fc2):
             let h = Tensor(uninitialized: [rows, fc1.outFeatures])
-            fc1(x, rows: rows, into: h.mutablePointer)
-            Kernels.gelu(h.mutablePointer, count: h.count)
-            fc2(h.pointer, rows: rows, into: out)
+            let width = fc1.outFeatures
+            pool.parallelFor(rows, grain: 64) { r in
+                let block = h.mutablePointer + r.lowerBound * width
+                fc1(x + r.lowerBound * fc1.inFeatures, rows: r.count, into: block, pool: .serial)
+                Kernels.gelu(block, count: r.count * width)
+            }
+            fc2(h.pointer, rows: rows, into: out, pool: pool)
             withExtendedLifetime(h) {}
         case let .swiglu(w1, w2, w3):
             let a = Tensor(uninitialized: [rows, w1.outFeatures])
             let b = Tensor(uninitialized: [rows, w2.outFeatures])
-            w1(x, rows: rows, into: a.mutablePointer)
-            w2(x, rows: rows, into: b.mutablePointer)
-            Kernels.siluMultiply(a.mutablePointer, b.pointer, count: a.count)
-            w3(a.pointer, rows: rows, into: out)
+            let width = w1.outFeatures
+            pool.parallelFor(rows, grain: 64) { r in
+                let (xa, pa, pb) = (x + r.lowerBound * w1.inFeatures, a.mutablePointer + r.lowerBound * width,
+                                    b.mutablePointer + r.lowerBound * width)
+                w1(xa, rows: r.count, into: pa, pool: .serial)
+                w2(xa, rows: r.count, into: pb, pool: .serial)
+                Kernels.siluMultiply(pa, pb, count: r.count * width)
+            }
+            w3(a.pointer, rows: rows, into: out, pool: pool)
             withExtendedLifetime((a, b)) {}
         }
     }

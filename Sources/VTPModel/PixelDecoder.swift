@@ -27,7 +27,7 @@ struct PixelDecoder {
     }
 
     /// Decodes latents (B, C, H, W) to images (B, 3, 16·H, 16·W).
-    func decode(_ latents: Tensor) throws -> Tensor {
+    func decode(_ latents: Tensor, pool: ComputePool) throws -> Tensor {
         guard latents.shape.count == 4, latents.shape[1] == inChannels else {
             throw VTPModelError.input("latents must have shape (B, \(inChannels), H, W), got \(latents.shape)")
         }
@@ -38,15 +38,15 @@ struct PixelDecoder {
         defer { withExtendedLifetime((latents, tokensIn)) {} }
         transposeLast2(latents.pointer, tokensIn.mutablePointer, batch: b, rows: c, cols: hw)
         let x = Tensor(uninitialized: [b, hw, dim])
-        projIn(tokensIn.pointer, rows: b * hw, into: x.mutablePointer)
+        projIn(tokensIn.pointer, rows: b * hw, into: x.mutablePointer, pool: pool)
         let (sin, cos) = rope.tables(height: h, width: w)
-        for block in blocks { block.forward(x, batch: b, tokens: hw, sin: sin, cos: cos) }
-        let normed = norm(x)
+        for block in blocks { block.forward(x, batch: b, tokens: hw, sin: sin, cos: cos, pool: pool) }
+        let normed = norm(x, pool: pool)
         let r = Self.upscale
         let channels = projOut.outFeatures
         let proj = Tensor(uninitialized: [b * hw, channels])
         defer { withExtendedLifetime((x, normed, proj)) {} }
-        projOut(normed.pointer, rows: b * hw, into: proj.mutablePointer)
+        projOut(normed.pointer, rows: b * hw, into: proj.mutablePointer, pool: pool)
         // PixelShuffle: out[b, c, y·r + i, x·r + j] = in[b, c·r² + i·r + j, y, x].
         let out = Tensor(uninitialized: [b, 3, h * r, w * r])
         let o = out.mutablePointer, s = proj.pointer

@@ -71,7 +71,7 @@ struct TextEncoder {
     }
 
     /// Unnormalized text features (T, width) for token ids (T, contextLength).
-    func features(tokens: [Int32], count t: Int) throws -> Tensor {
+    func features(tokens: [Int32], count t: Int, pool: ComputePool) throws -> Tensor {
         let l = contextLength
         guard t > 0, tokens.count == t * l else {
             throw VTPModelError.input("text tokens must have shape (T, \(l)), got \(tokens.count) ids for \(t) rows")
@@ -92,17 +92,21 @@ struct TextEncoder {
         let attn = Tensor(uninitialized: [rows, width])
         defer { withExtendedLifetime((x, h, qkv, attn)) {} }
         for block in blocks {
-            block.ln1(x.pointer, rows: rows, into: h.mutablePointer)
-            block.inProj(h.pointer, rows: rows, into: qkv.mutablePointer)
+            block.ln1(x.pointer, rows: rows, into: h.mutablePointer, pool: pool)
+            block.inProj(h.pointer, rows: rows, into: qkv.mutablePointer, pool: pool)
             AttentionCore.run(qkv: qkv.pointer, batch: t, tokens: l, dim: width, heads: heads, causal: causal,
-                              into: h.mutablePointer)
-            block.outProj(h.pointer, rows: rows, into: attn.mutablePointer)
+                              into: h.mutablePointer, pool: pool)
+            block.outProj(h.pointer, rows: rows, into: attn.mutablePointer, pool: pool)
             Kernels.addResidual(x.mutablePointer, attn.pointer, count: rows * width, n: width, scale: block.ls1?.pointer)
-            block.ln2(x.pointer, rows: rows, into: h.mutablePointer)
+            block.ln2(x.pointer, rows: rows, into: h.mutablePointer, pool: pool)
             let mid = Tensor(uninitialized: [rows, block.fc.outFeatures])
-            block.fc(h.pointer, rows: rows, into: mid.mutablePointer)
-            if quickGelu { Kernels.quickGelu(mid.mutablePointer, count: mid.count) } else { Kernels.gelu(mid.mutablePointer, count: mid.count) }
-            block.proj(mid.pointer, rows: rows, into: attn.mutablePointer)
+            block.fc(h.pointer, rows: rows, into: mid.mutablePointer, pool: pool)
+            let hidden = block.fc.outFeatures
+            pool.parallelFor(rows, grain: 16) { r in
+                let p = mid.mutablePointer + r.lowerBound * hidden
+                if quickGelu { Kernels.quickGelu(p, count: r.count * hidden) } else { Kernels.gelu(p, count: r.count * hidden) }
+            }
+            block.proj(mid.pointer, rows: rows, into: attn.mutablePointer, pool: pool)
             withExtendedLifetime(mid) {}
             Kernels.addResidual(x.mutablePointer, attn.pointer, count: rows * width, n: width, scale: block.ls2?.pointer)
         }
@@ -120,14 +124,14 @@ struct TextEncoder {
                 for j in 1..<l where tokens[ti * l + j] > tokens[ti * l + best] { best = j }
                 row = best
             }
-            lnFinal(x.pointer + (ti * l + row) * width, rows: 1, into: pooled.mutablePointer + ti * width)
+            lnFinal(x.pointer + (ti * l + row) * width, rows: 1, into: pooled.mutablePointer + ti * width, pool: .serial)
         }
         switch projection {
         case .none: return pooled
-        case let .linear(linear): return linear(pooled)
+        case let .linear(linear): return linear(pooled, pool: pool)
         case let .matrix(p):
             let out = Tensor(uninitialized: [t, width])
-            BLAS.gemm(m: t, n: width, k: width, a: pooled.pointer, b: p.pointer, transposeB: false, c: out.mutablePointer)
+            pool.gemm(m: t, n: width, k: width, a: pooled.pointer, b: p.pointer, transposeB: false, c: out.mutablePointer)
             return out
         }
     }

@@ -29,12 +29,20 @@ public final class VTPModel: @unchecked Sendable {
     public let logitBias: Float?
     private let parameterCounts: [String: Int]
 
+    /// The threads one forward pass spreads its work over.
+    public let pool: ComputePool
+
     /// Loads `config.json` and `model.safetensors` (or a sharded index) from `directory`.
     ///
     /// Every tensor is checked against the shape the configuration implies; a missing, extra or
     /// mis-shaped tensor throws a ``VTPModelError`` naming the file, tensor and expected shape.
-    public init(directory: String) throws {
+    ///
+    /// `threads` is how many cores one call uses (default: all). The engine parallelizes itself
+    /// and keeps OpenBLAS single-threaded, which this initializer sets process-wide.
+    public init(directory: String, threads: Int? = nil) throws {
         self.directory = directory
+        pool = ComputePool(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        BLAS.setThreadCount(1)
         let config = try VTPConfig.load(path: directory + "/config.json")
         self.config = config
         let store = try WeightStore(directory: directory)
@@ -65,16 +73,16 @@ public final class VTPModel: @unchecked Sendable {
 
     /// `get_reconstruction_latents`: bottleneck latents (B, C, H/p, W/p).
     public func reconstructionLatents(_ images: Tensor) throws -> Tensor {
-        let (x, gh, gw) = try vision.runBlocks(images)
+        let (x, gh, gw) = try vision.runBlocks(images, pool: pool)
         let b = images.shape[0], n = gh * gw + 1, d = vision.dim
-        let normed = vision.norm(x)
+        let normed = vision.norm(x, pool: pool)
         let c = vision.bottleneckWidth
         let patches = Tensor(uninitialized: [b, gh * gw, c])
         defer { withExtendedLifetime((x, normed, patches)) {} }
         for bi in 0..<b {
             let src = normed.pointer + (bi * n + 1) * d
             if let bottleneck = vision.bottleneck {
-                bottleneck(src, rows: gh * gw, into: patches.mutablePointer + bi * gh * gw * c)
+                bottleneck(src, rows: gh * gw, into: patches.mutablePointer + bi * gh * gw * c, pool: pool)
             } else {
                 (patches.mutablePointer + bi * gh * gw * c).update(from: src, count: gh * gw * c)
             }
@@ -89,7 +97,7 @@ public final class VTPModel: @unchecked Sendable {
         guard let decoder else {
             throw VTPModelError.unsupported("\(directory): reconstruction is not enabled (train_reconstruction is false)")
         }
-        return try decoder.decode(latents)
+        return try decoder.decode(latents, pool: pool)
     }
 
     // MARK: Features
@@ -105,15 +113,15 @@ public final class VTPModel: @unchecked Sendable {
     /// `get_last_layer_feature`: normalized class and patch tokens of the last block, without
     /// the bottleneck unless `useBottleneck`.
     public func lastLayerFeatures(_ images: Tensor, useBottleneck: Bool = false) throws -> LayerFeatures {
-        let (x, gh, gw) = try vision.runBlocks(images)
+        let (x, gh, gw) = try vision.runBlocks(images, pool: pool)
         return finalFeatures(x, batch: images.shape[0], tokens: gh * gw + 1, useBottleneck: useBottleneck)
     }
 
     private func finalFeatures(_ x: Tensor, batch b: Int, tokens n: Int, useBottleneck: Bool) -> LayerFeatures {
-        var normed = vision.norm(x)
+        var normed = vision.norm(x, pool: pool)
         var d = vision.dim
         if useBottleneck, let bottleneck = vision.bottleneck {
-            normed = bottleneck(normed.reshaped([b * n, d])).reshaped([b, n, bottleneck.outFeatures])
+            normed = bottleneck(normed.reshaped([b * n, d]), pool: pool).reshaped([b, n, bottleneck.outFeatures])
             d = bottleneck.outFeatures
         }
         return split(normed, batch: b, tokens: n, dim: d)
@@ -154,7 +162,7 @@ public final class VTPModel: @unchecked Sendable {
             wanted = Set(list)
         }
         var taken: [Tensor] = []
-        let (_, gh, gw) = try vision.runBlocks(images) { i, x in
+        let (_, gh, gw) = try vision.runBlocks(images, pool: pool) { i, x in
             if wanted.contains(i) {
                 let copy = Tensor(uninitialized: x.shape)
                 defer { withExtendedLifetime(x) {} }
@@ -163,7 +171,7 @@ public final class VTPModel: @unchecked Sendable {
             }
         }
         let b = images.shape[0], n = gh * gw + 1
-        return taken.map { x in split(norm ? vision.norm(x) : x, batch: b, tokens: n, dim: vision.dim) }
+        return taken.map { x in split(norm ? vision.norm(x, pool: pool) : x, batch: b, tokens: n, dim: vision.dim) }
     }
 
     // MARK: CLIP
@@ -173,7 +181,7 @@ public final class VTPModel: @unchecked Sendable {
         guard let visualProjection else {
             throw VTPModelError.unsupported("\(directory): CLIP is not enabled (train_clip is false)")
         }
-        let (x, gh, gw) = try vision.runBlocks(images)
+        let (x, gh, gw) = try vision.runBlocks(images, pool: pool)
         let b = images.shape[0], n = gh * gw + 1
         let f = finalFeatures(x, batch: b, tokens: n, useBottleneck: !config.visionBottleneckAeOnly)
         let pooled: Tensor
@@ -193,7 +201,7 @@ public final class VTPModel: @unchecked Sendable {
         } else {
             pooled = f.classToken
         }
-        let out = visualProjection(pooled)
+        let out = visualProjection(pooled, pool: pool)
         if normalize { Kernels.l2NormalizeRows(out.mutablePointer, rows: b, n: out.shape[1]) }
         return out
     }
@@ -203,7 +211,7 @@ public final class VTPModel: @unchecked Sendable {
         guard let text else {
             throw VTPModelError.unsupported("\(directory): CLIP is not enabled (train_clip is false)")
         }
-        let out = try text.features(tokens: tokens, count: count)
+        let out = try text.features(tokens: tokens, count: count, pool: pool)
         if normalize { Kernels.l2NormalizeRows(out.mutablePointer, rows: count, n: out.shape[1]) }
         return out
     }
@@ -223,7 +231,7 @@ public final class VTPModel: @unchecked Sendable {
         let b = img.shape[0], t = txt.shape[0], d = img.shape[1]
         let out = Tensor(uninitialized: [b, t])
         defer { withExtendedLifetime((img, txt)) {} }
-        BLAS.gemm(m: b, n: t, k: d, a: img.pointer, b: txt.pointer, transposeB: true, c: out.mutablePointer,
+        pool.gemm(m: b, n: t, k: d, a: img.pointer, b: txt.pointer, transposeB: true, c: out.mutablePointer,
                   alpha: logitScaleExp ?? 1)
         if let logitBias { for i in 0..<(b * t) { out.mutablePointer[i] += logitBias } }
         return out

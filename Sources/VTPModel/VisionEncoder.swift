@@ -42,7 +42,7 @@ struct VisionEncoder {
     var bottleneckWidth: Int { bottleneck?.outFeatures ?? dim }
 
     /// Patch embedding plus class token: (B, 1 + H'·W', D).
-    func embed(_ images: Tensor) throws -> (tokens: Tensor, gridH: Int, gridW: Int) {
+    func embed(_ images: Tensor, pool: ComputePool) throws -> (tokens: Tensor, gridH: Int, gridW: Int) {
         guard images.shape.count == 4, images.shape[1] == 3 else {
             throw VTPModelError.input("pixel_values must have shape (B, 3, H, W), got \(images.shape)")
         }
@@ -74,20 +74,19 @@ struct VisionEncoder {
         for bi in 0..<b {
             let t = tokens.mutablePointer + bi * n * dim
             t.update(from: clsToken.pointer, count: dim)
-            BLAS.gemm(m: hw, n: dim, k: k, a: cols.pointer + bi * hw * k, b: patchWeight.pointer, transposeB: true,
-                      c: t + dim)
+            pool.gemm(m: hw, n: dim, k: k, a: cols.pointer + bi * hw * k, b: patchWeight.pointer, transposeB: true, c: t + dim)
             Kernels.addBias(t + dim, rows: hw, n: dim, bias: patchBias.pointer)
         }
         return (tokens, gh, gw)
     }
 
     /// Runs the blocks, handing the residual stream after each block index to `observe`.
-    func runBlocks(_ images: Tensor, observe: (Int, Tensor) -> Void = { _, _ in }) throws -> (Tensor, Int, Int) {
-        let (x, gh, gw) = try embed(images)
+    func runBlocks(_ images: Tensor, pool: ComputePool, observe: (Int, Tensor) -> Void = { _, _ in }) throws -> (Tensor, Int, Int) {
+        let (x, gh, gw) = try embed(images, pool: pool)
         let (sin, cos) = rope.tables(height: gh, width: gw)
         let b = images.shape[0], n = gh * gw + 1
         for (i, block) in blocks.enumerated() {
-            block.forward(x, batch: b, tokens: n, sin: sin, cos: cos)
+            block.forward(x, batch: b, tokens: n, sin: sin, cos: cos, pool: pool)
             observe(i, x)
         }
         return (x, gh, gw)
