@@ -66,11 +66,14 @@ let package = Package(
         .target(name: "VTPTransport", dependencies: ["CZeroMQ", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
 
+        // MARK: Configuration.
+        .target(name: "VTPSettings", dependencies: [], path: "Sources/VTPSettings", swiftSettings: strictSettings),
+
         // MARK: The CLI.
         .executableTarget(
             name: "vtp",
             dependencies: [
-                "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport",
+                "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -91,6 +94,8 @@ let package = Package(
                     path: "Tests/VTPDatasetsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPSettingsTests", dependencies: ["VTPSettings", "VTPTestSupport"],
+                    path: "Tests/VTPSettingsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
     ]

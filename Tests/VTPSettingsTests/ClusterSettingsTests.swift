@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+import VTPSettings
+import VTPTestSupport
+
+@Suite struct ClusterSettingsTests {
+    static let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("config/vtp.toml").path
+
+    func write(_ text: String) throws -> (TemporaryDirectory, String) {
+        let dir = try TemporaryDirectory("settings")
+        let path = dir.file("vtp.toml")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return (dir, path)
+    }
+
+    @Test func documentedExampleEqualsTheDefaults() throws {
+        let loaded = try ClusterSettings.load(path: Self.example, environment: [:])
+        #expect(loaded == ClusterSettings())
+    }
+
+    @Test func noFileMeansDefaultsAndEnvironmentOverridesTheDatabase() throws {
+        let s = try ClusterSettings.load(path: nil, environment: ["VTP_DATABASE_URL": "postgresql://db/vtp"])
+        #expect(s.database.url == "postgresql://db/vtp")
+        #expect(s.worker.batchSize == 8)
+    }
+
+    @Test func valuesAreRead() throws {
+        let (dir, path) = try write("""
+        # comment
+        [worker]
+        batch_size = 16   # trailing comment
+        prefetch = 4
+        [coordinator]
+        endpoint = 'ipc:///tmp/vtp.sock'
+        lease_seconds = 1_200
+        [storage]
+        root = "/data/out"
+        """)
+        defer { dir.remove() }
+        let s = try ClusterSettings.load(path: path, environment: [:])
+        #expect(s.worker.batchSize == 16 && s.worker.prefetch == 4)
+        #expect(s.coordinator.endpoint == "ipc:///tmp/vtp.sock" && s.coordinator.leaseSeconds == 1200)
+        #expect(s.resolveOutput("latents/run1") == "/data/out/latents/run1")
+        #expect(s.resolveOutput("/abs") == "/abs")
+    }
+
+    @Test(arguments: [
+        ("[worker]\nbatch_size = \"8\"", "vtp.toml:2: worker.batch_size: expected an integer, found a string"),
+        ("[worker]\nbatch = 8", "vtp.toml:2: worker.batch: unknown key"),
+        ("[worker]\nbatch_size = 0", "worker.batch_size: must be between 1 and 4096, got 0"),
+        ("[coordinator]\nendpoint = \"tcp://0.0.0.0:5555\"", "is not a loopback address"),
+        ("[coordinator]\nendpoint = \"http://x\"", "must start with tcp://"),
+        ("[worker\nx = 1", "vtp.toml:1: expected ']'"),
+        ("[worker]\nbatch_size = 8\nbatch_size = 9", "vtp.toml:3: 'worker.batch_size' is already defined on line 2"),
+        ("[database]\nurl = \"unterminated", "vtp.toml:2: unterminated string"),
+        ("[security]\nworker_secret_key_file = \"w.key\"", "security: a coordinator needs"),
+    ])
+    func invalidFilesNameLineAndKey(_ text: String, _ expected: String) throws {
+        let (dir, path) = try write(text)
+        defer { dir.remove() }
+        do {
+            _ = try ClusterSettings.load(path: path, environment: [:])
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect("\(error)".contains(expected), "\(error)")
+        }
+    }
+
+    @Test func missingFileIsAClearError() {
+        #expect { try ClusterSettings.load(path: "/nonexistent/vtp.toml", environment: [:]) } throws: {
+            "\($0)".contains("/nonexistent/vtp.toml: cannot read the configuration file")
+        }
+    }
+}
