@@ -9,6 +9,7 @@ struct VTPCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             ModelCommand.self,
+            DatabaseCommand.self,
         ]
     )
 }
