@@ -71,6 +71,7 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     private let removeWhenStopped: Bool
     private let logger: Logger
     private let lock = NSLock()
+    private let executor = BlockingExecutor(name: "vtp-postgres-control")
     private var started = false
 
     /// Prepares (and on first use initialises) a server under `stateDirectory/postgres`.
@@ -118,7 +119,7 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         try prepareDirectories()
     }
 
-    deinit { try? stop() }
+    deinit { try? stopBlocking() }
 
     /// A libpq URL for the superuser over the socket (no password: the socket is private).
     public var connectionURL: String {
@@ -134,8 +135,24 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     }
 
     /// Starts the server (initialising the data directory first if it is new). If a server left
-    /// running by an earlier process owns the directory, it is adopted.
-    public func start() throws {
+    /// running by an earlier process owns the directory, it is adopted. The tools run on a
+    /// dedicated thread, not the cooperative pool.
+    public func start() async throws {
+        try await executor.run { [self] in try startBlocking() }
+    }
+
+    /// Stops the server (fast shutdown); removes the directory of a `temporary()` server.
+    public func stop() async throws {
+        try await executor.run { [self] in try stopBlocking() }
+    }
+
+    /// Restarts the server; connected clients are disconnected.
+    public func restart() async throws {
+        try await executor.run { [self] in try restartBlocking() }
+    }
+
+    /// `start()` on the calling thread.
+    public func startBlocking() throws {
         lock.lock()
         defer { lock.unlock() }
         if started { return }
@@ -150,8 +167,8 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         started = true
     }
 
-    /// Stops the server (fast shutdown); removes the directory of a `temporary()` server.
-    public func stop() throws {
+    /// `stop()` on the calling thread, for `defer` blocks and shutdown paths that cannot await.
+    public func stopBlocking() throws {
         lock.lock()
         defer { lock.unlock() }
         if started || (try? isRunning()) == true {
@@ -166,8 +183,8 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         }
     }
 
-    /// Restarts the server; connected clients are disconnected.
-    public func restart() throws {
+    /// `restart()` on the calling thread.
+    public func restartBlocking() throws {
         lock.lock()
         defer { lock.unlock() }
         try serverTool("pg_ctl", ["restart", "-w", "-t", "60", "-m", "fast", "-D", dataDirectory.path,
@@ -246,48 +263,31 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     @discardableResult
     private func serverTool(_ tool: String, _ arguments: [String], quiet: Bool = false) throws -> String {
         let executable = binaries.appendingPathComponent(tool).path
-        let process = Process()
+        var argv: [String]
         if let runAs {
             if FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") {
-                process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-                process.arguments = ["-u", runAs.name, "--", executable] + arguments
+                argv = ["/usr/sbin/runuser", "-u", runAs.name, "--", executable] + arguments
             } else {
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-                process.arguments = ["--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--init-groups", executable] + arguments
+                argv = ["/usr/bin/setpriv", "--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--init-groups",
+                        executable] + arguments
             }
         } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+            argv = [executable] + arguments
         }
-        process.currentDirectoryURL = serverDirectory
         var environment = ProcessInfo.processInfo.environment
         environment["LC_ALL"] = "C"
         environment.removeValue(forKey: "PGDATA")
-        process.environment = environment
         // Output goes to a file, not a pipe: the server pg_ctl forks would otherwise hold the pipe open.
         let outputURL = serverDirectory.appendingPathComponent(".tool-output-\(UUID().uuidString)")
-        guard FileManager.default.createFile(atPath: outputURL.path, contents: nil),
-              let output = FileHandle(forWritingAtPath: outputURL.path) else {
-            throw EmbeddedPostgresError.fileSystem(path: outputURL.path, reason: "cannot create")
-        }
         defer { try? FileManager.default.removeItem(at: outputURL) }
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            try? output.close()
-            throw EmbeddedPostgresError.commandFailed(command: tool, status: -1, output: "\(error)")
-        }
-        process.waitUntilExit()
-        try? output.close()
+        let status = try ChildProcess.run(argv, environment: environment, directory: serverDirectory.path,
+                                          outputPath: outputURL.path)
         let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
-        guard process.terminationStatus == 0 else {
+        guard status == 0 else {
             if !quiet { logger.error("\(tool) failed: \(text)") }
             let log = (try? String(contentsOf: logFile, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
             throw EmbeddedPostgresError.commandFailed(command: ([tool] + arguments).joined(separator: " "),
-                                                      status: process.terminationStatus,
+                                                      status: status,
                                                       output: text + (log.isEmpty ? "" : "\nserver log:\n" + log))
         }
         return text
@@ -296,7 +296,7 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     /// Finds initdb/pg_ctl: `pg_config --bindir`, then /usr/lib/postgresql/<newest>/bin, then PATH.
     static func findBinaries() throws -> URL {
         var candidates: [String] = []
-        if let bindir = try? runCapturing("/usr/bin/env", ["pg_config", "--bindir"]) {
+        if let bindir = ChildProcess.output(of: ["/usr/bin/env", "pg_config", "--bindir"]) {
             candidates.append(bindir.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         let root = "/usr/lib/postgresql"
@@ -311,18 +311,5 @@ public final class EmbeddedPostgres: @unchecked Sendable {
             }
         }
         throw EmbeddedPostgresError.binariesNotFound(searched: candidates)
-    }
-
-    private static func runCapturing(_ executable: String, _ arguments: [String]) throws -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
     }
 }
