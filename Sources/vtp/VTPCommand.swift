@@ -12,6 +12,7 @@ struct VTPCommand: AsyncParsableCommand {
             TextCommand.self,
             BenchCommand.self,
             KeysCommand.self,
+            ImageCommand.self,
         ]
     )
 }

@@ -1,0 +1,123 @@
+import CImageShims
+
+/// Owns one libpng reader (through the setjmp shim) for the lifetime of a decode.
+final class PNGReader {
+    private let handle: OpaquePointer
+    private let source: String
+    /// IHDR and PLTE as read at open time.
+    let info: vtp_png_info
+
+    /// Reads the chunks up to the image data. `bytes` must outlive the reader.
+    init(bytes: UnsafeRawBufferPointer, source: String) throws(ImageError) {
+        var info = vtp_png_info()
+        var opened: OpaquePointer?
+        try ShimCall.check(source: source, format: .png) { message in
+            var status = VTP_IMG_OK
+            opened = vtp_png_open(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+                                  &info, &status, message)
+            return status
+        }
+        guard let opened else {
+            throw ImageError.corrupt(source: source, format: .png, detail: "decoder could not be created")
+        }
+        self.handle = opened
+        self.info = info
+        self.source = source
+    }
+
+    deinit { vtp_png_close(handle) }
+
+    /// Decodes all rows (every interlace pass) with the given libpng transformations.
+    func decode(transforms: UInt32, into out: UnsafeMutableBufferPointer<UInt8>, rowBytes: Int) throws(ImageError) {
+        try ShimCall.check(source: source, format: .png) { message in
+            vtp_png_decode(handle, transforms, out.baseAddress, out.count, rowBytes, message)
+        }
+    }
+}
+
+/// PNG to RGB as PIL's PNG plugin plus `convert("RGB")` produce it: alpha and tRNS
+/// dropped without compositing, 16-bit colour reduced to its high byte, 16-bit gray
+/// (PIL mode I;16) clamped to 255, low bit depths scaled to 0...255, palette indices
+/// past the end of PLTE shown as black.
+enum PNGDecoding {
+    private static let strip16 = UInt32(VTP_PNG_STRIP_16)
+    private static let stripAlpha = UInt32(VTP_PNG_STRIP_ALPHA)
+    private static let grayToRGB = UInt32(VTP_PNG_GRAY_TO_RGB)
+    private static let expandGray = UInt32(VTP_PNG_EXPAND_GRAY)
+    private static let packing = UInt32(VTP_PNG_PACKING)
+
+    static func decode(_ bytes: UnsafeRawBufferPointer, source: String, maxPixels: Int) throws(ImageError) -> RGBImage {
+        // IHDR must be the first chunk; its size is checked before libpng reads any further,
+        // so a bomb is refused even when the rest of the file is missing or enormous.
+        if bytes.count >= 24, bytes[12] == 0x49, bytes[13] == 0x48, bytes[14] == 0x44, bytes[15] == 0x52 {
+            try PixelLimit.check(width: bigEndian32(bytes, at: 16), height: bigEndian32(bytes, at: 20),
+                                 limit: maxPixels, source: source, format: .png)
+        }
+        let reader = try PNGReader(bytes: bytes, source: source)
+        let info = reader.info
+        let width = Int(info.width), height = Int(info.height)
+        try PixelLimit.check(width: width, height: height, limit: maxPixels, source: source, format: .png)
+        let depth = Int(info.bit_depth)
+        switch info.color_type {
+        case 3:
+            return try decodePalette(reader, width: width, height: height, depth: depth, source: source)
+        case 0 where depth == 16:
+            var raw = [UInt8](repeating: 0, count: width * height * 2)
+            try raw.withUnsafeMutableBufferPointer { (out) throws(ImageError) in
+                try reader.decode(transforms: 0, into: out, rowBytes: width * 2)
+            }
+            return RGBImage(width: width, height: height) { rgb in
+                raw.withUnsafeBufferPointer { raw in
+                    for i in 0..<(width * height) {
+                        // PIL's I;16 -> RGB keeps values below 256 and saturates the rest.
+                        let value = raw[i * 2] == 0 ? raw[i * 2 + 1] : 255
+                        rgb[i * 3] = value
+                        rgb[i * 3 + 1] = value
+                        rgb[i * 3 + 2] = value
+                    }
+                }
+            }
+        case 0, 2, 4, 6:
+            var transforms: UInt32 = depth == 16 ? strip16 : 0
+            if info.color_type == 0 || info.color_type == 4 { transforms |= grayToRGB }
+            if info.color_type == 4 || info.color_type == 6 { transforms |= stripAlpha }
+            if info.color_type == 0 && depth < 8 { transforms |= expandGray }
+            return try RGBImage(width: width, height: height) { (out) throws(ImageError) in
+                try reader.decode(transforms: transforms, into: out, rowBytes: width * 3)
+            }
+        default:
+            throw .unsupported(source: source, format: .png, detail: "colour type \(info.color_type)")
+        }
+    }
+
+    private static func bigEndian32(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Int {
+        (0..<4).reduce(0) { $0 << 8 | Int(bytes[offset + $1]) }
+    }
+
+    private static func decodePalette(
+        _ reader: PNGReader, width: Int, height: Int, depth: Int, source: String
+    ) throws(ImageError) -> RGBImage {
+        var indices = [UInt8](repeating: 0, count: width * height)
+        try indices.withUnsafeMutableBufferPointer { (out) throws(ImageError) in
+            try reader.decode(transforms: depth < 8 ? packing : 0, into: out, rowBytes: width)
+        }
+        // PIL's palette starts all black and PLTE fills its first entries.
+        var lut = [UInt8](repeating: 0, count: 256 * 3)
+        let entries = Int(reader.info.palette_entries)
+        withUnsafeBytes(of: reader.info.palette) { palette in
+            for i in 0..<(entries * 3) { lut[i] = palette[i] }
+        }
+        return RGBImage(width: width, height: height) { rgb in
+            indices.withUnsafeBufferPointer { indices in
+                lut.withUnsafeBufferPointer { lut in
+                    for i in 0..<(width * height) {
+                        let entry = Int(indices[i]) * 3
+                        rgb[i * 3] = lut[entry]
+                        rgb[i * 3 + 1] = lut[entry + 1]
+                        rgb[i * 3 + 2] = lut[entry + 2]
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import VTPImage
+import VTPSafeTensors
+
+extension PillowCompatibility: ExpressibleByArgument {}
+
+/// `vtp image ...`: decode and preprocess images exactly as the reference pipelines do.
+struct ImageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "image",
+        abstract: "Decode and preprocess images as the VTP reference pipelines do.",
+        subcommands: [Preprocess.self]
+    )
+
+    /// Transform names accepted on the command line.
+    enum TransformName: String, ExpressibleByArgument, CaseIterable {
+        case admCenterCrop = "adm-center-crop"
+        case resize
+
+        func transform(size: Int) -> PreprocessTransform {
+            switch self {
+            case .admCenterCrop: return .admCenterCrop(size: size)
+            case .resize: return .resize(size: size)
+            }
+        }
+    }
+
+    /// `vtp image preprocess`: one image through one transform, written as an 8-bit RGB PNG.
+    struct Preprocess: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply adm-center-crop or resize to an image and write the uint8 RGB result as PNG."
+        )
+
+        @Option(help: "adm-center-crop (ADM center_crop_arr) or resize (torchvision Resize((N, N)), bilinear).")
+        var transform: TransformName
+
+        @Option(help: "Output side length in pixels.")
+        var size: Int
+
+        @Option(help: "Resampling pass order of this Pillow release: pillow12 or pillow13.")
+        var pillow: PillowCompatibility = .pillow12
+
+        @Option(help: "Refuse images with more pixels than this (decompression-bomb guard).")
+        var maxPixels: Int = ImageDecoder.defaultMaxPixels
+
+        @Argument(help: "Input JPEG, PNG or WebP (format detected from content).")
+        var input: String
+
+        @Option(name: .shortAndLong, help: "Output PNG path.")
+        var output: String
+
+        func validate() throws {
+            guard size > 0 else { throw ValidationError("--size must be positive, got \(size)") }
+            guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive, got \(maxPixels)") }
+        }
+
+        func run() throws {
+            do {
+                let image = try ImageDecoder(maxPixels: maxPixels).decode(contentsOf: input)
+                let result = try transform.transform(size: size).apply(to: image, compatibility: pillow)
+                try AtomicFile.write(try ImageEncoder.png(result), to: output)
+                print("\(input): \(image.width)x\(image.height) -> \(output): \(result.width)x\(result.height)")
+            } catch let error as ImageError {
+                FileHandle.standardError.write(Data("vtp image preprocess: \(error.description)\n".utf8))
+                throw ExitCode.failure
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+import VTPImage
+import VTPSafeTensors
+import VTPTensor
+import VTPTestSupport
+
+/// Every fixture image against the PIL goldens in `preprocess.expected.safetensors`.
+@Suite struct ConformanceTests {
+    let expected: SafeTensorsFile
+
+    init() throws { expected = try Fixtures.safetensors("preprocess.expected.safetensors") }
+
+    @Test(arguments: TestImages.fixtureNames)
+    func decodingMatchesPIL(name: String) throws {
+        let image = try ImageDecoder().decode(contentsOf: TestImages.fixture(name))
+        let info = try expected.info("decoded/\(name)")
+        #expect([image.height, image.width, 3] == info.shape)
+        let comparison = PixelComparison(image.pixels, try expected.uint8s("decoded/\(name)"))
+        #expect(comparison.maxDifference == 0, "\(name): \(comparison)")
+    }
+
+    @Test(arguments: TestImages.fixtureNames)
+    func admCenterCropMatchesPIL(name: String) throws {
+        let image = try ImageDecoder().decode(contentsOf: TestImages.fixture(name))
+        let cropped = try PreprocessTransform.admCenterCrop(size: 256).apply(to: image)
+        #expect(cropped.width == 256 && cropped.height == 256)
+        let comparison = PixelComparison(cropped.pixels, try expected.uint8s("adm256/\(name)"))
+        #expect(comparison.maxDifference == 0, "\(name): \(comparison)")
+    }
+
+    @Test(arguments: TestImages.fixtureNames)
+    func resizeMatchesPIL(name: String) throws {
+        let image = try ImageDecoder().decode(contentsOf: TestImages.fixture(name))
+        let resized = try PreprocessTransform.resize(size: 256).apply(to: image)
+        let comparison = PixelComparison(resized.pixels, try expected.uint8s("resize256/\(name)"))
+        #expect(comparison.maxDifference == 0, "\(name): \(comparison)")
+    }
+
+    /// The normalized batch the model fixture was fed: README transform for image 0,
+    /// ADM crop + ImageNet stats for image 1, ADM crop + 0.5 stats for image 2.
+    @Test func tensorConversionMatchesModelFixtureInput() throws {
+        let reference = try Fixtures.safetensors("vtp-tiny.expected.safetensors").tensor("pixel_values")
+        #expect(reference.shape == [3, 3, 256, 256])
+        let decoder = ImageDecoder()
+        let samples: [(RGBImage, Normalization)] = [
+            (try PreprocessTransform.resize(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("dog.png"))), .imagenet),
+            (try PreprocessTransform.admCenterCrop(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("chelsea.jpg"))), .imagenet),
+            (try PreprocessTransform.admCenterCrop(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("rocket.jpg"))), .half),
+        ]
+        let perImage = 3 * 256 * 256
+        var batch = [Float](repeating: .nan, count: 3 * perImage)
+        try batch.withUnsafeMutableBufferPointer { buffer in
+            for (i, (image, normalization)) in samples.enumerated() {
+                let slice = UnsafeMutableBufferPointer(rebasing: buffer[(i * perImage)..<((i + 1) * perImage)])
+                try image.writeCHW(into: slice, normalization: normalization)
+            }
+        }
+        let referenceValues = reference.toArray()
+        var mismatches = 0
+        for (a, b) in zip(batch, referenceValues) where a != b { mismatches += 1 }
+        #expect(mismatches == 0, "\(mismatches) of \(batch.count) floats differ from torch")
+    }
+}

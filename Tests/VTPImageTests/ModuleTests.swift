@@ -1,6 +1,0 @@
-import Testing
-import VTPImage
-
-@Test func VTPImageModuleLinks() {
-    #expect(VTPImageModule.name == "VTPImage")
-}
