@@ -20,7 +20,8 @@ public struct ImageDecoder: Sendable {
     public func decode(contentsOf path: String) throws(ImageError) -> RGBImage {
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+            // Read, not mapped: a file truncated by another process while mapped would SIGBUS.
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw .unreadable(source: path, reason: (error as NSError).localizedDescription)
         }

@@ -24,7 +24,20 @@ public enum ImageEncoder {
 
     /// Sample layouts `png(samples:...)` accepts.
     public enum PNGLayout: Sendable {
-        case gray8, gray16, grayAlpha8, rgb8, rgb16, rgba8, rgba16
+        /// One 8-bit gray sample per pixel.
+        case gray8
+        /// One 16-bit gray sample per pixel.
+        case gray16
+        /// 8-bit gray then alpha.
+        case grayAlpha8
+        /// 8-bit R, G, B.
+        case rgb8
+        /// 16-bit R, G, B.
+        case rgb16
+        /// 8-bit R, G, B, A.
+        case rgba8
+        /// 16-bit R, G, B, A.
+        case rgba16
 
         var colorType: Int32 {
             switch self {

@@ -42,8 +42,9 @@ public struct TensorPayload {
 /// Writes a safetensors file straight from borrowed buffers, converting dtypes in bounded chunks,
 /// so a 10,000-image latent shard never needs a second full copy in memory.
 ///
-/// The layout is the one `SafeTensorsWriter` produces (insertion order, 8-byte aligned tensors,
-/// sorted-key JSON header padded with spaces to 8 bytes), and the file appears atomically.
+/// The layout is the one `SafeTensorsWriter` produces (tensors contiguous with no holes, ordered
+/// by element size, largest first, then insertion order; sorted-key JSON header padded with spaces
+/// to 8 bytes), and the file appears atomically.
 public enum SafeTensorsStreamWriter {
     /// Elements converted per chunk.
     static let chunkElements = 1 << 16
@@ -54,12 +55,16 @@ public enum SafeTensorsStreamWriter {
         var offset = 0
         var starts: [Int] = []
         var names = Set<String>()
+        // The format allows no holes, so alignment comes from writing wider elements first.
+        let tensors = tensors.enumerated().sorted {
+            ($0.element.dtype.byteSize, -$0.offset) > ($1.element.dtype.byteSize, -$1.offset)
+        }.map(\.element)
         for t in tensors {
             guard names.insert(t.name).inserted else { throw StorageError.badInput(path: path, detail: "tensor '\(t.name)' given twice") }
             guard t.shape.allSatisfy({ $0 >= 0 }), t.shape.reduce(1, *) == t.elementCount else {
                 throw StorageError.badInput(path: path, detail: "tensor '\(t.name)' has \(t.elementCount) values but shape \(t.shape)")
             }
-            let start = (offset + 7) / 8 * 8
+            let start = offset
             header[t.name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [start, start + t.byteCount]] as [String: Any]
             starts.append(start)
             offset = start + t.byteCount

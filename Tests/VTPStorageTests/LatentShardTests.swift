@@ -28,7 +28,7 @@ import VTPTensor
 
             let file = try SafeTensorsFile(path: t.path + "/" + written.fileName)
             #expect(file.metadata == ["total_size": String(n), "dtype": "torch.\(dtype.rawValue)", "device": "cpu"])
-            #expect(file.names == ["latents", "latents_flip", "labels"])
+            #expect(file.names == ["labels", "latents", "latents_flip"], "int64 labels come first so every tensor stays aligned")
             for name in ["latents", "latents_flip"] {
                 #expect(try file.info(name).shape == [n, 4, 3, 2])
                 #expect(try file.info(name).dtype == dtype.safeTensorsDType)
