@@ -66,6 +66,9 @@ let package = Package(
         .target(name: "VTPTransport", dependencies: ["CZeroMQ", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
 
+        .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor"],
+                path: "Sources/VTPJobs", swiftSettings: strictSettings),
+
         // MARK: The CLI.
         .executableTarget(
             name: "vtp",
@@ -89,6 +92,9 @@ let package = Package(
                     path: "Tests/VTPStorageTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPDatasetsTests", dependencies: ["VTPDatasets", "VTPTestSupport"],
                     path: "Tests/VTPDatasetsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPJobsTests", dependencies: ["VTPJobs", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage",
+                                                         "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
+                    path: "Tests/VTPJobsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],
