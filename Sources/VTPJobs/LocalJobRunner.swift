@@ -18,6 +18,11 @@ public struct LocalJobResult: Sendable {
 public struct LocalJobProgress: Sendable, Equatable {
     public var itemsDone: Int
     public var itemsTotal: Int
+
+    public init(itemsDone: Int, itemsTotal: Int) {
+        self.itemsDone = itemsDone
+        self.itemsTotal = itemsTotal
+    }
 }
 
 /// Runs a whole job in-process: list the input, cut it into shards, execute each shard in order

@@ -65,7 +65,11 @@ public struct ShardExecutor: Sendable {
 
         var pending: [(item: DatasetItem, pixels: Tensor, flipped: Tensor?)] = []
         var pendingOutcome: [Int] = []
+        var reported = 0
         func flush(done: Int) throws {
+            defer {
+                if done > reported { reported = done; progress?(done) }
+            }
             guard !pending.isEmpty else { return }
             let batch = Self.stack(pending)
             let t0 = ContinuousClock.now
@@ -77,7 +81,6 @@ public struct ShardExecutor: Sendable {
             keptOutcome += pendingOutcome
             pending.removeAll(keepingCapacity: true)
             pendingOutcome.removeAll(keepingCapacity: true)
-            progress?(done)
         }
         for index in task.items.indices {
             let prepared = pipeline.take(index)
