@@ -71,6 +71,13 @@ final class PreprocessPipeline: @unchecked Sendable {
         return ready.removeValue(forKey: index)!
     }
 
+    /// Items claimed by workers beyond the next one the consumer will take (never more than `capacity`).
+    var claimedAhead: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return nextToClaim - nextToTake
+    }
+
     /// Stops claiming new items and waits until every worker has exited, so no thread outlives
     /// the shard. Safe to call more than once.
     func shutdown() {
