@@ -37,15 +37,10 @@ public struct ShardSummary: Codable, Sendable, Equatable {
         "summary_rank00_shard\(ShardNaming.pad(index, 3)).json"
     }
 
-    /// Writes the summary atomically (temporary file + rename).
+    /// Writes the summary as one compact JSON line, atomically and synced (the storage layer's
+    /// temporary-file + fsync + rename), so a crash never leaves a truncated summary behind.
     func write(to path: String) throws(JobError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        do {
-            var data = try encoder.encode(self)
-            data.append(0x0A)
-            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
+        do { try JSONLWriter.write([self], to: path) } catch {
             throw .writeFailed(path: path, reason: "\(error)")
         }
     }

@@ -66,7 +66,7 @@ public struct StageTimings: Sendable, Equatable, Codable {
 }
 
 /// The result of executing one shard. Item failures are recorded here, not thrown.
-public struct ShardOutcome: Sendable, Equatable {
+public struct ShardOutcome: Sendable, Equatable, Codable {
     public var shardIndex: Int
     /// One outcome per task item, in task order.
     public var items: [ItemOutcome]
