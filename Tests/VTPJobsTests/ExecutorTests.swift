@@ -50,6 +50,29 @@ import VTPTestSupport
         #expect(try FileManager.default.contentsOfDirectory(atPath: output.path) == ["summary_rank00_shard005.json"])
     }
 
+    /// Two shards of one job running at once on one cached model (as a worker with several
+    /// slots does) give the same files as running them one after the other.
+    @Test func concurrentShardsShareTheModelSafely() async throws {
+        let items = ["chelsea.jpg", "rocket.jpg", "coffee.jpg", "dog.png"].enumerated().map {
+            DatasetItem(ordinal: $0.offset, sourceId: $0.element, location: .file(path: Fixtures.path("images/" + $0.element)))
+        }
+        let together = try TemporaryDirectory("jobs-conc-a"), apart = try TemporaryDirectory("jobs-conc-b")
+        defer { together.remove(); apart.remove() }
+        let executor = ShardExecutor(models: ModelCache())
+        async let first = executor.run(task(Array(items[0..<2]), output: together.path, shard: 0, json: #"{"batch_size": 1}"#))
+        async let second = executor.run(task(Array(items[2..<4]), output: together.path, shard: 1, json: #"{"batch_size": 1}"#))
+        let outcomes = try await [first, second]
+        #expect(outcomes.map(\.succeeded) == [2, 2])
+        _ = try await executor.run(task(Array(items[0..<2]), output: apart.path, shard: 0, json: #"{"batch_size": 1}"#))
+        _ = try await executor.run(task(Array(items[2..<4]), output: apart.path, shard: 1, json: #"{"batch_size": 1}"#))
+        for shard in 0..<2 {
+            let name = String(format: "latents_rank00_shard%03d.safetensors", shard)
+            let a = try SafeTensorsFile(path: together.file(name)).tensor("latents").toArray()
+            let b = try SafeTensorsFile(path: apart.file(name)).tensor("latents").toArray()
+            #expect(a == b, "shard \(shard)")
+        }
+    }
+
     @Test func shardLevelProblemsThrowNamedErrors() async throws {
         let output = try TemporaryDirectory("jobs-exec-err")
         defer { output.remove() }
