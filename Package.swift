@@ -69,6 +69,9 @@ let package = Package(
         // MARK: Configuration.
         .target(name: "VTPSettings", dependencies: [], path: "Sources/VTPSettings", swiftSettings: strictSettings),
 
+        .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor"],
+                path: "Sources/VTPJobs", swiftSettings: strictSettings),
+
         // MARK: The CLI.
         .executableTarget(
             name: "vtp",
@@ -92,6 +95,9 @@ let package = Package(
                     path: "Tests/VTPStorageTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPDatasetsTests", dependencies: ["VTPDatasets", "VTPTestSupport"],
                     path: "Tests/VTPDatasetsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPJobsTests", dependencies: ["VTPJobs", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage",
+                                                         "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
+                    path: "Tests/VTPJobsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPSettingsTests", dependencies: ["VTPSettings", "VTPTestSupport"],
