@@ -72,11 +72,22 @@ let package = Package(
         .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor"],
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
+        // MARK: Cluster runtime.
+        .target(name: "VTPRuntimeSupport", dependencies: ["VTPTransport"], path: "Sources/VTPRuntimeSupport",
+                swiftSettings: strictSettings),
+        .target(name: "VTPCoordinator", dependencies: ["VTPRuntimeSupport", "VTPQueue", "VTPTransport", "VTPJobs", "VTPStorage",
+                                                       .product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPCoordinator", swiftSettings: strictSettings),
+        .target(name: "VTPWorker", dependencies: ["VTPRuntimeSupport", "VTPTransport", "VTPJobs", "VTPDatasets",
+                                                  .product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPWorker", swiftSettings: strictSettings),
+
         // MARK: The CLI.
         .executableTarget(
             name: "vtp",
             dependencies: [
                 "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings",
+                "VTPJobs", "VTPDatasets", "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -102,6 +113,14 @@ let package = Package(
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPSettingsTests", dependencies: ["VTPSettings", "VTPTestSupport"],
                     path: "Tests/VTPSettingsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPCoordinatorTests", dependencies: ["VTPCoordinator", "VTPRuntimeSupport", "VTPQueue", "VTPTransport",
+                                                                 "VTPJobs", "VTPTestSupport"],
+                    path: "Tests/VTPCoordinatorTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPWorkerTests", dependencies: ["VTPWorker", "VTPRuntimeSupport", "VTPTransport", "VTPJobs",
+                                                           "VTPDatasets", "VTPTestSupport"],
+                    path: "Tests/VTPWorkerTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPEndToEndTests", dependencies: ["VTPQueue", "VTPSafeTensors", "VTPStorage", "VTPTestSupport"],
+                    path: "Tests/VTPEndToEndTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
     ]

@@ -1,0 +1,243 @@
+import Foundation
+import Logging
+import VTPJobs
+import VTPQueue
+import VTPRuntimeSupport
+import VTPStorage
+import VTPTransport
+
+/// Something the coordinator reports to whoever embeds it (`vtp run`, tests). Worker comings and
+/// goings are in the ledger's worker table.
+public enum CoordinatorNotification: Sendable, Equatable {
+    /// A job's finalizer ran: the manifest it wrote, or why it failed.
+    case jobFinalized(jobID: Int64, result: FinalizeResult)
+
+    public enum FinalizeResult: Sendable, Equatable {
+        case written(RunManifest.Counts)
+        case failed(String)
+    }
+}
+
+/// The coordinator service: a ROUTER socket, the ledger and the `CoordinatorCore` state machine.
+///
+/// `init` binds the socket (so callers know the endpoint before workers start); `run()` serves
+/// until `requestShutdown()` (SIGTERM) has drained the workers, then returns. All waiting is on
+/// streams, the NOTIFY listener and a timer; ledger calls run on the ledger's own connection
+/// thread and blocking finalizers on a thread of their own.
+public final class Coordinator: Sendable {
+    /// Socket and timing settings.
+    public struct Options: Sendable {
+        public var bindEndpoints: [String]
+        public var curve: CurveServerSecurity?
+        public var core: CoordinatorCore.Configuration
+        public var maxMessageBytes: Int
+        /// How often the loop ticks when nothing else happens (well below the heartbeat interval).
+        public var tickInterval: Duration
+
+        public init(bindEndpoints: [String], curve: CurveServerSecurity? = nil,
+                    core: CoordinatorCore.Configuration = CoordinatorCore.Configuration(),
+                    maxMessageBytes: Int = WireLimits.maxFrameBytes, tickInterval: Duration = .milliseconds(200)) {
+            self.bindEndpoints = bindEndpoints
+            self.curve = curve
+            self.core = core
+            self.maxMessageBytes = maxMessageBytes
+            self.tickInterval = tickInterval
+        }
+    }
+
+    /// The endpoints actually bound (ephemeral ports resolved).
+    public let boundEndpoints: [String]
+    /// Registrations, losses and finalized jobs, in order.
+    public let notifications: AsyncStream<CoordinatorNotification>
+    /// The live state machine's counters after the last event (for tests and monitoring).
+    public var counters: CoordinatorCore.Counters { state.withLock { $0 } }
+
+    private let options: Options
+    private let ledger: Ledger
+    private let notifier: WorkNotifier?
+    private let router: RouterEndpoint
+    private let events = EventQueue<CoordinatorCore.Event>()
+    private let notify: AsyncStream<CoordinatorNotification>.Continuation
+    private let state: Locked<CoordinatorCore.Counters>
+    private let logger: Logger
+
+    /// Binds the ROUTER socket. `notifier` wakes an idle coordinator when work is enqueued; without
+    /// one the coordinator only notices new jobs through requeues and lease releases (tests).
+    public init(ledger: Ledger, notifier: WorkNotifier?, options: Options, context: ZMQContext,
+                logger: Logger = Logger(label: "vtp.coordinator")) throws {
+        var configuration = RouterConfiguration(bindEndpoints: options.bindEndpoints, curve: options.curve)
+        configuration.maxMessageBytes = options.maxMessageBytes
+        router = try RouterEndpoint(context: context, configuration: configuration, logger: logger)
+        boundEndpoints = router.boundEndpoints
+        self.options = options
+        self.ledger = ledger
+        self.notifier = notifier
+        self.logger = logger
+        (notifications, notify) = AsyncStream.makeStream(of: CoordinatorNotification.self)
+        state = Locked(CoordinatorCore.Counters())
+    }
+
+    /// Stop dispatching and exit once workers hand in what they hold (or the grace period ends).
+    public func requestShutdown() { events.post(.shutdownRequested) }
+
+    /// What the ZAP handler admitted and refused (nil without CURVE).
+    public var authenticationStatistics: ZAPHandler.Statistics? { router.authenticationStatistics }
+
+    /// Serves until shutdown completes.
+    public func run() async {
+        var core = CoordinatorCore(configuration: options.core, now: .now())
+        let inbound = Task { [router, events, logger] in
+            for await message in router.inbound {
+                switch message.message {
+                case let .success(decoded): events.post(.received(message.peer, decoded))
+                case let .failure(error): logger.warning("dropping undecodable message from \(message.peer): \(error)")
+                }
+            }
+        }
+        let ticker = Task { [events, options] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: options.tickInterval)
+                events.post(.tick)
+            }
+        }
+        let listener = Task { [notifier, events, logger] in
+            guard let notifier else { return }
+            while !Task.isCancelled {
+                do {
+                    if try await notifier.waitForNotification(timeout: 2) != nil { events.post(.workAvailable) }
+                } catch {
+                    logger.warning("work listener: \(error); retrying")
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+        let recovery = Task { await self.finalizeUnfinishedJobs() }
+        defer {
+            inbound.cancel()
+            ticker.cancel()
+            listener.cancel()
+            recovery.cancel()
+        }
+        events.post(.workAvailable)
+
+        loop: for await event in events.events {
+            let actions = core.handle(event, at: .now())
+            state.withLock { $0 = core.counters }
+            for action in actions {
+                if case .exit = action { break loop }
+                await perform(action, core: core)
+            }
+        }
+        events.finish()
+        await router.shutdown()
+        notify.finish()
+        logger.info("coordinator stopped: \(core.counters)")
+    }
+
+    private func perform(_ action: CoordinatorCore.Action, core: CoordinatorCore) async {
+        switch action {
+        case let .send(message, peer):
+            do { try await router.send(message, to: peer) } catch {
+                // ROUTER_MANDATORY: the worker is gone; liveness will declare it dead.
+                logger.debug("send \(message.type) to \(peer) failed: \(error)")
+            }
+        case let .upsertWorker(report):
+            if report.state == .offline { logger.info("worker \(report.id) is gone") }
+            spawn("upsert worker \(report.id)") { ledger, _ in try await ledger.upsertWorker(report) }
+        case let .claim(peer):
+            let owner = core.workers[peer]?.workerID ?? peer.description
+            Task { [ledger, events, logger] in
+                do {
+                    events.post(.claimed(peer, try await ledger.claimNextShard(owner: owner)))
+                } catch {
+                    logger.error("claim for \(owner) failed: \(error)")
+                    events.post(.claimFailed(peer))
+                }
+            }
+        case let .renewLease(shard, token):
+            spawn("renew lease of \(shard)") { ledger, events in
+                let expiry = try await ledger.heartbeat(shard, token: token.uuid)
+                events.post(.leaseRenewed(token, held: expiry != nil))
+            }
+        case let .complete(shard, token, results):
+            spawn("complete shard \(shard)") { ledger, events in
+                let outcome = try await ledger.completeShard(shard, token: token.uuid, results: results)
+                let finished = outcome == .applied ? try await ledger.job(shard.jobID).state.isFinished : false
+                events.post(.recorded(shard, outcome, jobFinished: finished))
+            }
+        case let .fail(shard, token, error):
+            spawn("fail shard \(shard)") { ledger, events in
+                let outcome = try await ledger.failShard(shard, token: token.uuid, error: error)
+                let finished = outcome == .failed ? try await ledger.job(shard.jobID).state.isFinished : false
+                events.post(.recorded(shard, outcome, jobFinished: finished))
+            }
+        case .releaseExpiredLeases:
+            spawn("release expired leases") { ledger, events in
+                events.post(.leasesReleased(try await ledger.releaseExpiredLeases()))
+            }
+        case .queryNextEligible:
+            Task { [ledger, events] in
+                events.post(.nextEligible(seconds: (try? await ledger.secondsUntilNextEligibleShard()) ?? 1))
+            }
+        case let .finalize(jobID):
+            Task { await self.finalize(jobID: jobID) }
+        case let .abandonLease(shard):
+            logger.warning("no worker could take shard \(shard); its lease will expire and it will be re-dispatched")
+        case .exit:
+            break
+        }
+    }
+
+    /// Runs a ledger call in its own task, logging (not propagating) failures: the ledger is the
+    /// source of truth and every operation here is safe to lose (leases expire and are re-issued).
+    private func spawn(_ what: String, _ body: @escaping @Sendable (Ledger, EventQueue<CoordinatorCore.Event>) async throws -> Void) {
+        Task { [ledger, events, logger] in
+            do { try await body(ledger, events) } catch { logger.error("\(what) failed: \(error)") }
+        }
+    }
+
+    private func finalize(jobID: Int64) async {
+        do {
+            let job = try await ledger.job(jobID)
+            let type = try JobType(name: job.type)
+            let manifest = try await BlockingWork.run(name: "vtp-finalize") {
+                try JobFinalizer.finalize(jobType: type, parametersJSON: job.parametersJSON, outputDirectory: job.outputLocation,
+                                          modelDirectory: job.model ?? "", shardCount: job.shardCount)
+            }
+            logger.info("job \(jobID) finalized: \(manifest.counts.written) written, \(manifest.counts.failed) failed")
+            notify.yield(.jobFinalized(jobID: jobID, result: .written(manifest.counts)))
+        } catch {
+            logger.error("finalizing job \(jobID) failed: \(error)")
+            notify.yield(.jobFinalized(jobID: jobID, result: .failed("\(error)")))
+        }
+    }
+
+    /// A coordinator that stopped between a job's last shard and its finalizer leaves a finished job
+    /// without a manifest; finalize those now (the finalizer is idempotent).
+    private func finalizeUnfinishedJobs() async {
+        do {
+            for job in try await ledger.listJobs(limit: 1000) where job.state.isFinished && job.state != .cancelled {
+                let manifest = job.outputLocation + "/" + JobFinalizer.manifestFileName
+                if !FileManager.default.fileExists(atPath: manifest) { events.post(.jobFinished(job.id)) }
+            }
+        } catch {
+            logger.warning("could not look for unfinalized jobs: \(error)")
+        }
+    }
+}
+
+/// A value behind a lock, for the few fields the run loop publishes to other threads.
+///
+/// `@unchecked Sendable`: `value` is only read or written inside `lock`.
+final class Locked<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<T>(_ body: (inout Value) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Logging
+import VTPDatasets
+import VTPJobs
+import VTPRuntimeSupport
+import VTPTransport
+
+/// Runs one assigned shard and reports per-item results; the worker's only dependency on the job
+/// layer. ``JobShardHandler`` is the real one (`ShardExecutor`); tests may use a cheaper one.
+public protocol ShardHandling: Sendable {
+    /// Executes `assignment` off the cooperative pool. Per-item problems are failed `ItemResult`s;
+    /// a thrown error fails the whole shard. `progress` receives items done so far.
+    func run(_ assignment: AssignShardMessage, progress: @escaping @Sendable (UInt32) -> Void) async throws -> [ItemResult]
+}
+
+/// Executes shards with the job layer's `ShardExecutor` (read → decode → preprocess on its own
+/// threads, overlapping batched inference on a dedicated thread, atomic fsync'd writes).
+public struct JobShardHandler: ShardHandling {
+    public let executor: ShardExecutor
+
+    public init(executor: ShardExecutor = ShardExecutor()) { self.executor = executor }
+
+    public func run(_ assignment: AssignShardMessage, progress: @escaping @Sendable (UInt32) -> Void) async throws -> [ItemResult] {
+        let type = try JobType(name: assignment.jobType)
+        guard let shard = ShardDispatchID(wire: assignment.shardID) else {
+            throw JobError.badParameters(detail: "shard id \(assignment.shardID) is not a valid dispatch id")
+        }
+        // Items whose location does not parse fail on their own; the rest still run.
+        var items: [DatasetItem] = []
+        var failed: [ItemResult] = []
+        for item in assignment.items {
+            do {
+                let location = try ItemLocation(encoded: item.location)
+                items.append(DatasetItem(ordinal: Int(item.ordinal), sourceId: item.sourceID, location: location,
+                                         label: item.label.flatMap { Int($0) }, caption: item.caption))
+            } catch {
+                failed.append(ItemResult(ordinal: item.ordinal, status: .failed, errorText: "\(error)"))
+            }
+        }
+        let task = ShardTask(jobId: assignment.jobID, shardIndex: Int(shard.index), jobType: type,
+                             parametersJSON: assignment.parametersJSON, modelDirectory: assignment.modelPath,
+                             outputDirectory: assignment.outputDirectory, items: items)
+        let outcome = try await executor.run(task) { done in progress(UInt32(clamping: done)) }
+        let results = outcome.items.map { item in
+            ItemResult(ordinal: UInt32(clamping: item.ordinal), status: item.status == .ok ? .ok : .failed,
+                       outputLocation: item.outputLocation, errorText: item.error,
+                       timings: [StageTiming(stage: "read", seconds: item.readSeconds),
+                                 StageTiming(stage: "decode", seconds: item.decodeSeconds),
+                                 StageTiming(stage: "preprocess", seconds: item.preprocessSeconds)])
+        }
+        return (results + failed).sorted { $0.ordinal < $1.ordinal }
+    }
+}
+
+/// The worker service: a DEALER socket, a `ShardHandling` and the `WorkerCore` state machine.
+///
+/// `run()` registers, serves assignments until shutdown (`requestShutdown()`, i.e. SIGTERM) and
+/// returns after saying goodbye. It reconnects on its own when the coordinator goes silent.
+public final class Worker: Sendable {
+    public struct Options: Sendable {
+        public var endpoint: String
+        public var registration: RegisterMessage
+        public var curve: CurveClientSecurity?
+        public var liveness: CoordinatorLiveness.Configuration
+        public var maxMessageBytes: Int
+        public var tickInterval: Duration
+
+        public init(endpoint: String, registration: RegisterMessage, curve: CurveClientSecurity? = nil,
+                    liveness: CoordinatorLiveness.Configuration = .standard, maxMessageBytes: Int = WireLimits.maxFrameBytes,
+                    tickInterval: Duration = .milliseconds(200)) {
+            self.endpoint = endpoint
+            self.registration = registration
+            self.curve = curve
+            self.liveness = liveness
+            self.maxMessageBytes = maxMessageBytes
+            self.tickInterval = tickInterval
+        }
+    }
+
+    private let options: Options
+    private let handler: any ShardHandling
+    private let dealer: DealerEndpoint
+    private let events = EventQueue<WorkerCore.Event>()
+    private let logger: Logger
+
+    /// Creates the socket and starts connecting (nothing is sent before `run()`).
+    public init(options: Options, handler: any ShardHandling, context: ZMQContext,
+                logger: Logger = Logger(label: "vtp.worker")) throws {
+        var configuration = DealerConfiguration(endpoint: options.endpoint, identity: PeerIdentity(options.registration.workerID),
+                                                curve: options.curve)
+        configuration.maxMessageBytes = options.maxMessageBytes
+        dealer = try DealerEndpoint(context: context, configuration: configuration, logger: logger)
+        self.options = options
+        self.handler = handler
+        self.logger = logger
+    }
+
+    /// First call: finish the running shard, hand queued ones back, exit. Second call: hand the
+    /// running one back too.
+    public func requestShutdown() { events.post(.shutdownRequested) }
+
+    /// Serves until shut down.
+    public func run() async {
+        var core = WorkerCore(registration: options.registration, liveness: options.liveness, now: .now(),
+                              seed: UInt64(truncatingIfNeeded: options.registration.workerID.hashValue))
+        let inbound = Task { [dealer, events, logger] in
+            for await message in dealer.inbound {
+                switch message {
+                case let .success(decoded): events.post(.received(decoded))
+                case let .failure(error): logger.warning("dropping undecodable message: \(error)")
+                }
+            }
+        }
+        let ticker = Task { [events, options] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: options.tickInterval)
+                events.post(.tick)
+            }
+        }
+        defer {
+            inbound.cancel()
+            ticker.cancel()
+        }
+        events.post(.started)
+        loop: for await event in events.events {
+            if case .tick = event { core.residentMemoryBytes = ResidentMemory.bytes() }
+            for action in core.handle(event, at: .now()) {
+                switch action {
+                case let .send(message):
+                    do { try await dealer.send(message) } catch {
+                        // Liveness notices a dead link and reconnects; nothing to do per message.
+                        logger.debug("send \(message.type) failed: \(error)")
+                    }
+                case let .execute(assignment):
+                    execute(assignment)
+                case .reconnect:
+                    logger.warning("coordinator silent; reconnecting to \(options.endpoint)")
+                    do { try await dealer.reconnect() } catch { logger.error("reconnect failed: \(error)") }
+                case .exit:
+                    break loop
+                }
+            }
+        }
+        events.finish()
+        await dealer.shutdown()
+    }
+
+    private func execute(_ assignment: AssignShardMessage) {
+        let shardID = assignment.shardID, token = assignment.leaseToken
+        logger.info("shard \(ShardDispatchID(wire: shardID)?.description ?? String(shardID)): \(assignment.items.count) items")
+        Task { [handler, events, logger] in
+            let start = ContinuousClock.now
+            let result: WorkerCore.ShardResult
+            do {
+                result = .done(try await handler.run(assignment) { done in
+                    events.post(.progress(shardID: shardID, itemsDone: done))
+                })
+            } catch {
+                logger.error("shard \(shardID) failed: \(error)")
+                result = .failed("\(error)")
+            }
+            let elapsed = ContinuousClock.now - start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            events.post(.shardFinished(shardID: shardID, token: token, result, seconds: seconds))
+        }
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (0 where unavailable).
+enum ResidentMemory {
+    static func bytes() -> UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = UInt64(fields[1]) else { return 0 }
+        return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}

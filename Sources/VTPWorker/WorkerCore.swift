@@ -1,0 +1,210 @@
+import VTPRuntimeSupport
+import VTPTransport
+
+/// The worker's protocol logic as a pure state machine: events in (a message from the coordinator,
+/// a timer tick, a shard finishing, a signal), actions out (send, execute, reconnect, exit). The
+/// `Worker` shell does the I/O; every rule is unit-tested without sockets.
+///
+/// Rules:
+/// - On start and after every reconnect: `register`, then `credit` for the slots not already held.
+/// - One shard executes at a time; further assignments queue (the coordinator never sends more
+///   than the announced prefetch). Each assignment, once resolved (done, failed, cancelled or
+///   handed back), returns exactly one credit, unless the worker is draining.
+/// - A cancelled queued shard is dropped; a cancelled running shard finishes but its result is
+///   discarded (the coordinator no longer holds its lease).
+/// - The coordinator is watched Paranoid-Pirate style (`CoordinatorLiveness`): heartbeats when
+///   quiet, reconnect with jittered exponential backoff after three silent intervals.
+/// - A `disconnect` from the coordinator (it restarted or does not know this worker) triggers an
+///   immediate re-registration.
+/// - First shutdown request: take no more work, hand queued shards back (`shardFailed`), finish the
+///   running one, say `disconnect`, exit. A second request hands the running shard back too.
+public struct WorkerCore: Sendable {
+    /// Why a shard did not produce a result.
+    public enum ShardResult: Sendable, Equatable {
+        case done([ItemResult])
+        case failed(String)
+    }
+
+    public enum Event: Sendable, Equatable {
+        case started
+        case received(WireMessage)
+        case tick
+        /// The executor reported `itemsDone` items of the running shard.
+        case progress(shardID: Int64, itemsDone: UInt32)
+        /// The running shard finished after `seconds`.
+        case shardFinished(shardID: Int64, token: LeaseToken, ShardResult, seconds: Double)
+        case shutdownRequested
+    }
+
+    public enum Action: Sendable, Equatable {
+        case send(WireMessage)
+        /// Start executing this shard (the shell answers with `.shardFinished`).
+        case execute(AssignShardMessage)
+        /// Replace the socket with a fresh connection (registration messages follow in the same batch).
+        case reconnect
+        case exit
+    }
+
+    public let registration: RegisterMessage
+    public private(set) var queued: [AssignShardMessage] = []
+    public private(set) var running: AssignShardMessage?
+    public private(set) var runningCancelled = false
+    public private(set) var draining = false
+    /// Shutdown was requested twice: do not wait for the running shard.
+    public private(set) var forced = false
+    public private(set) var itemsCompleted: UInt64 = 0
+    public private(set) var imagesPerSecond: Double = 0
+    /// Set by the shell before ticks; reported in heartbeats.
+    public var residentMemoryBytes: UInt64 = 0
+    private var liveness: CoordinatorLiveness
+    private var heartbeatSequence: UInt64 = 0
+    private var exited = false
+
+    public init(registration: RegisterMessage, liveness: CoordinatorLiveness.Configuration = .standard,
+                now: MonotonicInstant, seed: UInt64) {
+        self.registration = registration
+        self.liveness = CoordinatorLiveness(configuration: liveness, now: now, seed: seed)
+    }
+
+    private var prefetch: UInt32 { registration.capabilities.prefetch }
+
+    /// Assignments currently held (queued or running).
+    public var held: Int { queued.count + (running == nil ? 0 : 1) }
+
+    /// When the shell must tick next at the latest.
+    public var nextDeadline: MonotonicInstant { liveness.nextDeadline }
+
+    public mutating func handle(_ event: Event, at now: MonotonicInstant) -> [Action] {
+        guard !exited else { return [] }
+        var actions: [Action] = []
+        switch event {
+        case .started:
+            announce(at: now, into: &actions)
+        case let .received(message):
+            liveness.received(at: now)
+            receive(message, at: now, into: &actions)
+        case .tick:
+            for action in liveness.tick(at: now) {
+                switch action {
+                case .sendHeartbeat:
+                    heartbeatSequence += 1
+                    actions.append(.send(.heartbeat(HeartbeatMessage(sequence: heartbeatSequence, imagesPerSecond: imagesPerSecond,
+                                                                     residentMemoryBytes: residentMemoryBytes,
+                                                                     itemsCompleted: itemsCompleted))))
+                case .coordinatorLost:
+                    break  // the socket is replaced when `.reconnect` comes due
+                case .reconnect:
+                    actions.append(.reconnect)
+                    announce(at: now, into: &actions)
+                }
+            }
+        case let .progress(shardID, itemsDone):
+            guard running?.shardID == shardID, !runningCancelled else { break }
+            send(.progress(shardID: shardID, itemsDone: itemsDone), at: now, into: &actions)
+        case let .shardFinished(shardID, token, result, seconds):
+            guard let current = running, current.shardID == shardID, current.leaseToken == token else { break }
+            running = nil
+            if case let .done(results) = result {
+                itemsCompleted += UInt64(results.count)
+                if seconds > 0 { imagesPerSecond = Double(results.count) / seconds }
+            }
+            if !runningCancelled && !forced {
+                switch result {
+                case let .done(results):
+                    send(.shardDone(ShardDoneMessage(shardID: shardID, leaseToken: token, results: results)), at: now, into: &actions)
+                case let .failed(error):
+                    send(.shardFailed(ShardFailedMessage(shardID: shardID, leaseToken: token, error: error)), at: now, into: &actions)
+                }
+            }
+            runningCancelled = false
+            if !draining { send(.credit(1), at: now, into: &actions) }
+            startNext(into: &actions)
+        case .shutdownRequested:
+            if draining {
+                forced = true
+                if let current = running {
+                    send(.shardFailed(ShardFailedMessage(shardID: current.shardID, leaseToken: current.leaseToken,
+                                                         error: "handed back: worker stopped")), at: now, into: &actions)
+                    running = nil
+                }
+            } else {
+                draining = true
+                send(.drain(reason: "worker shutting down"), at: now, into: &actions)
+                handBackQueued(at: now, into: &actions)
+            }
+        }
+        if draining && running == nil && queued.isEmpty {
+            actions.append(.send(.disconnect(reason: "worker stopped")))
+            actions.append(.exit)
+            exited = true
+        }
+        return actions
+    }
+
+    private mutating func receive(_ message: WireMessage, at now: MonotonicInstant, into actions: inout [Action]) {
+        switch message {
+        case let .assignShard(assignment):
+            if running?.leaseToken == assignment.leaseToken || queued.contains(where: { $0.leaseToken == assignment.leaseToken }) {
+                return  // a duplicate delivery
+            }
+            if draining {
+                send(.shardFailed(ShardFailedMessage(shardID: assignment.shardID, leaseToken: assignment.leaseToken,
+                                                     error: "handed back: worker shutting down")), at: now, into: &actions)
+                return
+            }
+            queued.append(assignment)
+            startNext(into: &actions)
+        case let .cancel(scope, _):
+            let matches: (AssignShardMessage) -> Bool = {
+                switch scope {
+                case let .shard(id): $0.shardID == id
+                case let .job(id): $0.jobID == id
+                }
+            }
+            let before = queued.count
+            queued.removeAll(where: matches)
+            if !draining {
+                for _ in 0..<(before - queued.count) { send(.credit(1), at: now, into: &actions) }
+            }
+            if let current = running, matches(current) { runningCancelled = true }
+        case .drain:
+            // The coordinator wants this worker to finish what it holds and take nothing more.
+            if !draining {
+                draining = true
+                send(.drain(reason: "drain requested by coordinator"), at: now, into: &actions)
+            }
+        case .disconnect:
+            announce(at: now, into: &actions)
+        case .heartbeat, .register, .credit, .progress, .shardDone, .shardFailed:
+            break
+        }
+    }
+
+    /// Register, then grant the slots not already occupied.
+    private mutating func announce(at now: MonotonicInstant, into actions: inout [Action]) {
+        send(.register(registration), at: now, into: &actions)
+        let free = draining ? 0 : max(0, Int(prefetch) - held)
+        if free > 0 { send(.credit(UInt32(free)), at: now, into: &actions) }
+    }
+
+    private mutating func handBackQueued(at now: MonotonicInstant, into actions: inout [Action]) {
+        for shard in queued {
+            send(.shardFailed(ShardFailedMessage(shardID: shard.shardID, leaseToken: shard.leaseToken,
+                                                 error: "handed back: worker shutting down")), at: now, into: &actions)
+        }
+        queued = []
+    }
+
+    private mutating func startNext(into actions: inout [Action]) {
+        guard running == nil, !queued.isEmpty else { return }
+        let next = queued.removeFirst()
+        running = next
+        runningCancelled = false
+        actions.append(.execute(next))
+    }
+
+    private mutating func send(_ message: WireMessage, at now: MonotonicInstant, into actions: inout [Action]) {
+        liveness.sent(at: now)
+        actions.append(.send(message))
+    }
+}
