@@ -75,7 +75,7 @@ let package = Package(
         // MARK: Cluster runtime.
         .target(name: "VTPRuntimeSupport", dependencies: ["VTPTransport"], path: "Sources/VTPRuntimeSupport",
                 swiftSettings: strictSettings),
-        .target(name: "VTPCoordinator", dependencies: ["VTPRuntimeSupport", "VTPQueue", "VTPTransport", "VTPJobs", "VTPStorage",
+        .target(name: "VTPCoordinator", dependencies: ["VTPRuntimeSupport", "VTPQueue", "VTPTransport", "VTPJobs", "VTPStorage", "VTPDatasets",
                                                        .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPCoordinator", swiftSettings: strictSettings),
         .target(name: "VTPWorker", dependencies: ["VTPRuntimeSupport", "VTPTransport", "VTPJobs", "VTPDatasets",

@@ -14,6 +14,10 @@ struct VTPCommand: AsyncParsableCommand {
             KeysCommand.self,
             ImageCommand.self,
             DatabaseCommand.self,
+            CoordinatorCommand.self,
+            WorkerCommand.self,
+            RunCommand.self,
+            SubmitCommand.self,
         ]
     )
 }

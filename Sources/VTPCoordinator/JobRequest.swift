@@ -1,0 +1,68 @@
+import Foundation
+import VTPDatasets
+import VTPJobs
+import VTPQueue
+
+/// A job as the user asked for it (`vtp run` / `vtp submit`): what to run over which input into
+/// which output. Turns into the ledger's `JobSpec` and items, and recognises an earlier submission
+/// of the same job so `vtp run` resumes instead of starting over.
+public struct JobRequest: Sendable, Equatable {
+    public var parameters: JobParameters
+    /// Absolute paths: workers on other machines resolve them on shared storage.
+    public var input: String
+    public var output: String
+    public var model: String
+    public var shardSize: Int
+    public var priority: Int32
+    public var maxAttempts: Int32
+
+    /// Paths are made absolute against the current directory.
+    public init(parameters: JobParameters, input: String, output: String, model: String, shardSize: Int,
+                priority: Int32 = 0, maxAttempts: Int32 = 3) {
+        self.parameters = parameters
+        self.input = Self.absolute(input)
+        self.output = Self.absolute(output)
+        self.model = Self.absolute(model)
+        self.shardSize = shardSize
+        self.priority = priority
+        self.maxAttempts = maxAttempts
+    }
+
+    /// The ledger's description of the job.
+    public var spec: JobSpec {
+        JobSpec(type: parameters.jobType.rawValue, parametersJSON: parameters.json(), model: model, inputLocation: input,
+                outputLocation: output, priority: priority, maxAttempts: maxAttempts, shardSize: shardSize)
+    }
+
+    /// Lists the input (blocking: call from a thread you own) as ledger items. Samples the reader
+    /// skipped come back separately so they can be reported.
+    public func listItems(maxItems: Int = .max) throws -> (items: [ItemSpec], skipped: [SkippedSample]) {
+        let listing = try DatasetSource.enumerate(input: input)
+        guard !listing.items.isEmpty else { throw JobError.badInput(path: input, detail: "no images found") }
+        guard listing.items.count <= maxItems else {
+            throw JobError.badInput(path: input, detail: "\(listing.items.count) items exceed the limit of \(maxItems) per job")
+        }
+        let items = listing.items.map { item in
+            ItemSpec(sourceID: item.sourceId, path: item.location.encoded, label: item.label.map(String.init), caption: item.caption)
+        }
+        return (items, listing.skipped)
+    }
+
+    /// Whether `job` is this request submitted earlier: same kind, parameters (compared decoded,
+    /// since the ledger normalises the JSON), input, output and model.
+    public func matches(_ job: JobRecord) -> Bool {
+        guard job.type == parameters.jobType.rawValue, job.inputLocation == input, job.outputLocation == output,
+              job.model == model,
+              let stored = try? JobParameters.decode(jobType: parameters.jobType, json: job.parametersJSON) else { return false }
+        return stored == parameters
+    }
+
+    /// The newest job in `ledger` matching this request (finished or not), if any.
+    public func existingJob(in ledger: Ledger) async throws -> JobRecord? {
+        try await ledger.listJobs(limit: 1000).first { matches($0) && $0.state != .cancelled }
+    }
+
+    private static func absolute(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+}

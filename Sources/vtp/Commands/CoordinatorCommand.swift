@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import VTPSettings
+import Logging
+import VTPCoordinator
+import VTPQueue
+import VTPRuntimeSupport
+import VTPTransport
+
+/// `vtp coordinator --config FILE`: serve the ledger's shards to workers until SIGTERM.
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Dispatch queued shards to workers (ROUTER socket + PostgreSQL ledger); SIGTERM drains and exits.")
+
+    @Option(name: .long, help: "Configuration file (see config/vtp.toml).")
+    var config: String?
+
+    @Option(name: .long, help: "PostgreSQL URL (overrides the configuration and VTP_DATABASE_URL).")
+    var database: String?
+
+    @Option(name: .long, help: "Endpoint to bind (overrides coordinator.endpoint).")
+    var endpoint: String?
+
+    func run() async throws {
+        var settings = try ClusterSetup.settings(config)
+        if let endpoint { settings.coordinator.endpoint = endpoint }
+        guard let url = try ClusterSetup.database(database, settings) else {
+            throw ValidationError("no database: set database.url in the configuration, VTP_DATABASE_URL or --database")
+        }
+        let logger = ClusterSetup.logger("vtp.coordinator", level: .info)
+        let lease = settings.coordinator.leaseSeconds
+        let ledger = Ledger(database: url, leasePolicy: ClusterSetup.leasePolicy(leaseSeconds: lease))
+        try await ledger.verifySchema()
+        let notifier = WorkNotifier(database: url)
+        try await notifier.start()
+        let options = Coordinator.Options(bindEndpoints: [settings.coordinator.endpoint],
+                                          curve: try ClusterSetup.serverSecurity(settings),
+                                          core: try ClusterSetup.coordinatorCore(settings, leaseSeconds: lease),
+                                          maxMessageBytes: settings.limits.maxMessageBytes)
+        let coordinator = try Coordinator(ledger: ledger, notifier: notifier, options: options, context: try ZMQContext(),
+                                          logger: logger)
+        logger.info("coordinator on \(coordinator.boundEndpoints.joined(separator: ", ")), ledger \(url.redacted)")
+        let signals = SignalWatcher()
+        let watcher = Task {
+            var count = 0
+            for await _ in signals.signals {
+                count += 1
+                if count == 1 {
+                    logger.info("shutdown requested: no more dispatching; waiting for shards in flight")
+                    coordinator.requestShutdown()
+                } else {
+                    Foundation.exit(0)
+                }
+            }
+        }
+        await coordinator.run()
+        watcher.cancel()
+    }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import VTPCoordinator
+import VTPJobs
+import VTPSettings
+
+/// Options shared by `vtp run` and `vtp submit`: what to run, on what, into where, and the job
+/// parameters of the job layer. Only parameters given on the command line are set; the rest keep
+/// the job's defaults, and a parameter the job kind does not take is rejected by name.
+struct JobOptions: ParsableArguments {
+    @Argument(help: "Job kind: \(JobType.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var jobType: String
+
+    @Option(name: .long, help: "Model directory (config.json + model.safetensors).")
+    var model: String
+
+    @Option(name: .long, help: "Input: an ImageFolder tree, a folder of images, a .jsonl/.csv manifest or WebDataset .tar shards.")
+    var input: String
+
+    @Option(name: .long, help: "Output directory.")
+    var output: String
+
+    @Option(name: .customLong("shard-size"), help: "Items per shard (default: limits.shard_size of the configuration).")
+    var shardSize: Int?
+
+    @Option(name: .long, help: "Higher runs first.")
+    var priority: Int32 = 0
+
+    @Option(name: .customLong("max-attempts"), help: "Attempts per shard before it is marked failed (default: coordinator.max_attempts).")
+    var maxAttempts: Int32?
+
+    @Option(name: .customLong("image-size"), help: "Square input size in pixels.")
+    var imageSize: Int?
+
+    @Option(name: .long, help: "Input normalization: imagenet or half.")
+    var normalize: String?
+
+    @Option(name: .long, help: "Stored dtype: float32, float16 or bfloat16 (latents only).")
+    var dtype: String?
+
+    @Option(name: .customLong("batch-size"), help: "Images per model call (default: worker.batch_size of the configuration).")
+    var batchSize: Int?
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "latents: also store horizontally flipped latents.")
+    var flip: Bool?
+
+    @Option(name: .long, help: "features: adm-center-crop or resize.")
+    var transform: String?
+
+    @Option(name: .long, help: "features: 'last' or the number of last blocks to read.")
+    var layers: String?
+
+    @Option(name: .long, help: "features: cls, mean or cls+mean.")
+    var pool: String?
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "features: apply the encoder's final norm.")
+    var norm: Bool?
+
+    @Flag(name: .customLong("keep-patch-tokens"), help: "features: also store the patch tokens.")
+    var keepPatchTokens = false
+
+    /// The validated request; `settings` supplies defaults the flags leave open.
+    func request(settings: ClusterSettings) throws -> JobRequest {
+        let type: JobType
+        do { type = try JobType(name: jobType) } catch { throw ValidationError("\(error)") }
+        var document: [String: Any] = [:]
+        if let imageSize { document["image_size"] = imageSize }
+        if let normalize { document["normalize"] = normalize }
+        if let dtype { document["dtype"] = dtype }
+        document["batch_size"] = batchSize ?? settings.worker.batchSize
+        if let flip { document["flip"] = flip }
+        if let transform { document["transform"] = transform }
+        if let layers {
+            if layers == "last" {
+                document["layers"] = "last"
+            } else if let n = Int(layers) {
+                document["layers"] = ["intermediate": n]
+            } else {
+                throw ValidationError("--layers: expected 'last' or a number of blocks, got '\(layers)'")
+            }
+        }
+        if let pool { document["pool"] = pool }
+        if let norm { document["norm"] = norm }
+        if keepPatchTokens { document["keep_patch_tokens"] = true }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self)
+        let parameters: JobParameters
+        do { parameters = try JobParameters.decode(jobType: type, json: json) } catch {
+            throw ValidationError("\(jobType): \(error)")
+        }
+        let size = shardSize ?? settings.limits.shardSize
+        guard size >= 1 else { throw ValidationError("--shard-size must be at least 1, got \(size)") }
+        let attempts = maxAttempts ?? Int32(settings.coordinator.maxAttempts)
+        guard attempts >= 1 else { throw ValidationError("--max-attempts must be at least 1, got \(attempts)") }
+        guard FileManager.default.fileExists(atPath: model + "/config.json") else {
+            throw ValidationError("--model \(model): no config.json there (expected a model directory)")
+        }
+        return JobRequest(parameters: parameters, input: settings.resolveOutput(input), output: settings.resolveOutput(output),
+                          model: settings.resolveOutput(model), shardSize: size, priority: priority, maxAttempts: attempts)
+    }
+}

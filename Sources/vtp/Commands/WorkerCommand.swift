@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import VTPSettings
+import Logging
+import VTPJobs
+import VTPRuntimeSupport
+import VTPTransport
+import VTPWorker
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `vtp worker --config FILE`: connect to the coordinator and process shards until SIGTERM.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Process shards from a coordinator (DEALER socket); SIGTERM finishes the current shard and exits.")
+
+    @Option(name: .long, help: "Configuration file (see config/vtp.toml).")
+    var config: String?
+
+    @Option(name: .long, help: "Coordinator endpoint (overrides coordinator.endpoint).")
+    var endpoint: String?
+
+    @Option(name: .customLong("worker-id"), help: "Worker id (default: host-pid).")
+    var workerID: String?
+
+    @Option(name: .long, help: "Model threads (overrides worker.threads; 0 = all cores).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Shards held at once (overrides worker.prefetch).")
+    var prefetch: Int?
+
+    @Option(name: .customLong("exit-with-parent"), help: .hidden)
+    var exitWithParent: Int32?
+
+    func run() async throws {
+        if let parent = exitWithParent {
+            // A worker spawned by `vtp run` must not outlive it (e.g. when its whole process group
+            // was killed): once re-parented, its results have nowhere to go, so it stops at once.
+            if getppid() != parent { throw ExitCode(0) }
+            Thread.detachNewThread {
+                while getppid() == parent { usleep(200_000) }
+                Foundation.exit(0)
+            }
+        }
+        var settings = try ClusterSetup.settings(config)
+        if let endpoint { settings.coordinator.endpoint = endpoint }
+        if let threads { settings.worker.threads = threads }
+        if let prefetch { settings.worker.prefetch = prefetch }
+        try settings.validate(source: "command line")
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let threadCount = settings.worker.threads == 0 ? cores : settings.worker.threads
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count)
+        let hostName = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let id = workerID ?? "\(hostName)-\(getpid())"
+        let registration = RegisterMessage(
+            workerID: id, host: hostName,
+            capabilities: WorkerCapabilities(jobTypes: JobType.allCases.map(\.rawValue), threads: UInt32(threadCount),
+                                             prefetch: UInt32(settings.worker.prefetch),
+                                             memoryBytes: ProcessInfo.processInfo.physicalMemory))
+        let logger = ClusterSetup.logger("vtp.worker", level: .info)
+        let executor = ShardExecutor(options: ShardExecutor.Options(preprocessThreads: settings.worker.decodeThreads,
+                                                                    queueCapacity: settings.worker.queueDepth,
+                                                                    maxPixels: settings.worker.maxImagePixels))
+        let options = Worker.Options(endpoint: settings.coordinator.endpoint, registration: registration,
+                                     curve: try ClusterSetup.clientSecurity(settings),
+                                     liveness: try ClusterSetup.workerLiveness(settings),
+                                     maxMessageBytes: settings.limits.maxMessageBytes)
+        let worker = try Worker(options: options, handler: JobShardHandler(executor: executor), context: try ZMQContext(),
+                                logger: logger)
+        logger.info("worker \(id) connecting to \(settings.coordinator.endpoint) (\(threadCount) threads, prefetch \(settings.worker.prefetch))")
+        let signals = SignalWatcher()
+        let watcher = Task {
+            for await _ in signals.signals { worker.requestShutdown() }
+        }
+        await worker.run()
+        watcher.cancel()
+    }
+}
