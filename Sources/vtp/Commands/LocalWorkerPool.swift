@@ -87,10 +87,10 @@ struct WorkerPoolError: Error, CustomStringConvertible {
 }
 
 /// The progress display of `vtp run` on stderr: one redrawn bar on a terminal, plain lines
-/// (at most every 5 s, or when something changes after that) otherwise.
+/// (when the count changed, at most every 5 s, and at the end) otherwise.
 struct ProgressRenderer {
     let interactive: Bool
-    private var lastLine = ""
+    private var lastCount: Int64 = -1
     private var lastPrinted = ContinuousClock.now - .seconds(60)
 
     init(interactive: Bool) { self.interactive = interactive }
@@ -110,8 +110,8 @@ struct ProgressRenderer {
             FileHandle.standardError.write(Data(line.utf8))
         } else {
             let line = "progress: \(done)/\(job.itemCount) items\(failed), \(rate), \(eta)"
-            guard line != lastLine, ContinuousClock.now - lastPrinted >= .seconds(5) || done == job.itemCount else { return }
-            lastLine = line
+            guard done != lastCount, ContinuousClock.now - lastPrinted >= .seconds(5) || done == job.itemCount else { return }
+            lastCount = done
             lastPrinted = .now
             printError(line)
         }

@@ -83,6 +83,10 @@ struct RunCommand: AsyncParsableCommand {
         let jobID: Int64
         if let existing = try await request.existingJob(in: ledger) {
             jobID = existing.id
+            if existing.state.isFinished, FileManager.default.fileExists(atPath: existing.outputLocation + "/manifest.json") {
+                printError("job \(jobID) already finished")
+                return try await summarize(jobID: jobID, record: existing, ledger: ledger, finalize: nil, start: start)
+            }
             if existing.state == .paused { try await ledger.resume(job: jobID) }
             let done = existing.itemsDone + existing.itemsFailed
             printError("resuming job \(jobID): \(done)/\(existing.itemCount) items already done")
