@@ -148,7 +148,7 @@ public final class Coordinator: Sendable {
             let owner = core.workers[peer]?.workerID ?? peer.description
             Task { [ledger, events, logger] in
                 do {
-                    events.post(.claimed(peer, try await ledger.claimNextShard(owner: owner)))
+                    events.post(.claimed(peer, try await ledger.claimNextShard(owner: owner).map(LeasedShard.init)))
                 } catch {
                     logger.error("claim for \(owner) failed: \(error)")
                     events.post(.claimFailed(peer))
@@ -173,7 +173,7 @@ public final class Coordinator: Sendable {
             }
         case .releaseExpiredLeases:
             spawn("release expired leases") { ledger, events in
-                events.post(.leasesReleased(try await ledger.releaseExpiredLeases()))
+                events.post(.leasesReleased(try await ledger.releaseExpiredLeases().map(\.shard)))
             }
         case .queryNextEligible:
             Task { [ledger, events] in

@@ -53,7 +53,7 @@ public struct CoordinatorCore: Sendable {
         /// New work may exist: a NOTIFY arrived or the listener reconnected.
         case workAvailable
         /// The ledger answered a `claim` for `peer`: a leased shard, or nil when none is eligible.
-        case claimed(PeerIdentity, ClaimedShard?)
+        case claimed(PeerIdentity, LeasedShard?)
         /// A `claim` failed (database trouble); claiming pauses briefly.
         case claimFailed(PeerIdentity)
         /// Answer to `queryNextEligible`: seconds until a pending shard becomes eligible, nil if none.
@@ -62,8 +62,8 @@ public struct CoordinatorCore: Sendable {
         case recorded(ShardRef, CompletionOutcome, jobFinished: Bool)
         /// The ledger answered a `renewLease`.
         case leaseRenewed(LeaseToken, held: Bool)
-        /// The ledger answered `releaseExpiredLeases`.
-        case leasesReleased([ReleasedLease])
+        /// The ledger answered `releaseExpiredLeases` with the shards whose leases it released.
+        case leasesReleased([ShardRef])
         /// A job is finished (seen at start-up) and may still need finalizing.
         case jobFinished(Int64)
         /// SIGTERM or an orderly stop: dispatch nothing more.
@@ -209,7 +209,7 @@ public struct CoordinatorCore: Sendable {
                 }
             }
         case let .leasesReleased(released):
-            let refs = Set(released.map(\.shard))
+            let refs = Set(released)
             for (token, entry) in leases where entry.peer == nil && refs.contains(entry.shard) { leases[token] = nil }
             if !released.isEmpty { idle = false }
         case let .jobFinished(jobID):
@@ -359,9 +359,9 @@ public struct CoordinatorCore: Sendable {
         }
     }
 
-    private mutating func assign(_ claimed: ClaimedShard, preferring peer: PeerIdentity, at now: MonotonicInstant,
+    private mutating func assign(_ claimed: LeasedShard, preferring peer: PeerIdentity, at now: MonotonicInstant,
                                  into actions: inout [Action]) {
-        let token = LeaseToken(uuid: claimed.leaseToken)
+        let token = claimed.token
         guard !draining, let wire = ShardDispatchID(jobID: claimed.shard.jobID, index: claimed.shard.index).wire else {
             counters.leasesAbandoned += 1
             actions.append(.abandonLease(claimed.shard))
@@ -381,13 +381,9 @@ public struct CoordinatorCore: Sendable {
         }
         leases[token] = LeaseEntry(shard: claimed.shard, peer: target, lastRenewal: now)
         counters.assigned += 1
-        let items = claimed.items.map { item in
-            ShardItem(ordinal: UInt32(clamping: item.ordinal), sourceID: item.sourceID, location: item.path,
-                      label: item.label, caption: item.caption)
-        }
-        let message = AssignShardMessage(jobID: claimed.job.id, shardID: wire, leaseToken: token, jobType: claimed.job.type,
-                                         parametersJSON: claimed.job.parametersJSON, modelPath: claimed.job.model ?? "",
-                                         outputDirectory: claimed.job.outputLocation, items: items)
+        let message = AssignShardMessage(jobID: claimed.shard.jobID, shardID: wire, leaseToken: token, jobType: claimed.jobType,
+                                         parametersJSON: claimed.parametersJSON, modelPath: claimed.model,
+                                         outputDirectory: claimed.outputDirectory, items: claimed.items)
         send(.assignShard(message), to: target, at: now, into: &actions)
     }
 
@@ -465,5 +461,39 @@ public struct CoordinatorCore: Sendable {
     private func jsonArray(_ strings: [String]) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: strings)) ?? Data("[]".utf8)
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// A shard the ledger leased, in the form the state machine hands to a worker.
+public struct LeasedShard: Sendable, Equatable {
+    public var shard: ShardRef
+    public var token: LeaseToken
+    public var jobType: String
+    public var parametersJSON: String
+    public var model: String
+    public var outputDirectory: String
+    /// The shard's unfinished items; `ordinal` is the item's ordinal in the job.
+    public var items: [ShardItem]
+
+    public init(shard: ShardRef, token: LeaseToken, jobType: String, parametersJSON: String, model: String,
+                outputDirectory: String, items: [ShardItem]) {
+        self.shard = shard
+        self.token = token
+        self.jobType = jobType
+        self.parametersJSON = parametersJSON
+        self.model = model
+        self.outputDirectory = outputDirectory
+        self.items = items
+    }
+
+    /// Converts a ledger claim.
+    public init(_ claimed: ClaimedShard) {
+        self.init(shard: claimed.shard, token: LeaseToken(uuid: claimed.leaseToken), jobType: claimed.job.type,
+                  parametersJSON: claimed.job.parametersJSON, model: claimed.job.model ?? "",
+                  outputDirectory: claimed.job.outputLocation,
+                  items: claimed.items.map { item in
+                      ShardItem(ordinal: UInt32(clamping: item.ordinal), sourceID: item.sourceID, location: item.path,
+                                label: item.label, caption: item.caption)
+                  })
     }
 }

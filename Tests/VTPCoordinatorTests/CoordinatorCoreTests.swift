@@ -1,0 +1,271 @@
+import Foundation
+import Testing
+import VTPCoordinator
+import VTPQueue
+import VTPRuntimeSupport
+import VTPTransport
+
+/// Drives `CoordinatorCore` with hand-made events and checks the actions; no sockets, no database.
+struct CoordinatorCoreTests {
+    static let t0 = MonotonicInstant(nanoseconds: 1_000_000_000_000)
+    static func at(_ seconds: Double) -> MonotonicInstant { t0 + .milliseconds(Int64(seconds * 1000)) }
+
+    let alice = PeerIdentity("alice")
+    let bob = PeerIdentity("bob")
+
+    func makeCore() -> CoordinatorCore {
+        let liveness = try! WorkerLiveness<PeerIdentity>.Configuration(heartbeatInterval: .seconds(1), missedHeartbeatsBeforeDead: 3)
+        return CoordinatorCore(configuration: .init(liveness: liveness, leaseRenewalInterval: .seconds(2),
+                                                    releaseInterval: .seconds(5), shutdownGrace: .seconds(10)),
+                               now: Self.t0)
+    }
+
+    func registration(_ id: String, prefetch: UInt32) -> WireMessage {
+        .register(RegisterMessage(workerID: id, host: "h", capabilities: WorkerCapabilities(jobTypes: ["latents"], threads: 2,
+                                                                                           prefetch: prefetch, memoryBytes: 1)))
+    }
+
+    func lease(job: Int64 = 7, index: Int32) -> LeasedShard {
+        LeasedShard(shard: ShardRef(jobID: job, index: index), token: LeaseToken.random(), jobType: "latents", parametersJSON: "{}",
+                    model: "/m", outputDirectory: "/out",
+                    items: [ShardItem(ordinal: UInt32(index) * 2, sourceID: "a\(index)", location: "/in/a\(index).jpg"),
+                            ShardItem(ordinal: UInt32(index) * 2 + 1, sourceID: "b\(index)", location: "/in/b\(index).jpg")])
+    }
+
+    func claims(_ actions: [CoordinatorCore.Action]) -> [PeerIdentity] {
+        actions.compactMap { if case let .claim(peer) = $0 { peer } else { nil } }
+    }
+
+    func assignments(_ actions: [CoordinatorCore.Action]) -> [(PeerIdentity, AssignShardMessage)] {
+        actions.compactMap { if case let .send(.assignShard(a), peer) = $0 { (peer, a) } else { nil } }
+    }
+
+    @Test func registerUpsertsTheWorkerAndCreditTriggersOneClaimPerSlot() {
+        var core = makeCore()
+        let registered = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
+        #expect(registered.contains { if case let .upsertWorker(r) = $0 { r.id == "w-alice" && r.state == .idle } else { false } })
+        #expect(claims(registered).isEmpty)  // no credit yet
+
+        let credited = core.handle(.received(alice, .credit(5)), at: Self.at(0.1))
+        // Five credits offered, but the window holds at most the announced prefetch of two.
+        #expect(claims(credited) == [alice, alice])
+        // More credit while claims are outstanding does not add claims beyond the window.
+        #expect(claims(core.handle(.received(alice, .credit(1)), at: Self.at(0.2))).isEmpty)
+    }
+
+    @Test func claimedShardIsAssignedWithTheLeaseTokenAndDispatchID() throws {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        let shard = lease(index: 3)
+        let actions = core.handle(.claimed(alice, shard), at: Self.at(0.1))
+        let sent = assignments(actions)
+        try #require(sent.count == 1)
+        #expect(sent[0].0 == alice)
+        #expect(sent[0].1.leaseToken == shard.token)
+        #expect(ShardDispatchID(wire: sent[0].1.shardID) == ShardDispatchID(jobID: 7, index: 3))
+        #expect(sent[0].1.items.map(\.sourceID) == ["a3", "b3"])
+        #expect(core.shardsInFlight == 1)
+        #expect(core.counters.assigned == 1)
+        // The only slot is used: nothing more is claimed until the worker grants credit again.
+        #expect(claims(core.handle(.tick, at: Self.at(0.2))).isEmpty)
+    }
+
+    @Test func emptyClaimStopsClaimingUntilWorkIsSignalled() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let empty = core.handle(.claimed(alice, nil), at: Self.at(0.1))
+        #expect(empty.contains(.queryNextEligible))
+        #expect(core.idle)
+        _ = core.handle(.claimed(alice, nil), at: Self.at(0.1))
+        _ = core.handle(.nextEligible(seconds: nil), at: Self.at(0.2))
+        // Idle: ticks and heartbeats never turn into claims (no polling of the shard table).
+        for step in 1...20 {
+            let actions = core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: UInt64(step)))), at: Self.at(0.2 + Double(step) * 0.1))
+            #expect(claims(actions).isEmpty)
+            #expect(claims(core.handle(.tick, at: Self.at(0.25 + Double(step) * 0.1))).isEmpty)
+        }
+        // A NOTIFY wakes it: both open slots are claimed again.
+        #expect(claims(core.handle(.workAvailable, at: Self.at(3))) == [alice, alice])
+    }
+
+    @Test func backoffShardIsClaimedWhenItBecomesEligible() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        _ = core.handle(.claimed(alice, nil), at: Self.at(0.1))
+        _ = core.handle(.nextEligible(seconds: 1.5), at: Self.at(0.1))
+        #expect(core.nextDeadline <= Self.at(1.6))
+        #expect(claims(core.handle(.tick, at: Self.at(1.0))).isEmpty)
+        #expect(claims(core.handle(.tick, at: Self.at(1.7))) == [alice])
+    }
+
+    @Test func shardDoneCompletesWithTheTokenAndRejectionsAreCounted() throws {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        let shard = lease(index: 0)
+        let wire = try #require(assignments(core.handle(.claimed(alice, shard), at: Self.at(0.1))).first?.1.shardID)
+        let done = ShardDoneMessage(shardID: wire, leaseToken: shard.token,
+                                    results: [ItemResult(ordinal: 0, status: .ok, outputLocation: "latents_rank00_shard000.safetensors#0"),
+                                              ItemResult(ordinal: 1, status: .failed, errorText: "corrupt")])
+        let actions = core.handle(.received(alice, .shardDone(done)), at: Self.at(1))
+        let expected = CoordinatorCore.Action.complete(shard.shard, token: shard.token, results: [
+            .success(0, output: "latents_rank00_shard000.safetensors#0"), .failure(1, error: "corrupt"),
+        ])
+        #expect(actions.contains(expected))
+        #expect(core.shardsInFlight == 0)
+
+        // A duplicate report still goes to the ledger (which decides), and its verdict is counted.
+        let again = core.handle(.received(alice, .shardDone(done)), at: Self.at(1.1))
+        #expect(again.contains { if case .complete = $0 { true } else { false } })
+        _ = core.handle(.recorded(shard.shard, .applied, jobFinished: false), at: Self.at(1.2))
+        _ = core.handle(.recorded(shard.shard, .duplicate, jobFinished: false), at: Self.at(1.3))
+        _ = core.handle(.recorded(shard.shard, .leaseLost, jobFinished: false), at: Self.at(1.4))
+        #expect(core.counters.completed == 1)
+        #expect(core.counters.rejected == 2)
+    }
+
+    @Test func resultFromAnUnknownWorkerIsStillRecordedThroughItsDispatchID() {
+        var core = makeCore()
+        let token = LeaseToken.random()
+        let wire = ShardDispatchID(jobID: 12, index: 4).wire!
+        let actions = core.handle(.received(bob, .shardFailed(ShardFailedMessage(shardID: wire, leaseToken: token, error: "disk full"))),
+                                  at: Self.at(0))
+        #expect(actions.contains(.fail(ShardRef(jobID: 12, index: 4), token: token, error: "disk full")))
+        // The unknown worker is told to register.
+        #expect(actions.contains { if case .send(.disconnect, bob) = $0 { true } else { false } })
+        // A forged id is rejected without touching the ledger.
+        let forged = core.handle(.received(bob, .shardDone(ShardDoneMessage(shardID: -5, leaseToken: token, results: []))), at: Self.at(0.1))
+        #expect(!forged.contains { if case .complete = $0 { true } else { false } })
+        #expect(core.counters.rejected == 1)
+    }
+
+    @Test func heartbeatsRenewLeasesAtMostOncePerInterval() throws {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        let shard = lease(index: 1)
+        _ = core.handle(.claimed(alice, shard), at: Self.at(0))
+        func renewals(_ actions: [CoordinatorCore.Action]) -> Int { actions.filter { if case .renewLease = $0 { true } else { false } }.count }
+        #expect(renewals(core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 1))), at: Self.at(1))) == 0)
+        #expect(renewals(core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 2))), at: Self.at(2.1))) == 1)
+        // The renewal is in flight: progress does not start another.
+        #expect(renewals(core.handle(.received(alice, .progress(shardID: ShardDispatchID(jobID: 7, index: 1).wire!, itemsDone: 1)),
+                                     at: Self.at(4.5))) == 0)
+        _ = core.handle(.leaseRenewed(shard.token, held: true), at: Self.at(4.6))
+        #expect(renewals(core.handle(.received(alice, .progress(shardID: ShardDispatchID(jobID: 7, index: 1).wire!, itemsDone: 1)),
+                                     at: Self.at(4.7))) == 1)
+    }
+
+    @Test func lostLeaseCancelsTheShardOnTheWorker() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        let shard = lease(index: 2)
+        _ = core.handle(.claimed(alice, shard), at: Self.at(0))
+        _ = core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 1))), at: Self.at(2.5))
+        let actions = core.handle(.leaseRenewed(shard.token, held: false), at: Self.at(2.6))
+        #expect(actions.contains(.send(.cancel(.shard(ShardDispatchID(jobID: 7, index: 2).wire!), reason: "lease lost"), to: alice)))
+        #expect(core.shardsInFlight == 0)
+    }
+
+    @Test func silentWorkerIsDeclaredDeadAfterThreeMissedHeartbeatsAndItsLeasesAreLeftToExpire() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let first = lease(index: 0), second = lease(index: 1)
+        _ = core.handle(.claimed(alice, first), at: Self.at(0))
+        _ = core.handle(.claimed(alice, second), at: Self.at(0))
+        // Heartbeats go out while alice is silent; she is still alive at 2.9 s.
+        let beats = core.handle(.tick, at: Self.at(1.0))
+        #expect(beats.contains { if case .send(.heartbeat, alice) = $0 { true } else { false } })
+        #expect(!core.handle(.tick, at: Self.at(2.9)).contains { if case .upsertWorker(let r) = $0 { r.state == .offline } else { false } })
+        let dead = core.handle(.tick, at: Self.at(3.0))
+        #expect(dead.contains { if case .upsertWorker(let r) = $0 { r.state == .offline && r.id == "w-alice" } else { false } })
+        #expect(core.workers[alice] == nil)
+        #expect(core.counters.workersDeclaredDead == 1)
+        // Its leases are not failed or completed; they stay (ownerless) until the ledger releases them.
+        #expect(!dead.contains { if case .fail = $0 { true } else if case .complete = $0 { true } else { false } })
+        #expect(core.leases.count == 2 && core.shardsInFlight == 0)
+        _ = core.handle(.leasesReleased([first.shard, second.shard]), at: Self.at(5))
+        #expect(core.leases.isEmpty)
+        // A result arriving late from the "dead" worker is still passed on, for the ledger to judge.
+        let late = core.handle(.received(alice, .shardDone(ShardDoneMessage(shardID: ShardDispatchID(jobID: 7, index: 0).wire!,
+                                                                            leaseToken: first.token, results: []))), at: Self.at(6))
+        #expect(late.contains { if case .complete(first.shard, first.token, _) = $0 { true } else { false } })
+    }
+
+    @Test func expiredLeasesAreReleasedPeriodically() {
+        var core = makeCore()
+        #expect(!core.handle(.tick, at: Self.at(4.9)).contains(.releaseExpiredLeases))
+        #expect(core.handle(.tick, at: Self.at(5.0)).contains(.releaseExpiredLeases))
+        #expect(!core.handle(.tick, at: Self.at(6.0)).contains(.releaseExpiredLeases))
+        #expect(core.handle(.tick, at: Self.at(10.1)).contains(.releaseExpiredLeases))
+    }
+
+    @Test func finalizerRunsExactlyOncePerJob() {
+        var core = makeCore()
+        let ref = ShardRef(jobID: 3, index: 0)
+        #expect(core.handle(.recorded(ref, .applied, jobFinished: true), at: Self.at(0)).contains(.finalize(jobID: 3)))
+        #expect(!core.handle(.recorded(ShardRef(jobID: 3, index: 1), .applied, jobFinished: true), at: Self.at(1))
+            .contains(.finalize(jobID: 3)))
+        #expect(!core.handle(.jobFinished(3), at: Self.at(2)).contains(.finalize(jobID: 3)))
+        #expect(core.handle(.jobFinished(4), at: Self.at(2)).contains(.finalize(jobID: 4)))
+        #expect(core.finalizedJobs == [3, 4])
+    }
+
+    @Test func claimForADeadWorkerGoesToAnotherWorkerWithCredit() throws {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        _ = core.handle(.received(bob, registration("w-bob", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(bob, .credit(1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .disconnect(reason: "bye")), at: Self.at(0.1))
+        let actions = core.handle(.claimed(alice, lease(index: 5)), at: Self.at(0.2))
+        #expect(assignments(actions).map(\.0) == [bob])
+        // Bob's only slot was taken by that shard, so his own claim, when it returns, cannot be placed.
+        let orphan = core.handle(.claimed(bob, lease(index: 6)), at: Self.at(0.3))
+        #expect(orphan.contains(.abandonLease(ShardRef(jobID: 7, index: 6))))
+    }
+
+    @Test func shutdownStopsDispatchingAndExitsWhenShardsAreIn() throws {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let shard = lease(index: 0)
+        _ = core.handle(.claimed(alice, shard), at: Self.at(0))
+        let stopping = core.handle(.shutdownRequested, at: Self.at(1))
+        #expect(!stopping.contains(.exit))
+        // The second claim comes back after the shutdown: it is not handed out.
+        #expect(assignments(core.handle(.claimed(alice, lease(index: 1)), at: Self.at(1.1))).isEmpty)
+        #expect(claims(core.handle(.received(alice, .credit(1)), at: Self.at(1.2))).isEmpty)
+        let wire = ShardDispatchID(jobID: 7, index: 0).wire!
+        let done = core.handle(.received(alice, .shardDone(ShardDoneMessage(shardID: wire, leaseToken: shard.token, results: []))),
+                               at: Self.at(2))
+        #expect(done.contains(.exit))
+        #expect(done.contains(.send(.disconnect(reason: "coordinator shutting down"), to: alice)))
+        #expect(core.handle(.tick, at: Self.at(3)).isEmpty)
+    }
+
+    @Test func shutdownGivesUpWaitingAtTheGraceDeadline() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        _ = core.handle(.claimed(alice, lease(index: 0)), at: Self.at(0))
+        _ = core.handle(.shutdownRequested, at: Self.at(0))
+        #expect(!core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 1))), at: Self.at(5)).contains(.exit))
+        #expect(core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 2))), at: Self.at(10)).contains(.exit))
+    }
+
+    @Test func dispatchIDRoundTripsAndRejectsOutOfRangeValues() {
+        let id = ShardDispatchID(jobID: 123_456, index: 789)
+        #expect(ShardDispatchID(wire: id.wire!) == id)
+        #expect(ShardDispatchID(jobID: Int64(Int32.max) + 1, index: 0).wire == nil)
+        #expect(ShardDispatchID(wire: -1) == nil)
+        #expect(ShardDispatchID(wire: Int64(UInt32.max)) == nil)  // index half above Int32.max
+        let uuid = UUID()
+        #expect(LeaseToken(uuid: uuid).uuid == uuid)
+    }
+}
