@@ -1,0 +1,139 @@
+import Testing
+import VTPRuntimeSupport
+import VTPTransport
+import VTPWorker
+
+/// Drives `WorkerCore` with hand-made events; no sockets, no model.
+struct WorkerCoreTests {
+    static let t0 = MonotonicInstant(nanoseconds: 5_000_000_000_000)
+    static func at(_ seconds: Double) -> MonotonicInstant { t0 + .milliseconds(Int64(seconds * 1000)) }
+
+    let registration = RegisterMessage(workerID: "w1", host: "h",
+                                       capabilities: WorkerCapabilities(jobTypes: ["latents"], threads: 2, prefetch: 2, memoryBytes: 1))
+
+    func makeCore() -> WorkerCore {
+        let liveness = try! CoordinatorLiveness.Configuration(heartbeatInterval: .seconds(1), missedHeartbeatsBeforeLost: 3,
+                                                              initialBackoff: .seconds(1), maxBackoff: .seconds(8), jitterFraction: 0)
+        return WorkerCore(registration: registration, liveness: liveness, now: Self.t0, seed: 1)
+    }
+
+    func assignment(_ index: Int32, job: Int64 = 1) -> AssignShardMessage {
+        AssignShardMessage(jobID: job, shardID: ShardDispatchID(jobID: job, index: index).wire!, leaseToken: LeaseToken.random(),
+                           jobType: "latents", parametersJSON: "{}", modelPath: "/m", outputDirectory: "/o",
+                           items: [ShardItem(ordinal: 0, sourceID: "x", location: "/x.jpg")])
+    }
+
+    func sent(_ actions: [WorkerCore.Action]) -> [WireMessage] {
+        actions.compactMap { if case let .send(m) = $0 { m } else { nil } }
+    }
+
+    @Test func startRegistersThenGrantsPrefetchCredit() {
+        var core = makeCore()
+        #expect(sent(core.handle(.started, at: Self.at(0))) == [.register(registration), .credit(2)])
+    }
+
+    @Test func runsOneShardAtATimeAndReturnsOneCreditPerShard() {
+        var core = makeCore()
+        _ = core.handle(.started, at: Self.at(0))
+        let a = assignment(0), b = assignment(1)
+        #expect(core.handle(.received(.assignShard(a)), at: Self.at(0.1)) == [.execute(a)])
+        #expect(core.handle(.received(.assignShard(b)), at: Self.at(0.2)).isEmpty)  // queued behind a
+        #expect(core.handle(.received(.assignShard(b)), at: Self.at(0.2)).isEmpty)  // duplicate delivery ignored
+        #expect(core.held == 2)
+        let results = [ItemResult(ordinal: 0, status: .ok, outputLocation: "f#0")]
+        let finished = core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, .done(results), seconds: 0.5), at: Self.at(1))
+        #expect(finished == [.send(.shardDone(ShardDoneMessage(shardID: a.shardID, leaseToken: a.leaseToken, results: results))),
+                             .send(.credit(1)), .execute(b)])
+        #expect(core.itemsCompleted == 1)
+        #expect(core.imagesPerSecond == 2)
+        let failed = core.handle(.shardFinished(shardID: b.shardID, token: b.leaseToken, .failed("model missing"), seconds: 1), at: Self.at(2))
+        #expect(sent(failed) == [.shardFailed(ShardFailedMessage(shardID: b.shardID, leaseToken: b.leaseToken, error: "model missing")),
+                                 .credit(1)])
+    }
+
+    @Test func progressIsForwardedForTheRunningShardOnly() {
+        var core = makeCore()
+        let a = assignment(0)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        #expect(sent(core.handle(.progress(shardID: a.shardID, itemsDone: 4), at: Self.at(0.5)))
+            == [.progress(shardID: a.shardID, itemsDone: 4)])
+        #expect(core.handle(.progress(shardID: 999, itemsDone: 4), at: Self.at(0.6)).isEmpty)
+    }
+
+    @Test func cancelDropsAQueuedShardAndDiscardsARunningOnesResult() {
+        var core = makeCore()
+        let a = assignment(0), b = assignment(1)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        _ = core.handle(.received(.assignShard(b)), at: Self.at(0))
+        #expect(sent(core.handle(.received(.cancel(.shard(b.shardID), reason: "lease lost")), at: Self.at(0.1))) == [.credit(1)])
+        #expect(core.queued.isEmpty)
+        #expect(core.handle(.received(.cancel(.job(1), reason: "job cancelled")), at: Self.at(0.2)).isEmpty)
+        #expect(core.runningCancelled)
+        let finished = core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, .done([]), seconds: 1), at: Self.at(1))
+        #expect(sent(finished) == [.credit(1)])  // no shardDone for a lease the coordinator revoked
+    }
+
+    @Test func heartbeatsWhenQuietAndReconnectsWithBackoffWhenTheCoordinatorIsSilent() {
+        var core = makeCore()
+        _ = core.handle(.started, at: Self.at(0))
+        let beat = sent(core.handle(.tick, at: Self.at(1.0)))
+        #expect(beat.count == 1)
+        if case let .heartbeat(h)? = beat.first { #expect(h.sequence == 1) } else { Issue.record("expected a heartbeat, got \(beat)") }
+        _ = core.handle(.tick, at: Self.at(2.0))
+        // Three silent intervals: the coordinator is lost; the reconnect comes after the 1 s backoff.
+        #expect(!core.handle(.tick, at: Self.at(3.0)).contains(.reconnect))
+        #expect(!core.handle(.tick, at: Self.at(3.5)).contains(.reconnect))
+        let reconnect = core.handle(.tick, at: Self.at(4.0))
+        #expect(reconnect == [.reconnect, .send(.register(registration)), .send(.credit(2))])
+        // Lost again without hearing anything: the backoff doubles.
+        _ = core.handle(.tick, at: Self.at(7.0))
+        #expect(!core.handle(.tick, at: Self.at(8.5)).contains(.reconnect))
+        #expect(core.handle(.tick, at: Self.at(9.0)).contains(.reconnect))
+    }
+
+    @Test func reregistrationGrantsOnlyTheSlotsNotHeld() {
+        var core = makeCore()
+        _ = core.handle(.started, at: Self.at(0))
+        _ = core.handle(.received(.assignShard(assignment(0))), at: Self.at(0.1))
+        // The coordinator restarted and does not know us: register again, with one free slot.
+        #expect(sent(core.handle(.received(.disconnect(reason: "not registered")), at: Self.at(0.2)))
+            == [.register(registration), .credit(1)])
+    }
+
+    @Test func shutdownHandsBackQueuedShardsFinishesTheRunningOneAndExits() {
+        var core = makeCore()
+        let a = assignment(0), b = assignment(1)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        _ = core.handle(.received(.assignShard(b)), at: Self.at(0))
+        let stopping = core.handle(.shutdownRequested, at: Self.at(1))
+        #expect(sent(stopping) == [.drain(reason: "worker shutting down"),
+                                   .shardFailed(ShardFailedMessage(shardID: b.shardID, leaseToken: b.leaseToken,
+                                                                   error: "handed back: worker shutting down"))])
+        #expect(!stopping.contains(.exit))
+        // A late assignment is handed straight back.
+        let c = assignment(2)
+        #expect(sent(core.handle(.received(.assignShard(c)), at: Self.at(1.1)))
+            == [.shardFailed(ShardFailedMessage(shardID: c.shardID, leaseToken: c.leaseToken, error: "handed back: worker shutting down"))])
+        let done = core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, .done([]), seconds: 1), at: Self.at(2))
+        #expect(done == [.send(.shardDone(ShardDoneMessage(shardID: a.shardID, leaseToken: a.leaseToken, results: []))),
+                         .send(.disconnect(reason: "worker stopped")), .exit])
+    }
+
+    @Test func secondShutdownHandsBackTheRunningShard() {
+        var core = makeCore()
+        let a = assignment(0)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        _ = core.handle(.shutdownRequested, at: Self.at(1))
+        let forced = core.handle(.shutdownRequested, at: Self.at(2))
+        #expect(forced == [.send(.shardFailed(ShardFailedMessage(shardID: a.shardID, leaseToken: a.leaseToken,
+                                                                 error: "handed back: worker stopped"))),
+                           .send(.disconnect(reason: "worker stopped")), .exit])
+    }
+
+    @Test func idleWorkerExitsAtOnceOnShutdown() {
+        var core = makeCore()
+        _ = core.handle(.started, at: Self.at(0))
+        #expect(core.handle(.shutdownRequested, at: Self.at(1))
+            == [.send(.drain(reason: "worker shutting down")), .send(.disconnect(reason: "worker stopped")), .exit])
+    }
+}
