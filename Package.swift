@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(name: "VTPWorkerTests", dependencies: ["VTPWorker", "VTPRuntimeSupport", "VTPTransport", "VTPJobs",
                                                            "VTPDatasets", "VTPTestSupport"],
                     path: "Tests/VTPWorkerTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPEndToEndTests", dependencies: ["VTPQueue", "VTPSafeTensors", "VTPStorage", "VTPTestSupport"],
+        .testTarget(name: "VTPEndToEndTests", dependencies: ["VTPQueue", "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPTestSupport"],
                     path: "Tests/VTPEndToEndTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
