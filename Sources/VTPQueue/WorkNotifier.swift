@@ -37,13 +37,18 @@ public final class WorkNotifier: Sendable {
 
     /// Waits up to `timeout` seconds for a notification; nil on timeout.
     public func waitForNotification(timeout: Double) async throws -> WorkSignal? {
-        try await session.run("wait for notification", retry: .never) { connection -> WorkSignal? in
+        let signal = try await session.run("wait for notification", retry: .never) { connection -> WorkSignal? in
             do {
                 return try Self.wait(connection, deadline: Date().addingTimeInterval(max(0, timeout)))
             } catch let error as PostgresError where error.kind == .connectionLost {
                 return .reconnected
             }
         }
+        if signal == .reconnected {
+            // LISTEN again before reporting, so work enqueued after the caller's rescan is not missed.
+            try await start()
+        }
+        return signal
     }
 
     private static func wait(_ connection: PGConnection, deadline: Date) throws -> WorkSignal? {
