@@ -60,8 +60,11 @@ struct RunCommandTests {
     /// Stops a private server a failed test may have left behind.
     static func stopLeftoverServer(_ output: String) {
         let state = output + "/.vtp-state"
-        guard FileManager.default.fileExists(atPath: state + "/postgres") else { return }
-        try? EmbeddedPostgres(stateDirectory: URL(fileURLWithPath: state)).stopBlocking()
+        guard FileManager.default.fileExists(atPath: state + "/postgres/data/postmaster.pid"),
+              let server = try? EmbeddedPostgres(stateDirectory: URL(fileURLWithPath: state)) else { return }
+        // Adopt the running server so this instance may stop it.
+        try? server.startBlocking()
+        try? server.stopBlocking()
     }
 
     /// Starts `vtp` in its own process group with output to `logs.out` / `logs.err`.
