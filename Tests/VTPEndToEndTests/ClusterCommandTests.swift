@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+import VTPQueue
+import VTPTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `vtp coordinator`, `vtp worker` and `vtp submit` as separate processes sharing one
+/// configuration file and a real PostgreSQL, as on a cluster.
+struct ClusterCommandTests {
+    @Test(.timeLimit(.minutes(3)))
+    func submittedJobIsProcessedAndBothServicesExitCleanlyOnSIGTERM() async throws {
+        let dir = try TemporaryDirectory("e2e-cluster")
+        defer { dir.remove() }
+        let server = try EmbeddedPostgres.temporary()
+        defer { try? server.stopBlocking() }
+        try await server.start()
+        _ = try await Migrator.migrate(database: server.databaseURL)
+        let expected = try RunCommandTests.makeInput(dir.file("in"), copies: 1)
+
+        let config = dir.file("vtp.toml")
+        try """
+            [database]
+            url = "\(server.connectionURL)"
+            [coordinator]
+            endpoint = "ipc://\(dir.file("c.ipc"))"
+            heartbeat_interval_ms = 200
+            lease_seconds = 5
+            [worker]
+            prefetch = 1
+            threads = 1
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+
+        let coordinator = try SpawnedProcess.start(VTPExecutable.path, ["coordinator", "--config", config],
+                                                   stdout: dir.file("coordinator.out"), stderr: dir.file("coordinator.err"))
+        let worker = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--config", config, "--worker-id", "cli-w1"],
+                                              stdout: dir.file("worker.out"), stderr: dir.file("worker.err"))
+        defer {
+            kill(worker.pid, SIGKILL)
+            kill(coordinator.pid, SIGKILL)
+            _ = worker.poll()
+            _ = coordinator.poll()
+        }
+
+        let submitted = try VTPExecutable.run(["submit", "latents", "--config", config, "--model", Fixtures.path("vtp-tiny"),
+                                               "--input", dir.file("in"), "--output", dir.file("out"), "--shard-size", "3",
+                                               "--image-size", "64", "--json"])
+        #expect(submitted.status == 0, "\(submitted.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(submitted.stdout.utf8)) as? [String: Any]
+        let jobID = try #require((document?["job_id"] as? NSNumber)?.int64Value)
+        #expect((document?["items"] as? NSNumber)?.intValue == 13)
+        #expect((document?["shards"] as? NSNumber)?.intValue == 5)
+
+        let ledger = Ledger(database: server.databaseURL)
+        var finished = false
+        for _ in 0..<600 {
+            let job = try await ledger.job(jobID)
+            if job.state.isFinished && FileManager.default.fileExists(atPath: dir.file("out/manifest.json")) {
+                finished = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let log = { (name: String) in (try? String(contentsOfFile: dir.file(name), encoding: .utf8)) ?? "" }
+        #expect(finished, "coordinator: \(log("coordinator.err"))\nworker: \(log("worker.err"))")
+        let job = try await ledger.job(jobID)
+        #expect(job.state == .completed && job.itemsDone == 13 && job.shardsDone == 5)
+        #expect(Set(try RunCommandTests.writtenIDs(dir.file("out"))) == expected)
+        #expect(try await ledger.listWorkers().map(\.report.id) == ["cli-w1"])
+
+        kill(worker.pid, SIGTERM)
+        #expect(try await worker.wait(seconds: 20) == .exited(0))
+        kill(coordinator.pid, SIGTERM)
+        #expect(try await coordinator.wait(seconds: 20) == .exited(0))
+        #expect(try await ledger.listWorkers().first?.report.state == .offline)
+    }
+}
