@@ -66,6 +66,9 @@ let package = Package(
         .target(name: "VTPTransport", dependencies: ["CZeroMQ", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
 
+        .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor"],
+                path: "Sources/VTPJobs", swiftSettings: strictSettings),
+
         // MARK: Configuration.
         .target(name: "VTPSettings", dependencies: [], path: "Sources/VTPSettings", swiftSettings: strictSettings),
 
@@ -73,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "vtp",
             dependencies: [
-                "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings",
+                "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings", "VTPJobs", "VTPDatasets",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -92,6 +95,9 @@ let package = Package(
                     path: "Tests/VTPStorageTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPDatasetsTests", dependencies: ["VTPDatasets", "VTPTestSupport"],
                     path: "Tests/VTPDatasetsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPJobsTests", dependencies: ["VTPJobs", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage",
+                                                         "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
+                    path: "Tests/VTPJobsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPSettingsTests", dependencies: ["VTPSettings", "VTPTestSupport"],

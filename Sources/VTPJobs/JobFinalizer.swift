@@ -1,0 +1,97 @@
+import Foundation
+import VTPModel
+import VTPStorage
+
+/// Turns a job's finished shards into its final artefacts: `latents_stats.pt` (latents jobs) and
+/// `manifest.json`. It only reads the shard summaries, never the tensors, and rewrites both files
+/// from them, so running it again gives byte-identical files.
+public enum JobFinalizer {
+    /// File name of LightningDiT's latent statistics.
+    public static let statsFileName = "latents_stats.pt"
+    /// File name of the run manifest.
+    public static let manifestFileName = "manifest.json"
+
+    /// Merges shards `0..<shardCount` of a job.
+    ///
+    /// Latent stats are merged in shard order from each shard's exact accumulator (over `latents`
+    /// only, unbiased std, as LightningDiT computes them); with no latent written at all, no stats
+    /// file exists. `listingFailures` are inputs that never became items (e.g. WebDataset samples
+    /// without an image) and are reported as failures too.
+    @discardableResult
+    public static func finalize(jobType: JobType, parametersJSON: String, outputDirectory: String, modelDirectory: String,
+                                shardCount: Int, listingFailures: [RunManifest.Failure] = []) throws(JobError) -> RunManifest {
+        let parameters = try JobParameters.decode(jobType: jobType, json: parametersJSON)
+        var summaries: [ShardSummary] = []
+        for index in 0..<shardCount {
+            let path = outputDirectory + "/" + ShardSummary.fileName(shard: index)
+            let summary = try ShardSummary.read(path)
+            guard summary.jobType == jobType, summary.shardIndex == index else {
+                throw .badShardSummary(path: path,
+                    detail: "belongs to a \(summary.jobType.rawValue) job's shard \(summary.shardIndex), expected \(jobType.rawValue) shard \(index)")
+            }
+            summaries.append(summary)
+        }
+        let config: VTPConfig
+        do { config = try VTPConfig.load(path: modelDirectory + "/config.json") } catch {
+            throw .modelLoadFailed(model: modelDirectory, reason: "\(error)")
+        }
+        let model = [
+            "directory": modelDirectory, "model_type": config.modelType, "patch_size": String(config.visionPatchSize),
+            "embed_dim": String(config.visionEmbedDim), "latent_channels": String(config.latentChannels),
+        ]
+
+        let statsPath = outputDirectory + "/" + statsFileName
+        let format: String, preprocessing: [String: String], dtype: OutputDType
+        switch parameters {
+        case let .latents(p):
+            format = "lightningdit-latents"
+            dtype = p.dtype
+            preprocessing = [
+                "transform": TransformOption.admCenterCrop.rawValue, "image_size": String(p.imageSize),
+                "normalize": p.normalize.rawValue,
+                "flip": p.flip ? "true" : "false (latents_flip holds the unflipped latents)",
+                "unlabeled_label": String(unlabeledLabel),
+            ]
+            var stats = LatentStatsAccumulator(channels: config.latentChannels)
+            for (summary, index) in zip(summaries, 0...) {
+                guard let shardStats = summary.stats else {
+                    throw .badShardSummary(path: ShardSummary.fileName(shard: index), detail: "latents shard summary has no stats")
+                }
+                do { try stats.merge(shardStats) } catch {
+                    throw .badShardSummary(path: ShardSummary.fileName(shard: index), detail: "\(error)")
+                }
+            }
+            do {
+                if stats.count > 0 {
+                    try stats.writeTorchStats(to: statsPath)
+                } else if FileManager.default.fileExists(atPath: statsPath) {
+                    try FileManager.default.removeItem(atPath: statsPath)
+                }
+            } catch {
+                throw .writeFailed(path: statsPath, reason: "\(error)")
+            }
+        case let .features(p):
+            format = "features"
+            dtype = p.dtype
+            preprocessing = [
+                "transform": p.transform.rawValue, "image_size": String(p.imageSize), "normalize": p.normalize.rawValue,
+                "layers": p.layers.description, "norm": String(p.norm), "pool": p.pool.rawValue,
+                "keep_patch_tokens": String(p.keepPatchTokens), "unlabeled_label": String(unlabeledLabel),
+            ]
+        }
+
+        let shards = summaries.compactMap(\.written)
+        let failures = summaries.flatMap { $0.failures.map { RunManifest.Failure(sourceId: $0.sourceId, reason: $0.reason) } }
+            + listingFailures
+        let inputs = summaries.reduce(0) { $0 + $1.inputs } + listingFailures.count
+        let manifest = RunManifest(format: format, model: model, preprocessing: preprocessing, dtype: dtype,
+                                   counts: .init(inputs: inputs, written: shards.reduce(0) { $0 + $1.rows }, failed: failures.count,
+                                                 shards: shardCount),
+                                   shards: shards, failures: failures)
+        let manifestPath = outputDirectory + "/" + manifestFileName
+        do { try manifest.write(to: manifestPath) } catch {
+            throw .writeFailed(path: manifestPath, reason: "\(error)")
+        }
+        return manifest
+    }
+}

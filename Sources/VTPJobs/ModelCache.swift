@@ -1,0 +1,40 @@
+import Foundation
+import VTPModel
+
+/// Loaded models by directory, so every shard of a job (and every job on the same checkpoint)
+/// reuses one set of weights.
+///
+/// `@unchecked Sendable`: the dictionary is only touched under `lock`; the cached `VTPModel`s
+/// are themselves safe for concurrent reads.
+public final class ModelCache: @unchecked Sendable {
+    /// The process-wide cache workers use.
+    public static let shared = ModelCache()
+
+    private let lock = NSLock()
+    private var models: [String: VTPModel] = [:]
+
+    public init() {}
+
+    /// The model at `directory`, loading it on first use. Loading happens under the lock so two
+    /// shards asking at once load it once; it blocks, so call from a thread you own.
+    public func model(at directory: String) throws(JobError) -> VTPModel {
+        let key = URL(fileURLWithPath: directory).standardizedFileURL.path
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = models[key] { return cached }
+        do {
+            let model = try VTPModel(directory: directory)
+            models[key] = model
+            return model
+        } catch {
+            throw .modelLoadFailed(model: directory, reason: "\(error)")
+        }
+    }
+
+    /// Drops every cached model (e.g. after a checkpoint was replaced on disk).
+    public func removeAll() {
+        lock.lock()
+        models.removeAll()
+        lock.unlock()
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import VTPDatasets
+import VTPImage
+import VTPModel
+import VTPStorage
+import VTPTensor
+
+/// Executes one shard: preprocessing on a small thread pool overlapping inference on the calling
+/// thread, batching, writing the outputs and the shard summary.
+///
+/// Item-level problems (missing file, corrupt image) become failed ``ItemOutcome``s and the other
+/// items are still written; only shard-level problems (bad parameters, model load, inference or
+/// write errors) throw. File names depend only on the shard index, and every file is written
+/// atomically, so re-running a shard replaces its outputs and never duplicates them.
+public struct ShardExecutor: Sendable {
+    /// Tuning that does not change results.
+    public struct Options: Sendable {
+        /// Threads reading, decoding and preprocessing (they run while the model computes).
+        public var preprocessThreads: Int
+        /// Items preprocessed ahead of inference at most (the bounded queue); nil: two batches.
+        public var queueCapacity: Int?
+        /// Pillow resample pass order to reproduce.
+        public var pillowCompatibility: PillowCompatibility
+        /// Decompression-bomb guard.
+        public var maxPixels: Int
+
+        public init(preprocessThreads: Int = 2, queueCapacity: Int? = nil, pillowCompatibility: PillowCompatibility = .pillow12,
+                    maxPixels: Int = ImageDecoder.defaultMaxPixels) {
+            self.preprocessThreads = preprocessThreads
+            self.queueCapacity = queueCapacity
+            self.pillowCompatibility = pillowCompatibility
+            self.maxPixels = maxPixels
+        }
+    }
+
+    public let options: Options
+    public let models: ModelCache
+
+    public init(options: Options = Options(), models: ModelCache = .shared) {
+        self.options = options
+        self.models = models
+    }
+
+    /// Runs `task` to completion. Blocking and CPU-bound: call it from a thread you own (or use
+    /// ``run(_:progress:)``). `progress` receives the number of items done (written or failed),
+    /// on the executing thread, after each batch.
+    public func execute(_ task: ShardTask, progress: (@Sendable (Int) -> Void)? = nil) throws -> ShardOutcome {
+        let start = ContinuousClock.now
+        let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
+        let model = try models.model(at: task.modelDirectory)
+        let job = try parameters.makeJob(model: model, options: options)
+        do { try FileManager.default.createDirectory(atPath: task.outputDirectory, withIntermediateDirectories: true) } catch {
+            throw JobError.writeFailed(path: task.outputDirectory, reason: error.localizedDescription)
+        }
+
+        var timings = StageTimings()
+        var outcomes: [ItemOutcome] = []
+        outcomes.reserveCapacity(task.items.count)
+        var kept: [DatasetItem] = []
+        var keptOutcome: [Int] = []  // outcome index of each kept row
+        let batchSize = job.batchSize
+        let pipeline = PreprocessPipeline(items: task.items, plan: job.plan, threads: options.preprocessThreads,
+                                          capacity: options.queueCapacity ?? 2 * batchSize)
+        defer { pipeline.shutdown() }
+
+        var pending: [(item: DatasetItem, pixels: Tensor, flipped: Tensor?)] = []
+        var pendingOutcome: [Int] = []
+        var reported = 0
+        func flush(done: Int) throws {
+            defer {
+                if done > reported { reported = done; progress?(done) }
+            }
+            guard !pending.isEmpty else { return }
+            let batch = Self.stack(pending)
+            let t0 = ContinuousClock.now
+            do { try job.consume(batch) } catch {
+                throw JobError.inferenceFailed(shard: task.shardIndex, detail: "\(error)")
+            }
+            timings.infer += (ContinuousClock.now - t0).seconds
+            kept += batch.items
+            keptOutcome += pendingOutcome
+            pending.removeAll(keepingCapacity: true)
+            pendingOutcome.removeAll(keepingCapacity: true)
+        }
+        for index in task.items.indices {
+            let prepared = pipeline.take(index)
+            timings.read += prepared.readSeconds
+            timings.decode += prepared.decodeSeconds
+            timings.preprocess += prepared.preprocessSeconds
+            var outcome = ItemOutcome(ordinal: prepared.item.ordinal, sourceId: prepared.item.sourceId, status: .ok,
+                                      readSeconds: prepared.readSeconds, decodeSeconds: prepared.decodeSeconds,
+                                      preprocessSeconds: prepared.preprocessSeconds)
+            switch prepared.result {
+            case let .ok(pixels, flipped):
+                pending.append((prepared.item, pixels, flipped))
+                pendingOutcome.append(outcomes.count)
+            case let .failed(reason):
+                outcome.status = .failed
+                outcome.error = reason
+            }
+            outcomes.append(outcome)
+            if pending.count == batchSize { try flush(done: index + 1) }
+        }
+        try flush(done: task.items.count)
+        pipeline.shutdown()
+
+        let t0 = ContinuousClock.now
+        let result: ShardWriteResult
+        do { result = try job.write(shard: task.shardIndex, directory: task.outputDirectory, items: kept) } catch let e as JobError {
+            throw e
+        } catch {
+            throw JobError.writeFailed(path: task.outputDirectory, reason: "\(error)")
+        }
+        var files: [String] = []
+        if let written = result.written {
+            files = [written.fileName, written.sidecarName]
+            for (row, i) in keptOutcome.enumerated() { outcomes[i].outputLocation = "\(written.fileName)#\(row)" }
+        } else {
+            try Self.removeStaleOutputs(shard: task.shardIndex, jobType: task.jobType, directory: task.outputDirectory)
+        }
+        let summary = ShardSummary(jobType: task.jobType, jobId: task.jobId, shardIndex: task.shardIndex, inputs: task.items.count,
+                                   written: result.written,
+                                   failures: outcomes.filter { $0.status == .failed }.map {
+                                       ShardSummary.Failure(ordinal: $0.ordinal, sourceId: $0.sourceId, reason: $0.error ?? "")
+                                   },
+                                   stats: result.stats)
+        let summaryName = ShardSummary.fileName(shard: task.shardIndex)
+        try summary.write(to: task.outputDirectory + "/" + summaryName)
+        files.append(summaryName)
+        timings.write = (ContinuousClock.now - t0).seconds
+        timings.wall = (ContinuousClock.now - start).seconds
+        return ShardOutcome(shardIndex: task.shardIndex, items: outcomes, timings: timings, files: files)
+    }
+
+    /// ``execute(_:progress:)`` on a dedicated thread, so async callers never block the
+    /// cooperative pool with inference.
+    public func run(_ task: ShardTask, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ShardOutcome {
+        try await DedicatedThread.run { try execute(task, progress: progress) }
+    }
+
+    /// Copies batch rows into (B, 3, S, S) tensors.
+    private static func stack(_ rows: [(item: DatasetItem, pixels: Tensor, flipped: Tensor?)]) -> PreparedBatch {
+        let shape = rows[0].pixels.shape
+        let per = rows[0].pixels.count
+        let pixels = Tensor(uninitialized: [rows.count] + shape)
+        let flipped = rows[0].flipped.map { _ in Tensor(uninitialized: [rows.count] + shape) }
+        for (i, row) in rows.enumerated() {
+            withExtendedLifetime(row) {
+                (pixels.mutablePointer + i * per).update(from: row.pixels.pointer, count: per)
+                if let flipped, let f = row.flipped { (flipped.mutablePointer + i * per).update(from: f.pointer, count: per) }
+            }
+        }
+        return PreparedBatch(items: rows.map(\.item), pixels: pixels, flipped: flipped)
+    }
+
+    /// A shard whose every item failed writes no tensor file; one left by an earlier run of the
+    /// same shard must not survive, or the dataset would hold rows the ledger says failed.
+    static func removeStaleOutputs(shard: Int, jobType: JobType, directory: String) throws {
+        let prefix = jobType == .latents ? "latents" : "features"
+        for name in [ShardNaming.tensorShard(prefix: prefix, rank: 0, shard: shard), ShardNaming.idSidecar(rank: 0, shard: shard)] {
+            let path = directory + "/" + name
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            do { try FileManager.default.removeItem(atPath: path) } catch {
+                throw JobError.writeFailed(path: path, reason: "cannot remove stale output: \(error.localizedDescription)")
+            }
+        }
+    }
+}
+
+/// Runs blocking work on a new thread and resumes the async caller with its result.
+enum DedicatedThread {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+            }
+            thread.name = "vtp-shard"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+}

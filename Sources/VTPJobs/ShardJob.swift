@@ -1,0 +1,75 @@
+import VTPDatasets
+import VTPImage
+import VTPModel
+import VTPStorage
+import VTPTensor
+
+/// A batch of successfully preprocessed items, in shard order.
+struct PreparedBatch {
+    var items: [DatasetItem]
+    /// (B, 3, S, S)
+    var pixels: Tensor
+    /// (B, 3, S, S) mirrored inputs, when the plan asked for them.
+    var flipped: Tensor?
+}
+
+/// What a job wrote for a shard.
+struct ShardWriteResult {
+    /// The tensor shard and its id sidecar, or nil when no row succeeded (nothing is written then).
+    var written: WrittenShard?
+    /// Job-specific state the finalizer merges (latent stats).
+    var stats: LatentStatsAccumulator?
+}
+
+/// The per-kind part of executing a shard: how to preprocess, what to run, what to write.
+/// One instance serves one shard execution and accumulates its rows.
+protocol ShardJob: AnyObject {
+    var plan: PreprocessPlan { get }
+    var batchSize: Int { get }
+    /// Runs the model on a batch and keeps its rows.
+    func consume(_ batch: PreparedBatch) throws
+    /// Writes the kept rows of shard `shard` (the items in the order consumed) and returns what was written.
+    func write(shard: Int, directory: String, items: [DatasetItem]) throws -> ShardWriteResult
+}
+
+extension JobParameters {
+    /// The shard job for these parameters on `model`, after checking they fit the model.
+    func makeJob(model: VTPModel, options: ShardExecutor.Options) throws(JobError) -> any ShardJob {
+        switch self {
+        case let .latents(p): try LatentsJob(parameters: p, model: model, options: options)
+        case let .features(p): try FeaturesJob(parameters: p, model: model, options: options)
+        }
+    }
+}
+
+enum ModelChecks {
+    static func imageSize(_ size: Int, model: VTPModel) throws(JobError) {
+        let patch = model.config.visionPatchSize
+        guard size % patch == 0 else {
+            throw .invalidParameter(field: "image_size", detail: "\(size) is not a multiple of the model's patch size \(patch)")
+        }
+    }
+}
+
+/// The label written for items whose source has none: LightningDiT's `labels` tensor is int64
+/// with no missing value, and -1 is never a valid class index, so it cannot be mistaken for one.
+public let unlabeledLabel: Int64 = -1
+
+/// Growable float storage for rows of one output tensor, appended from model outputs.
+struct RowBuffer {
+    let rowCount: Int
+    private(set) var values: [Float] = []
+    private(set) var rows = 0
+
+    init(rowElements: Int) { rowCount = rowElements }
+
+    mutating func append(_ buffer: UnsafeBufferPointer<Float>) {
+        precondition(buffer.count % rowCount == 0, "\(buffer.count) values are not whole rows of \(rowCount)")
+        values.append(contentsOf: buffer)
+        rows += buffer.count / rowCount
+    }
+
+    mutating func append(_ tensor: Tensor) {
+        withExtendedLifetime(tensor) { append(tensor.buffer) }
+    }
+}

@@ -1,0 +1,1 @@
+../VTPStorageTests/ZipAndPickleReader.swift
