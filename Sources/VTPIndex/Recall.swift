@@ -16,12 +16,13 @@ struct RecallMeter {
     /// Mean fraction of each query's exact top-`k` that `index` also returns in its top-`k`. Blocking.
     func measure(_ index: EmbeddingIndex) throws -> Double {
         let found = try index.rawSearch(queries: queries, k: k)
-        var total = 0.0
-        for (q, expected) in truth.enumerated() where !expected.isEmpty {
-            let hits = found.labels[(q * k)..<(q * k + k)].reduce(0) { $0 + (expected.contains($1) ? 1 : 0) }
-            total += Double(hits) / Double(expected.count)
+        // Counted in integers so the recorded value is the exact ratio, stable through JSON.
+        var hits = 0, expectedTotal = 0
+        for (q, expected) in truth.enumerated() {
+            hits += found.labels[(q * k)..<(q * k + k)].reduce(0) { $0 + (expected.contains($1) ? 1 : 0) }
+            expectedTotal += expected.count
         }
-        return truth.isEmpty ? 1 : total / Double(truth.count)
+        return expectedTotal == 0 ? 1 : Double(hits) / Double(expectedTotal)
     }
 }
 
