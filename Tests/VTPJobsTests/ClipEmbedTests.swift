@@ -93,6 +93,8 @@ import VTPText
             all += array.values
         }
         // Plain folder order: broken.png, chelsea.jpg, dog.png, dog2.png, rocket.jpg; broken.png fails.
+        // No item has a caption: every shard still has a (0, 64) text_emb file, so the layout is uniform.
+        #expect(try out.npy("text_emb/text_emb_00001.npy").shape == [0, 64])
         let ids = try result.manifest.shards.flatMap { try out.jsonl($0.sidecarName, as: ClipMetadataRow.self).map(\.sourceId) }
         #expect(ids == ["chelsea.jpg", "dog.png", "dog2.png", "rocket.jpg"])
         let dogReport = ToleranceReport(ours: all[64..<128], reference: try ClipReference.row("clip_image_features", 0))

@@ -26,20 +26,19 @@ struct SearchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (text, image, k, index, model) = (text, image, k, index, model)
-        let hits = try await Task.detached {
-            // Model loading and inference block; keep them off the cooperative pool's threads.
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[ClipSearchHit], any Error>) in
-                let thread = Thread {
-                    continuation.resume(with: Result {
-                        let search = try ClipSearch(directory: index, modelDirectory: model)
-                        if let text { return try search.search(text: text, k: k) }
-                        return try search.search(imageAt: image!, k: k)
-                    })
-                }
-                thread.stackSize = 8 << 20
-                thread.start()
+        // Model loading and inference block; run them on a thread of our own, not the cooperative pool.
+        let hits = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[ClipSearchHit], any Error>) in
+            let thread = Thread {
+                continuation.resume(with: Result {
+                    let search = try ClipSearch(directory: index, modelDirectory: model)
+                    if let text { return try search.search(text: text, k: k) }
+                    return try search.search(imageAt: image!, k: k)
+                })
             }
-        }.value
+            thread.name = "vtp-search"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
