@@ -45,11 +45,16 @@ public enum IndexBuilder {
             index = try EmbeddingIndex.flatInnerProduct(dimension: dimension)
         case let .ivfProductQuantizer(lists, m, bits, trainingCount):
             index = try EmbeddingIndex.ivfProductQuantizer(dimension: dimension, lists: lists, subquantizers: m, bitsPerCode: bits)
-            let rows = RowSampling.sample(trainingCount, of: n, seed: options.seed)
-            let sample = RowSampling.gather(rows, from: embeddings, dimension: dimension)
-            defer { sample.deallocate() }
-            try index.train(UnsafeBufferPointer(sample))
-            trainingVectors = rows.count
+            if trainingCount >= n {
+                // Training on everything: no need for a copy of the whole collection.
+                try index.train(embeddings)
+            } else {
+                let rows = RowSampling.sample(trainingCount, of: n, seed: options.seed)
+                let sample = RowSampling.gather(rows, from: embeddings, dimension: dimension)
+                defer { sample.deallocate() }
+                try index.train(UnsafeBufferPointer(sample))
+            }
+            trainingVectors = min(trainingCount, n)
         }
         try index.add(embeddings)
 
@@ -78,7 +83,8 @@ public enum IndexBuilder {
 
         let indexPath = (outputDirectory as NSString).appendingPathComponent(indexFileName)
         try writeIndexAtomically(index, to: indexPath)
-        let seconds = Double((clock.now - started).components.attoseconds) / 1e18 + Double((clock.now - started).components.seconds)
+        let elapsed = (clock.now - started).components
+        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
         let size = (try? FileManager.default.attributesOfItem(atPath: indexPath)[.size] as? Int) ?? 0
         let info = IndexInfo(indexKey: plan.factoryKey, indexParam: probes.map { "nprobe=\($0)" } ?? "", metricType: "IP",
                              count: n, dimension: dimension, recallAt10: recall, recallQueries: queryRows.count,
@@ -123,7 +129,7 @@ public enum IndexBuilder {
     /// readers see the old index or the whole new one.
     private static func writeIndexAtomically(_ index: EmbeddingIndex, to path: String) throws {
         let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
             try index.write(to: tmp)
             let fd = open(tmp, O_RDONLY)

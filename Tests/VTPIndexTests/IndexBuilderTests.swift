@@ -33,6 +33,8 @@ import VTPTestSupport
         #expect(infos["metric_type"] as? String == "IP")
         #expect((infos["build_seconds"] as? Double ?? -1) >= 0)
 
+        // Only the two outputs: the temporary name the index was written under is gone.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["image.index", "infos.json"])
         let index = try EmbeddingIndex(contentsOf: dir.file("image.index"))
         #expect(index.count == 4_000)
         #expect(index.dimension == 64)

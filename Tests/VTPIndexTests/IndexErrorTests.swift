@@ -113,5 +113,15 @@ import VTPTestSupport
             try values.withUnsafeBufferPointer { _ = try IndexBuilder.build(embeddings: $0, dimension: 8, outputDirectory: dir.path, options: options) }
         }
         #expect(!FileManager.default.fileExists(atPath: dir.file("image.index")))
+
+        // An output "directory" that is a regular file cannot be created.
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir.file("plain")))
+        let good = [Float](repeating: 0.5, count: 16)
+        #expect {
+            try good.withUnsafeBufferPointer { _ = try IndexBuilder.build(embeddings: $0, dimension: 8, outputDirectory: dir.file("plain/index")) }
+        } throws: { error in
+            guard case let IndexError.writeFailed(path, _)? = error as? IndexError else { return false }
+            return path == dir.file("plain/index")
+        }
     }
 }
