@@ -110,9 +110,10 @@ public final class ClipSearch: Sendable {
     public func embed(imageAt path: String) throws -> [Float] {
         let item = DatasetItem(ordinal: 0, sourceId: path, location: .file(path: path))
         let prepared = PreprocessPipeline.prepare(item, plan: plan)
-        guard case let .ok(pixels, _) = prepared.result else {
-            if case let .failed(reason) = prepared.result { throw JobError.badInput(path: path, detail: reason) }
-            preconditionFailure("unreachable")
+        let pixels: Tensor
+        switch prepared.result {
+        case let .ok(p, _): pixels = p
+        case let .failed(reason): throw JobError.badInput(path: path, detail: reason)
         }
         let batch = Tensor(uninitialized: [1] + pixels.shape)
         withExtendedLifetime(pixels) { batch.mutablePointer.update(from: pixels.pointer, count: pixels.count) }

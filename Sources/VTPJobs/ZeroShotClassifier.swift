@@ -13,14 +13,14 @@ struct ZeroShotVocabulary: Sendable, Equatable, Codable {
         let names = classes == "imagenet" ? ImageNetZeroShot.classNames : try lines(of: classes, field: "classes")
         guard !names.isEmpty else { throw .invalidParameter(field: "classes", detail: "\(classes) lists no class names") }
         let prompts: [String]
-        if templates == nil || templates == "openai" {
-            prompts = ImageNetZeroShot.templates
-        } else {
-            prompts = try lines(of: templates!, field: "templates")
-            guard !prompts.isEmpty else { throw .invalidParameter(field: "templates", detail: "\(templates!) lists no templates") }
+        if let templates, templates != "openai" {
+            prompts = try lines(of: templates, field: "templates")
+            guard !prompts.isEmpty else { throw .invalidParameter(field: "templates", detail: "\(templates) lists no templates") }
             if let bad = prompts.first(where: { !$0.contains("{}") }) {
-                throw .invalidParameter(field: "templates", detail: "template '\(bad)' in \(templates!) has no {} placeholder for the class name")
+                throw .invalidParameter(field: "templates", detail: "template '\(bad)' in \(templates) has no {} placeholder for the class name")
             }
+        } else {
+            prompts = ImageNetZeroShot.templates
         }
         return ZeroShotVocabulary(classes: names, templates: prompts)
     }

@@ -36,6 +36,7 @@ import VTPTestSupport
             #expect(hits[0].caption == Self.captions[Self.images.firstIndex(of: name)!])
             #expect(hits[0].score >= hits[1].score && hits[1].score >= hits[2].score)
         }
+        #expect(throws: JobError.self) { try search.search(imageAt: input.dir.file("images/none.png"), k: 1) }
         // The index/ subdirectory opens the same output, and k beyond the collection is clamped.
         let viaIndex = try ClipSearch(directory: output.file("index"), modelDirectory: TinyModel.directory)
         #expect(try viaIndex.search(imageAt: input.dir.file("images/dog.png"), k: 50).count == 5)
