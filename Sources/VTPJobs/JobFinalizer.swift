@@ -4,8 +4,11 @@ import VTPModel
 import VTPStorage
 
 /// Turns a job's finished shards into its final artefacts: `latents_stats.pt` (latents jobs), the
-/// FAISS index (`clip-embed`), zero-shot accuracy (`clip-score`) and `manifest.json`. It only reads the shard summaries, never the tensors, and rewrites both files
-/// from them, so running it again gives byte-identical files.
+/// FAISS index over every image embedding (`clip-embed`), caption-score and zero-shot accuracy
+/// sections (`clip-score`) and `manifest.json`. For latents and features it reads only the shard
+/// summaries and rewrites its files byte-identically on a re-run; CLIP jobs also read the shards'
+/// embeddings or score files (listed by the summaries, so stale files beyond them are ignored), and
+/// the index section's build time differs between runs.
 public enum JobFinalizer {
     /// File name of LightningDiT's latent statistics.
     public static let statsFileName = "latents_stats.pt"
