@@ -1,0 +1,44 @@
+import Foundation
+
+/// The index `IndexBuilder` will build for a collection: a pure decision from n, d and the options.
+struct IndexPlan: Equatable, Sendable {
+    enum Kind: Equatable, Sendable {
+        case exact
+        case ivfProductQuantizer(lists: Int, subquantizers: Int, bitsPerCode: Int, trainingCount: Int)
+    }
+
+    var kind: Kind
+
+    /// The faiss `index_factory` string that builds the same structure (clip-retrieval's `index_key`).
+    var factoryKey: String {
+        switch kind {
+        case .exact: "Flat"
+        case let .ivfProductQuantizer(lists, m, bits, _): "IVF\(lists),PQ\(m)x\(bits)"
+        }
+    }
+
+    static func choose(count n: Int, dimension d: Int, options: IndexOptions) -> IndexPlan {
+        // PQ k-means needs at least one training point per centroid; below that only exact search works.
+        let centroidsPerSubquantizer = 1 << options.bitsPerCode
+        guard n >= options.exactThreshold, n >= centroidsPerSubquantizer else { return IndexPlan(kind: .exact) }
+        let lists = options.lists.map { min($0, n) } ?? automaticListCount(n)
+        let m = largestDivisor(of: d, atMost: max(1, d / options.dimensionsPerSubquantizer))
+        let training = min(n, max(options.trainingSampleSize ?? max(40 * lists, 65_536), lists, centroidsPerSubquantizer))
+        return IndexPlan(kind: .ivfProductQuantizer(lists: lists, subquantizers: m, bitsPerCode: options.bitsPerCode, trainingCount: training))
+    }
+
+    /// A power of two near 4·√n (the usual IVF rule of thumb), no larger than n / 39 so every list
+    /// gets the 39 training points faiss asks for.
+    static func automaticListCount(_ n: Int) -> Int {
+        let target = 4 * Double(n).squareRoot()
+        var lists = 1 << Int(Foundation.log2(max(target, 1)).rounded())
+        while lists > 1, lists * 39 > n { lists /= 2 }
+        return max(1, lists)
+    }
+
+    static func largestDivisor(of d: Int, atMost limit: Int) -> Int {
+        var m = min(limit, d)
+        while m > 1, d % m != 0 { m -= 1 }
+        return max(1, m)
+    }
+}
