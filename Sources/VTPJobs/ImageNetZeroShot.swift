@@ -1,5 +1,6 @@
-// Generated from the OpenAI CLIP ImageNet zero-shot class names and prompt templates (as used by
-// open_clip and the VTP reference zero-shot script). Data table only; regenerate rather than edit.
+// The OpenAI CLIP ImageNet zero-shot class names and 80 prompt templates, as published with
+// openai/CLIP (MIT License, Copyright (c) 2021 OpenAI; see Sources/VTPText/Resources/LICENSE-CLIP.txt)
+// and used unchanged by open_clip and the VTP zero-shot evaluation. Data table only.
 
 /// The standard zero-shot ImageNet-1k vocabulary: class names in class-index order and the 80 prompt templates.
 public enum ImageNetZeroShot {
