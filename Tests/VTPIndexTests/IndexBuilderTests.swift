@@ -42,12 +42,18 @@ import VTPTestSupport
         #expect(info.sizeInBytes == (try FileManager.default.attributesOfItem(atPath: dir.file("image.index"))[.size] as? Int))
     }
 
-    @Test func largeCollectionsGetIVFPQWithMeasuredRecall() throws {
+    /// Both approximate encodings, forced by a low threshold, against exact search.
+    @Test(arguments: [
+        (VectorEncoding.scalar8, "IVF64,SQ8"),
+        (VectorEncoding.productQuantizer(dimensionsPerSubquantizer: 1, bitsPerCode: 8), "IVF64,PQ64x8"),
+    ])
+    func largeCollectionsGetAnIVFIndexWithMeasuredRecall(encoding: VectorEncoding, key: String) throws {
         let exactDir = try TemporaryDirectory("index-exact-ref")
         let approxDir = try TemporaryDirectory("index-approx")
         defer { exactDir.remove(); approxDir.remove() }
         let data = Self.data
         var options = IndexOptions(exactThreshold: 1_000)
+        options.encoding = encoding
         options.targetRecall = 0.95
         let info = try data.values.withUnsafeBufferPointer {
             try IndexBuilder.build(embeddings: $0, dimension: data.dimension, outputDirectory: approxDir.path, options: options)
@@ -55,19 +61,20 @@ import VTPTestSupport
         _ = try data.values.withUnsafeBufferPointer {
             try IndexBuilder.build(embeddings: $0, dimension: data.dimension, outputDirectory: exactDir.path)
         }
-        // 4 000 rows allow 64 lists (≥ 39 training points each); one dimension per sub-quantizer gives m = 64.
-        #expect(info.indexKey == "IVF64,PQ64x8")
+        // 4 000 rows allow 64 lists (≥ 39 training points each).
+        #expect(info.indexKey == key)
         #expect(info.recallAt10 >= 0.9, "recorded recall@10 \(info.recallAt10)")
+        #expect(info.recallAt10 < 1, "an approximate index that is exact on this data tests nothing")
         let probes = try #require(info.probeCount)
         #expect(info.indexParam == "nprobe=\(probes)")
         #expect(info.trainingVectors == 4_000)
 
         let infos = try readInfos(approxDir.path)
-        #expect(infos["index_key"] as? String == "IVF64,PQ64x8")
+        #expect(infos["index_key"] as? String == key)
         #expect(infos["recall_at_10"] as? Double == info.recallAt10)
         #expect(infos["nprobe"] as? Int == probes)
 
-        // Recall measured independently of the builder: queries it did not sample (perturbed rows),
+        // Recall measured independently of the builder: queries it did not sample (blends of two rows),
         // the loaded approximate index against the loaded exact one.
         let approx = try EmbeddingIndex(contentsOf: approxDir.file("image.index"))
         let exact = try EmbeddingIndex(contentsOf: exactDir.file("image.index"))
