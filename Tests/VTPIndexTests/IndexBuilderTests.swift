@@ -115,6 +115,23 @@ import VTPTestSupport
         #expect(Set(all.map(\.row)) == [0, 1, 2])
     }
 
+    /// Backs the `@unchecked Sendable` claim: concurrent searches on one index agree with serial ones.
+    @Test func concurrentSearchesMatchSerialOnes() throws {
+        let dir = try TemporaryDirectory("index-concurrent")
+        defer { dir.remove() }
+        let data = SyntheticEmbeddings(count: 2_000, dimension: 32, clusters: 20, seed: 8)
+        _ = try data.values.withUnsafeBufferPointer {
+            try IndexBuilder.build(embeddings: $0, dimension: 32, outputDirectory: dir.path, options: IndexOptions(exactThreshold: 500))
+        }
+        let index = try EmbeddingIndex(contentsOf: dir.file("image.index"))
+        let serial = try (0..<16).map { try index.search(query: data.row($0 * 101), k: 10).map(\.row) }
+        let results = ConcurrentResults(count: 16)
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            results.set(i, (try? index.search(query: data.row(i * 101), k: 10).map(\.row)) ?? [])
+        }
+        #expect(results.values == serial)
+    }
+
     @Test func buildsFromNpyShardsInFileOrder() throws {
         let root = try TemporaryDirectory("index-npy")
         defer { root.remove() }
@@ -146,4 +163,17 @@ import VTPTestSupport
         #expect(info.count == 200)
         #expect(info.recallAt10 == 1)
     }
+}
+
+/// Lock-guarded slots for results written from `concurrentPerform`.
+/// `@unchecked Sendable`: every access goes through `lock`.
+private final class ConcurrentResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [[Int]]
+
+    init(count: Int) { slots = Array(repeating: [], count: count) }
+
+    func set(_ i: Int, _ value: [Int]) { lock.withLock { slots[i] = value } }
+
+    var values: [[Int]] { lock.withLock { slots } }
 }
