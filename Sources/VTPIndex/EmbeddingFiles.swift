@@ -40,11 +40,23 @@ enum EmbeddingFiles {
             if dimension == nil {
                 dimension = array.shape[1]
                 firstFile = name
+                reserveForAll(names, in: directory, firstFileValues: array.values.count, into: &values)
             }
             values.append(contentsOf: array.values)
             paths.append(path)
         }
         guard let dimension, dimension > 0 else { throw IndexError.badEmbeddingFile(path: directory, detail: "embeddings have dimension 0") }
         return Loaded(values: values, dimension: dimension, files: paths)
+    }
+
+    /// Reserves room for every file's values up front, estimated from file sizes at the first file's
+    /// bytes per value, so 10^7 rows are not copied over and over while the array grows.
+    private static func reserveForAll(_ names: [String], in directory: String, firstFileValues: Int, into values: inout [Float]) {
+        func size(_ name: String) -> Int {
+            ((try? FileManager.default.attributesOfItem(atPath: (directory as NSString).appendingPathComponent(name)))?[.size] as? Int) ?? 0
+        }
+        guard firstFileValues > 0 else { return }
+        let bytesPerValue = max(1, (size(names[0]) + firstFileValues / 2) / firstFileValues)
+        values.reserveCapacity(names.reduce(0) { $0 + size($1) } / bytesPerValue)
     }
 }

@@ -49,6 +49,15 @@ public final class EmbeddingIndex: @unchecked Sendable {
         return EmbeddingIndex(handle: raw!)
     }
 
+    /// A new, untrained `IVF{nlist},SQ8` inner-product index.
+    static func ivfScalar8(dimension: Int, lists: Int) throws -> EmbeddingIndex {
+        var raw: OpaquePointer?
+        try faissCall("IndexIVFScalarQuantizer(d=\(dimension), nlist=\(lists), SQ8)") {
+            vtp_faiss_new_ivfsq8_ip(Int64(dimension), Int64(lists), &raw, $0)
+        }
+        return EmbeddingIndex(handle: raw!)
+    }
+
     /// Number of indexed vectors.
     public var count: Int { Int(vtp_faiss_ntotal(handle)) }
 

@@ -13,7 +13,7 @@ public enum IndexBuilder {
     /// Builds, tunes and writes the index for `embeddings` (`n × dimension`, row-major) into
     /// `outputDirectory` (created if missing), and returns what was recorded in `infos.json`.
     ///
-    /// Exact (`Flat`) below `options.exactThreshold` vectors, `IVF{nlist},PQ{m}x8` from there up; either
+    /// Exact (`Flat`) below `options.exactThreshold` vectors, `IVF{nlist},SQ8` (or PQ) from there up; either
     /// way recall@10 against exact search is measured on sampled rows and recorded.
     /// Blocking, and CPU-heavy for large collections: call it from your own thread, not the concurrency pool.
     /// - Throws: `IndexError` for malformed input, non-finite values, faiss failures or unwritable outputs.
@@ -43,8 +43,13 @@ public enum IndexBuilder {
         switch plan.kind {
         case .exact:
             index = try EmbeddingIndex.flatInnerProduct(dimension: dimension)
-        case let .ivfProductQuantizer(lists, m, bits, trainingCount):
-            index = try EmbeddingIndex.ivfProductQuantizer(dimension: dimension, lists: lists, subquantizers: m, bitsPerCode: bits)
+        case let .invertedFile(lists, codes, trainingCount):
+            switch codes {
+            case .scalar8:
+                index = try EmbeddingIndex.ivfScalar8(dimension: dimension, lists: lists)
+            case let .productQuantizer(m, bits):
+                index = try EmbeddingIndex.ivfProductQuantizer(dimension: dimension, lists: lists, subquantizers: m, bitsPerCode: bits)
+            }
             if trainingCount >= n {
                 // Training on everything: no need for a copy of the whole collection.
                 try index.train(embeddings)
@@ -68,7 +73,7 @@ public enum IndexBuilder {
         switch plan.kind {
         case .exact:
             recall = try meter.measure(index)
-        case let .ivfProductQuantizer(lists, _, _, _):
+        case let .invertedFile(lists, _, _):
             var tuner = ProbeTuner(lists: lists, targetRecall: options.targetRecall)
             var step = tuner.first
             while case let .measure(p) = step {

@@ -1,6 +1,6 @@
 /// What `IndexBuilder` built, as recorded in `index/infos.json` next to `index/image.index`.
 public struct IndexInfo: Codable, Sendable, Equatable {
-    /// faiss `index_factory` string of the structure: `Flat` or `IVF{nlist},PQ{m}x{nbits}`.
+    /// faiss `index_factory` string of the structure: `Flat`, `IVF{nlist},SQ8` or `IVF{nlist},PQ{m}x{nbits}`.
     public var indexKey: String
     /// Search-time parameters baked into the file, in faiss `ParameterSpace` syntax (`nprobe=16`); empty for `Flat`.
     public var indexParam: String

@@ -2,9 +2,14 @@ import Foundation
 
 /// The index `IndexBuilder` will build for a collection: a pure decision from n, d and the options.
 struct IndexPlan: Equatable, Sendable {
+    enum Codes: Equatable, Sendable {
+        case scalar8
+        case productQuantizer(subquantizers: Int, bitsPerCode: Int)
+    }
+
     enum Kind: Equatable, Sendable {
         case exact
-        case ivfProductQuantizer(lists: Int, subquantizers: Int, bitsPerCode: Int, trainingCount: Int)
+        case invertedFile(lists: Int, codes: Codes, trainingCount: Int)
     }
 
     var kind: Kind
@@ -13,18 +18,27 @@ struct IndexPlan: Equatable, Sendable {
     var factoryKey: String {
         switch kind {
         case .exact: "Flat"
-        case let .ivfProductQuantizer(lists, m, bits, _): "IVF\(lists),PQ\(m)x\(bits)"
+        case let .invertedFile(lists, .scalar8, _): "IVF\(lists),SQ8"
+        case let .invertedFile(lists, .productQuantizer(m, bits), _): "IVF\(lists),PQ\(m)x\(bits)"
         }
     }
 
     static func choose(count n: Int, dimension d: Int, options: IndexOptions) -> IndexPlan {
-        // PQ k-means needs at least one training point per centroid; below that only exact search works.
-        let centroidsPerSubquantizer = 1 << options.bitsPerCode
-        guard n >= options.exactThreshold, n >= centroidsPerSubquantizer else { return IndexPlan(kind: .exact) }
+        let codes: Codes
+        let minimumTraining: Int
+        switch options.encoding {
+        case .scalar8:
+            codes = .scalar8
+            minimumTraining = 1
+        case let .productQuantizer(dimensions, bits):
+            codes = .productQuantizer(subquantizers: largestDivisor(of: d, atMost: max(1, d / dimensions)), bitsPerCode: bits)
+            // PQ k-means needs at least one training point per codebook entry.
+            minimumTraining = 1 << bits
+        }
+        guard n >= options.exactThreshold, n >= minimumTraining else { return IndexPlan(kind: .exact) }
         let lists = options.lists.map { min($0, n) } ?? automaticListCount(n)
-        let m = largestDivisor(of: d, atMost: max(1, d / options.dimensionsPerSubquantizer))
-        let training = min(n, max(options.trainingSampleSize ?? max(40 * lists, 65_536), lists, centroidsPerSubquantizer))
-        return IndexPlan(kind: .ivfProductQuantizer(lists: lists, subquantizers: m, bitsPerCode: options.bitsPerCode, trainingCount: training))
+        let training = min(n, max(options.trainingSampleSize ?? max(40 * lists, 65_536), lists, minimumTraining))
+        return IndexPlan(kind: .invertedFile(lists: lists, codes: codes, trainingCount: training))
     }
 
     /// A power of two near 4·√n (the usual IVF rule of thumb), no larger than n / 39 so every list

@@ -36,7 +36,7 @@ struct ProbeTuner {
 
     let lists: Int
     let targetRecall: Double
-    /// A doubling that gains less than this is a plateau (PQ error, not probing, limits recall there).
+    /// A doubling that gains less than this is a plateau (quantization error, not probing, limits recall there).
     let plateauGain: Double
     private(set) var probes = 1
     private var previous: (probes: Int, recall: Double)?

@@ -42,12 +42,18 @@ import VTPTestSupport
         #expect(info.sizeInBytes == (try FileManager.default.attributesOfItem(atPath: dir.file("image.index"))[.size] as? Int))
     }
 
-    @Test func largeCollectionsGetIVFPQWithMeasuredRecall() throws {
+    /// Both approximate encodings, forced by a low threshold, against exact search.
+    @Test(arguments: [
+        (VectorEncoding.scalar8, "IVF64,SQ8"),
+        (VectorEncoding.productQuantizer(dimensionsPerSubquantizer: 1, bitsPerCode: 8), "IVF64,PQ64x8"),
+    ])
+    func largeCollectionsGetAnIVFIndexWithMeasuredRecall(encoding: VectorEncoding, key: String) throws {
         let exactDir = try TemporaryDirectory("index-exact-ref")
         let approxDir = try TemporaryDirectory("index-approx")
         defer { exactDir.remove(); approxDir.remove() }
         let data = Self.data
         var options = IndexOptions(exactThreshold: 1_000)
+        options.encoding = encoding
         options.targetRecall = 0.95
         let info = try data.values.withUnsafeBufferPointer {
             try IndexBuilder.build(embeddings: $0, dimension: data.dimension, outputDirectory: approxDir.path, options: options)
@@ -55,19 +61,20 @@ import VTPTestSupport
         _ = try data.values.withUnsafeBufferPointer {
             try IndexBuilder.build(embeddings: $0, dimension: data.dimension, outputDirectory: exactDir.path)
         }
-        // 4 000 rows allow 64 lists (≥ 39 training points each); one dimension per sub-quantizer gives m = 64.
-        #expect(info.indexKey == "IVF64,PQ64x8")
+        // 4 000 rows allow 64 lists (≥ 39 training points each).
+        #expect(info.indexKey == key)
         #expect(info.recallAt10 >= 0.9, "recorded recall@10 \(info.recallAt10)")
+        #expect(info.recallAt10 < 1, "an approximate index that is exact on this data tests nothing")
         let probes = try #require(info.probeCount)
         #expect(info.indexParam == "nprobe=\(probes)")
         #expect(info.trainingVectors == 4_000)
 
         let infos = try readInfos(approxDir.path)
-        #expect(infos["index_key"] as? String == "IVF64,PQ64x8")
+        #expect(infos["index_key"] as? String == key)
         #expect(infos["recall_at_10"] as? Double == info.recallAt10)
         #expect(infos["nprobe"] as? Int == probes)
 
-        // Recall measured independently of the builder: queries it did not sample (perturbed rows),
+        // Recall measured independently of the builder: queries it did not sample (blends of two rows),
         // the loaded approximate index against the loaded exact one.
         let approx = try EmbeddingIndex(contentsOf: approxDir.file("image.index"))
         let exact = try EmbeddingIndex(contentsOf: exactDir.file("image.index"))
@@ -108,6 +115,23 @@ import VTPTestSupport
         #expect(Set(all.map(\.row)) == [0, 1, 2])
     }
 
+    /// Backs the `@unchecked Sendable` claim: concurrent searches on one index agree with serial ones.
+    @Test func concurrentSearchesMatchSerialOnes() throws {
+        let dir = try TemporaryDirectory("index-concurrent")
+        defer { dir.remove() }
+        let data = SyntheticEmbeddings(count: 2_000, dimension: 32, clusters: 20, seed: 8)
+        _ = try data.values.withUnsafeBufferPointer {
+            try IndexBuilder.build(embeddings: $0, dimension: 32, outputDirectory: dir.path, options: IndexOptions(exactThreshold: 500))
+        }
+        let index = try EmbeddingIndex(contentsOf: dir.file("image.index"))
+        let serial = try (0..<16).map { try index.search(query: data.row($0 * 101), k: 10).map(\.row) }
+        let results = ConcurrentResults(count: 16)
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            results.set(i, (try? index.search(query: data.row(i * 101), k: 10).map(\.row)) ?? [])
+        }
+        #expect(results.values == serial)
+    }
+
     @Test func buildsFromNpyShardsInFileOrder() throws {
         let root = try TemporaryDirectory("index-npy")
         defer { root.remove() }
@@ -139,4 +163,17 @@ import VTPTestSupport
         #expect(info.count == 200)
         #expect(info.recallAt10 == 1)
     }
+}
+
+/// Lock-guarded slots for results written from `concurrentPerform`.
+/// `@unchecked Sendable`: every access goes through `lock`.
+private final class ConcurrentResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [[Int]]
+
+    init(count: Int) { slots = Array(repeating: [], count: count) }
+
+    func set(_ i: Int, _ value: [Int]) { lock.withLock { slots[i] = value } }
+
+    var values: [[Int]] { lock.withLock { slots } }
 }

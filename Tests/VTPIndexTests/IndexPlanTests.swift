@@ -22,13 +22,15 @@ import Testing
         let options = IndexOptions()
         #expect(IndexPlan.choose(count: 99_999, dimension: 512, options: options).factoryKey == "Flat")
         let big = IndexPlan.choose(count: 1_000_000, dimension: 512, options: options)
-        #expect(big.factoryKey == "IVF4096,PQ512x8")
-        #expect(big.kind == .ivfProductQuantizer(lists: 4_096, subquantizers: 512, bitsPerCode: 8, trainingCount: 163_840))
+        #expect(big.factoryKey == "IVF4096,SQ8")
+        #expect(big.kind == .invertedFile(lists: 4_096, codes: .scalar8, trainingCount: 163_840))
         var compact = options
-        compact.dimensionsPerSubquantizer = 4
+        compact.encoding = .productQuantizer(dimensionsPerSubquantizer: 4, bitsPerCode: 8)
         #expect(IndexPlan.choose(count: 1_000_000, dimension: 768, options: compact).factoryKey == "IVF4096,PQ192x8")
-        // Too few vectors to train 256 PQ centroids: exact even under a zero threshold.
-        #expect(IndexPlan.choose(count: 200, dimension: 64, options: IndexOptions(exactThreshold: 0)).factoryKey == "Flat")
+        // Too few vectors to train 256 PQ centroids: exact even under a zero threshold; SQ8 has no such floor.
+        compact.exactThreshold = 0
+        #expect(IndexPlan.choose(count: 200, dimension: 64, options: compact).factoryKey == "Flat")
+        #expect(IndexPlan.choose(count: 200, dimension: 64, options: IndexOptions(exactThreshold: 0)).factoryKey == "IVF4,SQ8")
     }
 
     @Test func probeTunerDoublesUntilTargetOrPlateau() {

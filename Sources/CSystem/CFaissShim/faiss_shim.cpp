@@ -6,6 +6,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
@@ -84,6 +85,26 @@ int vtp_faiss_new_ivfpq_ip(int64_t dimension, int64_t nlist, int64_t subquantize
         quantizer.release();
         ivf->own_fields = true;
         // Unit-norm data: keep centroids on the sphere so inner-product assignment stays balanced.
+        ivf->cp.spherical = true;
+        auto wrapper = std::make_unique<vtp_faiss_index>();
+        wrapper->index = std::move(ivf);
+        *out = wrapper.release();
+        return int(VTP_FAISS_OK);
+    });
+}
+
+int vtp_faiss_new_ivfsq8_ip(int64_t dimension, int64_t nlist, vtp_faiss_index **out, vtp_faiss_error *error) {
+    if (out == nullptr || !positive(dimension) || !positive(nlist)) {
+        return fail(error, VTP_FAISS_INVALID_ARGUMENT, "dimension and nlist must be positive");
+    }
+    *out = nullptr;
+    return guarded(error, [&] {
+        auto quantizer = std::make_unique<faiss::IndexFlatIP>(dimension);
+        auto ivf = std::make_unique<faiss::IndexIVFScalarQuantizer>(quantizer.get(), dimension, nlist,
+                                                                    faiss::ScalarQuantizer::QT_8bit,
+                                                                    faiss::METRIC_INNER_PRODUCT);
+        quantizer.release();
+        ivf->own_fields = true;
         ivf->cp.spherical = true;
         auto wrapper = std::make_unique<vtp_faiss_index>();
         wrapper->index = std::move(ivf);

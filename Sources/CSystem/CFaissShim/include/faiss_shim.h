@@ -58,6 +58,12 @@ int vtp_faiss_new_flat_ip(int64_t dimension, vtp_faiss_index **out, vtp_faiss_er
 int vtp_faiss_new_ivfpq_ip(int64_t dimension, int64_t nlist, int64_t subquantizers, int64_t bits_per_code,
                            vtp_faiss_index **out, vtp_faiss_error *error);
 
+/**
+ * Inverted-file index with 8-bit scalar-quantized residuals under inner product
+ * (what `index_factory(d, "IVF{nlist},SQ8", METRIC_INNER_PRODUCT)` builds), with spherical coarse centroids.
+ */
+int vtp_faiss_new_ivfsq8_ip(int64_t dimension, int64_t nlist, vtp_faiss_index **out, vtp_faiss_error *error);
+
 /** Trains the index on `n` row-major vectors (a no-op for flat indexes). Blocking. */
 int vtp_faiss_train(vtp_faiss_index *index, int64_t n, const float *vectors, vtp_faiss_error *error);
 
