@@ -25,7 +25,8 @@ enum ClipFinalizing {
     }
 
     /// Builds `index/` over the image rows of `shards` (in order) and returns its `infos.json` as a section.
-    static func buildIndex(shards: [WrittenShard], outputDirectory: String, exactThreshold: Int) throws(JobError) -> [String: Any] {
+    static func buildIndex(shards: [WrittenShard], outputDirectory: String, exactThreshold: Int,
+                           encoding: IndexEncodingOption) throws(JobError) -> [String: Any] {
         var values: [Float] = []
         var dimension = 0
         for shard in shards {
@@ -39,10 +40,12 @@ enum ClipFinalizing {
             values += array.values
         }
         let indexDirectory = outputDirectory + "/" + ClipLayout.indexDirectory
+        var options = IndexOptions(exactThreshold: exactThreshold)
+        options.encoding = encoding.vectorEncoding
         do {
             let info = try values.withUnsafeBufferPointer {
                 try IndexBuilder.build(embeddings: $0, dimension: dimension, outputDirectory: indexDirectory,
-                                       options: IndexOptions(exactThreshold: exactThreshold))
+                                       options: options)
             }
             return (try jsonObject(info) as? [String: Any]) ?? [:]
         } catch {

@@ -1,4 +1,5 @@
 import VTPImage
+import VTPIndex
 import VTPModel
 import VTPStorage
 
@@ -67,7 +68,8 @@ public struct ClipPreprocessing: Sendable, Equatable {
 /// JSON keys: the ``ClipPreprocessing`` keys, `dtype` (`float16` | `float32`, default `float16`
 /// as clip-retrieval stores them), `batch_size` (32), `text` (true: also embed the captions of
 /// items that have one), `index` (true: the finalizer builds `index/`), `index_exact_threshold`
-/// (100000: collections with at least this many images get IVF+PQ instead of exact search).
+/// (100000: collections with at least this many images get an IVF index instead of exact search)
+/// and `index_encoding` (how that IVF index stores vectors, see ``IndexEncodingOption``).
 public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     public var preprocessing: ClipPreprocessing
     public var dtype: OutputDType
@@ -75,6 +77,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     public var text: Bool
     public var index: Bool
     public var indexExactThreshold: Int
+    public var indexEncoding: IndexEncodingOption = .pq
 
     public init(preprocessing: ClipPreprocessing = ClipPreprocessing(), dtype: OutputDType = .float16, batchSize: Int = 32,
                 text: Bool = true, index: Bool = true, indexExactThreshold: Int = 100_000) {
@@ -88,7 +91,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case imageSize = "image_size", transform, normalize, dtype, batchSize = "batch_size", text, index
-        case indexExactThreshold = "index_exact_threshold"
+        case indexExactThreshold = "index_exact_threshold", indexEncoding = "index_encoding"
     }
 
     static let allowedKeys = Set(CodingKeys.allCases.map(\.rawValue))
@@ -105,6 +108,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
         text = try c.decodeIfPresent(Bool.self, forKey: .text) ?? d.text
         index = try c.decodeIfPresent(Bool.self, forKey: .index) ?? d.index
         indexExactThreshold = try c.decodeIfPresent(Int.self, forKey: .indexExactThreshold) ?? d.indexExactThreshold
+        indexEncoding = try c.choice(IndexEncodingOption.self, .indexEncoding, default: d.indexEncoding)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -117,6 +121,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
         try c.encode(text, forKey: .text)
         try c.encode(index, forKey: .index)
         try c.encode(indexExactThreshold, forKey: .indexExactThreshold)
+        try c.encode(indexEncoding, forKey: .indexEncoding)
     }
 
     public func validate() throws(JobError) {
@@ -131,6 +136,24 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     }
 
     var npyElement: NpyFile.Element { dtype == .float32 ? .float32 : .float16 }
+}
+
+/// How the approximate (IVF) index of a large `clip-embed` output stores its vectors.
+public enum IndexEncodingOption: String, Sendable, Codable, CaseIterable {
+    /// Product quantization with one 8-bit code per two dimensions (`PQ{d/2}x8`): an eighth of the
+    /// float32 size, the compressed IVF+PQ layout clip-retrieval's indexes use. The default.
+    case pq
+    /// One byte per dimension (`SQ8`): a quarter of the float32 size and higher recall (0.978 vs
+    /// 0.956 for one-byte-per-dimension PQ on 100k clustered 512-d vectors) with much faster
+    /// training, for collections where memory allows it.
+    case sq8
+
+    var vectorEncoding: VectorEncoding {
+        switch self {
+        case .pq: .productQuantizer(dimensionsPerSubquantizer: 2, bitsPerCode: 8)
+        case .sq8: .scalar8
+        }
+    }
 }
 
 /// Parameters of a `clip-score` job.

@@ -92,7 +92,8 @@ public enum JobFinalizer {
             extras["clip"] = ClipFinalizing.embedLayout(text: p.text)
             if p.index, !written.isEmpty {
                 extras["index"] = try ClipFinalizing.buildIndex(shards: written, outputDirectory: outputDirectory,
-                                                                exactThreshold: p.indexExactThreshold)
+                                                                exactThreshold: p.indexExactThreshold,
+                                                                encoding: p.indexEncoding)
             } else {
                 for name in [IndexBuilder.indexFileName, IndexBuilder.infosFileName] {
                     try ClipLayout.remove(ClipLayout.indexDirectory + "/" + name, in: outputDirectory)

@@ -163,3 +163,19 @@ import VTPText
         }
     }
 }
+
+@Suite struct ClipIndexEncodingParameterTests {
+    @Test func indexEncodingDefaultsToPQAndAcceptsSQ8() throws {
+        guard case let .clipEmbed(defaults) = try JobParameters.decode(jobType: .clipEmbed, json: "{}") else {
+            Issue.record("not clip-embed"); return
+        }
+        #expect(defaults.indexEncoding == .pq)
+        guard case let .clipEmbed(sq8) = try JobParameters.decode(jobType: .clipEmbed, json: #"{"index_encoding": "sq8"}"#) else {
+            Issue.record("not clip-embed"); return
+        }
+        #expect(sq8.indexEncoding == .sq8)
+        #expect { try JobParameters.decode(jobType: .clipEmbed, json: #"{"index_encoding": "hnsw"}"#) } throws: {
+            "\($0)".contains("index_encoding")
+        }
+    }
+}
