@@ -14,6 +14,7 @@ struct VTPCommand: AsyncParsableCommand {
             KeysCommand.self,
             ImageCommand.self,
             SearchCommand.self,
+            DatabaseCommand.self,
         ]
     )
 }
