@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import VTPImage
 import VTPModel
+import VTPQueue
 import VTPTensor
 import VTPText
 
@@ -10,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput on this machine.",
-        subcommands: [Model.self, Tokenizer.self, Image.self]
+        subcommands: [Model.self, Tokenizer.self, Image.self, LedgerCommand.self]
     )
 
     struct Model: AsyncParsableCommand {
@@ -91,6 +92,40 @@ struct BenchCommand: AsyncParsableCommand {
             } else {
                 print(String(format: "decode + adm-center-crop %d of %@: %.2f ms/image (one core)", size, image as NSString, ms))
             }
+        }
+    }
+
+    struct LedgerCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ledger",
+            abstract: "Claims+completions per second of empty shards against PostgreSQL.",
+            discussion: "Without --database a throwaway PostgreSQL is started in a temporary directory (fsync off).")
+
+        @Option(help: "PostgreSQL URL (migrated with vtp db migrate). Default: a temporary private server.")
+        var database: String?
+        @Option(help: "One-item shards to claim and complete.") var shards: Int = 5000
+        @Option(help: "Concurrent claiming connections.") var claimers: Int = 4
+
+        func run() async throws {
+            var server: EmbeddedPostgres?
+            let url: String
+            if let database {
+                url = database
+            } else {
+                let temporary = try EmbeddedPostgres.temporary()
+                try await temporary.start()
+                server = temporary
+                url = temporary.connectionURL
+                _ = try await Migrator.migrate(database: temporary.databaseURL)
+            }
+            do {
+                let report = try await LedgerBenchmark.run(database: url, shards: shards, claimers: claimers)
+                print(report)
+            } catch {
+                try? await server?.stop()
+                throw error
+            }
+            try await server?.stop()
         }
     }
 }
