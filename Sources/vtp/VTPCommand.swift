@@ -13,6 +13,7 @@ struct VTPCommand: AsyncParsableCommand {
             BenchCommand.self,
             KeysCommand.self,
             ImageCommand.self,
+            DatabaseCommand.self,
         ]
     )
 }

@@ -1,0 +1,315 @@
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Problems starting or stopping a local PostgreSQL server.
+public enum EmbeddedPostgresError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// initdb/pg_ctl could not be found.
+    case binariesNotFound(searched: [String])
+    /// Running as root but there is no unprivileged user to run the server as.
+    case noUnprivilegedUser(String)
+    /// A server tool exited non-zero; carries its output (and the server log's tail).
+    case commandFailed(command: String, status: Int32, output: String)
+    /// A file-system step failed.
+    case fileSystem(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .binariesNotFound(let searched):
+            "PostgreSQL server binaries (initdb, pg_ctl) not found; searched \(searched.joined(separator: ", ")). Install the postgresql package."
+        case .noUnprivilegedUser(let name):
+            "PostgreSQL refuses to run as root and user '\(name)' does not exist; install the postgresql package or run as another user"
+        case .commandFailed(let command, let status, let output):
+            "\(command) exited with status \(status): \(output)"
+        case .fileSystem(let path, let reason): "\(path): \(reason)"
+        }
+    }
+}
+
+/// A private PostgreSQL server in a state directory: `initdb` on first use, reused on later runs,
+/// reachable only through a Unix socket (`listen_addresses = ''`), stopped by `stop()` or deinit.
+///
+/// PostgreSQL refuses to run as root, so when the process is root the server tools run as the
+/// `postgres` system user (via `runuser`/`setpriv`) and the server directory is chowned to it.
+///
+/// `@unchecked Sendable` is safe because the mutable state (`started`) is guarded by `lock`, and
+/// start/stop are serialized by the same lock.
+public final class EmbeddedPostgres: @unchecked Sendable {
+    /// Server settings.
+    public struct Configuration: Sendable, Equatable {
+        /// Trade crash safety for speed (fsync, synchronous_commit and full_page_writes off); tests only.
+        public var unsafeFastWrites: Bool
+        /// Socket file suffix (`.s.PGSQL.<port>`); no TCP port is opened.
+        public var port: Int
+        /// User to run the server as when this process is root.
+        public var unprivilegedUser: String
+        /// Extra `postgresql.conf` lines.
+        public var extraSettings: [String]
+
+        public init(unsafeFastWrites: Bool = false, port: Int = 5432, unprivilegedUser: String = "postgres",
+                    extraSettings: [String] = []) {
+            self.unsafeFastWrites = unsafeFastWrites
+            self.port = port
+            self.unprivilegedUser = unprivilegedUser
+            self.extraSettings = extraSettings
+        }
+    }
+
+    /// Directory holding `data/`, `server.log` and (when the path is short enough) the socket.
+    public let serverDirectory: URL
+    public let dataDirectory: URL
+    public let socketDirectory: URL
+    public let configuration: Configuration
+    /// The superuser role created by initdb.
+    public let superuser = "postgres"
+    private let binaries: URL
+    private let runAs: (uid: uid_t, gid: gid_t, name: String)?
+    private let removeWhenStopped: Bool
+    private let logger: Logger
+    private let lock = NSLock()
+    private let executor = BlockingExecutor(name: "vtp-postgres-control")
+    private var started = false
+
+    /// Prepares (and on first use initialises) a server under `stateDirectory/postgres`.
+    public convenience init(stateDirectory: URL, configuration: Configuration = Configuration(),
+                logger: Logger = Logger(label: "vtp.postgres")) throws {
+        try self.init(serverDirectory: stateDirectory.appendingPathComponent("postgres"),
+                      configuration: configuration, removeWhenStopped: false, logger: logger)
+    }
+
+    /// A throwaway server in a new temporary directory that `stop()` deletes; for tests and benchmarks.
+    public static func temporary(configuration: Configuration = Configuration(unsafeFastWrites: true),
+                                 logger: Logger = Logger(label: "vtp.postgres")) throws -> EmbeddedPostgres {
+        var template = Array("/tmp/vtp-pg-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw EmbeddedPostgresError.fileSystem(path: "/tmp", reason: "mkdtemp failed: \(String(cString: strerror(errno)))")
+        }
+        return try EmbeddedPostgres(serverDirectory: URL(fileURLWithPath: String(cString: made)),
+                                    configuration: configuration, removeWhenStopped: true, logger: logger)
+    }
+
+    private init(serverDirectory: URL, configuration: Configuration, removeWhenStopped: Bool, logger: Logger) throws {
+        self.serverDirectory = serverDirectory
+        self.configuration = configuration
+        self.removeWhenStopped = removeWhenStopped
+        self.logger = logger
+        dataDirectory = serverDirectory.appendingPathComponent("data")
+        binaries = try Self.findBinaries()
+        if geteuid() == 0 {
+            guard let entry = getpwnam(configuration.unprivilegedUser) else {
+                throw EmbeddedPostgresError.noUnprivilegedUser(configuration.unprivilegedUser)
+            }
+            runAs = (entry.pointee.pw_uid, entry.pointee.pw_gid, configuration.unprivilegedUser)
+        } else {
+            runAs = nil
+        }
+        // Unix socket paths are limited to ~107 bytes; fall back to a short private directory.
+        let preferred = serverDirectory.appendingPathComponent("run")
+        if (preferred.path + "/.s.PGSQL.\(configuration.port)").utf8.count < 100 {
+            socketDirectory = preferred
+        } else {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in serverDirectory.path.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            socketDirectory = URL(fileURLWithPath: "/tmp/vtp-pg-sock-\(String(hash, radix: 36))")
+        }
+        try prepareDirectories()
+    }
+
+    deinit { try? stopBlocking() }
+
+    /// A libpq URL for the superuser over the socket (no password: the socket is private).
+    public var connectionURL: String {
+        let host = socketDirectory.path.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "/-_.")))
+            ?? socketDirectory.path
+        return "postgresql://\(superuser)@/postgres?host=\(host)&port=\(configuration.port)"
+    }
+
+    /// The URL as a `DatabaseURL`.
+    public var databaseURL: DatabaseURL {
+        // The string is never empty, so this cannot throw.
+        (try? DatabaseURL(connectionURL))!
+    }
+
+    /// Starts the server (initialising the data directory first if it is new). If a server left
+    /// running by an earlier process owns the directory, it is adopted. The tools run on a
+    /// dedicated thread, not the cooperative pool.
+    public func start() async throws {
+        try await executor.run { [self] in try startBlocking() }
+    }
+
+    /// Stops the server (fast shutdown); removes the directory of a `temporary()` server.
+    public func stop() async throws {
+        try await executor.run { [self] in try stopBlocking() }
+    }
+
+    /// Restarts the server; connected clients are disconnected.
+    public func restart() async throws {
+        try await executor.run { [self] in try restartBlocking() }
+    }
+
+    /// `start()` on the calling thread.
+    public func startBlocking() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if started { return }
+        if !FileManager.default.fileExists(atPath: dataDirectory.appendingPathComponent("PG_VERSION").path) {
+            try initialise()
+        }
+        if try isRunning() {
+            logger.info("adopting PostgreSQL already running in \(dataDirectory.path)")
+        } else {
+            try serverTool("pg_ctl", ["start", "-w", "-t", "60", "-D", dataDirectory.path, "-l", logFile.path])
+        }
+        started = true
+    }
+
+    /// `stop()` on the calling thread, for `defer` blocks and shutdown paths that cannot await.
+    public func stopBlocking() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if started || (try? isRunning()) == true {
+            try serverTool("pg_ctl", ["stop", "-w", "-t", "60", "-m", "fast", "-D", dataDirectory.path])
+            started = false
+        }
+        if removeWhenStopped {
+            try? FileManager.default.removeItem(at: serverDirectory)
+        }
+        if socketDirectory.path.hasPrefix("/tmp/vtp-pg-sock-") {
+            try? FileManager.default.removeItem(at: socketDirectory)
+        }
+    }
+
+    /// `restart()` on the calling thread.
+    public func restartBlocking() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try serverTool("pg_ctl", ["restart", "-w", "-t", "60", "-m", "fast", "-D", dataDirectory.path,
+                                  "-l", logFile.path])
+        started = true
+    }
+
+    private var logFile: URL { serverDirectory.appendingPathComponent("server.log") }
+
+    private func isRunning() throws -> Bool {
+        // pg_ctl status: 0 running, 3 not running, 4 no data directory.
+        (try? serverTool("pg_ctl", ["status", "-D", dataDirectory.path], quiet: true)) != nil
+    }
+
+    private func initialise() throws {
+        try serverTool("initdb", ["-D", dataDirectory.path, "-U", superuser, "--auth=trust", "--encoding=UTF8",
+                                  "--locale=C"] + (configuration.unsafeFastWrites ? ["--no-sync"] : []))
+        var settings = [
+            "# Added by vtp: a private server reachable only through its Unix socket.",
+            "listen_addresses = ''",
+            "unix_socket_directories = '\(socketDirectory.path)'",
+            "port = \(configuration.port)",
+            "max_connections = 100",
+            "shared_buffers = 64MB",
+        ]
+        if configuration.unsafeFastWrites {
+            settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        }
+        settings += configuration.extraSettings
+        let conf = dataDirectory.appendingPathComponent("postgresql.conf")
+        do {
+            let handle = try FileHandle(forWritingTo: conf)
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(("\n" + settings.joined(separator: "\n") + "\n").utf8))
+        } catch {
+            throw EmbeddedPostgresError.fileSystem(path: conf.path, reason: "cannot append settings: \(error)")
+        }
+    }
+
+    private func prepareDirectories() throws {
+        let manager = FileManager.default
+        for directory in [serverDirectory, socketDirectory] {
+            do {
+                try manager.createDirectory(at: directory, withIntermediateDirectories: true)
+            } catch {
+                throw EmbeddedPostgresError.fileSystem(path: directory.path, reason: "cannot create: \(error)")
+            }
+        }
+        if !manager.fileExists(atPath: dataDirectory.path) {
+            do {
+                try manager.createDirectory(at: dataDirectory, withIntermediateDirectories: false,
+                                            attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw EmbeddedPostgresError.fileSystem(path: dataDirectory.path, reason: "cannot create: \(error)")
+            }
+        }
+        guard let runAs else { return }
+        // The server user must own its directories and be able to traverse to them.
+        for path in [serverDirectory.path, dataDirectory.path, socketDirectory.path] {
+            if chown(path, runAs.uid, runAs.gid) != 0 {
+                throw EmbeddedPostgresError.fileSystem(path: path, reason: "chown to \(runAs.name) failed: \(String(cString: strerror(errno)))")
+            }
+        }
+        if chmod(serverDirectory.path, 0o700) != 0 || chmod(socketDirectory.path, 0o700) != 0 {
+            throw EmbeddedPostgresError.fileSystem(path: serverDirectory.path, reason: "chmod failed")
+        }
+        let parent = serverDirectory.deletingLastPathComponent().path
+        var info = stat()
+        if stat(parent, &info) == 0 && info.st_mode & 0o001 == 0 {
+            _ = chmod(parent, (info.st_mode & 0o7777) | 0o711)
+        }
+    }
+
+    /// Runs a server tool (as the unprivileged user when root), failing with its output.
+    @discardableResult
+    private func serverTool(_ tool: String, _ arguments: [String], quiet: Bool = false) throws -> String {
+        let executable = binaries.appendingPathComponent(tool).path
+        var argv: [String]
+        if let runAs {
+            if FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") {
+                argv = ["/usr/sbin/runuser", "-u", runAs.name, "--", executable] + arguments
+            } else {
+                argv = ["/usr/bin/setpriv", "--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--init-groups",
+                        executable] + arguments
+            }
+        } else {
+            argv = [executable] + arguments
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["LC_ALL"] = "C"
+        environment.removeValue(forKey: "PGDATA")
+        // Output goes to a file, not a pipe: the server pg_ctl forks would otherwise hold the pipe open.
+        let outputURL = serverDirectory.appendingPathComponent(".tool-output-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: outputURL) }
+        let status = try ChildProcess.run(argv, environment: environment, directory: serverDirectory.path,
+                                          outputPath: outputURL.path)
+        let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            if !quiet { logger.error("\(tool) failed: \(text)") }
+            let log = (try? String(contentsOf: logFile, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
+            throw EmbeddedPostgresError.commandFailed(command: ([tool] + arguments).joined(separator: " "),
+                                                      status: status,
+                                                      output: text + (log.isEmpty ? "" : "\nserver log:\n" + log))
+        }
+        return text
+    }
+
+    /// Finds initdb/pg_ctl: `pg_config --bindir`, then /usr/lib/postgresql/<newest>/bin, then PATH.
+    static func findBinaries() throws -> URL {
+        var candidates: [String] = []
+        if let bindir = ChildProcess.output(of: ["/usr/bin/env", "pg_config", "--bindir"]) {
+            candidates.append(bindir.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .compactMap { Int($0) }.sorted(by: >)
+        candidates += versions.map { "\(root)/\($0)/bin" }
+        candidates += (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        for directory in candidates {
+            let manager = FileManager.default
+            if manager.isExecutableFile(atPath: directory + "/initdb") && manager.isExecutableFile(atPath: directory + "/pg_ctl") {
+                return URL(fileURLWithPath: directory)
+            }
+        }
+        throw EmbeddedPostgresError.binariesNotFound(searched: candidates)
+    }
+}

@@ -1,0 +1,453 @@
+import Foundation
+import Logging
+
+/// The coordinator's source of truth: jobs, shards, items and workers in PostgreSQL.
+///
+/// Each `Ledger` owns one connection on its own thread; give concurrent claimers their own
+/// `Ledger` (connections are cheap next to the work per shard). Every operation is one
+/// statement or one short transaction, so a broken connection never leaves it half-applied;
+/// operations that are safe to repeat are retried once on a fresh connection.
+public final class Ledger: Sendable {
+    /// The channel `enqueue`, `resume` and `retryFailed` notify.
+    public static let workChannel = "vtp_work"
+
+    /// Where this ledger connects (prints redacted).
+    public let database: DatabaseURL
+    /// Lease length and backoff used by claims, heartbeats and lease releases.
+    public let leasePolicy: LeasePolicy
+    let session: DatabaseSession
+    private let logger: Logger
+
+    /// Creates a ledger; nothing is sent until the first operation (see `verifySchema`).
+    public init(database: DatabaseURL, leasePolicy: LeasePolicy = LeasePolicy(),
+                reconnect: ReconnectPolicy = ReconnectPolicy(), logger: Logger = Logger(label: "vtp.ledger")) {
+        self.database = database
+        self.leasePolicy = leasePolicy
+        self.logger = logger
+        session = DatabaseSession(url: database, name: "vtp-ledger", reconnect: reconnect, logger: logger)
+    }
+
+    /// Connects and checks that the schema is exactly the version this binary knows.
+    /// - Throws: `LedgerError.schemaTooNew` or `.schemaOutdated`.
+    public func verifySchema() async throws {
+        let version = try await session.run("read schema version") { try Migrator.schemaVersion($0) }
+        let known = Migration.latestVersion
+        if version > known { throw LedgerError.schemaTooNew(databaseVersion: version, binaryVersion: known) }
+        if version < known { throw LedgerError.schemaOutdated(databaseVersion: version, binaryVersion: known) }
+    }
+
+    // MARK: Enqueue
+
+    /// Inserts a job, its shards and its items in one transaction (items streamed with COPY),
+    /// and notifies idle coordinators. Returns the job id.
+    ///
+    /// Not retried after a connection loss: the commit may have happened, so the caller decides.
+    public func enqueue(_ spec: JobSpec, items: [ItemSpec]) async throws -> Int64 {
+        try spec.validate()
+        guard !items.isEmpty else { throw LedgerError.invalidArgument(field: "items", expected: "at least one item") }
+        let shardSize = spec.shardSize
+        let shardCount = (items.count + shardSize - 1) / shardSize
+        guard shardCount <= Int(Int32.max) else {
+            throw LedgerError.invalidArgument(field: "job.shardSize", expected: "fewer than 2^31 shards")
+        }
+        return try await session.run("enqueue job", retry: .never) { connection in
+            try connection.transaction(operation: "enqueue job") {
+                let inserted = try connection.query("""
+                    INSERT INTO jobs (type, parameters, model, input_location, output_location, priority,
+                                      max_attempts, shard_count, item_count)
+                    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9) RETURNING id
+                    """, [spec.type, spec.parametersJSON, spec.model, spec.inputLocation, spec.outputLocation,
+                          String(spec.priority), String(spec.maxAttempts), String(shardCount), String(items.count)],
+                    operation: "insert job")
+                let jobID = try inserted.int64(0, 0)
+                try connection.query("""
+                    INSERT INTO shards (job_id, shard_index, priority, first_item, last_item)
+                    SELECT $1, g, $2, g::bigint * $3, least((g::bigint + 1) * $3, $4) - 1
+                      FROM generate_series(0, $5 - 1) AS g
+                    """, [String(jobID), String(spec.priority), String(shardSize), String(items.count),
+                          String(shardCount)], operation: "insert shards")
+                try Self.copyItems(items, jobID: jobID, shardSize: shardSize, connection: connection)
+                try connection.query("SELECT pg_notify($1, $2)", [Self.workChannel, String(jobID)],
+                                     operation: "notify new work")
+                return jobID
+            }
+        }
+    }
+
+    private static func copyItems(_ items: [ItemSpec], jobID: Int64, shardSize: Int, connection: PGConnection) throws {
+        let operation = "copy items"
+        try connection.copyIn("COPY items (job_id, ordinal, shard_index, source_id, path, label, caption) FROM STDIN",
+                               operation: operation) { send in
+            let chunkBytes = 1 << 20
+            var encoder = CopyTextEncoder(reservingCapacity: chunkBytes + 4096)
+            for (ordinal, item) in items.enumerated() {
+                encoder.appendField(jobID)
+                encoder.appendField(Int64(ordinal))
+                encoder.appendField(Int64(ordinal / shardSize))
+                encoder.appendField(item.sourceID)
+                encoder.appendField(item.path)
+                encoder.appendField(item.label)
+                encoder.appendField(item.caption)
+                encoder.endRow()
+                if encoder.bytes.count >= chunkBytes {
+                    try encoder.bytes.withUnsafeBytes { try send($0) }
+                    encoder.reset()
+                }
+            }
+            try encoder.bytes.withUnsafeBytes { try send($0) }
+        }
+    }
+
+    // MARK: Leases
+
+    /// Leases the next eligible shard — highest priority, then oldest job, then lowest index —
+    /// skipping rows other claimers hold, and returns it with its unfinished items; nil when no
+    /// shard is eligible. The lease token and expiry are set in the same statement.
+    ///
+    /// - Parameter job: restrict the claim to one job (benchmarks, tests, job-pinned workers).
+    public func claimNextShard(owner: String, job: Int64? = nil) async throws -> ClaimedShard? {
+        let lease = leasePolicy.leaseSeconds
+        // Retrying after a lost connection is safe: a claim whose reply was lost just expires.
+        return try await session.run("claim next shard") { connection in
+            let result = try connection.query(Self.claimSQL, [owner, String(lease), job.map { String($0) }],
+                                              operation: "claim next shard")
+            return try Self.decodeClaim(result)
+        }
+    }
+
+    static let claimSQL = """
+        WITH candidate AS (
+            SELECT job_id, shard_index FROM shards
+             WHERE state = 'pending' AND next_eligible_at <= now()
+               AND ($3::bigint IS NULL OR job_id = $3::bigint)
+             ORDER BY priority DESC, job_id, shard_index
+             LIMIT 1
+               FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+            UPDATE shards s
+               SET state = 'leased', attempts = s.attempts + 1, lease_owner = $1,
+                   lease_token = gen_random_uuid(),
+                   lease_expires_at = now() + make_interval(secs => $2::float8)
+              FROM candidate c
+             WHERE s.job_id = c.job_id AND s.shard_index = c.shard_index
+            RETURNING s.job_id, s.shard_index, s.first_item, s.last_item, s.attempts, s.lease_token,
+                      s.lease_expires_at
+        ), started AS (
+            UPDATE jobs j SET state = 'running', started_at = coalesce(j.started_at, now()), updated_at = now()
+              FROM claimed c WHERE j.id = c.job_id AND j.state = 'pending'
+            RETURNING j.id
+        )
+        SELECT c.job_id, c.shard_index, c.first_item, c.last_item, c.attempts, c.lease_token,
+               extract(epoch FROM c.lease_expires_at)::float8,
+               j.type, j.parameters::text, j.model, j.input_location, j.output_location,
+               i.ordinal, i.source_id, i.path, i.label, i.caption
+          FROM claimed c
+          JOIN jobs j ON j.id = c.job_id
+          LEFT JOIN items i ON i.job_id = c.job_id AND i.ordinal BETWEEN c.first_item AND c.last_item
+                           AND i.state = 'pending'
+         ORDER BY i.ordinal
+        """
+
+    private static func decodeClaim(_ result: PGResult) throws -> ClaimedShard? {
+        guard result.rowCount > 0 else { return nil }
+        let jobID = try result.int64(0, 0)
+        var shard = ClaimedShard(
+            shard: ShardRef(jobID: jobID, index: try result.int32(0, 1)),
+            job: JobDescriptor(id: jobID, type: try result.string(0, 7), parametersJSON: try result.string(0, 8),
+                               model: result.value(0, 9), inputLocation: try result.string(0, 10),
+                               outputLocation: try result.string(0, 11)),
+            firstItem: try result.int64(0, 2), lastItem: try result.int64(0, 3), attempt: try result.int32(0, 4),
+            leaseToken: try result.uuid(0, 5), leaseExpiresAt: try result.date(0, 6), items: [])
+        shard.items.reserveCapacity(result.rowCount)
+        for row in 0..<result.rowCount where result.value(row, 12) != nil {
+            shard.items.append(ClaimedItem(ordinal: try result.int64(row, 12), sourceID: try result.string(row, 13),
+                                           path: try result.string(row, 14), label: result.value(row, 15),
+                                           caption: result.value(row, 16)))
+        }
+        return shard
+    }
+
+    /// Extends a lease; returns the new expiry, or nil when the lease is no longer held
+    /// (expired and re-issued, completed, or the job was cancelled) and the worker should stop.
+    public func heartbeat(_ shard: ShardRef, token: UUID) async throws -> Date? {
+        let lease = leasePolicy.leaseSeconds
+        return try await session.run("extend lease") { connection in
+            let result = try connection.query("""
+                UPDATE shards SET lease_expires_at = now() + make_interval(secs => $4::float8)
+                 WHERE job_id = $1 AND shard_index = $2 AND lease_token = $3::uuid AND state = 'leased'
+                RETURNING extract(epoch FROM lease_expires_at)::float8
+                """, [String(shard.jobID), String(shard.index), token.uuidString, String(lease)],
+                operation: "extend lease")
+            return result.rowCount == 0 ? nil : try result.date(0, 0)
+        }
+    }
+
+    /// Records a shard's per-item results if `token` is still its live lease; otherwise nothing
+    /// changes and the rejection is counted on the job. Items missing from `results` are marked
+    /// failed; per-item failures never fail the shard. Finishes the job after its last shard.
+    ///
+    /// Retried after a lost connection: if the first attempt had committed, the retry reports
+    /// `.duplicate` (and counts it) instead of applying twice.
+    public func completeShard(_ shard: ShardRef, token: UUID, results: [ItemResult],
+                              summaryJSON: String? = nil) async throws -> CompletionOutcome {
+        let encoded = try JSONEncoder().encode(results)
+        let resultsJSON = String(decoding: encoded, as: UTF8.self)
+        return try await session.run("complete shard") { connection in
+            let result = try connection.query(
+                "SELECT vtp_complete_shard($1, $2, $3::uuid, $4::jsonb, $5::jsonb)",
+                [String(shard.jobID), String(shard.index), token.uuidString, resultsJSON, summaryJSON],
+                operation: "complete shard \(shard)")
+            return try result.enumValue(0, 0, as: CompletionOutcome.self)
+        }
+    }
+
+    /// Gives up a lease after a shard-level error: back to pending with exponential backoff, or
+    /// `failed` (keeping `error`) once the job's `maxAttempts` are used.
+    public func failShard(_ shard: ShardRef, token: UUID, error: String) async throws -> CompletionOutcome {
+        let policy = leasePolicy
+        return try await session.run("fail shard") { connection in
+            let result = try connection.query(
+                "SELECT vtp_fail_shard($1, $2, $3::uuid, $4, $5, $6)",
+                [String(shard.jobID), String(shard.index), token.uuidString, error,
+                 String(policy.backoffBaseSeconds), String(policy.backoffCapSeconds)],
+                operation: "fail shard \(shard)")
+            return try result.enumValue(0, 0, as: CompletionOutcome.self)
+        }
+    }
+
+    /// Returns every expired lease to pending with backoff, or fails shards out of attempts.
+    public func releaseExpiredLeases() async throws -> [ReleasedLease] {
+        let policy = leasePolicy
+        return try await session.run("release expired leases") { connection in
+            let result = try connection.query("SELECT job_id, shard_index, outcome FROM vtp_release_expired_leases($1, $2)",
+                                              [String(policy.backoffBaseSeconds), String(policy.backoffCapSeconds)],
+                                              operation: "release expired leases")
+            return try (0..<result.rowCount).map { row in
+                ReleasedLease(shard: ShardRef(jobID: try result.int64(row, 0), index: try result.int32(row, 1)),
+                              failed: try result.string(row, 2) == "failed")
+            }
+        }
+    }
+
+    /// Seconds until the earliest pending shard becomes eligible (0 if one is eligible now),
+    /// or nil when nothing is pending: how long an idle coordinator may sleep.
+    public func secondsUntilNextEligibleShard() async throws -> Double? {
+        try await session.run("next eligible shard") { connection in
+            let result = try connection.query("""
+                SELECT greatest(0, extract(epoch FROM min(next_eligible_at) - now()))::float8
+                  FROM shards WHERE state = 'pending'
+                """, operation: "next eligible shard")
+            return result.value(0, 0) == nil ? nil : try result.double(0, 0)
+        }
+    }
+
+    // MARK: Job control
+
+    /// Stops a job: no further claims, and outstanding leases are revoked (their completions are rejected).
+    public func cancel(job: Int64) async throws {
+        try await control(job, function: "vtp_cancel_job", expect: "cancelled", operation: "cancel")
+    }
+
+    /// Holds a job's pending shards back from claims; leased shards may still complete.
+    public func pause(job: Int64) async throws {
+        try await control(job, function: "vtp_pause_job", expect: "paused", operation: "pause")
+    }
+
+    /// Makes a paused job's shards claimable again and wakes listeners.
+    public func resume(job: Int64) async throws {
+        try await control(job, function: "vtp_resume_job", expect: "resumed", operation: "resume")
+    }
+
+    private func control(_ job: Int64, function: String, expect: String, operation: String) async throws {
+        let outcome = try await session.run("\(operation) job") { connection in
+            try connection.query("SELECT \(function)($1)", [String(job)], operation: "\(operation) job \(job)")
+                .string(0, 0)
+        }
+        if outcome == expect { return }
+        if outcome == "not_found" { throw LedgerError.jobNotFound(job) }
+        throw LedgerError.invalidJobState(job: job, state: outcome, operation: operation)
+    }
+
+    /// Requeues a job's failed shards and failed items with fresh attempts; returns how many
+    /// items were reset.
+    @discardableResult
+    public func retryFailed(job: Int64) async throws -> Int64 {
+        let (reset, state) = try await session.run("retry failed") { connection -> (Int64?, String) in
+            let result = try connection.query("SELECT items_reset, job_state FROM vtp_retry_failed($1)",
+                                              [String(job)], operation: "retry failed items of job \(job)")
+            return (try result.optionalInt64(0, 0), try result.string(0, 1))
+        }
+        if state == "not_found" { throw LedgerError.jobNotFound(job) }
+        guard let reset else { throw LedgerError.invalidJobState(job: job, state: state, operation: "retry") }
+        return reset
+    }
+
+    /// Deletes a job with its shards and items.
+    public func deleteJob(_ job: Int64) async throws {
+        let deleted = try await session.run("delete job") { connection in
+            try connection.query("DELETE FROM jobs WHERE id = $1", [String(job)], operation: "delete job \(job)")
+                .affectedRows
+        }
+        if deleted == 0 { throw LedgerError.jobNotFound(job) }
+    }
+
+    // MARK: Queries
+
+    static let jobColumns = """
+        id, type, parameters::text, model, input_location, output_location, state, priority, max_attempts,
+        shard_count, item_count, shards_done, shards_failed, items_done, items_failed, rejected_completions,
+        extract(epoch FROM created_at)::float8, extract(epoch FROM started_at)::float8,
+        extract(epoch FROM finished_at)::float8
+        """
+
+    static func decodeJob(_ r: PGResult, _ row: Int) throws -> JobRecord {
+        JobRecord(id: try r.int64(row, 0), type: try r.string(row, 1), parametersJSON: try r.string(row, 2),
+                  model: r.value(row, 3), inputLocation: try r.string(row, 4), outputLocation: try r.string(row, 5),
+                  state: try r.enumValue(row, 6, as: JobState.self), priority: try r.int32(row, 7),
+                  maxAttempts: try r.int32(row, 8), shardCount: Int(try r.int64(row, 9)), itemCount: try r.int64(row, 10),
+                  shardsDone: Int(try r.int64(row, 11)), shardsFailed: Int(try r.int64(row, 12)),
+                  itemsDone: try r.int64(row, 13), itemsFailed: try r.int64(row, 14),
+                  rejectedCompletions: try r.int64(row, 15), createdAt: try r.date(row, 16),
+                  startedAt: try r.optionalDate(row, 17), finishedAt: try r.optionalDate(row, 18))
+    }
+
+    /// One job.
+    public func job(_ id: Int64) async throws -> JobRecord {
+        let record = try await session.run("read job") { connection -> JobRecord? in
+            let result = try connection.query("SELECT \(Self.jobColumns) FROM jobs WHERE id = $1", [String(id)],
+                                              operation: "read job \(id)")
+            return result.rowCount == 0 ? nil : try Self.decodeJob(result, 0)
+        }
+        guard let record else { throw LedgerError.jobNotFound(id) }
+        return record
+    }
+
+    /// Jobs, newest first.
+    public func listJobs(limit: Int = 100) async throws -> [JobRecord] {
+        try await session.run("list jobs") { connection in
+            let result = try connection.query("SELECT \(Self.jobColumns) FROM jobs ORDER BY id DESC LIMIT $1",
+                                              [String(limit)], operation: "list jobs")
+            return try (0..<result.rowCount).map { try Self.decodeJob(result, $0) }
+        }
+    }
+
+    /// Counts by state, items per second over the last minute and an ETA.
+    public func progress(job id: Int64) async throws -> JobProgress {
+        let row = try await session.run("job progress") { connection -> (JobRecord, String, Double, Double)? in
+            let result = try connection.query("""
+                SELECT \(Self.jobColumns),
+                       (SELECT coalesce(json_object_agg(state, n), '{}')::text
+                          FROM (SELECT state, count(*) AS n FROM shards WHERE job_id = $1 GROUP BY state) s),
+                       (SELECT coalesce(sum(items_ok + items_failed), 0)::float8 FROM shards
+                         WHERE job_id = $1 AND completed_at > now() - interval '60 seconds'),
+                       extract(epoch FROM least(interval '60 seconds', now() - coalesce(started_at, now())))::float8
+                  FROM jobs WHERE id = $1
+                """, [String(id)], operation: "job progress \(id)")
+            guard result.rowCount > 0 else { return nil }
+            return (try Self.decodeJob(result, 0), try result.string(0, 19), try result.double(0, 20),
+                    try result.double(0, 21))
+        }
+        guard let (job, shardJSON, recentItems, window) = row else { throw LedgerError.jobNotFound(id) }
+        let counts = try JSONDecoder().decode([String: Int].self, from: Data(shardJSON.utf8))
+        var shards: [ShardState: Int] = [:]
+        for (name, count) in counts {
+            guard let state = ShardState(rawValue: name) else {
+                throw LedgerError.malformedRow(column: "shards.state", expected: "a shard state", value: name)
+            }
+            shards[state] = count
+        }
+        let rate = window > 0 ? recentItems / window : 0
+        var progress = JobProgress(job: job, shards: shards, itemsPerSecond: rate, etaSeconds: nil)
+        if !job.state.isFinished && rate > 0 { progress.etaSeconds = Double(progress.itemsPending) / rate }
+        return progress
+    }
+
+    /// Items resolved per time bucket across all jobs over the last `windowSeconds`.
+    public func throughput(windowSeconds: Double = 600, bucketSeconds: Double = 60) async throws -> [ThroughputSample] {
+        guard bucketSeconds > 0 else { throw LedgerError.invalidArgument(field: "bucketSeconds", expected: "> 0") }
+        return try await session.run("throughput") { connection in
+            let result = try connection.query("""
+                SELECT floor(extract(epoch FROM completed_at) / $2::float8) * $2::float8 AS bucket,
+                       sum(items_ok + items_failed), count(*)
+                  FROM shards WHERE completed_at > now() - make_interval(secs => $1::float8)
+                 GROUP BY 1 ORDER BY 1
+                """, [String(windowSeconds), String(bucketSeconds)], operation: "throughput")
+            return try (0..<result.rowCount).map { row in
+                ThroughputSample(bucketStart: try result.date(row, 0), items: try result.int64(row, 1),
+                                 shards: Int(try result.int64(row, 2)))
+            }
+        }
+    }
+
+    /// Failed items of a job in ordinal order, starting after `afterOrdinal`.
+    public func failures(job: Int64, limit: Int = 100, afterOrdinal: Int64 = -1) async throws -> [ItemFailure] {
+        try await session.run("list failures") { connection in
+            let result = try connection.query("""
+                SELECT ordinal, source_id, path, coalesce(error, '') FROM items
+                 WHERE job_id = $1 AND state = 'failed' AND ordinal > $2 ORDER BY ordinal LIMIT $3
+                """, [String(job), String(afterOrdinal), String(limit)], operation: "list failures of job \(job)")
+            return try (0..<result.rowCount).map { row in
+                ItemFailure(ordinal: try result.int64(row, 0), sourceID: try result.string(row, 1),
+                            path: try result.string(row, 2), error: try result.string(row, 3))
+            }
+        }
+    }
+
+    // MARK: Workers
+
+    /// Registers a worker or records its heartbeat and counters.
+    public func upsertWorker(_ report: WorkerReport) async throws {
+        try await session.run("worker heartbeat") { connection in
+            _ = try connection.query("""
+                INSERT INTO workers (id, host, capabilities, state, current_job_id, current_shard_index,
+                                     items_done, items_failed, images_per_second, memory_bytes, last_heartbeat)
+                VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, now())
+                ON CONFLICT (id) DO UPDATE SET
+                    host = EXCLUDED.host, capabilities = EXCLUDED.capabilities, state = EXCLUDED.state,
+                    current_job_id = EXCLUDED.current_job_id, current_shard_index = EXCLUDED.current_shard_index,
+                    items_done = EXCLUDED.items_done, items_failed = EXCLUDED.items_failed,
+                    images_per_second = EXCLUDED.images_per_second, memory_bytes = EXCLUDED.memory_bytes,
+                    last_heartbeat = now()
+                """, [report.id, report.host, report.capabilitiesJSON, report.state.rawValue,
+                      report.currentShard.map { String($0.jobID) }, report.currentShard.map { String($0.index) },
+                      String(report.itemsDone), String(report.itemsFailed), String(report.imagesPerSecond),
+                      String(report.memoryBytes)], operation: "upsert worker \(report.id)")
+        }
+    }
+
+    /// Every registered worker, by id.
+    public func listWorkers() async throws -> [WorkerRecord] {
+        try await session.run("list workers") { connection in
+            let r = try connection.query("""
+                SELECT id, host, capabilities::text, state, current_job_id, current_shard_index, items_done,
+                       items_failed, images_per_second, memory_bytes, extract(epoch FROM registered_at)::float8,
+                       extract(epoch FROM last_heartbeat)::float8
+                  FROM workers ORDER BY id
+                """, operation: "list workers")
+            return try (0..<r.rowCount).map { row in
+                var shard: ShardRef?
+                if let job = try r.optionalInt64(row, 4), let index = try r.optionalInt64(row, 5) {
+                    shard = ShardRef(jobID: job, index: Int32(truncatingIfNeeded: index))
+                }
+                let report = WorkerReport(
+                    id: try r.string(row, 0), host: try r.string(row, 1), capabilitiesJSON: try r.string(row, 2),
+                    state: try r.enumValue(row, 3, as: WorkerState.self), currentShard: shard,
+                    itemsDone: try r.int64(row, 6), itemsFailed: try r.int64(row, 7),
+                    imagesPerSecond: try r.double(row, 8), memoryBytes: try r.int64(row, 9))
+                return WorkerRecord(report: report, registeredAt: try r.date(row, 10), lastHeartbeat: try r.date(row, 11))
+            }
+        }
+    }
+
+    /// Marks workers silent for longer than `seconds` offline; returns their ids.
+    public func markSilentWorkersOffline(olderThanSeconds seconds: Double) async throws -> [String] {
+        try await session.run("mark silent workers") { connection in
+            let r = try connection.query("""
+                UPDATE workers SET state = 'offline', current_job_id = NULL, current_shard_index = NULL
+                 WHERE state <> 'offline' AND last_heartbeat < now() - make_interval(secs => $1::float8)
+                RETURNING id
+                """, [String(seconds)], operation: "mark silent workers offline")
+            return try (0..<r.rowCount).map { try r.string($0, 0) }.sorted()
+        }
+    }
+}

@@ -1,6 +1,0 @@
-import Testing
-import VTPQueue
-
-@Test func VTPQueueModuleLinks() {
-    #expect(VTPQueueModule.name == "VTPQueue")
-}
