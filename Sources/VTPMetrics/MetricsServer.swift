@@ -52,11 +52,12 @@ public final class MetricsServer: Sendable {
 
 /// The server thread's state.
 ///
-/// `@unchecked Sendable` is safe because the descriptors are only used for I/O by the server
-/// thread; `stop()` from other threads only writes one byte to the wake pipe and waits on
-/// `finished`, and `stopRequested` is guarded by `lock`.
+/// `@unchecked Sendable` is safe because `listener` is only touched by the server thread (after
+/// init), the wake pipe's read end likewise; `stop()` from other threads only writes one byte to
+/// the wake pipe and waits on `finished`, and `stopRequested` is guarded by `lock`.
 final class ServerLoop: @unchecked Sendable {
-    private let listener: OwnedDescriptor
+    /// Closed (set to nil) by the server thread as it exits, so a stopped server refuses connections.
+    private var listener: OwnedDescriptor?
     private let wake: (read: OwnedDescriptor, write: OwnedDescriptor)
     private let limits: MetricsServer.Limits
     private let body: @Sendable () -> String
@@ -84,13 +85,17 @@ final class ServerLoop: @unchecked Sendable {
     }
 
     func run() {
-        defer { finished.signal() }
+        defer {
+            listener = nil
+            finished.signal()
+        }
+        guard let listening = listener?.raw else { return }
         while true {
-            guard let ready = try? POSIXSocket.waitReadable([listener.raw, wake.read.raw], timeoutMilliseconds: -1),
+            guard let ready = try? POSIXSocket.waitReadable([listening, wake.read.raw], timeoutMilliseconds: -1),
                   !ready[1] else { return }
             guard ready[0] else { continue }
             // Drain every pending connection, one at a time.
-            while let client = try? POSIXSocket.accept(listener.raw) {
+            while let client = try? POSIXSocket.accept(listening) {
                 if !serve(client) { return }
             }
         }

@@ -96,9 +96,11 @@ struct LogLine {
 
     /// RFC 3339 UTC with milliseconds.
     static func timestamp(_ date: Date) -> String {
-        let interval = date.timeIntervalSince1970
-        var seconds = time_t(interval.rounded(.down))
-        let millis = min(999, Int((interval - Double(seconds)) * 1000))
+        // Nearest millisecond: a fraction such as .789 is not exact in binary and would truncate to .788.
+        let totalMillis = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        let wholeSeconds = totalMillis >= 0 ? totalMillis / 1000 : (totalMillis - 999) / 1000
+        var seconds = time_t(wholeSeconds)
+        let millis = Int(totalMillis - wholeSeconds * 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func pad(_ n: Int32, _ width: Int) -> String {
