@@ -14,6 +14,12 @@ struct VTPCommand: AsyncParsableCommand {
             KeysCommand.self,
             ImageCommand.self,
             DatabaseCommand.self,
+            StatusCommand.self,
+            WorkersCommand.self,
+            TopCommand.self,
+            JobsCommand.self,
+            JobCommand.self,
+            FailuresCommand.self,
         ]
     )
 }
