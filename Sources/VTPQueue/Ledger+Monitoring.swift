@@ -23,3 +23,17 @@ extension Ledger {
         }
     }
 }
+
+extension Ledger {
+    /// Shards waiting (`pending`, including those backing off) and in flight (`leased`) across all
+    /// jobs: the coordinator's queue-depth and in-flight gauges. Both counts use partial indexes.
+    public func queueCounts() async throws -> (pending: Int, leased: Int) {
+        try await session.run("queue counts") { connection in
+            let result = try connection.query("""
+                SELECT (SELECT count(*) FROM shards WHERE state = 'pending'),
+                       (SELECT count(*) FROM shards WHERE state = 'leased')
+                """, operation: "queue counts")
+            return (Int(try result.int64(0, 0)), Int(try result.int64(0, 1)))
+        }
+    }
+}

@@ -39,12 +39,19 @@ struct CLIEndToEndTests {
                 ? ItemResult.failure(item.ordinal, error: "decode error: truncated JPEG in \(item.sourceID)")
                 : ItemResult.success(item.ordinal, output: "/out/a/\(item.ordinal).safetensors")
         }
+        let inFlight = try await ledger.queueCounts()
+        #expect(inFlight.pending == 2 && inFlight.leased == 1)
         #expect(try await ledger.completeShard(claim.shard, token: claim.leaseToken, results: results) == .applied)
         let jobB = try await ledger.enqueue(JobSpec(type: "clip", inputLocation: "/data/b", outputLocation: "/out/b"),
                                             items: [ItemSpec(sourceID: "b-0", path: "/data/b/0.png")])
         try await ledger.upsertWorker(WorkerReport(id: "w1", host: "node-1", state: .busy,
                                                    currentShard: ShardRef(jobID: jobA, index: 1), itemsDone: 8,
                                                    itemsFailed: 2, imagesPerSecond: 12.5, memoryBytes: 3 << 30))
+
+        let queued = try await ledger.queueCounts()
+        #expect(queued.pending == 3 && queued.leased == 0)
+        let before = try await ledger.databaseTime()
+        #expect(abs(before.timeIntervalSinceNow) < 60)
 
         // vtp status --json
         let status = try jsonObject(try vtpOK(["status", "--json"] + db))
