@@ -119,4 +119,20 @@ public enum TerminalControl {
     public static let leave = "\u{1B}[?25h\u{1B}[?1049l"
     /// Cursor home and clear the screen, before each redraw.
     public static let redraw = "\u{1B}[H\u{1B}[2J"
+
+    /// Clips a screen to the terminal: lines longer than `columns` are cut (a wrapped line would
+    /// scroll the frame), and lines past `rows` dropped. Nil dimensions leave that axis alone.
+    public static func fit(_ screen: String, columns: Int?, rows: Int?) -> String {
+        var lines = screen.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let endsWithNewline = lines.last == ""
+        if endsWithNewline { lines.removeLast() }
+        if let columns, columns > 0 {
+            lines = lines.map { $0.count > columns ? String($0.prefix(columns)) : $0 }
+        }
+        if let rows, rows > 0, lines.count > rows {
+            // Keep the cursor's line free so the terminal does not scroll.
+            lines = Array(lines.prefix(max(1, rows - 1)))
+        }
+        return lines.joined(separator: "\n") + (endsWithNewline ? "\n" : "")
+    }
 }

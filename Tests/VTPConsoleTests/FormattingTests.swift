@@ -135,6 +135,14 @@ struct FormattingTests {
         #expect(status.workers == ["total": 0, "idle": 0, "busy": 0, "draining": 0, "offline": 0])
     }
 
+    @Test func screensAreClippedToTheTerminal() {
+        let screen = "abcdef\nxy\n123456789\nlast\n"
+        #expect(TerminalControl.fit(screen, columns: nil, rows: nil) == screen)
+        #expect(TerminalControl.fit(screen, columns: 4, rows: nil) == "abcd\nxy\n1234\nlast\n")
+        #expect(TerminalControl.fit(screen, columns: 3, rows: 3) == "abc\nxy\n")
+        #expect(TerminalControl.fit("no newline", columns: 2, rows: 5) == "no")
+    }
+
     @Test func failurePagesTruncateErrorsAndPointToTheNextPage() {
         let long = String(repeating: "x", count: 200) + "\nsecond line"
         let page = FailurePage(job: 3, failures: [ItemFailure(ordinal: 4, sourceID: "img-4", path: "/d/4.jpg", error: long)],

@@ -4,8 +4,9 @@ import Testing
 @testable import VTPMetrics
 
 /// Collects lines a handler writes.
+///
+/// `@unchecked Sendable` is safe because `stored` is only touched under `lock`.
 final class LineCollector: @unchecked Sendable {
-    // `@unchecked Sendable`: `lines` is only touched under `lock`.
     private let lock = NSLock()
     private var stored: [String] = []
     var lines: [String] { lock.withLock { stored } }

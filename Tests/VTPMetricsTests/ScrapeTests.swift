@@ -3,11 +3,17 @@ import Testing
 @testable import VTPMetrics
 #if canImport(Glibc)
 import Glibc
+let streamSocket = Int32(SOCK_STREAM.rawValue)
+let sendFlags = Int32(MSG_NOSIGNAL)
+#elseif canImport(Darwin)
+import Darwin
+let streamSocket = SOCK_STREAM
+let sendFlags: Int32 = 0
 #endif
 
 /// A plain TCP client: connects to 127.0.0.1:port, sends `request`, reads until the server closes.
 func rawExchange(port: Int, request: [UInt8], readTimeoutSeconds: Int = 5) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, streamSocket, 0)
     guard fd >= 0 else { throw SocketError(operation: "test socket", code: errno, reason: "socket failed") }
     defer { close(fd) }
     var timeout = timeval(tv_sec: readTimeoutSeconds, tv_usec: 0)
@@ -22,7 +28,7 @@ func rawExchange(port: Int, request: [UInt8], readTimeoutSeconds: Int = 5) throw
     guard connected == 0 else { throw SocketError(operation: "test connect", code: errno, reason: String(cString: strerror(errno))) }
     var sent = 0
     while sent < request.count {
-        let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, sendFlags) }
         if n <= 0 { break }  // the server may close early on an oversized request
         sent += n
     }

@@ -21,10 +21,9 @@ struct ClusterOptions: ParsableArguments {
     @Flag(name: .long, help: "Print machine-readable JSON (shapes documented in docs/monitoring.md).")
     var json = false
 
-    /// Resolves the database URL without connecting.
-    func databaseURL(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseURL {
-        if let database { return try DatabaseURL(database) }
-        let settings: ClusterSettings
+    /// The `--config` file over the defaults, with `$VTP_DATABASE_URL` and `--database` applied.
+    func settings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ClusterSettings {
+        var settings: ClusterSettings
         do {
             settings = try ClusterSettings.load(path: config, environment: environment)
         } catch {
@@ -32,6 +31,14 @@ struct ClusterOptions: ParsableArguments {
             let url = environment["VTP_DATABASE_URL"] ?? ""
             throw CLIError("configuration: " + CredentialScrubber.scrub(String(describing: error), connection: url))
         }
+        if let database { settings.database.url = database }
+        return settings
+    }
+
+    /// Resolves the database URL without connecting.
+    func databaseURL(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseURL {
+        if let database { return try DatabaseURL(database) }
+        let settings = try settings(environment: environment)
         if !settings.database.url.isEmpty { return try DatabaseURL(settings.database.url) }
         let state = URL(fileURLWithPath: ClusterSettings.expandTilde(settings.database.stateDirectory))
         if FileManager.default.fileExists(atPath: state.appendingPathComponent("postgres/data/PG_VERSION").path) {

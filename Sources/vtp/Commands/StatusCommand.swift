@@ -118,8 +118,18 @@ final class LiveTerminal {
 
     func enter() { Self.write(TerminalControl.enter) }
     func leave() { Self.write(TerminalControl.leave) }
-    /// One write per frame, so the terminal never shows half a frame.
-    func draw(_ screen: String) { Self.write(TerminalControl.redraw + screen) }
+    /// One write per frame, so the terminal never shows half a frame; clipped to the window.
+    func draw(_ screen: String) {
+        let size = Self.windowSize()
+        Self.write(TerminalControl.redraw + TerminalControl.fit(screen, columns: size?.columns, rows: size?.rows))
+    }
+
+    /// The terminal's size, or nil when stdout is not a terminal.
+    static func windowSize() -> (columns: Int, rows: Int)? {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
+        return (Int(size.ws_col), Int(size.ws_row))
+    }
 
     static func write(_ text: String) {
         FileHandle.standardOutput.write(Data(text.utf8))
