@@ -123,7 +123,13 @@ final class ServerLoop: @unchecked Sendable {
             else { return true }
             if ready[1] { return false }
             guard ready[0] else { continue }
-            guard let count = try? POSIXSocket.read(client.raw, into: chunk) else { return true }
+            let count: Int
+            do {
+                guard let received = try POSIXSocket.read(client.raw, into: chunk) else { continue }  // spurious wakeup
+                count = received
+            } catch {
+                return true  // reset by the peer: nothing to answer
+            }
             if count == 0 { return true }  // the client hung up before finishing its request
             switch parser.feed(UnsafeRawBufferPointer(rebasing: chunk[0..<count])) {
             case .needMore:
