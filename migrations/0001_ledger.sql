@@ -250,7 +250,7 @@ BEGIN
 END;
 $$;
 
--- Returns 'cancelled', 'not_found' or the job's state when it can no longer be cancelled.
+-- Job control functions return 'ok', 'not_found', or the job's state when it does not allow the change.
 CREATE FUNCTION vtp_cancel_job(p_job bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -263,7 +263,7 @@ BEGIN
      WHERE id = p_job AND state IN ('pending', 'running', 'paused')
     RETURNING state INTO v_state;
     IF FOUND THEN
-        RETURN 'cancelled';
+        RETURN 'ok';
     END IF;
     SELECT state INTO v_state FROM jobs WHERE id = p_job;
     RETURN coalesce(v_state, 'not_found');
@@ -279,7 +279,7 @@ BEGIN
     UPDATE jobs SET state = 'paused', updated_at = now()
      WHERE id = p_job AND state IN ('pending', 'running');
     IF FOUND THEN
-        RETURN 'paused';
+        RETURN 'ok';
     END IF;
     SELECT state INTO v_state FROM jobs WHERE id = p_job;
     RETURN coalesce(v_state, 'not_found');
@@ -297,7 +297,7 @@ BEGIN
     IF FOUND THEN
         PERFORM pg_notify('vtp_work', p_job::text);
         PERFORM vtp_finish_job_if_complete(p_job);
-        RETURN 'resumed';
+        RETURN 'ok';
     END IF;
     SELECT state INTO v_state FROM jobs WHERE id = p_job;
     RETURN coalesce(v_state, 'not_found');

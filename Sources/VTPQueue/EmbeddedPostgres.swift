@@ -171,7 +171,8 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     public func stopBlocking() throws {
         lock.lock()
         defer { lock.unlock() }
-        if started || (try? isRunning()) == true {
+        // Only a server this instance started (or adopted) is stopped; never someone else's.
+        if started {
             try serverTool("pg_ctl", ["stop", "-w", "-t", "60", "-m", "fast", "-D", dataDirectory.path])
             started = false
         }

@@ -234,7 +234,8 @@ public final class Ledger: Sendable {
     public func secondsUntilNextEligibleShard() async throws -> Double? {
         try await session.run("next eligible shard") { connection in
             let result = try connection.query("""
-                SELECT greatest(0, extract(epoch FROM min(next_eligible_at) - now()))::float8
+                SELECT CASE WHEN min(next_eligible_at) IS NULL THEN NULL
+                            ELSE greatest(0, extract(epoch FROM min(next_eligible_at) - now()))::float8 END
                   FROM shards WHERE state = 'pending'
                 """, operation: "next eligible shard")
             return result.value(0, 0) == nil ? nil : try result.double(0, 0)
@@ -245,25 +246,25 @@ public final class Ledger: Sendable {
 
     /// Stops a job: no further claims, and outstanding leases are revoked (their completions are rejected).
     public func cancel(job: Int64) async throws {
-        try await control(job, function: "vtp_cancel_job", expect: "cancelled", operation: "cancel")
+        try await control(job, function: "vtp_cancel_job", operation: "cancel")
     }
 
     /// Holds a job's pending shards back from claims; leased shards may still complete.
     public func pause(job: Int64) async throws {
-        try await control(job, function: "vtp_pause_job", expect: "paused", operation: "pause")
+        try await control(job, function: "vtp_pause_job", operation: "pause")
     }
 
     /// Makes a paused job's shards claimable again and wakes listeners.
     public func resume(job: Int64) async throws {
-        try await control(job, function: "vtp_resume_job", expect: "resumed", operation: "resume")
+        try await control(job, function: "vtp_resume_job", operation: "resume")
     }
 
-    private func control(_ job: Int64, function: String, expect: String, operation: String) async throws {
+    private func control(_ job: Int64, function: String, operation: String) async throws {
         let outcome = try await session.run("\(operation) job") { connection in
             try connection.query("SELECT \(function)($1)", [String(job)], operation: "\(operation) job \(job)")
                 .string(0, 0)
         }
-        if outcome == expect { return }
+        if outcome == "ok" { return }
         if outcome == "not_found" { throw LedgerError.jobNotFound(job) }
         throw LedgerError.invalidJobState(job: job, state: outcome, operation: operation)
     }

@@ -35,18 +35,30 @@ public final class WorkNotifier: Sendable {
         try await session.run("listen for new work") { _ in }
     }
 
-    /// Waits up to `timeout` seconds for a notification; nil on timeout.
+    /// Waits up to `timeout` seconds for a notification; nil on timeout or when the task is
+    /// cancelled (the wait notices within a fraction of a second).
     public func waitForNotification(timeout: Double) async throws -> WorkSignal? {
-        try await session.run("wait for notification", retry: .never) { connection -> WorkSignal? in
-            do {
-                return try Self.wait(connection, deadline: Date().addingTimeInterval(max(0, timeout)))
-            } catch let error as PostgresError where error.kind == .connectionLost {
-                return .reconnected
+        let cancelled = CancellationFlag()
+        let signal = try await withTaskCancellationHandler {
+            try await session.run("wait for notification", retry: .never) { connection -> WorkSignal? in
+                do {
+                    return try Self.wait(connection, deadline: Date().addingTimeInterval(max(0, timeout)),
+                                         cancelled: cancelled)
+                } catch let error as PostgresError where error.kind == .connectionLost {
+                    return .reconnected
+                }
             }
+        } onCancel: {
+            cancelled.set()
         }
+        if signal == .reconnected {
+            // LISTEN again before reporting, so work enqueued after the caller's rescan is not missed.
+            try await start()
+        }
+        return signal
     }
 
-    private static func wait(_ connection: PGConnection, deadline: Date) throws -> WorkSignal? {
+    private static func wait(_ connection: PGConnection, deadline: Date, cancelled: CancellationFlag) throws -> WorkSignal? {
         let operation = "wait for notification"
         while true {
             try connection.consumeInput(operation: operation)
@@ -54,13 +66,34 @@ public final class WorkNotifier: Sendable {
                 return .newWork(jobID: Int64(first.payload))
             }
             let remaining = deadline.timeIntervalSinceNow
-            if remaining <= 0 { return nil }
+            if remaining <= 0 || cancelled.isSet { return nil }
+            // Sleep in slices so a cancelled task is released promptly.
             var descriptor = pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, Int32(min(remaining * 1000, Double(Int32.max)).rounded(.up)))
+            let ready = poll(&descriptor, 1, Int32((min(remaining, 0.2) * 1000).rounded(.up)))
             if ready < 0 && errno != EINTR {
                 throw PostgresError(kind: .connectionLost, operation: operation,
                                     message: "poll failed: \(String(cString: strerror(errno)))")
             }
         }
+    }
+}
+
+/// Set from a task-cancellation handler, read by the waiting thread.
+///
+/// `@unchecked Sendable` is safe because the flag is only accessed while holding `lock`.
+private final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
+    }
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
     }
 }

@@ -303,6 +303,14 @@ struct LedgerTests {
             #expect(try await notifier.waitForNotification(timeout: 5) == .reconnected)
             let second = try await ledger.enqueue(testJob(), items: items(1))
             #expect(try await notifier.waitForNotification(timeout: 10) == .newWork(jobID: second))
+
+            // Cancelling the waiting task ends a long wait early.
+            let waiter = Task { try await notifier.waitForNotification(timeout: 30) }
+            try await Task.sleep(for: .milliseconds(100))
+            let cancelStart = ContinuousClock.now
+            waiter.cancel()
+            #expect(try await waiter.value == nil)
+            #expect(ContinuousClock.now - cancelStart < .seconds(5))
         }
     }
 }

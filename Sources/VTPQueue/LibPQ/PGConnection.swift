@@ -56,6 +56,8 @@ final class PGConnection {
             PQfinish(raw)
             throw error
         }
+        // NOTICEs (e.g. "relation already exists, skipping") would go straight to stderr.
+        PQsetNoticeProcessor(raw, { _, _ in }, nil)
         self.raw = raw
     }
 
