@@ -75,6 +75,11 @@ let package = Package(
         .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex"],
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
+        // MARK: Observability: Prometheus metrics, structured logs, console rendering.
+        .target(name: "VTPMetrics", dependencies: [.product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPMetrics", swiftSettings: strictSettings),
+        .target(name: "VTPConsole", dependencies: ["VTPQueue"], path: "Sources/VTPConsole", swiftSettings: strictSettings),
+
         // MARK: Configuration.
         .target(name: "VTPSettings", dependencies: [], path: "Sources/VTPSettings", swiftSettings: strictSettings),
 
@@ -83,6 +88,7 @@ let package = Package(
             name: "vtp",
             dependencies: [
                 "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings", "VTPJobs", "VTPDatasets", "VTPIndex",
+                "VTPMetrics", "VTPConsole",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -108,6 +114,10 @@ let package = Package(
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPSettingsTests", dependencies: ["VTPSettings", "VTPTestSupport"],
                     path: "Tests/VTPSettingsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPMetricsTests", dependencies: ["VTPMetrics", "VTPTestSupport", .product(name: "Logging", package: "swift-log")],
+                    path: "Tests/VTPMetricsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPConsoleTests", dependencies: ["VTPConsole", "VTPQueue", "VTPTestSupport"],
+                    path: "Tests/VTPConsoleTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPIndexTests", dependencies: ["VTPIndex", "VTPStorage", "VTPTestSupport"],

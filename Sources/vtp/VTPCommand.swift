@@ -15,6 +15,12 @@ struct VTPCommand: AsyncParsableCommand {
             ImageCommand.self,
             SearchCommand.self,
             DatabaseCommand.self,
+            StatusCommand.self,
+            WorkersCommand.self,
+            TopCommand.self,
+            JobsCommand.self,
+            JobCommand.self,
+            FailuresCommand.self,
         ]
     )
 }
