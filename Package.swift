@@ -40,6 +40,10 @@ let package = Package(
                        providers: [.apt(["libwebp-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CSystem/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        // Debian's libfaiss.a has no C API, so this C++ target wraps the calls we need behind extern "C".
+        // faiss needs BLAS+LAPACK (Debian's OpenBLAS exports both) and OpenMP (libgomp).
+        .target(name: "CFaissShim", path: "Sources/CSystem/CFaissShim",
+                linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("gomp")]),
 
         // MARK: Tensor kernels and model.
         .target(name: "VTPTensor", dependencies: ["COpenBLAS"], path: "Sources/VTPTensor",
@@ -65,12 +69,19 @@ let package = Package(
                 path: "Sources/VTPQueue", swiftSettings: strictSettings),
         .target(name: "VTPTransport", dependencies: ["CZeroMQ", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
+        .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors"], path: "Sources/VTPIndex",
+                swiftSettings: strictSettings),
+
+        .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex"],
+                path: "Sources/VTPJobs", swiftSettings: strictSettings),
+
+        // MARK: Observability: Prometheus metrics, structured logs, console rendering.
+        .target(name: "VTPMetrics", dependencies: [.product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPMetrics", swiftSettings: strictSettings),
+        .target(name: "VTPConsole", dependencies: ["VTPQueue"], path: "Sources/VTPConsole", swiftSettings: strictSettings),
 
         // MARK: Configuration.
         .target(name: "VTPSettings", dependencies: [], path: "Sources/VTPSettings", swiftSettings: strictSettings),
-
-        .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor"],
-                path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
         // MARK: Cluster runtime.
         .target(name: "VTPRuntimeSupport", dependencies: ["VTPTransport"], path: "Sources/VTPRuntimeSupport",
@@ -86,8 +97,9 @@ let package = Package(
         .executableTarget(
             name: "vtp",
             dependencies: [
-                "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings",
-                "VTPJobs", "VTPDatasets", "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport",
+                "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings", "VTPJobs", "VTPDatasets", "VTPIndex",
+                "VTPMetrics", "VTPConsole",
+                "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -107,12 +119,16 @@ let package = Package(
         .testTarget(name: "VTPDatasetsTests", dependencies: ["VTPDatasets", "VTPTestSupport"],
                     path: "Tests/VTPDatasetsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPJobsTests", dependencies: ["VTPJobs", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage",
-                                                         "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
+                                                         "VTPSafeTensors", "VTPTensor", "VTPTestSupport", "VTPText", "VTPIndex"],
                     path: "Tests/VTPJobsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPSettingsTests", dependencies: ["VTPSettings", "VTPTestSupport"],
                     path: "Tests/VTPSettingsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPMetricsTests", dependencies: ["VTPMetrics", "VTPTestSupport", .product(name: "Logging", package: "swift-log")],
+                    path: "Tests/VTPMetricsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPConsoleTests", dependencies: ["VTPConsole", "VTPQueue", "VTPTestSupport"],
+                    path: "Tests/VTPConsoleTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPCoordinatorTests", dependencies: ["VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPQueue", "VTPTransport",
                                                                  "VTPJobs", "VTPStorage", "VTPTestSupport"],
                     path: "Tests/VTPCoordinatorTests", swiftSettings: strictSettings),
@@ -123,5 +139,7 @@ let package = Package(
                     path: "Tests/VTPEndToEndTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPIndexTests", dependencies: ["VTPIndex", "VTPStorage", "VTPTestSupport"],
+                    path: "Tests/VTPIndexTests", swiftSettings: strictSettings),
     ]
 )

@@ -9,7 +9,8 @@ packages=(
   libpq-dev            # ledger client
   postgresql           # embedded ledger server (initdb, pg_ctl) and tests
   libjpeg62-turbo-dev libpng-dev libwebp-dev   # image codecs
-  libfaiss-dev         # embedding index
+  libfaiss-dev         # embedding index (static libfaiss.a; BLAS/LAPACK come from OpenBLAS)
+  libgcc-12-dev        # libgomp.so link-time symlink: libfaiss.a is built with OpenMP
   zlib1g-dev pkg-config
 )
 missing=()

@@ -1,10 +1,14 @@
 import Foundation
+import VTPIndex
 import VTPModel
 import VTPStorage
 
-/// Turns a job's finished shards into its final artefacts: `latents_stats.pt` (latents jobs) and
-/// `manifest.json`. It only reads the shard summaries, never the tensors, and rewrites both files
-/// from them, so running it again gives byte-identical files.
+/// Turns a job's finished shards into its final artefacts: `latents_stats.pt` (latents jobs), the
+/// FAISS index over every image embedding (`clip-embed`), caption-score and zero-shot accuracy
+/// sections (`clip-score`) and `manifest.json`. For latents and features it reads only the shard
+/// summaries and rewrites its files byte-identically on a re-run; CLIP jobs also read the shards'
+/// embeddings or score files (listed by the summaries, so stale files beyond them are ignored), and
+/// the index section's build time differs between runs.
 public enum JobFinalizer {
     /// File name of LightningDiT's latent statistics.
     public static let statsFileName = "latents_stats.pt"
@@ -35,13 +39,15 @@ public enum JobFinalizer {
         do { config = try VTPConfig.load(path: modelDirectory + "/config.json") } catch {
             throw .modelLoadFailed(model: modelDirectory, reason: "\(error)")
         }
-        let model = [
+        var model = [
             "directory": modelDirectory, "model_type": config.modelType, "patch_size": String(config.visionPatchSize),
             "embed_dim": String(config.visionEmbedDim), "latent_channels": String(config.latentChannels),
         ]
 
         let statsPath = outputDirectory + "/" + statsFileName
         let format: String, preprocessing: [String: String], dtype: OutputDType
+        var extras: [String: Any] = [:]
+        let written = summaries.compactMap(\.written)
         switch parameters {
         case let .latents(p):
             format = "lightningdit-latents"
@@ -78,9 +84,32 @@ public enum JobFinalizer {
                 "layers": p.layers.description, "norm": String(p.norm), "pool": p.pool.rawValue,
                 "keep_patch_tokens": String(p.keepPatchTokens), "unlabeled_label": String(unlabeledLabel),
             ]
+        case let .clipEmbed(p):
+            format = "clip-embeddings"
+            dtype = p.dtype
+            preprocessing = p.preprocessing.manifestEntries(modelImageSize: config.imageSize)
+            model.merge(ClipFinalizing.modelEntries(config)) { $1 }
+            extras["clip"] = ClipFinalizing.embedLayout(text: p.text)
+            if p.index, !written.isEmpty {
+                extras["index"] = try ClipFinalizing.buildIndex(shards: written, outputDirectory: outputDirectory,
+                                                                exactThreshold: p.indexExactThreshold,
+                                                                encoding: p.indexEncoding)
+            } else {
+                for name in [IndexBuilder.indexFileName, IndexBuilder.infosFileName] {
+                    try ClipLayout.remove(ClipLayout.indexDirectory + "/" + name, in: outputDirectory)
+                }
+            }
+        case let .clipScore(p):
+            format = "clip-scores"
+            dtype = .float32
+            preprocessing = p.preprocessing.manifestEntries(modelImageSize: config.imageSize)
+            model.merge(ClipFinalizing.modelEntries(config)) { $1 }
+            for (key, value) in try ClipFinalizing.scoreSummary(shards: written, parameters: p, outputDirectory: outputDirectory) {
+                extras[key] = value
+            }
         }
 
-        let shards = summaries.compactMap(\.written)
+        let shards = written
         let failures = summaries.flatMap { $0.failures.map { RunManifest.Failure(sourceId: $0.sourceId, reason: $0.reason) } }
             + listingFailures
         let inputs = summaries.reduce(0) { $0 + $1.inputs } + listingFailures.count
@@ -89,7 +118,13 @@ public enum JobFinalizer {
                                                  shards: shardCount),
                                    shards: shards, failures: failures)
         let manifestPath = outputDirectory + "/" + manifestFileName
-        do { try manifest.write(to: manifestPath) } catch {
+        do {
+            if extras.isEmpty {
+                try manifest.write(to: manifestPath)
+            } else {
+                try ClipFinalizing.write(manifest, extras: extras, to: manifestPath)
+            }
+        } catch {
             throw .writeFailed(path: manifestPath, reason: "\(error)")
         }
         return manifest

@@ -11,6 +11,10 @@ public enum JobType: String, Sendable, Codable, CaseIterable {
     case latents
     /// Encoder features (class / patch tokens, pooled) of the last or intermediate blocks.
     case features
+    /// CLIP image (and caption) embeddings in clip-retrieval's layout, plus a FAISS index (issue 9).
+    case clipEmbed = "clip-embed"
+    /// Image–caption CLIP scores and zero-shot classification (issue 9).
+    case clipScore = "clip-score"
 
     /// Parses the ledger / wire name.
     public init(name: String) throws(JobError) {
@@ -23,12 +27,16 @@ public enum JobType: String, Sendable, Codable, CaseIterable {
 public enum JobParameters: Sendable, Equatable {
     case latents(LatentsParameters)
     case features(FeaturesParameters)
+    case clipEmbed(ClipEmbedParameters)
+    case clipScore(ClipScoreParameters)
 
     /// The job kind these parameters belong to.
     public var jobType: JobType {
         switch self {
         case .latents: .latents
         case .features: .features
+        case .clipEmbed: .clipEmbed
+        case .clipScore: .clipScore
         }
     }
 
@@ -38,6 +46,8 @@ public enum JobParameters: Sendable, Equatable {
         switch jobType {
         case .latents: .latents(try ParameterDecoding.decode(LatentsParameters.self, json: json))
         case .features: .features(try ParameterDecoding.decode(FeaturesParameters.self, json: json))
+        case .clipEmbed: .clipEmbed(try ParameterDecoding.decode(ClipEmbedParameters.self, json: json))
+        case .clipScore: .clipScore(try ParameterDecoding.decode(ClipScoreParameters.self, json: json))
         }
     }
 
@@ -46,6 +56,8 @@ public enum JobParameters: Sendable, Equatable {
         switch self {
         case let .latents(p): ParameterDecoding.encode(p)
         case let .features(p): ParameterDecoding.encode(p)
+        case let .clipEmbed(p): ParameterDecoding.encode(p)
+        case let .clipScore(p): ParameterDecoding.encode(p)
         }
     }
 
@@ -54,6 +66,8 @@ public enum JobParameters: Sendable, Equatable {
         switch self {
         case let .latents(p): p.batchSize
         case let .features(p): p.batchSize
+        case let .clipEmbed(p): p.batchSize
+        case let .clipScore(p): p.batchSize
         }
     }
 }

@@ -48,10 +48,10 @@ public struct ShardExecutor: Sendable {
         let start = ContinuousClock.now
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
         let model = try models.model(at: task.modelDirectory)
-        let job = try parameters.makeJob(model: model, options: options)
         do { try FileManager.default.createDirectory(atPath: task.outputDirectory, withIntermediateDirectories: true) } catch {
             throw JobError.writeFailed(path: task.outputDirectory, reason: error.localizedDescription)
         }
+        let job = try parameters.makeJob(model: model, options: options, outputDirectory: task.outputDirectory)
 
         var timings = StageTimings()
         var outcomes: [ItemOutcome] = []
@@ -113,7 +113,7 @@ public struct ShardExecutor: Sendable {
         }
         var files: [String] = []
         if let written = result.written {
-            files = [written.fileName, written.sidecarName]
+            files = [written.fileName] + (written.sidecarName == written.fileName ? [] : [written.sidecarName]) + result.extraFiles
             for (row, i) in keptOutcome.enumerated() { outcomes[i].outputLocation = "\(written.fileName)#\(row)" }
         } else {
             try Self.removeStaleOutputs(shard: task.shardIndex, jobType: task.jobType, directory: task.outputDirectory)
@@ -156,14 +156,7 @@ public struct ShardExecutor: Sendable {
     /// A shard whose every item failed writes no tensor file; one left by an earlier run of the
     /// same shard must not survive, or the dataset would hold rows the ledger says failed.
     static func removeStaleOutputs(shard: Int, jobType: JobType, directory: String) throws {
-        let prefix = jobType == .latents ? "latents" : "features"
-        for name in [ShardNaming.tensorShard(prefix: prefix, rank: 0, shard: shard), ShardNaming.idSidecar(rank: 0, shard: shard)] {
-            let path = directory + "/" + name
-            guard FileManager.default.fileExists(atPath: path) else { continue }
-            do { try FileManager.default.removeItem(atPath: path) } catch {
-                throw JobError.writeFailed(path: path, reason: "cannot remove stale output: \(error.localizedDescription)")
-            }
-        }
+        for name in try ClipLayout.shardFiles(jobType: jobType, shard: shard) { try ClipLayout.remove(name, in: directory) }
     }
 }
 

@@ -19,6 +19,8 @@ struct ShardWriteResult {
     var written: WrittenShard?
     /// Job-specific state the finalizer merges (latent stats).
     var stats: LatentStatsAccumulator?
+    /// Further files written beside `written` (relative paths), e.g. CLIP caption embeddings.
+    var extraFiles: [String] = []
 }
 
 /// The per-kind part of executing a shard: how to preprocess, what to run, what to write.
@@ -34,10 +36,12 @@ protocol ShardJob: AnyObject {
 
 extension JobParameters {
     /// The shard job for these parameters on `model`, after checking they fit the model.
-    func makeJob(model: VTPModel, options: ShardExecutor.Options) throws(JobError) -> any ShardJob {
+    func makeJob(model: VTPModel, options: ShardExecutor.Options, outputDirectory: String) throws(JobError) -> any ShardJob {
         switch self {
         case let .latents(p): try LatentsJob(parameters: p, model: model, options: options)
         case let .features(p): try FeaturesJob(parameters: p, model: model, options: options)
+        case let .clipEmbed(p): try ClipEmbedJob(parameters: p, model: model, options: options)
+        case let .clipScore(p): try ClipScoreJob(parameters: p, model: model, options: options, outputDirectory: outputDirectory)
         }
     }
 }

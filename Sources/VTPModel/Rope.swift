@@ -71,11 +71,25 @@ struct RopeEmbedding {
 
 /// Rotates one head vector in place with bfloat16 arithmetic:
 /// `bf(bf(x·cos) + bf(rotate_half(x)·sin))` where x is first rounded to bfloat16.
+/// `rotate_half(x)` is `[-x₂, x₁]` for the halves x₁, x₂; eight lanes at a time when the half allows.
 @inline(__always)
 func applyRopeBF16(_ v: UnsafeMutablePointer<Float>, headDim: Int, sin: UnsafePointer<Float>, cos: UnsafePointer<Float>,
                    scratch: UnsafeMutablePointer<Float>) {
-    let bf = HalfPrecision.roundToBFloat16
     let half = headDim / 2
+    if half % 8 == 0 {
+        let bf = VectorMath.roundToBFloat16
+        var i = 0
+        while i < half {
+            let x1 = bf(VectorMath.load(v + i)), x2 = bf(VectorMath.load(v + i + half))
+            let first = bf(bf(x1 * VectorMath.load(cos + i)) + bf(-x2 * VectorMath.load(sin + i)))
+            let second = bf(bf(x2 * VectorMath.load(cos + i + half)) + bf(x1 * VectorMath.load(sin + i + half)))
+            VectorMath.store(first, v + i)
+            VectorMath.store(second, v + i + half)
+            i += 8
+        }
+        return
+    }
+    let bf = HalfPrecision.roundToBFloat16
     for i in 0..<headDim { scratch[i] = bf(v[i]) }
     for i in 0..<headDim {
         let rotated = i < half ? -scratch[i + half] : scratch[i - half]

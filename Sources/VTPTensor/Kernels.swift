@@ -94,28 +94,51 @@ public enum Kernels {
         }
     }
 
-    /// SwiGLU gate: `a[i] = silu(a[i]) * b[i]`.
+    /// SwiGLU gate: `a[i] = silu(a[i]) * b[i]`, eight lanes at a time.
     public static func siluMultiply(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
+        var i = 0
+        while i + 8 <= count {
+            let v = VectorMath.load(a + i)
+            VectorMath.store(v / (1 + VectorMath.exp(-v)) * VectorMath.load(b + i), a + i)
+            i += 8
+        }
+        while i < count {
             let v = a[i]
             a[i] = (v / (1 + expf(-v))) * b[i]
+            i += 1
         }
     }
 
     /// Row-wise softmax in place over `rows` rows of width `n`; `-inf` entries get weight 0.
+    /// A row that is entirely `-inf` becomes NaN, as in PyTorch.
     public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, n: Int) {
+        let vectorEnd = n & ~7
         for r in 0..<rows {
             let row = x + r * n
-            var mx = -Float.infinity
-            for i in 0..<n { mx = max(mx, row[i]) }
+            var mx8 = SIMD8<Float>(repeating: -.infinity)
+            var i = 0
+            while i < vectorEnd { mx8 = pointwiseMax(mx8, VectorMath.load(row + i)); i += 8 }
+            var mx = mx8.max()
+            while i < n { mx = max(mx, row[i]); i += 1 }
             if mx == -.infinity {
-                for i in 0..<n { row[i] = .nan }
+                for j in 0..<n { row[j] = .nan }
                 continue
             }
-            var sum: Float = 0
-            for i in 0..<n { let e = expf(row[i] - mx); row[i] = e; sum += e }
-            let inv = 1 / sum
-            for i in 0..<n { row[i] *= inv }
+            let shift = SIMD8<Float>(repeating: mx)
+            var sum8 = SIMD8<Float>()
+            i = 0
+            while i < vectorEnd {
+                let e = VectorMath.exp(VectorMath.load(row + i) - shift)
+                VectorMath.store(e, row + i)
+                sum8 += e
+                i += 8
+            }
+            var sum = sum8.sum()
+            while i < n { let e = expf(row[i] - mx); row[i] = e; sum += e; i += 1 }
+            let inv = SIMD8<Float>(repeating: 1 / sum)
+            i = 0
+            while i < vectorEnd { VectorMath.store(VectorMath.load(row + i) * inv, row + i); i += 8 }
+            while i < n { row[i] *= inv[0]; i += 1 }
         }
     }
 

@@ -55,7 +55,8 @@ import VTPStorage
 
     @Test func jobTypeNames() throws {
         #expect(try JobType(name: "latents") == .latents)
-        #expect(throws: JobError.unknownJobType("clip-embed")) { try JobType(name: "clip-embed") }
-        #expect(JobError.unknownJobType("x").description == "unknown job type 'x' (known: latents, features)")
+        #expect(try JobType(name: "clip-embed") == .clipEmbed)
+        #expect(throws: JobError.unknownJobType("clip_embed")) { try JobType(name: "clip_embed") }
+        #expect(JobError.unknownJobType("x").description == "unknown job type 'x' (known: latents, features, clip-embed, clip-score)")
     }
 }

@@ -38,3 +38,23 @@ import VTPTestSupport
         #expect(ModelPreset.L.config.visionEmbedDim == 1024 && ModelPreset.L.config.visionDepth == 24)
     }
 }
+
+@Suite struct DisabledTowersTests {
+    @Test func encoderOnlyCheckpointLoadsAndRefusesMissingTowers() throws {
+        var config = ModelPreset.tiny.config
+        config.trainClip = false
+        config.trainReconstruction = false
+        let dir = try TemporaryDirectory("encoder-only")
+        defer { dir.remove() }
+        try RandomCheckpoint.write(config: config, to: dir.path, seed: 2)
+        let file = try SafeTensorsFile(path: dir.file("model.safetensors"))
+        #expect(!file.names.contains { $0.hasPrefix("pixel_decoder.") || $0.hasPrefix("text_transformer.") })
+        let model = try VTPModel(directory: dir.path)
+        let images = Tensor(zeros: [1, 3, 32, 32])
+        let latents = try model.reconstructionLatents(images)
+        #expect(latents.shape == [1, 16, 2, 2])
+        #expect(throws: VTPModelError.self) { try model.decode(latents: latents) }
+        #expect(throws: VTPModelError.self) { try model.clipTextFeatures(tokens: [Int32](repeating: 0, count: 77), count: 1) }
+        #expect(model.parameterCount.decoder == 0 && model.parameterCount.text == 0)
+    }
+}

@@ -1,14 +1,17 @@
 import ArgumentParser
 import Foundation
+import VTPImage
 import VTPModel
+import VTPQueue
 import VTPTensor
+import VTPText
 
 /// `vtp bench ...`: throughput measurements, each with its baseline measured in the same run.
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput on this machine.",
-        subcommands: [Model.self]
+        subcommands: [Model.self, Tokenizer.self, Image.self, LedgerCommand.self]
     )
 
     struct Model: AsyncParsableCommand {
@@ -42,6 +45,87 @@ struct BenchCommand: AsyncParsableCommand {
                 print(String(format: "%-11@ %8.2f items/s  %7.1f GFLOP/s  (%.0f%% of sgemm)  %.3f s/batch",
                              r.operation as NSString, r.itemsPerSecond, r.gflops, 100 * r.gflops / sgemm, r.secondsPerBatch))
             }
+        }
+    }
+
+    struct Tokenizer: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prompts/s of the CLIP tokenizer on one core (caption-like prompts, built deterministically).")
+
+        @Option(help: "Number of prompts.") var prompts: Int = 100_000
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let subjects = ["dog", "cat", "rocket", "cup of coffee", "astronaut", "mountain lake", "red car", "city street",
+                            "bowl of ramen", "golden retriever", "violin", "lighthouse", "snowy owl", "bicycle", "sunflower field"]
+            let styles = ["a photo of a", "a blurry photo of the", "an illustration of a", "a close-up photo of a",
+                          "a painting of the", "a black and white photo of a", "a cropped photo of the", "a 3D render of a"]
+            let tails = ["", " at night", " in the rain", ", high resolution", " on a white background", " taken in 1998"]
+            let texts = (0..<max(1, prompts)).map { i in
+                "\(styles[i % styles.count]) \(subjects[(i / 8) % subjects.count])\(tails[(i / 3) % tails.count]) #\(i % 997)"
+            }
+            let tokenizer = try CLIPTokenizer.bundled()
+            let result = try TokenizerBenchmark.run(prompts: texts, tokenizer: tokenizer)
+            let perThousand = 1000 * result.seconds / Double(texts.count)
+            if json {
+                print("{\"prompts\": \(texts.count), \"seconds\": \(result.seconds), \"prompts_per_second\": \(result.promptsPerSecond), \"ms_per_1000\": \(perThousand * 1000)}")
+            } else {
+                print(String(format: "%d prompts in %.3f s: %.0f prompts/s, %.2f ms per 1000 prompts (one core)",
+                             texts.count, result.seconds, result.promptsPerSecond, perThousand * 1000))
+            }
+        }
+    }
+
+    struct Image: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Milliseconds per image to decode a file and apply adm-center-crop (one core).")
+
+        @Option(help: "Image file (default: examples/bench/coffee_500x375.jpg).") var image = "examples/bench/coffee_500x375.jpg"
+        @Option(help: "Target size.") var size: Int = 256
+        @Option(help: "Iterations.") var iterations: Int = 200
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let ms = try ImageBenchmark.run(path: image, iterations: iterations, size: size)
+            if json {
+                print("{\"image\": \"\(image)\", \"size\": \(size), \"ms_per_image\": \(ms)}")
+            } else {
+                print(String(format: "decode + adm-center-crop %d of %@: %.2f ms/image (one core)", size, image as NSString, ms))
+            }
+        }
+    }
+
+    struct LedgerCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ledger",
+            abstract: "Claims+completions per second of empty shards against PostgreSQL.",
+            discussion: "Without --database a throwaway PostgreSQL is started in a temporary directory (fsync off).")
+
+        @Option(help: "PostgreSQL URL (migrated with vtp db migrate). Default: a temporary private server.")
+        var database: String?
+        @Option(help: "One-item shards to claim and complete.") var shards: Int = 5000
+        @Option(help: "Concurrent claiming connections.") var claimers: Int = 4
+
+        func run() async throws {
+            var server: EmbeddedPostgres?
+            let url: String
+            if let database {
+                url = database
+            } else {
+                let temporary = try EmbeddedPostgres.temporary()
+                try await temporary.start()
+                server = temporary
+                url = temporary.connectionURL
+                _ = try await Migrator.migrate(database: temporary.databaseURL)
+            }
+            do {
+                let report = try await LedgerBenchmark.run(database: url, shards: shards, claimers: claimers)
+                print(report)
+            } catch {
+                try? await server?.stop()
+                throw error
+            }
+            try await server?.stop()
         }
     }
 }

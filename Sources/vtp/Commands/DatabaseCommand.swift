@@ -11,16 +11,15 @@ struct DatabaseCommand: AsyncParsableCommand {
         subcommands: [Migrate.self, Version.self]
     )
 
-    /// `vtp db migrate --database URL`
+    /// `vtp db migrate [--database URL | --config FILE]`
     struct Migrate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Apply the ledger migrations compiled into this binary (safe to run concurrently).")
 
-        @Option(name: .long, help: "PostgreSQL URL, e.g. postgresql://user@host/db (defaults to $VTP_DATABASE_URL).")
-        var database: String?
+        @OptionGroup var cluster: ClusterOptions
 
         func run() async throws {
-            let url = try DatabaseCommand.resolve(database)
+            let url = try cluster.databaseURL()
             let report = try await Migrator.migrate(database: url)
             if report.applied.isEmpty {
                 print("\(url.redacted): schema up to date at version \(report.version)")
@@ -31,25 +30,17 @@ struct DatabaseCommand: AsyncParsableCommand {
         }
     }
 
-    /// `vtp db version --database URL`
+    /// `vtp db version [--database URL | --config FILE]`
     struct Version: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the ledger schema version against this binary's.")
 
-        @Option(name: .long, help: "PostgreSQL URL (defaults to $VTP_DATABASE_URL).")
-        var database: String?
+        @OptionGroup var cluster: ClusterOptions
 
         func run() async throws {
-            let url = try DatabaseCommand.resolve(database)
+            let url = try cluster.databaseURL()
             try await Ledger(database: url).verifySchema()
             print("\(url.redacted): schema at version \(Migration.latestVersion), matching this binary")
         }
-    }
-
-    static func resolve(_ option: String?) throws -> DatabaseURL {
-        guard let text = option ?? ProcessInfo.processInfo.environment["VTP_DATABASE_URL"] else {
-            throw ValidationError("--database URL is required (or set VTP_DATABASE_URL)")
-        }
-        return try DatabaseURL(text)
     }
 }
