@@ -59,6 +59,30 @@ struct JobOptions: ParsableArguments {
     @Flag(name: .customLong("keep-patch-tokens"), help: "features: also store the patch tokens.")
     var keepPatchTokens = false
 
+    @Flag(name: .long, inversion: .prefixedNo, help: "clip-embed: also embed the items' captions.")
+    var text: Bool?
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "clip-embed: build the FAISS index when the job finishes.")
+    var index: Bool?
+
+    @Option(name: .customLong("index-exact-threshold"), help: "clip-embed: images from which an IVF index replaces exact search.")
+    var indexExactThreshold: Int?
+
+    @Option(name: .customLong("index-encoding"), help: "clip-embed: IVF vector encoding, pq or sq8.")
+    var indexEncoding: String?
+
+    @Option(name: .long, help: "clip-score: 'imagenet' or a file of class names, one per line.")
+    var classes: String?
+
+    @Option(name: .long, help: "clip-score: 'openai' or a file of prompt templates ('{}' is the class name).")
+    var templates: String?
+
+    @Option(name: .customLong("top-k"), help: "clip-score: labels kept per image.")
+    var topK: Int?
+
+    @Flag(name: .customLong("save-logits"), help: "clip-score: also store every image's logits against every class.")
+    var saveLogits = false
+
     /// The validated request; `settings` supplies defaults the flags leave open.
     func request(settings: ClusterSettings) throws -> JobRequest {
         let type: JobType
@@ -82,6 +106,15 @@ struct JobOptions: ParsableArguments {
         if let pool { document["pool"] = pool }
         if let norm { document["norm"] = norm }
         if keepPatchTokens { document["keep_patch_tokens"] = true }
+        if let text { document["text"] = text }
+        if let index { document["index"] = index }
+        if let indexExactThreshold { document["index_exact_threshold"] = indexExactThreshold }
+        if let indexEncoding { document["index_encoding"] = indexEncoding }
+        // Files named here are read by workers and the finalizer, possibly elsewhere: make them absolute.
+        if let classes { document["classes"] = classes == "imagenet" ? classes : settings.resolveOutput(classes) }
+        if let templates { document["templates"] = templates == "openai" ? templates : settings.resolveOutput(templates) }
+        if let topK { document["top_k"] = topK }
+        if saveLogits { document["save_logits"] = true }
         let json = String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self)
         let parameters: JobParameters
         do { parameters = try JobParameters.decode(jobType: type, json: json) } catch {
