@@ -33,15 +33,19 @@ public final class Coordinator: Sendable {
         public var maxMessageBytes: Int
         /// How often the loop ticks when nothing else happens (well below the heartbeat interval).
         public var tickInterval: Duration
+        /// Receives measurements (metrics); nil: none.
+        public var observer: (any CoordinatorObserver)?
 
         public init(bindEndpoints: [String], curve: CurveServerSecurity? = nil,
                     core: CoordinatorCore.Configuration = CoordinatorCore.Configuration(),
-                    maxMessageBytes: Int = WireLimits.maxFrameBytes, tickInterval: Duration = .milliseconds(200)) {
+                    maxMessageBytes: Int = WireLimits.maxFrameBytes, tickInterval: Duration = .milliseconds(200),
+                    observer: (any CoordinatorObserver)? = nil) {
             self.bindEndpoints = bindEndpoints
             self.curve = curve
             self.core = core
             self.maxMessageBytes = maxMessageBytes
             self.tickInterval = tickInterval
+            self.observer = observer
         }
     }
 
@@ -120,9 +124,20 @@ public final class Coordinator: Sendable {
         }
         events.post(.workAvailable)
 
+        var published = (workers: -1, inFlight: -1)
         loop: for await event in events.events {
+            if let observer = options.observer, case let .received(_, .shardDone(done)) = event {
+                for result in done.results {
+                    for timing in result.timings { observer.observe(.stage(timing.stage, seconds: timing.seconds)) }
+                }
+            }
             let actions = core.handle(event, at: .now())
             state.withLock { $0 = core.counters }
+            if let observer = options.observer, (core.workers.count, core.shardsInFlight) != published {
+                published = (core.workers.count, core.shardsInFlight)
+                observer.observe(.workers(published.workers))
+                observer.observe(.shardsInFlight(published.inFlight))
+            }
             for action in actions {
                 if case .exit = action { break loop }
                 await perform(action, core: core)
@@ -160,20 +175,28 @@ public final class Coordinator: Sendable {
                 events.post(.leaseRenewed(token, held: expiry != nil))
             }
         case let .complete(shard, token, results):
+            let observer = options.observer
             spawn("complete shard \(shard)") { ledger, events in
                 let outcome = try await ledger.completeShard(shard, token: token.uuid, results: results)
+                let ok = results.filter(\.ok).count
+                observer?.observe(.shardRecorded(outcome, itemsOK: ok, itemsFailed: results.count - ok))
                 let finished = outcome == .applied ? try await ledger.job(shard.jobID).state.isFinished : false
                 events.post(.recorded(shard, outcome, jobFinished: finished))
             }
         case let .fail(shard, token, error):
+            let observer = options.observer
             spawn("fail shard \(shard)") { ledger, events in
                 let outcome = try await ledger.failShard(shard, token: token.uuid, error: error)
+                observer?.observe(.shardRecorded(outcome, itemsOK: 0, itemsFailed: 0))
                 let finished = outcome == .failed ? try await ledger.job(shard.jobID).state.isFinished : false
                 events.post(.recorded(shard, outcome, jobFinished: finished))
             }
         case .releaseExpiredLeases:
+            let observer = options.observer
             spawn("release expired leases") { ledger, events in
-                events.post(.leasesReleased(try await ledger.releaseExpiredLeases().map(\.shard)))
+                let released = try await ledger.releaseExpiredLeases()
+                if !released.isEmpty { observer?.observe(.leasesExpired(released.count)) }
+                events.post(.leasesReleased(released.map(\.shard)))
             }
         case .queryNextEligible:
             Task { [ledger, events] in

@@ -41,12 +41,18 @@ public struct JobShardHandler: ShardHandling {
                              parametersJSON: assignment.parametersJSON, modelDirectory: assignment.modelPath,
                              outputDirectory: assignment.outputDirectory, items: items)
         let outcome = try await executor.run(task) { done in progress(UInt32(clamping: done)) }
+        // Inference and writing are timed per shard; each written item carries its share.
+        let written = max(1, outcome.succeeded)
         let results = outcome.items.map { item in
-            ItemResult(ordinal: UInt32(clamping: item.ordinal), status: item.status == .ok ? .ok : .failed,
-                       outputLocation: item.outputLocation, errorText: item.error,
-                       timings: [StageTiming(stage: "read", seconds: item.readSeconds),
-                                 StageTiming(stage: "decode", seconds: item.decodeSeconds),
-                                 StageTiming(stage: "preprocess", seconds: item.preprocessSeconds)])
+            var timings = [StageTiming(stage: "read", seconds: item.readSeconds),
+                           StageTiming(stage: "decode", seconds: item.decodeSeconds),
+                           StageTiming(stage: "preprocess", seconds: item.preprocessSeconds)]
+            if item.status == .ok {
+                timings += [StageTiming(stage: "infer", seconds: outcome.timings.infer / Double(written)),
+                            StageTiming(stage: "write", seconds: outcome.timings.write / Double(written))]
+            }
+            return ItemResult(ordinal: UInt32(clamping: item.ordinal), status: item.status == .ok ? .ok : .failed,
+                              outputLocation: item.outputLocation, errorText: item.error, timings: timings)
         }
         return (results + failed).sorted { $0.ordinal < $1.ordinal }
     }

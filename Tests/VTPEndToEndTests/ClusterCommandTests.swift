@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 import VTPQueue
 import VTPTestSupport
@@ -19,6 +22,7 @@ struct ClusterCommandTests {
         _ = try await Migrator.migrate(database: server.databaseURL)
         let expected = try RunCommandTests.makeInput(dir.file("in"), copies: 1)
 
+        let metricsPort = Int.random(in: 20_000...60_000)
         let config = dir.file("vtp.toml")
         try """
             [database]
@@ -27,6 +31,7 @@ struct ClusterCommandTests {
             endpoint = "ipc://\(dir.file("c.ipc"))"
             heartbeat_interval_ms = 200
             lease_seconds = 5
+            metrics_port = \(metricsPort)
             [worker]
             prefetch = 1
             threads = 1
@@ -68,6 +73,14 @@ struct ClusterCommandTests {
         #expect(job.state == .completed && job.itemsDone == 13 && job.shardsDone == 5)
         #expect(Set(try RunCommandTests.writtenIDs(dir.file("out"))) == expected)
         #expect(try await ledger.listWorkers().map(\.report.id) == ["cli-w1"])
+
+        // The coordinator's Prometheus endpoint counted the work.
+        let (body, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(metricsPort)/metrics")!)
+        let metrics = String(decoding: body, as: UTF8.self)
+        #expect(metrics.contains("vtp_shards_completed_total 5"), "\(metrics)")
+        #expect(metrics.contains("vtp_items_processed_total 13"))
+        #expect(metrics.contains("vtp_workers 1"))
+        #expect(metrics.contains("vtp_stage_duration_seconds_count{stage=\"infer\"} 13"))
 
         kill(worker.pid, SIGTERM)
         #expect(try await worker.wait(seconds: 20) == .exited(0))

@@ -3,6 +3,7 @@ import Foundation
 import VTPSettings
 import Logging
 import VTPCoordinator
+import VTPMetrics
 import VTPQueue
 import VTPRuntimeSupport
 import VTPTransport
@@ -34,10 +35,24 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try await ledger.verifySchema()
         let notifier = WorkNotifier(database: url)
         try await notifier.start()
+        var bridge: CoordinatorMetricsBridge?
+        var server: MetricsServer?
+        if settings.coordinator.metricsPort != 0 {
+            let metrics = try CoordinatorMetrics()
+            bridge = CoordinatorMetricsBridge(metrics: metrics)
+            server = try MetricsServer(registry: metrics.registry, address: settings.coordinator.metricsAddress,
+                                       port: settings.coordinator.metricsPort)
+            logger.info("metrics on http://\(settings.coordinator.metricsAddress):\(server!.port)/metrics")
+        }
+        let poller = Task { [bridge] in await bridge?.pollLedger(Ledger(database: url), logger: logger) }
+        defer {
+            poller.cancel()
+            server?.stop()
+        }
         let options = Coordinator.Options(bindEndpoints: [settings.coordinator.endpoint],
                                           curve: try ClusterSetup.serverSecurity(settings),
                                           core: try ClusterSetup.coordinatorCore(settings, leaseSeconds: lease),
-                                          maxMessageBytes: settings.limits.maxMessageBytes)
+                                          maxMessageBytes: settings.limits.maxMessageBytes, observer: bridge)
         let coordinator = try Coordinator(ledger: ledger, notifier: notifier, options: options, context: try ZMQContext(),
                                           logger: logger)
         logger.info("coordinator on \(coordinator.boundEndpoints.joined(separator: ", ")), ledger \(url.redacted)")
