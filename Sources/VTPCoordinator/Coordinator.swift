@@ -61,6 +61,9 @@ public final class Coordinator: Sendable {
     private let notifier: WorkNotifier?
     private let router: RouterEndpoint
     private let events = EventQueue<CoordinatorCore.Event>()
+    /// Worker rows are written in the order the machine produced them (a late heartbeat must not
+    /// overwrite an "offline"), by one task, without holding up the loop.
+    private let workerReports = EventQueue<WorkerReport>()
     private let notify: AsyncStream<CoordinatorNotification>.Continuation
     private let state: Locked<CoordinatorCore.Counters>
     private let logger: Logger
@@ -116,6 +119,11 @@ public final class Coordinator: Sendable {
             }
         }
         let recovery = Task { await self.finalizeUnfinishedJobs() }
+        let reporter = Task { [ledger, workerReports, logger] in
+            for await report in workerReports.events {
+                do { try await ledger.upsertWorker(report) } catch { logger.error("upsert worker \(report.id) failed: \(error)") }
+            }
+        }
         defer {
             inbound.cancel()
             ticker.cancel()
@@ -144,6 +152,8 @@ public final class Coordinator: Sendable {
             }
         }
         events.finish()
+        workerReports.finish()
+        await reporter.value
         await router.shutdown()
         notify.finish()
         logger.info("coordinator stopped: \(core.counters)")
@@ -158,7 +168,7 @@ public final class Coordinator: Sendable {
             }
         case let .upsertWorker(report):
             if report.state == .offline { logger.info("worker \(report.id) is gone") }
-            spawn("upsert worker \(report.id)") { ledger, _ in try await ledger.upsertWorker(report) }
+            workerReports.post(report)
         case let .claim(peer):
             let owner = core.workers[peer]?.workerID ?? peer.description
             Task { [ledger, events, logger] in

@@ -424,7 +424,11 @@ public struct CoordinatorCore: Sendable {
 
     private mutating func checkDrained(at now: MonotonicInstant, into actions: inout [Action]) {
         guard shardsInFlight == 0 || now >= (drainDeadline ?? now) else { return }
-        for peer in order { actions.append(.send(.disconnect(reason: "coordinator shutting down"), to: peer)) }
+        // Workers are unserved until they register with a coordinator again.
+        for peer in order {
+            actions.append(.upsertWorker(report(for: peer, state: .offline)))
+            actions.append(.send(.disconnect(reason: "coordinator shutting down"), to: peer))
+        }
         actions.append(.exit)
         exited = true
     }

@@ -218,6 +218,53 @@ struct ClusterIntegrationTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
+    func workerReconnectsToARestartedCoordinatorAndKeepsWorking() async throws {
+        let dir = try TemporaryDirectory("cluster-restart")
+        defer { dir.remove() }
+        let (input, _) = try makeInput(dir, good: 3)
+        try await withDatabase { url in
+            let endpoint = "ipc://" + dir.file("c.ipc")
+            func startCoordinator() throws -> (Coordinator, Task<Void, Never>) {
+                let coordinator = try Coordinator(ledger: Ledger(database: url), notifier: nil,
+                                                  options: Coordinator.Options(bindEndpoints: [endpoint], core: fastCore(leaseSeconds: 10)),
+                                                  context: try ZMQContext())
+                return (coordinator, Task { await coordinator.run() })
+            }
+            let ledger = Ledger(database: url)
+            var (coordinator, serving) = try startCoordinator()
+            let worker = try Worker(options: Worker.Options(endpoint: endpoint, registration: registration("phoenix"),
+                                                            liveness: fastWorkerLiveness()),
+                                    handler: JobShardHandler(), context: try ZMQContext())
+            let working = Task { await worker.run() }
+            #expect(try await eventually(10) { try await ledger.listWorkers().first?.report.state == .idle })
+
+            // The coordinator goes away (it marks the worker offline on the way out) and comes back.
+            coordinator.requestShutdown()
+            await serving.value
+            #expect(try await eventually(5) { try await ledger.listWorkers().first?.report.state == .offline })
+            try await Task.sleep(for: .milliseconds(500))
+            (coordinator, serving) = try startCoordinator()
+
+            // The worker notices the silence, reconnects, registers again and takes the new job.
+            let request = JobRequest(parameters: .latents(LatentsParameters(imageSize: 64, batchSize: 2)), input: input,
+                                     output: dir.file("out"), model: Fixtures.path("vtp-tiny"), shardSize: 2)
+            let jobID = try await ledger.enqueue(request.spec, items: try request.listItems().items)
+            var notes = coordinator.notifications.makeAsyncIterator()
+            guard case let .jobFinalized(id, .written(counts))? = await notes.next() else {
+                Issue.record("the job was not finalized")
+                return
+            }
+            #expect(id == jobID && counts.written == 3 && counts.failed == 1)
+            #expect(try await ledger.listWorkers().map(\.report.id) == ["phoenix"])
+
+            worker.requestShutdown()
+            await working.value
+            coordinator.requestShutdown()
+            await serving.value
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2)))
     func workerWithAnUnknownCurveKeyIsRefused() async throws {
         guard ZMQContext.has("curve") else { return }
         try await withDatabase { url in

@@ -246,6 +246,7 @@ struct CoordinatorCoreTests {
                                at: Self.at(2))
         #expect(done.contains(.exit))
         #expect(done.contains(.send(.disconnect(reason: "coordinator shutting down"), to: alice)))
+        #expect(done.contains { if case let .upsertWorker(r) = $0 { r.id == "w-alice" && r.state == .offline } else { false } })
         #expect(core.handle(.tick, at: Self.at(3)).isEmpty)
     }
 
