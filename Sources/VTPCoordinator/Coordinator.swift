@@ -233,9 +233,16 @@ public final class Coordinator: Sendable {
         do {
             let job = try await ledger.job(jobID)
             let type = try JobType(name: job.type)
-            let manifest = try await BlockingWork.run(name: "vtp-finalize") {
+            // Shards that exhausted their attempts left no output; their items are failures of the job.
+            var failedShards: [Int: [RunManifest.Failure]] = [:]
+            for shard in try await ledger.failedShards(job: jobID) {
+                failedShards[shard.index] = shard.items.map {
+                    RunManifest.Failure(sourceId: $0.sourceID, reason: $0.error.isEmpty ? shard.error : $0.error)
+                }
+            }
+            let manifest = try await BlockingWork.run(name: "vtp-finalize") { [failedShards] in
                 try JobFinalizer.finalize(jobType: type, parametersJSON: job.parametersJSON, outputDirectory: job.outputLocation,
-                                          modelDirectory: job.model ?? "", shardCount: job.shardCount)
+                                          modelDirectory: job.model ?? "", shardCount: job.shardCount, failedShards: failedShards)
             }
             logger.info("job \(jobID) finalized: \(manifest.counts.written) written, \(manifest.counts.failed) failed")
             notify.yield(.jobFinalized(jobID: jobID, result: .written(manifest.counts)))

@@ -20,13 +20,16 @@ public enum JobFinalizer {
     /// Latent stats are merged in shard order from each shard's exact accumulator (over `latents`
     /// only, unbiased std, as LightningDiT computes them); with no latent written at all, no stats
     /// file exists. `listingFailures` are inputs that never became items (e.g. WebDataset samples
-    /// without an image) and are reported as failures too.
+    /// without an image) and are reported as failures too. `failedShards` are shards that exhausted
+    /// their attempts (by index, with the failures of their items): they wrote no summary and no
+    /// output, so they are skipped and their items reported as failed.
     @discardableResult
     public static func finalize(jobType: JobType, parametersJSON: String, outputDirectory: String, modelDirectory: String,
-                                shardCount: Int, listingFailures: [RunManifest.Failure] = []) throws(JobError) -> RunManifest {
+                                shardCount: Int, listingFailures: [RunManifest.Failure] = [],
+                                failedShards: [Int: [RunManifest.Failure]] = [:]) throws(JobError) -> RunManifest {
         let parameters = try JobParameters.decode(jobType: jobType, json: parametersJSON)
         var summaries: [ShardSummary] = []
-        for index in 0..<shardCount {
+        for index in 0..<shardCount where failedShards[index] == nil {
             let path = outputDirectory + "/" + ShardSummary.fileName(shard: index)
             let summary = try ShardSummary.read(path)
             guard summary.jobType == jobType, summary.shardIndex == index else {
@@ -110,9 +113,10 @@ public enum JobFinalizer {
         }
 
         let shards = written
+        let shardFailures = failedShards.sorted { $0.key < $1.key }.flatMap(\.value)
         let failures = summaries.flatMap { $0.failures.map { RunManifest.Failure(sourceId: $0.sourceId, reason: $0.reason) } }
-            + listingFailures
-        let inputs = summaries.reduce(0) { $0 + $1.inputs } + listingFailures.count
+            + shardFailures + listingFailures
+        let inputs = summaries.reduce(0) { $0 + $1.inputs } + shardFailures.count + listingFailures.count
         let manifest = RunManifest(format: format, model: model, preprocessing: preprocessing, dtype: dtype,
                                    counts: .init(inputs: inputs, written: shards.reduce(0) { $0 + $1.rows }, failed: failures.count,
                                                  shards: shardCount),

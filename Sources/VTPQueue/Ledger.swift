@@ -269,8 +269,9 @@ public final class Ledger: Sendable {
         throw LedgerError.invalidJobState(job: job, state: outcome, operation: operation)
     }
 
-    /// Requeues a job's failed shards and failed items with fresh attempts; returns how many
-    /// items were reset.
+    /// Requeues, with fresh attempts, every shard of a job that failed or finished with failed
+    /// items, and all items of those shards (a shard's outputs are rewritten whole, so its good
+    /// rows are redone too); returns how many items were reset.
     @discardableResult
     public func retryFailed(job: Int64) async throws -> Int64 {
         let (reset, state) = try await session.run("retry failed") { connection -> (Int64?, String) in

@@ -108,12 +108,13 @@ struct CLIEndToEndTests {
         #expect(page2["next_after"] is NSNull)
         #expect(try vtpOK(["failures", String(jobA)] + db).contains("truncated JPEG"))
 
-        // vtp job retry ID: the two failed items go back to the queue.
+        // vtp job retry ID: the shard with the two failed items goes back to the queue whole
+        // (its 10 items), since a shard's outputs are rewritten from all of its items.
         let retried = try vtpOK(["job", "retry", String(jobA)] + db)
-        #expect(retried.contains("2 failed item(s) requeued"))
+        #expect(retried.contains("10 item(s) of failed shards requeued"))
         let afterRetry = try await ledger.job(jobA)
         #expect(afterRetry.itemsFailed == 0)
-        #expect(afterRetry.itemsDone == 8)
+        #expect(afterRetry.itemsDone == 0)
         #expect(try await ledger.failures(job: jobA).isEmpty)
 
         // vtp job pause / resume / cancel

@@ -126,6 +126,10 @@ struct LedgerTests {
             let failures = try await ledger.failures(job: job)
             #expect(failures.map(\.sourceID) == ["img-0", "img-1"])
             #expect(failures.allSatisfy { $0.error.contains("shard failed after 2 attempts: lease expired") })
+            let failedShards = try await ledger.failedShards(job: job)
+            #expect(failedShards.map(\.index) == [0])
+            #expect(failedShards.first?.error == "lease expired (owner crashy-2)")
+            #expect(failedShards.first?.items.map(\.sourceID) == ["img-0", "img-1"])
 
             #expect(try await ledger.retryFailed(job: job) == 2)
             record = try await ledger.job(job)
@@ -179,12 +183,14 @@ struct LedgerTests {
             #expect(failures.map(\.error) == ["corrupt JPEG", "worker reported no result for this item"])
             #expect(try await ledger.scalar("SELECT result_summary->>'seconds' FROM shards WHERE job_id = $1", [String(job)]) == "1.5")
 
-            // Retrying reissues only the two failed items of the done shard.
-            #expect(try await ledger.retryFailed(job: job) == 2)
+            // Retrying re-runs the whole shard: its outputs are files rewritten from the items it is
+            // given, so the two good rows must be redone with the two failed ones.
+            #expect(try await ledger.retryFailed(job: job) == 4)
+            #expect(try await ledger.job(job).itemsDone == 0)
             let retry = try #require(try await ledger.claimNextShard(owner: "w"))
-            #expect(retry.items.map(\.ordinal) == [1, 3])
+            #expect(retry.items.map(\.ordinal) == [0, 1, 2, 3])
             _ = try await ledger.completeShard(retry.shard, token: retry.leaseToken,
-                                               results: [.success(1, output: "/o/1"), .success(3, output: "/o/3")])
+                                               results: retry.items.map { .success($0.ordinal, output: "/o/\($0.ordinal)") })
             let done = try await ledger.job(job)
             #expect(done.state == .completed && done.itemsDone == 4 && done.itemsFailed == 0)
             #expect(try await ledger.scalar("SELECT items_ok FROM shards WHERE job_id = $1", [String(job)]) == "4")

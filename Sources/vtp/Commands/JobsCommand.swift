@@ -86,7 +86,7 @@ struct JobCommand: AsyncParsableCommand {
     /// `vtp job retry ID`
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Requeue a job's failed shards and failed items with fresh attempts.",
+            abstract: "Re-run, with fresh attempts, every shard that failed or has failed items (all of its items: shard outputs are rewritten whole).",
             discussion: JobCommand.controlJSON)
         @OptionGroup var cluster: ClusterOptions
         @Argument(help: "Job id.") var id: Int64
@@ -97,7 +97,7 @@ struct JobCommand: AsyncParsableCommand {
                 return (reset, try await ledger.job(id))
             }
             let result = ControlResult(job: id, action: "retry", state: job.state.rawValue, itemsReset: reset)
-            try cluster.emit(result) { "job \(id): \(reset) failed item(s) requeued; state \(job.state.rawValue)\n" }
+            try cluster.emit(result) { "job \(id): \(reset) item(s) of failed shards requeued; state \(job.state.rawValue)\n" }
         }
     }
 

@@ -1,0 +1,34 @@
+import Foundation
+
+/// A shard that exhausted its attempts: it wrote no output, and its items are failures of the job.
+public struct FailedShard: Sendable, Equatable {
+    public var index: Int
+    public var error: String
+    public var items: [ItemFailure]
+}
+
+extension Ledger {
+    /// The shards of `job` in state `failed`, each with its items (source id, path and the error
+    /// the ledger recorded for them), so a finalizer can account for shards that left no output.
+    public func failedShards(job: Int64) async throws -> [FailedShard] {
+        try await session.run("list failed shards") { connection in
+            let shards = try connection.query("""
+                SELECT shard_index, coalesce(last_error, '') FROM shards
+                 WHERE job_id = $1 AND state = 'failed' ORDER BY shard_index
+                """, [String(job)], operation: "list failed shards of job \(job)")
+            var result: [FailedShard] = []
+            for row in 0..<shards.rowCount {
+                let index = Int(try shards.int64(row, 0))
+                let items = try connection.query("""
+                    SELECT ordinal, source_id, path, coalesce(error, '') FROM items
+                     WHERE job_id = $1 AND shard_index = $2 ORDER BY ordinal
+                    """, [String(job), String(index)], operation: "list items of failed shard \(index) of job \(job)")
+                result.append(FailedShard(index: index, error: try shards.string(row, 1), items: try (0..<items.rowCount).map {
+                    ItemFailure(ordinal: try items.int64($0, 0), sourceID: try items.string($0, 1),
+                                path: try items.string($0, 2), error: try items.string($0, 3))
+                }))
+            }
+            return result
+        }
+    }
+}
