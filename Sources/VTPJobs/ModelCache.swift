@@ -7,13 +7,18 @@ import VTPModel
 /// `@unchecked Sendable`: the dictionary is only touched under `lock`; the cached `VTPModel`s
 /// are themselves safe for concurrent reads.
 public final class ModelCache: @unchecked Sendable {
-    /// The process-wide cache workers use.
+    /// The process-wide cache (models use every core).
     public static let shared = ModelCache()
 
     private let lock = NSLock()
     private var models: [String: VTPModel] = [:]
+    /// Cores each loaded model's forward pass uses (nil: all cores of the machine).
+    public let threads: Int?
 
-    public init() {}
+    /// A cache whose models each use `threads` cores (nil: all), so several workers can share a machine.
+    public init(threads: Int? = nil) {
+        self.threads = threads
+    }
 
     /// The model at `directory`, loading it on first use. Loading happens under the lock so two
     /// shards asking at once load it once; it blocks, so call from a thread you own.
@@ -23,7 +28,7 @@ public final class ModelCache: @unchecked Sendable {
         defer { lock.unlock() }
         if let cached = models[key] { return cached }
         do {
-            let model = try VTPModel(directory: directory)
+            let model = try VTPModel(directory: directory, threads: threads)
             models[key] = model
             return model
         } catch {

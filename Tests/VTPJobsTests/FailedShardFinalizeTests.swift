@@ -37,3 +37,12 @@ import VTPTestSupport
         }
     }
 }
+
+@Suite struct ModelCacheThreadsTests {
+    @Test func cachedModelsUseTheConfiguredCores() throws {
+        let one = try ModelCache(threads: 1).model(at: TinyModel.directory)
+        #expect(one.pool.threads == 1)
+        let all = try ModelCache().model(at: TinyModel.directory)
+        #expect(all.pool.threads == ProcessInfo.processInfo.activeProcessorCount)
+    }
+}

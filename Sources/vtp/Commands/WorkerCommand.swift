@@ -63,7 +63,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = ClusterSetup.logger("vtp.worker", level: .info)
         let executor = ShardExecutor(options: ShardExecutor.Options(preprocessThreads: settings.worker.decodeThreads,
                                                                     queueCapacity: settings.worker.queueDepth,
-                                                                    maxPixels: settings.worker.maxImagePixels))
+                                                                    maxPixels: settings.worker.maxImagePixels),
+                                     models: ModelCache(threads: threadCount))
         let options = Worker.Options(endpoint: settings.coordinator.endpoint, registration: registration,
                                      curve: try ClusterSetup.clientSecurity(settings),
                                      liveness: try ClusterSetup.workerLiveness(settings),
