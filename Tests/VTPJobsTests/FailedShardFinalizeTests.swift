@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import VTPJobs
+import VTPModel
+import VTPTensor
 import VTPStorage
 import VTPTestSupport
 
