@@ -122,7 +122,7 @@ final class ClipEmbedJob: ShardJob {
         try images.values.withUnsafeBufferPointer {
             try NpyFile.write(shape: [images.rows, dimension], values: $0, as: parameters.npyElement, to: directory + "/" + imagePath)
         }
-        return ShardWriteResult(written: .make(fileName: imagePath, sidecarName: metadataPath, rows: items.count), stats: nil,
+        return ShardWriteResult(written: WrittenShard(fileName: imagePath, sidecarName: metadataPath, rows: items.count), stats: nil,
                                 extraFiles: extra)
     }
 }

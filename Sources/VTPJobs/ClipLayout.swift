@@ -86,11 +86,3 @@ public struct ClipMetadataRow: Codable, Sendable, Equatable {
     }
 }
 
-extension WrittenShard {
-    /// `WrittenShard` has no public memberwise initializer outside the storage module; it is a
-    /// plain Codable record, so CLIP jobs build theirs through its coding keys.
-    static func make(fileName: String, sidecarName: String, rows: Int) -> WrittenShard {
-        let json = try! JSONSerialization.data(withJSONObject: ["fileName": fileName, "sidecarName": sidecarName, "rows": rows])
-        return try! JSONDecoder().decode(WrittenShard.self, from: json)
-    }
-}

@@ -152,7 +152,7 @@ final class ClipScoreJob: ShardJob {
         }
         try JSONLWriter.write(rows, to: directory + "/" + scoresPath)
         // The scores file carries its own ids, so it is also the shard's id sidecar.
-        return ShardWriteResult(written: .make(fileName: scoresPath, sidecarName: scoresPath, rows: rows.count), stats: nil,
+        return ShardWriteResult(written: WrittenShard(fileName: scoresPath, sidecarName: scoresPath, rows: rows.count), stats: nil,
                                 extraFiles: extra)
     }
 }

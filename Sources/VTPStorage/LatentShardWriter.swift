@@ -25,6 +25,16 @@ public struct WrittenShard: Sendable, Equatable, Codable {
     public var sidecarName: String
     /// Rows in the shard.
     public var rows: Int
+
+    /// Creates the record of a shard written by any job type.
+    public init(fileName: String, sidecarName: String, rows: Int) {
+        self.fileName = fileName
+        self.sidecarName = sidecarName
+        self.rows = rows
+    }
+
+    // snake_case like every other key of manifest.json and the shard summaries.
+    enum CodingKeys: String, CodingKey { case fileName = "file_name", sidecarName = "sidecar_name", rows }
 }
 
 /// Writes LightningDiT-compatible latent shards: what `extract_features.py` saves and
