@@ -21,7 +21,8 @@ import VTPTransport
 ///   duplicate results and the machine counts them.
 /// - A worker silent for the liveness limit is declared dead; its leases are left to expire in the
 ///   ledger and are re-dispatched after the periodic `releaseExpiredLeases`.
-/// - A job whose last shard resolved is finalized exactly once per coordinator.
+/// - A job whose last shard resolved is finalized once per time it finishes (again after a retry
+///   re-opens it), never twice for the same finish.
 /// - After `shutdownRequested` no shard is claimed; the machine exits once no worker holds a shard,
 ///   or at the grace deadline (unfinished leases then simply expire).
 public struct CoordinatorCore: Sendable {
@@ -167,6 +168,8 @@ public struct CoordinatorCore: Sendable {
         case let .claimed(peer, shard):
             if workers[peer] != nil { workers[peer]!.claimsInFlight = max(0, workers[peer]!.claimsInFlight - 1) }
             if let shard {
+                // A job with work again (retry-failed) was re-opened: its next finish is finalized anew.
+                finalizedJobs.remove(shard.shard.jobID)
                 assign(shard, preferring: peer, at: now, into: &actions)
             } else {
                 idle = true

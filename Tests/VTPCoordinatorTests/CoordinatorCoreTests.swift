@@ -216,6 +216,19 @@ struct CoordinatorCoreTests {
         #expect(core.finalizedJobs == [3, 4])
     }
 
+    @Test func aJobReopenedByRetryIsFinalizedAgainWhenItFinishesAgain() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        #expect(core.handle(.recorded(ShardRef(jobID: 3, index: 0), .applied, jobFinished: true), at: Self.at(0))
+            .contains(.finalize(jobID: 3)))
+        // `vtp job retry` re-opened the job: one of its shards is claimed again and finishes it again.
+        _ = core.handle(.claimed(alice, lease(job: 3, index: 0)), at: Self.at(1))
+        #expect(!core.finalizedJobs.contains(3))
+        #expect(core.handle(.recorded(ShardRef(jobID: 3, index: 0), .applied, jobFinished: true), at: Self.at(2))
+            .contains(.finalize(jobID: 3)))
+    }
+
     @Test func claimForADeadWorkerGoesToAnotherWorkerWithCredit() throws {
         var core = makeCore()
         _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
