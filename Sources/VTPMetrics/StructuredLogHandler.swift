@@ -131,20 +131,8 @@ struct LogLine {
     /// Bare when safe, otherwise double-quoted with `\` `"` and control characters escaped.
     static func logfmtValue(_ value: String) -> String {
         let needsQuotes = value.isEmpty || value.unicodeScalars.contains { $0.value <= 0x20 || $0 == "=" || $0 == "\"" || $0 == "\\" }
-        guard needsQuotes else { return value }
-        var out = "\""
-        for c in value.unicodeScalars {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if c.value < 0x20 { out += "\\u" + hex4(c.value) } else { out.unicodeScalars.append(c) }
-            }
-        }
-        return out + "\""
+        // Quoted logfmt values use JSON string escaping.
+        return needsQuotes ? jsonString(value) : value
     }
 
     static func jsonValue(_ value: Logger.Metadata.Value) -> String {

@@ -14,39 +14,12 @@ import Glibc
 struct ClusterCommandTests {
     @Test(.timeLimit(.minutes(3)))
     func submittedJobIsProcessedAndBothServicesExitCleanlyOnSIGTERM() async throws {
-        let dir = try TemporaryDirectory("e2e-cluster")
-        defer { dir.remove() }
-        let server = try EmbeddedPostgres.temporary()
-        defer { try? server.stopBlocking() }
-        try await server.start()
-        _ = try await Migrator.migrate(database: server.databaseURL)
+        let cluster = try await LocalCluster("e2e-cluster", metrics: true)
+        defer { cluster.tearDown() }
+        let dir = cluster.dir, config = cluster.config, metricsPort = cluster.metricsPort, server = cluster.server
         let expected = try RunCommandTests.makeInput(dir.file("in"), copies: 1)
-
-        let metricsPort = Int.random(in: 20_000...60_000)
-        let config = dir.file("vtp.toml")
-        try """
-            [database]
-            url = "\(server.connectionURL)"
-            [coordinator]
-            endpoint = "ipc://\(dir.file("c.ipc"))"
-            heartbeat_interval_ms = 200
-            lease_seconds = 5
-            metrics_port = \(metricsPort)
-            [worker]
-            prefetch = 1
-            threads = 1
-            """.write(toFile: config, atomically: true, encoding: .utf8)
-
-        let coordinator = try SpawnedProcess.start(VTPExecutable.path, ["coordinator", "--config", config],
-                                                   stdout: dir.file("coordinator.out"), stderr: dir.file("coordinator.err"))
-        let worker = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--config", config, "--worker-id", "cli-w1"],
-                                              stdout: dir.file("worker.out"), stderr: dir.file("worker.err"))
-        defer {
-            kill(worker.pid, SIGKILL)
-            kill(coordinator.pid, SIGKILL)
-            _ = worker.poll()
-            _ = coordinator.poll()
-        }
+        try cluster.startServices(workerID: "cli-w1")
+        let worker = try #require(cluster.worker), coordinator = try #require(cluster.coordinator)
 
         let submitted = try VTPExecutable.run(["submit", "latents", "--config", config, "--model", Fixtures.path("vtp-tiny"),
                                                "--input", dir.file("in"), "--output", dir.file("out"), "--shard-size", "3",
@@ -67,8 +40,7 @@ struct ClusterCommandTests {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        let log = { (name: String) in (try? String(contentsOfFile: dir.file(name), encoding: .utf8)) ?? "" }
-        #expect(finished, "coordinator: \(log("coordinator.err"))\nworker: \(log("worker.err"))")
+        #expect(finished, "coordinator: \(cluster.log("coordinator.err"))\nworker: \(cluster.log("worker.err"))")
         let job = try await ledger.job(jobID)
         #expect(job.state == .completed && job.itemsDone == 13 && job.shardsDone == 5)
         #expect(Set(try RunCommandTests.writtenIDs(dir.file("out"))) == expected)

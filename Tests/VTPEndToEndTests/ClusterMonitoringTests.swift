@@ -17,26 +17,10 @@ struct ClusterMonitoringTests {
 
     @Test(.timeLimit(.minutes(4)))
     func submitWatchCancelAndRetryThroughTheCLI() async throws {
-        let dir = try TemporaryDirectory("e2e-monitor")
-        defer { dir.remove() }
-        let server = try EmbeddedPostgres.temporary()
-        defer { try? server.stopBlocking() }
-        try await server.start()
-        _ = try await Migrator.migrate(database: server.databaseURL)
-        let config = dir.file("vtp.toml")
-        try """
-            [database]
-            url = "\(server.connectionURL)"
-            [coordinator]
-            endpoint = "ipc://\(dir.file("c.ipc"))"
-            heartbeat_interval_ms = 200
-            lease_seconds = 5
-            metrics_port = 0
-            [worker]
-            prefetch = 1
-            threads = 1
-            """.write(toFile: config, atomically: true, encoding: .utf8)
-        let cluster = ["--config", config]
+        let local = try await LocalCluster("e2e-monitor")
+        defer { local.tearDown() }
+        let dir = local.dir
+        let cluster = ["--config", local.config]
 
         // Job A: the fixture images plus one corrupt file; it will finish with one failed item.
         let good = try RunCommandTests.makeInput(dir.file("a"), copies: 1)
@@ -44,16 +28,8 @@ struct ClusterMonitoringTests {
         // Job B: many small shards, cancelled while the worker is still busy with job A.
         _ = try RunCommandTests.makeInput(dir.file("b"), copies: 4)
 
-        let coordinator = try SpawnedProcess.start(VTPExecutable.path, ["coordinator"] + cluster,
-                                                   stdout: dir.file("coordinator.out"), stderr: dir.file("coordinator.err"))
-        let worker = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--worker-id", "mon-w1"] + cluster,
-                                              stdout: dir.file("worker.out"), stderr: dir.file("worker.err"))
-        defer {
-            kill(worker.pid, SIGKILL)
-            kill(coordinator.pid, SIGKILL)
-            _ = worker.poll()
-            _ = coordinator.poll()
-        }
+        try local.startServices(workerID: "mon-w1")
+        let worker = try #require(local.worker), coordinator = try #require(local.coordinator)
         func submit(_ input: String, _ output: String, shardSize: Int, priority: Int) throws -> Int64 {
             let doc = try json(try VTPExecutable.run(["submit", "latents", "--model", Fixtures.path("vtp-tiny"), "--input", input,
                                                       "--output", output, "--shard-size", String(shardSize), "--image-size", "64",
@@ -99,7 +75,7 @@ struct ClusterMonitoringTests {
 
         let finished = try await waitForFinish(jobA)
         #expect(finished.state == "completed_with_failures" && finished.done == good.count && finished.failed == 1,
-                "\(finished)\n\((try? String(contentsOfFile: dir.file("worker.err"), encoding: .utf8)) ?? "")")
+                "\(finished)\n\(local.log("worker.err"))")
         let failures = try json(try VTPExecutable.run(["failures", String(jobA), "--json"] + cluster))
         #expect((failures["failures"] as? [[String: Any]])?.compactMap { $0["source_id"] as? String } == ["class00/broken.jpg"])
 
