@@ -10,9 +10,10 @@ import VTPTensor
 ///
 /// Images are float32 tensors (B, 3, H, W), already normalized, with H and W multiples of the
 /// patch size. Text is token ids (T, context length) from the CLIP tokenizer.
+///
+/// `@unchecked Sendable`: every stored property is immutable after init and the weight buffers
+/// are never written, so concurrent forwards only read shared memory.
 public final class VTPModel: @unchecked Sendable {
-    // @unchecked Sendable: every stored property is immutable after init and the weight buffers
-    // are never written, so concurrent forwards only read shared memory.
 
     /// The checkpoint's configuration.
     public let config: VTPConfig
