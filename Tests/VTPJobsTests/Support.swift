@@ -4,13 +4,6 @@ import VTPStorage
 import VTPTensor
 import VTPTestSupport
 
-/// Little-endian reads used by the shared zip/pickle reader (`ZipAndPickleReader.swift` is a
-/// link to the storage tests' independent reader, so both suites check archives the same way).
-extension Array where Element == UInt8 {
-    func u16(_ at: Int) -> Int { Int(self[at]) | Int(self[at + 1]) << 8 }
-    func u32(_ at: Int) -> Int { u16(at) | u16(at + 2) << 16 }
-}
-
 /// Builds input trees from the fixture images.
 struct InputTree {
     let dir: TemporaryDirectory

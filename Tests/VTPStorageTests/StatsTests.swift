@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPTestSupport
 @testable import VTPStorage
 
 @Suite struct StatsTests {

@@ -25,9 +25,3 @@ func pseudoRandom(count: Int, seed: UInt64, scale: Float = 3, offset: Float = 0)
         return Float(Double(s >> 11) / Double(1 << 53)) * 2 * scale - scale + offset
     }
 }
-
-/// Little-endian reads from a byte array.
-extension Array where Element == UInt8 {
-    func u16(_ at: Int) -> Int { Int(self[at]) | Int(self[at + 1]) << 8 }
-    func u32(_ at: Int) -> Int { u16(at) | u16(at + 2) << 16 }
-}

@@ -2,19 +2,25 @@ import Foundation
 
 /// An independent reader for the parts of ZIP and pickle that a PyTorch archive uses, written
 /// from the format specifications so that the writer is checked against something other than itself.
-struct ZipEntry {
-    var name: String
-    var localHeaderOffset: Int
-    var dataOffset: Int
-    var data: [UInt8]
-    var crc: UInt32
+public struct ZipEntry {
+    public var name: String
+    public var localHeaderOffset: Int
+    public var dataOffset: Int
+    public var data: [UInt8]
+    public var crc: UInt32
 }
 
-enum ZipReadError: Error { case bad(String) }
+public enum ZipReadError: Error { case bad(String) }
+
+/// Little-endian reads from a byte array.
+extension Array where Element == UInt8 {
+    public func u16(_ at: Int) -> Int { Int(self[at]) | Int(self[at + 1]) << 8 }
+    public func u32(_ at: Int) -> Int { u16(at) | u16(at + 2) << 16 }
+}
 
 /// Parses the end-of-central-directory record, walks the central directory and checks each local
 /// header against it (name, sizes, CRC, stored method).
-func readZip(_ bytes: [UInt8]) throws -> [ZipEntry] {
+public func readZip(_ bytes: [UInt8]) throws -> [ZipEntry] {
     guard let eocd = stride(from: bytes.count - 22, through: max(0, bytes.count - 22 - 65535), by: -1)
         .first(where: { bytes.u32($0) == 0x0605_4B50 }) else { throw ZipReadError.bad("no end of central directory") }
     let count = bytes.u16(eocd + 10)
@@ -44,7 +50,7 @@ func readZip(_ bytes: [UInt8]) throws -> [ZipEntry] {
 }
 
 /// Bitwise CRC-32, deliberately not table-driven like the writer's.
-func crc32(_ bytes: [UInt8]) -> UInt32 {
+public func crc32(_ bytes: [UInt8]) -> UInt32 {
     var c: UInt32 = 0xFFFF_FFFF
     for b in bytes {
         c ^= UInt32(b)
@@ -54,28 +60,34 @@ func crc32(_ bytes: [UInt8]) -> UInt32 {
 }
 
 /// What a `_rebuild_tensor_v2(...)` call in the pickle describes.
-struct PickledTensor: Equatable {
-    var storageType: String
-    var storageKey: String
-    var location: String
-    var numel: Int
-    var storageOffset: Int
-    var shape: [Int]
-    var stride: [Int]
-    var requiresGrad: Bool
+public struct PickledTensor: Equatable {
+    public var storageType: String
+    public var storageKey: String
+    public var location: String
+    public var numel: Int
+    public var storageOffset: Int
+    public var shape: [Int]
+    public var stride: [Int]
+    public var requiresGrad: Bool
+
+    public init(storageType: String, storageKey: String, location: String, numel: Int, storageOffset: Int,
+                shape: [Int], stride: [Int], requiresGrad: Bool) {
+        (self.storageType, self.storageKey, self.location, self.numel) = (storageType, storageKey, location, numel)
+        (self.storageOffset, self.shape, self.stride, self.requiresGrad) = (storageOffset, shape, stride, requiresGrad)
+    }
 }
 
 /// A small pickle VM for the opcodes `torch.save` emits, which only lets the globals a
 /// `weights_only=True` load would allow and fails on anything else.
-indirect enum PickleValue: Equatable {
+public indirect enum PickleValue: Equatable {
     case int(Int), string(String), bool(Bool), tuple([PickleValue]), dict([String: PickleValue])
     case global(String), persistent([PickleValue]), orderedDict, tensor(PickledTensor), mark
 }
 
-struct PickleVM {
+public struct PickleVM {
     static let allowedGlobals: Set<String> = ["torch._utils._rebuild_tensor_v2", "torch.FloatStorage", "collections.OrderedDict"]
 
-    static func run(_ b: [UInt8]) throws -> (PickleValue, opcodes: [UInt8]) {
+    public static func run(_ b: [UInt8]) throws -> (PickleValue, opcodes: [UInt8]) {
         var stack: [PickleValue] = []
         var memo: [Int: PickleValue] = [:]
         var opcodes: [UInt8] = []

@@ -1,1 +1,0 @@
-../VTPStorageTests/ZipAndPickleReader.swift
