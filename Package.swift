@@ -45,12 +45,15 @@ let package = Package(
         .target(name: "CFaissShim", path: "Sources/CSystem/CFaissShim",
                 linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("gomp")]),
 
+        // MARK: Shared utilities.
+        .target(name: "VTPRandom", dependencies: [], path: "Sources/VTPRandom", swiftSettings: strictSettings),
+
         // MARK: Tensor kernels and model.
         .target(name: "VTPTensor", dependencies: ["COpenBLAS"], path: "Sources/VTPTensor",
                 swiftSettings: kernelSettings),
         .target(name: "VTPSafeTensors", dependencies: ["VTPTensor"], path: "Sources/VTPSafeTensors",
                 swiftSettings: kernelSettings),
-        .target(name: "VTPModel", dependencies: ["VTPTensor", "VTPSafeTensors"], path: "Sources/VTPModel",
+        .target(name: "VTPModel", dependencies: ["VTPTensor", "VTPSafeTensors", "VTPRandom"], path: "Sources/VTPModel",
                 swiftSettings: kernelSettings),
 
         // MARK: Inputs.
@@ -67,9 +70,9 @@ let package = Package(
                 swiftSettings: strictSettings),
         .target(name: "VTPQueue", dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPQueue", swiftSettings: strictSettings),
-        .target(name: "VTPTransport", dependencies: ["CZeroMQ", .product(name: "Logging", package: "swift-log")],
+        .target(name: "VTPTransport", dependencies: ["CZeroMQ", "VTPRandom", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
-        .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors"], path: "Sources/VTPIndex",
+        .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom"], path: "Sources/VTPIndex",
                 swiftSettings: strictSettings),
 
         .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex"],
@@ -112,7 +115,7 @@ let package = Package(
                     path: "Tests/VTPModelTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTextTests", dependencies: ["VTPText", "VTPTestSupport"],
                     path: "Tests/VTPTextTests", exclude: ["Fixtures"], swiftSettings: strictSettings),
-        .testTarget(name: "VTPImageTests", dependencies: ["VTPImage", "VTPSafeTensors", "VTPTestSupport", "CWebP"],
+        .testTarget(name: "VTPImageTests", dependencies: ["VTPImage", "VTPRandom", "VTPSafeTensors", "VTPTestSupport", "CWebP"],
                     path: "Tests/VTPImageTests", exclude: ["Resources"], swiftSettings: strictSettings),
         .testTarget(name: "VTPStorageTests", dependencies: ["VTPStorage", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPStorageTests", swiftSettings: strictSettings),
@@ -137,7 +140,7 @@ let package = Package(
                     path: "Tests/VTPWorkerTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPEndToEndTests", dependencies: ["VTPQueue", "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPTestSupport"],
                     path: "Tests/VTPEndToEndTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPTestSupport"],
+        .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPRandom", "VTPTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPIndexTests", dependencies: ["VTPIndex", "VTPStorage", "VTPTestSupport"],
                     path: "Tests/VTPIndexTests", swiftSettings: strictSettings),

@@ -1,5 +1,6 @@
 import Foundation
 import VTPSafeTensors
+import VTPRandom
 import VTPTensor
 
 /// The tensors a VTP checkpoint holds for a configuration: names, shapes and how
@@ -164,7 +165,7 @@ public enum RandomCheckpoint {
             var values = [Float](repeating: 0, count: n)
             switch e.fill {
             case let .normal(std): for i in 0..<n { values[i] = rng.nextNormal() * std }
-            case let .uniform(bound): for i in 0..<n { values[i] = (rng.nextUnit() * 2 - 1) * bound }
+            case let .uniform(bound): for i in 0..<n { values[i] = (rng.nextUnitFloat() * 2 - 1) * bound }
             case let .constant(v): for i in 0..<n { values[i] = v }
             case let .onesPlusNoise(std): for i in 0..<n { values[i] = 1 + rng.nextNormal() * std }
             case .ropePeriods: values = RopeEmbedding.defaultPeriods(headDim: n * 4)
@@ -180,26 +181,5 @@ public enum RandomCheckpoint {
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: directory + "/config.json")
         try writer.write(to: directory + "/model.safetensors")
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64) so checkpoints are reproducible across runs.
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Float { Float(next() >> 40) / Float(1 << 24) }
-    /// Standard normal (Box–Muller).
-    mutating func nextNormal() -> Float {
-        let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300)
-        let u2 = Double(next() >> 11) / Double(1 << 53)
-        return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import VTPRandom
 import VTPTensor
 
 /// Throughput of a model's batched methods and of plain sgemm, measured in one run so the

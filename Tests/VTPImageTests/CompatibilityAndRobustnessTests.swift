@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPRandom
 import VTPImage
 import VTPSafeTensors
 
@@ -34,18 +35,6 @@ import VTPSafeTensors
 /// Random byte damage never crashes the process: every decode returns an image of the
 /// announced size or throws an `ImageError` that names the source.
 @Suite struct RobustnessTests {
-    /// A small deterministic generator (SplitMix64) so failures reproduce.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test(arguments: ["chelsea_tiny.jpg", "rocket_progressive.jpg", "coffee_cmyk.jpg", "chelsea_gray.jpg",
                       "coffee_palette.png", "astronaut_rgba.png"])
     func mutatedFixturesFailCleanly(name: String) throws {
@@ -58,7 +47,7 @@ import VTPSafeTensors
     }
 
     private func fuzz(_ original: Data, label: String) throws {
-        var random = SplitMix(state: label.utf8.reduce(UInt64(original.count)) { $0 &* 31 &+ UInt64($1) })
+        var random = SplitMix64(seed: label.utf8.reduce(UInt64(original.count)) { $0 &* 31 &+ UInt64($1) })
         var failures = 0
         for round in 0..<40 {
             var data = original

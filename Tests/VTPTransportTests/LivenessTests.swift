@@ -1,4 +1,5 @@
 import Testing
+import VTPRandom
 @testable import VTPTransport
 
 private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(nanoseconds: milliseconds * 1_000_000) }

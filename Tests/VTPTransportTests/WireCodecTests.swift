@@ -1,4 +1,5 @@
 import Testing
+import VTPRandom
 @testable import VTPTransport
 
 extension SerialTransportTests {

@@ -1,3 +1,5 @@
+import VTPRandom
+
 /// Worker-side liveness of the coordinator (the "Paranoid Pirate" worker side).
 ///
 /// A pure state machine. The worker reports every message it receives (`received(at:)`) and sends
@@ -129,20 +131,3 @@ public struct CoordinatorLiveness: Sendable {
     }
 }
 
-/// A tiny deterministic generator so the state machine stays a pure value (same seed, same delays).
-struct SplitMix64: Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func nextUnitInterval() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
