@@ -55,6 +55,21 @@ bool positive(int64_t value) { return value > 0; }
 
 }  // namespace
 
+// An inner-product IVF index over a flat coarse quantizer it owns, wrapped for the C interface.
+// `make_ivf` builds the IVF variant (PQ, SQ8) around the quantizer.
+template <typename MakeIVF>
+static vtp_faiss_index *new_inner_product_ivf(int64_t dimension, MakeIVF make_ivf) {
+    auto quantizer = std::make_unique<faiss::IndexFlatIP>(dimension);
+    std::unique_ptr<faiss::IndexIVF> ivf = make_ivf(quantizer.get());
+    quantizer.release();
+    ivf->own_fields = true;
+    // Unit-norm data: keep centroids on the sphere so inner-product assignment stays balanced.
+    ivf->cp.spherical = true;
+    auto wrapper = std::make_unique<vtp_faiss_index>();
+    wrapper->index = std::move(ivf);
+    return wrapper.release();
+}
+
 extern "C" {
 
 int vtp_faiss_new_flat_ip(int64_t dimension, vtp_faiss_index **out, vtp_faiss_error *error) {
@@ -79,16 +94,10 @@ int vtp_faiss_new_ivfpq_ip(int64_t dimension, int64_t nlist, int64_t subquantize
     }
     *out = nullptr;
     return guarded(error, [&] {
-        auto quantizer = std::make_unique<faiss::IndexFlatIP>(dimension);
-        auto ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), dimension, nlist, subquantizers, bits_per_code,
+        *out = new_inner_product_ivf(dimension, [&](faiss::IndexFlatIP *quantizer) {
+            return std::make_unique<faiss::IndexIVFPQ>(quantizer, dimension, nlist, subquantizers, bits_per_code,
                                                        faiss::METRIC_INNER_PRODUCT);
-        quantizer.release();
-        ivf->own_fields = true;
-        // Unit-norm data: keep centroids on the sphere so inner-product assignment stays balanced.
-        ivf->cp.spherical = true;
-        auto wrapper = std::make_unique<vtp_faiss_index>();
-        wrapper->index = std::move(ivf);
-        *out = wrapper.release();
+        });
         return int(VTP_FAISS_OK);
     });
 }
@@ -99,16 +108,11 @@ int vtp_faiss_new_ivfsq8_ip(int64_t dimension, int64_t nlist, vtp_faiss_index **
     }
     *out = nullptr;
     return guarded(error, [&] {
-        auto quantizer = std::make_unique<faiss::IndexFlatIP>(dimension);
-        auto ivf = std::make_unique<faiss::IndexIVFScalarQuantizer>(quantizer.get(), dimension, nlist,
+        *out = new_inner_product_ivf(dimension, [&](faiss::IndexFlatIP *quantizer) {
+            return std::make_unique<faiss::IndexIVFScalarQuantizer>(quantizer, dimension, nlist,
                                                                     faiss::ScalarQuantizer::QT_8bit,
                                                                     faiss::METRIC_INNER_PRODUCT);
-        quantizer.release();
-        ivf->own_fields = true;
-        ivf->cp.spherical = true;
-        auto wrapper = std::make_unique<vtp_faiss_index>();
-        wrapper->index = std::move(ivf);
-        *out = wrapper.release();
+        });
         return int(VTP_FAISS_OK);
     });
 }
