@@ -45,11 +45,17 @@ let package = Package(
         .target(name: "CFaissShim", path: "Sources/CSystem/CFaissShim",
                 linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("gomp")]),
 
+        // vtp's own GEMM/attention kernels (AVX2, AVX-512F, AVX512_BF16), selected at run time by CPUID.
+        // Always optimized: the tiles are only worth having at -O3, debug builds included. No -m flags:
+        // each kernel carries its own target attribute.
+        .target(name: "CVTPKernels", path: "Sources/CSystem/CVTPKernels",
+                cSettings: [.unsafeFlags(["-O3", "-Wno-psabi"])]),
+
         // MARK: Shared utilities.
         .target(name: "VTPRandom", dependencies: [], path: "Sources/VTPRandom", swiftSettings: strictSettings),
 
         // MARK: Tensor kernels and model.
-        .target(name: "VTPTensor", dependencies: ["COpenBLAS"], path: "Sources/VTPTensor",
+        .target(name: "VTPTensor", dependencies: ["COpenBLAS", "CVTPKernels"], path: "Sources/VTPTensor",
                 swiftSettings: kernelSettings),
         .target(name: "VTPSafeTensors", dependencies: ["VTPTensor"], path: "Sources/VTPSafeTensors",
                 swiftSettings: kernelSettings),
@@ -111,7 +117,9 @@ let package = Package(
         // MARK: Tests.
         .target(name: "VTPTestSupport", dependencies: ["VTPSafeTensors"], path: "Tests/VTPTestSupport",
                 swiftSettings: strictSettings),
-        .testTarget(name: "VTPModelTests", dependencies: ["VTPModel", "VTPSafeTensors", "VTPTestSupport"],
+        .testTarget(name: "VTPTensorTests", dependencies: ["VTPTensor"], path: "Tests/VTPTensorTests",
+                    swiftSettings: strictSettings),
+        .testTarget(name: "VTPModelTests", dependencies: ["VTPModel", "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
                     path: "Tests/VTPModelTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTextTests", dependencies: ["VTPText", "VTPTestSupport"],
                     path: "Tests/VTPTextTests", exclude: ["Fixtures"], swiftSettings: strictSettings),

@@ -3,11 +3,14 @@ import VTPTensor
 /// Scaled dot-product attention over a packed `qkv` buffer of shape (B·N, 3·D), rows laid
 /// out as [q heads | k heads | v heads], as both the DINO blocks and `nn.MultiheadAttention` produce.
 ///
-/// Works one (image, head) pair at a time, so only one N×N score matrix exists at once; the
-/// GEMMs read q, k and v in place through their row stride, without gathering heads.
+/// On a kernel path this is ``FusedAttention`` (online softmax over key tiles, in the engine's
+/// precision). On OpenBLAS it works one (image, head) pair at a time, so only one N×N score matrix
+/// exists per task; the GEMMs read q, k and v in place through their row stride.
 enum AttentionCore {
-    static func run(qkv: UnsafePointer<Float>, batch: Int, tokens n: Int, dim: Int, heads: Int, causal: Bool,
+    static func run(engine: MatmulEngine, qkv: UnsafePointer<Float>, batch: Int, tokens n: Int, dim: Int, heads: Int, causal: Bool,
                     into out: UnsafeMutablePointer<Float>, pool: ComputePool) {
+        if FusedAttention.run(engine: engine, qkv: qkv, batch: batch, tokens: n, dim: dim, heads: heads, causal: causal,
+                              into: out, pool: pool) { return }
         let hd = dim / heads
         let scale = 1 / Float(hd).squareRoot()
         pool.parallelFor(batch * heads) { pairs in

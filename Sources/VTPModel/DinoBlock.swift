@@ -55,21 +55,19 @@ struct DinoBlock {
             qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
             prepareQueriesAndKeys(qkvBlock, firstRow: r.lowerBound, rows: r.count, tokens: n, headDim: hd, sin: sin, cos: cos)
         }
-        AttentionCore.run(qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads, causal: false,
-                          into: h.mutablePointer, pool: pool)
-        let attnOut = Tensor(uninitialized: [rows, dim])
+        AttentionCore.run(engine: qkv.weight.engine, qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads,
+                          causal: false, into: h.mutablePointer, pool: pool)
+        // The projection adds itself to the residual stream into `mid`; the feed-forward then adds
+        // itself to `mid` back into `x`, so the block still updates `x` in place.
+        let mid = Tensor(uninitialized: [rows, dim])
         pool.parallelFor(rows, grain: 64) { r in
             let offset = r.lowerBound * dim
-            proj(h.pointer + offset, rows: r.count, into: attnOut.mutablePointer + offset, pool: .serial)
-            Kernels.addResidual(x.mutablePointer + offset, attnOut.pointer + offset, count: r.count * dim, n: dim, scale: ls1?.pointer)
-            norm2(x.pointer + offset, rows: r.count, into: h.mutablePointer + offset, pool: .serial)
+            proj(h.pointer + offset, rows: r.count, into: mid.mutablePointer + offset, residual: x.pointer + offset, scale: ls1,
+                 pool: .serial)
+            norm2(mid.pointer + offset, rows: r.count, into: h.mutablePointer + offset, pool: .serial)
         }
-        mlp(h.pointer, rows: rows, into: attnOut.mutablePointer, pool: pool)
-        pool.parallelFor(rows, grain: 64) { r in
-            let offset = r.lowerBound * dim
-            Kernels.addResidual(x.mutablePointer + offset, attnOut.pointer + offset, count: r.count * dim, n: dim, scale: ls2?.pointer)
-        }
-        withExtendedLifetime((x, h, qkvOut, attnOut)) {}
+        mlp(h.pointer, rows: rows, into: x.mutablePointer, residual: mid.pointer, scale: ls2, pool: pool)
+        withExtendedLifetime((x, h, qkvOut, mid)) {}
     }
 
     /// QK-norm (RMSNorm over each head) then the bfloat16 RoPE of the reference, on q and k in place.

@@ -1,27 +1,34 @@
 import VTPTensor
 
-/// A PyTorch `nn.Linear` (or a 1×1 convolution): `y = x · Wᵀ + b` with `W` of shape (out, in).
+/// A PyTorch `nn.Linear` (or a 1×1 convolution): `y = x · Wᵀ + b` with `W` of shape (out, in),
+/// packed for the model's engine.
 struct Linear {
-    let weight: Tensor
+    let weight: PackedWeight
     let bias: Tensor?
-    var inFeatures: Int { weight.shape[1] }
-    var outFeatures: Int { weight.shape[0] }
+    var inFeatures: Int { weight.k }
+    var outFeatures: Int { weight.n }
 
+    /// `engine` overrides the store's (the CLIP heads keep float32, see ``WeightStore/headEngine``).
     init(_ store: WeightStore, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true,
-         kernel1x1: Bool = false) throws {
+         kernel1x1: Bool = false, engine: MatmulEngine? = nil) throws {
         let shape = kernel1x1 ? [outFeatures, inFeatures, 1, 1] : [outFeatures, inFeatures]
-        weight = try store.tensor(prefix + ".weight", shape).reshaped([outFeatures, inFeatures])
+        weight = try store.packedWeight(prefix + ".weight", shape, n: outFeatures, k: inFeatures, engine: engine ?? store.engine)
         bias = hasBias ? try store.tensor(prefix + ".bias", [outFeatures]) : nil
     }
 
-    /// Applies the layer to `rows` rows of `x` into `out` (rows × outFeatures), split by rows over `pool`.
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, pool: ComputePool) {
-        let (n, k) = (outFeatures, inFeatures)
-        pool.parallelFor(rows, grain: 64) { r in
-            BLAS.gemm(m: r.count, n: n, k: k, a: x + r.lowerBound * k, b: weight.pointer, transposeB: true,
-                      c: out + r.lowerBound * n)
-            if let bias { Kernels.addBias(out + r.lowerBound * n, rows: r.count, n: n, bias: bias.pointer) }
-        }
+    init(weight: PackedWeight, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// Applies the layer to `rows` rows of `x` into `out` (rows × outFeatures), split by rows over
+    /// `pool`; with `residual`, writes `residual + scale ⊙ (x · Wᵀ + b)` instead (`out` must be
+    /// another buffer than `residual`).
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
+                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, pool: ComputePool) {
+        let epilogue = Matmul.Epilogue(bias: bias?.pointer, residual: residual, scale: residual == nil ? nil : scale?.pointer)
+        Matmul.apply(weight, x, rows: rows, into: out, epilogue: epilogue, pool: pool)
+        withExtendedLifetime((bias, scale)) {}
     }
 
     /// Applies the layer to a (rows × in) tensor, allocating the output.
@@ -120,7 +127,10 @@ struct FeedForward {
         }
     }
 
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, pool: ComputePool) {
+    /// Runs the feed-forward on `rows` rows of `x` into `out`; with `residual`, the last product
+    /// writes `residual + scale ⊙ ffn(x)` (`out` must be another buffer than `residual`).
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
+                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, pool: ComputePool) {
         switch kind {
         case let .mlp(fc1, fc2):
             let h = Tensor(uninitialized: [rows, fc1.outFeatures])
@@ -130,7 +140,7 @@ struct FeedForward {
                 fc1(x + r.lowerBound * fc1.inFeatures, rows: r.count, into: block, pool: .serial)
                 Kernels.gelu(block, count: r.count * width)
             }
-            fc2(h.pointer, rows: rows, into: out, pool: pool)
+            fc2(h.pointer, rows: rows, into: out, residual: residual, scale: scale, pool: pool)
             withExtendedLifetime(h) {}
         case let .swiglu(w1, w2, w3):
             let a = Tensor(uninitialized: [rows, w1.outFeatures])
@@ -143,7 +153,7 @@ struct FeedForward {
                 w2(xa, rows: r.count, into: pb, pool: .serial)
                 Kernels.siluMultiply(pa, pb, count: r.count * width)
             }
-            w3(a.pointer, rows: rows, into: out, pool: pool)
+            w3(a.pointer, rows: rows, into: out, residual: residual, scale: scale, pool: pool)
             withExtendedLifetime((a, b)) {}
         }
     }

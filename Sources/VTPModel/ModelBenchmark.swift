@@ -56,6 +56,27 @@ public struct ModelBenchmark: Sendable {
         return 2 * Double(m * n * k) / min(native, split) / 1e9
     }
 
+    /// GFLOP/s of the engine's own product (the model's kernel path and precision) on the same shape
+    /// as ``sgemmGFlops(threads:m:n:k:iterations:)``: what every layer of the model runs on.
+    public static func engineGFlops(engine: MatmulEngine, threads: Int, m: Int = 2048, n: Int = 2048, k: Int = 768,
+                                    iterations: Int = 5) -> Double {
+        let a = Tensor(zeros: [m, k]), b = Tensor(zeros: [n, k]), c = Tensor(zeros: [m, n])
+        defer { withExtendedLifetime((a, b, c)) {} }
+        for i in 0..<a.count { a.mutablePointer[i] = Float(i % 7) * 0.01 }
+        for i in 0..<b.count { b.mutablePointer[i] = Float(i % 5) * 0.01 }
+        let weight = PackedWeight(b, n: n, k: k, engine: engine)
+        let pool = ComputePool(threads: threads)
+        let t = time(iterations: iterations) { Matmul.apply(weight, a.pointer, rows: m, into: c.mutablePointer, pool: pool) }
+        return 2 * Double(m * n * k) / t / 1e9
+    }
+
+    /// Peak resident memory of this process so far, in bytes.
+    public static var maxResidentBytes: Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss * 1024  // Linux reports kilobytes
+    }
+
     /// Runs encode, decode, CLIP image and CLIP text features of `model` on synthetic input.
     public func run(model: VTPModel) throws -> [Result] {
         let c = model.config

@@ -16,7 +16,7 @@ struct TextEncoder {
 
     enum Projection {
         case none
-        case matrix(Tensor)          // (width, output) parameter: x @ P
+        case matrix(PackedWeight)    // (width, output) parameter: x @ P
         case linear(Linear)          // nn.Linear with bias
     }
 
@@ -50,7 +50,8 @@ struct TextEncoder {
             let w = c.textEmbedDim
             return Block(
                 ln1: try Norm(textLayerNorm: store, p + ".ln_1", width: w),
-                inProj: Linear(weight: try store.tensor(p + ".attn.in_proj_weight", [3 * w, w]),
+                inProj: Linear(weight: try store.packedWeight(p + ".attn.in_proj_weight", [3 * w, w], n: 3 * w, k: w,
+                                                              engine: store.engine),
                                bias: try store.tensor(p + ".attn.in_proj_bias", [3 * w])),
                 outProj: try Linear(store, p + ".attn.out_proj", in: w, out: w),
                 ls1: hasLS ? try store.tensor(p + ".ls_1.gamma", [w]) : nil,
@@ -64,9 +65,10 @@ struct TextEncoder {
         if c.textProjType == "none" {
             projection = .none
         } else if c.textProjBias {
-            projection = .linear(try Linear(store, "text_projection", in: width, out: width))
+            projection = .linear(try Linear(store, "text_projection", in: width, out: width, engine: store.headEngine))
         } else {
-            projection = .matrix(try store.tensor("text_projection", [width, width]))
+            projection = .matrix(try store.packedWeight("text_projection", [width, width], n: width, k: width, transposed: false,
+                                                        engine: store.headEngine))
         }
     }
 
@@ -92,13 +94,14 @@ struct TextEncoder {
         let attn = Tensor(uninitialized: [rows, width])
         defer { withExtendedLifetime((x, h, qkv, attn)) {} }
         for block in blocks {
+            // Each residual add is fused into the product before it, alternating between x and attn
+            // as the residual stream, so the block ends with the stream back in x.
             block.ln1(x.pointer, rows: rows, into: h.mutablePointer, pool: pool)
             block.inProj(h.pointer, rows: rows, into: qkv.mutablePointer, pool: pool)
-            AttentionCore.run(qkv: qkv.pointer, batch: t, tokens: l, dim: width, heads: heads, causal: causal,
-                              into: h.mutablePointer, pool: pool)
-            block.outProj(h.pointer, rows: rows, into: attn.mutablePointer, pool: pool)
-            Kernels.addResidual(x.mutablePointer, attn.pointer, count: rows * width, n: width, scale: block.ls1?.pointer)
-            block.ln2(x.pointer, rows: rows, into: h.mutablePointer, pool: pool)
+            AttentionCore.run(engine: block.inProj.weight.engine, qkv: qkv.pointer, batch: t, tokens: l, dim: width, heads: heads,
+                              causal: causal, into: h.mutablePointer, pool: pool)
+            block.outProj(h.pointer, rows: rows, into: attn.mutablePointer, residual: x.pointer, scale: block.ls1, pool: pool)
+            block.ln2(attn.pointer, rows: rows, into: h.mutablePointer, pool: pool)
             let mid = Tensor(uninitialized: [rows, block.fc.outFeatures])
             block.fc(h.pointer, rows: rows, into: mid.mutablePointer, pool: pool)
             let hidden = block.fc.outFeatures
@@ -106,9 +109,8 @@ struct TextEncoder {
                 let p = mid.mutablePointer + r.lowerBound * hidden
                 if quickGelu { Kernels.quickGelu(p, count: r.count * hidden) } else { Kernels.gelu(p, count: r.count * hidden) }
             }
-            block.proj(mid.pointer, rows: rows, into: attn.mutablePointer, pool: pool)
+            block.proj(mid.pointer, rows: rows, into: x.mutablePointer, residual: attn.pointer, scale: block.ls2, pool: pool)
             withExtendedLifetime(mid) {}
-            Kernels.addResidual(x.mutablePointer, attn.pointer, count: rows * width, n: width, scale: block.ls2?.pointer)
         }
         // Pool one position per text, then apply ln_final to it (row-wise, so equal to pooling after the norm).
         let pooled = Tensor(uninitialized: [t, width])
@@ -131,7 +133,7 @@ struct TextEncoder {
         case let .linear(linear): return linear(pooled, pool: pool)
         case let .matrix(p):
             let out = Tensor(uninitialized: [t, width])
-            pool.gemm(m: t, n: width, k: width, a: pooled.pointer, b: p.pointer, transposeB: false, c: out.mutablePointer)
+            Matmul.apply(p, pooled.pointer, rows: t, into: out.mutablePointer, pool: pool)
             return out
         }
     }
@@ -144,10 +146,4 @@ struct TextEncoder {
     }
 }
 
-extension Linear {
-    /// Wraps tensors already looked up (the text tower's `in_proj_weight`/`in_proj_bias` are bare parameters).
-    init(weight: Tensor, bias: Tensor?) {
-        self.weight = weight
-        self.bias = bias
-    }
-}
+

@@ -32,6 +32,10 @@ public final class VTPModel: @unchecked Sendable {
 
     /// The threads one forward pass spreads its work over.
     public let pool: ComputePool
+    /// The kernel path and compute precision of every matrix product.
+    public let engine: MatmulEngine
+    /// Bytes the matrix weights occupy in memory (bfloat16 on bf16 kernel paths: half of float32).
+    public let weightBytes: Int
 
     /// Loads `config.json` and `model.safetensors` (or a sharded index) from `directory`.
     ///
@@ -40,19 +44,26 @@ public final class VTPModel: @unchecked Sendable {
     ///
     /// `threads` is how many cores one call uses (default: all). The engine parallelizes itself
     /// and keeps OpenBLAS single-threaded, which this initializer sets process-wide.
-    public init(directory: String, threads: Int? = nil) throws {
+    ///
+    /// `precision` is the compute precision of every matrix product (fp32 by default, which
+    /// matches the reference's float32 outputs within the fixture tolerance). `isa` forces a kernel
+    /// path; by default `VTP_ISA` or the best the CPU supports.
+    public init(directory: String, threads: Int? = nil, precision: ComputePrecision = .fp32, isa: KernelISA? = nil) throws {
         self.directory = directory
         pool = ComputePool(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         BLAS.setThreadCount(1)
+        if let isa, !isa.isSupported { throw KernelError.unsupportedISA(isa, detected: KernelISA.detected) }
+        engine = MatmulEngine(isa: try isa ?? KernelISA.fromEnvironment(), precision: precision)
         let config = try VTPConfig.load(path: directory + "/config.json")
         self.config = config
-        let store = try WeightStore(directory: directory)
+        let store = try WeightStore(directory: directory, engine: engine)
         vision = try VisionEncoder(store, config: config)
         decoder = config.trainReconstruction ? try PixelDecoder(store, config: config) : nil
         if config.trainClip {
             text = try TextEncoder(store, config: config)
             let projIn = config.visionBottleneckAeOnly ? config.visionEmbedDim : vision.bottleneckWidth
-            visualProjection = try Linear(store, "visual_proj", in: projIn, out: config.textEmbedDim, bias: false)
+            visualProjection = try Linear(store, "visual_proj", in: projIn, out: config.textEmbedDim, bias: false,
+                                          engine: store.headEngine)
             let shape = config.nonscalarLogitScale ? [1] : []
             logitScale = try store.tensor("logit_scale", shape).toArray()[0]
             logitBias = config.initLogitBias != nil ? try store.tensor("logit_bias", shape).toArray()[0] : nil
@@ -63,6 +74,7 @@ public final class VTPModel: @unchecked Sendable {
             logitBias = nil
         }
         try store.checkAllUsed()
+        weightBytes = store.gemmWeightBytes
         parameterCounts = [
             "vision": store.parameterCount(prefix: "trunk."),
             "decoder": store.parameterCount(prefix: "pixel_decoder."),

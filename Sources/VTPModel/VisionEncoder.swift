@@ -4,8 +4,7 @@ import VTPTensor
 struct VisionEncoder {
     let patchSize: Int
     let dim: Int
-    let patchWeight: Tensor   // (D, 3·p·p)
-    let patchBias: Tensor
+    let patchEmbed: Linear    // the stride-p convolution as a product over im2col rows: (D, 3·p·p)
     let clsToken: Tensor      // (D)
     let blocks: [DinoBlock]
     let norm: Norm
@@ -16,8 +15,9 @@ struct VisionEncoder {
         patchSize = c.visionPatchSize
         dim = c.visionEmbedDim
         let p = patchSize
-        patchWeight = try store.tensor("trunk.patch_embed.proj.weight", [dim, 3, p, p]).reshaped([dim, 3 * p * p])
-        patchBias = try store.tensor("trunk.patch_embed.proj.bias", [dim])
+        patchEmbed = Linear(weight: try store.packedWeight("trunk.patch_embed.proj.weight", [dim, 3, p, p], n: dim, k: 3 * p * p,
+                                                           engine: store.engine),
+                            bias: try store.tensor("trunk.patch_embed.proj.bias", [dim]))
         let cls = try store.tensor("trunk.cls_token", [1, 1, dim])
         // The reference adds 0 · mask_token to the class token; only a NaN/inf mask token changes it.
         if let mask = try store.optionalTensor("trunk.mask_token", [1, dim]) {
@@ -35,7 +35,9 @@ struct VisionEncoder {
         blocks = try (0..<c.visionDepth).map { try DinoBlock(store, "trunk.blocks.\($0)", options) }
         norm = try Norm(store, "trunk.norm", kind: c.visionNormLayer, width: dim)
         let width = c.visionFeatureBottleneck ?? dim
-        bottleneck = width != dim ? try Linear(store, "trunk.feature_bottleneck", in: dim, out: width, bias: false) : nil
+        // The bottleneck (width → latent channels) is a head like the CLIP projections: float32.
+        bottleneck = width != dim ? try Linear(store, "trunk.feature_bottleneck", in: dim, out: width, bias: false,
+                                               engine: store.headEngine) : nil
     }
 
     /// Output width of the bottleneck (the latent channels).
@@ -74,8 +76,7 @@ struct VisionEncoder {
         for bi in 0..<b {
             let t = tokens.mutablePointer + bi * n * dim
             t.update(from: clsToken.pointer, count: dim)
-            pool.gemm(m: hw, n: dim, k: k, a: cols.pointer + bi * hw * k, b: patchWeight.pointer, transposeB: true, c: t + dim)
-            Kernels.addBias(t + dim, rows: hw, n: dim, bias: patchBias.pointer)
+            patchEmbed(cols.pointer + bi * hw * k, rows: hw, into: t + dim, pool: pool)
         }
         return (tokens, gh, gw)
     }

@@ -4,17 +4,29 @@ import VTPTensor
 
 /// The tensors of a checkpoint directory, looked up by their checkpoint names.
 ///
-/// Holds the memory-mapped safetensors files; float32 tensors are borrowed from the mapping,
-/// float16/bfloat16 ones are widened once into float32, so weights exist in one float32 copy.
+/// Holds the memory-mapped safetensors files. Small float32 tensors (norms, biases) are borrowed
+/// from the mapping, float16/bfloat16 ones widened once; GEMM weights are packed for the engine
+/// (``packedWeight(_:_:n:k:transposed:engine:)``) and their mapped pages released.
 /// Every lookup is recorded so that tensors the configuration does not use are reported.
 final class WeightStore {
+    /// How GEMM weights are packed for this load.
+    let engine: MatmulEngine
+
+    /// The engine of the CLIP projection heads: always float32 on the same kernel path. They run
+    /// one row per image or text (well under 0.1% of the work), and in bfloat16 their rounding
+    /// would reach the similarity scores undamped, where unit-vector dot products near zero make
+    /// every absolute error a large relative one.
+    var headEngine: MatmulEngine { MatmulEngine(isa: engine.isa, precision: .fp32) }
     private var files: [String: SafeTensorsFile] = [:]
     private var location: [String: String] = [:]
     private var used: Set<String> = []
+    /// Bytes the GEMM weights loaded so far occupy in memory.
+    private(set) var gemmWeightBytes = 0
     let directory: String
 
-    init(directory: String) throws {
+    init(directory: String, engine: MatmulEngine) throws {
         self.directory = directory
+        self.engine = engine
         let fm = FileManager.default
         let single = directory + "/model.safetensors"
         let index = directory + "/model.safetensors.index.json"
@@ -67,6 +79,35 @@ final class WeightStore {
         do { return try file.tensor(name).reshaped(shape) } catch let e as SafeTensorsError {
             throw VTPModelError.checkpoint(path: path, problem: "\(e)")
         }
+    }
+
+    /// The weight `name` (of exactly `shape`, `n × k` elements) packed for `engine`. bfloat16
+    /// checkpoints are packed from their stored bits; once packed, the mapped pages of the original
+    /// are released so one copy of each weight stays resident.
+    func packedWeight(_ name: String, _ shape: [Int], n: Int, k: Int, transposed: Bool = true, engine: MatmulEngine) throws -> PackedWeight {
+        let packed: PackedWeight
+        if transposed, dtype(name) == .bf16, engine.storesBFloat16, let path = location[name], let file = files[path] {
+            _ = try tensorInfo(name, shape)
+            let bytes = try file.rawBytes(name)
+            packed = PackedWeight(bfloat16: bytes.baseAddress!, n: n, k: k, engine: engine)
+        } else {
+            packed = PackedWeight(try tensor(name, shape), n: n, k: k, transposed: transposed, engine: engine)
+        }
+        if engine.packsWeights, let path = location[name] { files[path]?.releasePages(of: name) }
+        // A weight read in place from the mapping still occupies its float32 bytes once touched.
+        gemmWeightBytes += packed.residentBytes > 0 ? packed.residentBytes : n * k * 4
+        return packed
+    }
+
+    /// Checks `name` exists with `shape` and records it as used.
+    private func tensorInfo(_ name: String, _ shape: [Int]) throws -> SafeTensorInfo {
+        guard let path = location[name], let file = files[path] else {
+            throw VTPModelError.missingTensor(file: directory + "/model.safetensors", tensor: name, expectedShape: shape)
+        }
+        let info = file.tensors[name]!
+        guard info.shape == shape else { throw VTPModelError.wrongShape(file: path, tensor: name, found: info.shape, expected: shape) }
+        used.insert(name)
+        return info
     }
 
     /// Like ``tensor(_:_:)`` but `nil` when absent.

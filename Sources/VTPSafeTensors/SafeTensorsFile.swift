@@ -207,6 +207,18 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(start: UnsafeRawPointer(base!) + info.offset, count: info.byteCount)
     }
 
+    /// Drops the resident pages of a tensor's bytes (those wholly inside it) from memory, for data
+    /// already copied elsewhere (packed weights). The mapping stays valid: a later read faults the
+    /// pages back in from the file.
+    public func releasePages(of name: String) {
+        guard let info = tensors[name], let base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: base) + info.offset + page - 1) / page * page
+        let end = (Int(bitPattern: base) + info.offset + info.byteCount) / page * page
+        guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(pointer, end - start, MADV_DONTNEED)
+    }
+
     /// A float32 tensor with the stored values, widened from F16/BF16/F64 if needed.
     ///
     /// F32 data that is 4-byte aligned is borrowed from the mapping without a copy.
@@ -220,8 +232,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         switch info.dtype {
         case .f32:
             if Int(bitPattern: src) % 4 == 0 {
-                let p = UnsafeMutablePointer(mutating: src.assumingMemoryBound(to: Float.self))
-                return Tensor(shape: info.shape, storage: TensorStorage(borrowing: p, count: n, owner: self))
+                let p = src.assumingMemoryBound(to: Float.self)
+                return Tensor(shape: info.shape, storage: TensorStorage(borrowingReadOnly: p, count: n, owner: self))
             }
             let out = Tensor(uninitialized: info.shape)
             UnsafeMutableRawPointer(out.mutablePointer).copyMemory(from: src, byteCount: n * 4)

@@ -10,6 +10,9 @@ public enum BLAS {
         openblas_set_num_threads(Int32(max(1, n)))
     }
 
+    /// The kernel family OpenBLAS picked for this CPU (`OPENBLAS_CORETYPE` overrides it), e.g. "Haswell".
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
     /// The thread count OpenBLAS currently uses.
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
 

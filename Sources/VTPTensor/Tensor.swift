@@ -48,8 +48,12 @@ public struct Tensor: @unchecked Sendable {
 
     /// Read-only pointer to the first element.
     public var pointer: UnsafePointer<Float> { UnsafePointer(storage.pointer) }
-    /// Mutable pointer; only for tensors the caller allocated.
-    public var mutablePointer: UnsafeMutablePointer<Float> { storage.pointer }
+    /// Mutable pointer; only for tensors the caller allocated. Weights borrowed from a read-only
+    /// mapping trap here instead of faulting somewhere later.
+    @inlinable public var mutablePointer: UnsafeMutablePointer<Float> {
+        precondition(!storage.isReadOnly, "tensor \(shape) borrows read-only memory (a memory-mapped checkpoint) and cannot be written")
+        return storage.pointer
+    }
 
     /// Read-only view of the elements.
     public var buffer: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: pointer, count: count) }
@@ -74,8 +78,10 @@ public struct Tensor: @unchecked Sendable {
 /// `@unchecked Sendable`: the buffer is written only by the code that allocated it, before the
 /// tensor is shared; afterwards it is read-only, so concurrent reads are safe.
 public final class TensorStorage: @unchecked Sendable {
-    /// First element.
+    /// First element. Write through it only when ``isReadOnly`` is false.
     public let pointer: UnsafeMutablePointer<Float>
+    /// True for memory borrowed from an owner that maps it read-only.
+    public let isReadOnly: Bool
     /// Element count.
     public let count: Int
     private let owned: Bool
@@ -89,14 +95,16 @@ public final class TensorStorage: @unchecked Sendable {
         self.count = count
         self.owned = true
         self.keepAlive = nil
+        self.isReadOnly = false
     }
 
-    /// Borrows memory owned by `owner` (kept alive as long as this storage lives).
-    public init(borrowing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
-        self.pointer = pointer
+    /// Borrows read-only memory owned by `owner` (kept alive as long as this storage lives).
+    public init(borrowingReadOnly pointer: UnsafePointer<Float>, count: Int, owner: AnyObject) {
+        self.pointer = UnsafeMutablePointer(mutating: pointer)
         self.count = count
         self.owned = false
         self.keepAlive = owner
+        self.isReadOnly = true
     }
 
     deinit {

@@ -21,30 +21,40 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Checkpoint directory.") var model: String
         @Option(help: "Images (or texts) per batch.") var batch: Int = 8
         @Option(help: "Timed iterations per operation (the best is reported).") var iterations: Int = 3
-        @Option(help: "BLAS threads (default: all cores).") var threads: Int?
-        @Flag(help: "Print JSON.") var json = false
+        @Option(help: "Threads (default: all cores).") var threads: Int?
+        @Option(help: "Compute precision: fp32 or bf16 (independent of the checkpoint's stored dtype).")
+        var precision: ComputePrecision = .fp32
+        @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let vtp = try VTPModel(directory: model, threads: threads)
-            let sgemm = ModelBenchmark.sgemmGFlops(threads: vtp.pool.threads)
+            let vtp = try VTPModel(directory: model, threads: threads, precision: precision)
+            let threads = vtp.pool.threads
+            let gemm = ModelBenchmark.engineGFlops(engine: vtp.engine, threads: threads)
+            let sgemm = ModelBenchmark.sgemmGFlops(threads: threads)
             let results = try ModelBenchmark(batch: batch, iterations: iterations).run(model: vtp)
+            let rss = ModelBenchmark.maxResidentBytes
+            let names = ["encode": "encode", "decode": "decode", "clip-image": "clip-image", "clip-text": "clip-text"]
             if json {
                 let object: [String: Any] = [
-                    "model": model, "batch": batch, "threads": vtp.pool.threads, "sgemm_gflops": sgemm,
-                    "results": results.map { ["operation": $0.operation, "items_per_second": $0.itemsPerSecond,
-                                              "gflops": $0.gflops, "seconds_per_batch": $0.secondsPerBatch,
-                                              "fraction_of_sgemm": $0.gflops / sgemm] },
+                    "model": model, "precision": precision.rawValue, "batch": batch, "threads": threads,
+                    "isa": vtp.engine.isa.rawValue, "blas_core": BLAS.coreName, "gemm_gflops": gemm, "sgemm_gflops": sgemm,
+                    "weight_bytes": vtp.weightBytes, "max_rss_bytes": rss,
+                    "methods": results.map { ["method": names[$0.operation] ?? $0.operation, "items_per_second": $0.itemsPerSecond,
+                                              "gflops": $0.gflops, "seconds_per_batch": $0.secondsPerBatch] },
                 ]
-                let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
                 return
             }
-            print("model \(model), batch \(batch), \(vtp.pool.threads) thread(s)")
-            print(String(format: "sgemm 2048x2048x768: %.1f GFLOP/s", sgemm))
+            print("model \(model), batch \(batch), \(threads) thread(s), precision \(precision.rawValue)")
+            print("kernel path \(vtp.engine.isa.rawValue) (VTP_ISA overrides it); OpenBLAS core \(BLAS.coreName)")
+            print(String(format: "engine GEMM 2048x2048x768: %.1f GFLOP/s; OpenBLAS sgemm on the same shape: %.1f GFLOP/s", gemm, sgemm))
             for r in results {
-                print(String(format: "%-11@ %8.2f items/s  %7.1f GFLOP/s  (%.0f%% of sgemm)  %.3f s/batch",
-                             r.operation as NSString, r.itemsPerSecond, r.gflops, 100 * r.gflops / sgemm, r.secondsPerBatch))
+                print(String(format: "%-11@ %8.2f items/s  %7.1f GFLOP/s  (%.0f%% of the engine GEMM)  %.3f s/batch",
+                             r.operation as NSString, r.itemsPerSecond, r.gflops, 100 * r.gflops / gemm, r.secondsPerBatch))
             }
+            print(String(format: "weights resident: %.1f MiB; peak memory of this process: %.1f MiB",
+                         Double(vtp.weightBytes) / 1_048_576, Double(rss) / 1_048_576))
         }
     }
 

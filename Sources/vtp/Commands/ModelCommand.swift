@@ -5,6 +5,8 @@ import VTPSafeTensors
 import VTPTensor
 
 /// `vtp model ...`: inspect, run and create VTP checkpoints.
+extension ComputePrecision: ExpressibleByArgument {}
+
 struct ModelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
@@ -72,9 +74,11 @@ struct ModelCommand: AsyncParsableCommand {
         @Option(help: "Output safetensors file.") var output: String
         @Option(help: "How many of the last blocks to return as intermediate layers (default: min(4, depth)).")
         var intermediateLayers: Int?
+        @Option(help: "Compute precision: fp32 (default, matches the reference) or bf16 (as torch.autocast bfloat16).")
+        var precision: ComputePrecision = .fp32
 
         func run() throws {
-            let vtp = try VTPModel(directory: model)
+            let vtp = try VTPModel(directory: model, precision: precision)
             let input = try SafeTensorsFile(path: inputs)
             let pixels = try input.tensor("pixel_values")
             guard pixels.shape.count == 4 else {

@@ -1,0 +1,98 @@
+#pragma once
+/// vtp's own GEMM and attention kernels: register-tiled float32 FMA tiles for AVX2 and AVX-512F,
+/// bfloat16 tiles that widen to float32 on those, and AVX512_BF16 (`vdpbf16ps`) tiles.
+///
+/// Each kernel is compiled for its instruction set with a per-function target attribute, so the
+/// package needs no global -m flags; callers pick a path from vtp_cpu_isa() at run time and must
+/// never run a path the CPU lacks. The "check" paths are the AVX-512 tile geometry and code compiled
+/// for AVX2: slower, they let machines without AVX-512 test the packing, tiling and epilogues that
+/// the AVX-512 paths run. All matrices are row-major float32.
+///
+/// Reduction order: every output element is one chain of multiply-adds over k in increasing order
+/// (pairs of k for vdpbf16ps), whatever the m/n tiling and whatever rows share a call, so results do
+/// not depend on how a batch was formed or how work was split over threads (K is never split).
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// What the CPU offers, best last.
+typedef enum {
+    VTP_ISA_NONE = 0,        ///< none of the below: the caller uses OpenBLAS
+    VTP_ISA_AVX2 = 1,        ///< AVX2 + FMA
+    VTP_ISA_AVX512 = 2,      ///< AVX-512F
+    VTP_ISA_AVX512BF16 = 3,  ///< AVX-512F + AVX512_BF16
+} vtp_isa;
+
+/// The best ISA this CPU and OS support (CPUID, and XGETBV for the register state the OS saves).
+int vtp_cpu_isa(void);
+
+/// A kernel path: instruction set, tile geometry, and the formats of packed A and B.
+typedef enum {
+    VTP_PATH_CHECK_F32 = 0,      ///< the AVX-512 12×32 float32 tiles, compiled for AVX2
+    VTP_PATH_CHECK_BF16 = 1,     ///< the AVX-512 12×32 widening bf16 tiles, compiled for AVX2
+    VTP_PATH_AVX2_F32 = 2,       ///< 6×16 float32 FMA tiles
+    VTP_PATH_AVX2_BF16 = 3,      ///< 6×16 tiles, bf16 weights widened to float32
+    VTP_PATH_AVX512_F32 = 4,     ///< 12×32 float32 FMA tiles
+    VTP_PATH_AVX512_BF16 = 5,    ///< 12×32 tiles, bf16 weights widened to float32
+    VTP_PATH_AVX512BF16 = 6,     ///< 12×32 vdpbf16ps tiles
+} vtp_path;
+
+/// Whether `path` keeps its weights (packed B) in bfloat16.
+int vtp_path_is_bf16(int path);
+/// The minimum ISA `path` needs.
+int vtp_path_isa(int path);
+/// Columns per packed panel of `path`.
+int vtp_panel_columns(int path);
+
+/// Bytes a packed B of n columns and depth k_padded takes for `path`.
+size_t vtp_packed_bytes(int path, int n, int k_padded);
+
+/// Packs B for `C = A · op(B)`. With `transposed` set, `src` is n × k (a PyTorch Linear weight,
+/// row stride `ld`), else k × n (row stride `ld`). bf16 paths round to bfloat16 (nearest-even, as
+/// PyTorch). Depths k..<k_padded and columns past n up to a whole panel are zero.
+void vtp_pack_b_f32(int path, const float *src, long ld, int transposed, int n, int k, int k_padded, void *dst);
+
+/// Like vtp_pack_b_f32 for a bf16 path, from bfloat16 bits (used as stored, no rounding).
+void vtp_pack_b_bf16(int path, const uint16_t *src, long ld, int transposed, int n, int k, int k_padded, void *dst);
+
+/// What is applied to each finished output element, in this order:
+/// `v = alpha·acc; v += bias[j]; if residual: v = residual[i,j] + (scale ? scale[j] : 1)·v`.
+typedef struct {
+    float alpha;
+    const float *bias;       ///< n values or NULL
+    const float *residual;   ///< m × n with row stride ldr, or NULL; may be the output itself
+    long ldr;
+    const float *scale;      ///< n values or NULL (LayerScale); only used with residual
+} vtp_epilogue;
+
+/// `C[m × cols] = epilogue(A[m × k] · op(B))` over the panels panel_begin..<panel_end of a B
+/// packed for `path` with n columns and depth k (columns past n are not written). A is float32 and
+/// is packed per call (rounded to bfloat16 on bf16 paths). `ep` may be NULL (alpha 1, nothing else).
+/// C, bias, residual and scale are indexed by the full column index. Returns 0, or -1 when scratch
+/// memory could not be allocated.
+int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
+             float *c, long ldc, int panel_begin, int panel_end, const vtp_epilogue *ep);
+
+/// Bytes of scratch one vtp_attention call needs for n tokens and head width hd.
+size_t vtp_attention_scratch_bytes(int path, int n, int hd);
+
+/// Scaled dot-product attention of one (sequence, head): q, k, v are n × hd with row stride ld
+/// (views into a packed qkv buffer); out is n × hd with row stride ldo. Softmax runs online over
+/// tiles of 64 keys, so no n × n score matrix exists; `causal` hides keys after each query. On bf16
+/// paths q, k, v and the probabilities are rounded to bfloat16 at the products, accumulation and
+/// softmax stay float32. `scratch` has vtp_attention_scratch_bytes bytes, 64-byte aligned.
+void vtp_attention(int path, const float *q, const float *k, const float *v, long ld, int n, int hd,
+                   float scale, int causal, float *out, long ldo, void *scratch);
+
+/// Rounds float32 to bfloat16 bits (nearest-even; NaN stays a quiet NaN), as PyTorch does.
+void vtp_round_bf16(const float *src, uint16_t *dst, size_t count);
+
+/// Rounds float32 to the nearest bfloat16 value in place, keeping float32 storage.
+void vtp_round_bf16_inplace(float *values, size_t count);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,612 @@
+// vtp's GEMM and attention kernels. See include/vtp_kernels.h for the contract.
+//
+// Layouts, for a path with MR rows and NR columns per tile:
+//   packed B, float32: panel p holds columns NR·p ..< NR·(p+1) as [k][NR] floats.
+//   packed B, bf16:    panel p holds [k/2][NR] 32-bit words; word (kp, j) is depth 2kp of column j in
+//                      its low half and depth 2kp+1 in its high half: what one vdpbf16ps lane takes.
+//   packed A (per call, per MC×KC block): micro-panels of MR rows, [k][MR] floats (bf16-rounded on
+//                      the widening paths, depth padded to even), or [k/2][MR] words for vdpbf16ps.
+// Each MR×NR tile keeps its accumulators in registers for one KC block and starts from zero (first
+// block) or from the stored partial sums, so every element is one ordered chain over k. The tile
+// bodies are written once with vector extensions and instantiated per instruction set.
+#include "vtp_kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#define VTP_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+#if !defined(__clang__)
+#error "vtp_kernels.c uses clang vector builtins (__builtin_elementwise_fma); build it with clang"
+#endif
+
+enum { KEY_TILE = 64, QUERY_BLOCK = 48, MC = 240 };
+
+typedef struct {
+    int mr, nr, kc;
+    int b_bf16;        // packed B holds bf16 pair words
+    int a_pairs;       // packed A holds bf16 pair words (vdpbf16ps); else floats
+    int a_rounded;     // float A rounded to bf16 values
+    int isa;
+} path_info;
+
+static const path_info PATHS[] = {
+    [VTP_PATH_CHECK_F32] = {12, 32, 192, 0, 0, 0, VTP_ISA_AVX2},
+    [VTP_PATH_CHECK_BF16] = {12, 32, 192, 1, 0, 1, VTP_ISA_AVX2},
+    [VTP_PATH_AVX2_F32] = {6, 16, 384, 0, 0, 0, VTP_ISA_AVX2},
+    [VTP_PATH_AVX2_BF16] = {6, 16, 384, 1, 0, 1, VTP_ISA_AVX2},
+    [VTP_PATH_AVX512_F32] = {12, 32, 192, 0, 0, 0, VTP_ISA_AVX512},
+    [VTP_PATH_AVX512_BF16] = {12, 32, 192, 1, 0, 1, VTP_ISA_AVX512},
+    [VTP_PATH_AVX512BF16] = {12, 32, 384, 1, 1, 0, VTP_ISA_AVX512BF16},
+};
+
+static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static inline int round_up(int a, int b) { return ceil_div(a, b) * b; }
+
+int vtp_path_is_bf16(int path) { return PATHS[path].b_bf16; }
+int vtp_path_isa(int path) { return PATHS[path].isa; }
+int vtp_panel_columns(int path) { return PATHS[path].nr; }
+
+static inline uint16_t bf16_bits(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x40);
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return (uint16_t)(b >> 16);
+}
+
+static inline float bf16_value(float f) {
+    uint32_t b = (uint32_t)bf16_bits(f) << 16;
+    float r;
+    memcpy(&r, &b, 4);
+    return r;
+}
+
+void vtp_round_bf16(const float *src, uint16_t *dst, size_t count) {
+    for (size_t i = 0; i < count; i++) dst[i] = bf16_bits(src[i]);
+}
+
+void vtp_round_bf16_inplace(float *values, size_t count) {
+    for (size_t i = 0; i < count; i++) values[i] = bf16_value(values[i]);
+}
+
+int vtp_cpu_isa(void) {
+#ifdef VTP_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return VTP_ISA_NONE;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1;
+    if (!osxsave || !fma) return VTP_ISA_NONE;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & 0x6u) != 0x6u) return VTP_ISA_NONE;  // the OS saves XMM and YMM state
+    if (__get_cpuid_max(0, 0) < 7) return VTP_ISA_NONE;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (!((b >> 5) & 1)) return VTP_ISA_NONE;  // AVX2
+    // AVX-512F, with opmask, ZMM_Hi256 and Hi16_ZMM state saved by the OS.
+    if (!((b >> 16) & 1) || (lo & 0xe0u) != 0xe0u) return VTP_ISA_AVX2;
+    __cpuid_count(7, 1, a, b, c, d);
+    return ((a >> 5) & 1) ? VTP_ISA_AVX512BF16 : VTP_ISA_AVX512;
+#else
+    return VTP_ISA_NONE;
+#endif
+}
+
+// MARK: Packing
+
+/// How a packed B stores its values.
+enum { B_FLOATS = 0, B_ROUNDED_FLOATS = 1, B_PAIRS = 2 };
+
+static size_t b_bytes(int format, int nr, int n, int k_padded) {
+    size_t panels = (size_t)ceil_div(n, nr);
+    if (format != B_PAIRS) return panels * (size_t)k_padded * nr * sizeof(float);
+    return panels * (size_t)ceil_div(k_padded, 2) * nr * sizeof(uint32_t);
+}
+
+size_t vtp_packed_bytes(int path, int n, int k_padded) {
+    return b_bytes(PATHS[path].b_bf16 ? B_PAIRS : B_FLOATS, PATHS[path].nr, n, k_padded);
+}
+
+static void pack_b(int format, int nr, const float *src, long ld, int transposed, int n, int k, int k_padded, void *dst) {
+    memset(dst, 0, b_bytes(format, nr, n, k_padded));
+    if (format != B_PAIRS) {
+        float *out = (float *)dst;
+        for (int col = 0; col < n; col++) {
+            float *panel = out + (size_t)(col / nr) * k_padded * nr + col % nr;
+            for (int kk = 0; kk < k; kk++) {
+                float v = transposed ? src[(long)col * ld + kk] : src[(long)kk * ld + col];
+                panel[(size_t)kk * nr] = format == B_ROUNDED_FLOATS ? bf16_value(v) : v;
+            }
+        }
+        return;
+    }
+    uint16_t *out = (uint16_t *)dst;
+    int pairs = ceil_div(k_padded, 2);
+    for (int col = 0; col < n; col++) {
+        uint16_t *panel = out + (size_t)(col / nr) * pairs * nr * 2 + (col % nr) * 2;
+        for (int kk = 0; kk < k; kk++) {
+            float v = transposed ? src[(long)col * ld + kk] : src[(long)kk * ld + col];
+            panel[(size_t)(kk / 2) * nr * 2 + (kk & 1)] = bf16_bits(v);
+        }
+    }
+}
+
+void vtp_pack_b_f32(int path, const float *src, long ld, int transposed, int n, int k, int k_padded, void *dst) {
+    pack_b(PATHS[path].b_bf16 ? B_PAIRS : B_FLOATS, PATHS[path].nr, src, ld, transposed, n, k, k_padded, dst);
+}
+
+void vtp_pack_b_bf16(int path, const uint16_t *src, long ld, int transposed, int n, int k, int k_padded, void *dst) {
+    const path_info *P = &PATHS[path];
+    int nr = P->nr, pairs = ceil_div(k_padded, 2);
+    uint16_t *out = (uint16_t *)dst;
+    memset(out, 0, vtp_packed_bytes(path, n, k_padded));
+    for (int col = 0; col < n; col++) {
+        uint16_t *panel = out + (size_t)(col / nr) * pairs * nr * 2 + (col % nr) * 2;
+        for (int kk = 0; kk < k; kk++)
+            panel[(size_t)(kk / 2) * nr * 2 + (kk & 1)] = transposed ? src[(long)col * ld + kk] : src[(long)kk * ld + col];
+    }
+}
+
+/// Depth of packed A for `kc` depths: widening paths read depths in pairs, so pad to even.
+static inline int a_depth(const path_info *P, int kc) { return (P->b_bf16 && !P->a_pairs) ? round_up(kc, 2) : kc; }
+
+/// Bytes of one packed A micro-panel of depth kc.
+static inline size_t a_panel_bytes(const path_info *P, int kc) {
+    return P->a_pairs ? (size_t)ceil_div(kc, 2) * P->mr * 4 : (size_t)a_depth(P, kc) * P->mr * 4;
+}
+
+/// Packs rows 0..<rows of A (whole tiles, zero rows past `rows`), depths 0..<kc.
+static void pack_a(const path_info *P, const float *a, long lda, int rows, int kc, void *out) {
+    int mr = P->mr, tiles = ceil_div(rows, mr);
+    if (P->a_pairs) {
+        int pairs = ceil_div(kc, 2);
+        for (int t = 0; t < tiles; t++) {
+            uint32_t *panel = (uint32_t *)out + (size_t)t * pairs * mr;
+            for (int r = 0; r < mr; r++) {
+                int row = t * mr + r;
+                const float *src = a + (long)row * lda;
+                for (int kp = 0; kp < pairs; kp++) {
+                    uint32_t word = 0;
+                    if (row < rows) {
+                        word = bf16_bits(src[2 * kp]);
+                        if (2 * kp + 1 < kc) word |= (uint32_t)bf16_bits(src[2 * kp + 1]) << 16;
+                    }
+                    panel[(size_t)kp * mr + r] = word;
+                }
+            }
+        }
+        return;
+    }
+    int depth = a_depth(P, kc);
+    for (int t = 0; t < tiles; t++) {
+        float *panel = (float *)out + (size_t)t * depth * mr;
+        for (int r = 0; r < mr; r++) {
+            int row = t * mr + r;
+            if (row >= rows) {
+                for (int kk = 0; kk < depth; kk++) panel[(size_t)kk * mr + r] = 0.0f;
+                continue;
+            }
+            const float *src = a + (long)row * lda;
+            if (P->a_rounded)
+                for (int kk = 0; kk < kc; kk++) panel[(size_t)kk * mr + r] = bf16_value(src[kk]);
+            else
+                for (int kk = 0; kk < kc; kk++) panel[(size_t)kk * mr + r] = src[kk];
+            for (int kk = kc; kk < depth; kk++) panel[(size_t)kk * mr + r] = 0.0f;
+        }
+    }
+}
+
+// MARK: Tiles
+
+/// Where one tile's finished values go and what is applied to them.
+typedef struct {
+    float *c;
+    long ldc;
+    int rows, cols;
+    int first, last;
+    float alpha;
+    const float *bias, *residual, *scale;
+    long ldr;
+} tile_out;
+
+/// Fills the mr×nr tile buffer with the partial sums so far (zeros on a first block).
+static inline void tile_begin(float *tile, int mr, int nr, const tile_out *o) {
+    if (o->first || o->rows < mr || o->cols < nr) memset(tile, 0, sizeof(float) * mr * nr);
+    if (o->first) return;
+    for (int i = 0; i < o->rows; i++) memcpy(tile + i * nr, o->c + (long)i * o->ldc, sizeof(float) * o->cols);
+}
+
+/// Applies the epilogue (on the last block) and writes the valid part of the tile.
+static inline void tile_finish(const float *tile, int nr, const tile_out *o) {
+    for (int i = 0; i < o->rows; i++) {
+        const float *src = tile + i * nr;
+        float *dst = o->c + (long)i * o->ldc;
+        if (!o->last) {
+            memcpy(dst, src, sizeof(float) * o->cols);
+            continue;
+        }
+        const float *res = o->residual ? o->residual + (long)i * o->ldr : NULL;
+        for (int j = 0; j < o->cols; j++) {
+            float v = src[j];
+            if (o->alpha != 1.0f) v *= o->alpha;
+            if (o->bias) v += o->bias[j];
+            if (res) v = res[j] + (o->scale ? o->scale[j] * v : v);
+            dst[j] = v;
+        }
+    }
+}
+
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf16 __attribute__((vector_size(64)));
+typedef uint32_t vu8 __attribute__((vector_size(32)));
+typedef uint32_t vu16 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
+
+#define PRAGMA_UNROLL _Pragma("clang loop unroll(full)")
+
+/// Loads a tile's partial sums into registers: straight from C for a whole tile, through the tile
+/// buffer for an edge tile (so rows and columns past the edge stay zero).
+#define TILE_BEGIN(VF, MR_, NR_, NV, acc, tile, o)                                                        \
+    do {                                                                                                  \
+        if ((o)->rows == MR_ && (o)->cols == NR_) {                                                       \
+            PRAGMA_UNROLL for (int i = 0; i < MR_; i++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) {      \
+                if ((o)->first) acc[i][v] = (VF){};                                                       \
+                else memcpy(&acc[i][v], (o)->c + (long)i * (o)->ldc + v * (NR_ / NV), sizeof(VF));        \
+            }                                                                                             \
+        } else {                                                                                          \
+            tile_begin(tile, MR_, NR_, o);                                                                \
+            memcpy(acc, tile, sizeof acc);                                                                \
+        }                                                                                                 \
+    } while (0)
+
+/// Applies the epilogue and stores: in registers for a whole tile, through the buffer at an edge.
+#define TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o)                                                       \
+    do {                                                                                                  \
+        if ((o)->rows == MR_ && (o)->cols == NR_) {                                                       \
+            PRAGMA_UNROLL for (int i = 0; i < MR_; i++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) {      \
+                VF x = acc[i][v];                                                                         \
+                int col = v * (NR_ / NV);                                                                 \
+                if ((o)->last) {                                                                          \
+                    if ((o)->alpha != 1.0f) x = x * (o)->alpha;                                           \
+                    if ((o)->bias) { VF b; memcpy(&b, (o)->bias + col, sizeof b); x = x + b; }            \
+                    if ((o)->residual) {                                                                  \
+                        VF r;                                                                             \
+                        memcpy(&r, (o)->residual + (long)i * (o)->ldr + col, sizeof r);                   \
+                        if ((o)->scale) { VF g; memcpy(&g, (o)->scale + col, sizeof g); x = g * x; }      \
+                        x = r + x;                                                                        \
+                    }                                                                                     \
+                }                                                                                         \
+                memcpy((o)->c + (long)i * (o)->ldc + col, &x, sizeof x);                                  \
+            }                                                                                             \
+        } else {                                                                                          \
+            memcpy(tile, acc, sizeof acc);                                                                \
+            tile_finish(tile, NR_, o);                                                                    \
+        }                                                                                                 \
+    } while (0)
+
+/// Instantiates the float32 and widening-bf16 tiles for one instruction set and geometry.
+#define DEFINE_TILES(SUFFIX, TARGET, MR_, NR_, VF, VU, W)                                               \
+    TARGET static void f32_tile_##SUFFIX(int kc, const float *pa, const float *pb, const tile_out *o) { \
+        enum { NV = NR_ / W };                                                                          \
+        float tile[MR_ * NR_] __attribute__((aligned(64)));                                             \
+        VF acc[MR_][NV];                                                                                \
+        TILE_BEGIN(VF, MR_, NR_, NV, acc, tile, o);                                                     \
+        for (int kk = 0; kk < kc; kk++) {                                                               \
+            VF b[NV];                                                                                   \
+            memcpy(b, pb, sizeof b);                                                                    \
+            PRAGMA_UNROLL for (int i = 0; i < MR_; i++) {                                               \
+                VF av = -(VF){} + pa[i];  /* -0 + x is x exactly, so this is a plain broadcast */       \
+                PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = __builtin_elementwise_fma(av, b[v], acc[i][v]); \
+            }                                                                                           \
+            pa += MR_;                                                                                  \
+            pb += NR_;                                                                                  \
+        }                                                                                               \
+        TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o);                                                    \
+    }
+
+#define NO_TARGET
+#ifdef VTP_X86
+DEFINE_TILES(check, __attribute__((target("avx2,fma"))), 12, 32, vf16, vu16, 16)
+DEFINE_TILES(avx2, __attribute__((target("avx2,fma"))), 6, 16, vf8, vu8, 8)
+DEFINE_TILES(avx512, __attribute__((target("avx512f"))), 12, 32, vf16, vu16, 16)
+
+__attribute__((target("avx512f,avx512bf16"))) static void dpbf16_tile(int kc, const uint32_t *pa, const uint32_t *pb,
+                                                                     const tile_out *o) {
+    float tile[12 * 32] __attribute__((aligned(64)));
+    __m512 acc[12][2];
+    TILE_BEGIN(__m512, 12, 32, 2, acc, tile, o);
+    int pairs = ceil_div(kc, 2);
+    for (int kp = 0; kp < pairs; kp++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)pb);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512((const void *)(pb + 16));
+        PRAGMA_UNROLL for (int i = 0; i < 12; i++) {
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)pa[i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
+        }
+        pa += 12;
+        pb += 32;
+    }
+    TILE_FINISH(__m512, 12, 32, 2, acc, tile, o);
+}
+#else
+DEFINE_TILES(check, NO_TARGET, 12, 32, vf16, vu16, 16)
+#endif
+
+/// Runs one tile of `path` over `kc` depths: the vdpbf16ps tile on pair-packed inputs, else the
+/// float32 tile of the path's geometry (widening paths hand it B already widened to float32).
+static void run_tile(int path, int kc, const void *pa, const void *pb, const tile_out *o) {
+    switch (path) {
+    case VTP_PATH_CHECK_F32:
+    case VTP_PATH_CHECK_BF16: f32_tile_check(kc, pa, pb, o); return;
+#ifdef VTP_X86
+    case VTP_PATH_AVX2_F32:
+    case VTP_PATH_AVX2_BF16: f32_tile_avx2(kc, pa, pb, o); return;
+    case VTP_PATH_AVX512_F32:
+    case VTP_PATH_AVX512_BF16: f32_tile_avx512(kc, pa, pb, o); return;
+    case VTP_PATH_AVX512BF16: dpbf16_tile(kc, pa, pb, o); return;
+#endif
+    default: abort();
+    }
+}
+
+/// Widens depths 0..<kc of one bf16 pair panel into [kc][nr] floats (kc even or the last, padded block).
+static void widen_panel(const uint32_t *words, int kc, int nr, float *out) {
+    int pairs = ceil_div(kc, 2);
+    for (int kp = 0; kp < pairs; kp++) {
+        const uint32_t *w = words + (size_t)kp * nr;
+        uint32_t *even = (uint32_t *)(out + (size_t)(2 * kp) * nr), *odd = (uint32_t *)(out + (size_t)(2 * kp + 1) * nr);
+        for (int j = 0; j < nr; j++) { even[j] = w[j] << 16; odd[j] = w[j] & 0xffff0000u; }
+    }
+}
+
+/// Byte offset of depth k0 (even on bf16 paths) inside a B panel.
+static inline size_t b_depth_offset(const path_info *P, int k0) {
+    return P->b_bf16 ? (size_t)(k0 / 2) * P->nr * 4 : (size_t)k0 * P->nr * 4;
+}
+
+// MARK: GEMM
+
+int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
+             float *c, long ldc, int panel_begin, int panel_end, const vtp_epilogue *ep) {
+    const path_info *P = &PATHS[path];
+    vtp_epilogue plain = {1.0f, NULL, NULL, 0, NULL};
+    if (!ep) ep = &plain;
+    if (m <= 0) return 0;
+    int nr = P->nr;
+    if (k <= 0) {
+        int col_end = panel_end * nr < n ? panel_end * nr : n;
+        for (int i = 0; i < m; i++)
+            for (int j = panel_begin * nr; j < col_end; j++) {
+                float v = ep->bias ? ep->bias[j] : 0.0f;
+                if (ep->residual) v = ep->residual[(long)i * ep->ldr + j] + (ep->scale ? ep->scale[j] : 1.0f) * v;
+                c[(long)i * ldc + j] = v;
+            }
+        return 0;
+    }
+    size_t panel_stride = vtp_packed_bytes(path, nr, k);
+    size_t abytes = (size_t)ceil_div(MC, P->mr) * a_panel_bytes(P, P->kc);
+    int widen = P->b_bf16 && !P->a_pairs;
+    void *abuf = aligned_alloc(64, (abytes + 63) & ~(size_t)63);
+    float *bbuf = widen ? aligned_alloc(64, (size_t)round_up(P->kc, 2) * nr * sizeof(float)) : NULL;
+    if (!abuf || (widen && !bbuf)) { free(abuf); free(bbuf); return -1; }
+    for (int k0 = 0; k0 < k; k0 += P->kc) {
+        int kc = k - k0 < P->kc ? k - k0 : P->kc;
+        size_t apanel = a_panel_bytes(P, kc);
+        int depth = a_depth(P, kc);
+        for (int m0 = 0; m0 < m; m0 += MC) {
+            int mc = m - m0 < MC ? m - m0 : MC;
+            pack_a(P, a + (long)m0 * lda + k0, lda, mc, kc, abuf);
+            for (int p = panel_begin; p < panel_end; p++) {
+                int col0 = p * nr;
+                if (col0 >= n) break;
+                const char *bp = (const char *)packed_b + (size_t)p * panel_stride + b_depth_offset(P, k0);
+                if (widen) {  // once per panel and block, shared by every row tile below
+                    widen_panel((const uint32_t *)bp, kc, nr, bbuf);
+                    bp = (const char *)bbuf;
+                }
+                for (int r = 0; r < mc; r += P->mr) {
+                    int row = m0 + r;
+                    tile_out o = {
+                        .c = c + (long)row * ldc + col0, .ldc = ldc,
+                        .rows = mc - r < P->mr ? mc - r : P->mr, .cols = n - col0 < nr ? n - col0 : nr,
+                        .first = k0 == 0, .last = k0 + kc >= k, .alpha = ep->alpha,
+                        .bias = ep->bias ? ep->bias + col0 : NULL,
+                        .residual = ep->residual ? ep->residual + (long)row * ep->ldr + col0 : NULL,
+                        .scale = ep->scale ? ep->scale + col0 : NULL, .ldr = ep->ldr,
+                    };
+                    run_tile(path, depth, (const char *)abuf + (size_t)(r / P->mr) * apanel, bp, &o);
+                }
+            }
+        }
+    }
+    free(abuf);
+    free(bbuf);
+    return 0;
+}
+
+// MARK: Attention
+
+/// The regions of the attention scratch, each 64-byte aligned.
+typedef struct {
+    void *kpack, *vpack, *qpack, *ppack;
+    float *scores, *acc, *rowmax, *rowsum;
+    size_t total;
+} attention_layout;
+
+/// Attention packs K and V per call in the format its tile reads: pairs for vdpbf16ps, else floats
+/// (rounded to bfloat16 on the widening paths, so no widening step is needed).
+static int attention_b_format(const path_info *P) {
+    return P->a_pairs ? B_PAIRS : (P->a_rounded ? B_ROUNDED_FLOATS : B_FLOATS);
+}
+
+static attention_layout attention_regions(int path, int n, int hd, char *base) {
+    const path_info *P = &PATHS[path];
+    int npad = round_up(n, KEY_TILE), hdp = round_up(hd, P->nr);
+    int qtiles = ceil_div(QUERY_BLOCK, P->mr);
+    int format = attention_b_format(P);
+    size_t sizes[8] = {
+        b_bytes(format, P->nr, npad, hd),               // K as B: keys are the columns
+        b_bytes(format, P->nr, hd, npad),               // V as B: keys are the depth
+        (size_t)qtiles * a_panel_bytes(P, hd),
+        (size_t)qtiles * a_panel_bytes(P, KEY_TILE),
+        (size_t)qtiles * P->mr * KEY_TILE * 4,
+        (size_t)qtiles * P->mr * hdp * 4,
+        (size_t)qtiles * P->mr * 4,
+        (size_t)qtiles * P->mr * 4,
+    };
+    void *ptrs[8];
+    size_t offset = 0;
+    for (int i = 0; i < 8; i++) {
+        ptrs[i] = base ? base + offset : NULL;
+        offset += (sizes[i] + 63) & ~(size_t)63;
+    }
+    attention_layout l = {ptrs[0], ptrs[1], ptrs[2], ptrs[3], (float *)ptrs[4], (float *)ptrs[5],
+                          (float *)ptrs[6], (float *)ptrs[7], offset};
+    return l;
+}
+
+size_t vtp_attention_scratch_bytes(int path, int n, int hd) { return attention_regions(path, n, hd, NULL).total; }
+
+/// e^x for 16 lanes (Cephes polynomial, a few ulp on [-87, 88]); below -87.3, -inf included, 0.
+#define DEFINE_EXP16(SUFFIX, TARGET)                                                                    \
+    TARGET __attribute__((always_inline)) static inline vf16 exp16_##SUFFIX(vf16 x) {                   \
+        vi16 tiny = x < -87.33654f;                                                                     \
+        x = __builtin_elementwise_min(__builtin_elementwise_max(x, (vf16){} - 87.33654f), (vf16){} + 88.72283f); \
+        const vf16 magic = (vf16){} + 12582912.0f;  /* 1.5·2²³: adding it rounds to an integer in the low bits */ \
+        vf16 t = x * 1.44269504088896341f + magic;                                                      \
+        vf16 nn = t - magic;                                                                            \
+        vi16 ni = (vi16)t - 0x4B400000;                                                                 \
+        vf16 r = x - nn * 0.693359375f + nn * 2.12194440e-4f;                                           \
+        vf16 p = (vf16){} + 1.9875691500e-4f;                                                           \
+        p = p * r + 1.3981999507e-3f;                                                                   \
+        p = p * r + 8.3334519073e-3f;                                                                   \
+        p = p * r + 4.1665795894e-2f;                                                                   \
+        p = p * r + 1.6666665459e-1f;                                                                   \
+        p = p * r + 5.0000001201e-1f;                                                                   \
+        vf16 y = p * r * r + r + 1.0f;                                                                  \
+        vi16 half = ni >> 1;  /* 2^n as two factors keeps both in the normal range */                   \
+        vf16 scaleA = (vf16)((half + 127) << 23), scaleB = (vf16)((ni - half + 127) << 23);             \
+        vf16 result = y * scaleA * scaleB;                                                              \
+        return (vf16)((vi16)result & ~tiny);                                                            \
+    }
+
+/// One online-softmax step for a 64-key score tile: scales and masks the scores, turns them into
+/// probabilities against the running row maximum, rescales running sums and accumulators, and
+/// leaves the probabilities in the tile for the P·V product.
+#define DEFINE_SOFTMAX(SUFFIX, TARGET)                                                                  \
+    TARGET static void softmax_tile_##SUFFIX(float *scores, int rows, int q0, int key0, int n, int causal, \
+                                             float scale, float *rowmax, float *rowsum, float *acc, int hdp) { \
+        const vi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};                       \
+        for (int i = 0; i < rows; i++) {                                                                \
+            float *row = scores + (size_t)i * KEY_TILE;                                                 \
+            int limit = n;                                                                              \
+            if (causal && q0 + i + 1 < limit) limit = q0 + i + 1;                                       \
+            vf16 s[4];                                                                                  \
+            vf16 mx = (vf16){} - INFINITY;                                                              \
+            for (int v = 0; v < 4; v++) {                                                               \
+                vf16 x;                                                                                 \
+                memcpy(&x, row + 16 * v, sizeof x);                                                     \
+                vi16 hidden = (lane + (key0 + 16 * v)) >= limit;                                        \
+                x = x * scale;                                                                          \
+                s[v] = (vf16)(((vi16)x & ~hidden) | ((vi16)((vf16){} - INFINITY) & hidden));            \
+                mx = __builtin_elementwise_max(mx, s[v]);                                               \
+            }                                                                                           \
+            float tile_max = -INFINITY;                                                                 \
+            for (int j = 0; j < 16; j++) tile_max = mx[j] > tile_max ? mx[j] : tile_max;                \
+            float new_max = rowmax[i] > tile_max ? rowmax[i] : tile_max;                                \
+            if (new_max == -INFINITY) {                                                                 \
+                memset(row, 0, sizeof(float) * KEY_TILE);                                               \
+                continue;                                                                               \
+            }                                                                                           \
+            float correction = rowmax[i] == -INFINITY ? 0.0f : expf(rowmax[i] - new_max);               \
+            vf16 sum = (vf16){};                                                                        \
+            for (int v = 0; v < 4; v++) {                                                               \
+                vf16 e = exp16_##SUFFIX(s[v] - new_max);                                                \
+                sum += e;                                                                               \
+                memcpy(row + 16 * v, &e, sizeof e);                                                     \
+            }                                                                                           \
+            float total = 0.0f;                                                                         \
+            for (int j = 0; j < 16; j++) total += sum[j];                                               \
+            rowsum[i] = rowsum[i] * correction + total;                                                 \
+            rowmax[i] = new_max;                                                                        \
+            if (correction != 1.0f) {                                                                   \
+                float *o = acc + (size_t)i * hdp;                                                       \
+                for (int d = 0; d < hdp; d++) o[d] *= correction;                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
+DEFINE_EXP16(generic, NO_TARGET)
+DEFINE_SOFTMAX(generic, NO_TARGET)
+#ifdef VTP_X86
+DEFINE_EXP16(avx2, __attribute__((target("avx2,fma"))))
+DEFINE_SOFTMAX(avx2, __attribute__((target("avx2,fma"))))
+DEFINE_EXP16(avx512, __attribute__((target("avx512f"))))
+DEFINE_SOFTMAX(avx512, __attribute__((target("avx512f"))))
+#endif
+
+static void softmax_tile(int path, float *scores, int rows, int q0, int key0, int n, int causal, float scale,
+                         float *rowmax, float *rowsum, float *acc, int hdp) {
+    switch (PATHS[path].isa) {
+#ifdef VTP_X86
+    case VTP_ISA_AVX2: softmax_tile_avx2(scores, rows, q0, key0, n, causal, scale, rowmax, rowsum, acc, hdp); return;
+    case VTP_ISA_AVX512:
+    case VTP_ISA_AVX512BF16: softmax_tile_avx512(scores, rows, q0, key0, n, causal, scale, rowmax, rowsum, acc, hdp); return;
+#endif
+    default: softmax_tile_generic(scores, rows, q0, key0, n, causal, scale, rowmax, rowsum, acc, hdp); return;
+    }
+}
+
+void vtp_attention(int path, const float *q, const float *k, const float *v, long ld, int n, int hd,
+                   float scale, int causal, float *out, long ldo, void *scratch) {
+    const path_info *P = &PATHS[path];
+    attention_layout L = attention_regions(path, n, hd, (char *)scratch);
+    int npad = round_up(n, KEY_TILE), hdp = round_up(hd, P->nr), mr = P->mr, nr = P->nr;
+    int format = attention_b_format(P);
+    size_t kstride = b_bytes(format, nr, nr, hd), vstride = b_bytes(format, nr, nr, npad);
+    size_t kreal = (size_t)ceil_div(n, nr), kpanels = (size_t)npad / nr;
+    pack_b(format, nr, k, ld, 1, n, hd, hd, L.kpack);
+    memset((char *)L.kpack + kreal * kstride, 0, (kpanels - kreal) * kstride);
+    pack_b(format, nr, v, ld, 0, hd, n, npad, L.vpack);
+    size_t qpanel = a_panel_bytes(P, hd), ppanel = a_panel_bytes(P, KEY_TILE);
+    for (int q0 = 0; q0 < n; q0 += QUERY_BLOCK) {
+        int qb = n - q0 < QUERY_BLOCK ? n - q0 : QUERY_BLOCK;
+        int tiles = ceil_div(qb, mr), rows = tiles * mr;
+        pack_a(P, q + (long)q0 * ld, ld, qb, hd, L.qpack);
+        for (int i = 0; i < rows; i++) { L.rowmax[i] = -INFINITY; L.rowsum[i] = 0.0f; }
+        memset(L.acc, 0, (size_t)rows * hdp * 4);
+        int visible = causal ? (q0 + qb < n ? q0 + qb : n) : n;
+        int key_tiles = ceil_div(visible, KEY_TILE);
+        for (int t = 0; t < key_tiles; t++) {
+            for (int r = 0; r < tiles; r++)
+                for (int h = 0; h < KEY_TILE / nr; h++) {
+                    tile_out o = {.c = L.scores + (size_t)r * mr * KEY_TILE + h * nr, .ldc = KEY_TILE, .rows = mr,
+                                  .cols = nr, .first = 1, .last = 1, .alpha = 1.0f};
+                    run_tile(path, hd, (const char *)L.qpack + (size_t)r * qpanel,
+                             (const char *)L.kpack + (size_t)(t * (KEY_TILE / nr) + h) * kstride, &o);
+                }
+            softmax_tile(path, L.scores, rows, q0, t * KEY_TILE, n, causal, scale, L.rowmax, L.rowsum, L.acc, hdp);
+            pack_a(P, L.scores, KEY_TILE, rows, KEY_TILE, L.ppack);
+            for (int r = 0; r < tiles; r++)
+                for (int p = 0; p < hdp / nr; p++) {
+                    tile_out o = {.c = L.acc + (size_t)r * mr * hdp + p * nr, .ldc = hdp, .rows = mr, .cols = nr,
+                                  .first = 0, .last = 1, .alpha = 1.0f};
+                    run_tile(path, KEY_TILE, (const char *)L.ppack + (size_t)r * ppanel,
+                             (const char *)L.vpack + (size_t)p * vstride +
+                                 (format == B_PAIRS ? (size_t)(t * KEY_TILE / 2) * nr * 4 : (size_t)t * KEY_TILE * nr * 4), &o);
+                }
+        }
+        for (int i = 0; i < qb; i++) {
+            float inv = 1.0f / L.rowsum[i];
+            const float *o = L.acc + (size_t)i * hdp;
+            float *dst = out + (long)(q0 + i) * ldo;
+            for (int d = 0; d < hd; d++) dst[d] = o[d] * inv;
+        }
+    }
+}

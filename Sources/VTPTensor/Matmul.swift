@@ -1,0 +1,297 @@
+import CVTPKernels
+import Foundation
+
+/// The precision the engine computes matrix products in, separate from how a checkpoint stores
+/// its weights.
+///
+/// `bf16` follows `torch.autocast("cpu", dtype=torch.bfloat16)`: weights held once in bfloat16,
+/// activations rounded to bfloat16 at every product, float32 accumulation and float32 outputs;
+/// norms, softmax and the residual stream stay float32.
+public enum ComputePrecision: String, Sendable, CaseIterable, Codable {
+    case fp32
+    case bf16
+}
+
+/// The instruction-set path the kernels run on.
+public enum KernelISA: String, Sendable, CaseIterable, Codable {
+    /// AVX-512F with AVX512_BF16: `vdpbf16ps` tiles for bf16, FMA tiles for fp32.
+    case avx512bf16
+    /// AVX-512F: FMA tiles; bf16 weights are widened to float32 per panel.
+    case avx512
+    /// AVX2 + FMA: 6×16 FMA tiles; bf16 weights widened per panel.
+    case avx2
+    /// The AVX-512 tile geometry and code compiled for AVX2, so machines without AVX-512 can test
+    /// the packing, tiling and epilogues the AVX-512 paths run. Slower; never picked by itself.
+    case check
+    /// OpenBLAS sgemm (the portable fallback); bf16 rounds weights and activations to bf16 values.
+    case blas
+
+    /// The best path this CPU supports.
+    public static let detected: KernelISA = {
+        switch Int32(vtp_cpu_isa()) {
+        case Int32(VTP_ISA_AVX512BF16.rawValue): .avx512bf16
+        case Int32(VTP_ISA_AVX512.rawValue): .avx512
+        case Int32(VTP_ISA_AVX2.rawValue): .avx2
+        default: .blas
+        }
+    }()
+
+    /// Whether this CPU can run the path.
+    public var isSupported: Bool {
+        let rank: (KernelISA) -> Int = { [.blas: 0, .avx2: 1, .check: 1, .avx512: 2, .avx512bf16: 3][$0]! }
+        return rank(self) <= rank(Self.detected)
+    }
+
+    /// The path named by `VTP_ISA`, or the detected one when it is unset.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> KernelISA {
+        guard let name = environment["VTP_ISA"], !name.isEmpty else { return detected }
+        guard let isa = KernelISA(rawValue: name) else {
+            throw KernelError.unknownISA(name)
+        }
+        guard isa.isSupported else { throw KernelError.unsupportedISA(isa, detected: detected) }
+        return isa
+    }
+}
+
+/// Errors of the kernel layer.
+public enum KernelError: Error, CustomStringConvertible, Equatable {
+    case unknownISA(String)
+    case unsupportedISA(KernelISA, detected: KernelISA)
+
+    public var description: String {
+        switch self {
+        case let .unknownISA(name):
+            "VTP_ISA=\(name) is not a kernel path; expected one of \(KernelISA.allCases.map(\.rawValue).joined(separator: ", "))"
+        case let .unsupportedISA(isa, detected):
+            "VTP_ISA=\(isa.rawValue) needs instructions this CPU lacks (it supports up to \(detected.rawValue))"
+        }
+    }
+}
+
+/// A kernel path and a precision: decides how weights are packed and which tile runs.
+public struct MatmulEngine: Sendable, Equatable {
+    public let isa: KernelISA
+    public let precision: ComputePrecision
+
+    /// The C kernel path, or nil for OpenBLAS.
+    let path: Int32?
+
+    public init(isa: KernelISA, precision: ComputePrecision) {
+        self.isa = isa
+        self.precision = precision
+        let bf16 = precision == .bf16
+        switch isa {
+        case .avx512bf16: path = Int32((bf16 ? VTP_PATH_AVX512BF16 : VTP_PATH_AVX512_F32).rawValue)
+        case .avx512: path = Int32((bf16 ? VTP_PATH_AVX512_BF16 : VTP_PATH_AVX512_F32).rawValue)
+        case .avx2: path = Int32((bf16 ? VTP_PATH_AVX2_BF16 : VTP_PATH_AVX2_F32).rawValue)
+        case .check: path = Int32((bf16 ? VTP_PATH_CHECK_BF16 : VTP_PATH_CHECK_F32).rawValue)
+        case .blas: path = nil
+        }
+    }
+
+    /// The engine for `precision` on the path `VTP_ISA` names (or the best one detected).
+    public static func resolve(precision: ComputePrecision) throws -> MatmulEngine {
+        MatmulEngine(isa: try KernelISA.fromEnvironment(), precision: precision)
+    }
+
+    /// Whether packed weights live in bfloat16.
+    public var storesBFloat16: Bool { path.map { vtp_path_is_bf16($0) != 0 } ?? false }
+
+    /// Whether weights are copied into a layout of their own (the memory-mapped originals can then be released).
+    public var packsWeights: Bool { path != nil || precision == .bf16 }
+}
+
+/// A weight matrix in the layout its engine's tile reads: packed panels (float32 or bfloat16) on
+/// the kernel paths, a float32 tensor on OpenBLAS.
+///
+/// Logically `n × k` (out features × in features, a PyTorch `Linear` weight). Immutable after
+/// packing, so concurrent products only read it (`@unchecked Sendable`).
+public final class PackedWeight: @unchecked Sendable {
+    public let engine: MatmulEngine
+    /// Output columns.
+    public let n: Int
+    /// Depth (input features).
+    public let k: Int
+    private let packed: UnsafeMutableRawPointer?
+    private let dense: Tensor?
+    /// Bytes the packed or copied weight holds in memory (0 when borrowed from a mapping).
+    public let residentBytes: Int
+
+    /// Packs a float32 weight: `n × k` when `transposed` (a Linear weight), else `k × n`.
+    public init(_ weight: Tensor, n: Int, k: Int, transposed: Bool = true, engine: MatmulEngine) {
+        precondition(weight.count == n * k, "weight of \(weight.count) elements is not \(n)×\(k)")
+        self.engine = engine
+        self.n = n
+        self.k = k
+        defer { withExtendedLifetime(weight) {} }
+        if let path = engine.path {
+            let bytes = vtp_packed_bytes(path, Int32(n), Int32(k))
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+            vtp_pack_b_f32(path, weight.pointer, transposed ? k : n, transposed ? 1 : 0, Int32(n), Int32(k), Int32(k), buffer)
+            packed = buffer
+            dense = nil
+            residentBytes = bytes
+            return
+        }
+        packed = nil
+        if !transposed || engine.precision == .bf16 {
+            // OpenBLAS reads B as n × k; bf16 on OpenBLAS holds bf16 values in float32.
+            let copy = Tensor(uninitialized: [n, k])
+            let src = weight.pointer, dst = copy.mutablePointer
+            if transposed { dst.update(from: src, count: n * k) } else {
+                for row in 0..<k { for col in 0..<n { dst[col * k + row] = src[row * n + col] } }
+            }
+            if engine.precision == .bf16 { vtp_round_bf16_inplace(dst, n * k) }
+            dense = copy
+            residentBytes = n * k * 4
+        } else {
+            dense = weight.reshaped([n, k])
+            residentBytes = 0
+        }
+    }
+
+    /// Packs a weight stored as bfloat16 bits (`n × k`, row-major), used as stored on bf16 kernel
+    /// paths; other engines widen it to float32 first.
+    public convenience init(bfloat16 bits: UnsafeRawPointer, n: Int, k: Int, engine: MatmulEngine) {
+        if let path = engine.path, vtp_path_is_bf16(path) != 0 {
+            self.init(packedBFloat16: bits, n: n, k: k, path: path, engine: engine)
+        } else {
+            let widened = Tensor(uninitialized: [n, k])
+            HalfPrecision.widenBFloat16(bits, count: n * k, into: widened.mutablePointer)
+            self.init(widened, n: n, k: k, engine: engine)
+        }
+    }
+
+    private init(packedBFloat16 bits: UnsafeRawPointer, n: Int, k: Int, path: Int32, engine: MatmulEngine) {
+        self.engine = engine
+        self.n = n
+        self.k = k
+        let bytes = vtp_packed_bytes(path, Int32(n), Int32(k))
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        vtp_pack_b_bf16(path, bits.assumingMemoryBound(to: UInt16.self), k, 1, Int32(n), Int32(k), Int32(k), buffer)
+        packed = buffer
+        dense = nil
+        residentBytes = bytes
+    }
+
+    deinit { packed?.deallocate() }
+
+    /// Panels of the packed layout (columns per panel: ``panelColumns``).
+    var panelCount: Int { (n + panelColumns - 1) / panelColumns }
+    var panelColumns: Int { engine.path.map { Int(vtp_panel_columns($0)) } ?? n }
+
+    /// `C = epilogue(A · Wᵀ)` for `rows` rows, on the calling thread.
+    fileprivate func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+                              panels: Range<Int>, epilogue: Matmul.Epilogue) {
+        if let path = engine.path, let packed {
+            var ep = vtp_epilogue(alpha: epilogue.alpha, bias: epilogue.bias, residual: epilogue.residual,
+                                  ldr: epilogue.residualStride ?? ldc, scale: epilogue.scale)
+            let status = vtp_gemm(path, Int32(rows), Int32(n), Int32(k), a, lda, packed, c, ldc,
+                                  Int32(panels.lowerBound), Int32(panels.upperBound), &ep)
+            if status != 0 { fatalError("vtp_gemm could not allocate its packing buffer") }
+            return
+        }
+        let weight = dense!
+        let columns = panels.lowerBound..<min(n, panels.upperBound)  // one "panel" is all of n on OpenBLAS
+        precondition(columns == 0..<n, "OpenBLAS products run whole rows")
+        var source = a, sourceStride = lda
+        var rounded: UnsafeMutablePointer<Float>?
+        if engine.precision == .bf16 {
+            let copy = UnsafeMutablePointer<Float>.allocate(capacity: rows * k)
+            for r in 0..<rows { (copy + r * k).update(from: a + r * lda, count: k) }
+            vtp_round_bf16_inplace(copy, rows * k)
+            rounded = copy
+            source = UnsafePointer(copy)
+            sourceStride = k
+        }
+        defer { rounded?.deallocate(); withExtendedLifetime(weight) {} }
+        BLAS.gemm(m: rows, n: n, k: k, a: source, lda: sourceStride, b: weight.pointer, ldb: k, transposeB: true,
+                  c: c, ldc: ldc, alpha: epilogue.alpha)
+        for r in 0..<rows {
+            let row = c + r * ldc
+            if let bias = epilogue.bias { Kernels.addBias(row, rows: 1, n: n, bias: bias) }
+            if let residual = epilogue.residual {
+                let res = residual + r * (epilogue.residualStride ?? ldc)
+                if let scale = epilogue.scale {
+                    for j in 0..<n { row[j] = res[j] + scale[j] * row[j] }
+                } else {
+                    for j in 0..<n { row[j] = res[j] + row[j] }
+                }
+            }
+        }
+    }
+}
+
+/// The one entry point for matrix products with a weight: every layer calls this, and the engine
+/// behind the weight decides the kernel and precision.
+public enum Matmul {
+    /// What is applied to each output element: `v = alpha·acc + bias[j]`, then, with a residual,
+    /// `v = residual[i, j] + scale[j]·v` (LayerScale) or `residual[i, j] + v`.
+    public struct Epilogue {
+        public var alpha: Float
+        public var bias: UnsafePointer<Float>?
+        public var residual: UnsafePointer<Float>?
+        public var residualStride: Int?
+        public var scale: UnsafePointer<Float>?
+
+        public init(alpha: Float = 1, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil,
+                    residualStride: Int? = nil, scale: UnsafePointer<Float>? = nil) {
+            self.alpha = alpha
+            self.bias = bias
+            self.residual = residual
+            self.residualStride = residualStride
+            self.scale = scale
+        }
+
+        public static var none: Epilogue { Epilogue() }
+    }
+
+    /// `out[rows × n] = epilogue(x[rows × k] · Wᵀ)`, split over `pool` by rows (or, for few rows,
+    /// by column panels). The residual must not alias `out`: partial sums are stored in `out`
+    /// between depth blocks.
+    public static func apply(_ weight: PackedWeight, _ x: UnsafePointer<Float>, rows: Int, lda: Int? = nil,
+                             into out: UnsafeMutablePointer<Float>, ldc: Int? = nil,
+                             epilogue: Epilogue = .none, pool: ComputePool) {
+        let lda = lda ?? weight.k, ldc = ldc ?? weight.n
+        let rowGrain = 64
+        let panels = weight.panelCount
+        if weight.engine.path != nil, rows < rowGrain * pool.threads, panels >= 2 * pool.threads {
+            // Few rows (pooled features, logits): split the columns so every core still has work.
+            pool.parallelFor(panels) { range in
+                weight.multiply(x, rows: rows, lda: lda, into: out, ldc: ldc, panels: range, epilogue: epilogue)
+            }
+            return
+        }
+        pool.parallelFor(rows, grain: rowGrain) { r in
+            var ep = epilogue
+            ep.residual = epilogue.residual.map { $0 + r.lowerBound * (epilogue.residualStride ?? ldc) }
+            weight.multiply(x + r.lowerBound * lda, rows: r.count, lda: lda, into: out + r.lowerBound * ldc, ldc: ldc,
+                            panels: 0..<panels, epilogue: ep)
+        }
+    }
+}
+
+/// Fused scaled dot-product attention on the engine's kernels: one tile of scores per task,
+/// online softmax, no n × n matrix.
+public enum FusedAttention {
+    /// Attention over a packed `qkv` buffer (B·N, 3·D), rows [q heads | k heads | v heads], into
+    /// `out` (B·N, D). Returns false when the engine has no kernel path (the caller uses OpenBLAS).
+    public static func run(engine: MatmulEngine, qkv: UnsafePointer<Float>, batch: Int, tokens n: Int, dim: Int, heads: Int,
+                           causal: Bool, into out: UnsafeMutablePointer<Float>, pool: ComputePool) -> Bool {
+        guard let path = engine.path else { return false }
+        let hd = dim / heads
+        let scale = 1 / Float(hd).squareRoot()
+        let scratchBytes = vtp_attention_scratch_bytes(path, Int32(n), Int32(hd))
+        pool.parallelFor(batch * heads) { pairs in
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes, alignment: 64)
+            defer { scratch.deallocate() }
+            for pair in pairs {
+                let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
+                let base = qkv + b * n * 3 * dim
+                vtp_attention(path, base + h * hd, base + dim + h * hd, base + 2 * dim + h * hd, 3 * dim, Int32(n), Int32(hd),
+                              scale, causal ? 1 : 0, out + b * n * dim + h * hd, dim, scratch)
+            }
+        }
+        return true
+    }
+}
