@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A dense, row-major float32 tensor.
 ///
 /// Storage is a reference-counted buffer that either owns its memory or borrows it from an
@@ -88,15 +94,31 @@ public final class TensorStorage: @unchecked Sendable {
     private let keepAlive: AnyObject?
 
     /// Allocates `count` floats, 64-byte aligned.
+    ///
+    /// Buffers of a mebibyte or more (activations) are mapped straight from the kernel and
+    /// unmapped when freed: through malloc they would stay in per-thread arenas after the forward
+    /// pass that used them, which made a worker's resident memory hundreds of megabytes larger
+    /// than its weights.
     public init(count: Int, zeroed: Bool = true) {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
+        let bytes = max(count, 1) * 4
+        if bytes >= Self.mappedThreshold,
+           let map = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), map != MAP_FAILED {
+            pointer = map.bindMemory(to: Float.self, capacity: max(count, 1))  // page-aligned and zero-filled
+            mappedBytes = bytes
+        } else {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+            if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
+            mappedBytes = 0
+        }
         self.count = count
         self.owned = true
         self.keepAlive = nil
         self.isReadOnly = false
     }
+
+    private static let mappedThreshold = 1 << 20
+    private let mappedBytes: Int
 
     /// Borrows read-only memory owned by `owner` (kept alive as long as this storage lives).
     public init(borrowingReadOnly pointer: UnsafePointer<Float>, count: Int, owner: AnyObject) {
@@ -105,9 +127,11 @@ public final class TensorStorage: @unchecked Sendable {
         self.owned = false
         self.keepAlive = owner
         self.isReadOnly = true
+        self.mappedBytes = 0
     }
 
     deinit {
-        if owned { UnsafeMutableRawPointer(pointer).deallocate() }
+        guard owned else { return }
+        if mappedBytes > 0 { munmap(UnsafeMutableRawPointer(pointer), mappedBytes) } else { UnsafeMutableRawPointer(pointer).deallocate() }
     }
 }
