@@ -1,10 +1,10 @@
 import Foundation
 import Logging
-import VTPJobs
+import Synchronization
 import VTPQueue
 import VTPRuntimeSupport
-import VTPStorage
 import VTPTransport
+import VTPVocabulary
 
 /// Something the coordinator reports to whoever embeds it (`vtp run`, tests). Worker comings and
 /// goings are in the ledger's worker table.
@@ -13,7 +13,7 @@ public enum CoordinatorNotification: Sendable, Equatable {
     case jobFinalized(jobID: Int64, result: FinalizeResult)
 
     public enum FinalizeResult: Sendable, Equatable {
-        case written(RunManifest.Counts)
+        case written(JobCounts)
         case failed(String)
     }
 }
@@ -23,7 +23,8 @@ public enum CoordinatorNotification: Sendable, Equatable {
 /// `init` binds the socket (so callers know the endpoint before workers start); `run()` serves
 /// until `requestShutdown()` (SIGTERM) has drained the workers, then returns. All waiting is on
 /// streams, the NOTIFY listener and a timer; ledger calls run on the ledger's own connection
-/// thread and blocking finalizers on a thread of their own.
+/// thread and the injected finalizer (`JobFinalizing`) does its blocking work off the pool, so
+/// this module links no model, image or index code.
 public final class Coordinator: Sendable {
     /// Socket and timing settings.
     public struct Options: Sendable {
@@ -55,6 +56,8 @@ public final class Coordinator: Sendable {
     public let notifications: AsyncStream<CoordinatorNotification>
     /// The live state machine's counters after the last event (for tests and monitoring).
     public var counters: CoordinatorCore.Counters { state.withLock { $0 } }
+    /// Writes a finished job's artefacts.
+    public let finalizer: any JobFinalizing
 
     private let options: Options
     private let ledger: Ledger
@@ -65,12 +68,12 @@ public final class Coordinator: Sendable {
     /// overwrite an "offline"), by one task, without holding up the loop.
     private let workerReports = EventQueue<WorkerReport>()
     private let notify: AsyncStream<CoordinatorNotification>.Continuation
-    private let state: Locked<CoordinatorCore.Counters>
+    private let state: Mutex<CoordinatorCore.Counters>
     private let logger: Logger
 
     /// Binds the ROUTER socket. `notifier` wakes an idle coordinator when work is enqueued; without
     /// one the coordinator only notices new jobs through requeues and lease releases (tests).
-    public init(ledger: Ledger, notifier: WorkNotifier?, options: Options, context: ZMQContext,
+    public init(ledger: Ledger, notifier: WorkNotifier?, finalizer: any JobFinalizing, options: Options, context: ZMQContext,
                 logger: Logger = Logger(label: "vtp.coordinator")) throws {
         var configuration = RouterConfiguration(bindEndpoints: options.bindEndpoints, curve: options.curve)
         configuration.maxMessageBytes = options.maxMessageBytes
@@ -79,9 +82,10 @@ public final class Coordinator: Sendable {
         self.options = options
         self.ledger = ledger
         self.notifier = notifier
+        self.finalizer = finalizer
         self.logger = logger
         (notifications, notify) = AsyncStream.makeStream(of: CoordinatorNotification.self)
-        state = Locked(CoordinatorCore.Counters())
+        state = Mutex(CoordinatorCore.Counters())
     }
 
     /// Stop dispatching and exit once workers hand in what they hold (or the grace period ends).
@@ -232,20 +236,23 @@ public final class Coordinator: Sendable {
     private func finalize(jobID: Int64) async {
         do {
             let job = try await ledger.job(jobID)
-            let type = try JobType(name: job.type)
             // Shards that exhausted their attempts left no output; their items are failures of the job.
-            var failedShards: [Int: [RunManifest.Failure]] = [:]
+            var failedShards: [Int: [FailedInput]] = [:]
             for shard in try await ledger.failedShards(job: jobID) {
                 failedShards[shard.index] = shard.items.map {
-                    RunManifest.Failure(sourceId: $0.sourceID, reason: $0.error.isEmpty ? shard.error : $0.error)
+                    FailedInput(sourceId: $0.sourceID, reason: $0.error.isEmpty ? shard.error : $0.error)
                 }
             }
-            let manifest = try await BlockingWork.run(name: "vtp-finalize") { [failedShards] in
-                try JobFinalizer.finalize(jobType: type, parametersJSON: job.parametersJSON, outputDirectory: job.outputLocation,
-                                          modelDirectory: job.model ?? "", shardCount: job.shardCount, failedShards: failedShards)
+            // Samples the listing skipped are failed items in no shard.
+            let listingFailures = try await ledger.listingFailures(job: jobID).map {
+                FailedInput(sourceId: $0.sourceID, reason: $0.error)
             }
-            logger.info("job \(jobID) finalized: \(manifest.counts.written) written, \(manifest.counts.failed) failed")
-            notify.yield(.jobFinalized(jobID: jobID, result: .written(manifest.counts)))
+            let counts = try await finalizer.finalize(FinalizeRequest(
+                jobId: jobID, jobType: job.type, parametersJSON: job.parametersJSON, modelDirectory: job.model ?? "",
+                outputDirectory: job.outputLocation, shardCount: job.shardCount, listingFailures: listingFailures,
+                failedShards: failedShards))
+            logger.info("job \(jobID) finalized: \(counts.written) written, \(counts.failed) failed")
+            notify.yield(.jobFinalized(jobID: jobID, result: .written(counts)))
         } catch {
             logger.error("finalizing job \(jobID) failed: \(error)")
             notify.yield(.jobFinalized(jobID: jobID, result: .failed("\(error)")))
@@ -257,27 +264,10 @@ public final class Coordinator: Sendable {
     private func finalizeUnfinishedJobs() async {
         do {
             for job in try await ledger.listJobs(limit: 1000) where job.state.isFinished && job.state != .cancelled {
-                let manifest = job.outputLocation + "/" + JobFinalizer.manifestFileName
-                if !FileManager.default.fileExists(atPath: manifest) { events.post(.jobFinished(job.id)) }
+                if !finalizer.isFinalized(outputDirectory: job.outputLocation) { events.post(.jobFinished(job.id)) }
             }
         } catch {
             logger.warning("could not look for unfinalized jobs: \(error)")
         }
-    }
-}
-
-/// A value behind a lock, for the few fields the run loop publishes to other threads.
-///
-/// `@unchecked Sendable`: `value` is only read or written inside `lock`.
-final class Locked<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<T>(_ body: (inout Value) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&value)
     }
 }

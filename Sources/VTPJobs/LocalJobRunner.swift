@@ -1,4 +1,6 @@
 import Foundation
+import VTPConcurrency
+import VTPVocabulary
 import VTPDatasets
 import VTPStorage
 
@@ -34,7 +36,7 @@ public enum LocalJobRunner {
     public static func run(input: String, output: String, model: String, parameters: JobParameters, shardSize: Int,
                            jobId: Int64 = 0, executor: ShardExecutor = ShardExecutor(),
                            progress: (@Sendable (LocalJobProgress) -> Void)? = nil) async throws -> LocalJobResult {
-        try await DedicatedThread.run {
+        try await BlockingWork.run(name: "vtp-local-run") {
             try runBlocking(input: input, output: output, model: model, parameters: parameters, shardSize: shardSize,
                             jobId: jobId, executor: executor, progress: progress)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPModel
 
 /// Loaded models by directory, so every shard of a job (and every job on the same checkpoint)

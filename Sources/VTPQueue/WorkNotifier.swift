@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import Logging
 #if canImport(Glibc)
 import Glibc

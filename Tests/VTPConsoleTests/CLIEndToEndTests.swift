@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPConsole
 import VTPQueue
 import VTPTestSupport
@@ -30,20 +31,20 @@ struct CLIEndToEndTests {
         let ledger = Ledger(database: server.databaseURL)
 
         // Job A: 25 items in shards of 10; shard 0 completes with two failed items.
-        let items = (0..<25).map { ItemSpec(sourceID: "img-\($0)", path: "/data/a/\($0).jpg") }
+        let items = (0..<25).map { JobItem(ordinal: $0, sourceId: "img-\($0)", location: .file(path: "/data/a/\($0).jpg")) }
         let jobA = try await ledger.enqueue(JobSpec(type: "encode", model: "vtp-tiny", inputLocation: "/data/a",
                                                     outputLocation: "/out/a", shardSize: 10), items: items)
         let claim = try #require(try await ledger.claimNextShard(owner: "w1", job: jobA))
         let results = claim.items.map { item in
             item.ordinal == 3 || item.ordinal == 7
-                ? ItemResult.failure(item.ordinal, error: "decode error: truncated JPEG in \(item.sourceID)")
+                ? ItemResult.failure(item.ordinal, error: "decode error: truncated JPEG in \(item.sourceId)")
                 : ItemResult.success(item.ordinal, output: "/out/a/\(item.ordinal).safetensors")
         }
         let inFlight = try await ledger.queueCounts()
         #expect(inFlight.pending == 2 && inFlight.leased == 1)
         #expect(try await ledger.completeShard(claim.shard, token: claim.leaseToken, results: results) == .applied)
         let jobB = try await ledger.enqueue(JobSpec(type: "clip", inputLocation: "/data/b", outputLocation: "/out/b"),
-                                            items: [ItemSpec(sourceID: "b-0", path: "/data/b/0.png")])
+                                            items: [JobItem(ordinal: 0, sourceId: "b-0", location: .file(path: "/data/b/0.png"))])
         try await ledger.upsertWorker(WorkerReport(id: "w1", host: "node-1", state: .busy,
                                                    currentShard: ShardRef(jobID: jobA, index: 1), itemsDone: 8,
                                                    itemsFailed: 2, imagesPerSecond: 12.5, memoryBytes: 3 << 30))

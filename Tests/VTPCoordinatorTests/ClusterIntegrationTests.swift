@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPCoordinator
 import VTPJobs
 import VTPQueue
@@ -92,7 +93,7 @@ struct ClusterIntegrationTests {
             let endpoint = "ipc://" + dir.file("c.ipc")
             let notifier = WorkNotifier(database: url)
             try await notifier.start()
-            let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: LeasePolicy(leaseSeconds: 10)), notifier: notifier,
+            let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: LeasePolicy(leaseSeconds: 10)), notifier: notifier, finalizer: ManifestFinalizer(),
                                               options: Coordinator.Options(bindEndpoints: [endpoint], core: fastCore(leaseSeconds: 10)),
                                               context: context)
             let serving = Task { await coordinator.run() }
@@ -154,8 +155,9 @@ struct ClusterIntegrationTests {
             let ledger = Ledger(database: url, leasePolicy: policy)
             let jobID = try await ledger.enqueue(
                 JobSpec(type: "latents", parametersJSON: "{}", model: "/m", inputLocation: "/in", outputLocation: "/out", shardSize: 2),
-                items: [ItemSpec(sourceID: "a", path: "/in/a.jpg"), ItemSpec(sourceID: "b", path: "/in/b.jpg")])
-            let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: policy), notifier: nil,
+                items: [JobItem(ordinal: 0, sourceId: "a", location: .file(path: "/in/a.jpg")),
+                        JobItem(ordinal: 1, sourceId: "b", location: .file(path: "/in/b.jpg"))])
+            let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: policy), notifier: nil, finalizer: ManifestFinalizer(),
                                               options: Coordinator.Options(bindEndpoints: [endpoint], core: fastCore(leaseSeconds: lease)),
                                               context: context)
             let serving = Task { await coordinator.run() }
@@ -168,7 +170,7 @@ struct ClusterIntegrationTests {
                 return
             }
             #expect(original.jobID == jobID)
-            #expect(original.items.map(\.sourceID) == ["a", "b"])
+            #expect(original.items.map(\.sourceId) == ["a", "b"])
             // "silent" now says nothing: declared dead after 3 × 200 ms, its lease expires after 1.5 s.
             #expect(try await eventually(5) { try await ledger.listWorkers().first { $0.report.id == "silent" }?.report.state == .offline })
 
@@ -201,7 +203,7 @@ struct ClusterIntegrationTests {
             // The rescuer's result counts, once; a repeat of it is a counted duplicate.
             let done = ShardDoneMessage(shardID: retry.shardID, leaseToken: retry.leaseToken,
                                         results: [ItemResult(ordinal: 0, status: .ok, outputLocation: "y#0"),
-                                                  ItemResult(ordinal: 1, status: .failed, errorText: "corrupt")])
+                                                  ItemResult(ordinal: 1, status: .failed, error: "corrupt")])
             try await second.dealer.send(.shardDone(done))
             try await second.dealer.send(.shardDone(done))
             #expect(try await eventually(5) { try await ledger.job(jobID).rejectedCompletions == 2 })
@@ -225,7 +227,7 @@ struct ClusterIntegrationTests {
         try await withDatabase { url in
             let endpoint = "ipc://" + dir.file("c.ipc")
             func startCoordinator() throws -> (Coordinator, Task<Void, Never>) {
-                let coordinator = try Coordinator(ledger: Ledger(database: url), notifier: nil,
+                let coordinator = try Coordinator(ledger: Ledger(database: url), notifier: nil, finalizer: ManifestFinalizer(),
                                                   options: Coordinator.Options(bindEndpoints: [endpoint], core: fastCore(leaseSeconds: 10)),
                                                   context: try ZMQContext())
                 return (coordinator, Task { await coordinator.run() })
@@ -271,7 +273,7 @@ struct ClusterIntegrationTests {
             let server = try CurveKeyPair.generate(), known = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
             let context = try ZMQContext()
             let coordinator = try Coordinator(
-                ledger: Ledger(database: url), notifier: nil,
+                ledger: Ledger(database: url), notifier: nil, finalizer: ManifestFinalizer(),
                 options: Coordinator.Options(bindEndpoints: ["tcp://127.0.0.1:*"],
                                              curve: CurveServerSecurity(serverKeys: server, authorizedClients: [known.publicKey]),
                                              core: fastCore(leaseSeconds: 10)),

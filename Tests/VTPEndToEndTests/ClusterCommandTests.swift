@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Testing
+import VTPVocabulary
 import VTPQueue
 import VTPTestSupport
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPQueue
 import VTPTestSupport
 #if canImport(Glibc)

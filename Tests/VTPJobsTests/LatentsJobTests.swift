@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPDatasets
 import VTPImage
 import VTPJobs
@@ -75,8 +76,9 @@ import VTPTestSupport
         // Outcomes: every item exactly once, failures with the decoder's reason.
         let outcomes = result.shards.flatMap(\.items)
         #expect(outcomes.map(\.ordinal) == Array(0..<8))
-        #expect(Set(outcomes.filter { $0.status == .failed }.map(\.sourceId)) == failedIds)
-        let reasons = Dictionary(uniqueKeysWithValues: outcomes.compactMap { o in o.error.map { (o.sourceId, $0) } })
+        let sourceIds = result.listing.items.map(\.sourceId)
+        #expect(Set(outcomes.filter { $0.status == .failed }.map { sourceIds[$0.ordinal] }) == failedIds)
+        let reasons = Dictionary(uniqueKeysWithValues: outcomes.compactMap { o in o.error.map { (sourceIds[o.ordinal], $0) } })
         #expect(reasons["cat/truncated.jpg"]?.contains("truncated") == true, "\(reasons)")
         #expect(reasons["rocket/empty.png"]?.contains("empty file") == true, "\(reasons)")
         #expect(reasons["rocket/garbage.jpg"]?.contains("unknown image format") == true, "\(reasons)")

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPSafeTensors
 import VTPStorage
 import VTPTensor

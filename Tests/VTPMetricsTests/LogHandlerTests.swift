@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import VTPVocabulary
 @testable import VTPMetrics
 
 /// Collects lines a handler writes.

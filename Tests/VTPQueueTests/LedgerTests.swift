@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPQueue
 
 @Suite("Ledger operations against a real PostgreSQL")
@@ -47,21 +48,49 @@ struct LedgerTests {
                               ShardRef(jobID: low, index: 0), ShardRef(jobID: low, index: 1)])
 
             let other = try await ledger.enqueue(testJob(shardSize: 2), items: [
-                ItemSpec(sourceID: "s0", path: "/p/0.jpg", label: "cat", caption: "a\tcat\nwith \\ escapes"),
-                ItemSpec(sourceID: "s1", path: "/p/1.jpg"),
-                ItemSpec(sourceID: "s2", path: "/p/2.jpg"),
+                JobItem(ordinal: 0, sourceId: "s0", location: .file(path: "/p/0.jpg"), label: 7, caption: "a\tcat\nwith \\ escapes",
+                        metadata: #"{"url": "https://example.org/0.jpg", "width": 640}"#),
+                JobItem(ordinal: 1, sourceId: "s1", location: .tarMember(tarPath: "/p/00000.tar", offset: 512, size: 99)),
+                JobItem(ordinal: 2, sourceId: "s2", location: .file(path: "/p/2.jpg")),
             ])
             let claim = try #require(try await ledger.claimNextShard(owner: "w", job: other))
             #expect(claim.shard == ShardRef(jobID: other, index: 0))
             #expect(claim.job.type == "encode" && claim.job.model == "vtp-tiny" && claim.job.outputLocation == "/data/out")
             #expect(claim.job.parametersJSON.contains("256"))
             #expect(claim.attempt == 1 && claim.firstItem == 0 && claim.lastItem == 1)
-            #expect(claim.items == [ClaimedItem(ordinal: 0, sourceID: "s0", path: "/p/0.jpg", label: "cat",
-                                                caption: "a\tcat\nwith \\ escapes"),
-                                    ClaimedItem(ordinal: 1, sourceID: "s1", path: "/p/1.jpg", label: nil, caption: nil)])
+            #expect(claim.items.map(\.ordinal) == [0, 1])
+            #expect(claim.items[0].location == .file(path: "/p/0.jpg") && claim.items[0].label == 7
+                    && claim.items[0].caption == "a\tcat\nwith \\ escapes")
+            // jsonb normalises the text; the fields survive.
+            #expect(claim.items[0].metadataFields == ["url": .string("https://example.org/0.jpg"), "width": .integer(640)])
+            #expect(claim.items[1] == JobItem(ordinal: 1, sourceId: "s1", location: .tarMember(tarPath: "/p/00000.tar", offset: 512, size: 99)))
             #expect(claim.leaseExpiresAt > Date().addingTimeInterval(200))
             let last = try #require(try await ledger.claimNextShard(owner: "w", job: other))
-            #expect(last.items.map(\.sourceID) == ["s2"] && last.lastItem == 2)
+            #expect(last.items.map(\.sourceId) == ["s2"] && last.lastItem == 2)
+        }
+    }
+
+    @Test func listingFailuresAreFailedItemsInNoShard() async throws {
+        try await withLedgerDatabase { _, url in
+            let ledger = Ledger(database: url)
+            let job = try await ledger.enqueue(testJob(shardSize: 2), items: items(3),
+                                               skipped: [SkippedSample(sourceId: "a.tar/k9", reason: "no image member")])
+            let record = try await ledger.job(job)
+            #expect(record.itemCount == 4 && record.itemsFailed == 1 && record.shardCount == 2)
+            let failures = try await ledger.failures(job: job)
+            #expect(failures.map(\.sourceID) == ["a.tar/k9"] && failures.map(\.error) == ["no image member"])
+            #expect(try await ledger.listingFailures(job: job).map(\.ordinal) == [3])
+            // Claims carry only the real items; finishing every shard finishes the job with failures.
+            while let shard = try await ledger.claimNextShard(owner: "w", job: job) {
+                #expect(!shard.items.contains { $0.sourceId == "a.tar/k9" })
+                _ = try await ledger.completeShard(shard.shard, token: shard.leaseToken,
+                                                   results: shard.items.map { .success($0.ordinal, output: "o") })
+            }
+            let done = try await ledger.job(job)
+            #expect(done.state == .completedWithFailures && done.itemsDone == 3 && done.itemsFailed == 1)
+            // A retry re-runs nothing: the listing failure belongs to no shard.
+            #expect(try await ledger.retryFailed(job: job) == 0)
+            #expect(try await ledger.failures(job: job).count == 1)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 @testable import VTPQueue
 
 /// Starts a throwaway PostgreSQL server (initdb in /tmp, Unix socket only), optionally migrates it,
@@ -19,8 +20,8 @@ func quickLeases(_ seconds: Double = 0.4) -> LeasePolicy {
     LeasePolicy(leaseSeconds: seconds, backoffBaseSeconds: 0, backoffCapSeconds: 0)
 }
 
-func items(_ count: Int, prefix: String = "img") -> [ItemSpec] {
-    (0..<count).map { ItemSpec(sourceID: "\(prefix)-\($0)", path: "/data/\(prefix)/\($0).jpg", label: "\($0 % 10)") }
+func items(_ count: Int, prefix: String = "img") -> [JobItem] {
+    (0..<count).map { JobItem(ordinal: $0, sourceId: "\(prefix)-\($0)", location: .file(path: "/data/\(prefix)/\($0).jpg"), label: $0 % 10) }
 }
 
 func testJob(shardSize: Int = 10, priority: Int32 = 0, maxAttempts: Int32 = 3) -> JobSpec {

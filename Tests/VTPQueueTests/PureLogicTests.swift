@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPQueue
 
 @Suite("Ledger logic without a server")

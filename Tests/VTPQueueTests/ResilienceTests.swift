@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPQueue
 
 /// Counts completions shared by the claimer tasks.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPQueue
 
 @Suite("Ledger at scale")
@@ -8,8 +9,8 @@ struct ScaleTests {
         try await withLedgerDatabase { _, url in
             let ledger = Ledger(database: url)
             let many = (0..<1_000_000).map {
-                ItemSpec(sourceID: "imagenet/train/\($0)", path: "/datasets/imagenet/train/n\($0 % 1000)/\($0).JPEG",
-                         label: String($0 % 1000))
+                JobItem(ordinal: $0, sourceId: "imagenet/train/\($0)",
+                        location: .file(path: "/datasets/imagenet/train/n\($0 % 1000)/\($0).JPEG"), label: $0 % 1000)
             }
             let start = ContinuousClock.now
             let job = try await ledger.enqueue(testJob(shardSize: 1000), items: many)

@@ -1,6 +1,7 @@
 import CZeroMQ
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPTransport
 
 @Suite struct EndpointTests {

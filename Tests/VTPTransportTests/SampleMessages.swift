@@ -1,3 +1,4 @@
+import VTPVocabulary
 import VTPTransport
 
 /// One or more instances of every message type, exercising optional fields present and absent,
@@ -15,9 +16,10 @@ enum SampleMessages {
         parametersJSON: #"{"resolution":256,"dtype":"fp16"}"#, modelPath: "/models/vtp-l.safetensors",
         outputDirectory: "/data/out/job42",
         items: [
-            ShardItem(ordinal: 0, sourceID: "row-1", location: "/data/img/1.jpg", label: "tabby cat", caption: "a cat on a mat"),
-            ShardItem(ordinal: 1, sourceID: "", location: "https://example.org/2.png"),
-            ShardItem(ordinal: UInt32.max, sourceID: "row-3", location: "s3://b/3.webp", label: nil, caption: "日本語のキャプション"),
+            JobItem(ordinal: 0, sourceId: "row-1", location: .file(path: "/data/img/1.jpg"), label: 281, caption: "a cat on a mat",
+                    metadata: #"{"url":"https://example.org/1.jpg","width":640}"#),
+            JobItem(ordinal: 1, sourceId: "", location: .tarMember(tarPath: "/data/00000.tar", offset: 1536, size: 4096)),
+            JobItem(ordinal: 1 << 40, sourceId: "row-3", location: .file(path: "s3://b/3.webp"), label: nil, caption: "日本語のキャプション"),
         ]))
 
     static let done = WireMessage.shardDone(ShardDoneMessage(
@@ -25,7 +27,7 @@ enum SampleMessages {
         results: [
             ItemResult(ordinal: 0, status: .ok, outputLocation: "/data/out/0.safetensors",
                        timings: [StageTiming(stage: "decode", seconds: 0.012), StageTiming(stage: "encode", seconds: 1.5)]),
-            ItemResult(ordinal: 1, status: .failed, errorText: "JPEG: premature end of data"),
+            ItemResult(ordinal: 1 << 40, status: .failed, error: "JPEG: premature end of data"),
         ]))
 
     /// Messages a worker sends.

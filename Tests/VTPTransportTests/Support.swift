@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPTransport
 
 /// Suites that are CPU-heavy (fuzzing) or timing-sensitive (heartbeats over real sockets) run one at a

@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 import VTPRandom
 @testable import VTPTransport
 
@@ -179,7 +180,7 @@ extension SerialTransportTests {
         }
 
         @Test func largeShardStaysWithinFrameLimit() throws {
-            let items = (0..<10_000).map { ShardItem(ordinal: UInt32($0), sourceID: "id-\($0)", location: "/data/images/\($0).jpg", caption: "caption \($0)") }
+            let items = (0..<10_000).map { JobItem(ordinal: $0, sourceId: "id-\($0)", location: .file(path: "/data/images/\($0).jpg"), caption: "caption \($0)") }
             let message = WireMessage.assignShard(AssignShardMessage(jobID: 1, shardID: 2, leaseToken: .random(), jobType: "encode",
                                                                      parametersJSON: "{}", modelPath: "m", outputDirectory: "o", items: items))
             let start = ContinuousClock.now

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPJobs
 import VTPRuntimeSupport
 import VTPTestSupport
@@ -48,8 +49,8 @@ struct WorkerSocketTests {
         let assignment = AssignShardMessage(
             jobID: 9, shardID: shardID, leaseToken: token, jobType: "latents", parametersJSON: parameters,
             modelPath: Fixtures.path("vtp-tiny"), outputDirectory: dir.file("out"),
-            items: [ShardItem(ordinal: 40, sourceID: "cat.jpg", location: dir.file("in/cat.jpg"), label: "3"),
-                    ShardItem(ordinal: 41, sourceID: "bad.jpg", location: dir.file("in/bad.jpg"), label: "3")])
+            items: [JobItem(ordinal: 40, sourceId: "cat.jpg", location: .file(path: dir.file("in/cat.jpg")), label: 3),
+                    JobItem(ordinal: 41, sourceId: "bad.jpg", location: .file(path: dir.file("in/bad.jpg")), label: 3)])
         try await router.send(.assignShard(assignment), to: peer)
 
         var sawProgress = false
@@ -68,7 +69,7 @@ struct WorkerSocketTests {
         #expect(result.results[0].status == .ok)
         #expect(result.results[0].outputLocation == "latents_rank00_shard004.safetensors#0")
         #expect(result.results[1].status == .failed)
-        #expect(result.results[1].errorText?.contains("bad.jpg") == true)
+        #expect(result.results[1].error?.contains("bad.jpg") == true)
         #expect(FileManager.default.fileExists(atPath: dir.file("out/latents_rank00_shard004.safetensors")))
         #expect(try await next(&inbound).1 == .credit(1))
 

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import VTPSettings
 import Logging
 import VTPCoordinator
@@ -53,7 +56,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                           curve: try ClusterSetup.serverSecurity(settings),
                                           core: try ClusterSetup.coordinatorCore(settings, leaseSeconds: lease),
                                           maxMessageBytes: settings.limits.maxMessageBytes, observer: bridge)
-        let coordinator = try Coordinator(ledger: ledger, notifier: notifier, options: options, context: try ZMQContext(),
+        let coordinator = try Coordinator(ledger: ledger, notifier: notifier, finalizer: ManifestFinalizer(), options: options, context: try ZMQContext(),
                                           logger: logger)
         logger.info("coordinator on \(coordinator.boundEndpoints.joined(separator: ", ")), ledger \(url.redacted)")
         let signals = SignalWatcher()

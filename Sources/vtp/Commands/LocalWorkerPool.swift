@@ -1,4 +1,7 @@
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import VTPQueue
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import VTPDatasets
 import Logging
 import VTPCoordinator
@@ -93,7 +96,7 @@ struct RunCommand: AsyncParsableCommand {
         } else {
             let maxItems = settings.limits.maxJobItems
             let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
-            jobID = try await ledger.enqueue(request.spec, items: listing.items)
+            jobID = try await ledger.enqueue(request.spec, items: listing.items, skipped: listing.skipped)
             let shards = (listing.items.count + request.shardSize - 1) / request.shardSize
             printError("job \(jobID): \(listing.items.count) items in \(shards) shards, \(workerCount) workers x \(threadCount) threads")
             for sample in listing.skipped { printError("skipped \(sample.sourceId): \(sample.reason)") }
@@ -104,7 +107,7 @@ struct RunCommand: AsyncParsableCommand {
         let notifier = WorkNotifier(database: url, logger: logger)
         try await notifier.start()
         let coordinator = try Coordinator(
-            ledger: Ledger(database: url, leasePolicy: policy, logger: logger), notifier: notifier,
+            ledger: Ledger(database: url, leasePolicy: policy, logger: logger), notifier: notifier, finalizer: ManifestFinalizer(),
             options: Coordinator.Options(bindEndpoints: [endpoint],
                                          core: try ClusterSetup.coordinatorCore(settings, leaseSeconds: leaseSeconds)),
             context: try ZMQContext(), logger: logger)

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import VTPSettings
 import Logging
-import VTPJobs
 import VTPRuntimeSupport
 import VTPTransport
 import VTPWorker

@@ -1,7 +1,4 @@
-import VTPImage
-import VTPIndex
-import VTPModel
-import VTPStorage
+import Foundation
 
 /// How a CLIP job turns an image into model input; shared by `clip-embed`, `clip-score` and
 /// `vtp search` (which reads it back from the manifest so queries go through the same steps).
@@ -44,22 +41,9 @@ public struct ClipPreprocessing: Sendable, Equatable {
         self.init(imageSize: size, transform: transform, normalize: normalize)
     }
 
-    func plan(modelImageSize: Int, options: ShardExecutor.Options) -> PreprocessPlan {
-        PreprocessPlan(transform: transform.transform(size: resolvedImageSize(modelImageSize: modelImageSize)),
-                       normalization: normalize.normalization, alsoFlipped: false,
-                       compatibility: options.pillowCompatibility, maxPixels: options.maxPixels)
-    }
-
-    func validate() throws(JobError) {
+    /// Checks value ranges.
+    public func validate() throws(JobError) {
         if let imageSize { try ParameterRanges.imageSize(imageSize) }
-    }
-
-    /// Checks the model has a CLIP head and the image size fits its patch grid.
-    func check(model: VTPModel) throws(JobError) {
-        guard model.config.trainClip, model.logitScale != nil else {
-            throw .modelMismatch(model: model.directory, detail: "CLIP jobs need a checkpoint with train_clip true (a text tower and visual_proj)")
-        }
-        try ModelChecks.imageSize(resolvedImageSize(modelImageSize: model.config.imageSize), model: model)
     }
 }
 
@@ -135,7 +119,6 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
         }
     }
 
-    var npyElement: NpyFile.Element { dtype == .float32 ? .float32 : .float16 }
 }
 
 /// How the approximate (IVF) index of a large `clip-embed` output stores its vectors.
@@ -147,13 +130,6 @@ public enum IndexEncodingOption: String, Sendable, Codable, CaseIterable {
     /// 0.956 for one-byte-per-dimension PQ on 100k clustered 512-d vectors) with much faster
     /// training, for collections where memory allows it.
     case sq8
-
-    var vectorEncoding: VectorEncoding {
-        switch self {
-        case .pq: .productQuantizer(dimensionsPerSubquantizer: 2, bitsPerCode: 8)
-        case .sq8: .scalar8
-        }
-    }
 }
 
 /// Parameters of a `clip-score` job.

@@ -1,5 +1,5 @@
 import Foundation
-import VTPDatasets
+import VTPVocabulary
 
 /// Lists any supported input as items in deterministic order, choosing the reader from what the
 /// input is rather than from a flag.

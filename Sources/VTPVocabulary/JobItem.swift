@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where an item's encoded image bytes live.
 public enum ItemLocation: Sendable, Hashable, Codable {
     /// A standalone image file (absolute or caller-relative path).
@@ -7,9 +9,11 @@ public enum ItemLocation: Sendable, Hashable, Codable {
     case tarMember(tarPath: String, offset: Int64, size: Int64)
 }
 
-/// One input sample in deterministic dataset order.
-public struct DatasetItem: Sendable, Hashable, Codable {
-    /// Position in the full listing (0-based); a re-run over the same input yields the same ordinal.
+/// One input sample of a job, the same record from the dataset listing through the ledger and
+/// the wire to the worker and the writers, so nothing a reader found is lost on the way.
+public struct JobItem: Sendable, Hashable, Codable {
+    /// Position in the job's full listing (0-based, job-wide, not within a shard); a re-run over
+    /// the same input yields the same ordinal.
     public var ordinal: Int
     /// Stable identifier written to every output sidecar: the path relative to the dataset root,
     /// the manifest's `id` column, or `tarname/key` for WebDataset samples.
@@ -20,22 +24,30 @@ public struct DatasetItem: Sendable, Hashable, Codable {
     public var label: Int?
     /// Caption text, if the source has one.
     public var caption: String?
-    /// Original URL (img2dataset's `url`), if known.
-    public var url: String?
+    /// The sample's other metadata as a JSON object text (a WebDataset `.json` member, a
+    /// manifest's extra columns), carried verbatim into the output sidecars; nil when none.
+    public var metadata: String?
 
     public init(ordinal: Int, sourceId: String, location: ItemLocation, label: Int? = nil,
-                caption: String? = nil, url: String? = nil) {
+                caption: String? = nil, metadata: String? = nil) {
         self.ordinal = ordinal
         self.sourceId = sourceId
         self.location = location
         self.label = label
         self.caption = caption
-        self.url = url
+        self.metadata = metadata
+    }
+
+    /// ``metadata`` parsed as an object (empty when absent or not an object).
+    public var metadataFields: [String: JSONValue] {
+        guard let metadata, case let .object(fields)? = try? JSONValue(json: metadata) else { return [:] }
+        return fields
     }
 }
 
 /// A sample that a reader saw but could not turn into an item (e.g. a WebDataset key with no
-/// image member); recorded so a run's manifest can list it as a failure instead of losing it silently.
+/// image member); recorded so a run's manifest and the ledger list it as a failure instead of
+/// losing it silently.
 public struct SkippedSample: Sendable, Hashable, Codable {
     /// The id the sample would have had.
     public var sourceId: String
@@ -51,13 +63,13 @@ public struct SkippedSample: Sendable, Hashable, Codable {
 /// The result of listing a dataset: items in deterministic order plus what was skipped.
 public struct DatasetListing: Sendable {
     /// Items; `items[i].ordinal == i`.
-    public var items: [DatasetItem]
+    public var items: [JobItem]
     /// Class names by label for ImageFolder trees (`classes[label]`), empty otherwise.
     public var classes: [String]
     /// Samples seen but not listed.
     public var skipped: [SkippedSample]
 
-    public init(items: [DatasetItem], classes: [String] = [], skipped: [SkippedSample] = []) {
+    public init(items: [JobItem], classes: [String] = [], skipped: [SkippedSample] = []) {
         self.items = items
         self.classes = classes
         self.skipped = skipped

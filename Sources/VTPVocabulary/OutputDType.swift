@@ -1,17 +1,6 @@
-import VTPSafeTensors
-
 /// Floating-point element type of written tensors.
 public enum OutputDType: String, Sendable, CaseIterable, Codable {
     case float32, float16, bfloat16
-
-    /// The safetensors dtype tag.
-    public var safeTensorsDType: SafeTensorsDType {
-        switch self {
-        case .float32: .f32
-        case .float16: .f16
-        case .bfloat16: .bf16
-        }
-    }
 
     /// `str(tensor.dtype)` in PyTorch, which LightningDiT stores in the `dtype` metadata field.
     public var torchName: String { "torch." + rawValue }

@@ -62,7 +62,7 @@ public enum JobParameters: Sendable, Equatable {
     }
 
     /// Batch size for inference.
-    var batchSize: Int {
+    public var batchSize: Int {
         switch self {
         case let .latents(p): p.batchSize
         case let .features(p): p.batchSize

@@ -2,10 +2,11 @@ import Foundation
 
 /// A dedicated thread that runs blocking libpq calls one at a time, in submission order,
 /// so they never occupy Swift's cooperative thread pool.
-final class BlockingExecutor: Sendable {
+public final class BlockingExecutor: Sendable {
     private let queue: WorkQueue
 
-    init(name: String) {
+    /// Starts the thread, named `name`.
+    public init(name: String) {
         queue = WorkQueue()
         let thread = Thread { [queue] in queue.runLoop() }
         thread.name = name
@@ -15,10 +16,10 @@ final class BlockingExecutor: Sendable {
     deinit { queue.stop() }
 
     /// Queues `work` to run on the thread.
-    func submit(_ work: @escaping @Sendable () -> Void) { queue.push(work) }
+    public func submit(_ work: @escaping @Sendable () -> Void) { queue.push(work) }
 
     /// Runs `work` on the thread and suspends the caller until it finishes.
-    func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    public func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             submit { continuation.resume(with: Result { try work() }) }
         }

@@ -1,5 +1,4 @@
-import VTPImage
-import VTPStorage
+import Foundation
 
 /// Input normalization after `ToTensor`.
 public enum NormalizeOption: String, Sendable, Codable, CaseIterable {
@@ -7,13 +6,6 @@ public enum NormalizeOption: String, Sendable, Codable, CaseIterable {
     case imagenet
     /// mean = std = 0.5, mapping pixels to [-1, 1].
     case half
-
-    var normalization: Normalization {
-        switch self {
-        case .imagenet: .imagenet
-        case .half: .half
-        }
-    }
 }
 
 /// How an image becomes a square of `image_size`.
@@ -22,13 +14,6 @@ public enum TransformOption: String, Sendable, Codable, CaseIterable {
     case admCenterCrop = "adm-center-crop"
     /// torchvision `Resize((size, size))` bilinear (aspect not kept), as VTP's quick start.
     case resize
-
-    func transform(size: Int) -> PreprocessTransform {
-        switch self {
-        case .admCenterCrop: .admCenterCrop(size: size)
-        case .resize: .resize(size: size)
-        }
-    }
 }
 
 /// Parameters of a `latents` job: what LightningDiT's `extract_features.py` does with a VTP encoder.
@@ -117,7 +102,7 @@ public enum LayerChoice: Sendable, Equatable, Codable {
         }
     }
 
-    var description: String {
+    public var description: String {
         switch self {
         case .last: "last"
         case let .intermediate(n): "intermediate:\(n)"
