@@ -108,13 +108,19 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPWorker", swiftSettings: strictSettings),
 
+        // MARK: `vtp run`'s orchestration (private PostgreSQL, coordinator, worker pool), a library
+        // so the job tests drive the shipped road; handler and finalizer are injected.
+        .target(name: "VTPLocalRun", dependencies: ["VTPCoordinator", "VTPWorker", "VTPQueue", "VTPTransport", "VTPRuntimeSupport",
+                                                    "VTPConcurrency", "VTPVocabulary", .product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPLocalRun", swiftSettings: strictSettings),
+
         // MARK: The CLI.
         .executableTarget(
             name: "vtp",
             dependencies: [
                 "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings", "VTPJobs", "VTPDatasets", "VTPIndex", "VTPVocabulary", "VTPConcurrency",
                 "VTPMetrics", "VTPConsole",
-                "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport",
+                "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPLocalRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

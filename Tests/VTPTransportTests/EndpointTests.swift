@@ -67,7 +67,7 @@ import VTPVocabulary
         try raw.connect(router.boundEndpoints[0])
 
         try raw.send([[1, 2, 3]])
-        try raw.send([Array("VTP".utf8) + [1, 0x02, 1, 0]])                  // truncated credit
+        try raw.send([Array("VTP".utf8) + [WireMessage.protocolVersion, 0x02, 1, 0]])                  // truncated credit
         try raw.send([try WireMessage.credit(1).encoded(), [0]])             // extra frame
         try raw.send([try SampleMessages.assign.encoded()])                  // wrong direction
         try raw.send([try WireMessage.credit(3).encoded()])                  // finally valid
