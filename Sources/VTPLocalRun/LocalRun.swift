@@ -122,7 +122,9 @@ public struct LocalRun: Sendable {
         let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: policy, logger: logger), notifier: notifier,
                                           finalizer: finalizer, options: Coordinator.Options(bindEndpoints: [endpoint], core: core),
                                           context: context, logger: logger)
+        // SIGINT/SIGTERM interrupt the run; the process's own dispositions come back afterwards.
         let signals = SignalWatcher()
+        defer { signals.stop() }
         let outcome = try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await coordinator.run() }
             defer { group.cancelAll() }
