@@ -95,75 +95,83 @@ public final class Coordinator: Sendable {
     public var authenticationStatistics: ZAPHandler.Statistics? { router.authenticationStatistics }
 
     /// Serves until shutdown completes.
+    ///
+    /// Everything it starts is a child task: the socket reader, timer and NOTIFY listener are
+    /// cancelled once the loop exits; ledger calls, worker-row writes and finalizations already
+    /// under way are awaited (never cancelled halfway), so `run()` returns only when nothing it
+    /// started is still running.
     public func run() async {
         var core = CoordinatorCore(configuration: options.core, now: .now())
-        let inbound = Task { [router, events, logger] in
-            for await message in router.inbound {
-                switch message.message {
-                case let .success(decoded): events.post(.received(message.peer, decoded))
-                case let .failure(error): logger.warning("dropping undecodable message from \(message.peer): \(error)")
+        await withDiscardingTaskGroup { calls in
+            calls.addTask { await self.finalizeUnfinishedJobs() }
+            calls.addTask { [ledger, workerReports, logger] in
+                for await report in workerReports.events {
+                    do { try await ledger.upsertWorker(report) } catch { logger.error("upsert worker \(report.id) failed: \(error)") }
                 }
             }
-        }
-        let ticker = Task { [events, options] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: options.tickInterval)
-                events.post(.tick)
-            }
-        }
-        let listener = Task { [notifier, events, logger] in
-            guard let notifier else { return }
-            while !Task.isCancelled {
-                do {
-                    if try await notifier.waitForNotification(timeout: 2) != nil { events.post(.workAvailable) }
-                } catch {
-                    logger.warning("work listener: \(error); retrying")
-                    try? await Task.sleep(for: .seconds(1))
+            await withDiscardingTaskGroup { services in
+                services.addTask { [router, events, logger] in
+                    for await message in router.inbound {
+                        switch message.message {
+                        case let .success(decoded): events.post(.received(message.peer, decoded))
+                        case let .failure(error): logger.warning("dropping undecodable message from \(message.peer): \(error)")
+                        }
+                    }
                 }
+                services.addTask { [events, options] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: options.tickInterval)
+                        events.post(.tick)
+                    }
+                }
+                services.addTask { [notifier, events, logger] in
+                    guard let notifier else { return }
+                    while !Task.isCancelled {
+                        do {
+                            if try await notifier.waitForNotification(timeout: 2) != nil { events.post(.workAvailable) }
+                        } catch {
+                            logger.warning("work listener: \(error); retrying")
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
+                }
+                await serve(&core, calls: &calls)
+                services.cancelAll()
             }
+            // Events posted by calls still finishing are dropped; the ledger has their effect.
+            events.finish()
+            workerReports.finish()
         }
-        let recovery = Task { await self.finalizeUnfinishedJobs() }
-        let reporter = Task { [ledger, workerReports, logger] in
-            for await report in workerReports.events {
-                do { try await ledger.upsertWorker(report) } catch { logger.error("upsert worker \(report.id) failed: \(error)") }
-            }
-        }
-        defer {
-            inbound.cancel()
-            ticker.cancel()
-            listener.cancel()
-            recovery.cancel()
-        }
-        events.post(.workAvailable)
+        await router.shutdown()
+        notify.finish()
+        logger.info("coordinator stopped: \(core.counters)")
+    }
 
+    /// The event loop: feeds the state machine until it asks to exit.
+    private func serve(_ core: inout CoordinatorCore, calls: inout DiscardingTaskGroup) async {
+        events.post(.workAvailable)
         var published = (workers: -1, inFlight: -1)
-        loop: for await event in events.events {
+        for await event in events.events {
             if let observer = options.observer, case let .received(_, .shardDone(done)) = event {
                 for result in done.results {
                     for timing in result.timings { observer.observe(.stage(timing.stage, seconds: timing.seconds)) }
                 }
             }
             let actions = core.handle(event, at: .now())
-            state.withLock { $0 = core.counters }
+            state.withLock { [counters = core.counters] in $0 = counters }
             if let observer = options.observer, (core.workers.count, core.shardsInFlight) != published {
                 published = (core.workers.count, core.shardsInFlight)
                 observer.observe(.workers(published.workers))
                 observer.observe(.shardsInFlight(published.inFlight))
             }
             for action in actions {
-                if case .exit = action { break loop }
-                await perform(action, core: core)
+                if case .exit = action { return }
+                await perform(action, core: core, calls: &calls)
             }
         }
-        events.finish()
-        workerReports.finish()
-        await reporter.value
-        await router.shutdown()
-        notify.finish()
-        logger.info("coordinator stopped: \(core.counters)")
     }
 
-    private func perform(_ action: CoordinatorCore.Action, core: CoordinatorCore) async {
+    private func perform(_ action: CoordinatorCore.Action, core: CoordinatorCore, calls: inout DiscardingTaskGroup) async {
         switch action {
         case let .send(message, peer):
             do { try await router.send(message, to: peer) } catch {
@@ -175,7 +183,7 @@ public final class Coordinator: Sendable {
             workerReports.post(report)
         case let .claim(peer):
             let owner = core.workers[peer]?.workerID ?? peer.description
-            Task { [ledger, events, logger] in
+            calls.addTask { [ledger, events, logger] in
                 do {
                     events.post(.claimed(peer, try await ledger.claimNextShard(owner: owner).map(LeasedShard.init)))
                 } catch {
@@ -184,13 +192,13 @@ public final class Coordinator: Sendable {
                 }
             }
         case let .renewLease(shard, token):
-            spawn("renew lease of \(shard)") { ledger, events in
+            spawn(in: &calls, "renew lease of \(shard)") { ledger, events in
                 let expiry = try await ledger.heartbeat(shard, token: token.uuid)
                 events.post(.leaseRenewed(token, held: expiry != nil))
             }
         case let .complete(shard, token, results):
             let observer = options.observer
-            spawn("complete shard \(shard)") { ledger, events in
+            spawn(in: &calls, "complete shard \(shard)") { ledger, events in
                 let outcome = try await ledger.completeShard(shard, token: token.uuid, results: results)
                 let ok = results.filter(\.ok).count
                 observer?.observe(.shardRecorded(outcome, itemsOK: ok, itemsFailed: results.count - ok))
@@ -199,7 +207,7 @@ public final class Coordinator: Sendable {
             }
         case let .fail(shard, token, error):
             let observer = options.observer
-            spawn("fail shard \(shard)") { ledger, events in
+            spawn(in: &calls, "fail shard \(shard)") { ledger, events in
                 let outcome = try await ledger.failShard(shard, token: token.uuid, error: error)
                 observer?.observe(.shardRecorded(outcome, itemsOK: 0, itemsFailed: 0))
                 let finished = outcome == .failed ? try await ledger.job(shard.jobID).state.isFinished : false
@@ -207,17 +215,17 @@ public final class Coordinator: Sendable {
             }
         case .releaseExpiredLeases:
             let observer = options.observer
-            spawn("release expired leases") { ledger, events in
+            spawn(in: &calls, "release expired leases") { ledger, events in
                 let released = try await ledger.releaseExpiredLeases()
                 if !released.isEmpty { observer?.observe(.leasesExpired(released.count)) }
                 events.post(.leasesReleased(released.map(\.shard)))
             }
         case .queryNextEligible:
-            Task { [ledger, events] in
+            calls.addTask { [ledger, events] in
                 events.post(.nextEligible(seconds: (try? await ledger.secondsUntilNextEligibleShard()) ?? 1))
             }
         case let .finalize(jobID):
-            Task { await self.finalize(jobID: jobID) }
+            calls.addTask { await self.finalize(jobID: jobID) }
         case let .abandonLease(shard):
             logger.warning("no worker could take shard \(shard); its lease will expire and it will be re-dispatched")
         case .exit:
@@ -225,10 +233,11 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// Runs a ledger call in its own task, logging (not propagating) failures: the ledger is the
-    /// source of truth and every operation here is safe to lose (leases expire and are re-issued).
-    private func spawn(_ what: String, _ body: @escaping @Sendable (Ledger, EventQueue<CoordinatorCore.Event>) async throws -> Void) {
-        Task { [ledger, events, logger] in
+    /// Runs a ledger call as a child task of `run()`, logging (not propagating) failures: the ledger
+    /// is the source of truth and every operation here is safe to lose (leases expire and are re-issued).
+    private func spawn(in calls: inout DiscardingTaskGroup, _ what: String,
+                       _ body: @escaping @Sendable (Ledger, EventQueue<CoordinatorCore.Event>) async throws -> Void) {
+        calls.addTask { [ledger, events, logger] in
             do { try await body(ledger, events) } catch { logger.error("\(what) failed: \(error)") }
         }
     }
