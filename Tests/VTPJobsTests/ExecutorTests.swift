@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import VTPVocabulary
 import VTPDatasets
@@ -132,11 +133,9 @@ import VTPTestSupport
 }
 
 /// Progress values seen by a callback.
-final class ProgressCounts: @unchecked Sendable {
-    // @unchecked Sendable: `entries` is only touched under `lock`.
-    private let lock = NSLock()
-    private var entries: [Int] = []
+final class ProgressCounts: Sendable {
+    private let entries = Mutex<[Int]>([])
 
-    func append(_ v: Int) { lock.lock(); entries.append(v); lock.unlock() }
-    var values: [Int] { lock.lock(); defer { lock.unlock() }; return entries }
+    func append(_ v: Int) { entries.withLock { $0.append(v) } }
+    var values: [Int] { entries.withLock { $0 } }
 }

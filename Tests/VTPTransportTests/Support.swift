@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import VTPVocabulary
 @testable import VTPTransport
@@ -9,10 +10,11 @@ import VTPVocabulary
 
 /// Collects everything an endpoint's inbound stream yields, so tests can wait for messages with a deadline.
 final class Collector<Element: Sendable>: Sendable {
-    private let items = Locked<[Element]>([])
+    private let items = Mutex<[Element]>([])
 
     init(_ stream: AsyncStream<Element>) {
-        Task { [items] in
+        // Lives as long as the stream: the endpoint finishes it when it shuts down.
+        Task { [self] in
             for await element in stream { items.withLock { $0.append(element) } }
         }
     }
