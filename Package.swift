@@ -129,6 +129,10 @@ let package = Package(
         // MARK: Tests.
         .target(name: "VTPTestSupport", dependencies: ["VTPSafeTensors"], path: "Tests/VTPTestSupport",
                 swiftSettings: strictSettings),
+        // Sample wire messages shared by the codec tests and the socket tests.
+        .target(name: "VTPTransportTestSupport", dependencies: ["VTPVocabulary", "VTPTransport"], path: "Tests/VTPTransportTestSupport",
+                swiftSettings: strictSettings),
+        // MARK: Unit suites: no servers, processes or sockets; scripts/test.sh runs them in parallel.
         .testTarget(name: "VTPModelTests", dependencies: ["VTPVocabulary", "VTPModel", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPModelTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPTextTests", dependencies: ["VTPVocabulary", "VTPText", "VTPTestSupport"],
@@ -150,17 +154,25 @@ let package = Package(
                     path: "Tests/VTPMetricsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPConsoleTests", dependencies: ["VTPVocabulary", "VTPConsole", "VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPConsoleTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPCoordinatorTests", dependencies: ["VTPVocabulary", "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPQueue", "VTPTransport",
-                                                                 "VTPJobs", "VTPStorage", "VTPTestSupport"],
+        .testTarget(name: "VTPCoordinatorTests", dependencies: ["VTPVocabulary", "VTPCoordinator", "VTPRuntimeSupport", "VTPQueue", "VTPTransport",
+                                                                 "VTPTestSupport"],
                     path: "Tests/VTPCoordinatorTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPWorkerTests", dependencies: ["VTPVocabulary", "VTPWorker", "VTPRuntimeSupport", "VTPTransport", "VTPJobs",
-                                                           "VTPDatasets", "VTPTestSupport"],
+        .testTarget(name: "VTPWorkerTests", dependencies: ["VTPVocabulary", "VTPWorker", "VTPRuntimeSupport", "VTPTransport", "VTPTestSupport"],
                     path: "Tests/VTPWorkerTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPEndToEndTests", dependencies: ["VTPVocabulary", "VTPQueue", "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPTestSupport"],
-                    path: "Tests/VTPEndToEndTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPTransportTests", dependencies: ["VTPVocabulary", "VTPTransport", "VTPRandom", "VTPTestSupport"],
+        .testTarget(name: "VTPTransportTests", dependencies: ["VTPVocabulary", "VTPTransport", "VTPRandom", "VTPTestSupport",
+                                                              "VTPTransportTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPIndexTests", dependencies: ["VTPVocabulary", "VTPIndex", "VTPStorage", "VTPTestSupport"],
                     path: "Tests/VTPIndexTests", swiftSettings: strictSettings),
+
+        // MARK: Integration suites: real PostgreSQL (one shared server, a database per test), `vtp`
+        // processes, ZeroMQ sockets with heartbeat timing, and whole jobs through `vtp run`'s
+        // orchestration (VTPLocalRun with in-process workers). scripts/test.sh runs them one at a time.
+        .testTarget(name: "VTPIntegrationTests",
+                    dependencies: ["VTPVocabulary", "VTPQueue", "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPTransport",
+                                   "VTPLocalRun", "VTPJobs", "VTPConsole", "VTPDatasets", "VTPImage", "VTPModel", "VTPText", "VTPIndex",
+                                   "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPRandom", "CZeroMQ",
+                                   "VTPTestSupport", "VTPTransportTestSupport"],
+                    path: "Tests/VTPIntegrationTests", swiftSettings: strictSettings),
     ]
 )

@@ -112,3 +112,8 @@ struct PureLogicTests {
         #expect(throws: LedgerError.invalidArgument(field: "job.shardSize", expected: "at least 1")) { try spec.validate() }
     }
 }
+
+private func testJob(shardSize: Int = 10) -> JobSpec {
+    JobSpec(type: "encode", parametersJSON: #"{"resolution": 256}"#, model: "vtp-tiny", inputLocation: "/data/in",
+            outputLocation: "/data/out", shardSize: shardSize)
+}

@@ -1,4 +1,5 @@
 import Testing
+import VTPTransportTestSupport
 import VTPVocabulary
 import VTPRandom
 @testable import VTPTransport

@@ -1,17 +1,19 @@
 import VTPVocabulary
 import VTPTransport
 
+/// Shared by the codec tests (VTPTransportTests) and the socket tests (VTPIntegrationTests).
+///
 /// One or more instances of every message type, exercising optional fields present and absent,
 /// non-ASCII text, empty arrays and extreme integers.
-enum SampleMessages {
-    static let token = LeaseToken(bytes: Array(0..<16))!
+public enum SampleMessages {
+    public static let token = LeaseToken(bytes: Array(0..<16))!
 
-    static let register = WireMessage.register(RegisterMessage(
+    public static let register = WireMessage.register(RegisterMessage(
         workerID: "worker-é-01", host: "node17.cluster",
         capabilities: WorkerCapabilities(jobTypes: ["encode", "features", "clip"], threads: 32, prefetch: 4,
                                          memoryBytes: 256 << 30)))
 
-    static let assign = WireMessage.assignShard(AssignShardMessage(
+    public static let assign = WireMessage.assignShard(AssignShardMessage(
         jobID: 42, shardID: Int64.max, leaseToken: token, jobType: "encode",
         parametersJSON: #"{"resolution":256,"dtype":"fp16"}"#, modelPath: "/models/vtp-l.safetensors",
         outputDirectory: "/data/out/job42",
@@ -22,7 +24,7 @@ enum SampleMessages {
             JobItem(ordinal: 1 << 40, sourceId: "row-3", location: .file(path: "s3://b/3.webp"), label: nil, caption: "日本語のキャプション"),
         ]))
 
-    static let done = WireMessage.shardDone(ShardDoneMessage(
+    public static let done = WireMessage.shardDone(ShardDoneMessage(
         shardID: 7, leaseToken: token,
         results: [
             ItemResult(ordinal: 0, status: .ok, outputLocation: "/data/out/0.safetensors",
@@ -31,7 +33,7 @@ enum SampleMessages {
         ]))
 
     /// Messages a worker sends.
-    static let workerToCoordinator: [WireMessage] = [
+    public static let workerToCoordinator: [WireMessage] = [
         register,
         .credit(4),
         .progress(shardID: -3, itemsDone: 17),
@@ -44,7 +46,7 @@ enum SampleMessages {
     ]
 
     /// Messages the coordinator sends.
-    static let coordinatorToWorker: [WireMessage] = [
+    public static let coordinatorToWorker: [WireMessage] = [
         assign,
         .assignShard(AssignShardMessage(jobID: Int64.min, shardID: 0, leaseToken: token, jobType: "clip",
                                         parametersJSON: "", modelPath: "", outputDirectory: "", items: [])),
@@ -55,5 +57,5 @@ enum SampleMessages {
         .disconnect(reason: "coordinator stopping"),
     ]
 
-    static var all: [WireMessage] { workerToCoordinator + coordinatorToWorker }
+    public static var all: [WireMessage] { workerToCoordinator + coordinatorToWorker }
 }

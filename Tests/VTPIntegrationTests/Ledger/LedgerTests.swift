@@ -6,7 +6,7 @@ import VTPVocabulary
 @Suite("Ledger operations against a real PostgreSQL")
 struct LedgerTests {
     @Test func eightConcurrentClaimersClaimEachOfTenThousandShardsOnce() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let admin = Ledger(database: url)
             let job = try await admin.enqueue(testJob(shardSize: 1), items: items(10_000))
             let start = ContinuousClock.now
@@ -36,7 +36,7 @@ struct LedgerTests {
     }
 
     @Test func claimReturnsJobAndItemsAndHonoursPriorityThenAgeThenIndex() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let low = try await ledger.enqueue(testJob(shardSize: 2, priority: 0), items: items(4, prefix: "low"))
             let high = try await ledger.enqueue(testJob(shardSize: 2, priority: 5), items: items(3, prefix: "high"))
@@ -71,7 +71,7 @@ struct LedgerTests {
     }
 
     @Test func listingFailuresAreFailedItemsInNoShard() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let job = try await ledger.enqueue(testJob(shardSize: 2), items: items(3),
                                                skipped: [SkippedSample(sourceId: "a.tar/k9", reason: "no image member")])
@@ -95,7 +95,7 @@ struct LedgerTests {
     }
 
     @Test func expiredLeaseIsReclaimedAndTheOldOwnersCompletionIsRejected() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url, leasePolicy: quickLeases(0.3))
             let job = try await ledger.enqueue(testJob(shardSize: 3), items: items(3))
             let first = try #require(try await ledger.claimNextShard(owner: "slow"))
@@ -128,7 +128,7 @@ struct LedgerTests {
     }
 
     @Test func maxAttemptsFailsTheShardKeepsTheErrorAndRetryRequeuesIt() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url, leasePolicy: quickLeases(0.2))
             let job = try await ledger.enqueue(testJob(shardSize: 2, maxAttempts: 2), items: items(4))
             // Shard 0 is lost twice by a crashing worker; shard 1 completes normally.
@@ -174,7 +174,7 @@ struct LedgerTests {
     }
 
     @Test func workerReportedShardFailureBacksOffThenFails() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let policy = LeasePolicy(leaseSeconds: 60, backoffBaseSeconds: 30, backoffCapSeconds: 600)
             let ledger = Ledger(database: url, leasePolicy: policy)
             let job = try await ledger.enqueue(testJob(shardSize: 5, maxAttempts: 2), items: items(5))
@@ -196,7 +196,7 @@ struct LedgerTests {
     }
 
     @Test func perItemFailuresDoNotFailTheShard() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let job = try await ledger.enqueue(testJob(shardSize: 4), items: items(4))
             let lease = try #require(try await ledger.claimNextShard(owner: "w"))
@@ -227,7 +227,7 @@ struct LedgerTests {
     }
 
     @Test func cancelStopsClaimsAndRevokesLeases() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let job = try await ledger.enqueue(testJob(shardSize: 1), items: items(10))
             let other = try await ledger.enqueue(testJob(shardSize: 1, priority: -1), items: items(1))
@@ -250,7 +250,7 @@ struct LedgerTests {
     }
 
     @Test func pauseHoldsWorkBackAndResumeReleasesIt() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let job = try await ledger.enqueue(testJob(shardSize: 1), items: items(3))
             let leased = try #require(try await ledger.claimNextShard(owner: "w"))
@@ -273,7 +273,7 @@ struct LedgerTests {
     }
 
     @Test func progressThroughputAndWorkerRegistry() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let job = try await ledger.enqueue(testJob(shardSize: 10), items: items(100))
             for _ in 0..<4 {
@@ -311,7 +311,7 @@ struct LedgerTests {
     }
 
     @Test func notificationsWakeAnIdleCoordinator() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let notifier = WorkNotifier(database: url)
             try await notifier.start()
             let start = ContinuousClock.now

@@ -4,12 +4,15 @@ import VTPVocabulary
 import VTPDatasets
 import VTPImage
 import VTPJobs
+import VTPLocalRun
+import VTPQueue
 import VTPModel
 import VTPSafeTensors
 import VTPStorage
 import VTPTensor
 import VTPTestSupport
 
+/// Latents jobs end to end through `vtp run`'s orchestration (``JobRun``).
 @Suite struct LatentsJobTests {
     /// Fixture image 1 is chelsea.jpg through center_crop_arr(256) + ImageNet mean/std, image 2 is
     /// rocket.jpg through center_crop_arr(256) + mean/std 0.5.
@@ -22,9 +25,9 @@ import VTPTestSupport
         try input.copy(image, to: image)
         try input.copy("coffee.jpg", to: "other.jpg")
 
-        let result = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                                  parameters: .latents(LatentsParameters(normalize: normalize, batchSize: 2)),
-                                                  shardSize: 8)
+        let result = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                          parameters: .latents(LatentsParameters(normalize: normalize, batchSize: 2)),
+                                          shardSize: 8)
         #expect(result.manifest.counts == RunManifest.Counts(inputs: 2, written: 2, failed: 0, shards: 1))
         let rows = try LatentRows(directory: output.path)
         let ours = try #require(rows.latents[image])
@@ -63,33 +66,35 @@ import VTPTestSupport
         try input.write([], to: "rocket/empty.png")
         try input.copy("coffee_palette.png", to: "rocket/c.png")
 
-        let progressLog = ProgressLog()
         let parameters = LatentsParameters(dtype: .float32, batchSize: 2)
-        let result = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                                  parameters: .latents(parameters), shardSize: 3) { progressLog.append($0) }
+        // Two in-process workers share the three shards.
+        let result = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                          parameters: .latents(parameters), shardSize: 3, workers: 2)
         let ids = ["cat/chelsea.jpg", "cat/chelsea_gray.jpg", "cat/truncated.jpg",
                    "rocket/a.jpg", "rocket/b.png", "rocket/c.png", "rocket/empty.png", "rocket/garbage.jpg"]
         let failedIds: Set = ["cat/truncated.jpg", "rocket/empty.png", "rocket/garbage.jpg"]
-        #expect(result.listing.items.map(\.sourceId) == ids)
-        #expect(result.shards.count == 3)
+        #expect(result.listed.map(\.sourceId) == ids)
+        #expect(result.report.record.shardCount == 3 && result.report.record.shardsDone == 3)
+        #expect(result.listed.map(\.shardIndex) == [0, 0, 0, 1, 1, 1, 2, 2])
 
-        // Outcomes: every item exactly once, failures with the decoder's reason.
-        let outcomes = result.shards.flatMap(\.items)
+        // Outcomes as the ledger recorded them: every item exactly once, failures with the decoder's reason.
+        let outcomes = result.listed
         #expect(outcomes.map(\.ordinal) == Array(0..<8))
-        let sourceIds = result.listing.items.map(\.sourceId)
-        #expect(Set(outcomes.filter { $0.status == .failed }.map { sourceIds[$0.ordinal] }) == failedIds)
-        let reasons = Dictionary(uniqueKeysWithValues: outcomes.compactMap { o in o.error.map { (sourceIds[o.ordinal], $0) } })
+        #expect(Set(outcomes.filter { $0.state == "failed" }.map(\.sourceId)) == failedIds)
+        let reasons = Dictionary(uniqueKeysWithValues: outcomes.compactMap { o in o.error.map { (o.sourceId, $0) } })
         #expect(reasons["cat/truncated.jpg"]?.contains("truncated") == true, "\(reasons)")
         #expect(reasons["rocket/empty.png"]?.contains("empty file") == true, "\(reasons)")
         #expect(reasons["rocket/garbage.jpg"]?.contains("unknown image format") == true, "\(reasons)")
-        for o in outcomes where o.status == .ok {
+        for o in outcomes where o.state == "done" {
             #expect(o.outputLocation?.hasPrefix("latents_rank00_shard") == true && o.error == nil)
         }
+        #expect(Set(result.report.failures.map(\.sourceID)) == failedIds, "the run reports the failed items")
+        #expect(result.report.record.state == .completedWithFailures && result.report.record.itemsDone == 5 && result.report.record.itemsFailed == 3)
 
         // Progress is monotonic and ends at the total.
-        let seen = progressLog.values
-        #expect(seen.last == LocalJobProgress(itemsDone: 8, itemsTotal: 8))
-        #expect(zip(seen, seen.dropFirst()).allSatisfy { $0.itemsDone <= $1.itemsDone })
+        let seen = result.progress.map { $0.job.itemsDone + $0.job.itemsFailed }
+        #expect(seen.last == 8 && result.progress.last?.job.itemCount == 8)
+        #expect(zip(seen, seen.dropFirst()).allSatisfy { $0 <= $1 })
 
         // Files: three tensor shards, their sidecars and summaries, the stats and the manifest; no temporaries.
         let names = try FileManager.default.contentsOfDirectory(atPath: output.path).sorted()
@@ -143,10 +148,11 @@ import VTPTestSupport
         #expect(manifest.shards.map(\.rows) == rowsPerShard)
         #expect(manifest.preprocessing["transform"] == "adm-center-crop" && manifest.preprocessing["normalize"] == "imagenet")
 
-        // Re-running the same job replaces its files: same names, same bytes, no duplicates.
+        // Running the same job again (a new ledger, so every shard is executed again) replaces its
+        // files: same names, same bytes, no duplicates.
         let before = try snapshot(output.path)
-        _ = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                         parameters: .latents(parameters), shardSize: 3)
+        _ = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                 parameters: .latents(parameters), shardSize: 3)
         #expect(try snapshot(output.path) == before)
 
         // Finalizing again alone is idempotent too.
@@ -165,22 +171,23 @@ import VTPTestSupport
         defer { output.remove() }
         let images = ["chelsea.jpg", "rocket.jpg", "coffee.jpg", "chelsea_tiny.jpg", "camera_gray.png", "dog.png", "coffee_cmyk.jpg"]
         for (i, name) in images.enumerated() { try input.copy(name, to: String(format: "img%02d_%@", i, name)) }
-        let result = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                                  parameters: .latents(LatentsParameters(batchSize: 3)), shardSize: shardSize)
+        let result = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                          parameters: .latents(LatentsParameters(batchSize: 3)), shardSize: shardSize)
         let n = images.count
-        #expect(result.shards.count == (n + shardSize - 1) / shardSize)
-        #expect(result.shards.map(\.items.count).reduce(0, +) == n)
-        #expect(result.shards.flatMap(\.items).map(\.ordinal) == Array(0..<n))
+        #expect(result.report.record.shardCount == (n + shardSize - 1) / shardSize)
+        #expect(result.listed.map(\.ordinal) == Array(0..<n))
+        #expect(result.listed.map(\.shardIndex) == (0..<n).map { $0 / shardSize })
+        #expect(result.listed.allSatisfy { $0.state == "done" })
         let rows = try LatentRows(directory: output.path)
-        #expect(rows.order == result.listing.items.map(\.sourceId))
+        #expect(rows.order == result.listed.map(\.sourceId))
         #expect(rows.allLatents.count == n * TinyModel.latentElements)
         #expect(rows.labels.values.allSatisfy { $0 == -1 }, "a plain folder has no labels")
 
         // Compare against one unsharded single-batch reference run.
         let single = try TemporaryDirectory("jobs-shards-ref")
         defer { single.remove() }
-        _ = try await LocalJobRunner.run(input: input.path, output: single.path, model: TinyModel.directory,
-                                         parameters: .latents(LatentsParameters(batchSize: n)), shardSize: n)
+        _ = try await JobRun.run(input: input.path, output: single.path, model: TinyModel.directory,
+                                 parameters: .latents(LatentsParameters(batchSize: n)), shardSize: n)
         let reference = try LatentRows(directory: single.path)
         let report = ToleranceReport(ours: rows.allLatents, reference: reference.allLatents)
         // Batch composition changes BLAS blocking (and the bfloat16 rotary rounding downstream), so
@@ -202,9 +209,9 @@ import VTPTestSupport
         let output = try TemporaryDirectory("jobs-wds-out")
         defer { output.remove() }
         // Batches of one, so both runs below do exactly the same arithmetic.
-        let result = try await LocalJobRunner.run(input: src.dir.file("shards"), output: output.path, model: TinyModel.directory,
-                                                  parameters: .latents(LatentsParameters(batchSize: 1)), shardSize: 10)
-        #expect(result.listing.items.map(\.location.encoded).allSatisfy { $0.hasPrefix("tar:") })
+        let result = try await JobRun.run(input: src.dir.file("shards"), output: output.path, model: TinyModel.directory,
+                                          parameters: .latents(LatentsParameters(batchSize: 1)), shardSize: 10)
+        #expect(result.listed.count == 2 && result.listed.allSatisfy { $0.location.hasPrefix("tar:") }, "\(result.items)")
         let rows = try LatentRows(directory: output.path)
         #expect(rows.labels == ["00000.tar/000": 7, "00000.tar/001": 3])
         #expect(result.manifest.counts == RunManifest.Counts(inputs: 3, written: 2, failed: 1, shards: 1))
@@ -216,8 +223,8 @@ import VTPTestSupport
         let plain = try InputTree("jobs-wds-plain")
         defer { plain.dir.remove() }
         try plain.copy("chelsea.jpg", to: "chelsea.jpg")
-        _ = try await LocalJobRunner.run(input: plain.path, output: folderOut.path, model: TinyModel.directory,
-                                         parameters: .latents(LatentsParameters(batchSize: 1)), shardSize: 10)
+        _ = try await JobRun.run(input: plain.path, output: folderOut.path, model: TinyModel.directory,
+                                 parameters: .latents(LatentsParameters(batchSize: 1)), shardSize: 10)
         let viaFile = try LatentRows(directory: folderOut.path)
         let fromTar = try #require(rows.latents["00000.tar/000"])
         #expect(viaFile.latents["chelsea.jpg"] == fromTar, "tar member and file give bit-identical latents")
@@ -230,8 +237,8 @@ import VTPTestSupport
         defer { output.remove() }
         try input.copy("chelsea.jpg", to: "a.jpg")
         try input.copy("rocket.jpg", to: "b.jpg")
-        let result = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                                  parameters: .latents(LatentsParameters(dtype: .bfloat16, flip: false)), shardSize: 1)
+        let result = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                          parameters: .latents(LatentsParameters(dtype: .bfloat16, flip: false)), shardSize: 1)
         let file = try SafeTensorsFile(path: output.file("latents_rank00_shard000.safetensors"))
         #expect(try file.info("latents").dtype == .bf16)
         #expect(file.metadata["dtype"] == "torch.bfloat16")
@@ -270,14 +277,4 @@ func snapshot(_ directory: String) throws -> [String: Data] {
         out[name] = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
     }
     return out
-}
-
-/// Collects progress reports from the executing thread.
-final class ProgressLog: @unchecked Sendable {
-    // @unchecked Sendable: `entries` is only touched under `lock`.
-    private let lock = NSLock()
-    private var entries: [LocalJobProgress] = []
-
-    func append(_ p: LocalJobProgress) { lock.lock(); entries.append(p); lock.unlock() }
-    var values: [LocalJobProgress] { lock.lock(); defer { lock.unlock() }; return entries }
 }

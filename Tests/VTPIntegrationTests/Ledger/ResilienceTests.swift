@@ -16,7 +16,7 @@ private actor Tally {
 @Suite("Connection loss and server restarts")
 struct ResilienceTests {
     @Test func terminatedBackendIsReplacedTransparently() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let killer = Ledger(database: url)
             let job = try await ledger.enqueue(testJob(shardSize: 1), items: items(2))
@@ -30,7 +30,7 @@ struct ResilienceTests {
     }
 
     @Test func enqueueIsNotHalfAppliedWhenItsConnectionDies() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let killer = Ledger(database: url)
             // Make the enqueue transaction stall after inserting its job row, then kill its backend.
@@ -60,7 +60,7 @@ struct ResilienceTests {
     }
 
     @Test func serverRestartDuringAClaimLoopLosesNothing() async throws {
-        try await withLedgerDatabase { server, url in
+        try await withPrivateLedgerServer { server, url in
             let policy = quickLeases(1.0)
             let admin = Ledger(database: url, leasePolicy: policy)
             let total = 300

@@ -1,13 +1,16 @@
 import CZeroMQ
 import Foundation
 import Testing
+import VTPTestSupport
+import VTPTransportTestSupport
 import VTPVocabulary
 @testable import VTPTransport
 
 @Suite struct EndpointTests {
     @Test(arguments: TestTransport.allCases)
     func everyMessageTypeRoundTripsOverRealSockets(_ transport: TestTransport) async throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory("transport")
+        defer { directory.remove() }
         let context = try ZMQContext()
         let router = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: [transport.endpoint(in: directory)]))
         let dealer = try DealerEndpoint(context: context, configuration: DealerConfiguration(
@@ -145,7 +148,7 @@ import VTPVocabulary
     }
 }
 
-extension SerialTransportTests {
+extension TransportSocketTests {
     @Suite struct EndpointLimitsTests {
         /// A frame above `ZMQ_MAXMSGSIZE` makes libzmq drop that connection; nothing is delivered and
         /// other peers are unaffected.
@@ -191,7 +194,8 @@ extension SerialTransportTests {
 
         /// Throughput of the whole path (encode, I/O thread hand-off, libzmq, decode, stream), for the report.
         @Test func sustainedThroughputOverIPC() async throws {
-            let directory = try TemporaryDirectory()
+            let directory = try TemporaryDirectory("transport")
+            defer { directory.remove() }
             let context = try ZMQContext()
             let router = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: ["ipc://\(directory.path)/t.sock"]))
             var dealerConfiguration = DealerConfiguration(endpoint: router.boundEndpoints[0], identity: PeerIdentity("fast"))

@@ -8,6 +8,7 @@ import VTPTensor
 import VTPTestSupport
 import VTPText
 
+/// clip-score jobs end to end through `vtp run`'s orchestration (``JobRun``).
 @Suite struct ClipScoreTests {
     /// Softmax over `cos` scaled by 100, in float64.
     func probabilities(_ cos: [Float]) -> [Double] {
@@ -34,8 +35,8 @@ import VTPText
         let parameters = ClipScoreParameters(preprocessing: ClipPreprocessing(transform: image.transform, normalize: image.normalize),
                                              classes: input.dir.file("classes.txt"), templates: input.dir.file("templates.txt"),
                                              saveLogits: true)
-        let result = try await LocalJobRunner.run(input: manifest, output: output.path, model: TinyModel.directory,
-                                                  parameters: .clipScore(parameters), shardSize: 4)
+        let result = try await JobRun.run(input: manifest, output: output.path, model: TinyModel.directory,
+                                          parameters: .clipScore(parameters), shardSize: 4)
         #expect(result.manifest.format == "clip-scores" && result.manifest.counts.written == 6 && result.manifest.counts.shards == 2)
 
         let reference = try ClipReference.row("clip_logits_per_image", image.row)
@@ -92,8 +93,8 @@ import VTPText
         let images = input.dir.file("images")
         try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
         for name in ["chelsea.jpg", "dog.png"] { try FileManager.default.moveItem(atPath: input.dir.file(name), toPath: images + "/" + name) }
-        let result = try await LocalJobRunner.run(input: images, output: output.path, model: TinyModel.directory,
-                                                  parameters: .clipScore(parameters), shardSize: 1)
+        let result = try await JobRun.run(input: images, output: output.path, model: TinyModel.directory,
+                                          parameters: .clipScore(parameters), shardSize: 1)
         #expect(result.manifest.counts.written == 2)
 
         let model = try VTPModel(directory: TinyModel.directory)
@@ -124,8 +125,8 @@ import VTPText
         try swapped.withUnsafeBufferPointer {
             try NpyFile.write(shape: [3, 64], values: $0, as: .float32, to: output.file("zero_shot/class_embeddings.npy"))
         }
-        _ = try await LocalJobRunner.run(input: images, output: output.path, model: TinyModel.directory,
-                                         parameters: .clipScore(parameters), shardSize: 1)
+        _ = try await JobRun.run(input: images, output: output.path, model: TinyModel.directory,
+                                 parameters: .clipScore(parameters), shardSize: 1)
         let rescored = try ClipOutput(directory: output.path).jsonl("scores/scores_00001.jsonl", as: ClipScoreRow.self)
         let swap = [2, 1, 0]
         #expect(rescored[0].topClasses == scores[0].topClasses?.map { swap[$0] })
@@ -144,51 +145,12 @@ import VTPText
         try input.write(Array("cat\ndog\n".utf8), to: "b.txt")
         for (file, first) in [("a.txt", "dog"), ("b.txt", "cat")] {
             let parameters = ClipScoreParameters(classes: input.dir.file(file), templates: nil, topK: 2)
-            _ = try await LocalJobRunner.run(input: input.dir.file("img"), output: output.path, model: TinyModel.directory,
-                                             parameters: .clipScore(parameters), shardSize: 4)
+            _ = try await JobRun.run(input: input.dir.file("img"), output: output.path, model: TinyModel.directory,
+                                     parameters: .clipScore(parameters), shardSize: 4)
             let key = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output.file("zero_shot/classifier.json")))) as? [String: Any]
             let vocabulary = key?["vocabulary"] as? [String: Any]
             #expect((vocabulary?["classes"] as? [String])?.first == first)
             #expect((vocabulary?["templates"] as? [String])?.count == 80)
-        }
-    }
-
-    @Test func imageNetVocabularyShipsTheStandardLists() throws {
-        #expect(ImageNetZeroShot.classNames.count == 1000 && ImageNetZeroShot.templates.count == 80)
-        #expect(ImageNetZeroShot.classNames.first == "tench" && ImageNetZeroShot.classNames.last == "toilet paper")
-        #expect(ImageNetZeroShot.classNames[281] == "tabby cat" && ImageNetZeroShot.classNames[207] == "Golden Retriever")
-        #expect(ImageNetZeroShot.templates.allSatisfy { $0.contains("{}") })
-        #expect(ImageNetZeroShot.templates.first == "a bad photo of a {}." && ImageNetZeroShot.templates.last == "a tattoo of the {}.")
-    }
-
-    @Test func parameterErrorsNameTheField() async throws {
-        #expect(throws: JobError.invalidParameter(field: "templates", detail: "templates only apply with classes (zero-shot classification)")) {
-            try JobParameters.decode(jobType: .clipScore, json: #"{"templates": "openai"}"#)
-        }
-        #expect(throws: JobError.self) { try JobParameters.decode(jobType: .clipScore, json: #"{"top_k": 0}"#) }
-        #expect(throws: JobError.self) { try JobParameters.decode(jobType: .clipScore, json: #"{"save_logits": true}"#) }
-        let p = try JobParameters.decode(jobType: .clipScore, json: #"{"classes": "imagenet", "top_k": 3}"#)
-        #expect(try JobParameters.decode(jobType: .clipScore, json: p.json()) == p)
-
-        let input = try InputTree("clip-score-bad")
-        let output = try TemporaryDirectory("clip-score-bad-out")
-        defer { input.dir.remove(); output.remove() }
-        try input.copy("dog.png", to: "dog.png")
-        try input.write(Array("no placeholder\n".utf8), to: "templates.txt")
-        try input.write(Array("dog\n".utf8), to: "classes.txt")
-        let missing = ClipScoreParameters(classes: input.dir.file("nope.txt"))
-        await #expect(throws: JobError.self) {
-            try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                         parameters: .clipScore(missing), shardSize: 4)
-        }
-        let badTemplates = ClipScoreParameters(classes: input.dir.file("classes.txt"), templates: input.dir.file("templates.txt"))
-        do {
-            _ = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                             parameters: .clipScore(badTemplates), shardSize: 4)
-            Issue.record("a template without {} was accepted")
-        } catch let error as JobError {
-            guard case let .invalidParameter(field, detail) = error else { Issue.record("\(error)"); return }
-            #expect(field == "templates" && detail.contains("no {} placeholder"))
         }
     }
 }

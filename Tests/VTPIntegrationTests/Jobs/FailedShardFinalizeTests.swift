@@ -17,8 +17,8 @@ import VTPTestSupport
             try input.copy(name, to: "img\(i)_\(name)")
         }
         let parameters = JobParameters.latents(LatentsParameters(imageSize: 64))
-        let first = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                                 parameters: parameters, shardSize: 2)
+        let first = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                         parameters: parameters, shardSize: 2)
         #expect(first.manifest.counts.written == 4)
         // Make shard 1 look like it never ran: no summary, no tensors, no sidecar.
         for file in try FileManager.default.contentsOfDirectory(atPath: output.path) where file.contains("shard001") {
@@ -38,14 +38,5 @@ import VTPTestSupport
             try JobFinalizer.finalize(jobType: .latents, parametersJSON: parameters.json(), outputDirectory: output.path,
                                       modelDirectory: TinyModel.directory, shardCount: 2)
         }
-    }
-}
-
-@Suite struct ModelCacheThreadsTests {
-    @Test func cachedModelsUseTheConfiguredCores() throws {
-        let one = try ModelCache(threads: 1).model(at: TinyModel.directory)
-        #expect(one.pool.threads == 1)
-        let all = try ModelCache().model(at: TinyModel.directory)
-        #expect(all.pool.threads == ProcessInfo.processInfo.activeProcessorCount)
     }
 }

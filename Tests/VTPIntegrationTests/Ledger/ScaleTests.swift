@@ -6,7 +6,7 @@ import VTPVocabulary
 @Suite("Ledger at scale")
 struct ScaleTests {
     @Test func enqueuesOneMillionItemsInUnderAMinute() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let many = (0..<1_000_000).map {
                 JobItem(ordinal: $0, sourceId: "imagenet/train/\($0)",
@@ -31,12 +31,12 @@ struct ScaleTests {
     }
 
     @Test func benchmarkReportsClaimAndCompletionRate() async throws {
-        try await withLedgerDatabase { server, _ in
-            let report = try await LedgerBenchmark.run(database: server.connectionURL, shards: 2000)
+        try await SharedPostgres.withDatabase { url, connection in
+            let report = try await LedgerBenchmark.run(database: connection, shards: 2000)
             print("ledger benchmark: \(report)")
             #expect(report.shards == 2000)
             #expect(report.operationsPerSecond > 0 && report.seconds > 0)
-            #expect(try await Ledger(database: server.databaseURL).listJobs().isEmpty, "the benchmark job is removed")
+            #expect(try await Ledger(database: url).listJobs().isEmpty, "the benchmark job is removed")
         }
     }
 }

@@ -10,15 +10,9 @@ import VTPTestSupport
 import VTPTransport
 import VTPWorker
 
-/// A throwaway PostgreSQL (real server, Unix socket), migrated; always stopped.
+/// A migrated database of its own on the shared test PostgreSQL.
 func withDatabase<T>(_ body: (DatabaseURL) async throws -> T) async throws -> T {
-    let server = try EmbeddedPostgres.temporary()
-    defer { try? server.stopBlocking() }
-    try await server.start()
-    _ = try await Migrator.migrate(database: server.databaseURL)
-    let value = try await body(server.databaseURL)
-    try await server.stop()
-    return value
+    try await withLedgerDatabase(body)
 }
 
 /// Fast heartbeats so liveness decisions happen within a test's patience.

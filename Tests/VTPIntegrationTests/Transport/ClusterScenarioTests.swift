@@ -1,9 +1,11 @@
 import Foundation
 import Testing
+import VTPTestSupport
+import VTPTransportTestSupport
 import VTPVocabulary
 @testable import VTPTransport
 
-extension SerialTransportTests {
+extension TransportSocketTests {
     @Suite struct CurveTests {
         @Test func listedWorkerKeyIsAdmittedAndUnknownKeysAreRefused() async throws {
             let context = try ZMQContext()
@@ -72,7 +74,7 @@ extension SerialTransportTests {
     }
 }
 
-extension SerialTransportTests {
+extension TransportSocketTests {
     @Suite struct LivenessOverSocketsTests {
         /// A worker heartbeats, then goes silent with its socket still open; the coordinator's liveness
         /// machine, fed by real traffic, declares it dead three intervals after the last heartbeat.
@@ -141,7 +143,8 @@ extension SerialTransportTests {
         /// machine notices the silence, backs off, reconnects with a fresh socket and registers again.
         @Test func workerReconnectsAfterCoordinatorRestart() async throws {
             let interval = Duration.milliseconds(40)
-            let directory = try TemporaryDirectory()
+            let directory = try TemporaryDirectory("transport")
+            defer { directory.remove() }
             let endpoint = "ipc://\(directory.path)/coordinator.sock"
             let context = try ZMQContext()
             var router = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: [endpoint]))

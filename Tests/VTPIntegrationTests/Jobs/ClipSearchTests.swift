@@ -19,8 +19,8 @@ import VTPTestSupport
             rows.append(["path": "images/" + name, "id": name, "caption": caption])
         }
         let manifest = try writeManifest(rows, in: input)
-        _ = try await LocalJobRunner.run(input: manifest, output: output.path, model: TinyModel.directory,
-                                         parameters: .clipEmbed(ClipEmbedParameters()), shardSize: 2)
+        _ = try await JobRun.run(input: manifest, output: output.path, model: TinyModel.directory,
+                                 parameters: .clipEmbed(ClipEmbedParameters()), shardSize: 2)
         return (input, output)
     }
 
@@ -88,8 +88,8 @@ import VTPTestSupport
         let output = try TemporaryDirectory("clip-search-features-out")
         defer { input.dir.remove(); output.remove() }
         try input.copy("dog.png", to: "dog.png")
-        _ = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                         parameters: .features(FeaturesParameters()), shardSize: 4)
+        _ = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                 parameters: .features(FeaturesParameters()), shardSize: 4)
         #expect(throws: JobError.self) { try ClipSearch(directory: output.path) }
     }
 }

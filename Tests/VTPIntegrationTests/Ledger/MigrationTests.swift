@@ -6,7 +6,7 @@ import VTPVocabulary
 @Suite("Migrations against a real PostgreSQL")
 struct MigrationTests {
     @Test func migratesFromEmptyAndRerunIsANoOp() async throws {
-        try await withLedgerDatabase(migrate: false) { _, url in
+        try await withLedgerDatabase(migrate: false) { url in
             let ledger = Ledger(database: url)
             await #expect(throws: LedgerError.schemaOutdated(databaseVersion: 0, binaryVersion: Migration.latestVersion)) {
                 try await ledger.verifySchema()
@@ -28,7 +28,7 @@ struct MigrationTests {
     }
 
     @Test func concurrentMigratorsApplyEachMigrationOnce() async throws {
-        try await withLedgerDatabase(migrate: false) { _, url in
+        try await withLedgerDatabase(migrate: false) { url in
             let reports = try await withThrowingTaskGroup(of: MigrationReport.self) { group in
                 for _ in 0..<4 { group.addTask { try await Migrator.migrate(database: url) } }
                 return try await group.reduce(into: []) { $0.append($1) }
@@ -42,7 +42,7 @@ struct MigrationTests {
     }
 
     @Test func refusesASchemaNewerThanTheBinary() async throws {
-        try await withLedgerDatabase { _, url in
+        try await withLedgerDatabase { url in
             let ledger = Ledger(database: url)
             let future = Migration.latestVersion + 1
             _ = try await ledger.sql("INSERT INTO vtp_schema_migrations (version, name, checksum) VALUES ($1, 'future.sql', 'x')",

@@ -26,8 +26,8 @@ import VTPTestSupport
         let input = try InputTree("jobs-feat")
         defer { input.dir.remove() }
         try input.copy("chelsea.jpg", to: "chelsea.jpg")
-        let result = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                                  parameters: .features(parameters), shardSize: 4)
+        let result = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                          parameters: .features(parameters), shardSize: 4)
         #expect(result.manifest.format == "features" && result.manifest.counts.written == 1)
         let rows = try SourceIdSidecar.read(output.file("ids_rank00_shard000.jsonl"))
         #expect(rows.map(\.sourceId) == ["chelsea.jpg"] && rows.map(\.label) == [-1])
@@ -85,8 +85,8 @@ import VTPTestSupport
         let output = try TemporaryDirectory("jobs-feat-dog-out")
         defer { output.remove() }
         try input.copy("dog.png", to: "dog.png")
-        _ = try await LocalJobRunner.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                         parameters: .features(FeaturesParameters()), shardSize: 1)
+        _ = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                 parameters: .features(FeaturesParameters()), shardSize: 1)
         let file = try SafeTensorsFile(path: output.file("features_rank00_shard000.safetensors"))
         let report = ToleranceReport(ours: try file.tensor("pooled").toArray(), reference: try reference("last_cls_token", row: 0))
         #expect(report.withinFixtureTolerance, "\(report)")
