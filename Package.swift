@@ -7,15 +7,22 @@ let strictSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
-/// Release-style optimisation for the numerical modules even in debug builds, so tests on the
-/// real fixtures stay fast.
+/// Release-style optimisation without runtime checks, even in debug builds, for the numeric
+/// kernels only (VTPTensor): they index buffers whose sizes their callers have already checked,
+/// and the tests on the real fixtures must stay fast.
 let kernelSettings: [SwiftSetting] = strictSettings + [
     .unsafeFlags(["-Ounchecked"]),
 ]
 
+/// Optimised but checked: modules that parse untrusted bytes (weights, tokenizer tables, images)
+/// or run the model keep every precondition and overflow check, in the product and in the tests.
+let optimizedSettings: [SwiftSetting] = strictSettings + [
+    .unsafeFlags(["-O"]),
+]
+
 let package = Package(
     name: "vtp",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "vtp", targets: ["vtp"]),
         .library(name: "VTPModel", targets: ["VTPModel"]),
@@ -53,35 +60,40 @@ let package = Package(
 
         // MARK: Shared utilities.
         .target(name: "VTPRandom", dependencies: [], path: "Sources/VTPRandom", swiftSettings: strictSettings),
+        // The job vocabulary every side shares (Foundation only): job types and parameters, the
+        // item record and result, the shard task, and the handler/finalizer seams.
+        // Blocking work off the cooperative pool: a thread per call, or one serial thread.
+        .target(name: "VTPConcurrency", dependencies: [], path: "Sources/VTPConcurrency", swiftSettings: strictSettings),
+        .target(name: "VTPVocabulary", dependencies: [], path: "Sources/VTPVocabulary", swiftSettings: strictSettings),
 
         // MARK: Tensor kernels and model.
         .target(name: "VTPTensor", dependencies: ["COpenBLAS", "CVTPKernels"], path: "Sources/VTPTensor",
                 swiftSettings: kernelSettings),
         .target(name: "VTPSafeTensors", dependencies: ["VTPTensor"], path: "Sources/VTPSafeTensors",
-                swiftSettings: kernelSettings),
+                swiftSettings: optimizedSettings),
         .target(name: "VTPModel", dependencies: ["VTPTensor", "VTPSafeTensors", "VTPRandom"], path: "Sources/VTPModel",
-                swiftSettings: kernelSettings),
+                swiftSettings: optimizedSettings),
 
         // MARK: Inputs.
         .target(name: "VTPText", dependencies: ["CZlib"], path: "Sources/VTPText",
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/LICENSE-CLIP.txt")],
-                swiftSettings: kernelSettings, linkerSettings: [.linkedLibrary("z")]),
+                swiftSettings: optimizedSettings, linkerSettings: [.linkedLibrary("z")]),
         .target(name: "CImageShims", dependencies: ["CJPEG", "CPNG"], path: "Sources/CSystem/CImageShims"),
         .target(name: "VTPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CImageShims"], path: "Sources/VTPImage",
-                swiftSettings: kernelSettings),
-        .target(name: "VTPDatasets", dependencies: [], path: "Sources/VTPDatasets", swiftSettings: strictSettings),
+                swiftSettings: optimizedSettings),
+        .target(name: "VTPDatasets", dependencies: ["VTPVocabulary"], path: "Sources/VTPDatasets", swiftSettings: strictSettings),
 
         // MARK: Storage, ledger, transport.
-        .target(name: "VTPStorage", dependencies: ["VTPSafeTensors", "VTPTensor"], path: "Sources/VTPStorage",
+        .target(name: "VTPStorage", dependencies: ["VTPSafeTensors", "VTPTensor", "VTPVocabulary"], path: "Sources/VTPStorage",
                 swiftSettings: strictSettings),
-        .target(name: "VTPQueue", dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")],
+        .target(name: "VTPQueue", dependencies: ["CLibPQ", "VTPVocabulary", "VTPConcurrency", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPQueue", swiftSettings: strictSettings),
-        .target(name: "VTPTransport", dependencies: ["CZeroMQ", "VTPRandom", .product(name: "Logging", package: "swift-log")],
+        .target(name: "VTPTransport", dependencies: ["CZeroMQ", "VTPRandom", "VTPVocabulary", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
         .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom"], path: "Sources/VTPIndex",
                 swiftSettings: strictSettings),
 
-        .target(name: "VTPJobs", dependencies: ["VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex"],
+        .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex"],
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
         // MARK: Observability: Prometheus metrics, structured logs, console rendering.
@@ -93,22 +105,28 @@ let package = Package(
         .target(name: "VTPSettings", dependencies: [], path: "Sources/VTPSettings", swiftSettings: strictSettings),
 
         // MARK: Cluster runtime.
-        .target(name: "VTPRuntimeSupport", dependencies: ["VTPTransport"], path: "Sources/VTPRuntimeSupport",
+        .target(name: "VTPRuntimeSupport", dependencies: ["VTPTransport", "VTPConcurrency"], path: "Sources/VTPRuntimeSupport",
                 swiftSettings: strictSettings),
-        .target(name: "VTPCoordinator", dependencies: ["VTPRuntimeSupport", "VTPQueue", "VTPTransport", "VTPJobs", "VTPStorage", "VTPDatasets",
+        .target(name: "VTPCoordinator", dependencies: ["VTPRuntimeSupport", "VTPConcurrency", "VTPQueue", "VTPTransport", "VTPVocabulary", "VTPDatasets",
                                                        .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPCoordinator", swiftSettings: strictSettings),
-        .target(name: "VTPWorker", dependencies: ["VTPRuntimeSupport", "VTPTransport", "VTPJobs", "VTPDatasets",
+        .target(name: "VTPWorker", dependencies: ["VTPRuntimeSupport", "VTPTransport", "VTPVocabulary",
                                                   .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPWorker", swiftSettings: strictSettings),
+
+        // MARK: `vtp run`'s orchestration (private PostgreSQL, coordinator, worker pool), a library
+        // so the job tests drive the shipped road; handler and finalizer are injected.
+        .target(name: "VTPLocalRun", dependencies: ["VTPCoordinator", "VTPWorker", "VTPQueue", "VTPTransport", "VTPRuntimeSupport",
+                                                    "VTPConcurrency", "VTPVocabulary", .product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPLocalRun", swiftSettings: strictSettings),
 
         // MARK: The CLI.
         .executableTarget(
             name: "vtp",
             dependencies: [
-                "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings", "VTPJobs", "VTPDatasets", "VTPIndex",
+                "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings", "VTPJobs", "VTPDatasets", "VTPIndex", "VTPVocabulary", "VTPConcurrency",
                 "VTPMetrics", "VTPConsole",
-                "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport",
+                "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPLocalRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -117,40 +135,52 @@ let package = Package(
         // MARK: Tests.
         .target(name: "VTPTestSupport", dependencies: ["VTPSafeTensors"], path: "Tests/VTPTestSupport",
                 swiftSettings: strictSettings),
+        // Sample wire messages shared by the codec tests and the socket tests.
+        .target(name: "VTPTransportTestSupport", dependencies: ["VTPVocabulary", "VTPTransport"], path: "Tests/VTPTransportTestSupport",
+                swiftSettings: strictSettings),
+        // MARK: Unit suites: no servers, processes or sockets; scripts/test.sh runs them in parallel.
         .testTarget(name: "VTPTensorTests", dependencies: ["VTPTensor"], path: "Tests/VTPTensorTests",
                     swiftSettings: strictSettings),
-        .testTarget(name: "VTPModelTests", dependencies: ["VTPModel", "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
+        .testTarget(name: "VTPModelTests", dependencies: ["VTPVocabulary", "VTPModel", "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
                     path: "Tests/VTPModelTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPTextTests", dependencies: ["VTPText", "VTPTestSupport"],
+        .testTarget(name: "VTPTextTests", dependencies: ["VTPVocabulary", "VTPText", "VTPTestSupport"],
                     path: "Tests/VTPTextTests", exclude: ["Fixtures"], swiftSettings: strictSettings),
-        .testTarget(name: "VTPImageTests", dependencies: ["VTPImage", "VTPRandom", "VTPSafeTensors", "VTPTestSupport", "CWebP"],
+        .testTarget(name: "VTPImageTests", dependencies: ["VTPVocabulary", "VTPImage", "VTPRandom", "VTPSafeTensors", "VTPTestSupport", "CWebP"],
                     path: "Tests/VTPImageTests", exclude: ["Resources"], swiftSettings: strictSettings),
-        .testTarget(name: "VTPStorageTests", dependencies: ["VTPStorage", "VTPSafeTensors", "VTPTestSupport"],
+        .testTarget(name: "VTPStorageTests", dependencies: ["VTPVocabulary", "VTPStorage", "VTPSafeTensors", "VTPTestSupport"],
                     path: "Tests/VTPStorageTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPDatasetsTests", dependencies: ["VTPDatasets", "VTPTestSupport"],
+        .testTarget(name: "VTPDatasetsTests", dependencies: ["VTPVocabulary", "VTPDatasets", "VTPTestSupport"],
                     path: "Tests/VTPDatasetsTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPJobsTests", dependencies: ["VTPJobs", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage",
+        .testTarget(name: "VTPJobsTests", dependencies: ["VTPVocabulary", "VTPJobs", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage",
                                                          "VTPSafeTensors", "VTPTensor", "VTPTestSupport", "VTPText", "VTPIndex"],
                     path: "Tests/VTPJobsTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPQueueTests", dependencies: ["VTPQueue", "VTPTestSupport"],
+        .testTarget(name: "VTPQueueTests", dependencies: ["VTPVocabulary", "VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPSettingsTests", dependencies: ["VTPSettings", "VTPTestSupport"],
+        .testTarget(name: "VTPSettingsTests", dependencies: ["VTPVocabulary", "VTPSettings", "VTPTestSupport"],
                     path: "Tests/VTPSettingsTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPMetricsTests", dependencies: ["VTPMetrics", "VTPTestSupport", .product(name: "Logging", package: "swift-log")],
+        .testTarget(name: "VTPMetricsTests", dependencies: ["VTPVocabulary", "VTPMetrics", "VTPTestSupport", .product(name: "Logging", package: "swift-log")],
                     path: "Tests/VTPMetricsTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPConsoleTests", dependencies: ["VTPConsole", "VTPQueue", "VTPTestSupport"],
+        .testTarget(name: "VTPConsoleTests", dependencies: ["VTPVocabulary", "VTPConsole", "VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPConsoleTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPCoordinatorTests", dependencies: ["VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPQueue", "VTPTransport",
-                                                                 "VTPJobs", "VTPStorage", "VTPTestSupport"],
+        .testTarget(name: "VTPCoordinatorTests", dependencies: ["VTPVocabulary", "VTPCoordinator", "VTPRuntimeSupport", "VTPQueue", "VTPTransport",
+                                                                 "VTPTestSupport"],
                     path: "Tests/VTPCoordinatorTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPWorkerTests", dependencies: ["VTPWorker", "VTPRuntimeSupport", "VTPTransport", "VTPJobs",
-                                                           "VTPDatasets", "VTPTestSupport"],
+        .testTarget(name: "VTPWorkerTests", dependencies: ["VTPVocabulary", "VTPWorker", "VTPRuntimeSupport", "VTPTransport", "VTPTestSupport"],
                     path: "Tests/VTPWorkerTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPEndToEndTests", dependencies: ["VTPQueue", "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPTestSupport"],
-                    path: "Tests/VTPEndToEndTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPTransportTests", dependencies: ["VTPTransport", "VTPRandom", "VTPTestSupport"],
+        .testTarget(name: "VTPTransportTests", dependencies: ["VTPVocabulary", "VTPTransport", "VTPRandom", "VTPTestSupport",
+                                                              "VTPTransportTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPIndexTests", dependencies: ["VTPIndex", "VTPStorage", "VTPTestSupport"],
+        .testTarget(name: "VTPIndexTests", dependencies: ["VTPVocabulary", "VTPIndex", "VTPStorage", "VTPTestSupport"],
                     path: "Tests/VTPIndexTests", swiftSettings: strictSettings),
+
+        // MARK: Integration suites: real PostgreSQL (one shared server, a database per test), `vtp`
+        // processes, ZeroMQ sockets with heartbeat timing, and whole jobs through `vtp run`'s
+        // orchestration (VTPLocalRun with in-process workers). scripts/test.sh runs them one at a time.
+        .testTarget(name: "VTPIntegrationTests",
+                    dependencies: ["VTPVocabulary", "VTPQueue", "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPTransport",
+                                   "VTPLocalRun", "VTPJobs", "VTPConsole", "VTPDatasets", "VTPImage", "VTPModel", "VTPText", "VTPIndex",
+                                   "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPRandom", "CZeroMQ",
+                                   "VTPTestSupport", "VTPTransportTestSupport"],
+                    path: "Tests/VTPIntegrationTests", swiftSettings: strictSettings),
     ]
 )

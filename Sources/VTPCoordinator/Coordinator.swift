@@ -1,10 +1,10 @@
 import Foundation
 import Logging
-import VTPJobs
+import Synchronization
 import VTPQueue
 import VTPRuntimeSupport
-import VTPStorage
 import VTPTransport
+import VTPVocabulary
 
 /// Something the coordinator reports to whoever embeds it (`vtp run`, tests). Worker comings and
 /// goings are in the ledger's worker table.
@@ -13,7 +13,7 @@ public enum CoordinatorNotification: Sendable, Equatable {
     case jobFinalized(jobID: Int64, result: FinalizeResult)
 
     public enum FinalizeResult: Sendable, Equatable {
-        case written(RunManifest.Counts)
+        case written(JobCounts)
         case failed(String)
     }
 }
@@ -23,7 +23,8 @@ public enum CoordinatorNotification: Sendable, Equatable {
 /// `init` binds the socket (so callers know the endpoint before workers start); `run()` serves
 /// until `requestShutdown()` (SIGTERM) has drained the workers, then returns. All waiting is on
 /// streams, the NOTIFY listener and a timer; ledger calls run on the ledger's own connection
-/// thread and blocking finalizers on a thread of their own.
+/// thread and the injected finalizer (`JobFinalizing`) does its blocking work off the pool, so
+/// this module links no model, image or index code.
 public final class Coordinator: Sendable {
     /// Socket and timing settings.
     public struct Options: Sendable {
@@ -55,6 +56,8 @@ public final class Coordinator: Sendable {
     public let notifications: AsyncStream<CoordinatorNotification>
     /// The live state machine's counters after the last event (for tests and monitoring).
     public var counters: CoordinatorCore.Counters { state.withLock { $0 } }
+    /// Writes a finished job's artefacts.
+    public let finalizer: any JobFinalizing
 
     private let options: Options
     private let ledger: Ledger
@@ -65,12 +68,12 @@ public final class Coordinator: Sendable {
     /// overwrite an "offline"), by one task, without holding up the loop.
     private let workerReports = EventQueue<WorkerReport>()
     private let notify: AsyncStream<CoordinatorNotification>.Continuation
-    private let state: Locked<CoordinatorCore.Counters>
+    private let state: Mutex<CoordinatorCore.Counters>
     private let logger: Logger
 
     /// Binds the ROUTER socket. `notifier` wakes an idle coordinator when work is enqueued; without
     /// one the coordinator only notices new jobs through requeues and lease releases (tests).
-    public init(ledger: Ledger, notifier: WorkNotifier?, options: Options, context: ZMQContext,
+    public init(ledger: Ledger, notifier: WorkNotifier?, finalizer: any JobFinalizing, options: Options, context: ZMQContext,
                 logger: Logger = Logger(label: "vtp.coordinator")) throws {
         var configuration = RouterConfiguration(bindEndpoints: options.bindEndpoints, curve: options.curve)
         configuration.maxMessageBytes = options.maxMessageBytes
@@ -79,9 +82,10 @@ public final class Coordinator: Sendable {
         self.options = options
         self.ledger = ledger
         self.notifier = notifier
+        self.finalizer = finalizer
         self.logger = logger
         (notifications, notify) = AsyncStream.makeStream(of: CoordinatorNotification.self)
-        state = Locked(CoordinatorCore.Counters())
+        state = Mutex(CoordinatorCore.Counters())
     }
 
     /// Stop dispatching and exit once workers hand in what they hold (or the grace period ends).
@@ -91,75 +95,83 @@ public final class Coordinator: Sendable {
     public var authenticationStatistics: ZAPHandler.Statistics? { router.authenticationStatistics }
 
     /// Serves until shutdown completes.
+    ///
+    /// Everything it starts is a child task: the socket reader, timer and NOTIFY listener are
+    /// cancelled once the loop exits; ledger calls, worker-row writes and finalizations already
+    /// under way are awaited (never cancelled halfway), so `run()` returns only when nothing it
+    /// started is still running.
     public func run() async {
         var core = CoordinatorCore(configuration: options.core, now: .now())
-        let inbound = Task { [router, events, logger] in
-            for await message in router.inbound {
-                switch message.message {
-                case let .success(decoded): events.post(.received(message.peer, decoded))
-                case let .failure(error): logger.warning("dropping undecodable message from \(message.peer): \(error)")
+        await withDiscardingTaskGroup { calls in
+            calls.addTask { await self.finalizeUnfinishedJobs() }
+            calls.addTask { [ledger, workerReports, logger] in
+                for await report in workerReports.events {
+                    do { try await ledger.upsertWorker(report) } catch { logger.error("upsert worker \(report.id) failed: \(error)") }
                 }
             }
-        }
-        let ticker = Task { [events, options] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: options.tickInterval)
-                events.post(.tick)
-            }
-        }
-        let listener = Task { [notifier, events, logger] in
-            guard let notifier else { return }
-            while !Task.isCancelled {
-                do {
-                    if try await notifier.waitForNotification(timeout: 2) != nil { events.post(.workAvailable) }
-                } catch {
-                    logger.warning("work listener: \(error); retrying")
-                    try? await Task.sleep(for: .seconds(1))
+            await withDiscardingTaskGroup { services in
+                services.addTask { [router, events, logger] in
+                    for await message in router.inbound {
+                        switch message.message {
+                        case let .success(decoded): events.post(.received(message.peer, decoded))
+                        case let .failure(error): logger.warning("dropping undecodable message from \(message.peer): \(error)")
+                        }
+                    }
                 }
+                services.addTask { [events, options] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: options.tickInterval)
+                        events.post(.tick)
+                    }
+                }
+                services.addTask { [notifier, events, logger] in
+                    guard let notifier else { return }
+                    while !Task.isCancelled {
+                        do {
+                            if try await notifier.waitForNotification(timeout: 2) != nil { events.post(.workAvailable) }
+                        } catch {
+                            logger.warning("work listener: \(error); retrying")
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
+                }
+                await serve(&core, calls: &calls)
+                services.cancelAll()
             }
+            // Events posted by calls still finishing are dropped; the ledger has their effect.
+            events.finish()
+            workerReports.finish()
         }
-        let recovery = Task { await self.finalizeUnfinishedJobs() }
-        let reporter = Task { [ledger, workerReports, logger] in
-            for await report in workerReports.events {
-                do { try await ledger.upsertWorker(report) } catch { logger.error("upsert worker \(report.id) failed: \(error)") }
-            }
-        }
-        defer {
-            inbound.cancel()
-            ticker.cancel()
-            listener.cancel()
-            recovery.cancel()
-        }
-        events.post(.workAvailable)
+        await router.shutdown()
+        notify.finish()
+        logger.info("coordinator stopped: \(core.counters)")
+    }
 
+    /// The event loop: feeds the state machine until it asks to exit.
+    private func serve(_ core: inout CoordinatorCore, calls: inout DiscardingTaskGroup) async {
+        events.post(.workAvailable)
         var published = (workers: -1, inFlight: -1)
-        loop: for await event in events.events {
+        for await event in events.events {
             if let observer = options.observer, case let .received(_, .shardDone(done)) = event {
                 for result in done.results {
                     for timing in result.timings { observer.observe(.stage(timing.stage, seconds: timing.seconds)) }
                 }
             }
             let actions = core.handle(event, at: .now())
-            state.withLock { $0 = core.counters }
+            state.withLock { [counters = core.counters] in $0 = counters }
             if let observer = options.observer, (core.workers.count, core.shardsInFlight) != published {
                 published = (core.workers.count, core.shardsInFlight)
                 observer.observe(.workers(published.workers))
                 observer.observe(.shardsInFlight(published.inFlight))
             }
             for action in actions {
-                if case .exit = action { break loop }
-                await perform(action, core: core)
+                if case .exit = action { return }
+                await perform(action, core: core, calls: &calls)
             }
         }
-        events.finish()
-        workerReports.finish()
-        await reporter.value
-        await router.shutdown()
-        notify.finish()
-        logger.info("coordinator stopped: \(core.counters)")
     }
 
-    private func perform(_ action: CoordinatorCore.Action, core: CoordinatorCore) async {
+    private func perform(_ action: CoordinatorCore.Action, core: CoordinatorCore, calls: inout DiscardingTaskGroup) async {
         switch action {
         case let .send(message, peer):
             do { try await router.send(message, to: peer) } catch {
@@ -171,7 +183,7 @@ public final class Coordinator: Sendable {
             workerReports.post(report)
         case let .claim(peer):
             let owner = core.workers[peer]?.workerID ?? peer.description
-            Task { [ledger, events, logger] in
+            calls.addTask { [ledger, events, logger] in
                 do {
                     events.post(.claimed(peer, try await ledger.claimNextShard(owner: owner).map(LeasedShard.init)))
                 } catch {
@@ -180,13 +192,13 @@ public final class Coordinator: Sendable {
                 }
             }
         case let .renewLease(shard, token):
-            spawn("renew lease of \(shard)") { ledger, events in
+            spawn(in: &calls, "renew lease of \(shard)") { ledger, events in
                 let expiry = try await ledger.heartbeat(shard, token: token.uuid)
                 events.post(.leaseRenewed(token, held: expiry != nil))
             }
         case let .complete(shard, token, results):
             let observer = options.observer
-            spawn("complete shard \(shard)") { ledger, events in
+            spawn(in: &calls, "complete shard \(shard)") { ledger, events in
                 let outcome = try await ledger.completeShard(shard, token: token.uuid, results: results)
                 let ok = results.filter(\.ok).count
                 observer?.observe(.shardRecorded(outcome, itemsOK: ok, itemsFailed: results.count - ok))
@@ -195,7 +207,7 @@ public final class Coordinator: Sendable {
             }
         case let .fail(shard, token, error):
             let observer = options.observer
-            spawn("fail shard \(shard)") { ledger, events in
+            spawn(in: &calls, "fail shard \(shard)") { ledger, events in
                 let outcome = try await ledger.failShard(shard, token: token.uuid, error: error)
                 observer?.observe(.shardRecorded(outcome, itemsOK: 0, itemsFailed: 0))
                 let finished = outcome == .failed ? try await ledger.job(shard.jobID).state.isFinished : false
@@ -203,17 +215,17 @@ public final class Coordinator: Sendable {
             }
         case .releaseExpiredLeases:
             let observer = options.observer
-            spawn("release expired leases") { ledger, events in
+            spawn(in: &calls, "release expired leases") { ledger, events in
                 let released = try await ledger.releaseExpiredLeases()
                 if !released.isEmpty { observer?.observe(.leasesExpired(released.count)) }
                 events.post(.leasesReleased(released.map(\.shard)))
             }
         case .queryNextEligible:
-            Task { [ledger, events] in
+            calls.addTask { [ledger, events] in
                 events.post(.nextEligible(seconds: (try? await ledger.secondsUntilNextEligibleShard()) ?? 1))
             }
         case let .finalize(jobID):
-            Task { await self.finalize(jobID: jobID) }
+            calls.addTask { await self.finalize(jobID: jobID) }
         case let .abandonLease(shard):
             logger.warning("no worker could take shard \(shard); its lease will expire and it will be re-dispatched")
         case .exit:
@@ -221,10 +233,11 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// Runs a ledger call in its own task, logging (not propagating) failures: the ledger is the
-    /// source of truth and every operation here is safe to lose (leases expire and are re-issued).
-    private func spawn(_ what: String, _ body: @escaping @Sendable (Ledger, EventQueue<CoordinatorCore.Event>) async throws -> Void) {
-        Task { [ledger, events, logger] in
+    /// Runs a ledger call as a child task of `run()`, logging (not propagating) failures: the ledger
+    /// is the source of truth and every operation here is safe to lose (leases expire and are re-issued).
+    private func spawn(in calls: inout DiscardingTaskGroup, _ what: String,
+                       _ body: @escaping @Sendable (Ledger, EventQueue<CoordinatorCore.Event>) async throws -> Void) {
+        calls.addTask { [ledger, events, logger] in
             do { try await body(ledger, events) } catch { logger.error("\(what) failed: \(error)") }
         }
     }
@@ -232,20 +245,23 @@ public final class Coordinator: Sendable {
     private func finalize(jobID: Int64) async {
         do {
             let job = try await ledger.job(jobID)
-            let type = try JobType(name: job.type)
             // Shards that exhausted their attempts left no output; their items are failures of the job.
-            var failedShards: [Int: [RunManifest.Failure]] = [:]
+            var failedShards: [Int: [FailedInput]] = [:]
             for shard in try await ledger.failedShards(job: jobID) {
                 failedShards[shard.index] = shard.items.map {
-                    RunManifest.Failure(sourceId: $0.sourceID, reason: $0.error.isEmpty ? shard.error : $0.error)
+                    FailedInput(sourceId: $0.sourceID, reason: $0.error.isEmpty ? shard.error : $0.error)
                 }
             }
-            let manifest = try await BlockingWork.run(name: "vtp-finalize") { [failedShards] in
-                try JobFinalizer.finalize(jobType: type, parametersJSON: job.parametersJSON, outputDirectory: job.outputLocation,
-                                          modelDirectory: job.model ?? "", shardCount: job.shardCount, failedShards: failedShards)
+            // Samples the listing skipped are failed items in no shard.
+            let listingFailures = try await ledger.listingFailures(job: jobID).map {
+                FailedInput(sourceId: $0.sourceID, reason: $0.error)
             }
-            logger.info("job \(jobID) finalized: \(manifest.counts.written) written, \(manifest.counts.failed) failed")
-            notify.yield(.jobFinalized(jobID: jobID, result: .written(manifest.counts)))
+            let counts = try await finalizer.finalize(FinalizeRequest(
+                jobId: jobID, jobType: job.type, parametersJSON: job.parametersJSON, modelDirectory: job.model ?? "",
+                outputDirectory: job.outputLocation, shardCount: job.shardCount, listingFailures: listingFailures,
+                failedShards: failedShards))
+            logger.info("job \(jobID) finalized: \(counts.written) written, \(counts.failed) failed")
+            notify.yield(.jobFinalized(jobID: jobID, result: .written(counts)))
         } catch {
             logger.error("finalizing job \(jobID) failed: \(error)")
             notify.yield(.jobFinalized(jobID: jobID, result: .failed("\(error)")))
@@ -257,27 +273,10 @@ public final class Coordinator: Sendable {
     private func finalizeUnfinishedJobs() async {
         do {
             for job in try await ledger.listJobs(limit: 1000) where job.state.isFinished && job.state != .cancelled {
-                let manifest = job.outputLocation + "/" + JobFinalizer.manifestFileName
-                if !FileManager.default.fileExists(atPath: manifest) { events.post(.jobFinished(job.id)) }
+                if !finalizer.isFinalized(outputDirectory: job.outputLocation) { events.post(.jobFinished(job.id)) }
             }
         } catch {
             logger.warning("could not look for unfinalized jobs: \(error)")
         }
-    }
-}
-
-/// A value behind a lock, for the few fields the run loop publishes to other threads.
-///
-/// `@unchecked Sendable`: `value` is only read or written inside `lock`.
-final class Locked<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<T>(_ body: (inout Value) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&value)
     }
 }

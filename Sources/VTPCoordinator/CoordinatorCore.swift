@@ -2,6 +2,7 @@ import Foundation
 import VTPQueue
 import VTPRuntimeSupport
 import VTPTransport
+import VTPVocabulary
 
 /// The coordinator's protocol logic as a pure state machine: it takes events (a message from a
 /// worker, a timer tick, the result of a ledger call) and returns the actions to carry out. It
@@ -78,7 +79,7 @@ public struct CoordinatorCore: Sendable {
         /// Lease one shard from the ledger for `peer` and answer with `.claimed`.
         case claim(for: PeerIdentity)
         case renewLease(ShardRef, token: LeaseToken)
-        case complete(ShardRef, token: LeaseToken, results: [VTPQueue.ItemResult])
+        case complete(ShardRef, token: LeaseToken, results: [ItemResult])
         case fail(ShardRef, token: LeaseToken, error: String)
         case releaseExpiredLeases
         case queryNextEligible
@@ -311,11 +312,12 @@ public struct CoordinatorCore: Sendable {
             counters.rejected += 1
             return
         }
-        let results = done.results.map { result -> VTPQueue.ItemResult in
-            switch result.status {
-            case .ok: .success(Int64(result.ordinal), output: result.outputLocation)
-            case .failed: .failure(Int64(result.ordinal), error: result.errorText ?? "failed")
-            }
+        // Timings went to the observer; the ledger records outcomes only.
+        let results = done.results.map { result in
+            var recorded = result
+            recorded.timings = []
+            if recorded.status == .failed, recorded.error == nil { recorded.error = "failed" }
+            return recorded
         }
         actions.append(.complete(shard, token: done.leaseToken, results: results))
     }
@@ -480,10 +482,10 @@ public struct LeasedShard: Sendable, Equatable {
     public var model: String
     public var outputDirectory: String
     /// The shard's unfinished items; `ordinal` is the item's ordinal in the job.
-    public var items: [ShardItem]
+    public var items: [JobItem]
 
     public init(shard: ShardRef, token: LeaseToken, jobType: String, parametersJSON: String, model: String,
-                outputDirectory: String, items: [ShardItem]) {
+                outputDirectory: String, items: [JobItem]) {
         self.shard = shard
         self.token = token
         self.jobType = jobType
@@ -497,10 +499,6 @@ public struct LeasedShard: Sendable, Equatable {
     public init(_ claimed: ClaimedShard) {
         self.init(shard: claimed.shard, token: LeaseToken(uuid: claimed.leaseToken), jobType: claimed.job.type,
                   parametersJSON: claimed.job.parametersJSON, model: claimed.job.model ?? "",
-                  outputDirectory: claimed.job.outputLocation,
-                  items: claimed.items.map { item in
-                      ShardItem(ordinal: UInt32(clamping: item.ordinal), sourceID: item.sourceID, location: item.path,
-                                label: item.label, caption: item.caption)
-                  })
+                  outputDirectory: claimed.job.outputLocation, items: claimed.items)
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import VTPDatasets
-import VTPJobs
 import VTPQueue
+import VTPVocabulary
 
 /// A job as the user asked for it (`vtp run` / `vtp submit`): what to run over which input into
 /// which output. Turns into the ledger's `JobSpec` and items, and recognises an earlier submission
@@ -36,16 +36,13 @@ public struct JobRequest: Sendable, Equatable {
 
     /// Lists the input (blocking: call from a thread you own) as ledger items. Samples the reader
     /// skipped come back separately so they can be reported.
-    public func listItems(maxItems: Int = .max) throws -> (items: [ItemSpec], skipped: [SkippedSample]) {
+    public func listItems(maxItems: Int = .max) throws -> (items: [JobItem], skipped: [SkippedSample]) {
         let listing = try DatasetSource.enumerate(input: input)
         guard !listing.items.isEmpty else { throw JobError.badInput(path: input, detail: "no images found") }
         guard listing.items.count <= maxItems else {
             throw JobError.badInput(path: input, detail: "\(listing.items.count) items exceed the limit of \(maxItems) per job")
         }
-        let items = listing.items.map { item in
-            ItemSpec(sourceID: item.sourceId, path: item.location.encoded, label: item.label.map(String.init), caption: item.caption)
-        }
-        return (items, listing.skipped)
+        return (listing.items, listing.skipped)
     }
 
     /// Whether `job` is this request submitted earlier: same kind, parameters (compared decoded,

@@ -4,7 +4,8 @@
 ///   registration, credit-bounded claims, lease renewal, result recording, Paranoid-Pirate worker
 ///   liveness, periodic lease release, exactly-once finalization and graceful shutdown.
 /// - `Coordinator`: the shell: a ROUTER socket (`VTPTransport`), the PostgreSQL `Ledger` and its
-///   LISTEN/NOTIFY `WorkNotifier` (`VTPQueue`), and the job finalizer (`VTPJobs`). `run()` serves
+///   LISTEN/NOTIFY `WorkNotifier` (`VTPQueue`), and an injected `JobFinalizing` (`VTPJobs`'
+///   `ManifestFinalizer` in the product), so the control plane links no data-plane code. `run()` serves
 ///   until `requestShutdown()`; `notifications` reports finalized jobs; `CoordinatorObserver`
 ///   receives measurements for metrics.
 /// - `JobRequest`: a job as `vtp run` / `vtp submit` describe it, turned into ledger rows, and

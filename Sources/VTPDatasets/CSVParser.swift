@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// An RFC 4180 CSV tokenizer as a plain state machine: feed it bytes, collect records.
 ///
 /// Quoted fields may hold commas, doubled quotes and line breaks; records end at LF or CRLF.

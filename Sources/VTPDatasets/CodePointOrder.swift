@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// Python's `str` ordering, which torchvision's `sorted()` calls use.
 ///
 /// Python compares strings by Unicode code point; Swift's `<` on `String` compares canonically

@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// Everything that can go wrong listing or reading a dataset; each case names the file (and line
 /// or member) so an operator can find the bad input.
 public enum DatasetError: Error, CustomStringConvertible, Equatable {

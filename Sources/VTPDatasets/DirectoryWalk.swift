@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// `sorted(os.walk(top, followlinks=True))` as torchvision's `make_dataset` uses it: every
 /// directory below `top` (symlinks followed) with its non-directory entries, directories ordered by

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Lists image files the way torchvision's `ImageFolder` does, or a plain folder of unlabeled images.
 public enum ImageFolderReader {
@@ -13,7 +14,7 @@ public enum ImageFolderReader {
         try requireDirectory(rootPath)
         let classes = CodePointOrder.sorted(try DirectoryWalk.entries(of: rootPath).dirs)
         guard !classes.isEmpty else { throw DatasetError.noClasses(path: rootPath) }
-        var items: [DatasetItem] = []
+        var items: [JobItem] = []
         var empty: [String] = []
         for (label, name) in classes.enumerated() {
             let before = items.count
@@ -30,17 +31,17 @@ public enum ImageFolderReader {
     public static func listImages(root: String) throws -> DatasetListing {
         let rootPath = normalized(root)
         try requireDirectory(rootPath)
-        var items: [DatasetItem] = []
+        var items: [JobItem] = []
         try appendImages(under: rootPath, root: rootPath, label: nil, into: &items)
         return DatasetListing(items: items)
     }
 
-    private static func appendImages(under dir: String, root: String, label: Int?, into items: inout [DatasetItem]) throws {
+    private static func appendImages(under dir: String, root: String, label: Int?, into items: inout [JobItem]) throws {
         for level in try DirectoryWalk.walk(dir) {
             for name in level.files where ImageExtensions.matches(name) {
                 let path = level.path + "/" + name
                 let relative = String(path.dropFirst(root.count + 1))
-                items.append(DatasetItem(ordinal: items.count, sourceId: relative, location: .file(path: path), label: label))
+                items.append(JobItem(ordinal: items.count, sourceId: relative, location: .file(path: path), label: label))
             }
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 extension ItemLocation {
     /// The encoded image bytes: the whole file, or one positioned read of the tar member.

@@ -1,8 +1,10 @@
 import Foundation
+import VTPVocabulary
 
 /// Reads a JSONL or CSV manifest: one row per image with `path` and optional `label` (integer),
 /// `caption` and `id`. Relative paths resolve against the manifest's directory; the source id is
-/// `id` when given, else the path as written. Rows keep file order.
+/// `id` when given, else the path as written. Every other column (a JSONL row's other keys, a
+/// CSV row's other non-empty cells, as strings) becomes the item's metadata. Rows keep file order.
 public enum ManifestReader {
     /// Lists a manifest, choosing the format by extension (`.jsonl`/`.ndjson` or `.csv`).
     public static func list(manifest path: String) throws -> DatasetListing {
@@ -30,7 +32,15 @@ public enum ManifestReader {
             guard let dict = object as? [String: Any] else {
                 throw DatasetError.badManifestRow(path: path, line: lineNumber, detail: "expected a JSON object")
             }
-            let row = try Row(json: dict, path: path, line: lineNumber)
+            var row = try Row(json: dict, path: path, line: lineNumber)
+            let extra = dict.filter { !Row.columns.contains($0.key) }
+            if !extra.isEmpty {
+                // Re-parse the line as JSONValue so numbers and nesting survive exactly.
+                guard case let .object(fields)? = try? JSONValue(json: String(decoding: slice, as: UTF8.self)) else {
+                    throw DatasetError.badManifestRow(path: path, line: lineNumber, detail: "not valid JSON")
+                }
+                row.metadata = JSONValue.object(fields.filter { !Row.columns.contains($0.key) }).jsonText
+            }
             try builder.add(row, line: lineNumber)
         }
         return builder.listing
@@ -73,9 +83,14 @@ public enum ManifestReader {
             }
             // CSV cannot tell an empty cell from a missing value, so empty id and caption mean "none".
             let idCell = try cell("id"), captionCell = try cell("caption")
-            let row = Row(path: try text(record.fields[pathColumn], path: path, line: record.line, column: "path"),
+            var row = Row(path: try text(record.fields[pathColumn], path: path, line: record.line, column: "path"),
                           label: label, caption: (captionCell?.isEmpty ?? true) ? nil : captionCell,
                           id: (idCell?.isEmpty ?? true) ? nil : idCell)
+            var extra: [String: JSONValue] = [:]
+            for (name, _) in column where !Row.columns.contains(name) {
+                if let value = try cell(name), !value.isEmpty { extra[name] = .string(value) }
+            }
+            if !extra.isEmpty { row.metadata = JSONValue.object(extra).jsonText }
             try builder.add(row, line: record.line)
         }
         return builder.listing
@@ -83,10 +98,15 @@ public enum ManifestReader {
 
     /// One manifest row before path resolution.
     struct Row {
+        /// The columns with a meaning of their own; all others are metadata.
+        static let columns: Set<String> = ["path", "label", "caption", "id"]
+
         var path: String
         var label: Int?
         var caption: String?
         var id: String?
+        /// The other columns as a JSON object text.
+        var metadata: String?
 
         init(path: String, label: Int?, caption: String?, id: String?) {
             self.path = path
@@ -150,8 +170,8 @@ public enum ManifestReader {
             }
             firstLine[id] = line
             let resolved = row.path.hasPrefix("/") ? row.path : baseDirectory + "/" + row.path
-            listing.items.append(DatasetItem(ordinal: listing.items.count, sourceId: id, location: .file(path: resolved),
-                                             label: row.label, caption: row.caption))
+            listing.items.append(JobItem(ordinal: listing.items.count, sourceId: id, location: .file(path: resolved),
+                                             label: row.label, caption: row.caption, metadata: row.metadata))
         }
     }
 

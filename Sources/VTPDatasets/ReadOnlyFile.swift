@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// An open file descriptor for positioned reads, closed in `deinit`.
 ///

@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// Deterministic split of N ordered items into consecutive shards of at most S items.
 public struct ShardPlan: Sendable, Equatable {
     /// Total number of items.

@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// One entry of a tar archive after GNU long-name and pax overrides are applied.
 public struct TarMember: Sendable, Hashable {
     /// What kind of entry it is.

@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// One parsed 512-byte tar header block (POSIX ustar, GNU or V7), before long-name and pax overrides.
 struct TarHeader: Equatable {
     var name: String

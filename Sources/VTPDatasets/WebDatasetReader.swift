@@ -1,11 +1,13 @@
 import Foundation
+import VTPVocabulary
 
 /// Lists WebDataset `.tar` shards (including img2dataset's output) as items whose image is a tar member.
 ///
 /// As in `webdataset`, a member's key is its path up to the first dot of the basename and its
 /// extension is the rest, lower-cased; consecutive members with the same key form one sample.
 /// `.jpg/.jpeg/.png/.webp` is the image, `.cls` an integer label, `.txt` the caption and `.json`
-/// metadata (img2dataset's `caption` and `url` are used when no `.txt` exists).
+/// metadata: the whole object becomes the item's ``JobItem/metadata`` (img2dataset's `url`,
+/// `key`, `width`...), and its `caption` is used when no `.txt` exists.
 /// The source id is `<tar file name>/<key>`, e.g. `00000.tar/000000000`.
 public enum WebDatasetReader {
     /// Image extensions in preference order when a sample has more than one.
@@ -85,7 +87,7 @@ public enum WebDatasetReader {
         return out
     }
 
-    private static func makeItem(_ sample: Sample, archive: TarArchive, id: String) throws -> DatasetItem? {
+    private static func makeItem(_ sample: Sample, archive: TarArchive, id: String) throws -> JobItem? {
         guard let image = imageExtensions.lazy.compactMap({ sample.parts[$0] }).first else { return nil }
         func text(_ ext: String) throws -> String? {
             guard let m = sample.parts[ext] else { return nil }
@@ -102,16 +104,16 @@ public enum WebDatasetReader {
             label = v
         }
         var caption = try text("txt")
-        var url: String?
+        var metadata: String?
         if let json = try text("json") {
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
+            guard case let .object(fields)? = try? JSONValue(json: json) else {
                 throw SampleProblem(reason: ".json member is not a JSON object")
             }
-            if caption == nil, let c = obj["caption"] as? String { caption = c }
-            url = obj["url"] as? String
+            if caption == nil, case let .string(c)? = fields["caption"] { caption = c }
+            metadata = JSONValue.object(fields).jsonText
         }
-        return DatasetItem(ordinal: 0, sourceId: id,
+        return JobItem(ordinal: 0, sourceId: id,
                            location: .tarMember(tarPath: archive.path, offset: image.dataOffset, size: image.size),
-                           label: label, caption: caption, url: url)
+                           label: label, caption: caption, metadata: metadata)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPDatasets
 import VTPModel
 import VTPStorage
@@ -35,7 +36,7 @@ struct ClipTextEncoder {
     }
 }
 
-extension DatasetItem {
+extension JobItem {
     /// The caption CLIP jobs embed: present and not only whitespace.
     var usableCaption: String? {
         guard let caption, caption.contains(where: { !$0.isWhitespace }) else { return nil }
@@ -97,7 +98,7 @@ final class ClipEmbedJob: ShardJob {
         embedded.values.withUnsafeBufferPointer { texts.append($0) }
     }
 
-    func write(shard: Int, directory: String, items: [DatasetItem]) throws -> ShardWriteResult {
+    func write(shard: Int, directory: String, items: [JobItem]) throws -> ShardWriteResult {
         precondition(items.count == images.rows && items.count == textRows.count, "rows and items disagree")
         let imagePath = try ClipLayout.imageEmbeddings(shard: shard)
         let textPath = try ClipLayout.textEmbeddings(shard: shard)
@@ -105,7 +106,7 @@ final class ClipEmbedJob: ShardJob {
         guard !items.isEmpty else { return ShardWriteResult(written: nil, stats: nil) }
         let rows = items.enumerated().map { row, item in
             ClipMetadataRow(row: row, ordinal: item.ordinal, sourceId: item.sourceId, path: item.location.encoded,
-                            caption: item.caption, label: item.label, url: item.url, textRow: textRows[row])
+                            caption: item.caption, label: item.label, textRow: textRows[row], metadata: item.metadataFields)
         }
         for path in [imagePath, textPath, metadataPath] { try ClipLayout.createParent(of: path, in: directory) }
         // Metadata first, image embeddings last: a reader that sees an img_emb file sees its metadata.

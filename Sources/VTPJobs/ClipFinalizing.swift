@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPIndex
 import VTPModel
 import VTPSafeTensors

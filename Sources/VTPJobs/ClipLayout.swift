@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPStorage
 
 /// File layout of CLIP job outputs, relative to the output directory.
@@ -65,7 +66,10 @@ public enum ClipLayout {
     }
 }
 
-/// One line of `metadata/metadata_{i}.jsonl`, row-aligned with `img_emb_{i}.npy`.
+/// One line of `metadata/metadata_{i}.jsonl`, row-aligned with `img_emb_{i}.npy`: the fixed
+/// columns, then every metadata field of the sample (WebDataset `.json`, extra manifest columns)
+/// flat beside them, as clip-retrieval's metadata keeps its input's columns; a fixed column wins
+/// a name clash.
 public struct ClipMetadataRow: Codable, Sendable, Equatable {
     /// Row in this shard's `img_emb` file.
     public var row: Int
@@ -76,13 +80,53 @@ public struct ClipMetadataRow: Codable, Sendable, Equatable {
     public var path: String
     public var caption: String?
     public var label: Int?
-    public var url: String?
     /// Row of this item's caption embedding in `text_emb_{i}.npy`; nil when it has no caption
     /// (or the job ran with `text` false).
     public var textRow: Int?
+    /// The sample's metadata fields (e.g. img2dataset's `url`).
+    public var metadata: [String: JSONValue]
 
-    enum CodingKeys: String, CodingKey {
-        case row, ordinal, sourceId = "source_id", path, caption, label, url, textRow = "text_row"
+    public init(row: Int, ordinal: Int, sourceId: String, path: String, caption: String?, label: Int?, textRow: Int?,
+                metadata: [String: JSONValue] = [:]) {
+        self.row = row
+        self.ordinal = ordinal
+        self.sourceId = sourceId
+        self.path = path
+        self.caption = caption
+        self.label = label
+        self.textRow = textRow
+        self.metadata = metadata
+    }
+
+    /// The original URL, when the metadata has one.
+    public var url: String? {
+        if case let .string(url)? = metadata["url"] { return url }
+        return nil
+    }
+
+    static let reserved: Set<String> = ["row", "ordinal", "source_id", "path", "caption", "label", "text_row"]
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: DynamicCodingKey.self)
+        row = try c.decode(Int.self, forKey: DynamicCodingKey("row"))
+        ordinal = try c.decode(Int.self, forKey: DynamicCodingKey("ordinal"))
+        sourceId = try c.decode(String.self, forKey: DynamicCodingKey("source_id"))
+        path = try c.decode(String.self, forKey: DynamicCodingKey("path"))
+        caption = try c.decodeIfPresent(String.self, forKey: DynamicCodingKey("caption"))
+        label = try c.decodeIfPresent(Int.self, forKey: DynamicCodingKey("label"))
+        textRow = try c.decodeIfPresent(Int.self, forKey: DynamicCodingKey("text_row"))
+        metadata = try c.decodeMetadata(except: Self.reserved)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: DynamicCodingKey.self)
+        try c.encode(row, forKey: DynamicCodingKey("row"))
+        try c.encode(ordinal, forKey: DynamicCodingKey("ordinal"))
+        try c.encode(sourceId, forKey: DynamicCodingKey("source_id"))
+        try c.encode(path, forKey: DynamicCodingKey("path"))
+        try c.encodeIfPresent(caption, forKey: DynamicCodingKey("caption"))
+        try c.encodeIfPresent(label, forKey: DynamicCodingKey("label"))
+        try c.encodeIfPresent(textRow, forKey: DynamicCodingKey("text_row"))
+        try c.encodeMetadata(metadata, except: Self.reserved)
     }
 }
-

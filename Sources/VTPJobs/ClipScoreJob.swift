@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPDatasets
 import VTPModel
 import VTPStorage
@@ -134,7 +135,7 @@ final class ClipScoreJob: ShardJob {
         return order.prefix(k).map { ($0, Float(Foundation.exp(zeroShotScale * Double(cos[$0]) - maxValue) / total)) }
     }
 
-    func write(shard: Int, directory: String, items: [DatasetItem]) throws -> ShardWriteResult {
+    func write(shard: Int, directory: String, items: [JobItem]) throws -> ShardWriteResult {
         precondition(items.count == rows.count, "rows and items disagree")
         let scoresPath = try ClipLayout.scores(shard: shard)
         let logitsPath = try ClipLayout.logits(shard: shard)

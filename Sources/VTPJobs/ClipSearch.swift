@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPDatasets
 import VTPIndex
 import VTPModel
@@ -108,7 +109,7 @@ public final class ClipSearch: Sendable {
 
     /// The normalized embedding of the image file at `path`, preprocessed as the job did.
     public func embed(imageAt path: String) throws -> [Float] {
-        let item = DatasetItem(ordinal: 0, sourceId: path, location: .file(path: path))
+        let item = JobItem(ordinal: 0, sourceId: path, location: .file(path: path))
         let prepared = PreprocessPipeline.prepare(item, plan: plan)
         let pixels: Tensor
         switch prepared.result {

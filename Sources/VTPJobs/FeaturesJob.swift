@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPDatasets
 import VTPImage
 import VTPModel
@@ -102,7 +103,7 @@ final class FeaturesJob: ShardJob {
         return out
     }
 
-    func write(shard: Int, directory: String, items: [DatasetItem]) throws -> ShardWriteResult {
+    func write(shard: Int, directory: String, items: [JobItem]) throws -> ShardWriteResult {
         guard !items.isEmpty else { return ShardWriteResult(written: nil, stats: nil) }
         let metadata = [
             "job": "features", "layers": parameters.layers.description, "norm": String(parameters.norm),
@@ -113,7 +114,8 @@ final class FeaturesJob: ShardJob {
         let labels = items.map { $0.label.map(Int64.init) ?? unlabeledLabel }
         let written = try Self.withBuffers(outputs.map(\.rows.values)) { buffers in
             let features = zip(outputs, buffers).map { FeatureShardWriter.Feature(name: $0.0.name, rowShape: $0.0.rowShape, values: $0.1) }
-            return try writer.write(shard: shard, features: features, sourceIds: items.map(\.sourceId), labels: labels)
+            return try writer.write(shard: shard, features: features, sourceIds: items.map(\.sourceId), labels: labels,
+                                    rowMetadata: items.map(\.metadataFields))
         }
         return ShardWriteResult(written: written, stats: nil)
     }

@@ -1,3 +1,4 @@
+import VTPVocabulary
 // The OpenAI CLIP ImageNet zero-shot class names and 80 prompt templates, as published with
 // openai/CLIP (MIT License, Copyright (c) 2021 OpenAI; see Sources/VTPText/Resources/LICENSE-CLIP.txt)
 // and used unchanged by open_clip and the VTP zero-shot evaluation. Data table only.

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPDatasets
 import VTPImage
 import VTPModel
@@ -48,7 +49,7 @@ final class LatentsJob: ShardJob {
         }
     }
 
-    func write(shard: Int, directory: String, items: [DatasetItem]) throws -> ShardWriteResult {
+    func write(shard: Int, directory: String, items: [JobItem]) throws -> ShardWriteResult {
         precondition(items.count == latents.rows && items.count == latentsFlip.rows, "rows and items disagree")
         var stats = LatentStatsAccumulator(channels: geometry.channels)
         guard !items.isEmpty else { return ShardWriteResult(written: nil, stats: stats) }
@@ -58,7 +59,8 @@ final class LatentsJob: ShardJob {
         let written = try latents.values.withUnsafeBufferPointer { l in
             try latentsFlip.values.withUnsafeBufferPointer { f in
                 try writer.write(shard: shard, latents: l, latentsFlip: f,
-                                 labels: items.map { $0.label.map(Int64.init) ?? unlabeledLabel }, sourceIds: items.map(\.sourceId))
+                                 labels: items.map { $0.label.map(Int64.init) ?? unlabeledLabel }, sourceIds: items.map(\.sourceId),
+                                 metadata: items.map(\.metadataFields))
             }
         }
         return ShardWriteResult(written: written, stats: stats)

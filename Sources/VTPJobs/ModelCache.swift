@@ -1,17 +1,16 @@
 import Foundation
+import Synchronization
+import VTPVocabulary
 import VTPModel
 
 /// Loaded models by directory, so every shard of a job (and every job on the same checkpoint)
 /// reuses one set of weights.
-///
-/// `@unchecked Sendable`: the dictionary is only touched under `lock`; the cached `VTPModel`s
-/// are themselves safe for concurrent reads.
-public final class ModelCache: @unchecked Sendable {
+/// The cached `VTPModel`s are themselves safe for concurrent reads.
+public final class ModelCache: Sendable {
     /// The process-wide cache (models use every core).
     public static let shared = ModelCache()
 
-    private let lock = NSLock()
-    private var models: [String: VTPModel] = [:]
+    private let models = Mutex<[String: VTPModel]>([:])
     /// Cores each loaded model's forward pass uses (nil: all cores of the machine).
     public let threads: Int?
 
@@ -24,22 +23,20 @@ public final class ModelCache: @unchecked Sendable {
     /// shards asking at once load it once; it blocks, so call from a thread you own.
     public func model(at directory: String) throws(JobError) -> VTPModel {
         let key = URL(fileURLWithPath: directory).standardizedFileURL.path
-        lock.lock()
-        defer { lock.unlock() }
-        if let cached = models[key] { return cached }
-        do {
-            let model = try VTPModel(directory: directory, threads: threads)
-            models[key] = model
-            return model
-        } catch {
-            throw .modelLoadFailed(model: directory, reason: "\(error)")
+        return try models.withLock { models throws(JobError) in
+            if let cached = models[key] { return cached }
+            do {
+                let model = try VTPModel(directory: directory, threads: threads)
+                models[key] = model
+                return model
+            } catch {
+                throw .modelLoadFailed(model: directory, reason: "\(error)")
+            }
         }
     }
 
     /// Drops every cached model (e.g. after a checkpoint was replaced on disk).
     public func removeAll() {
-        lock.lock()
-        models.removeAll()
-        lock.unlock()
+        models.withLock { $0.removeAll() }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPDatasets
 import VTPImage
 import VTPTensor
@@ -21,7 +22,7 @@ struct PreparedItem: Sendable {
         case failed(String)
     }
 
-    var item: DatasetItem
+    var item: JobItem
     var result: Result
     var readSeconds = 0.0
     var decodeSeconds = 0.0
@@ -35,7 +36,7 @@ struct PreparedItem: Sendable {
 /// beyond the one the consumer waits for are claimed, which bounds memory (a bounded queue
 /// between the stages). `@unchecked Sendable`: all mutable state is guarded by `condition`.
 final class PreprocessPipeline: @unchecked Sendable {
-    private let items: [DatasetItem]
+    private let items: [JobItem]
     private let plan: PreprocessPlan
     private let capacity: Int
     private let condition = NSCondition()
@@ -46,7 +47,7 @@ final class PreprocessPipeline: @unchecked Sendable {
     private var running = 0
 
     /// Starts `threads` workers over `items`.
-    init(items: [DatasetItem], plan: PreprocessPlan, threads: Int, capacity: Int) {
+    init(items: [JobItem], plan: PreprocessPlan, threads: Int, capacity: Int) {
         self.items = items
         self.plan = plan
         self.capacity = max(1, capacity)
@@ -113,7 +114,7 @@ final class PreprocessPipeline: @unchecked Sendable {
     }
 
     /// The three stages for one item; every failure becomes the item's error text.
-    static func prepare(_ item: DatasetItem, plan: PreprocessPlan) -> PreparedItem {
+    static func prepare(_ item: JobItem, plan: PreprocessPlan) -> PreparedItem {
         var out = PreparedItem(item: item, result: .failed(""))
         let source = "\(item.sourceId) (\(item.location.encoded))"
         var clock = ContinuousClock.now

@@ -4,11 +4,13 @@ import VTPImage
 import VTPModel
 import VTPStorage
 import VTPTensor
+import VTPConcurrency
+import VTPVocabulary
 
 /// Executes one shard: preprocessing on a small thread pool overlapping inference on the calling
 /// thread, batching, writing the outputs and the shard summary.
 ///
-/// Item-level problems (missing file, corrupt image) become failed ``ItemOutcome``s and the other
+/// Item-level problems (missing file, corrupt image) become failed ``ItemResult``s and the other
 /// items are still written; only shard-level problems (bad parameters, model load, inference or
 /// write errors) throw. File names depend only on the shard index, and every file is written
 /// atomically, so re-running a shard replaces its outputs and never duplicates them.
@@ -54,16 +56,16 @@ public struct ShardExecutor: Sendable {
         let job = try parameters.makeJob(model: model, options: options, outputDirectory: task.outputDirectory)
 
         var timings = StageTimings()
-        var outcomes: [ItemOutcome] = []
+        var outcomes: [ItemResult] = []
         outcomes.reserveCapacity(task.items.count)
-        var kept: [DatasetItem] = []
+        var kept: [JobItem] = []
         var keptOutcome: [Int] = []  // outcome index of each kept row
         let batchSize = job.batchSize
         let pipeline = PreprocessPipeline(items: task.items, plan: job.plan, threads: options.preprocessThreads,
                                           capacity: options.queueCapacity ?? 2 * batchSize)
         defer { pipeline.shutdown() }
 
-        var pending: [(item: DatasetItem, pixels: Tensor, flipped: Tensor?)] = []
+        var pending: [(item: JobItem, pixels: Tensor, flipped: Tensor?)] = []
         var pendingOutcome: [Int] = []
         var reported = 0
         func flush(done: Int) throws {
@@ -87,9 +89,10 @@ public struct ShardExecutor: Sendable {
             timings.read += prepared.readSeconds
             timings.decode += prepared.decodeSeconds
             timings.preprocess += prepared.preprocessSeconds
-            var outcome = ItemOutcome(ordinal: prepared.item.ordinal, sourceId: prepared.item.sourceId, status: .ok,
-                                      readSeconds: prepared.readSeconds, decodeSeconds: prepared.decodeSeconds,
-                                      preprocessSeconds: prepared.preprocessSeconds)
+            var outcome = ItemResult(ordinal: prepared.item.ordinal, status: .ok,
+                                     timings: [StageTiming(stage: "read", seconds: prepared.readSeconds),
+                                               StageTiming(stage: "decode", seconds: prepared.decodeSeconds),
+                                               StageTiming(stage: "preprocess", seconds: prepared.preprocessSeconds)])
             switch prepared.result {
             case let .ok(pixels, flipped):
                 pending.append((prepared.item, pixels, flipped))
@@ -120,8 +123,8 @@ public struct ShardExecutor: Sendable {
         }
         let summary = ShardSummary(jobType: task.jobType, jobId: task.jobId, shardIndex: task.shardIndex, inputs: task.items.count,
                                    written: result.written,
-                                   failures: outcomes.filter { $0.status == .failed }.map {
-                                       ShardSummary.Failure(ordinal: $0.ordinal, sourceId: $0.sourceId, reason: $0.error ?? "")
+                                   failures: zip(task.items, outcomes).filter { $0.1.status == .failed }.map {
+                                       ShardSummary.Failure(ordinal: $0.1.ordinal, sourceId: $0.0.sourceId, reason: $0.1.error ?? "")
                                    },
                                    stats: result.stats)
         let summaryName = ShardSummary.fileName(shard: task.shardIndex)
@@ -135,11 +138,11 @@ public struct ShardExecutor: Sendable {
     /// ``execute(_:progress:)`` on a dedicated thread, so async callers never block the
     /// cooperative pool with inference.
     public func run(_ task: ShardTask, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ShardOutcome {
-        try await DedicatedThread.run { try execute(task, progress: progress) }
+        try await BlockingWork.run(name: "vtp-shard") { try execute(task, progress: progress) }
     }
 
     /// Copies batch rows into (B, 3, S, S) tensors.
-    private static func stack(_ rows: [(item: DatasetItem, pixels: Tensor, flipped: Tensor?)]) -> PreparedBatch {
+    private static func stack(_ rows: [(item: JobItem, pixels: Tensor, flipped: Tensor?)]) -> PreparedBatch {
         let shape = rows[0].pixels.shape
         let per = rows[0].pixels.count
         let pixels = Tensor(uninitialized: [rows.count] + shape)
@@ -157,19 +160,5 @@ public struct ShardExecutor: Sendable {
     /// same shard must not survive, or the dataset would hold rows the ledger says failed.
     static func removeStaleOutputs(shard: Int, jobType: JobType, directory: String) throws {
         for name in try ClipLayout.shardFiles(jobType: jobType, shard: shard) { try ClipLayout.remove(name, in: directory) }
-    }
-}
-
-/// Runs blocking work on a new thread and resumes the async caller with its result.
-enum DedicatedThread {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
-            }
-            thread.name = "vtp-shard"
-            thread.stackSize = 8 << 20
-            thread.start()
-        }
     }
 }

@@ -1,3 +1,4 @@
+import VTPVocabulary
 import VTPDatasets
 import VTPImage
 import VTPModel
@@ -6,7 +7,7 @@ import VTPTensor
 
 /// A batch of successfully preprocessed items, in shard order.
 struct PreparedBatch {
-    var items: [DatasetItem]
+    var items: [JobItem]
     /// (B, 3, S, S)
     var pixels: Tensor
     /// (B, 3, S, S) mirrored inputs, when the plan asked for them.
@@ -31,7 +32,7 @@ protocol ShardJob: AnyObject {
     /// Runs the model on a batch and keeps its rows.
     func consume(_ batch: PreparedBatch) throws
     /// Writes the kept rows of shard `shard` (the items in the order consumed) and returns what was written.
-    func write(shard: Int, directory: String, items: [DatasetItem]) throws -> ShardWriteResult
+    func write(shard: Int, directory: String, items: [JobItem]) throws -> ShardWriteResult
 }
 
 extension JobParameters {

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPStorage
 
 /// The small per-shard sidecar a finalizer merges: `summary_rank00_shard{SSS}.json`.

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPModel
 import VTPSafeTensors
 import VTPStorage

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Rendering entry point the registry uses for families of any series type.
 protocol ExposableFamily: Sendable {
@@ -8,9 +9,8 @@ protocol ExposableFamily: Sendable {
 
 /// All series of one metric name, one per combination of label values.
 ///
-/// `@unchecked Sendable` is safe because `children` and `order` are only touched under `lock`,
-/// and the series themselves are `Sendable` handles onto locked storage.
-public final class MetricFamily<Series: MetricSeries>: ExposableFamily, @unchecked Sendable {
+/// The series themselves are `Sendable` handles onto mutex-guarded storage.
+public final class MetricFamily<Series: MetricSeries>: ExposableFamily, Sendable {
     /// The metric name.
     public let name: String
     /// The `# HELP` text.
@@ -18,9 +18,8 @@ public final class MetricFamily<Series: MetricSeries>: ExposableFamily, @uncheck
     /// Label names, in the order `labels(_:)` takes their values.
     public let labelNames: [String]
     private let make: @Sendable () -> Series
-    private let lock = NSLock()
-    private var children: [[String]: Series] = [:]
-    private var order: [[String]] = []
+    /// Series by label values, and the label values in creation order.
+    private let series: Mutex<(children: [[String]: Series], order: [[String]])>
 
     init(name: String, help: String, labelNames: [String], make: @escaping @Sendable () -> Series) {
         self.name = name
@@ -28,10 +27,7 @@ public final class MetricFamily<Series: MetricSeries>: ExposableFamily, @uncheck
         self.labelNames = labelNames
         self.make = make
         // An unlabelled metric exists from the start, so scrapes show an explicit 0 rather than nothing.
-        if labelNames.isEmpty {
-            children[[]] = make()
-            order.append([])
-        }
+        series = Mutex(labelNames.isEmpty ? (children: [[]: make()], order: [[]]) : (children: [:], order: []))
     }
 
     /// The series for these label values (in `labelNames` order), created on first use.
@@ -39,12 +35,12 @@ public final class MetricFamily<Series: MetricSeries>: ExposableFamily, @uncheck
         guard values.count == labelNames.count else {
             throw MetricsError.labelCountMismatch(metric: name, expected: labelNames.count, got: values.count)
         }
-        return lock.withLock {
-            if let existing = children[values] { return existing }
-            let series = make()
-            children[values] = series
-            order.append(values)
-            return series
+        return series.withLock { state in
+            if let existing = state.children[values] { return existing }
+            let created = make()
+            state.children[values] = created
+            state.order.append(values)
+            return created
         }
     }
 
@@ -52,7 +48,7 @@ public final class MetricFamily<Series: MetricSeries>: ExposableFamily, @uncheck
     public func labels(_ values: String...) throws -> Series { try labels(values) }
 
     func appendExposition(to output: inout String) {
-        let series = lock.withLock { order.map { ($0, children[$0]!) } }
+        let series = self.series.withLock { state in state.order.map { ($0, state.children[$0]!) } }
         output += "# HELP \(name) \(Exposition.escapeHelp(help))\n"
         output += "# TYPE \(name) \(Series.exposedType)\n"
         for (values, child) in series {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A value kind the registry can hold and expose: counters, gauges and histograms.
 ///
@@ -10,16 +11,13 @@ public protocol MetricSeries: Sendable {
     func appendSamples(name: String, labels: [(name: String, value: String)], to output: inout String)
 }
 
-/// A double guarded by a lock.
-///
-/// `@unchecked Sendable` is safe because `value` is only read or written while `lock` is held.
-final class LockedDouble: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Double = 0
+/// A double behind a mutex, shared by every copy of a series handle.
+final class LockedDouble: Sendable {
+    private let value = Mutex<Double>(0)
 
-    func load() -> Double { lock.withLock { value } }
-    func store(_ newValue: Double) { lock.withLock { value = newValue } }
-    func add(_ delta: Double) { lock.withLock { value += delta } }
+    func load() -> Double { value.withLock { $0 } }
+    func store(_ newValue: Double) { value.withLock { $0 = newValue } }
+    func add(_ delta: Double) { value.withLock { $0 += delta } }
 }
 
 /// A monotonically increasing count (Prometheus `counter`). Names conventionally end in `_total`.
@@ -80,33 +78,28 @@ public struct Histogram: MetricSeries {
         public var count: UInt64
     }
 
-    /// Counts, sum and total guarded by one lock so a scrape never sees a half-applied observation.
-    ///
-    /// `@unchecked Sendable` is safe because every mutable field is accessed only under `lock`.
-    final class State: @unchecked Sendable {
+    /// Counts, sum and total behind one mutex so a scrape never sees a half-applied observation.
+    final class State: Sendable {
         let upperBounds: [Double]
-        private let lock = NSLock()
-        private var bucketCounts: [UInt64]
-        private var sum: Double = 0
-        private var count: UInt64 = 0
+        private let totals: Mutex<(bucketCounts: [UInt64], sum: Double, count: UInt64)>
 
         init(upperBounds: [Double]) {
             self.upperBounds = upperBounds
-            bucketCounts = Array(repeating: 0, count: upperBounds.count)
+            totals = Mutex((bucketCounts: Array(repeating: 0, count: upperBounds.count), sum: 0, count: 0))
         }
 
         func observe(_ value: Double) {
             // Bucket lists are short (tens of bounds), so a linear scan beats a binary search here.
             let index = upperBounds.firstIndex(where: { value <= $0 })
-            lock.withLock {
-                if let index { bucketCounts[index] &+= 1 }
-                sum += value
-                count &+= 1
+            totals.withLock { totals in
+                if let index { totals.bucketCounts[index] &+= 1 }
+                totals.sum += value
+                totals.count &+= 1
             }
         }
 
         func snapshot() -> Snapshot {
-            let (counts, total, observations) = lock.withLock { (self.bucketCounts, self.sum, self.count) }
+            let (counts, total, observations) = totals.withLock { ($0.bucketCounts, $0.sum, $0.count) }
             var cumulative = [UInt64]()
             cumulative.reserveCapacity(counts.count)
             var running: UInt64 = 0

@@ -1,15 +1,13 @@
 import Foundation
+import Synchronization
 
 /// A set of metric families that renders as one Prometheus text exposition (format 0.0.4).
 ///
 /// Registration validates names once; updating a metric afterwards never throws and takes one
 /// short lock, so it is cheap enough for per-shard hot paths.
-///
-/// `@unchecked Sendable` is safe because `families` and `order` are only touched under `lock`.
-public final class MetricsRegistry: @unchecked Sendable {
-    private let lock = NSLock()
-    private var families: [String: any ExposableFamily] = [:]
-    private var order: [String] = []
+public final class MetricsRegistry: Sendable {
+    /// Families by name, and the names in registration order.
+    private let registered = Mutex<(families: [String: any ExposableFamily], order: [String])>((families: [:], order: []))
 
     public init() {}
 
@@ -57,7 +55,7 @@ public final class MetricsRegistry: @unchecked Sendable {
 
     /// Every family in registration order, as the body of a scrape response.
     public func render() -> String {
-        let snapshot = lock.withLock { order.map { families[$0]! } }
+        let snapshot = registered.withLock { state in state.order.map { state.families[$0]! } }
         var output = ""
         for family in snapshot { family.appendExposition(to: &output) }
         return output
@@ -76,10 +74,10 @@ public final class MetricsRegistry: @unchecked Sendable {
     }
 
     private func register<Series>(_ family: MetricFamily<Series>) throws -> MetricFamily<Series> {
-        try lock.withLock {
-            guard families[family.name] == nil else { throw MetricsError.duplicateMetric(family.name) }
-            families[family.name] = family
-            order.append(family.name)
+        try registered.withLock { state throws(MetricsError) in
+            guard state.families[family.name] == nil else { throw MetricsError.duplicateMetric(family.name) }
+            state.families[family.name] = family
+            state.order.append(family.name)
         }
         return family
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A minimal HTTP/1.1 server for Prometheus scrapes: `GET /metrics` answers 200 with the
 /// registry's exposition, anything else 404. It runs on its own thread (never the cooperative
@@ -54,7 +55,7 @@ public final class MetricsServer: Sendable {
 ///
 /// `@unchecked Sendable` is safe because `listener` is only touched by the server thread (after
 /// init), the wake pipe's read end likewise; `stop()` from other threads only writes one byte to
-/// the wake pipe and waits on `finished`, and `stopRequested` is guarded by `lock`.
+/// the wake pipe and waits on `finished`, and `stopRequested` is atomic.
 final class ServerLoop: @unchecked Sendable {
     /// Closed (set to nil) by the server thread as it exits, so a stopped server refuses connections.
     private var listener: OwnedDescriptor?
@@ -62,8 +63,7 @@ final class ServerLoop: @unchecked Sendable {
     private let limits: MetricsServer.Limits
     private let body: @Sendable () -> String
     private let finished = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
-    private var stopRequested = false
+    private let stopRequested = Atomic<Bool>(false)
 
     init(listener: OwnedDescriptor, limits: MetricsServer.Limits, body: @escaping @Sendable () -> String) throws {
         self.listener = listener
@@ -73,12 +73,8 @@ final class ServerLoop: @unchecked Sendable {
     }
 
     func stop() {
-        let shouldWait: Bool = lock.withLock {
-            if stopRequested { return false }
-            stopRequested = true
-            return true
-        }
-        guard shouldWait else { return }
+        // Only the first caller signals and waits.
+        guard !stopRequested.exchange(true, ordering: .acquiringAndReleasing) else { return }
         var byte: UInt8 = 1
         _ = write(wake.write.raw, &byte, 1)
         finished.wait()

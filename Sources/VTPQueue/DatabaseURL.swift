@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// A PostgreSQL connection string (URL or `key=value` form) that never prints its password.
 public struct DatabaseURL: Sendable, CustomStringConvertible, Equatable {

@@ -1,4 +1,6 @@
 import Foundation
+import VTPVocabulary
+import VTPConcurrency
 import Logging
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// A shard that exhausted its attempts: it wrote no output, and its items are failures of the job.
 public struct FailedShard: Sendable, Equatable {
@@ -29,6 +30,23 @@ extension Ledger {
                 }))
             }
             return result
+        }
+    }
+}
+
+extension Ledger {
+    /// The samples the listing of `job` could not turn into items (recorded by `enqueue` as failed
+    /// items in no shard), in listing order, with their reasons.
+    public func listingFailures(job: Int64) async throws -> [ItemFailure] {
+        try await session.run("list listing failures") { connection in
+            let rows = try connection.query("""
+                SELECT ordinal, source_id, path, coalesce(error, '') FROM items
+                 WHERE job_id = $1 AND shard_index = -1 ORDER BY ordinal
+                """, [String(job)], operation: "list listing failures of job \(job)")
+            return try (0..<rows.rowCount).map {
+                ItemFailure(ordinal: try rows.int64($0, 0), sourceID: try rows.string($0, 1),
+                            path: try rows.string($0, 2), error: try rows.string($0, 3))
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Read-only queries the monitoring commands (`vtp status`, `vtp workers`, `vtp top`) need
 /// beyond the coordinator's API.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import VTPVocabulary
 
 /// The coordinator's source of truth: jobs, shards, items and workers in PostgreSQL.
 ///
@@ -41,10 +42,17 @@ public final class Ledger: Sendable {
     /// Inserts a job, its shards and its items in one transaction (items streamed with COPY),
     /// and notifies idle coordinators. Returns the job id.
     ///
+    /// `items[i].ordinal` must be `i`. `skipped` (samples the listing could not turn into items)
+    /// are recorded as failed items after the real ones, in no shard, so the job's counts,
+    /// `failures` and the finalizer report them.
+    ///
     /// Not retried after a connection loss: the commit may have happened, so the caller decides.
-    public func enqueue(_ spec: JobSpec, items: [ItemSpec]) async throws -> Int64 {
+    public func enqueue(_ spec: JobSpec, items: [JobItem], skipped: [SkippedSample] = []) async throws -> Int64 {
         try spec.validate()
         guard !items.isEmpty else { throw LedgerError.invalidArgument(field: "items", expected: "at least one item") }
+        if let bad = items.indices.first(where: { items[$0].ordinal != $0 }) {
+            throw LedgerError.invalidArgument(field: "items[\(bad)].ordinal", expected: "\(bad) (ordinals are the listing positions)")
+        }
         let shardSize = spec.shardSize
         let shardCount = (items.count + shardSize - 1) / shardSize
         guard shardCount <= Int(Int32.max) else {
@@ -54,10 +62,11 @@ public final class Ledger: Sendable {
             try connection.transaction(operation: "enqueue job") {
                 let inserted = try connection.query("""
                     INSERT INTO jobs (type, parameters, model, input_location, output_location, priority,
-                                      max_attempts, shard_count, item_count)
-                    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9) RETURNING id
+                                      max_attempts, shard_count, item_count, items_failed)
+                    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id
                     """, [spec.type, spec.parametersJSON, spec.model, spec.inputLocation, spec.outputLocation,
-                          String(spec.priority), String(spec.maxAttempts), String(shardCount), String(items.count)],
+                          String(spec.priority), String(spec.maxAttempts), String(shardCount),
+                          String(items.count + skipped.count), String(skipped.count)],
                     operation: "insert job")
                 let jobID = try inserted.int64(0, 0)
                 try connection.query("""
@@ -66,7 +75,7 @@ public final class Ledger: Sendable {
                       FROM generate_series(0, $5 - 1) AS g
                     """, [String(jobID), String(spec.priority), String(shardSize), String(items.count),
                           String(shardCount)], operation: "insert shards")
-                try Self.copyItems(items, jobID: jobID, shardSize: shardSize, connection: connection)
+                try Self.copyItems(items, skipped: skipped, jobID: jobID, shardSize: shardSize, connection: connection)
                 try connection.query("SELECT pg_notify($1, $2)", [Self.workChannel, String(jobID)],
                                      operation: "notify new work")
                 return jobID
@@ -74,25 +83,47 @@ public final class Ledger: Sendable {
         }
     }
 
-    private static func copyItems(_ items: [ItemSpec], jobID: Int64, shardSize: Int, connection: PGConnection) throws {
+    private static func copyItems(_ items: [JobItem], skipped: [SkippedSample], jobID: Int64, shardSize: Int,
+                                  connection: PGConnection) throws {
         let operation = "copy items"
-        try connection.copyIn("COPY items (job_id, ordinal, shard_index, source_id, path, label, caption) FROM STDIN",
-                               operation: operation) { send in
+        try connection.copyIn(
+            "COPY items (job_id, ordinal, shard_index, source_id, path, label, caption, metadata, state, error) FROM STDIN",
+            operation: operation) { send in
             let chunkBytes = 1 << 20
             var encoder = CopyTextEncoder(reservingCapacity: chunkBytes + 4096)
-            for (ordinal, item) in items.enumerated() {
-                encoder.appendField(jobID)
-                encoder.appendField(Int64(ordinal))
-                encoder.appendField(Int64(ordinal / shardSize))
-                encoder.appendField(item.sourceID)
-                encoder.appendField(item.path)
-                encoder.appendField(item.label)
-                encoder.appendField(item.caption)
-                encoder.endRow()
+            func flushIfFull() throws {
                 if encoder.bytes.count >= chunkBytes {
                     try encoder.bytes.withUnsafeBytes { try send($0) }
                     encoder.reset()
                 }
+            }
+            for (ordinal, item) in items.enumerated() {
+                encoder.appendField(jobID)
+                encoder.appendField(Int64(ordinal))
+                encoder.appendField(Int64(ordinal / shardSize))
+                encoder.appendField(item.sourceId)
+                encoder.appendField(item.location.encoded)
+                encoder.appendField(item.label.map(String.init))
+                encoder.appendField(item.caption)
+                encoder.appendField(item.metadata)
+                encoder.appendField("pending")
+                encoder.appendField(nil)
+                encoder.endRow()
+                try flushIfFull()
+            }
+            for (k, sample) in skipped.enumerated() {
+                encoder.appendField(jobID)
+                encoder.appendField(Int64(items.count + k))
+                encoder.appendField(-1)
+                encoder.appendField(sample.sourceId)
+                encoder.appendField("")
+                encoder.appendField(nil)
+                encoder.appendField(nil)
+                encoder.appendField(nil)
+                encoder.appendField("failed")
+                encoder.appendField(sample.reason)
+                encoder.endRow()
+                try flushIfFull()
             }
             try encoder.bytes.withUnsafeBytes { try send($0) }
         }
@@ -140,7 +171,7 @@ public final class Ledger: Sendable {
         SELECT c.job_id, c.shard_index, c.first_item, c.last_item, c.attempts, c.lease_token,
                extract(epoch FROM c.lease_expires_at)::float8,
                j.type, j.parameters::text, j.model, j.input_location, j.output_location,
-               i.ordinal, i.source_id, i.path, i.label, i.caption
+               i.ordinal, i.source_id, i.path, i.label, i.caption, i.metadata::text
           FROM claimed c
           JOIN jobs j ON j.id = c.job_id
           LEFT JOIN items i ON i.job_id = c.job_id AND i.ordinal BETWEEN c.first_item AND c.last_item
@@ -160,9 +191,19 @@ public final class Ledger: Sendable {
             leaseToken: try result.uuid(0, 5), leaseExpiresAt: try result.date(0, 6), items: [])
         shard.items.reserveCapacity(result.rowCount)
         for row in 0..<result.rowCount where result.value(row, 12) != nil {
-            shard.items.append(ClaimedItem(ordinal: try result.int64(row, 12), sourceID: try result.string(row, 13),
-                                           path: try result.string(row, 14), label: result.value(row, 15),
-                                           caption: result.value(row, 16)))
+            let path = try result.string(row, 14)
+            let location: ItemLocation
+            do { location = try ItemLocation(encoded: path) } catch {
+                throw LedgerError.malformedRow(column: "items.path", expected: "an item location (\(error.detail))", value: path)
+            }
+            var label: Int?
+            if let text: String = result.value(row, 15) {
+                guard let value = Int(text) else { throw LedgerError.malformedRow(column: "items.label", expected: "an integer", value: text) }
+                label = value
+            }
+            shard.items.append(JobItem(ordinal: Int(try result.int64(row, 12)), sourceId: try result.string(row, 13),
+                                       location: location, label: label, caption: result.value(row, 16),
+                                       metadata: result.value(row, 17)))
         }
         return shard
     }
@@ -190,7 +231,11 @@ public final class Ledger: Sendable {
     /// `.duplicate` (and counts it) instead of applying twice.
     public func completeShard(_ shard: ShardRef, token: UUID, results: [ItemResult],
                               summaryJSON: String? = nil) async throws -> CompletionOutcome {
-        let encoded = try JSONEncoder().encode(results)
+        // The row shape vtp_complete_shard reads.
+        struct Row: Encodable { var ordinal: Int64, ok: Bool, output: String?, error: String? }
+        let encoded = try JSONEncoder().encode(results.map {
+            Row(ordinal: Int64($0.ordinal), ok: $0.ok, output: $0.outputLocation, error: $0.error)
+        })
         let resultsJSON = String(decoding: encoded, as: UTF8.self)
         return try await session.run("complete shard") { connection in
             let result = try connection.query(

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import Logging
 
 /// Measures the ledger's coordination overhead: claims and completions per second of shards
@@ -32,7 +33,7 @@ public enum LedgerBenchmark {
         let url = try DatabaseURL(database)
         let admin = Ledger(database: url, logger: logger)
         try await admin.verifySchema()
-        let items = (0..<shards).map { ItemSpec(sourceID: "bench-\($0)", path: "/dev/null") }
+        let items = (0..<shards).map { JobItem(ordinal: $0, sourceId: "bench-\($0)", location: .file(path: "/dev/null")) }
         let enqueueStart = ContinuousClock.now
         let job = try await admin.enqueue(
             JobSpec(type: "ledger-benchmark", inputLocation: "none", outputLocation: "none", shardSize: 1), items: items)

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Ledger-level errors: bad arguments, unknown jobs, schema mismatches, malformed rows.
 public enum LedgerError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -51,23 +52,6 @@ public enum ShardState: String, Sendable, CaseIterable, Codable {
 /// Lifecycle of an item.
 public enum ItemState: String, Sendable, CaseIterable, Codable {
     case pending, done, failed
-}
-
-/// One image to process.
-public struct ItemSpec: Sendable, Equatable {
-    /// Stable identifier in the source dataset (file name, URL hash, row key).
-    public var sourceID: String
-    /// Where to read the image.
-    public var path: String
-    public var label: String?
-    public var caption: String?
-
-    public init(sourceID: String, path: String, label: String? = nil, caption: String? = nil) {
-        self.sourceID = sourceID
-        self.path = path
-        self.label = label
-        self.caption = caption
-    }
 }
 
 /// What to run: everything about a job except its items.
@@ -130,15 +114,6 @@ public struct JobDescriptor: Sendable, Equatable {
     public var outputLocation: String
 }
 
-/// An item handed to a worker.
-public struct ClaimedItem: Sendable, Equatable {
-    public var ordinal: Int64
-    public var sourceID: String
-    public var path: String
-    public var label: String?
-    public var caption: String?
-}
-
 /// A leased shard: valid while `leaseToken` is unchanged in the ledger.
 public struct ClaimedShard: Sendable, Equatable {
     public var shard: ShardRef
@@ -149,26 +124,8 @@ public struct ClaimedShard: Sendable, Equatable {
     public var attempt: Int32
     public var leaseToken: UUID
     public var leaseExpiresAt: Date
-    /// Items not yet done (a retried shard carries only its failed items).
-    public var items: [ClaimedItem]
-}
-
-/// One item's outcome in a shard completion.
-public struct ItemResult: Sendable, Equatable, Encodable {
-    public var ordinal: Int64
-    public var ok: Bool
-    public var output: String?
-    public var error: String?
-
-    /// A processed item and where its outputs went.
-    public static func success(_ ordinal: Int64, output: String?) -> ItemResult {
-        ItemResult(ordinal: ordinal, ok: true, output: output, error: nil)
-    }
-
-    /// An item that could not be processed; the shard still completes.
-    public static func failure(_ ordinal: Int64, error: String) -> ItemResult {
-        ItemResult(ordinal: ordinal, ok: false, output: nil, error: error)
-    }
+    /// Items not yet done (a retried shard carries only its failed items), with job-wide ordinals.
+    public var items: [JobItem]
 }
 
 /// Result of trying to complete (or fail) a shard.

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import Logging
 
 /// One numbered schema change.

@@ -1,4 +1,6 @@
 import Foundation
+import Synchronization
+import VTPVocabulary
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -79,21 +81,10 @@ public final class WorkNotifier: Sendable {
 }
 
 /// Set from a task-cancellation handler, read by the waiting thread.
-///
-/// `@unchecked Sendable` is safe because the flag is only accessed while holding `lock`.
-private final class CancellationFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
+private final class CancellationFlag: Sendable {
+    private let value = Atomic<Bool>(false)
 
-    func set() {
-        lock.lock()
-        value = true
-        lock.unlock()
-    }
+    func set() { value.store(true, ordering: .releasing) }
 
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPTransport
 
 /// The `shardID` a coordinator puts on the wire: the job id in the high 32 bits, the shard's index

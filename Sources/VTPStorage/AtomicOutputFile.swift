@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// A file written in pieces under a temporary name and renamed into place only after `fsync`, so a
 /// reader (or a glob such as `*.safetensors`) never sees a partial file.

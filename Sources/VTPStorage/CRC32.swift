@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320) as ZIP requires.
 enum CRC32 {
     private static let table: [UInt32] = (0..<256).map { i -> UInt32 in

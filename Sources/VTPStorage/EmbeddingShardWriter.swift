@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Writes clip-retrieval style embedding output: `img_emb/img_emb_{i}.npy` (N,D) plus
 /// `metadata/metadata_{i}.jsonl` with one line per row, `i` zero-padded so that lexicographic

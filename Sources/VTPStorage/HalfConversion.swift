@@ -1,3 +1,4 @@
+import VTPVocabulary
 import VTPTensor
 
 /// Narrowing of float32 buffers into the bytes of an output dtype, in place into a scratch buffer.

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Writes JSON Lines files atomically: one compact, key-sorted JSON object per line.
 public enum JSONLWriter {
@@ -17,22 +18,38 @@ public enum JSONLWriter {
     }
 }
 
-/// One line of an id sidecar: row `row` of the shard came from `sourceId`.
+/// One line of an id sidecar: row `row` of the shard came from `sourceId`, followed by every
+/// metadata field of the sample (its own columns win a name clash).
 public struct SourceIdRow: Codable, Sendable, Equatable {
     public var row: Int
     public var sourceId: String
     public var label: Int64?
+    /// The sample's metadata fields, written flat beside the fixed columns.
+    public var metadata: [String: JSONValue]
 
-    public init(row: Int, sourceId: String, label: Int64? = nil) {
+    public init(row: Int, sourceId: String, label: Int64? = nil, metadata: [String: JSONValue] = [:]) {
         self.row = row
         self.sourceId = sourceId
         self.label = label
+        self.metadata = metadata
     }
 
-    enum CodingKeys: String, CodingKey {
-        case row
-        case sourceId = "source_id"
-        case label
+    static let reserved: Set<String> = ["row", "source_id", "label"]
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: DynamicCodingKey.self)
+        row = try c.decode(Int.self, forKey: DynamicCodingKey("row"))
+        sourceId = try c.decode(String.self, forKey: DynamicCodingKey("source_id"))
+        label = try c.decodeIfPresent(Int64.self, forKey: DynamicCodingKey("label"))
+        metadata = try c.decodeMetadata(except: Self.reserved)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: DynamicCodingKey.self)
+        try c.encode(row, forKey: DynamicCodingKey("row"))
+        try c.encode(sourceId, forKey: DynamicCodingKey("source_id"))
+        try c.encodeIfPresent(label, forKey: DynamicCodingKey("label"))
+        try c.encodeMetadata(metadata, except: Self.reserved)
     }
 }
 

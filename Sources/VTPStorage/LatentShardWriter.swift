@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// Geometry of one latent: channels × height × width.
 public struct LatentGeometry: Sendable, Hashable, Codable {
     /// C.
@@ -61,22 +62,27 @@ public struct LatentShardWriter: Sendable {
         self.dtype = dtype
     }
 
-    /// Writes shard `shard` from N rows of latents, their flipped-image latents, labels and source ids.
+    /// Writes shard `shard` from N rows of latents, their flipped-image latents, labels and source
+    /// ids; `metadata` (empty, or one entry per row) goes into the id sidecar.
     public func write(shard: Int, latents: UnsafeBufferPointer<Float>, latentsFlip: UnsafeBufferPointer<Float>,
-                      labels: [Int64], sourceIds: [String]) throws -> WrittenShard {
+                      labels: [Int64], sourceIds: [String], metadata: [[String: JSONValue]] = []) throws -> WrittenShard {
         let fileName = ShardNaming.tensorShard(prefix: "latents", rank: rank, shard: shard)
         let path = directory + "/" + fileName
         let n = labels.count
         guard sourceIds.count == n else {
             throw StorageError.badInput(path: path, detail: "\(n) labels but \(sourceIds.count) source ids")
         }
+        guard metadata.isEmpty || metadata.count == n else {
+            throw StorageError.badInput(path: path, detail: "\(n) rows but \(metadata.count) metadata entries")
+        }
         for (name, buffer) in [("latents", latents), ("latents_flip", latentsFlip)] where buffer.count != n * geometry.elementCount {
             throw StorageError.badInput(path: path,
                 detail: "'\(name)' has \(buffer.count) values, expected \(n) × \(geometry.channels)×\(geometry.height)×\(geometry.width)")
         }
         let sidecarName = ShardNaming.idSidecar(rank: rank, shard: shard)
-        try JSONLWriter.write(sourceIds.enumerated().map { SourceIdRow(row: $0.offset, sourceId: $0.element, label: labels[$0.offset]) },
-                              to: directory + "/" + sidecarName)
+        try JSONLWriter.write(sourceIds.enumerated().map {
+            SourceIdRow(row: $0.offset, sourceId: $0.element, label: labels[$0.offset], metadata: metadata.isEmpty ? [:] : metadata[$0.offset])
+        }, to: directory + "/" + sidecarName)
         let shape = [n, geometry.channels, geometry.height, geometry.width]
         try labels.withUnsafeBufferPointer { labelBuffer in
             try SafeTensorsStreamWriter.write([
@@ -128,8 +134,10 @@ public struct FeatureShardWriter: Sendable {
         self.metadata = metadata
     }
 
-    /// Writes shard `shard`: every feature holds `sourceIds.count` rows; labels are optional.
-    public func write(shard: Int, features: [Feature], sourceIds: [String], labels: [Int64]? = nil) throws -> WrittenShard {
+    /// Writes shard `shard`: every feature holds `sourceIds.count` rows; labels are optional;
+    /// `rowMetadata` (empty, or one entry per row) goes into the id sidecar.
+    public func write(shard: Int, features: [Feature], sourceIds: [String], labels: [Int64]? = nil,
+                      rowMetadata: [[String: JSONValue]] = []) throws -> WrittenShard {
         let fileName = ShardNaming.tensorShard(prefix: prefix, rank: rank, shard: shard)
         let path = directory + "/" + fileName
         let n = sourceIds.count
@@ -140,9 +148,14 @@ public struct FeatureShardWriter: Sendable {
         if let labels, labels.count != n {
             throw StorageError.badInput(path: path, detail: "\(labels.count) labels for \(n) rows")
         }
+        guard rowMetadata.isEmpty || rowMetadata.count == n else {
+            throw StorageError.badInput(path: path, detail: "\(n) rows but \(rowMetadata.count) metadata entries")
+        }
         let sidecarName = ShardNaming.idSidecar(rank: rank, shard: shard)
-        try JSONLWriter.write(sourceIds.enumerated().map { SourceIdRow(row: $0.offset, sourceId: $0.element, label: labels?[$0.offset]) },
-                              to: directory + "/" + sidecarName)
+        try JSONLWriter.write(sourceIds.enumerated().map {
+            SourceIdRow(row: $0.offset, sourceId: $0.element, label: labels?[$0.offset],
+                        metadata: rowMetadata.isEmpty ? [:] : rowMetadata[$0.offset])
+        }, to: directory + "/" + sidecarName)
         var meta = metadata
         meta["total_size"] = String(n)
         meta["dtype"] = dtype.torchName

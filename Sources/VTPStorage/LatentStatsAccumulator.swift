@@ -1,3 +1,4 @@
+import VTPVocabulary
 import VTPTensor
 
 /// Exact per-channel mean and standard deviation over latents (N,C,H,W), reduced over N, H and W

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPTensor
 
 /// NumPy `.npy` files (format 1.0 written; 1.0, 2.0 and 3.0 read) of little-endian float16 or

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Emits the pickle (protocol 2) that `torch.save` writes for a dict of float32 tensors, opcode for
 /// opcode: the same memo numbering, `BINPUT`/`BINGET` reuse of the shared globals and strings,

@@ -1,34 +1,14 @@
 import Foundation
+import VTPVocabulary
 
 /// `manifest.json` of an output directory: what produced it and what became of every input.
 public struct RunManifest: Codable, Sendable, Equatable {
-    /// One input that produced no output row.
-    public struct Failure: Codable, Sendable, Equatable {
-        public var sourceId: String
-        public var reason: String
-
-        public init(sourceId: String, reason: String) {
-            self.sourceId = sourceId
-            self.reason = reason
-        }
-
-        enum CodingKeys: String, CodingKey { case sourceId = "source_id", reason }
-    }
+    /// One input that produced no output row (the vocabulary's type, so the coordinator can
+    /// report failures without this module).
+    public typealias Failure = FailedInput
 
     /// Row totals.
-    public struct Counts: Codable, Sendable, Equatable {
-        public var inputs: Int
-        public var written: Int
-        public var failed: Int
-        public var shards: Int
-
-        public init(inputs: Int, written: Int, failed: Int, shards: Int) {
-            self.inputs = inputs
-            self.written = written
-            self.failed = failed
-            self.shards = shards
-        }
-    }
+    public typealias Counts = JobCounts
 
     /// Output layout name, e.g. `lightningdit-latents`, `features`, `clip-embeddings`.
     public var format: String

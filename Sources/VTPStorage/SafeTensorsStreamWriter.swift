@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPSafeTensors
 
 /// One tensor to stream into a safetensors file, borrowing the caller's memory.

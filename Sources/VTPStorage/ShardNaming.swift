@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// File names of sharded outputs.
 public enum ShardNaming {
     /// LightningDiT's `f'latents_rank{rank:02d}_shard{shard:03d}.safetensors'`

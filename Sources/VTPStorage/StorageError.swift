@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// Everything that can go wrong writing or reading an output file; each case names the file.
 public enum StorageError: Error, CustomStringConvertible, Equatable {
     case writeFailed(path: String, reason: String)

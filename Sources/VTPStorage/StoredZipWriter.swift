@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Builds an uncompressed ("stored") ZIP archive whose every entry's data starts on a 64-byte
 /// boundary, as PyTorch's archive writer lays it out (padding goes in an extra field with id "FB"),

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Writes a dict of named float32 tensors in PyTorch's zip serialization, loadable by
 /// `torch.load` (also with `weights_only=True`, since it only references `_rebuild_tensor_v2`,

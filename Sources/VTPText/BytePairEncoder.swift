@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// CLIP's byte-level BPE vocabulary: byte symbols, ranked merges and the two special tokens.
 struct BytePairVocabulary: Sendable {
@@ -206,30 +207,22 @@ struct MinHeap {
 }
 
 /// Memo of BPE results per pre-token, shared by every thread using one tokenizer.
-///
-/// `@unchecked Sendable`: the dictionary is only read or written while `lock` is held.
-final class BytePairCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var entries: [[UInt8]: [Int32]] = [:]
+final class BytePairCache: Sendable {
+    private let entries = Mutex<[[UInt8]: [Int32]]>([:])
     /// Bounds memory on dataset-scale runs; the reference's cache is unbounded, which changes nothing
     /// about the ids, only how often a word is recomputed.
     private let limit: Int
 
     init(limit: Int = 262_144) { self.limit = limit }
 
-    func value(for key: [UInt8]) -> [Int32]? {
-        lock.lock(); defer { lock.unlock() }
-        return entries[key]
-    }
+    func value(for key: [UInt8]) -> [Int32]? { entries.withLock { $0[key] } }
 
     func store(_ value: [Int32], for key: [UInt8]) {
-        lock.lock(); defer { lock.unlock() }
-        if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
-        entries[key] = value
+        entries.withLock { entries in
+            if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
+            entries[key] = value
+        }
     }
 
-    var count: Int {
-        lock.lock(); defer { lock.unlock() }
-        return entries.count
-    }
+    var count: Int { entries.withLock { $0.count } }
 }

@@ -4,7 +4,7 @@
 ///   run one shard at a time, report progress and results with the lease token, watch the
 ///   coordinator (heartbeats, reconnect with jittered backoff), honour cancels, drain on shutdown.
 /// - `Worker`: the shell: a DEALER socket and a `ShardHandling` that executes shards off the
-///   cooperative pool. `JobShardHandler` is the real one, built on `VTPJobs.ShardExecutor`
+///   cooperative pool. the real one is injected: `VTPJobs.JobShardHandler`, built on `ShardExecutor`
 ///   (decoding on its own threads overlapping batched inference, per-item failures recorded,
 ///   outputs written atomically).
 public enum VTPWorkerModule {

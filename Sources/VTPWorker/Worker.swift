@@ -1,64 +1,12 @@
 import Foundation
 import Logging
-import VTPDatasets
-import VTPJobs
 import VTPRuntimeSupport
 import VTPTransport
+import VTPVocabulary
 
-/// Runs one assigned shard and reports per-item results; the worker's only dependency on the job
-/// layer. ``JobShardHandler`` is the real one (`ShardExecutor`); tests may use a cheaper one.
-public protocol ShardHandling: Sendable {
-    /// Executes `assignment` off the cooperative pool. Per-item problems are failed `ItemResult`s;
-    /// a thrown error fails the whole shard. `progress` receives items done so far.
-    func run(_ assignment: AssignShardMessage, progress: @escaping @Sendable (UInt32) -> Void) async throws -> [ItemResult]
-}
-
-/// Executes shards with the job layer's `ShardExecutor` (read → decode → preprocess on its own
-/// threads, overlapping batched inference on a dedicated thread, atomic fsync'd writes).
-public struct JobShardHandler: ShardHandling {
-    public let executor: ShardExecutor
-
-    public init(executor: ShardExecutor = ShardExecutor()) { self.executor = executor }
-
-    public func run(_ assignment: AssignShardMessage, progress: @escaping @Sendable (UInt32) -> Void) async throws -> [ItemResult] {
-        let type = try JobType(name: assignment.jobType)
-        guard let shard = ShardDispatchID(wire: assignment.shardID) else {
-            throw JobError.badParameters(detail: "shard id \(assignment.shardID) is not a valid dispatch id")
-        }
-        // Items whose location does not parse fail on their own; the rest still run.
-        var items: [DatasetItem] = []
-        var failed: [ItemResult] = []
-        for item in assignment.items {
-            do {
-                let location = try ItemLocation(encoded: item.location)
-                items.append(DatasetItem(ordinal: Int(item.ordinal), sourceId: item.sourceID, location: location,
-                                         label: item.label.flatMap { Int($0) }, caption: item.caption))
-            } catch {
-                failed.append(ItemResult(ordinal: item.ordinal, status: .failed, errorText: "\(error)"))
-            }
-        }
-        let task = ShardTask(jobId: assignment.jobID, shardIndex: Int(shard.index), jobType: type,
-                             parametersJSON: assignment.parametersJSON, modelDirectory: assignment.modelPath,
-                             outputDirectory: assignment.outputDirectory, items: items)
-        let outcome = try await executor.run(task) { done in progress(UInt32(clamping: done)) }
-        // Inference and writing are timed per shard; each written item carries its share.
-        let written = max(1, outcome.succeeded)
-        let results = outcome.items.map { item in
-            var timings = [StageTiming(stage: "read", seconds: item.readSeconds),
-                           StageTiming(stage: "decode", seconds: item.decodeSeconds),
-                           StageTiming(stage: "preprocess", seconds: item.preprocessSeconds)]
-            if item.status == .ok {
-                timings += [StageTiming(stage: "infer", seconds: outcome.timings.infer / Double(written)),
-                            StageTiming(stage: "write", seconds: outcome.timings.write / Double(written))]
-            }
-            return ItemResult(ordinal: UInt32(clamping: item.ordinal), status: item.status == .ok ? .ok : .failed,
-                              outputLocation: item.outputLocation, errorText: item.error, timings: timings)
-        }
-        return (results + failed).sorted { $0.ordinal < $1.ordinal }
-    }
-}
-
-/// The worker service: a DEALER socket, a `ShardHandling` and the `WorkerCore` state machine.
+/// The worker service: a DEALER socket, an injected `ShardHandling` (`VTPJobs`' `JobShardHandler`
+/// in the product, so this module links no model, image or index code) and the `WorkerCore`
+/// state machine.
 ///
 /// `run()` registers, serves assignments until shutdown (`requestShutdown()`, i.e. SIGTERM) and
 /// returns after saying goodbye. It reconnects on its own when the coordinator goes silent.
@@ -158,8 +106,9 @@ public final class Worker: Sendable {
             let start = ContinuousClock.now
             let result: WorkerCore.ShardResult
             do {
-                result = .done(try await handler.run(assignment) { done in
-                    events.post(.progress(shardID: shardID, itemsDone: done))
+                let task = try Self.task(for: assignment)
+                result = .done(try await handler.run(task) { done in
+                    events.post(.progress(shardID: shardID, itemsDone: UInt32(clamping: done)))
                 })
             } catch {
                 logger.error("shard \(shardID) failed: \(error)")
@@ -169,6 +118,19 @@ public final class Worker: Sendable {
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             events.post(.shardFinished(shardID: shardID, token: token, result, seconds: seconds))
         }
+    }
+}
+
+extension Worker {
+    /// The handler's view of an assignment: the shard index from the dispatch id, the typed job kind.
+    static func task(for assignment: AssignShardMessage) throws -> ShardTask {
+        let type = try JobType(name: assignment.jobType)
+        guard let shard = ShardDispatchID(wire: assignment.shardID) else {
+            throw JobError.badParameters(detail: "shard id \(assignment.shardID) is not a valid dispatch id")
+        }
+        return ShardTask(jobId: assignment.jobID, shardIndex: Int(shard.index), jobType: type,
+                         parametersJSON: assignment.parametersJSON, modelDirectory: assignment.modelPath,
+                         outputDirectory: assignment.outputDirectory, items: assignment.items)
     }
 }
 

@@ -1,5 +1,6 @@
 import VTPRuntimeSupport
 import VTPTransport
+import VTPVocabulary
 
 /// The worker's protocol logic as a pure state machine: events in (a message from the coordinator,
 /// a timer tick, a shard finishing, a signal), actions out (send, execute, reconnect, exit). The

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPCoordinator
 import VTPQueue
 import VTPRuntimeSupport
@@ -28,8 +29,8 @@ struct CoordinatorCoreTests {
     func lease(job: Int64 = 7, index: Int32) -> LeasedShard {
         LeasedShard(shard: ShardRef(jobID: job, index: index), token: LeaseToken.random(), jobType: "latents", parametersJSON: "{}",
                     model: "/m", outputDirectory: "/out",
-                    items: [ShardItem(ordinal: UInt32(index) * 2, sourceID: "a\(index)", location: "/in/a\(index).jpg"),
-                            ShardItem(ordinal: UInt32(index) * 2 + 1, sourceID: "b\(index)", location: "/in/b\(index).jpg")])
+                    items: [JobItem(ordinal: Int(index) * 2, sourceId: "a\(index)", location: .file(path: "/in/a\(index).jpg")),
+                            JobItem(ordinal: Int(index) * 2 + 1, sourceId: "b\(index)", location: .file(path: "/in/b\(index).jpg"))])
     }
 
     func claims(_ actions: [CoordinatorCore.Action]) -> [PeerIdentity] {
@@ -64,7 +65,7 @@ struct CoordinatorCoreTests {
         #expect(sent[0].0 == alice)
         #expect(sent[0].1.leaseToken == shard.token)
         #expect(ShardDispatchID(wire: sent[0].1.shardID) == ShardDispatchID(jobID: 7, index: 3))
-        #expect(sent[0].1.items.map(\.sourceID) == ["a3", "b3"])
+        #expect(sent[0].1.items.map(\.sourceId) == ["a3", "b3"])
         #expect(core.shardsInFlight == 1)
         #expect(core.counters.assigned == 1)
         // The only slot is used: nothing more is claimed until the worker grants credit again.
@@ -109,7 +110,7 @@ struct CoordinatorCoreTests {
         let wire = try #require(assignments(core.handle(.claimed(alice, shard), at: Self.at(0.1))).first?.1.shardID)
         let done = ShardDoneMessage(shardID: wire, leaseToken: shard.token,
                                     results: [ItemResult(ordinal: 0, status: .ok, outputLocation: "latents_rank00_shard000.safetensors#0"),
-                                              ItemResult(ordinal: 1, status: .failed, errorText: "corrupt")])
+                                              ItemResult(ordinal: 1, status: .failed, error: "corrupt")])
         let actions = core.handle(.received(alice, .shardDone(done)), at: Self.at(1))
         let expected = CoordinatorCore.Action.complete(shard.shard, token: shard.token, results: [
             .success(0, output: "latents_rank00_shard000.safetensors#0"), .failure(1, error: "corrupt"),

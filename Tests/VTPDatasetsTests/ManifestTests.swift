@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPDatasets
 
 @Suite struct ManifestTests {
@@ -14,7 +15,7 @@ import Testing
         """)
         let listing = try ManifestReader.list(manifest: m)
         #expect(listing.items.count == 3)
-        #expect(listing.items[0] == DatasetItem(ordinal: 0, sourceId: "imgs/a.jpg",
+        #expect(listing.items[0] == JobItem(ordinal: 0, sourceId: "imgs/a.jpg",
                                                 location: .file(path: t.path + "/sub/imgs/a.jpg"), label: 3, caption: "a cat"))
         #expect(listing.items[1].sourceId == "b-id")
         #expect(listing.items[1].location == .file(path: "/abs/b.png"))

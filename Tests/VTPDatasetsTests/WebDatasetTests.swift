@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPDatasets
 
 @Suite struct WebDatasetTests {
@@ -28,7 +29,7 @@ import Testing
         #expect(listing.items.map(\.sourceId) == ["00000.tar/000000000", "00000.tar/000000001", "00000.tar/000000002", "00001.tar/000010000"])
         #expect(listing.items.map(\.ordinal) == [0, 1, 2, 3])
         #expect(listing.items[1].caption == "caption 1, \"quoted\"")
-        #expect(listing.items[1].url == "https://example.com/1.jpg")
+        #expect(listing.items[1].metadataFields["url"] == .string("https://example.com/1.jpg"))
         #expect(listing.items[3].caption == nil)
         #expect(listing.skipped == [SkippedSample(sourceId: "00001.tar/000010001",
                                                   reason: "no image member (.jpg .jpeg .png .webp); has txt")])

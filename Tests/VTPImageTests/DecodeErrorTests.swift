@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPImage
 
 /// Bad inputs give typed errors naming the source, never a crash.

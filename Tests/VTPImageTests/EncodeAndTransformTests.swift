@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPImage
 
 @Suite struct EncodeAndTransformTests {

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 import VTPImage
 import VTPSafeTensors
 import VTPTestSupport

@@ -1,6 +1,7 @@
 import CWebP
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPImage
 import VTPSafeTensors
 

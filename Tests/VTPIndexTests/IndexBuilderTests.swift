@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+import VTPVocabulary
 import VTPIndex
 import VTPStorage
 import VTPTestSupport
@@ -165,15 +167,13 @@ import VTPTestSupport
     }
 }
 
-/// Lock-guarded slots for results written from `concurrentPerform`.
-/// `@unchecked Sendable`: every access goes through `lock`.
-private final class ConcurrentResults: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [[Int]]
+/// Slots for results written from `concurrentPerform`.
+private final class ConcurrentResults: Sendable {
+    private let slots: Mutex<[[Int]]>
 
-    init(count: Int) { slots = Array(repeating: [], count: count) }
+    init(count: Int) { slots = Mutex(Array(repeating: [], count: count)) }
 
-    func set(_ i: Int, _ value: [Int]) { lock.withLock { slots[i] = value } }
+    func set(_ i: Int, _ value: [Int]) { slots.withLock { $0[i] = value } }
 
-    var values: [[Int]] { lock.withLock { slots } }
+    var values: [[Int]] { slots.withLock { $0 } }
 }

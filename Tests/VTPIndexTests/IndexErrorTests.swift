@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPIndex
 import VTPStorage
 import VTPTestSupport

@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 @testable import VTPIndex
 
 @Suite struct IndexPlanTests {

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// Clustered random unit vectors: `clusters` random directions, each point a centre plus Gaussian
 /// noise of `spread`, renormalized. Seeded so failures reproduce.

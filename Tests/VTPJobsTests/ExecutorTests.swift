@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+import VTPVocabulary
 import VTPDatasets
 import VTPImage
 import VTPSafeTensors
@@ -9,7 +11,7 @@ import VTPTestSupport
 @testable import VTPJobs
 
 @Suite struct ExecutorTests {
-    func task(_ items: [DatasetItem], output: String, shard: Int = 0, json: String = "{}", type: JobType = .latents,
+    func task(_ items: [JobItem], output: String, shard: Int = 0, json: String = "{}", type: JobType = .latents,
               model: String = TinyModel.directory) -> ShardTask {
         ShardTask(jobId: 7, shardIndex: shard, jobType: type, parametersJSON: json, modelDirectory: model,
                   outputDirectory: output, items: items)
@@ -19,10 +21,10 @@ import VTPTestSupport
         let output = try TemporaryDirectory("jobs-exec")
         defer { output.remove() }
         let items = [
-            DatasetItem(ordinal: 10, sourceId: "good", location: .file(path: Fixtures.path("images/chelsea.jpg")), label: 4),
-            DatasetItem(ordinal: 11, sourceId: "missing", location: .file(path: output.file("nope.jpg"))),
-            DatasetItem(ordinal: 12, sourceId: "range", location: .tarMember(tarPath: Fixtures.path("images/rocket.jpg"), offset: 10, size: 1 << 30)),
-            DatasetItem(ordinal: 13, sourceId: "good2", location: .file(path: Fixtures.path("images/rocket.jpg"))),
+            JobItem(ordinal: 10, sourceId: "good", location: .file(path: Fixtures.path("images/chelsea.jpg")), label: 4),
+            JobItem(ordinal: 11, sourceId: "missing", location: .file(path: output.file("nope.jpg"))),
+            JobItem(ordinal: 12, sourceId: "range", location: .tarMember(tarPath: Fixtures.path("images/rocket.jpg"), offset: 10, size: 1 << 30)),
+            JobItem(ordinal: 13, sourceId: "good2", location: .file(path: Fixtures.path("images/rocket.jpg"))),
         ]
         let log = ProgressCounts()
         let outcome = try await ShardExecutor().run(task(items, output: output.path, shard: 5, json: #"{"batch_size": 1}"#)) { log.append($0) }
@@ -44,7 +46,7 @@ import VTPTestSupport
         #expect(summary.stats?.count == 2 * 256)
 
         // The same shard re-run with every item failing leaves no stale tensor rows behind.
-        let broken = items.map { DatasetItem(ordinal: $0.ordinal, sourceId: $0.sourceId, location: .file(path: output.file("gone"))) }
+        let broken = items.map { JobItem(ordinal: $0.ordinal, sourceId: $0.sourceId, location: .file(path: output.file("gone"))) }
         let again = try await ShardExecutor().run(task(broken, output: output.path, shard: 5))
         #expect(again.succeeded == 0 && again.files == ["summary_rank00_shard005.json"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: output.path) == ["summary_rank00_shard005.json"])
@@ -54,7 +56,7 @@ import VTPTestSupport
     /// slots does) give the same files as running them one after the other.
     @Test func concurrentShardsShareTheModelSafely() async throws {
         let items = ["chelsea.jpg", "rocket.jpg", "coffee.jpg", "dog.png"].enumerated().map {
-            DatasetItem(ordinal: $0.offset, sourceId: $0.element, location: .file(path: Fixtures.path("images/" + $0.element)))
+            JobItem(ordinal: $0.offset, sourceId: $0.element, location: .file(path: Fixtures.path("images/" + $0.element)))
         }
         let together = try TemporaryDirectory("jobs-conc-a"), apart = try TemporaryDirectory("jobs-conc-b")
         defer { together.remove(); apart.remove() }
@@ -76,7 +78,7 @@ import VTPTestSupport
     @Test func shardLevelProblemsThrowNamedErrors() async throws {
         let output = try TemporaryDirectory("jobs-exec-err")
         defer { output.remove() }
-        let items = [DatasetItem(ordinal: 0, sourceId: "a", location: .file(path: Fixtures.path("images/chelsea.jpg")))]
+        let items = [JobItem(ordinal: 0, sourceId: "a", location: .file(path: Fixtures.path("images/chelsea.jpg")))]
         await #expect(throws: JobError.invalidParameter(field: "image_size", detail: "250 is not a multiple of the model's patch size 16")) {
             try await ShardExecutor().run(task(items, output: output.path, json: #"{"image_size": 250}"#))
         }
@@ -103,7 +105,7 @@ import VTPTestSupport
     }
 
     @Test func pipelineNeverRunsMoreThanItsCapacityAhead() throws {
-        let items = (0..<12).map { DatasetItem(ordinal: $0, sourceId: "\($0)", location: .file(path: Fixtures.path("images/chelsea_tiny.jpg"))) }
+        let items = (0..<12).map { JobItem(ordinal: $0, sourceId: "\($0)", location: .file(path: Fixtures.path("images/chelsea_tiny.jpg"))) }
         let plan = PreprocessPlan(transform: .admCenterCrop(size: 32), normalization: .half, alsoFlipped: true,
                                   compatibility: .pillow12, maxPixels: 1 << 20)
         let pipeline = PreprocessPipeline(items: items, plan: plan, threads: 4, capacity: 3)
@@ -120,7 +122,7 @@ import VTPTestSupport
     }
 
     @Test func shutdownStopsWorkersOfAnAbandonedShard() {
-        let items = (0..<50).map { DatasetItem(ordinal: $0, sourceId: "\($0)", location: .file(path: Fixtures.path("images/chelsea.jpg"))) }
+        let items = (0..<50).map { JobItem(ordinal: $0, sourceId: "\($0)", location: .file(path: Fixtures.path("images/chelsea.jpg"))) }
         let plan = PreprocessPlan(transform: .resize(size: 64), normalization: .imagenet, alsoFlipped: false,
                                   compatibility: .pillow12, maxPixels: 1 << 24)
         let pipeline = PreprocessPipeline(items: items, plan: plan, threads: 2, capacity: 4)
@@ -131,11 +133,9 @@ import VTPTestSupport
 }
 
 /// Progress values seen by a callback.
-final class ProgressCounts: @unchecked Sendable {
-    // @unchecked Sendable: `entries` is only touched under `lock`.
-    private let lock = NSLock()
-    private var entries: [Int] = []
+final class ProgressCounts: Sendable {
+    private let entries = Mutex<[Int]>([])
 
-    func append(_ v: Int) { lock.lock(); entries.append(v); lock.unlock() }
-    var values: [Int] { lock.lock(); defer { lock.unlock() }; return entries }
+    func append(_ v: Int) { entries.withLock { $0.append(v) } }
+    var values: [Int] { entries.withLock { $0 } }
 }

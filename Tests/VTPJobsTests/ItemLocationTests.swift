@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 import VTPDatasets
 
 @Suite struct ItemLocationTests {

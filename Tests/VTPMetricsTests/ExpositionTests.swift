@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 @testable import VTPMetrics
 
 @Suite("Prometheus text exposition")

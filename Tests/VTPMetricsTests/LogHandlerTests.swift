@@ -1,16 +1,15 @@
 import Foundation
+import Synchronization
 import Logging
 import Testing
+import VTPVocabulary
 @testable import VTPMetrics
 
 /// Collects lines a handler writes.
-///
-/// `@unchecked Sendable` is safe because `stored` is only touched under `lock`.
-final class LineCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [String] = []
-    var lines: [String] { lock.withLock { stored } }
-    var output: LogOutput { LogOutput { [self] line in lock.withLock { stored.append(line) } } }
+final class LineCollector: Sendable {
+    private let stored = Mutex<[String]>([])
+    var lines: [String] { stored.withLock { $0 } }
+    var output: LogOutput { LogOutput { [self] line in stored.withLock { $0.append(line) } } }
 }
 
 @Suite("Structured log handler")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 import VTPTensor
 
 /// The SIMD kernels agree with their scalar definitions.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPVocabulary
 @testable import VTPQueue
 
 @Suite("Ledger logic without a server")
@@ -110,4 +111,9 @@ struct PureLogicTests {
         spec = testJob(shardSize: 0)
         #expect(throws: LedgerError.invalidArgument(field: "job.shardSize", expected: "at least 1")) { try spec.validate() }
     }
+}
+
+private func testJob(shardSize: Int = 10) -> JobSpec {
+    JobSpec(type: "encode", parametersJSON: #"{"resolution": 256}"#, model: "vtp-tiny", inputLocation: "/data/in",
+            outputLocation: "/data/out", shardSize: shardSize)
 }

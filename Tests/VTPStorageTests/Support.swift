@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// A fresh directory under the system temp dir, removed when the value dies.
 final class TempDir {

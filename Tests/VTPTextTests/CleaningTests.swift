@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 @testable import VTPText
 
 @Suite struct PythonTextTests {

@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 import VTPText
 
 @Test func VTPTextModuleLinks() {

@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 import VTPRandom
 @testable import VTPTransport
 

@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 import VTPTransport
 
 @Test func VTPTransportModuleLinks() {

@@ -1,4 +1,6 @@
 import Testing
+import VTPTransportTestSupport
+import VTPVocabulary
 import VTPRandom
 @testable import VTPTransport
 
@@ -12,13 +14,13 @@ extension SerialTransportTests {
         @Test(arguments: SampleMessages.all)
         func roundTrips(_ message: WireMessage) throws {
             let frame = try message.encoded()
-            #expect(Array(frame.prefix(5)) == Array("VTP".utf8) + [1, message.type.rawValue])
+            #expect(Array(frame.prefix(5)) == Array("VTP".utf8) + [WireMessage.protocolVersion, message.type.rawValue])
             #expect(try WireMessage.decode(frame) == message)
         }
 
         @Test func fieldsAreLittleEndianWithLengthPrefixes() throws {
             let frame = try WireMessage.progress(shardID: 0x0102_0304_0506_0708, itemsDone: 0x0A0B_0C0D).encoded()
-            #expect(frame == Array("VTP".utf8) + [1, 0x04, 8, 7, 6, 5, 4, 3, 2, 1, 0x0D, 0x0C, 0x0B, 0x0A])
+            #expect(frame == Array("VTP".utf8) + [WireMessage.protocolVersion, 0x04, 8, 7, 6, 5, 4, 3, 2, 1, 0x0D, 0x0C, 0x0B, 0x0A])
             let drain = try WireMessage.drain(reason: "ab").encoded()
             #expect(Array(drain.dropFirst(5)) == [2, 0, 0, 0, 0x61, 0x62])
         }
@@ -90,8 +92,8 @@ extension SerialTransportTests {
             bad[0] = UInt8(ascii: "X")
             #expect(throws: WireDecodeError.badMagic) { try WireMessage.decode(bad) }
             bad = valid
-            bad[3] = 2
-            #expect(throws: WireDecodeError.unsupportedVersion(2)) { try WireMessage.decode(bad) }
+            bad[3] = 1
+            #expect(throws: WireDecodeError.unsupportedVersion(1)) { try WireMessage.decode(bad) }
             bad = valid
             bad[4] = 0x7F
             #expect(throws: WireDecodeError.unknownMessageType(0x7F)) { try WireMessage.decode(bad) }
@@ -100,12 +102,12 @@ extension SerialTransportTests {
         }
 
         @Test func fieldErrorsNameTheField() throws {
-            let header = Array("VTP".utf8) + [1]
+            let header = Array("VTP".utf8) + [WireMessage.protocolVersion]
             // A forged item count far beyond the frame must fail before any allocation.
             var assign = try SampleMessages.assign.encoded()
             let countOffset = assign.count - (try itemsByteCount(SampleMessages.assign)) - 4
             assign.replaceSubrange(countOffset..<countOffset + 4, with: [0xFF, 0xFF, 0x00, 0x00])
-            #expect(throws: WireDecodeError.truncated(field: "assignShard.items", needed: 0xFFFF * 14, available: assign.count - countOffset - 4)) {
+            #expect(throws: WireDecodeError.truncated(field: "assignShard.items", needed: 0xFFFF * 19, available: assign.count - countOffset - 4)) {
                 try WireMessage.decode(assign)
             }
             assign.replaceSubrange(countOffset..<countOffset + 4, with: [0xFF, 0xFF, 0xFF, 0xFF])
@@ -128,7 +130,7 @@ extension SerialTransportTests {
             #expect(throws: WireDecodeError.self) { try WireMessage.decode(header + [0x09, 2] + [UInt8](repeating: 0, count: 12)) }
             // A boolean byte that is neither 0 nor 1.
             var done = try SampleMessages.done.encoded()
-            let statusOffset = 5 + 8 + 16 + 4 + 4
+            let statusOffset = 5 + 8 + 16 + 4 + 8
             #expect(done[statusOffset] == 0)
             done[statusOffset] = 9
             #expect(throws: WireDecodeError.invalidValue(field: "shardDone.results[].status", reason: "expected 0 (ok) or 1 (failed), got 9")) {
@@ -179,7 +181,7 @@ extension SerialTransportTests {
         }
 
         @Test func largeShardStaysWithinFrameLimit() throws {
-            let items = (0..<10_000).map { ShardItem(ordinal: UInt32($0), sourceID: "id-\($0)", location: "/data/images/\($0).jpg", caption: "caption \($0)") }
+            let items = (0..<10_000).map { JobItem(ordinal: $0, sourceId: "id-\($0)", location: .file(path: "/data/images/\($0).jpg"), caption: "caption \($0)") }
             let message = WireMessage.assignShard(AssignShardMessage(jobID: 1, shardID: 2, leaseToken: .random(), jobType: "encode",
                                                                      parametersJSON: "{}", modelPath: "m", outputDirectory: "o", items: items))
             let start = ContinuousClock.now

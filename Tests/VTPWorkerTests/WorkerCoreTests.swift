@@ -1,4 +1,5 @@
 import Testing
+import VTPVocabulary
 import VTPRuntimeSupport
 import VTPTransport
 import VTPWorker
@@ -20,7 +21,7 @@ struct WorkerCoreTests {
     func assignment(_ index: Int32, job: Int64 = 1) -> AssignShardMessage {
         AssignShardMessage(jobID: job, shardID: ShardDispatchID(jobID: job, index: index).wire!, leaseToken: LeaseToken.random(),
                            jobType: "latents", parametersJSON: "{}", modelPath: "/m", outputDirectory: "/o",
-                           items: [ShardItem(ordinal: 0, sourceID: "x", location: "/x.jpg")])
+                           items: [JobItem(ordinal: 0, sourceId: "x", location: .file(path: "/x.jpg"))])
     }
 
     func sent(_ actions: [WorkerCore.Action]) -> [WireMessage] {

@@ -1,4 +1,5 @@
 import Foundation
+import VTPConcurrency
 import Logging
 
 /// One PostgreSQL connection served by its own thread, reconnecting with backoff after the

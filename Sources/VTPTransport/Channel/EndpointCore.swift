@@ -1,11 +1,12 @@
 import CZeroMQ
 import Foundation
 import Logging
+import Synchronization
 
 /// The I/O machinery shared by `RouterEndpoint` and `DealerEndpoint`: one owned thread that polls the
 /// socket and a wake-up pipe, runs queued commands and hands received messages to `deliver`.
 ///
-/// `@unchecked Sendable`: callers only touch `commands` (behind a lock) and `wakeup` (a pipe, safe from
+/// `@unchecked Sendable`: callers only touch `shared` (a `Mutex`) and `wakeup` (a pipe, safe from
 /// any thread). `socket` is set before the thread starts and afterwards read and replaced only by that
 /// thread, as libzmq requires.
 final class EndpointCore: @unchecked Sendable {
@@ -25,7 +26,7 @@ final class EndpointCore: @unchecked Sendable {
     }
 
     private let wakeup: WakeupPipe
-    private let shared = Locked(Shared())
+    private let shared = Mutex(Shared())
     private var socket: ZMQSocket?
     private let makeSocket: @Sendable () throws -> ZMQSocket
     private let deliver: @Sendable (ReceivedMessage) -> Void

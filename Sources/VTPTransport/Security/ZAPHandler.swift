@@ -1,6 +1,7 @@
 import CZeroMQ
 import Foundation
 import Logging
+import Synchronization
 
 /// A ZeroMQ authentication (ZAP, RFC 27) handler admitting only listed CURVE client keys.
 ///
@@ -19,8 +20,7 @@ public final class ZAPHandler: Sendable {
     public static let endpoint = "inproc://zeromq.zap.01"
 
     private let wakeup: WakeupPipe
-    private let shared: Locked<ZAPState>
-    private let finished: Locked<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>
+    private let shared: ZAPShared
 
     /// Starts the handler on `context` admitting exactly `authorizedClients`.
     public init(context: ZMQContext, authorizedClients: Set<CurveKey>, logger: Logger = Logger(label: "vtp.transport.zap")) throws(TransportError) {
@@ -32,10 +32,10 @@ public final class ZAPHandler: Sendable {
         } catch {
             throw .zmq(error)
         }
-        shared = Locked(ZAPState(allowed: Set(authorizedClients.map(\.rawBytes))))
-        finished = Locked((done: false, waiters: []))
+        let shared = ZAPShared(allowed: Set(authorizedClients.map(\.rawBytes)))
+        self.shared = shared
         let handoff = SocketHandoff(socket)
-        let thread = Thread { [wakeup, shared, finished] in
+        let thread = Thread { [wakeup, shared] in
             var socket = handoff.take()
             if let owned = socket {
                 Self.serve(socket: owned, wakeup: wakeup, shared: shared, logger: logger)
@@ -43,7 +43,7 @@ public final class ZAPHandler: Sendable {
                 try? owned.unbind(Self.endpoint)
             }
             socket = nil
-            let waiters = finished.withLock { state in
+            let waiters = shared.finished.withLock { state in
                 state.done = true
                 defer { state.waiters = [] }
                 return state.waiters
@@ -55,25 +55,25 @@ public final class ZAPHandler: Sendable {
     }
 
     deinit {
-        shared.withLock { $0.stop = true }
+        shared.state.withLock { $0.stop = true }
         wakeup.signal()
     }
 
     /// Replaces the allow-list; later handshakes use the new list, established connections stay.
     public func setAuthorizedClients(_ keys: Set<CurveKey>) {
         let raw = Set(keys.map(\.rawBytes))
-        shared.withLock { $0.allowed = raw }
+        shared.state.withLock { $0.allowed = raw }
     }
 
     /// Decisions so far.
-    public var statistics: Statistics { shared.withLock { $0.statistics } }
+    public var statistics: Statistics { shared.state.withLock { $0.statistics } }
 
     /// Stops the thread and unbinds; returns once the socket is closed.
     public func stop() async {
-        shared.withLock { $0.stop = true }
+        shared.state.withLock { $0.stop = true }
         wakeup.signal()
         await withCheckedContinuation { continuation in
-            let done = finished.withLock { state in
+            let done = shared.finished.withLock { state in
                 if !state.done { state.waiters.append(continuation) }
                 return state.done
             }
@@ -82,8 +82,8 @@ public final class ZAPHandler: Sendable {
     }
 
     private static func serve(socket: ZMQSocket, wakeup: WakeupPipe,
-                              shared: Locked<ZAPState>, logger: Logger) {
-        while !shared.withLock({ $0.stop }) {
+                              shared: ZAPShared, logger: Logger) {
+        while !shared.state.withLock({ $0.stop }) {
             do {
                 let ready = try ZMQPoll.readable(sockets: [socket], fileDescriptors: [wakeup.readDescriptor], timeoutMilliseconds: -1)
                 if ready.fileDescriptors[0] { wakeup.drain() }
@@ -99,7 +99,7 @@ public final class ZAPHandler: Sendable {
 
     /// Builds the ZAP reply: version, request id, status code, status text, user id, metadata.
     private static func answer(_ frames: [[UInt8]],
-                               shared: Locked<ZAPState>, logger: Logger) -> [[UInt8]] {
+                               shared: ZAPShared, logger: Logger) -> [[UInt8]] {
         let version = Array("1.0".utf8)
         // Request: version, request id, domain, address, identity, mechanism, credentials...
         guard frames.count >= 6, frames[0] == version else {
@@ -111,7 +111,7 @@ public final class ZAPHandler: Sendable {
         let mechanism = String(decoding: frames[5], as: UTF8.self)
         let key = frames.count == 7 ? frames[6] : []
         let keyText = key.count == 32 ? z85Encode(key) : mechanism
-        let admitted = shared.withLock { state in
+        let admitted = shared.state.withLock { state in
             let admitted = mechanism == "CURVE" && key.count == 32 && state.allowed.contains(key)
             if admitted {
                 state.statistics.accepted += 1
@@ -141,6 +141,16 @@ struct ZAPState: Sendable {
     var allowed: Set<[UInt8]>
     var stop = false
     var statistics = ZAPHandler.Statistics()
+}
+
+/// The ZAP thread's shared state and its stop handshake, held by both the handler and the thread
+/// (so the handler's deinit can still stop a thread that outlives it).
+final class ZAPShared: Sendable {
+    let state: Mutex<ZAPState>
+    /// Whether the thread has finished, and who waits for it in `stop()`.
+    let finished = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((done: false, waiters: []))
+
+    init(allowed: Set<[UInt8]>) { state = Mutex(ZAPState(allowed: allowed)) }
 }
 
 /// Moves a freshly created socket to the thread that will own it.

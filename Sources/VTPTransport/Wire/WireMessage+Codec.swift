@@ -1,3 +1,5 @@
+import VTPVocabulary
+
 extension WireMessage {
     /// The frame for this message. Throws when a field exceeds `WireLimits` (which the peer would reject).
     public func encoded() throws(WireEncodeError) -> [UInt8] {
@@ -34,12 +36,13 @@ extension WireMessage {
             try w.string(m.outputDirectory, field: "assignShard.outputDirectory", limit: WireLimits.pathText)
             try w.count(m.items.count, field: "assignShard.items", limit: WireLimits.itemsPerShard)
             for item in m.items {
-                w.u32(item.ordinal)
-                try w.string(item.sourceID, field: "assignShard.items[].sourceID", limit: WireLimits.shortText)
-                try requireNonEmpty(item.location, "assignShard.items[].location")
-                try w.string(item.location, field: "assignShard.items[].location", limit: WireLimits.pathText)
-                try w.optionalString(item.label, field: "assignShard.items[].label", limit: WireLimits.longText)
+                try requireNonNegative(item.ordinal, "assignShard.items[].ordinal")
+                w.i64(Int64(item.ordinal))
+                try w.string(item.sourceId, field: "assignShard.items[].sourceID", limit: WireLimits.shortText)
+                try w.string(item.location.encoded, field: "assignShard.items[].location", limit: WireLimits.pathText)
+                if let label = item.label { w.u8(1); w.i64(Int64(label)) } else { w.u8(0) }
                 try w.optionalString(item.caption, field: "assignShard.items[].caption", limit: WireLimits.longText)
+                try w.optionalString(item.metadata, field: "assignShard.items[].metadata", limit: WireLimits.longText)
             }
         case .progress(let shardID, let itemsDone):
             w.i64(shardID)
@@ -49,10 +52,11 @@ extension WireMessage {
             w.raw(m.leaseToken.bytes)
             try w.count(m.results.count, field: "shardDone.results", limit: WireLimits.itemsPerShard)
             for result in m.results {
-                w.u32(result.ordinal)
+                try requireNonNegative(result.ordinal, "shardDone.results[].ordinal")
+                w.i64(Int64(result.ordinal))
                 w.u8(result.status.rawValue)
                 try w.optionalString(result.outputLocation, field: "shardDone.results[].outputLocation", limit: WireLimits.pathText)
-                try w.optionalString(result.errorText, field: "shardDone.results[].errorText", limit: WireLimits.longText)
+                try w.optionalString(result.error, field: "shardDone.results[].errorText", limit: WireLimits.longText)
                 try w.count(result.timings.count, field: "shardDone.results[].timings", limit: WireLimits.stagesPerItem)
                 for timing in result.timings {
                     try requireNonEmpty(timing.stage, "shardDone.results[].timings[].stage")
@@ -128,17 +132,33 @@ extension WireMessage {
             let parameters = try r.string("assignShard.parametersJSON", limit: WireLimits.parametersJSON)
             let modelPath = try r.string("assignShard.modelPath", limit: WireLimits.pathText)
             let outputDirectory = try r.string("assignShard.outputDirectory", limit: WireLimits.pathText)
-            // Smallest item: ordinal + two empty strings + two absent optionals.
-            let itemCount = try r.count("assignShard.items", limit: WireLimits.itemsPerShard, minimumElementBytes: 14)
-            var items: [ShardItem] = []
+            // Smallest item: ordinal + two empty strings + three absent optionals.
+            let itemCount = try r.count("assignShard.items", limit: WireLimits.itemsPerShard, minimumElementBytes: 19)
+            var items: [JobItem] = []
             items.reserveCapacity(itemCount)
             for _ in 0..<itemCount {
-                let ordinal = try r.u32("assignShard.items[].ordinal")
+                let ordinal = try readOrdinal(&r, "assignShard.items[].ordinal")
                 let sourceID = try r.string("assignShard.items[].sourceID", limit: WireLimits.shortText)
-                let location = try r.nonEmptyString("assignShard.items[].location", limit: WireLimits.pathText)
-                let label = try r.optionalString("assignShard.items[].label", limit: WireLimits.longText)
+                let text = try r.nonEmptyString("assignShard.items[].location", limit: WireLimits.pathText)
+                let location: ItemLocation
+                do { location = try ItemLocation(encoded: text) } catch {
+                    throw .invalidValue(field: "assignShard.items[].location", reason: error.detail)
+                }
+                var label: Int?
+                switch try r.u8("assignShard.items[].label") {
+                case 0: label = nil
+                case 1:
+                    let value = try r.i64("assignShard.items[].label")
+                    guard let fits = Int(exactly: value) else {
+                        throw .invalidValue(field: "assignShard.items[].label", reason: "\(value) does not fit an Int")
+                    }
+                    label = fits
+                case let flag: throw .invalidValue(field: "assignShard.items[].label", reason: "presence flag \(flag), expected 0 or 1")
+                }
                 let caption = try r.optionalString("assignShard.items[].caption", limit: WireLimits.longText)
-                items.append(ShardItem(ordinal: ordinal, sourceID: sourceID, location: location, label: label, caption: caption))
+                let metadata = try r.optionalString("assignShard.items[].metadata", limit: WireLimits.longText)
+                items.append(JobItem(ordinal: ordinal, sourceId: sourceID, location: location, label: label, caption: caption,
+                                     metadata: metadata))
             }
             message = .assignShard(AssignShardMessage(
                 jobID: jobID, shardID: shardID, leaseToken: token, jobType: jobType, parametersJSON: parameters,
@@ -151,11 +171,11 @@ extension WireMessage {
             let shardID = try r.i64("shardDone.shardID")
             let token = try leaseToken(&r, "shardDone.leaseToken")
             // Smallest result: ordinal, status, two absent optionals, empty timings.
-            let count = try r.count("shardDone.results", limit: WireLimits.itemsPerShard, minimumElementBytes: 11)
+            let count = try r.count("shardDone.results", limit: WireLimits.itemsPerShard, minimumElementBytes: 15)
             var results: [ItemResult] = []
             results.reserveCapacity(count)
             for _ in 0..<count {
-                let ordinal = try r.u32("shardDone.results[].ordinal")
+                let ordinal = try readOrdinal(&r, "shardDone.results[].ordinal")
                 let rawStatus = try r.u8("shardDone.results[].status")
                 guard let status = ItemResult.Status(rawValue: rawStatus) else {
                     throw .invalidValue(field: "shardDone.results[].status", reason: "expected 0 (ok) or 1 (failed), got \(rawStatus)")
@@ -170,7 +190,7 @@ extension WireMessage {
                     let seconds = try r.nonNegativeF64("shardDone.results[].timings[].seconds")
                     timings.append(StageTiming(stage: stage, seconds: seconds))
                 }
-                results.append(ItemResult(ordinal: ordinal, status: status, outputLocation: output, errorText: errorText, timings: timings))
+                results.append(ItemResult(ordinal: ordinal, status: status, outputLocation: output, error: errorText, timings: timings))
             }
             message = .shardDone(ShardDoneMessage(shardID: shardID, leaseToken: token, results: results))
         case .shardFailed:
@@ -214,6 +234,15 @@ extension WireMessage {
     private static func leaseToken(_ r: inout WireReader, _ field: String) throws(WireDecodeError) -> LeaseToken {
         LeaseToken(bytes: try r.raw(16, field: field))!
     }
+
+    /// A job-wide item ordinal: a non-negative 64-bit integer.
+    private static func readOrdinal(_ r: inout WireReader, _ field: String) throws(WireDecodeError) -> Int {
+        let value = try r.i64(field)
+        guard value >= 0, let ordinal = Int(exactly: value) else {
+            throw .invalidValue(field: field, reason: "expected a non-negative ordinal, got \(value)")
+        }
+        return ordinal
+    }
 }
 
 private func requireNonEmpty(_ value: String, _ field: String) throws(WireEncodeError) {
@@ -222,6 +251,10 @@ private func requireNonEmpty(_ value: String, _ field: String) throws(WireEncode
 
 private func requirePositive(_ value: UInt32, _ field: String) throws(WireEncodeError) {
     guard value > 0 else { throw .invalidValue(field: field, reason: "must be at least 1") }
+}
+
+private func requireNonNegative(_ value: Int, _ field: String) throws(WireEncodeError) {
+    guard value >= 0 else { throw .invalidValue(field: field, reason: "must not be negative, got \(value)") }
 }
 
 private func requireNonNegative(_ value: Double, _ field: String) throws(WireEncodeError) {

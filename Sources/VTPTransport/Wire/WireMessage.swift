@@ -1,3 +1,4 @@
+import VTPVocabulary
 /// A 16-byte lease token: proof that a shard result belongs to the current assignment of that shard,
 /// so results from a worker whose lease expired can be told apart from the current holder's.
 public struct LeaseToken: Hashable, Sendable, CustomStringConvertible {
@@ -50,26 +51,6 @@ public struct RegisterMessage: Hashable, Sendable {
     }
 }
 
-/// One image of a shard.
-public struct ShardItem: Hashable, Sendable {
-    /// Position of the item within its shard.
-    public var ordinal: UInt32
-    /// Stable id of the source record (dataset row id).
-    public var sourceID: String
-    /// File path or URL of the image.
-    public var location: String
-    public var label: String?
-    public var caption: String?
-
-    public init(ordinal: UInt32, sourceID: String, location: String, label: String? = nil, caption: String? = nil) {
-        self.ordinal = ordinal
-        self.sourceID = sourceID
-        self.location = location
-        self.label = label
-        self.caption = caption
-    }
-}
-
 /// Coordinator → worker: process this shard under this lease.
 public struct AssignShardMessage: Hashable, Sendable {
     public var jobID: Int64
@@ -80,10 +61,11 @@ public struct AssignShardMessage: Hashable, Sendable {
     public var parametersJSON: String
     public var modelPath: String
     public var outputDirectory: String
-    public var items: [ShardItem]
+    /// The shard's unfinished items, with their job-wide ordinals.
+    public var items: [JobItem]
 
     public init(jobID: Int64, shardID: Int64, leaseToken: LeaseToken, jobType: String, parametersJSON: String,
-                modelPath: String, outputDirectory: String, items: [ShardItem]) {
+                modelPath: String, outputDirectory: String, items: [JobItem]) {
         self.jobID = jobID
         self.shardID = shardID
         self.leaseToken = leaseToken
@@ -92,39 +74,6 @@ public struct AssignShardMessage: Hashable, Sendable {
         self.modelPath = modelPath
         self.outputDirectory = outputDirectory
         self.items = items
-    }
-}
-
-/// Time spent in one processing stage of one item.
-public struct StageTiming: Hashable, Sendable {
-    public var stage: String
-    public var seconds: Double
-
-    public init(stage: String, seconds: Double) {
-        self.stage = stage
-        self.seconds = seconds
-    }
-}
-
-/// The outcome of one item.
-public struct ItemResult: Hashable, Sendable {
-    public enum Status: UInt8, Sendable { case ok = 0, failed = 1 }
-
-    public var ordinal: UInt32
-    public var status: Status
-    /// Where the output was written (ok items).
-    public var outputLocation: String?
-    /// Why the item failed (failed items).
-    public var errorText: String?
-    public var timings: [StageTiming]
-
-    public init(ordinal: UInt32, status: Status, outputLocation: String? = nil, errorText: String? = nil,
-                timings: [StageTiming] = []) {
-        self.ordinal = ordinal
-        self.status = status
-        self.outputLocation = outputLocation
-        self.errorText = errorText
-        self.timings = timings
     }
 }
 
@@ -206,7 +155,7 @@ public enum WireDirection: Sendable {
     func allows(_ other: WireDirection) -> Bool { self == .both || self == other }
 }
 
-/// Every message of protocol version 1.
+/// Every message of protocol version 2 (2: items carry job-wide 64-bit ordinals and metadata).
 ///
 /// Frame layout: `"VTP"` magic, version byte, type byte, then the type's fields in order. Integers are
 /// little-endian; strings are a u32 byte length then UTF-8; optionals a 0/1 byte then the value; arrays a
@@ -229,7 +178,7 @@ public enum WireMessage: Hashable, Sendable {
     case disconnect(reason: String)
 
     public static let magic: [UInt8] = Array("VTP".utf8)
-    public static let protocolVersion: UInt8 = 1
+    public static let protocolVersion: UInt8 = 2
     static let headerBytes = 5
 
     public var type: WireMessageType {

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import Logging
 import VTPConsole
 import VTPMetrics

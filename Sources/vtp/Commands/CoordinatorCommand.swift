@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import VTPSettings
 import Logging
 import VTPCoordinator
@@ -44,32 +47,33 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                        port: settings.coordinator.metricsPort)
             logger.info("metrics on http://\(settings.coordinator.metricsAddress):\(server!.port)/metrics")
         }
-        let poller = Task { [bridge] in await bridge?.pollLedger(Ledger(database: url), logger: logger) }
-        defer {
-            poller.cancel()
-            server?.stop()
-        }
+        defer { server?.stop() }
         let options = Coordinator.Options(bindEndpoints: [settings.coordinator.endpoint],
                                           curve: try ClusterSetup.serverSecurity(settings),
                                           core: try ClusterSetup.coordinatorCore(settings, leaseSeconds: lease),
                                           maxMessageBytes: settings.limits.maxMessageBytes, observer: bridge)
-        let coordinator = try Coordinator(ledger: ledger, notifier: notifier, options: options, context: try ZMQContext(),
+        let coordinator = try Coordinator(ledger: ledger, notifier: notifier, finalizer: ManifestFinalizer(), options: options, context: try ZMQContext(),
                                           logger: logger)
         logger.info("coordinator on \(coordinator.boundEndpoints.joined(separator: ", ")), ledger \(url.redacted)")
         let signals = SignalWatcher()
-        let watcher = Task {
-            var count = 0
-            for await _ in signals.signals {
-                count += 1
-                if count == 1 {
-                    logger.info("shutdown requested: no more dispatching; waiting for shards in flight")
-                    coordinator.requestShutdown()
-                } else {
-                    Foundation.exit(0)
+        defer { signals.stop() }
+        // The metrics poller and the signal watcher live exactly as long as the coordinator.
+        await withDiscardingTaskGroup { group in
+            group.addTask { [bridge] in await bridge?.pollLedger(Ledger(database: url), logger: logger) }
+            group.addTask {
+                var count = 0
+                for await _ in signals.signals {
+                    count += 1
+                    if count == 1 {
+                        logger.info("shutdown requested: no more dispatching; waiting for shards in flight")
+                        coordinator.requestShutdown()
+                    } else {
+                        Foundation.exit(0)
+                    }
                 }
             }
+            await coordinator.run()
+            group.cancelAll()
         }
-        await coordinator.run()
-        watcher.cancel()
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import Logging
 import VTPCoordinator
 import VTPMetrics

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
-import VTPCoordinator
+import VTPConcurrency
 import VTPJobs
+import VTPVocabulary
+import VTPCoordinator
 import VTPSettings
 
 /// Options shared by `vtp run` and `vtp submit`: what to run, on what, into where, and the job

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import VTPConcurrency
 import VTPJobs
+import VTPVocabulary
 
 /// `vtp search`: nearest images in a `clip-embed` output to a text or image query.
 struct SearchCommand: AsyncParsableCommand {

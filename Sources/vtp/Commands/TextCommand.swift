@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import VTPText
 
 /// `vtp text ...`: the CLIP text tokenizer.

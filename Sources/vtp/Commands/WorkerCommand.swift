@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
+import VTPConcurrency
+import VTPJobs
+import VTPVocabulary
 import VTPSettings
 import Logging
-import VTPJobs
 import VTPRuntimeSupport
 import VTPTransport
 import VTPWorker
@@ -73,10 +75,11 @@ struct WorkerCommand: AsyncParsableCommand {
                                 logger: logger)
         logger.info("worker \(id) connecting to \(settings.coordinator.endpoint) (\(threadCount) threads, prefetch \(settings.worker.prefetch))")
         let signals = SignalWatcher()
-        let watcher = Task {
-            for await _ in signals.signals { worker.requestShutdown() }
+        defer { signals.stop() }
+        await withDiscardingTaskGroup { group in
+            group.addTask { for await _ in signals.signals { worker.requestShutdown() } }
+            await worker.run()
+            group.cancelAll()
         }
-        await worker.run()
-        watcher.cancel()
     }
 }

@@ -1,0 +1,77 @@
+import Foundation
+import VTPVocabulary
+
+/// Lists any supported input as items in deterministic order, choosing the reader from what the
+/// input is rather than from a flag.
+public enum DatasetSource {
+    /// The input layouts ``enumerate(input:)`` recognises.
+    public enum Kind: String, Sendable, Equatable, Codable {
+        /// `root/<class>/**/<image>`, labelled like torchvision's `ImageFolder`.
+        case imageFolder = "image-folder"
+        /// A folder with images directly inside (walked recursively), unlabelled.
+        case plainFolder = "plain-folder"
+        /// A `.jsonl`/`.ndjson` or `.csv` manifest.
+        case manifest
+        /// One WebDataset `.tar` shard.
+        case webDatasetTar = "webdataset-tar"
+        /// A folder of WebDataset `.tar` shards.
+        case webDatasetDirectory = "webdataset-directory"
+    }
+
+    /// Decides what `input` is:
+    /// - a file ending in `.jsonl`/`.ndjson`/`.csv` is a manifest, one ending in `.tar` a WebDataset shard;
+    /// - a directory holding `.tar` files and no image files is a WebDataset shard folder;
+    /// - a directory holding image files directly is a plain folder (images below subfolders included);
+    /// - a directory holding only subdirectories is an ImageFolder tree (subdirectories are classes).
+    public static func detect(input: String) throws(JobError) -> Kind {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir) else {
+            throw .badInput(path: input, detail: "no such file or directory")
+        }
+        if !isDir.boolValue {
+            let lower = input.lowercased()
+            if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") || lower.hasSuffix(".csv") { return .manifest }
+            if lower.hasSuffix(".tar") { return .webDatasetTar }
+            throw .badInput(path: input, detail: "not a directory, .jsonl/.ndjson/.csv manifest or .tar shard")
+        }
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: input) } catch {
+            throw .badInput(path: input, detail: "cannot list directory: \(error.localizedDescription)")
+        }
+        var hasImages = false, hasTars = false, hasDirs = false
+        for name in names {
+            var sub: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: input + "/" + name, isDirectory: &sub)
+            if sub.boolValue { hasDirs = true; continue }
+            if ImageExtensions.matches(name) { hasImages = true }
+            if name.lowercased().hasSuffix(".tar") { hasTars = true }
+        }
+        if hasTars && !hasImages { return .webDatasetDirectory }
+        if hasImages { return .plainFolder }
+        if hasDirs { return .imageFolder }
+        throw .badInput(path: input, detail: "directory holds no images, class folders or .tar shards")
+    }
+
+    /// Lists `input` (see ``detect(input:)``). Items carry `ordinal == index`, so shards cut from
+    /// the listing are the same on every run over unchanged input.
+    public static func enumerate(input: String) throws(JobError) -> DatasetListing {
+        try enumerate(input: input, as: detect(input: input))
+    }
+
+    /// Lists `input` with an explicitly chosen reader.
+    public static func enumerate(input: String, as kind: Kind) throws(JobError) -> DatasetListing {
+        do {
+            switch kind {
+            case .imageFolder: return try ImageFolderReader.listClasses(root: input)
+            case .plainFolder: return try ImageFolderReader.listImages(root: input)
+            case .manifest: return try ManifestReader.list(manifest: input)
+            case .webDatasetTar: return try WebDatasetReader.list(shards: [input])
+            case .webDatasetDirectory: return try WebDatasetReader.list(directory: input)
+            }
+        } catch let error as DatasetError {
+            throw .badInput(path: input, detail: "\(kind.rawValue): \(error)")
+        } catch {
+            throw .badInput(path: input, detail: "\(kind.rawValue): \(error)")
+        }
+    }
+}

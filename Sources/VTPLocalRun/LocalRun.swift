@@ -1,0 +1,209 @@
+import Foundation
+import Logging
+import VTPConcurrency
+import VTPCoordinator
+import VTPQueue
+import VTPRuntimeSupport
+import VTPTransport
+import VTPVocabulary
+import VTPWorker
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole cluster on one machine, as `vtp run` runs it: a private PostgreSQL in the state
+/// directory (unless a database is given), an in-process coordinator on an ipc:// endpoint and a
+/// pool of workers, with progress reported until the job is finalized. The product starts worker
+/// processes; tests run the same road with in-process workers.
+///
+/// Re-running the same request resumes its job (or reports it when it already finished).
+public struct LocalRun: Sendable {
+    /// Where the workers run.
+    public enum Workers: Sendable {
+        /// `count` processes of `executable` started with `arguments` plus `--endpoint` and
+        /// `--worker-id` (the `vtp worker` command), logging to the state directory.
+        case processes(executable: String, arguments: [String], count: Int, threads: Int)
+        /// `count` workers in this process executing shards with `handler`.
+        case inProcess(handler: any ShardHandling, count: Int)
+    }
+
+    /// What happened, for the caller to render.
+    public enum Event: Sendable {
+        case resumed(jobID: Int64, done: Int64, total: Int64)
+        case alreadyFinished(jobID: Int64)
+        case enqueued(jobID: Int64, items: Int, shards: Int, skipped: [SkippedSample])
+        case progress(JobProgress)
+        case workerReplaced(slot: Int, status: Int32)
+    }
+
+    /// How a run ended.
+    public struct Report: Sendable {
+        public var jobID: Int64
+        public var record: JobRecord
+        /// The finalizer's result; nil when the job had finished before this run or it was interrupted.
+        public var finalize: CoordinatorNotification.FinalizeResult?
+        public var interrupted: Bool
+        /// The job's failed items (at most 1000), listing failures included.
+        public var failures: [ItemFailure]
+    }
+
+    public var request: JobRequest
+    public var finalizer: any JobFinalizing
+    public var workers: Workers
+    public var stateDirectory: String
+    /// An existing PostgreSQL to use instead of a private one.
+    public var database: DatabaseURL?
+    /// Lease and backoff of the private ledger; a killed worker's shards return after the lease.
+    public var leasePolicy: LeasePolicy
+    public var core: CoordinatorCore.Configuration
+    public var maxJobItems: Int
+    public var logger: Logger
+
+    public init(request: JobRequest, finalizer: any JobFinalizing, workers: Workers, stateDirectory: String,
+                database: DatabaseURL? = nil, leasePolicy: LeasePolicy = LeasePolicy(leaseSeconds: 15, backoffBaseSeconds: 1, backoffCapSeconds: 30),
+                core: CoordinatorCore.Configuration = CoordinatorCore.Configuration(),
+                maxJobItems: Int = .max, logger: Logger = Logger(label: "vtp.run")) {
+        self.request = request
+        self.finalizer = finalizer
+        self.workers = workers
+        self.stateDirectory = stateDirectory
+        self.database = database
+        self.leasePolicy = leasePolicy
+        self.core = core
+        self.maxJobItems = maxJobItems
+        self.logger = logger
+    }
+
+    /// Runs the job to its end (finalized, cancelled, or interrupted by SIGINT/SIGTERM).
+    public func run(events: @escaping @Sendable (Event) -> Void = { _ in }) async throws -> Report {
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        if let database { return try await serve(url: database, events: events) }
+        let server = try EmbeddedPostgres(stateDirectory: URL(fileURLWithPath: stateDirectory), logger: logger)
+        try await server.start()
+        do {
+            let report = try await serve(url: server.databaseURL, events: events)
+            try? await server.stop()
+            return report
+        } catch {
+            try? await server.stop()
+            throw error
+        }
+    }
+
+    private func serve(url: DatabaseURL, events: @escaping @Sendable (Event) -> Void) async throws -> Report {
+        _ = try await Migrator.migrate(database: url, logger: logger)
+        let policy = leasePolicy
+        let ledger = Ledger(database: url, leasePolicy: policy, logger: logger)
+        try await ledger.verifySchema()
+
+        let jobID: Int64
+        if let existing = try await request.existingJob(in: ledger) {
+            jobID = existing.id
+            if existing.state.isFinished, finalizer.isFinalized(outputDirectory: existing.outputLocation) {
+                events(.alreadyFinished(jobID: jobID))
+                return Report(jobID: jobID, record: existing, finalize: nil, interrupted: false,
+                              failures: try await failures(jobID, ledger))
+            }
+            if existing.state == .paused { try await ledger.resume(job: jobID) }
+            events(.resumed(jobID: jobID, done: existing.itemsDone + existing.itemsFailed, total: existing.itemCount))
+        } else {
+            let request = request, maxItems = maxJobItems
+            let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
+            jobID = try await ledger.enqueue(request.spec, items: listing.items, skipped: listing.skipped)
+            events(.enqueued(jobID: jobID, items: listing.items.count,
+                             shards: (listing.items.count + request.shardSize - 1) / request.shardSize, skipped: listing.skipped))
+        }
+
+        let endpoint = Self.ipcEndpoint(stateDirectory: stateDirectory)
+        unlink(String(endpoint.dropFirst("ipc://".count)))
+        let notifier = WorkNotifier(database: url, logger: logger)
+        try await notifier.start()
+        let context = try ZMQContext()
+        let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: policy, logger: logger), notifier: notifier,
+                                          finalizer: finalizer, options: Coordinator.Options(bindEndpoints: [endpoint], core: core),
+                                          context: context, logger: logger)
+        // SIGINT/SIGTERM interrupt the run; the process's own dispositions come back afterwards.
+        let signals = SignalWatcher()
+        defer { signals.stop() }
+        let outcome = try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await coordinator.run() }
+            defer { group.cancelAll() }
+            let pool = WorkerPool(workers, endpoint: endpoint, jobID: jobID, logDirectory: stateDirectory, context: context,
+                                  logger: logger)
+            for worker in try pool.start() { group.addTask { await worker.run() } }
+            let result = try await watch(jobID: jobID, ledger: ledger, coordinator: coordinator, signals: signals, pool: pool,
+                                         events: events)
+            await pool.stop()
+            coordinator.requestShutdown()
+            try await group.waitForAll()
+            return result
+        }
+        return Report(jobID: jobID, record: try await ledger.job(jobID), finalize: outcome.finalize, interrupted: outcome.interrupted,
+                      failures: try await failures(jobID, ledger))
+    }
+
+    /// Follows the job until it is finalized or cancelled, or a signal arrives.
+    private func watch(jobID: Int64, ledger: Ledger, coordinator: Coordinator, signals: SignalWatcher, pool: WorkerPool,
+                       events: @escaping @Sendable (Event) -> Void) async throws
+        -> (finalize: CoordinatorNotification.FinalizeResult?, interrupted: Bool) {
+        // One stream of everything the loop waits on, so it never polls a shared flag.
+        enum Wake: Sendable { case finalized(Int64, CoordinatorNotification.FinalizeResult), signal, tick }
+        let (wakes, wake) = AsyncStream.makeStream(of: Wake.self)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await note in coordinator.notifications {
+                    if case let .jobFinalized(id, result) = note { wake.yield(.finalized(id, result)) }
+                }
+            }
+            group.addTask { for await _ in signals.signals { wake.yield(.signal) } }
+            group.addTask {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(500))
+                    wake.yield(.tick)
+                }
+            }
+            defer { group.cancelAll() }
+            var finalized: CoordinatorNotification.FinalizeResult?
+            wake.yield(.tick)
+            for await event in wakes {
+                switch event {
+                case let .finalized(id, result) where id == jobID: finalized = result
+                case .finalized: continue
+                case .signal: return (nil, true)
+                case .tick: break
+                }
+                var record = try await ledger.job(jobID)
+                if let progress = try? await ledger.progress(job: jobID) {
+                    record = progress.job
+                    events(.progress(progress))
+                }
+                if record.state.isFinished, let finalized { return (finalized, false) }
+                if record.state == .cancelled { return (finalized, false) }
+                for (slot, status) in try pool.replaceExited() { events(.workerReplaced(slot: slot, status: status)) }
+            }
+            return (finalized, false)
+        }
+    }
+
+    private func failures(_ jobID: Int64, _ ledger: Ledger) async throws -> [ItemFailure] {
+        var all: [ItemFailure] = []
+        var after: Int64 = -1
+        while all.count < 1000 {
+            let page = try await ledger.failures(job: jobID, limit: 100, afterOrdinal: after)
+            guard let last = page.last else { break }
+            all += page
+            after = last.ordinal
+        }
+        return all
+    }
+
+    /// An ipc endpoint in the state directory, or under /tmp when that path is too long for a
+    /// Unix socket name (about 107 bytes).
+    public static func ipcEndpoint(stateDirectory: String) -> String {
+        let preferred = stateDirectory + "/coordinator.ipc"
+        if preferred.utf8.count < 100 { return "ipc://" + preferred }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in stateDirectory.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return "ipc:///tmp/vtp-\(String(hash, radix: 36)).ipc"
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+
+/// The kinds of work a worker can run on a shard.
+///
+/// Extension point: a new kind (`clip-embed`, `clip-score`) adds a case here, a parameter struct
+/// and a case in ``JobParameters``, and an internal `ShardJob` that says how items are
+/// preprocessed, run through the model and written; the executor, pipeline, summaries and
+/// finalizer are shared.
+public enum JobType: String, Sendable, Codable, CaseIterable {
+    /// VTP reconstruction latents in LightningDiT's layout (issue 4).
+    case latents
+    /// Encoder features (class / patch tokens, pooled) of the last or intermediate blocks.
+    case features
+    /// CLIP image (and caption) embeddings in clip-retrieval's layout, plus a FAISS index (issue 9).
+    case clipEmbed = "clip-embed"
+    /// Image–caption CLIP scores and zero-shot classification (issue 9).
+    case clipScore = "clip-score"
+
+    /// Parses the ledger / wire name.
+    public init(name: String) throws(JobError) {
+        guard let type = JobType(rawValue: name) else { throw .unknownJobType(name) }
+        self = type
+    }
+}
+
+/// A job's parameters, typed by job kind; stored in the ledger as ``json()``.
+public enum JobParameters: Sendable, Equatable {
+    case latents(LatentsParameters)
+    case features(FeaturesParameters)
+    case clipEmbed(ClipEmbedParameters)
+    case clipScore(ClipScoreParameters)
+
+    /// The job kind these parameters belong to.
+    public var jobType: JobType {
+        switch self {
+        case .latents: .latents
+        case .features: .features
+        case .clipEmbed: .clipEmbed
+        case .clipScore: .clipScore
+        }
+    }
+
+    /// Decodes and validates the JSON document of a job of kind `jobType`. Missing keys take
+    /// their defaults; unknown keys are rejected so a misspelt option is not silently ignored.
+    public static func decode(jobType: JobType, json: String) throws(JobError) -> JobParameters {
+        switch jobType {
+        case .latents: .latents(try ParameterDecoding.decode(LatentsParameters.self, json: json))
+        case .features: .features(try ParameterDecoding.decode(FeaturesParameters.self, json: json))
+        case .clipEmbed: .clipEmbed(try ParameterDecoding.decode(ClipEmbedParameters.self, json: json))
+        case .clipScore: .clipScore(try ParameterDecoding.decode(ClipScoreParameters.self, json: json))
+        }
+    }
+
+    /// The canonical JSON document (sorted keys, so equal parameters give equal text).
+    public func json() -> String {
+        switch self {
+        case let .latents(p): ParameterDecoding.encode(p)
+        case let .features(p): ParameterDecoding.encode(p)
+        case let .clipEmbed(p): ParameterDecoding.encode(p)
+        case let .clipScore(p): ParameterDecoding.encode(p)
+        }
+    }
+
+    /// Batch size for inference.
+    public var batchSize: Int {
+        switch self {
+        case let .latents(p): p.batchSize
+        case let .features(p): p.batchSize
+        case let .clipEmbed(p): p.batchSize
+        case let .clipScore(p): p.batchSize
+        }
+    }
+}
+
+/// Parameter structs share strict decoding: unknown keys and type errors name the field.
+protocol JobParameterSet: Codable, Sendable {
+    /// Every JSON key the struct accepts.
+    static var allowedKeys: Set<String> { get }
+    /// Checks value ranges; throws ``JobError/invalidParameter(field:detail:)``.
+    func validate() throws(JobError)
+}
+
+enum ParameterDecoding {
+    static func decode<P: JobParameterSet>(_ type: P.Type, json: String) throws(JobError) -> P {
+        let data = Data(json.utf8)
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw .badParameters(detail: "not valid JSON")
+        }
+        guard let dict = object as? [String: Any] else { throw .badParameters(detail: "expected a JSON object") }
+        if let unknown = dict.keys.sorted().first(where: { !P.allowedKeys.contains($0) }) {
+            throw .invalidParameter(field: unknown, detail: "unknown parameter (known: \(P.allowedKeys.sorted().joined(separator: ", ")))")
+        }
+        let value: P
+        do { value = try JSONDecoder().decode(P.self, from: data) } catch let error as JobError {
+            throw error
+        } catch let DecodingError.typeMismatch(expected, context) {
+            throw .invalidParameter(field: fieldName(context), detail: "expected \(typeName(expected))")
+        } catch let DecodingError.valueNotFound(expected, context) {
+            throw .invalidParameter(field: fieldName(context), detail: "expected \(typeName(expected)), found null")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw .invalidParameter(field: fieldName(context), detail: context.debugDescription)
+        } catch {
+            throw .badParameters(detail: "\(error)")
+        }
+        try value.validate()
+        return value
+    }
+
+    static func encode<P: JobParameterSet>(_ value: P) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain structs of strings, numbers and bools cannot fail.
+        return String(decoding: try! encoder.encode(value), as: UTF8.self)
+    }
+
+    private static func fieldName(_ context: DecodingError.Context) -> String {
+        let path = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }
+        return path.isEmpty ? "(document)" : path.joined(separator: ".")
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type: "an integer"
+        case is Bool.Type: "true or false"
+        case is String.Type: "a string"
+        default: "\(type)"
+        }
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// Decodes an optional key with a default, turning a bad enum string into an error naming the
+    /// key and listing the accepted values.
+    func choice<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ key: Key, default value: E) throws -> E
+    where E.RawValue == String {
+        guard let raw = try decodeIfPresent(String.self, forKey: key) else { return value }
+        guard let parsed = E(rawValue: raw) else {
+            throw JobError.invalidParameter(field: key.stringValue,
+                detail: "'\(raw)' is not one of \(E.allCases.map { $0.rawValue }.joined(separator: ", "))")
+        }
+        return parsed
+    }
+}

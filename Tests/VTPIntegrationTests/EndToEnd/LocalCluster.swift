@@ -1,0 +1,61 @@
+import Foundation
+import VTPVocabulary
+import VTPQueue
+import VTPTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A cluster as on real machines, in one temporary directory: a private PostgreSQL (migrated),
+/// a configuration file pointing at it, and `vtp coordinator` and `vtp worker` processes.
+final class LocalCluster {
+    let dir: TemporaryDirectory
+    let server: EmbeddedPostgres
+    let config: String
+    let metricsPort: Int
+    private(set) var coordinator: SpawnedProcess?
+    private(set) var worker: SpawnedProcess?
+
+    /// Starts the database and writes the configuration; `metrics` picks a port for Prometheus.
+    init(_ label: String, metrics: Bool = false) async throws {
+        dir = try TemporaryDirectory(label)
+        server = try EmbeddedPostgres.temporary()
+        try await server.start()
+        _ = try await Migrator.migrate(database: server.databaseURL)
+        metricsPort = metrics ? Int.random(in: 20_000...60_000) : 0
+        config = dir.file("vtp.toml")
+        try """
+            [database]
+            url = "\(server.connectionURL)"
+            [coordinator]
+            endpoint = "ipc://\(dir.file("c.ipc"))"
+            heartbeat_interval_ms = 200
+            lease_seconds = 5
+            metrics_port = \(metricsPort)
+            [worker]
+            prefetch = 1
+            threads = 1
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    /// Spawns the coordinator and one worker with id `workerID`.
+    func startServices(workerID: String) throws {
+        coordinator = try SpawnedProcess.start(VTPExecutable.path, ["coordinator", "--config", config],
+                                               stdout: dir.file("coordinator.out"), stderr: dir.file("coordinator.err"))
+        worker = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--config", config, "--worker-id", workerID],
+                                          stdout: dir.file("worker.out"), stderr: dir.file("worker.err"))
+    }
+
+    /// The text a service wrote to its log file.
+    func log(_ name: String) -> String { (try? String(contentsOfFile: dir.file(name), encoding: .utf8)) ?? "" }
+
+    /// Kills whatever still runs and removes everything.
+    func tearDown() {
+        for process in [worker, coordinator].compactMap({ $0 }) {
+            kill(process.pid, SIGKILL)
+            _ = process.poll()
+        }
+        try? server.stopBlocking()
+        dir.remove()
+    }
+}

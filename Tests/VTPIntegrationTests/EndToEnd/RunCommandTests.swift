@@ -1,0 +1,198 @@
+import Foundation
+import Testing
+import VTPVocabulary
+import VTPQueue
+import VTPSafeTensors
+import VTPStorage
+import VTPTensor
+import VTPTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `vtp run` as a user runs it: the built binary, a private PostgreSQL, an in-process coordinator
+/// and real worker processes on the tiny fixture model.
+@Suite(.serialized)
+struct RunCommandTests {
+    static let images = ["astronaut.png", "astronaut_rgba.png", "camera_gray.png", "chelsea.jpg", "chelsea_gray.jpg",
+                         "chelsea_tiny.jpg", "coffee.jpg", "coffee_cmyk.jpg", "coffee_palette.png", "dog.png", "hubble_large.jpg",
+                         "rocket.jpg", "rocket_progressive.jpg"]
+
+    /// An ImageFolder tree: `copies` classes each holding every fixture image; returns the source ids.
+    static func makeInput(_ root: String, copies: Int) throws -> Set<String> {
+        var ids: Set<String> = []
+        for copy in 0..<copies {
+            let folder = root + "/class\(String(format: "%02d", copy))"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for name in images {
+                let target = folder + "/" + name
+                // Hard links keep big inputs cheap; fall back to copies across file systems.
+                if link(Fixtures.path("images/" + name), target) != 0 {
+                    try FileManager.default.copyItem(atPath: Fixtures.path("images/" + name), toPath: target)
+                }
+                ids.insert("class\(String(format: "%02d", copy))/" + name)
+            }
+        }
+        return ids
+    }
+
+    /// Source ids of every row of every latent shard, duplicates kept; checks each shard file opens
+    /// and holds as many latents as its sidecar has rows.
+    static func writtenIDs(_ output: String) throws -> [String] {
+        var ids: [String] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: output).sorted()
+        where name.hasPrefix("ids_") && name.hasSuffix(".jsonl") {
+            let rows = try SourceIdSidecar.read(output + "/" + name)
+            let tensorName = name.replacingOccurrences(of: "ids_", with: "latents_").replacingOccurrences(of: ".jsonl", with: ".safetensors")
+            let file = try SafeTensorsFile(path: output + "/" + tensorName)
+            let latents = try file.tensor("latents")
+            #expect(latents.shape.first == rows.count, "\(tensorName): \(latents.shape) for \(rows.count) ids")
+            ids += rows.map(\.sourceId)
+        }
+        return ids
+    }
+
+    /// Kill tests use the model's full 256-pixel input so the job lasts long enough to interrupt.
+    static func runArguments(input: String, output: String, shardSize: Int, imageSize: Int = 64, extra: [String] = []) -> [String] {
+        ["run", "latents", "--model", Fixtures.path("vtp-tiny"), "--input", input, "--output", output, "--workers", "2",
+         "--shard-size", String(shardSize), "--image-size", String(imageSize), "--batch-size", "2"] + extra
+    }
+
+    /// Stops a private server a failed test may have left behind.
+    static func stopLeftoverServer(_ output: String) {
+        let state = output + "/.vtp-state"
+        guard FileManager.default.fileExists(atPath: state + "/postgres/data/postmaster.pid"),
+              let server = try? EmbeddedPostgres(stateDirectory: URL(fileURLWithPath: state)) else { return }
+        // Adopt the running server so this instance may stop it.
+        try? server.startBlocking()
+        try? server.stopBlocking()
+    }
+
+    /// Starts `vtp` in its own process group with output to `logs.out` / `logs.err`.
+    static func spawn(_ arguments: [String], logs: String) throws -> SpawnedProcess {
+        try SpawnedProcess.start(VTPExecutable.path, arguments, stdout: logs + ".out", stderr: logs + ".err")
+    }
+
+    static func summaries(_ output: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []).filter { $0.hasPrefix("summary_") }.sorted()
+    }
+
+    /// Processes whose parent is `parent` and whose command line contains `needle`.
+    static func children(of parent: Int32, containing needle: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 2, Int32(fields[1]) == parent,
+                  let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: cmdline.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(needle)
+        }
+    }
+
+    static func waitUntil(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return condition()
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func runCompletesListsTheCorruptFileAndFailsOnlyBecauseOfIt() throws {
+        let dir = try TemporaryDirectory("e2e-run")
+        defer { Self.stopLeftoverServer(dir.file("out")); Self.stopLeftoverServer(dir.file("out2")); dir.remove() }
+        let expected = try Self.makeInput(dir.file("in"), copies: 1)
+
+        // Clean input: success.
+        let clean = try VTPExecutable.run(Self.runArguments(input: dir.file("in"), output: dir.file("out"), shardSize: 3))
+        #expect(clean.status == 0, "stdout: \(clean.stdout)\nstderr: \(clean.stderr)")
+        #expect(clean.stdout.contains("job 1 completed: 13 items, 13 written, 0 failed"))
+        #expect(try Self.writtenIDs(dir.file("out")).sorted() == expected.sorted())
+        #expect(FileManager.default.fileExists(atPath: dir.file("out/latents_stats.pt")))
+        #expect(FileManager.default.fileExists(atPath: dir.file("out/manifest.json")))
+
+        // One corrupt file: everything else still written, the failure listed, exit status 1.
+        let truncated = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/coffee.jpg"))).prefix(3000)
+        try truncated.write(to: URL(fileURLWithPath: dir.file("in/class00/zz_broken.jpg")))
+        let broken = try VTPExecutable.run(Self.runArguments(input: dir.file("in"), output: dir.file("out2"), shardSize: 3))
+        #expect(broken.status == 1, "stdout: \(broken.stdout)\nstderr: \(broken.stderr)")
+        #expect(broken.stdout.contains("14 items, 13 written, 1 failed"))
+        #expect(broken.stdout.contains("failed items:"))
+        #expect(broken.stdout.contains("class00/zz_broken.jpg:"))
+        #expect(broken.stdout.contains("output: " + dir.file("out2")))
+        #expect(try Self.writtenIDs(dir.file("out2")).sorted() == expected.sorted())
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("out2/manifest.json"))))
+        let failures = (manifest as? [String: Any])?["failures"] as? [[String: Any]]
+        #expect(failures?.map { $0["source_id"] as? String } == ["class00/zz_broken.jpg"])
+
+        // The private PostgreSQL was stopped on exit.
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out2/.vtp-state/postgres/data/postmaster.pid")))
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func jobCompletesExactlyOnceAfterAWorkerIsKilled() async throws {
+        let dir = try TemporaryDirectory("e2e-kill")
+        defer { Self.stopLeftoverServer(dir.file("out")); dir.remove() }
+        let expected = try Self.makeInput(dir.file("in"), copies: 20)  // 260 items in 130 shards
+        let run = try Self.spawn(Self.runArguments(input: dir.file("in"), output: dir.file("out"), shardSize: 2,
+                                                   imageSize: 256, extra: ["--lease-seconds", "3"]), logs: dir.file("run"))
+        #expect(try await Self.waitUntil(120) { Self.summaries(dir.file("out")).count >= 6 })
+        let workers = Self.children(of: run.pid, containing: " worker ")
+        #expect(workers.count == 2)
+        let victim = try #require(workers.first)
+        kill(victim, SIGKILL)
+        let doneAtKill = Self.summaries(dir.file("out")).count
+        #expect(doneAtKill < 100, "the job was nearly over before the kill (\(doneAtKill) shards)")
+
+        let ending = try await run.wait(seconds: 240)
+        let stdout = (try? String(contentsOfFile: dir.file("run.out"), encoding: .utf8)) ?? ""
+        let stderr = (try? String(contentsOfFile: dir.file("run.err"), encoding: .utf8)) ?? ""
+        #expect(ending == .exited(0), "stdout: \(stdout)\nstderr: \(stderr)")
+        #expect(stdout.contains("260 items, 260 written, 0 failed"))
+        #expect(stderr.contains("starting a new one"), "the run should report the replaced worker")
+        let written = try Self.writtenIDs(dir.file("out"))
+        #expect(written.count == 260)
+        #expect(Set(written) == expected)
+    }
+
+    @Test(.timeLimit(.minutes(6)))
+    func rerunAfterKillingTheWholeRunResumesTheSameJob() async throws {
+        let dir = try TemporaryDirectory("e2e-resume")
+        defer { Self.stopLeftoverServer(dir.file("out")); dir.remove() }
+        let expected = try Self.makeInput(dir.file("in"), copies: 20)
+        let arguments = Self.runArguments(input: dir.file("in"), output: dir.file("out"), shardSize: 2, imageSize: 256,
+                                          extra: ["--lease-seconds", "3"])
+        let run = try Self.spawn(arguments, logs: dir.file("first"))
+        #expect(try await Self.waitUntil(120) { Self.summaries(dir.file("out")).count >= 6 })
+
+        // Shards whose summary exists a full second before the kill were recorded in the ledger.
+        var before: [String: (inode: UInt64, modified: Date)] = [:]
+        for name in Self.summaries(dir.file("out")) {
+            let attributes = try FileManager.default.attributesOfItem(atPath: dir.file("out/" + name))
+            before[name] = ((attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0, attributes[.modificationDate] as? Date ?? .distantPast)
+        }
+        try await Task.sleep(for: .seconds(1))
+        let workers = Self.children(of: run.pid, containing: " worker ")
+        #expect(workers.count == 2)
+        kill(-run.pid, SIGKILL)  // the whole process group of `vtp run`
+        #expect(try await run.wait(seconds: 10) == .signalled(SIGKILL))
+        #expect(before.count < 120, "the job was nearly over before the kill")
+        // The orphaned workers notice and stop on their own.
+        #expect(try await Self.waitUntil(10) { workers.allSatisfy { kill($0, 0) != 0 } })
+
+        let again = try VTPExecutable.run(arguments)
+        #expect(again.status == 0, "stdout: \(again.stdout)\nstderr: \(again.stderr)")
+        #expect(again.stderr.contains("resuming job 1:"))
+        #expect(again.stdout.contains("job 1 completed: 260 items, 260 written, 0 failed"))
+        for (name, old) in before {
+            let attributes = try FileManager.default.attributesOfItem(atPath: dir.file("out/" + name))
+            let inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+            #expect(inode == old.inode && attributes[.modificationDate] as? Date == old.modified, "\(name) was redone")
+        }
+        let written = try Self.writtenIDs(dir.file("out"))
+        #expect(written.count == 260)
+        #expect(Set(written) == expected)
+    }
+}

@@ -1,0 +1,17 @@
+import Foundation
+import VTPVocabulary
+@testable import VTPQueue
+
+/// A lease policy short enough for tests to watch leases expire.
+func quickLeases(_ seconds: Double = 0.4) -> LeasePolicy {
+    LeasePolicy(leaseSeconds: seconds, backoffBaseSeconds: 0, backoffCapSeconds: 0)
+}
+
+func items(_ count: Int, prefix: String = "img") -> [JobItem] {
+    (0..<count).map { JobItem(ordinal: $0, sourceId: "\(prefix)-\($0)", location: .file(path: "/data/\(prefix)/\($0).jpg"), label: $0 % 10) }
+}
+
+func testJob(shardSize: Int = 10, priority: Int32 = 0, maxAttempts: Int32 = 3) -> JobSpec {
+    JobSpec(type: "encode", parametersJSON: #"{"resolution": 256}"#, model: "vtp-tiny", inputLocation: "/data/in",
+            outputLocation: "/data/out", priority: priority, maxAttempts: maxAttempts, shardSize: shardSize)
+}
