@@ -46,6 +46,7 @@ public enum JobFinalizer {
         var model = [
             "directory": modelDirectory, "model_type": config.modelType, "patch_size": String(config.visionPatchSize),
             "embed_dim": String(config.visionEmbedDim), "latent_channels": String(config.latentChannels),
+            "precision": parameters.precision.rawValue,
         ]
 
         let statsPath = outputDirectory + "/" + statsFileName

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import VTPVocabulary
 import VTPModel
+import VTPTensor
 
 /// Loaded models by directory, so every shard of a job (and every job on the same checkpoint)
 /// reuses one set of weights.
@@ -21,12 +22,13 @@ public final class ModelCache: Sendable {
 
     /// The model at `directory`, loading it on first use. Loading happens under the lock so two
     /// shards asking at once load it once; it blocks, so call from a thread you own.
-    public func model(at directory: String) throws(JobError) -> VTPModel {
-        let key = URL(fileURLWithPath: directory).standardizedFileURL.path
+    public func model(at directory: String, precision: ComputePrecisionName = .fp32) throws(JobError) -> VTPModel {
+        let key = URL(fileURLWithPath: directory).standardizedFileURL.path + "#" + precision.rawValue
         return try models.withLock { models throws(JobError) in
             if let cached = models[key] { return cached }
             do {
-                let model = try VTPModel(directory: directory, threads: threads)
+                let model = try VTPModel(directory: directory, threads: threads,
+                                         precision: ComputePrecision(rawValue: precision.rawValue) ?? .fp32)
                 models[key] = model
                 return model
             } catch {

@@ -49,7 +49,7 @@ public struct ShardExecutor: Sendable {
     public func execute(_ task: ShardTask, progress: (@Sendable (Int) -> Void)? = nil) throws -> ShardOutcome {
         let start = ContinuousClock.now
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
-        let model = try models.model(at: task.modelDirectory)
+        let model = try models.model(at: task.modelDirectory, precision: parameters.precision)
         do { try FileManager.default.createDirectory(atPath: task.outputDirectory, withIntermediateDirectories: true) } catch {
             throw JobError.writeFailed(path: task.outputDirectory, reason: error.localizedDescription)
         }

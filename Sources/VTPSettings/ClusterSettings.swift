@@ -51,6 +51,9 @@ public struct ClusterSettings: Sendable, Equatable {
         public var threads: Int = 0
         /// Images per model call.
         public var batchSize: Int = 8
+        /// Compute precision (`fp32` or `bf16`) of jobs submitted with this configuration when
+        /// `--precision` is not given; a job keeps the one it was submitted with on every worker.
+        public var precision: String = "fp32"
         /// Shards a worker holds at once (the credit it announces).
         public var prefetch: Int = 2
         /// Threads decoding and preprocessing images ahead of inference.
@@ -137,6 +140,7 @@ public struct ClusterSettings: Sendable, Equatable {
             case "security.worker_public_key_file": security.workerPublicKeyFile = try string()
             case "worker.threads": worker.threads = try int()
             case "worker.batch_size": worker.batchSize = try int()
+            case "worker.precision": worker.precision = try string()
             case "worker.prefetch": worker.prefetch = try int()
             case "worker.decode_threads": worker.decodeThreads = try int()
             case "worker.queue_depth": worker.queueDepth = try int()
@@ -168,6 +172,7 @@ public struct ClusterSettings: Sendable, Equatable {
         try check((0...65535).contains(coordinator.metricsPort), "coordinator.metrics_port",
                   "must be a port number (0 disables), got \(coordinator.metricsPort)")
         try check(!coordinator.metricsAddress.isEmpty, "coordinator.metrics_address", "must not be empty")
+        try check(["fp32", "bf16"].contains(worker.precision), "worker.precision", "must be fp32 or bf16, got '\(worker.precision)'")
         try check((0...1024).contains(worker.threads), "worker.threads", "must be between 0 (all cores) and 1024, got \(worker.threads)")
         try check((1...4096).contains(worker.batchSize), "worker.batch_size", "must be between 1 and 4096, got \(worker.batchSize)")
         try check((1...64).contains(worker.prefetch), "worker.prefetch", "must be between 1 and 64, got \(worker.prefetch)")

@@ -49,12 +49,14 @@ public struct ClipPreprocessing: Sendable, Equatable {
 
 /// Parameters of a `clip-embed` job: clip-retrieval style embeddings plus a FAISS index.
 ///
-/// JSON keys: the ``ClipPreprocessing`` keys, `dtype` (`float16` | `float32`, default `float16`
+/// JSON keys: `precision` (`fp32` | `bf16`, default `fp32`), the ``ClipPreprocessing`` keys, `dtype` (`float16` | `float32`, default `float16`
 /// as clip-retrieval stores them), `batch_size` (32), `text` (true: also embed the captions of
 /// items that have one), `index` (true: the finalizer builds `index/`), `index_exact_threshold`
 /// (100000: collections with at least this many images get an IVF index instead of exact search)
 /// and `index_encoding` (how that IVF index stores vectors, see ``IndexEncodingOption``).
 public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
+    /// Compute precision of the model (`fp32` | `bf16`, default `fp32`), the same for every shard.
+    public var precision: ComputePrecisionName = .fp32
     public var preprocessing: ClipPreprocessing
     public var dtype: OutputDType
     public var batchSize: Int
@@ -74,7 +76,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case imageSize = "image_size", transform, normalize, dtype, batchSize = "batch_size", text, index
+        case imageSize = "image_size", transform, normalize, dtype, batchSize = "batch_size", text, index, precision
         case indexExactThreshold = "index_exact_threshold", indexEncoding = "index_encoding"
     }
 
@@ -82,6 +84,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        precision = try c.choice(ComputePrecisionName.self, .precision, default: .fp32)
         let d = ClipEmbedParameters()
         preprocessing = ClipPreprocessing(
             imageSize: try c.decodeIfPresent(Int.self, forKey: .imageSize),
@@ -97,6 +100,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(precision, forKey: .precision)
         try c.encodeIfPresent(preprocessing.imageSize, forKey: .imageSize)
         try c.encode(preprocessing.transform, forKey: .transform)
         try c.encode(preprocessing.normalize, forKey: .normalize)
@@ -134,13 +138,15 @@ public enum IndexEncodingOption: String, Sendable, Codable, CaseIterable {
 
 /// Parameters of a `clip-score` job.
 ///
-/// JSON keys: the ``ClipPreprocessing`` keys, `batch_size` (32), `classes` (absent: no zero-shot;
+/// JSON keys: `precision` (`fp32` | `bf16`, default `fp32`), the ``ClipPreprocessing`` keys, `batch_size` (32), `classes` (absent: no zero-shot;
 /// `"imagenet"`: the 1,000 OpenAI ImageNet class names; otherwise a path to a UTF-8 file with one
 /// class name per line, blank lines ignored), `templates` (absent or `"openai"`: the 80 OpenAI
 /// ImageNet templates; otherwise a file with one template per line where `{}` stands for the
 /// class name), `top_k` (5), `save_logits` (false: also write each image's logits against every
 /// class, `exp(logit_scale)·cos + logit_bias`, as `scores/logits_{i}.npy`).
 public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
+    /// Compute precision of the model (`fp32` | `bf16`, default `fp32`), the same for every shard.
+    public var precision: ComputePrecisionName = .fp32
     public var preprocessing: ClipPreprocessing
     public var batchSize: Int
     public var classes: String?
@@ -159,7 +165,7 @@ public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case imageSize = "image_size", transform, normalize, batchSize = "batch_size", classes, templates
+        case imageSize = "image_size", transform, normalize, batchSize = "batch_size", classes, templates, precision
         case topK = "top_k", saveLogits = "save_logits"
     }
 
@@ -167,6 +173,7 @@ public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        precision = try c.choice(ComputePrecisionName.self, .precision, default: .fp32)
         let d = ClipScoreParameters()
         preprocessing = ClipPreprocessing(
             imageSize: try c.decodeIfPresent(Int.self, forKey: .imageSize),
@@ -181,6 +188,7 @@ public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(precision, forKey: .precision)
         try c.encodeIfPresent(preprocessing.imageSize, forKey: .imageSize)
         try c.encode(preprocessing.transform, forKey: .transform)
         try c.encode(preprocessing.normalize, forKey: .normalize)

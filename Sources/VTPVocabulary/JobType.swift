@@ -30,6 +30,16 @@ public enum JobParameters: Sendable, Equatable {
     case clipEmbed(ClipEmbedParameters)
     case clipScore(ClipScoreParameters)
 
+    /// The compute precision every shard of the job runs its model in.
+    public var precision: ComputePrecisionName {
+        switch self {
+        case let .latents(p): p.precision
+        case let .features(p): p.precision
+        case let .clipEmbed(p): p.precision
+        case let .clipScore(p): p.precision
+        }
+    }
+
     /// The job kind these parameters belong to.
     public var jobType: JobType {
         switch self {

@@ -1,5 +1,14 @@
 import Foundation
 
+/// The compute precision a job's model runs in (the engine's `ComputePrecision`, named here so the
+/// vocabulary needs no model code).
+public enum ComputePrecisionName: String, Sendable, Codable, CaseIterable {
+    /// float32 products: matches the reference's float32 outputs.
+    case fp32
+    /// bfloat16 products with float32 accumulation, as `torch.autocast` bfloat16.
+    case bf16
+}
+
 /// Input normalization after `ToTensor`.
 public enum NormalizeOption: String, Sendable, Codable, CaseIterable {
     /// timm ImageNet mean/std (VTP's default).
@@ -18,12 +27,14 @@ public enum TransformOption: String, Sendable, Codable, CaseIterable {
 
 /// Parameters of a `latents` job: what LightningDiT's `extract_features.py` does with a VTP encoder.
 ///
-/// JSON keys: `image_size` (256), `normalize` (`imagenet` | `half`, default `imagenet`), `dtype`
+/// JSON keys: `precision` (`fp32` | `bf16`, default `fp32`), `image_size` (256), `normalize` (`imagenet` | `half`, default `imagenet`), `dtype`
 /// (`float32` | `float16` | `bfloat16`, default `float32`), `batch_size` (32), `flip` (true).
 ///
 /// With `flip` false, `latents_flip` still exists (LightningDiT's dataset reads it) but holds the
 /// unflipped latents, so flip augmentation becomes a no-op; the manifest says so.
 public struct LatentsParameters: Sendable, Equatable, JobParameterSet {
+    /// Compute precision of the model (`fp32` | `bf16`, default `fp32`), the same for every shard.
+    public var precision: ComputePrecisionName = .fp32
     public var imageSize: Int
     public var normalize: NormalizeOption
     public var dtype: OutputDType
@@ -40,13 +51,14 @@ public struct LatentsParameters: Sendable, Equatable, JobParameterSet {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case imageSize = "image_size", normalize, dtype, batchSize = "batch_size", flip
+        case imageSize = "image_size", normalize, dtype, batchSize = "batch_size", flip, precision
     }
 
     static let allowedKeys = Set(CodingKeys.allCases.map(\.rawValue))
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        precision = try c.choice(ComputePrecisionName.self, .precision, default: .fp32)
         let d = LatentsParameters()
         imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
         normalize = try c.choice(NormalizeOption.self, .normalize, default: d.normalize)
@@ -57,6 +69,7 @@ public struct LatentsParameters: Sendable, Equatable, JobParameterSet {
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(precision, forKey: .precision)
         try c.encode(imageSize, forKey: .imageSize)
         try c.encode(normalize, forKey: .normalize)
         try c.encode(dtype, forKey: .dtype)
@@ -122,7 +135,7 @@ public enum PoolOption: String, Sendable, Codable, CaseIterable {
 
 /// Parameters of a `features` job.
 ///
-/// JSON keys: `image_size` (256), `transform` (`adm-center-crop` | `resize`, default `resize`, as
+/// JSON keys: `precision` (`fp32` | `bf16`, default `fp32`), `image_size` (256), `transform` (`adm-center-crop` | `resize`, default `resize`, as
 /// VTP's quick start), `normalize` (`imagenet`), `layers` (`"last"` or `{"intermediate": n}`),
 /// `norm` (true: apply the encoder's final norm), `pool` (`cls` | `mean` | `cls+mean`),
 /// `keep_patch_tokens` (false), `dtype` (`float32` | `float16`), `batch_size` (32).
@@ -131,6 +144,8 @@ public enum PoolOption: String, Sendable, Codable, CaseIterable {
 /// `intermediate` layers they are `intermediate_{i}_pooled` / `intermediate_{i}_patch_tokens`,
 /// i = 0 the earliest of the last n blocks (the fixture's naming). No bottleneck is applied.
 public struct FeaturesParameters: Sendable, Equatable, JobParameterSet {
+    /// Compute precision of the model (`fp32` | `bf16`, default `fp32`), the same for every shard.
+    public var precision: ComputePrecisionName = .fp32
     public var imageSize: Int
     public var transform: TransformOption
     public var normalize: NormalizeOption
@@ -156,7 +171,7 @@ public struct FeaturesParameters: Sendable, Equatable, JobParameterSet {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case imageSize = "image_size", transform, normalize, layers, norm, pool
+        case imageSize = "image_size", transform, normalize, layers, norm, pool, precision
         case keepPatchTokens = "keep_patch_tokens", dtype, batchSize = "batch_size"
     }
 
@@ -164,6 +179,7 @@ public struct FeaturesParameters: Sendable, Equatable, JobParameterSet {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        precision = try c.choice(ComputePrecisionName.self, .precision, default: .fp32)
         let d = FeaturesParameters()
         imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
         transform = try c.choice(TransformOption.self, .transform, default: d.transform)
@@ -178,6 +194,7 @@ public struct FeaturesParameters: Sendable, Equatable, JobParameterSet {
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(precision, forKey: .precision)
         try c.encode(imageSize, forKey: .imageSize)
         try c.encode(transform, forKey: .transform)
         try c.encode(normalize, forKey: .normalize)

@@ -14,7 +14,11 @@ import VTPStorage
 
     @Test func jsonRoundTripsAndIsCanonical() throws {
         let latents = JobParameters.latents(LatentsParameters(imageSize: 512, normalize: .half, dtype: .bfloat16, batchSize: 8, flip: false))
-        #expect(latents.json() == #"{"batch_size":8,"dtype":"bfloat16","flip":false,"image_size":512,"normalize":"half"}"#)
+        #expect(latents.json() == #"{"batch_size":8,"dtype":"bfloat16","flip":false,"image_size":512,"normalize":"half","precision":"fp32"}"#)
+        var bf16 = LatentsParameters()
+        bf16.precision = .bf16
+        #expect(try JobParameters.decode(jobType: .latents, json: #"{"precision": "bf16"}"#) == .latents(bf16))
+        #expect(JobParameters.latents(bf16).precision == .bf16)
         #expect(try JobParameters.decode(jobType: .latents, json: latents.json()) == latents)
         let features = JobParameters.features(FeaturesParameters(transform: .admCenterCrop, layers: .intermediate(4), norm: false,
                                                                  pool: .clsMean, keepPatchTokens: true, dtype: .float16))
@@ -37,6 +41,8 @@ import VTPStorage
         (.features, #"{"pool": "max"}"#, "pool"),
         (.features, #"{"transform": "random-crop"}"#, "transform"),
         (.features, #"{"keep_patch_tokens": 1}"#, "keep_patch_tokens"),
+        (.latents, #"{"precision": "fp16"}"#, "precision"),
+        (.features, #"{"precision": 16}"#, "precision"),
     ])
     func invalidValuesNameTheField(type: JobType, json: String, field: String) {
         do {

@@ -32,6 +32,7 @@ import VTPTestSupport
         [worker]
         batch_size = 16   # trailing comment
         prefetch = 4
+        precision = "bf16"
         [coordinator]
         endpoint = 'ipc:///tmp/vtp.sock'
         lease_seconds = 1_200
@@ -40,7 +41,7 @@ import VTPTestSupport
         """)
         defer { dir.remove() }
         let s = try ClusterSettings.load(path: path, environment: [:])
-        #expect(s.worker.batchSize == 16 && s.worker.prefetch == 4)
+        #expect(s.worker.batchSize == 16 && s.worker.prefetch == 4 && s.worker.precision == "bf16")
         #expect(s.coordinator.endpoint == "ipc:///tmp/vtp.sock" && s.coordinator.leaseSeconds == 1200)
         #expect(s.resolveOutput("latents/run1") == "/data/out/latents/run1")
         #expect(s.resolveOutput("/abs") == "/abs")
@@ -50,6 +51,7 @@ import VTPTestSupport
         ("[worker]\nbatch_size = \"8\"", "vtp.toml:2: worker.batch_size: expected an integer, found a string"),
         ("[worker]\nbatch = 8", "vtp.toml:2: worker.batch: unknown key"),
         ("[worker]\nbatch_size = 0", "worker.batch_size: must be between 1 and 4096, got 0"),
+        ("[worker]\nprecision = \"fp16\"", "worker.precision: must be fp32 or bf16, got 'fp16'"),
         ("[coordinator]\nendpoint = \"tcp://0.0.0.0:5555\"", "is not a loopback address"),
         ("[coordinator]\nendpoint = \"http://x\"", "must start with tcp://"),
         ("[worker\nx = 1", "vtp.toml:1: expected ']'"),

@@ -40,6 +40,9 @@ struct JobOptions: ParsableArguments {
     @Option(name: .long, help: "Stored dtype: float32, float16 or bfloat16 (latents only).")
     var dtype: String?
 
+    @Option(name: .long, help: "Compute precision: fp32 or bf16 (default: worker.precision of the configuration, fp32).")
+    var precision: String?
+
     @Option(name: .customLong("batch-size"), help: "Images per model call (default: worker.batch_size of the configuration).")
     var batchSize: Int?
 
@@ -94,6 +97,7 @@ struct JobOptions: ParsableArguments {
         if let normalize { document["normalize"] = normalize }
         if let dtype { document["dtype"] = dtype }
         document["batch_size"] = batchSize ?? settings.worker.batchSize
+        document["precision"] = precision ?? settings.worker.precision
         if let flip { document["flip"] = flip }
         if let transform { document["transform"] = transform }
         if let layers {

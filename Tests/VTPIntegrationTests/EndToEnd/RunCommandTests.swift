@@ -131,6 +131,56 @@ struct RunCommandTests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("out2/.vtp-state/postgres/data/postmaster.pid")))
     }
 
+    /// Latents of every written row, keyed by source id, as raw float32 bits.
+    static func latentBits(_ output: String) throws -> [String: [UInt32]] {
+        var out: [String: [UInt32]] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: output) where name.hasPrefix("ids_") && name.hasSuffix(".jsonl") {
+            let rows = try SourceIdSidecar.read(output + "/" + name)
+            let file = try SafeTensorsFile(path: output + "/" + name.replacingOccurrences(of: "ids_", with: "latents_")
+                .replacingOccurrences(of: ".jsonl", with: ".safetensors"))
+            let latents = try file.tensor("latents")
+            let per = latents.count / max(1, rows.count)
+            for (i, row) in rows.enumerated() { out[row.sourceId] = Array(latents.buffer[(i * per)..<((i + 1) * per)]).map(\.bitPattern) }
+        }
+        return out
+    }
+
+    @Test(.timeLimit(.minutes(4)))
+    func bf16LatentsJobRecordsItsPrecisionAndIsBitIdenticalWhateverTheBatches() throws {
+        let dir = try TemporaryDirectory("e2e-bf16")
+        defer { for o in ["a", "b", "fp32"] { Self.stopLeftoverServer(dir.file(o)) }; dir.remove() }
+        let expected = try Self.makeInput(dir.file("in"), copies: 1)
+        // Same job, formed into different shards and batches: 3-item shards of 2-image batches
+        // against one 13-item shard of 5-image batches.
+        let a = try VTPExecutable.run(Self.runArguments(input: dir.file("in"), output: dir.file("a"), shardSize: 3,
+                                                        extra: ["--precision", "bf16"]))
+        #expect(a.status == 0, "stdout: \(a.stdout)\nstderr: \(a.stderr)")
+        var second = Self.runArguments(input: dir.file("in"), output: dir.file("b"), shardSize: 13, extra: ["--precision", "bf16"])
+        second[second.firstIndex(of: "--batch-size")! + 1] = "5"
+        let b = try VTPExecutable.run(second)
+        #expect(b.status == 0, "stdout: \(b.stdout)\nstderr: \(b.stderr)")
+        let fp32 = try VTPExecutable.run(Self.runArguments(input: dir.file("in"), output: dir.file("fp32"), shardSize: 13))
+        #expect(fp32.status == 0, "stdout: \(fp32.stdout)\nstderr: \(fp32.stderr)")
+
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("a/manifest.json")))) as? [String: Any]
+        #expect((manifest?["model"] as? [String: Any])?["precision"] as? String == "bf16")
+        let fp32Manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("fp32/manifest.json")))) as? [String: Any]
+        #expect((fp32Manifest?["model"] as? [String: Any])?["precision"] as? String == "fp32")
+
+        let bitsA = try Self.latentBits(dir.file("a")), bitsB = try Self.latentBits(dir.file("b")), bitsF = try Self.latentBits(dir.file("fp32"))
+        #expect(Set(bitsA.keys) == expected && Set(bitsB.keys) == expected)
+        for id in expected { #expect(bitsA[id] == bitsB[id], "\(id): bf16 latents differ between batchings") }
+        // bf16 is close to fp32, and not the same computation.
+        var diff = 0.0, magnitude = 0.0, identical = true
+        for id in expected {
+            let x = bitsA[id]!.map { Double(Float(bitPattern: $0)) }, y = bitsF[id]!.map { Double(Float(bitPattern: $0)) }
+            for (u, v) in zip(x, y) { diff += abs(u - v); magnitude += abs(v) }
+            identical = identical && bitsA[id] == bitsF[id]
+        }
+        #expect(!identical)
+        #expect(diff / magnitude < 2e-2, "bf16 vs fp32 mean relative difference \(diff / magnitude)")
+    }
+
     @Test(.timeLimit(.minutes(5)))
     func jobCompletesExactlyOnceAfterAWorkerIsKilled() async throws {
         let dir = try TemporaryDirectory("e2e-kill")
