@@ -188,7 +188,7 @@ public final class PackedWeight: @unchecked Sendable {
                                   ldr: epilogue.residualStride ?? ldc, scale: epilogue.scale)
             let status = vtp_gemm(path, Int32(rows), Int32(n), Int32(k), a, lda, packed, c, ldc,
                                   Int32(panels.lowerBound), Int32(panels.upperBound), &ep)
-            if status != 0 { fatalError("vtp_gemm could not allocate its packing buffer") }
+            if status != 0 { fatalError("vtp_gemm could not allocate its packing buffer") }  // out of memory
             return
         }
         let weight = dense!
@@ -281,15 +281,13 @@ public enum FusedAttention {
         guard let path = engine.path else { return false }
         let hd = dim / heads
         let scale = 1 / Float(hd).squareRoot()
-        let scratchBytes = vtp_attention_scratch_bytes(path, Int32(n), Int32(hd))
         pool.parallelFor(batch * heads) { pairs in
-            let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes, alignment: 64)
-            defer { scratch.deallocate() }
             for pair in pairs {
                 let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
                 let base = qkv + b * n * 3 * dim
-                vtp_attention(path, base + h * hd, base + dim + h * hd, base + 2 * dim + h * hd, 3 * dim, Int32(n), Int32(hd),
-                              scale, causal ? 1 : 0, out + b * n * dim + h * hd, dim, scratch)
+                let status = vtp_attention(path, base + h * hd, base + dim + h * hd, base + 2 * dim + h * hd, 3 * dim,
+                                           Int32(n), Int32(hd), scale, causal ? 1 : 0, out + b * n * dim + h * hd, dim)
+                if status != 0 { fatalError("vtp_attention could not allocate its scratch") }
             }
         }
         return true

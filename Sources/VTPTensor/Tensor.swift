@@ -84,8 +84,9 @@ public struct Tensor: @unchecked Sendable {
 /// `@unchecked Sendable`: the buffer is written only by the code that allocated it, before the
 /// tensor is shared; afterwards it is read-only, so concurrent reads are safe.
 public final class TensorStorage: @unchecked Sendable {
-    /// First element. Write through it only when ``isReadOnly`` is false.
-    public let pointer: UnsafeMutablePointer<Float>
+    /// First element. Not public: writes go through ``Tensor/mutablePointer``, which refuses
+    /// read-only (memory-mapped) storage.
+    @usableFromInline let pointer: UnsafeMutablePointer<Float>
     /// True for memory borrowed from an owner that maps it read-only.
     public let isReadOnly: Bool
     /// Element count.

@@ -54,3 +54,21 @@ import VTPTestSupport
         #expect(throws: SafeTensorsError.badHeader(path: junk, detail: "header is not JSON")) { try SafeTensorsFile(path: junk) }
     }
 }
+
+/// Weights borrowed from a read-only mapping cannot be written through the public API: the one
+/// mutable accessor traps (an exit test, since a write there would otherwise fault or corrupt).
+@Suite struct ReadOnlyWeightTests {
+    @Test func mappedWeightsAreReadOnly() throws {
+        let file = try SafeTensorsFile(path: Fixtures.path("vtp-tiny/model.safetensors"))
+        #expect(try file.tensor("trunk.cls_token").storage.isReadOnly)
+        #expect(!Tensor(zeros: [4]).storage.isReadOnly)
+    }
+
+    @Test func writingThroughAMappedWeightTraps() async {
+        await #expect(processExitsWith: .failure) {
+            let file = try SafeTensorsFile(path: Fixtures.path("vtp-tiny/model.safetensors"))
+            let weight = try file.tensor("trunk.cls_token")
+            weight.mutablePointer[0] = 1
+        }
+    }
+}

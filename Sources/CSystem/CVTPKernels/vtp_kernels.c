@@ -370,6 +370,23 @@ static inline size_t b_depth_offset(const path_info *P, int k0) {
     return P->b_bf16 ? (size_t)(k0 / 2) * P->nr * 4 : (size_t)k0 * P->nr * 4;
 }
 
+// MARK: Scratch
+
+/// Per-thread, grow-only scratch buffers. Packing buffers are needed for every product; taking
+/// them from malloc each time left freed blocks in every worker thread's arena, and resident memory
+/// grew by tens of megabytes per forward pass.
+typedef struct { void *pointer; size_t bytes; } scratch_buffer;
+static _Thread_local scratch_buffer scratch_a, scratch_b, scratch_attention;
+
+static void *scratch(scratch_buffer *s, size_t bytes) {
+    if (s->bytes >= bytes) return s->pointer;
+    free(s->pointer);
+    size_t rounded = (bytes + 4095) & ~(size_t)4095;
+    s->pointer = aligned_alloc(64, rounded);
+    s->bytes = s->pointer ? rounded : 0;
+    return s->pointer;
+}
+
 // MARK: GEMM
 
 int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
@@ -392,9 +409,9 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
     size_t panel_stride = vtp_packed_bytes(path, nr, k);
     size_t abytes = (size_t)ceil_div(MC, P->mr) * a_panel_bytes(P, P->kc);
     int widen = P->b_bf16 && !P->a_pairs;
-    void *abuf = aligned_alloc(64, (abytes + 63) & ~(size_t)63);
-    float *bbuf = widen ? aligned_alloc(64, (size_t)round_up(P->kc, 2) * nr * sizeof(float)) : NULL;
-    if (!abuf || (widen && !bbuf)) { free(abuf); free(bbuf); return -1; }
+    void *abuf = scratch(&scratch_a, abytes);
+    float *bbuf = widen ? scratch(&scratch_b, (size_t)round_up(P->kc, 2) * nr * sizeof(float)) : NULL;
+    if (!abuf || (widen && !bbuf)) return -1;
     for (int k0 = 0; k0 < k; k0 += P->kc) {
         int kc = k - k0 < P->kc ? k - k0 : P->kc;
         size_t apanel = a_panel_bytes(P, kc);
@@ -425,8 +442,6 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
             }
         }
     }
-    free(abuf);
-    free(bbuf);
     return 0;
 }
 
@@ -563,10 +578,12 @@ static void softmax_tile(int path, float *scores, int rows, int q0, int key0, in
     }
 }
 
-void vtp_attention(int path, const float *q, const float *k, const float *v, long ld, int n, int hd,
-                   float scale, int causal, float *out, long ldo, void *scratch) {
+int vtp_attention(int path, const float *q, const float *k, const float *v, long ld, int n, int hd,
+                  float scale, int causal, float *out, long ldo) {
     const path_info *P = &PATHS[path];
-    attention_layout L = attention_regions(path, n, hd, (char *)scratch);
+    char *base = scratch(&scratch_attention, vtp_attention_scratch_bytes(path, n, hd));
+    if (!base) return -1;
+    attention_layout L = attention_regions(path, n, hd, base);
     int npad = round_up(n, KEY_TILE), hdp = round_up(hd, P->nr), mr = P->mr, nr = P->nr;
     int format = attention_b_format(P);
     size_t kstride = b_bytes(format, nr, nr, hd), vstride = b_bytes(format, nr, nr, npad);
@@ -609,4 +626,5 @@ void vtp_attention(int path, const float *q, const float *k, const float *v, lon
             for (int d = 0; d < hd; d++) dst[d] = o[d] * inv;
         }
     }
+    return 0;
 }

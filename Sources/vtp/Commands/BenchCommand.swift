@@ -31,6 +31,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() throws {
             let vtp = try VTPModel(directory: model, threads: threads, precision: precision)
+            let loadedRSS = ModelBenchmark.maxResidentBytes
             let threads = vtp.pool.threads
             let gemm = ModelBenchmark.engineGFlops(engine: vtp.engine, threads: threads)
             let sgemm = ModelBenchmark.sgemmGFlops(threads: threads)
@@ -41,7 +42,7 @@ struct BenchCommand: AsyncParsableCommand {
                 let object: [String: Any] = [
                     "model": model, "precision": precision.rawValue, "batch": batch, "threads": threads,
                     "isa": vtp.engine.isa.rawValue, "blas_core": BLAS.coreName, "gemm_gflops": gemm, "sgemm_gflops": sgemm,
-                    "weight_bytes": vtp.weightBytes, "max_rss_bytes": rss,
+                    "weight_bytes": vtp.weightBytes, "max_rss_bytes": rss, "max_rss_after_load_bytes": loadedRSS,
                     "methods": results.map { ["method": names[$0.operation] ?? $0.operation, "items_per_second": $0.itemsPerSecond,
                                               "gflops": $0.gflops, "seconds_per_batch": $0.secondsPerBatch] },
                 ]
@@ -56,8 +57,8 @@ struct BenchCommand: AsyncParsableCommand {
                 print(String(format: "%-11@ %8.2f items/s  %7.1f GFLOP/s  (%.0f%% of the engine GEMM)  %.3f s/batch",
                              r.operation as NSString, r.itemsPerSecond, r.gflops, 100 * r.gflops / gemm, r.secondsPerBatch))
             }
-            print(String(format: "weights resident: %.1f MiB; peak memory of this process: %.1f MiB",
-                         Double(vtp.weightBytes) / 1_048_576, Double(rss) / 1_048_576))
+            print(String(format: "weights resident: %.1f MiB; peak memory of this process: %.1f MiB (%.1f MiB after loading)",
+                         Double(vtp.weightBytes) / 1_048_576, Double(rss) / 1_048_576, Double(loadedRSS) / 1_048_576))
         }
     }
 

@@ -70,7 +70,7 @@ typedef struct {
 
 /// `C[m × cols] = epilogue(A[m × k] · op(B))` over the panels panel_begin..<panel_end of a B
 /// packed for `path` with n columns and depth k (columns past n are not written). A is float32 and
-/// is packed per call (rounded to bfloat16 on bf16 paths). `ep` may be NULL (alpha 1, nothing else).
+/// is packed per call (rounded to bfloat16 on bf16 paths) into a per-thread buffer. `ep` may be NULL.
 /// C, bias, residual and scale are indexed by the full column index. Returns 0, or -1 when scratch
 /// memory could not be allocated.
 int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
@@ -83,9 +83,10 @@ size_t vtp_attention_scratch_bytes(int path, int n, int hd);
 /// (views into a packed qkv buffer); out is n × hd with row stride ldo. Softmax runs online over
 /// tiles of 64 keys, so no n × n score matrix exists; `causal` hides keys after each query. On bf16
 /// paths q, k, v and the probabilities are rounded to bfloat16 at the products, accumulation and
-/// softmax stay float32. `scratch` has vtp_attention_scratch_bytes bytes, 64-byte aligned.
-void vtp_attention(int path, const float *q, const float *k, const float *v, long ld, int n, int hd,
-                   float scale, int causal, float *out, long ldo, void *scratch);
+/// softmax stay float32. Scratch (vtp_attention_scratch_bytes) is kept per thread. Returns 0, or -1
+/// when the scratch could not be allocated.
+int vtp_attention(int path, const float *q, const float *k, const float *v, long ld, int n, int hd,
+                  float scale, int causal, float *out, long ldo);
 
 /// Rounds float32 to bfloat16 bits (nearest-even; NaN stays a quiet NaN), as PyTorch does.
 void vtp_round_bf16(const float *src, uint16_t *dst, size_t count);
