@@ -12,10 +12,10 @@ final class WeightStore {
     /// How GEMM weights are packed for this load.
     let engine: MatmulEngine
 
-    /// The engine of the CLIP projection heads: always float32 on the same kernel path. They run
-    /// one row per image or text (well under 0.1% of the work), and in bfloat16 their rounding
-    /// would reach the similarity scores undamped, where unit-vector dot products near zero make
-    /// every absolute error a large relative one.
+    /// The engine of the heads (the feature bottleneck and the CLIP projections): always float32
+    /// on the same kernel path. They are well under 0.1% of the work, and in bfloat16 their rounding
+    /// would reach the outputs undamped: the latents diffusion training reads, and similarity scores,
+    /// where unit-vector dot products near zero make every absolute error a large relative one.
     var headEngine: MatmulEngine { MatmulEngine(isa: engine.isa, precision: .fp32) }
     private var files: [String: SafeTensorsFile] = [:]
     private var location: [String: String] = [:]
