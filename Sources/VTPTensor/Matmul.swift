@@ -23,6 +23,10 @@ public enum KernelISA: String, Sendable, CaseIterable, Codable {
     /// The AVX-512 tile geometry and code compiled for AVX2, so machines without AVX-512 can test
     /// the packing, tiling and epilogues the AVX-512 paths run. Slower; never picked by itself.
     case check
+    /// The `avx512bf16` path's bf16 packing (A and B in bfloat16 pairs) and tiles, with `vdpbf16ps`
+    /// emulated on AVX2: lets machines without AVX512_BF16 test everything of that path but the
+    /// instruction. fp32 runs as `check`.
+    case checkDPBF16 = "check-avx512bf16"
     /// OpenBLAS sgemm (the portable fallback); bf16 rounds weights and activations to bf16 values.
     case blas
 
@@ -38,7 +42,7 @@ public enum KernelISA: String, Sendable, CaseIterable, Codable {
 
     /// Whether this CPU can run the path.
     public var isSupported: Bool {
-        let rank: (KernelISA) -> Int = { [.blas: 0, .avx2: 1, .check: 1, .avx512: 2, .avx512bf16: 3][$0]! }
+        let rank: (KernelISA) -> Int = { [.blas: 0, .avx2: 1, .check: 1, .checkDPBF16: 1, .avx512: 2, .avx512bf16: 3][$0]! }
         return rank(self) <= rank(Self.detected)
     }
 
@@ -85,6 +89,7 @@ public struct MatmulEngine: Sendable, Equatable {
         case .avx512: path = Int32((bf16 ? VTP_PATH_AVX512_BF16 : VTP_PATH_AVX512_F32).rawValue)
         case .avx2: path = Int32((bf16 ? VTP_PATH_AVX2_BF16 : VTP_PATH_AVX2_F32).rawValue)
         case .check: path = Int32((bf16 ? VTP_PATH_CHECK_BF16 : VTP_PATH_CHECK_F32).rawValue)
+        case .checkDPBF16: path = Int32((bf16 ? VTP_PATH_CHECK_DPBF16 : VTP_PATH_CHECK_F32).rawValue)
         case .blas: path = nil
         }
     }

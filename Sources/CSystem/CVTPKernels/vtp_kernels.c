@@ -43,6 +43,7 @@ static const path_info PATHS[] = {
     [VTP_PATH_AVX512_F32] = {12, 32, 192, 0, 0, 0, VTP_ISA_AVX512},
     [VTP_PATH_AVX512_BF16] = {12, 32, 192, 1, 0, 1, VTP_ISA_AVX512},
     [VTP_PATH_AVX512BF16] = {12, 32, 384, 1, 1, 0, VTP_ISA_AVX512BF16},
+    [VTP_PATH_CHECK_DPBF16] = {12, 32, 384, 1, 1, 0, VTP_ISA_AVX2},
 };
 
 static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
@@ -338,6 +339,36 @@ __attribute__((target("avx512f,avx512bf16"))) static void dpbf16_tile(int kc, co
 DEFINE_TILES(check, NO_TARGET, 12, 32, vf16, vu16, 16)
 #endif
 
+#ifdef VTP_X86
+/// The vdpbf16ps tile's inputs and order, with the instruction emulated on AVX2: each lane adds
+/// the even-depth product, then the odd one (both exact in float32, each added with one rounding).
+__attribute__((target("avx2,fma"))) static void dpbf16_check_tile(int kc, const uint32_t *pa, const uint32_t *pb,
+                                                                  const tile_out *o) {
+    enum { NV = 2 };
+    float tile[12 * 32] __attribute__((aligned(64)));
+    vf16 acc[12][NV];
+    TILE_BEGIN(vf16, 12, 32, NV, acc, tile, o);
+    int pairs = ceil_div(kc, 2);
+    for (int kp = 0; kp < pairs; kp++) {
+        vu16 w[NV];
+        memcpy(w, pb, sizeof w);
+        PRAGMA_UNROLL for (int i = 0; i < 12; i++) {
+            uint32_t evenBits = pa[i] << 16, oddBits = pa[i] & 0xffff0000u;
+            float ae, ao;
+            memcpy(&ae, &evenBits, 4);
+            memcpy(&ao, &oddBits, 4);
+            PRAGMA_UNROLL for (int v = 0; v < NV; v++) {
+                acc[i][v] = __builtin_elementwise_fma(-(vf16){} + ae, (vf16)(w[v] << 16), acc[i][v]);
+                acc[i][v] = __builtin_elementwise_fma(-(vf16){} + ao, (vf16)(w[v] & 0xffff0000u), acc[i][v]);
+            }
+        }
+        pa += 12;
+        pb += 32;
+    }
+    TILE_FINISH(vf16, 12, 32, NV, acc, tile, o);
+}
+#endif
+
 /// Runs one tile of `path` over `kc` depths: the vdpbf16ps tile on pair-packed inputs, else the
 /// float32 tile of the path's geometry (widening paths hand it B already widened to float32).
 static void run_tile(int path, int kc, const void *pa, const void *pb, const tile_out *o) {
@@ -350,6 +381,7 @@ static void run_tile(int path, int kc, const void *pa, const void *pb, const til
     case VTP_PATH_AVX512_F32:
     case VTP_PATH_AVX512_BF16: f32_tile_avx512(kc, pa, pb, o); return;
     case VTP_PATH_AVX512BF16: dpbf16_tile(kc, pa, pb, o); return;
+    case VTP_PATH_CHECK_DPBF16: dpbf16_check_tile(kc, pa, pb, o); return;
 #endif
     default: abort();
     }

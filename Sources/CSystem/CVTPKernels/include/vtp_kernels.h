@@ -38,6 +38,7 @@ typedef enum {
     VTP_PATH_AVX512_F32 = 4,     ///< 12×32 float32 FMA tiles
     VTP_PATH_AVX512_BF16 = 5,    ///< 12×32 tiles, bf16 weights widened to float32
     VTP_PATH_AVX512BF16 = 6,     ///< 12×32 vdpbf16ps tiles
+    VTP_PATH_CHECK_DPBF16 = 7,   ///< the vdpbf16ps path's packing and tiles, the instruction emulated on AVX2
 } vtp_path;
 
 /// Whether `path` keeps its weights (packed B) in bfloat16.
