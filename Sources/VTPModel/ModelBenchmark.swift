@@ -34,14 +34,21 @@ public struct ModelBenchmark: Sendable {
         return times.min()!
     }
 
+    /// A (m × k), B (n × k) with fixed non-zero values, and C (m × n): the operands both GEMM
+    /// baselines time, so they measure the same product.
+    static func gemmOperands(m: Int, n: Int, k: Int) -> (Tensor, Tensor, Tensor) {
+        let a = Tensor(zeros: [m, k]), b = Tensor(zeros: [n, k]), c = Tensor(zeros: [m, n])
+        for i in 0..<a.count { a.mutablePointer[i] = Float(i % 7) * 0.01 }
+        for i in 0..<b.count { b.mutablePointer[i] = Float(i % 5) * 0.01 }
+        return (a, b, c)
+    }
+
     /// GFLOP/s of an sgemm of the model's largest shape class (m × n × k, B transposed like a
     /// `Linear` weight) on `threads` cores: the better of OpenBLAS's own threading and the engine's
     /// row-split over single-threaded OpenBLAS, so the baseline is the fastest sgemm this machine gives.
     public static func sgemmGFlops(threads: Int, m: Int = 2048, n: Int = 2048, k: Int = 768, iterations: Int = 5) -> Double {
-        let a = Tensor(zeros: [m, k]), b = Tensor(zeros: [n, k]), c = Tensor(zeros: [m, n])
+        let (a, b, c) = gemmOperands(m: m, n: n, k: k)
         defer { withExtendedLifetime((a, b, c)) {} }
-        for i in 0..<a.count { a.mutablePointer[i] = Float(i % 7) * 0.01 }
-        for i in 0..<b.count { b.mutablePointer[i] = Float(i % 5) * 0.01 }
         let previous = BLAS.threadCount
         defer { BLAS.setThreadCount(previous) }
         BLAS.setThreadCount(threads)
@@ -60,10 +67,8 @@ public struct ModelBenchmark: Sendable {
     /// as ``sgemmGFlops(threads:m:n:k:iterations:)``: what every layer of the model runs on.
     public static func engineGFlops(engine: MatmulEngine, threads: Int, m: Int = 2048, n: Int = 2048, k: Int = 768,
                                     iterations: Int = 5) -> Double {
-        let a = Tensor(zeros: [m, k]), b = Tensor(zeros: [n, k]), c = Tensor(zeros: [m, n])
+        let (a, b, c) = gemmOperands(m: m, n: n, k: k)
         defer { withExtendedLifetime((a, b, c)) {} }
-        for i in 0..<a.count { a.mutablePointer[i] = Float(i % 7) * 0.01 }
-        for i in 0..<b.count { b.mutablePointer[i] = Float(i % 5) * 0.01 }
         let weight = PackedWeight(b, n: n, k: k, engine: engine)
         let pool = ComputePool(threads: threads)
         let t = time(iterations: iterations) { Matmul.apply(weight, a.pointer, rows: m, into: c.mutablePointer, pool: pool) }

@@ -52,8 +52,7 @@ public final class VTPModel: @unchecked Sendable {
         self.directory = directory
         pool = ComputePool(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         BLAS.setThreadCount(1)
-        if let isa, !isa.isSupported { throw KernelError.unsupportedISA(isa, detected: KernelISA.detected) }
-        engine = MatmulEngine(isa: try isa ?? KernelISA.fromEnvironment(), precision: precision)
+        engine = try MatmulEngine.resolve(precision: precision, isa: isa)
         let config = try VTPConfig.load(path: directory + "/config.json")
         self.config = config
         let store = try WeightStore(directory: directory, engine: engine)

@@ -68,14 +68,7 @@ final class WeightStore {
 
     /// The float32 tensor `name`, which must have exactly `shape`.
     func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
-        guard let path = location[name], let file = files[path] else {
-            throw VTPModelError.missingTensor(file: directory + "/model.safetensors", tensor: name, expectedShape: shape)
-        }
-        let info = file.tensors[name]!
-        // A scalar parameter saved as shape [] or [1] is the same value.
-        let same = info.shape == shape || (info.elementCount == 1 && shape.reduce(1, *) == 1)
-        guard same else { throw VTPModelError.wrongShape(file: path, tensor: name, found: info.shape, expected: shape) }
-        used.insert(name)
+        let (path, file) = try checkedFile(name, shape)
         do { return try file.tensor(name).reshaped(shape) } catch let e as SafeTensorsError {
             throw VTPModelError.checkpoint(path: path, problem: "\(e)")
         }
@@ -86,8 +79,8 @@ final class WeightStore {
     /// are released so one copy of each weight stays resident.
     func packedWeight(_ name: String, _ shape: [Int], n: Int, k: Int, transposed: Bool = true, engine: MatmulEngine) throws -> PackedWeight {
         let packed: PackedWeight
-        if transposed, dtype(name) == .bf16, engine.storesBFloat16, let path = location[name], let file = files[path] {
-            _ = try tensorInfo(name, shape)
+        if transposed, dtype(name) == .bf16, engine.storesBFloat16 {
+            let (_, file) = try checkedFile(name, shape)
             let bytes = try file.rawBytes(name)
             packed = PackedWeight(bfloat16: bytes.baseAddress!, n: n, k: k, engine: engine)
         } else {
@@ -99,15 +92,17 @@ final class WeightStore {
         return packed
     }
 
-    /// Checks `name` exists with `shape` and records it as used.
-    private func tensorInfo(_ name: String, _ shape: [Int]) throws -> SafeTensorInfo {
+    /// The file holding `name`, after checking the tensor exists with `shape` (a scalar saved as
+    /// shape [] or [1] is the same value); records it as used.
+    private func checkedFile(_ name: String, _ shape: [Int]) throws -> (path: String, file: SafeTensorsFile) {
         guard let path = location[name], let file = files[path] else {
             throw VTPModelError.missingTensor(file: directory + "/model.safetensors", tensor: name, expectedShape: shape)
         }
         let info = file.tensors[name]!
-        guard info.shape == shape else { throw VTPModelError.wrongShape(file: path, tensor: name, found: info.shape, expected: shape) }
+        let same = info.shape == shape || (info.elementCount == 1 && shape.reduce(1, *) == 1)
+        guard same else { throw VTPModelError.wrongShape(file: path, tensor: name, found: info.shape, expected: shape) }
         used.insert(name)
-        return info
+        return (path, file)
     }
 
     /// Like ``tensor(_:_:)`` but `nil` when absent.

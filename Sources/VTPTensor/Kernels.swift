@@ -19,27 +19,6 @@ public enum Kernels {
         }
     }
 
-    /// `x[i] += y[i] * scale[i % n]` (a residual add through LayerScale), or plain `x += y`.
-    public static func addResidual(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int,
-                                   n: Int, scale: UnsafePointer<Float>?) {
-        if let scale {
-            let rows = count / n
-            for r in 0..<rows {
-                let xr = x + r * n, yr = y + r * n
-                for i in 0..<n { xr[i] += yr[i] * scale[i] }
-            }
-        } else {
-            var i = 0
-            while i + 8 <= count {
-                let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-                    + UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(x + i).storeBytes(of: v, as: SIMD8<Float>.self)
-                i += 8
-            }
-            while i < count { x[i] += y[i]; i += 1 }
-        }
-    }
-
     /// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * weight + bias`,
     /// with biased variance as PyTorch uses; statistics accumulate in double.
     public static func layerNorm(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, n: Int,

@@ -52,8 +52,14 @@ public enum KernelISA: String, Sendable, CaseIterable, Codable {
         guard let isa = KernelISA(rawValue: name) else {
             throw KernelError.unknownISA(name)
         }
-        guard isa.isSupported else { throw KernelError.unsupportedISA(isa, detected: detected) }
-        return isa
+        return try resolve(isa)
+    }
+
+    /// `explicit` when given (an error when this CPU cannot run it), else ``fromEnvironment(_:)``.
+    public static func resolve(_ explicit: KernelISA?) throws -> KernelISA {
+        guard let explicit else { return try fromEnvironment() }
+        guard explicit.isSupported else { throw KernelError.unsupportedISA(explicit, detected: detected) }
+        return explicit
     }
 }
 
@@ -94,9 +100,9 @@ public struct MatmulEngine: Sendable, Equatable {
         }
     }
 
-    /// The engine for `precision` on the path `VTP_ISA` names (or the best one detected).
-    public static func resolve(precision: ComputePrecision) throws -> MatmulEngine {
-        MatmulEngine(isa: try KernelISA.fromEnvironment(), precision: precision)
+    /// The engine for `precision` on `isa`, or on the path `VTP_ISA` names (or the best one detected).
+    public static func resolve(precision: ComputePrecision, isa: KernelISA? = nil) throws -> MatmulEngine {
+        MatmulEngine(isa: try KernelISA.resolve(isa), precision: precision)
     }
 
     /// Whether packed weights live in bfloat16.
@@ -196,9 +202,8 @@ public final class PackedWeight: @unchecked Sendable {
             if status != 0 { fatalError("vtp_gemm could not allocate its packing buffer") }  // out of memory
             return
         }
+        // On OpenBLAS one "panel" is all n columns (panelCount is 1), so `panels` is always 0..<1.
         let weight = dense!
-        let columns = panels.lowerBound..<min(n, panels.upperBound)  // one "panel" is all of n on OpenBLAS
-        precondition(columns == 0..<n, "OpenBLAS products run whole rows")
         var source = a, sourceStride = lda
         var rounded: UnsafeMutablePointer<Float>?
         if engine.precision == .bf16 {

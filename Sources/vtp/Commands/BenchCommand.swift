@@ -37,13 +37,12 @@ struct BenchCommand: AsyncParsableCommand {
             let sgemm = ModelBenchmark.sgemmGFlops(threads: threads)
             let results = try ModelBenchmark(batch: batch, iterations: iterations).run(model: vtp)
             let rss = ModelBenchmark.maxResidentBytes
-            let names = ["encode": "encode", "decode": "decode", "clip-image": "clip-image", "clip-text": "clip-text"]
             if json {
                 let object: [String: Any] = [
                     "model": model, "precision": precision.rawValue, "batch": batch, "threads": threads,
                     "isa": vtp.engine.isa.rawValue, "blas_core": BLAS.coreName, "gemm_gflops": gemm, "sgemm_gflops": sgemm,
                     "weight_bytes": vtp.weightBytes, "max_rss_bytes": rss, "max_rss_after_load_bytes": loadedRSS,
-                    "methods": results.map { ["method": names[$0.operation] ?? $0.operation, "items_per_second": $0.itemsPerSecond,
+                    "methods": results.map { ["method": $0.operation, "items_per_second": $0.itemsPerSecond,
                                               "gflops": $0.gflops, "seconds_per_batch": $0.secondsPerBatch] },
                 ]
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
