@@ -1,0 +1,207 @@
+import Foundation
+import Testing
+import VTPQueue
+import VTPTestSupport
+import VTPVocabulary
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Faults against the shipped binaries: a real PostgreSQL, `vtp coordinator`, three `vtp worker`
+/// processes and a latents job on the tiny model. Each scenario ends with the checker: every input
+/// written exactly once (or recorded as a failure when it is poison), bit-identical to a clean
+/// `vtp run` of the same input with other shards and batches.
+///
+/// CI runs the short scale; `VTP_CHAOS=long swift test --filter ChaosTests` runs 3,000 images in
+/// 1,000 shards with the issue's timing and prints the figures (`chaos figures | …` lines).
+@Suite(.serialized)
+struct ChaosTests {
+    let scale = ChaosScale.current
+
+    /// Runs one scenario: start the cluster, submit, inject `fault` until the job is finished, check.
+    private func scenario(_ name: String, maxAttempts: Int = 3, extraConfig: String = "",
+                          fault: ((ChaosCluster, Int) async throws -> Void)? = nil,
+                          prepare: (ChaosCluster) async throws -> Void = { _ in },
+                          expectedFailures: (ChaosCluster) -> Set<String> = { _ in [] }) async throws -> ChaosFigures {
+        let reference = try await ChaosReference.shared.latents(scale: scale)
+        let cluster = try await ChaosCluster("chaos-\(name)", scale: scale, maxAttempts: maxAttempts, extraConfig: extraConfig)
+        defer { cluster.tearDown() }
+        var expected = try cluster.makeInput()
+        try await prepare(cluster)
+        let poison = expectedFailures(cluster)
+        expected.formUnion(poison)
+        try cluster.start()
+        let job = try cluster.submit()
+        let (seconds, faults) = try await cluster.waitForFinish(job: job, fault: fault.map { fault in { try await fault(cluster, $0) } })
+        if fault != nil { #expect(faults > 0, "\(name): the job ended before the first fault") }
+        let record = try await cluster.ledger.job(job)
+        return try ChaosChecker.check(name, output: cluster.dir.file("out"), expected: expected, reference: reference,
+                                      job: record, seconds: seconds, faults: faults, expectedFailures: poison)
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func cleanRun() async throws {
+        let figures = try await scenario("clean")
+        #expect(figures.rejected == 0)
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func workerKilledAndRestartedUnderANewID() async throws {
+        _ = try await scenario("kill-new-id") { cluster, n in
+            try cluster.killWorker(slot: n % cluster.workers.count, restartWithSameID: false)
+        }
+    }
+
+    /// systemd's `--worker-id`, or a Kubernetes pod restart (same host name, PID 1): the new process
+    /// must end the old one's session, not inherit its leases.
+    @Test(.timeLimit(.minutes(5)))
+    func workerKilledAndRestartedUnderTheSameID() async throws {
+        _ = try await scenario("kill-same-id") { cluster, n in
+            try cluster.killWorker(slot: n % cluster.workers.count, restartWithSameID: true)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func coordinatorKilledTwice() async throws {
+        _ = try await scenario("coordinator-kill") { cluster, n in
+            if n < 2 { try cluster.killCoordinatorAndRestart() }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func postgresRestartedAndBackendsTerminated() async throws {
+        _ = try await scenario("postgres") { cluster, n in
+            if n == 0 { try await cluster.restartPostgres() } else { _ = try await cluster.terminateBackends() }
+        }
+    }
+
+    /// A shard holder frozen past its lease: the shard is re-leased, the late result is refused.
+    @Test(.timeLimit(.minutes(5)))
+    func shardHolderStoppedPastItsLease() async throws {
+        let figures = try await scenario("sigstop") { cluster, n in
+            guard n == 0 else { return }
+            var holder: Int?
+            for _ in 0..<100 where holder == nil {
+                holder = try await cluster.slotHoldingALease()
+                if holder == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            let slot = try #require(holder, "no worker held a lease")
+            let pid = cluster.workers[slot].process.pid
+            kill(pid, SIGSTOP)
+            try await Task.sleep(for: .seconds(Double(cluster.scale.leaseSeconds) * 2.5))
+            kill(pid, SIGCONT)
+        }
+        #expect(figures.written == figures.expected)
+    }
+
+    /// With one attempt per shard, a frozen holder's shards fail by lease expiry (or by its session
+    /// ending); when that is the job's last event the manifest must be written at once, not at the
+    /// next coordinator start.
+    @Test(.timeLimit(.minutes(5)))
+    func jobEndingByLeaseExpiryIsFinalizedAtOnce() async throws {
+        let cluster = try await ChaosCluster("chaos-expiry", scale: scale, maxAttempts: 1)
+        defer { cluster.tearDown() }
+        let expected = try cluster.makeInput()
+        try cluster.start()
+        let job = try cluster.submit()
+        // Freeze a holder near the end, so the other workers finish everything else first.
+        var frozen = false
+        let deadline = ContinuousClock.now + .seconds(scale.deadlineSeconds)
+        while !frozen, ContinuousClock.now < deadline {
+            let record = try await cluster.ledger.job(job)
+            if record.itemsDone + record.itemsFailed >= record.itemCount * 3 / 4, let slot = try await cluster.slotHoldingALease() {
+                kill(cluster.workers[slot].process.pid, SIGSTOP)
+                frozen = true
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(frozen, "no lease holder to freeze")
+        var finishedAt: ContinuousClock.Instant?
+        while ContinuousClock.now < deadline {
+            if finishedAt == nil, try await cluster.ledger.job(job).state.isFinished { finishedAt = .now }
+            if finishedAt != nil, FileManager.default.fileExists(atPath: cluster.dir.file("out/manifest.json")) { break }
+            if let finishedAt, ContinuousClock.now - finishedAt > .seconds(10) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let finished = try #require(finishedAt, "the job never finished\n\(cluster.logs)")
+        guard FileManager.default.fileExists(atPath: cluster.dir.file("out/manifest.json")) else {
+            Issue.record("finished, but no manifest 10 s later\n\(cluster.logs)")
+            return
+        }
+        let failures = try await cluster.failedItems(job: job)
+        #expect(!failures.isEmpty, "the frozen worker's shards should have failed")
+        let record = try await cluster.ledger.job(job)
+        _ = try ChaosChecker.check("lease-expiry-ending", output: cluster.dir.file("out"), expected: expected,
+                                   reference: try await ChaosReference.shared.latents(scale: scale), job: record,
+                                   seconds: seconds(ContinuousClock.now - finished), faults: 1,
+                                   expectedFailures: Set(failures.keys))
+    }
+
+    /// The output on a tmpfs too small for the job: shards fail with typed errors and leave no
+    /// partial files; after the disk grows, `vtp job retry` completes exactly once.
+    @Test(.timeLimit(.minutes(5)), .enabled(if: TmpfsMount.available, "needs root to mount a tmpfs"))
+    func outputDiskFullThenRetried() async throws {
+        let reference = try await ChaosReference.shared.latents(scale: scale)
+        let cluster = try await ChaosCluster("chaos-full", scale: scale, maxAttempts: 2)
+        let output = cluster.dir.file("out")
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        let bytes = try #require(await ChaosReference.shared.outputBytes)
+        let mount = try TmpfsMount(at: output, bytes: bytes / 3)
+        defer { mount.unmount(); cluster.tearDown() }
+        let expected = try cluster.makeInput()
+        try cluster.start()
+        let job = try cluster.submit()
+        let deadline = ContinuousClock.now + .seconds(scale.deadlineSeconds)
+        while ContinuousClock.now < deadline, try await !cluster.ledger.job(job).state.isFinished {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let full = try await cluster.ledger.job(job)
+        #expect(full.state == .completedWithFailures, "\(full.state)")
+        let orphaned = try ChaosChecker.orphans(output)
+        #expect(orphaned.isEmpty, "partial shard files on the full disk: \(orphaned)")
+        let reasons = try await cluster.failedItems(job: job).values
+        #expect(reasons.contains { $0.contains("No space left") || $0.contains("ENOSPC") || $0.contains("space") }, "\(Set(reasons))")
+
+        try mount.resize(bytes: bytes * 3)
+        let retried = try VTPExecutable.run(["job", "retry", String(job), "--config", cluster.config])
+        #expect(retried.status == 0, "\(retried.stderr)")
+        try? FileManager.default.removeItem(atPath: output + "/manifest.json")
+        let (seconds, _) = try await cluster.waitForFinish(job: job)
+        _ = try ChaosChecker.check("disk-full-retry", output: output, expected: expected, reference: reference,
+                                   job: try await cluster.ledger.job(job), seconds: seconds, faults: 1)
+    }
+}
+
+/// A size-limited tmpfs mounted for one test (root only).
+struct TmpfsMount {
+    let path: String
+
+    /// Whether this process may mount file systems (tried once on a scratch directory).
+    static let available: Bool = {
+        guard geteuid() == 0, let dir = try? TemporaryDirectory("tmpfs-probe") else { return false }
+        defer { dir.remove() }
+        guard let probe = try? TmpfsMount(at: dir.path, bytes: 1 << 20) else { return false }
+        probe.unmount()
+        return true
+    }()
+
+    init(at path: String, bytes: Int) throws {
+        self.path = path
+        try Self.mount(["-t", "tmpfs", "-o", "size=\(max(bytes, 65536))", "tmpfs", path])
+    }
+
+    func resize(bytes: Int) throws {
+        try Self.mount(["-o", "remount,size=\(bytes)", path])
+    }
+
+    func unmount() { _ = try? Self.run("/usr/bin/umount", ["-l", path]) }
+
+    private static func mount(_ arguments: [String]) throws {
+        let status = try run("/usr/bin/mount", arguments)
+        guard status == 0 else { throw ChaosError("mount \(arguments.joined(separator: " ")) exited \(status)") }
+    }
+
+    private static func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
+        try runTool(tool, arguments).status
+    }
+}
