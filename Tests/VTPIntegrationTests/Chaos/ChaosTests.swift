@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+import VTPTransport
 import VTPQueue
 import VTPTestSupport
 import VTPVocabulary
@@ -92,6 +94,60 @@ struct ChaosTests {
             kill(pid, SIGCONT)
         }
         #expect(figures.written == figures.expected)
+    }
+
+    /// A peer with a valid identity that registers with prefetch 100,000, grants as much credit and
+    /// never finishes anything: it may hold no more than the coordinator's cap
+    /// (`coordinator.max_prefetch_per_worker`, 4 by default) while the real workers do the rest, and
+    /// what it held is released when it says goodbye.
+    @Test(.timeLimit(.minutes(5)))
+    func greedyPeerCannotHoldMoreThanItsCap() async throws {
+        let reference = try await ChaosReference.shared.latents(scale: scale)
+        let cluster = try await ChaosCluster("chaos-greedy", scale: scale)
+        defer { cluster.tearDown() }
+        let expected = try cluster.makeInput()
+        try cluster.startCoordinator()
+        let context = try ZMQContext()
+        let greedy = try DealerEndpoint(context: context, configuration: DealerConfiguration(
+            endpoint: "ipc://" + cluster.dir.file("c.ipc"), identity: PeerIdentity("greedy")))
+        let held = Mutex<Set<LeaseToken>>([])
+        let reader = Task {
+            for await message in greedy.inbound {
+                if case let .success(.assignShard(assignment)) = message { _ = held.withLock { $0.insert(assignment.leaseToken) } }
+            }
+        }
+        defer { reader.cancel() }
+        let capabilities = WorkerCapabilities(jobTypes: ["latents"], threads: 1, prefetch: 100_000, memoryBytes: 1 << 30)
+        try await greedy.send(.register(RegisterMessage(workerID: "greedy", host: "greedy", capabilities: capabilities)))
+        try await greedy.send(.credit(100_000))
+        for _ in 0..<cluster.scale.workers { try cluster.startWorker() }
+        let job = try cluster.submit()
+        var mostHeld = 0, sequence: UInt64 = 0
+        let deadline = ContinuousClock.now + .seconds(scale.deadlineSeconds)
+        // Heartbeat as a live worker would, until the real workers have done all they can.
+        while ContinuousClock.now < deadline {
+            sequence += 1
+            try await greedy.send(.heartbeat(HeartbeatMessage(sequence: sequence)))
+            let owned = Int(try await cluster.ledger.scalar(
+                "SELECT count(*) FROM shards WHERE state = 'leased' AND lease_owner = 'greedy'") ?? "0") ?? 0
+            mostHeld = max(mostHeld, owned)
+            let record = try await cluster.ledger.job(job)
+            let open = Int(try await cluster.ledger.scalar(
+                "SELECT count(*) FROM shards WHERE job_id = $1 AND state IN ('pending', 'leased')", [String(job)]) ?? "0") ?? 0
+            if record.shardsDone > 0 && open == owned && owned > 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(mostHeld > 0, "the greedy peer got nothing: the test did not test the cap")
+        #expect(mostHeld <= 4, "the greedy peer held \(mostHeld) leases at once")
+        #expect(held.withLock { $0.count } <= 4, "the greedy peer was sent \(held.withLock { $0.count }) assignments")
+        try await greedy.send(.disconnect(reason: "greedy peer leaves"))
+        let start = ContinuousClock.now
+        let (seconds, _) = try await cluster.waitForFinish(job: job)
+        await greedy.shutdown()
+        // Released at the goodbye, not at lease expiry.
+        #expect(ContinuousClock.now - start < .seconds(Double(scale.leaseSeconds) + 10))
+        _ = try ChaosChecker.check("greedy-peer", output: cluster.dir.file("out"), expected: expected, reference: reference,
+                                   job: try await cluster.ledger.job(job), seconds: seconds, faults: 1)
     }
 
     /// With one attempt per shard, a frozen holder's shards fail by lease expiry (or by its session
