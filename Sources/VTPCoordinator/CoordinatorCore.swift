@@ -372,18 +372,22 @@ public struct CoordinatorCore: Sendable {
             entry.draining = false
             workers[peer] = entry
         } else {
+            var claimsInFlight = 0
             if let old = workers[peer] {
                 // The identity is back with a new process: the old one crashed or was killed, and
                 // nothing it held will ever be reported. Free it now rather than at lease expiry.
                 counters.sessionsReplaced += 1
                 endSession(of: peer, reason: "worker \(old.workerID) restarted (a new process registered under its id) while holding this shard",
                            into: &actions)
+                // Claims still out for the old session come back to this identity: they count
+                // against the new window, or they would be claimed twice over and abandoned.
+                claimsInFlight = old.claimsInFlight
             } else {
                 order.append(peer)
             }
             workers[peer] = WorkerEntry(workerID: registration.workerID, host: registration.host,
                                         capabilities: registration.capabilities, session: registration.session,
-                                        window: CreditWindow(prefetch: prefetch))
+                                        window: CreditWindow(prefetch: prefetch), claimsInFlight: claimsInFlight)
         }
         publish(peer, force: true, into: &actions)
     }

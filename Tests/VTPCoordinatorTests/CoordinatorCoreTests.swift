@@ -253,6 +253,19 @@ struct CoordinatorCoreTests {
         #expect(core.workers[alice]?.window.outstanding.isEmpty == true)
     }
 
+    @Test func claimsStillOutForAReplacedSessionServeTheNewOneInsteadOfBeingClaimedTwice() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 1)), at: Self.at(0))
+        #expect(claims(core.handle(.received(alice, .credit(2)), at: Self.at(0))) == [alice, alice])
+        // The process is replaced while both claims are still with the ledger.
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 2)), at: Self.at(0.1))
+        #expect(claims(core.handle(.received(alice, .credit(2)), at: Self.at(0.1))).isEmpty)
+        let first = core.handle(.claimed(alice, lease(index: 0)), at: Self.at(0.2))
+        let second = core.handle(.claimed(alice, lease(index: 1)), at: Self.at(0.2))
+        #expect(assignments(first + second).map(\.0) == [alice, alice])
+        #expect(core.counters.leasesAbandoned == 0 && core.shardsInFlight == 2)
+    }
+
     @Test func reRegistrationWithTheSameSessionKeepsTheSessionAndItsLeases() {
         var core = makeCore()
         _ = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 7)), at: Self.at(0))
