@@ -128,7 +128,11 @@ public final class Coordinator: Sendable {
                     guard let notifier else { return }
                     while !Task.isCancelled {
                         do {
-                            if try await notifier.waitForNotification(timeout: 2) != nil { events.post(.workAvailable) }
+                            guard let signal = try await notifier.waitForNotification(timeout: 2) else { continue }
+                            events.post(.workAvailable)
+                            // Enqueue, resume, retry and cancel name their job: one that a cancel (or
+                            // a resume with nothing left) finished is finalized without waiting for a shard.
+                            if case let .newWork(jobID?) = signal { await self.checkJobEnded(jobID) }
                         } catch {
                             logger.warning("work listener: \(error); retrying")
                             try? await Task.sleep(for: .seconds(1))
@@ -218,7 +222,18 @@ public final class Coordinator: Sendable {
             spawn(in: &calls, "release expired leases") { ledger, events in
                 let released = try await ledger.releaseExpiredLeases()
                 if !released.isEmpty { observer?.observe(.leasesExpired(released.count)) }
-                events.post(.leasesReleased(released.map(\.shard)))
+                events.post(.leasesReleased(released.map(Self.held), finishedJobs: try await Self.finishedJobs(released, ledger)))
+            }
+        case let .releaseLeases(held, reason):
+            logger.warning("\(reason): releasing \(held.count) lease(s): \(held.map { "\($0.shard)" }.joined(separator: ", "))")
+            spawn(in: &calls, "release leases of an ended session") { ledger, events in
+                let released = try await ledger.releaseLeases(held.map { (shard: $0.shard, token: $0.token.uuid) }, reason: reason)
+                events.post(.leasesReleased(released.map(Self.held), finishedJobs: try await Self.finishedJobs(released, ledger)))
+            }
+        case let .markSilentWorkersOffline(seconds):
+            spawn(in: &calls, "mark silent workers offline") { [logger] ledger, _ in
+                let marked = try await ledger.markSilentWorkersOffline(olderThanSeconds: seconds)
+                if !marked.isEmpty { logger.info("workers silent for \(seconds) s marked offline: \(marked.joined(separator: ", "))") }
             }
         case .queryNextEligible:
             calls.addTask { [ledger, events] in
@@ -230,6 +245,33 @@ public final class Coordinator: Sendable {
             logger.warning("no worker could take shard \(shard); its lease will expire and it will be re-dispatched")
         case .exit:
             break
+        }
+    }
+
+    private static func held(_ released: ReleasedLease) -> CoordinatorCore.HeldLease {
+        CoordinatorCore.HeldLease(shard: released.shard, token: LeaseToken(uuid: released.token))
+    }
+
+    /// The jobs among `released` that a failed shard may have finished, and that are finished.
+    private static func finishedJobs(_ released: [ReleasedLease], _ ledger: Ledger) async throws -> [Int64] {
+        var finished: [Int64] = []
+        for jobID in Set(released.filter(\.failed).map(\.shard.jobID)).sorted() where try await ledger.job(jobID).state.isFinished {
+            finished.append(jobID)
+        }
+        return finished
+    }
+
+    /// Posts `.jobCancelled` or `.jobFinished` for a job a notification named, when it has ended.
+    private func checkJobEnded(_ jobID: Int64) async {
+        do {
+            let job = try await ledger.job(jobID)
+            if job.state == .cancelled {
+                events.post(.jobCancelled(jobID))
+            } else if job.state.isFinished, !finalizer.isFinalized(outputDirectory: job.outputLocation) {
+                events.post(.jobFinished(jobID))
+            }
+        } catch {
+            logger.warning("could not read job \(jobID) after a notification: \(error)")
         }
     }
 
@@ -268,11 +310,11 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// A coordinator that stopped between a job's last shard and its finalizer leaves a finished job
-    /// without a manifest; finalize those now (the finalizer is idempotent).
+    /// A coordinator that stopped between a job's end (its last shard, or a cancel) and its finalizer
+    /// leaves a finished job without a manifest; finalize those now (the finalizer is idempotent).
     private func finalizeUnfinishedJobs() async {
         do {
-            for job in try await ledger.listJobs(limit: 1000) where job.state.isFinished && job.state != .cancelled {
+            for job in try await ledger.listJobs(limit: 1000) where job.state.isFinished {
                 if !finalizer.isFinalized(outputDirectory: job.outputLocation) { events.post(.jobFinished(job.id)) }
             }
         } catch {

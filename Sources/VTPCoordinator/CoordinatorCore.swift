@@ -11,19 +11,36 @@ import VTPVocabulary
 /// Rules:
 /// - A worker is known after `register`; anything else from an unknown peer is answered with
 ///   `disconnect` so the worker registers again (e.g. after a coordinator restart).
+/// - A worker session is one process lifetime, named by the nonce in `register`. A register from a
+///   known identity with a new nonce means the old process is gone (a restart under the same
+///   `--worker-id`, or a pod restart repeating the default `host-pid` id): its session ends at once,
+///   credit window reset and leases released in the ledger, before the new session starts. The same
+///   nonce again is a reconnect and keeps the session and its leases.
 /// - `credit` opens slots in the worker's `CreditWindow`; the machine asks the ledger for one shard
-///   per open slot (never more claims in flight than free credit) and assigns what comes back.
+///   per open slot (never more claims in flight than free credit) and assigns what comes back. The
+///   window holds at most `maxPrefetchPerWorker` shards whatever prefetch the worker announces, and
+///   credit beyond it is ignored, so one greedy peer cannot take the queue from the others.
 /// - When a claim finds nothing, claiming stops until new work is signalled (LISTEN/NOTIFY), a
 ///   shard is requeued, expired leases are released, or the ledger's next eligible time passes:
 ///   an idle coordinator never polls the shard table.
-/// - Heartbeats and progress from a worker renew the leases it holds (at most once per
-///   `leaseRenewalInterval` per lease); a renewal the ledger refuses cancels the shard on the worker.
+/// - A worker's heartbeat renews the leases it lists as held, its progress the lease of that shard
+///   (each at most once per `leaseRenewalInterval`); a lease the worker no longer lists (its result
+///   was lost on the way) is left to expire. A renewal the ledger refuses cancels the shard on the
+///   worker.
 /// - `shardDone` / `shardFailed` go to the ledger with the lease token; the ledger rejects late or
 ///   duplicate results and the machine counts them.
-/// - A worker silent for the liveness limit is declared dead; its leases are left to expire in the
-///   ledger and are re-dispatched after the periodic `releaseExpiredLeases`.
-/// - A job whose last shard resolved is finalized once per time it finishes (again after a retry
-///   re-opens it), never twice for the same finish.
+/// - A session also ends when the worker says goodbye (`disconnect`) or is silent for the liveness
+///   limit (declared dead). Ending a session releases its leases in the ledger immediately (back to
+///   pending, or failed when out of attempts: the lost attempt counts, since the shard may be what
+///   killed the worker); a late result of the old session is then refused by its lease token.
+/// - Worker rows in the ledger follow the machine: every heartbeat refreshes the row, and a change
+///   of state or current shard (assignment, progress, result, lease loss) is written when it
+///   happens. Rows silent for twice the liveness limit (workers of an earlier coordinator, peers
+///   that registered and vanished) are marked offline on the release schedule.
+/// - A job is finalized once per time it finishes, on every path that finishes it: a completion or
+///   failure recorded, leases released by expiry or by a session's end, a cancel (the cancelled
+///   job's shards are also cancelled on the workers holding them), or found finished at start-up;
+///   again after a retry re-opens it, never twice for the same finish.
 /// - After `shutdownRequested` no shard is claimed; the machine exits once no worker holds a shard,
 ///   or at the grace deadline (unfinished leases then simply expire).
 public struct CoordinatorCore: Sendable {
@@ -36,13 +53,17 @@ public struct CoordinatorCore: Sendable {
         public var releaseInterval: Duration
         /// How long a shutdown waits for shards in flight.
         public var shutdownGrace: Duration
+        /// Most shards one worker holds at once (assigned plus unused credit), whatever prefetch it
+        /// announces (`coordinator.max_prefetch_per_worker`); at least 1.
+        public var maxPrefetchPerWorker: UInt32
 
         public init(liveness: WorkerLiveness<PeerIdentity>.Configuration = .standard, leaseRenewalInterval: Duration = .seconds(10),
-                    releaseInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30)) {
+                    releaseInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30), maxPrefetchPerWorker: UInt32 = 4) {
             self.liveness = liveness
             self.leaseRenewalInterval = leaseRenewalInterval
             self.releaseInterval = releaseInterval
             self.shutdownGrace = shutdownGrace
+            self.maxPrefetchPerWorker = max(1, maxPrefetchPerWorker)
         }
     }
 
@@ -64,10 +85,13 @@ public struct CoordinatorCore: Sendable {
         case recorded(ShardRef, CompletionOutcome, jobFinished: Bool)
         /// The ledger answered a `renewLease`.
         case leaseRenewed(LeaseToken, held: Bool)
-        /// The ledger answered `releaseExpiredLeases` with the shards whose leases it released.
-        case leasesReleased([ShardRef])
-        /// A job is finished (seen at start-up) and may still need finalizing.
+        /// The ledger released these leases (by expiry, or because their session ended); the jobs in
+        /// `finishedJobs` finished by it (their last shard ran out of attempts).
+        case leasesReleased([HeldLease], finishedJobs: [Int64])
+        /// A job is finished (seen at start-up, or after a notification) and may still need finalizing.
         case jobFinished(Int64)
+        /// A job was cancelled (`vtp job cancel`): its shards are revoked and it is finalized.
+        case jobCancelled(Int64)
         /// SIGTERM or an orderly stop: dispatch nothing more.
         case shutdownRequested
     }
@@ -82,6 +106,11 @@ public struct CoordinatorCore: Sendable {
         case complete(ShardRef, token: LeaseToken, results: [ItemResult])
         case fail(ShardRef, token: LeaseToken, error: String)
         case releaseExpiredLeases
+        /// Return these leases to the ledger now (back to pending, or failed when out of attempts),
+        /// recording `reason`, and answer with `.leasesReleased`.
+        case releaseLeases([HeldLease], reason: String)
+        /// Mark worker rows not refreshed for `olderThanSeconds` offline.
+        case markSilentWorkersOffline(olderThanSeconds: Double)
         case queryNextEligible
         /// Run the job finalizer (the machine emits this once per job).
         case finalize(jobID: Int64)
@@ -96,6 +125,8 @@ public struct CoordinatorCore: Sendable {
         public var workerID: String
         public var host: String
         public var capabilities: WorkerCapabilities
+        /// The nonce of the process this entry belongs to.
+        public var session: UInt64
         public var window: CreditWindow
         /// Claims asked of the ledger for this worker and not yet answered.
         public var claimsInFlight: Int = 0
@@ -104,18 +135,33 @@ public struct CoordinatorCore: Sendable {
         public var itemsCompleted: UInt64 = 0
         public var imagesPerSecond: Double = 0
         public var memoryBytes: UInt64 = 0
+        /// The shard the worker last reported progress on (the one it is running).
+        public var runningShard: ShardRef?
+        /// The row last written to the ledger, so unchanged state is not written again.
+        public var published: WorkerReport?
 
         /// Credit not yet covered by an outstanding claim.
         var openSlots: Int { draining ? 0 : max(0, Int(window.credits) - claimsInFlight) }
     }
 
-    /// One lease the coordinator handed out (or inherited through a result).
+    /// One lease the coordinator handed out to a live session.
     public struct LeaseEntry: Sendable, Equatable {
         public var shard: ShardRef
-        /// The worker holding it; nil after that worker was declared dead (the lease then runs out).
-        public var peer: PeerIdentity?
+        /// The worker holding it.
+        public var peer: PeerIdentity
         public var lastRenewal: MonotonicInstant
         public var renewalInFlight = false
+    }
+
+    /// A shard and the lease token it was leased under.
+    public struct HeldLease: Sendable, Hashable {
+        public var shard: ShardRef
+        public var token: LeaseToken
+
+        public init(shard: ShardRef, token: LeaseToken) {
+            self.shard = shard
+            self.token = token
+        }
     }
 
     /// Counters for logs and monitoring.
@@ -127,6 +173,10 @@ public struct CoordinatorCore: Sendable {
         public var rejected = 0
         public var workersDeclaredDead = 0
         public var leasesAbandoned = 0
+        /// Sessions ended by a register with a new nonce (the worker process was replaced).
+        public var sessionsReplaced = 0
+        /// Leases handed back to the ledger because their session ended.
+        public var leasesReleasedOnSessionEnd = 0
     }
 
     public let configuration: Configuration
@@ -204,19 +254,33 @@ public struct CoordinatorCore: Sendable {
                 leases[token] = entry
             } else {
                 // Someone else holds the shard now (expired and re-issued, or the job was cancelled).
-                leases[token] = nil
-                if let peer = entry.peer, workers[peer] != nil {
-                    workers[peer]!.window.complete(key(entry.shard))
-                    if let wire = ShardDispatchID(jobID: entry.shard.jobID, index: entry.shard.index).wire {
-                        send(.cancel(.shard(wire), reason: "lease lost"), to: peer, at: now, into: &actions)
-                    }
-                }
+                revoke(token, reason: "lease lost", at: now, into: &actions)
             }
-        case let .leasesReleased(released):
-            let refs = Set(released)
-            for (token, entry) in leases where entry.peer == nil && refs.contains(entry.shard) { leases[token] = nil }
+        case let .leasesReleased(released, finishedJobs):
+            // Expired leases still in the table belong to a live worker whose renewals failed or
+            // that no longer listed the shard; the worker is told, and its slot is free again.
+            for lease in released where leases[lease.token] != nil {
+                revoke(lease.token, reason: "lease expired", at: now, into: &actions)
+            }
             if !released.isEmpty { idle = false }
+            for jobID in finishedJobs { finalize(jobID, into: &actions) }
         case let .jobFinished(jobID):
+            finalize(jobID, into: &actions)
+        case let .jobCancelled(jobID):
+            let revoked = leases.filter { $0.value.shard.jobID == jobID }
+            var peers: [PeerIdentity] = []
+            for (token, entry) in revoked.sorted(by: { ($0.value.shard.index) < ($1.value.shard.index) }) {
+                leases[token] = nil
+                guard workers[entry.peer] != nil else { continue }
+                workers[entry.peer]!.window.complete(key(entry.shard))
+                if !peers.contains(entry.peer) { peers.append(entry.peer) }
+            }
+            for peer in peers {
+                send(.cancel(.job(jobID), reason: "job cancelled"), to: peer, at: now, into: &actions)
+                publish(peer, into: &actions)
+            }
+            // A cancel is a finish of its own, even of a job finalized before a retry re-opened it.
+            finalizedJobs.remove(jobID)
             finalize(jobID, into: &actions)
         case .shutdownRequested:
             if !draining {
@@ -239,7 +303,7 @@ public struct CoordinatorCore: Sendable {
     }
 
     /// Leases held by live workers.
-    public var shardsInFlight: Int { leases.values.filter { $0.peer != nil }.count }
+    public var shardsInFlight: Int { leases.count }
 
     // MARK: Messages
 
@@ -265,24 +329,31 @@ public struct CoordinatorCore: Sendable {
         case .register:
             break
         case let .credit(n):
+            // Clamped by the window: credit beyond the (capped) prefetch is ignored.
             workers[peer]!.window.grant(n)
         case let .progress(shardID, _):
-            renewLeases(of: peer, only: shardID, at: now, into: &actions)
+            renewLeases(of: peer, held: [shardID], at: now, into: &actions)
+            if let id = ShardDispatchID(wire: shardID), leases.values.contains(where: { $0.peer == peer && key($0.shard) == shardID }) {
+                workers[peer]!.runningShard = ShardRef(jobID: id.jobID, index: id.index)
+            }
+            publish(peer, into: &actions)
         case let .heartbeat(beat):
             workers[peer]!.itemsCompleted = beat.itemsCompleted
             workers[peer]!.imagesPerSecond = beat.imagesPerSecond
             workers[peer]!.memoryBytes = beat.residentMemoryBytes
-            renewLeases(of: peer, only: nil, at: now, into: &actions)
-            actions.append(.upsertWorker(report(for: peer, state: nil)))
+            renewLeases(of: peer, held: Set(beat.heldShards), at: now, into: &actions)
+            publish(peer, force: true, into: &actions)
         case let .shardDone(done):
             recordDone(done, at: now, into: &actions)
+            publish(peer, into: &actions)
         case let .shardFailed(failed):
             recordFailed(failed, into: &actions)
+            publish(peer, into: &actions)
         case .drain:
             workers[peer]!.draining = true
-            actions.append(.upsertWorker(report(for: peer, state: .draining)))
+            publish(peer, force: true, into: &actions)
         case .disconnect:
-            remove(peer, into: &actions)
+            remove(peer, reason: "worker \(workers[peer]!.workerID) disconnected while holding this shard", into: &actions)
         case .assignShard, .cancel:
             break  // coordinator-bound decoding never yields these
         }
@@ -291,20 +362,34 @@ public struct CoordinatorCore: Sendable {
     private mutating func register(_ registration: RegisterMessage, peer: PeerIdentity, at now: MonotonicInstant,
                                    into actions: inout [Action]) {
         liveness.heard(from: peer, at: now)
-        if var entry = workers[peer] {
+        let prefetch = min(registration.capabilities.prefetch, configuration.maxPrefetchPerWorker)
+        if var entry = workers[peer], entry.session == registration.session {
+            // A reconnect of the same process: it still holds its shards.
             entry.workerID = registration.workerID
             entry.host = registration.host
             entry.capabilities = registration.capabilities
-            entry.window.updatePrefetch(registration.capabilities.prefetch)
+            entry.window.updatePrefetch(prefetch)
             entry.draining = false
             workers[peer] = entry
         } else {
+            var claimsInFlight = 0
+            if let old = workers[peer] {
+                // The identity is back with a new process: the old one crashed or was killed, and
+                // nothing it held will ever be reported. Free it now rather than at lease expiry.
+                counters.sessionsReplaced += 1
+                endSession(of: peer, reason: "worker \(old.workerID) restarted (a new process registered under its id) while holding this shard",
+                           into: &actions)
+                // Claims still out for the old session come back to this identity: they count
+                // against the new window, or they would be claimed twice over and abandoned.
+                claimsInFlight = old.claimsInFlight
+            } else {
+                order.append(peer)
+            }
             workers[peer] = WorkerEntry(workerID: registration.workerID, host: registration.host,
-                                        capabilities: registration.capabilities,
-                                        window: CreditWindow(prefetch: registration.capabilities.prefetch))
-            order.append(peer)
+                                        capabilities: registration.capabilities, session: registration.session,
+                                        window: CreditWindow(prefetch: prefetch), claimsInFlight: claimsInFlight)
         }
-        actions.append(.upsertWorker(report(for: peer, state: .idle)))
+        publish(peer, force: true, into: &actions)
     }
 
     private mutating func recordDone(_ done: ShardDoneMessage, at now: MonotonicInstant, into actions: inout [Action]) {
@@ -331,20 +416,24 @@ public struct CoordinatorCore: Sendable {
     }
 
     /// Frees the credit slot of a resolved lease and names its shard (from the lease table, or
-    /// from the wire id for leases this coordinator did not issue).
+    /// from the wire id for leases this coordinator did not issue or already released).
     private mutating func release(token: LeaseToken, wireID: Int64) -> ShardRef? {
         if let entry = leases.removeValue(forKey: token) {
-            if let peer = entry.peer, workers[peer] != nil { workers[peer]!.window.complete(key(entry.shard)) }
+            if workers[entry.peer] != nil {
+                workers[entry.peer]!.window.complete(key(entry.shard))
+                if workers[entry.peer]!.runningShard == entry.shard { workers[entry.peer]!.runningShard = nil }
+            }
             return entry.shard
         }
         guard let id = ShardDispatchID(wire: wireID) else { return nil }
         return ShardRef(jobID: id.jobID, index: id.index)
     }
 
-    private mutating func renewLeases(of peer: PeerIdentity, only wireID: Int64?, at now: MonotonicInstant, into actions: inout [Action]) {
+    /// Renews the leases of `peer` whose dispatch ids are in `held`.
+    private mutating func renewLeases(of peer: PeerIdentity, held: Set<Int64>, at now: MonotonicInstant, into actions: inout [Action]) {
         for (token, entry) in leases.sorted(by: { ($0.value.shard.jobID, $0.value.shard.index) < ($1.value.shard.jobID, $1.value.shard.index) })
         where entry.peer == peer && !entry.renewalInFlight && now - entry.lastRenewal >= configuration.leaseRenewalInterval {
-            if let wireID, ShardDispatchID(jobID: entry.shard.jobID, index: entry.shard.index).wire != wireID { continue }
+            guard held.contains(key(entry.shard)) else { continue }
             leases[token]!.renewalInFlight = true
             leases[token]!.lastRenewal = now
             actions.append(.renewLease(entry.shard, token: token))
@@ -390,6 +479,19 @@ public struct CoordinatorCore: Sendable {
                                          parametersJSON: claimed.parametersJSON, modelPath: claimed.model,
                                          outputDirectory: claimed.outputDirectory, items: claimed.items)
         send(.assignShard(message), to: target, at: now, into: &actions)
+        publish(target, into: &actions)
+    }
+
+    /// Drops a lease the ledger no longer honours: the worker's slot is freed and it is told to
+    /// stop the shard.
+    private mutating func revoke(_ token: LeaseToken, reason: String, at now: MonotonicInstant, into actions: inout [Action]) {
+        guard let entry = leases.removeValue(forKey: token), workers[entry.peer] != nil else { return }
+        workers[entry.peer]!.window.complete(key(entry.shard))
+        if workers[entry.peer]!.runningShard == entry.shard { workers[entry.peer]!.runningShard = nil }
+        if let wire = ShardDispatchID(jobID: entry.shard.jobID, index: entry.shard.index).wire {
+            send(.cancel(.shard(wire), reason: reason), to: entry.peer, at: now, into: &actions)
+        }
+        publish(entry.peer, into: &actions)
     }
 
     // MARK: Time
@@ -402,12 +504,18 @@ public struct CoordinatorCore: Sendable {
                 actions.append(.send(.heartbeat(HeartbeatMessage(sequence: heartbeatSequence)), to: peer))
             case let .declareDead(peer):
                 counters.workersDeclaredDead += 1
-                remove(peer, into: &actions)
+                let silence = configuration.liveness.heartbeatInterval * configuration.liveness.missedHeartbeatsBeforeDead
+                remove(peer, reason: "worker \(workers[peer]?.workerID ?? peer.description) stopped responding (silent for \(silence)) while holding this shard",
+                       into: &actions)
             }
         }
         if now >= nextRelease {
             nextRelease = now + configuration.releaseInterval
             actions.append(.releaseExpiredLeases)
+            // A live worker's row is refreshed every heartbeat; twice the liveness limit without one
+            // means no coordinator is hearing from it (a coordinator was killed, or a peer vanished).
+            let silence = configuration.liveness.heartbeatInterval * (2 * configuration.liveness.missedHeartbeatsBeforeDead)
+            actions.append(.markSilentWorkersOffline(olderThanSeconds: Self.seconds(silence)))
         }
         if let retry = retryClaimsAt, now >= retry {
             retryClaimsAt = nil
@@ -415,16 +523,28 @@ public struct CoordinatorCore: Sendable {
         }
     }
 
-    /// Forgets a dead or departed worker. Its leases stay in the ledger until they expire; they are
-    /// kept here without an owner so a late result can still be matched.
-    private mutating func remove(_ peer: PeerIdentity, into actions: inout [Action]) {
+    /// Forgets a dead or departed worker and ends its session.
+    private mutating func remove(_ peer: PeerIdentity, reason: String, into actions: inout [Action]) {
         guard workers[peer] != nil else { return }
         actions.append(.upsertWorker(report(for: peer, state: .offline)))
-        _ = workers[peer]!.window.reset()
+        endSession(of: peer, reason: reason, into: &actions)
         workers[peer] = nil
         order.removeAll { $0 == peer }
         liveness.forget(peer)
-        for (token, entry) in leases where entry.peer == peer { leases[token]!.peer = nil }
+    }
+
+    /// Ends the session of `peer`: its credit is gone and its leases go back to the ledger now. A
+    /// late result of the session is still passed on (through its dispatch id) and refused there by
+    /// its lease token.
+    private mutating func endSession(of peer: PeerIdentity, reason: String, into actions: inout [Action]) {
+        _ = workers[peer]?.window.reset()
+        let held = leases.filter { $0.value.peer == peer }
+            .map { HeldLease(shard: $0.value.shard, token: $0.key) }
+            .sorted { ($0.shard.jobID, $0.shard.index) < ($1.shard.jobID, $1.shard.index) }
+        guard !held.isEmpty else { return }
+        for lease in held { leases[lease.token] = nil }
+        counters.leasesReleasedOnSessionEnd += held.count
+        actions.append(.releaseLeases(held, reason: reason))
     }
 
     private mutating func checkDrained(at now: MonotonicInstant, into actions: inout [Action]) {
@@ -455,16 +575,34 @@ public struct CoordinatorCore: Sendable {
         ShardDispatchID(jobID: shard.jobID, index: shard.index).wire ?? -1
     }
 
+    /// Writes the worker's row when it changed (state or current shard), or always with `force`
+    /// (a heartbeat: the row's heartbeat time and counters are refreshed).
+    private mutating func publish(_ peer: PeerIdentity, force: Bool = false, into actions: inout [Action]) {
+        guard workers[peer] != nil else { return }
+        let row = report(for: peer, state: nil)
+        if !force, let last = workers[peer]!.published, last.state == row.state, last.currentShard == row.currentShard { return }
+        workers[peer]!.published = row
+        actions.append(.upsertWorker(row))
+    }
+
     private func report(for peer: PeerIdentity, state: WorkerState?) -> WorkerReport {
         let entry = workers[peer]!
         let busy = !entry.window.outstanding.isEmpty
-        let current = leases.values.filter { $0.peer == peer }.map(\.shard).min { ($0.jobID, $0.index) < ($1.jobID, $1.index) }
+        let held = leases.values.filter { $0.peer == peer }.map(\.shard)
+        // The shard it reports progress on, else the oldest it holds; none once it is offline.
+        let current = state == .offline ? nil
+            : entry.runningShard.flatMap { held.contains($0) ? $0 : nil } ?? held.min { ($0.jobID, $0.index) < ($1.jobID, $1.index) }
         let capabilities = "{\"job_types\":\(jsonArray(entry.capabilities.jobTypes)),\"threads\":\(entry.capabilities.threads),"
-            + "\"prefetch\":\(entry.capabilities.prefetch),\"memory_bytes\":\(entry.capabilities.memoryBytes)}"
+            + "\"prefetch\":\(entry.capabilities.prefetch),\"prefetch_granted\":\(entry.window.prefetch),"
+            + "\"memory_bytes\":\(entry.capabilities.memoryBytes)}"
         return WorkerReport(id: entry.workerID, host: entry.host, capabilitiesJSON: capabilities,
                             state: state ?? (entry.draining ? .draining : busy ? .busy : .idle),
                             currentShard: current, itemsDone: Int64(clamping: entry.itemsCompleted),
                             imagesPerSecond: entry.imagesPerSecond, memoryBytes: Int64(clamping: entry.memoryBytes))
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     private func jsonArray(_ strings: [String]) -> String {

@@ -1,22 +1,27 @@
 import Foundation
 import VTPVocabulary
 
-/// A shard that exhausted its attempts: it wrote no output, and its items are failures of the job.
+/// A shard that left no output: it exhausted its attempts, or its job was cancelled before it was
+/// processed. Its items are failures of the job.
 public struct FailedShard: Sendable, Equatable {
     public var index: Int
     public var error: String
     public var items: [ItemFailure]
+
+    /// The reason recorded for the items of a shard its job's cancel left unprocessed.
+    public static let cancelledError = "job cancelled before this shard was processed"
 }
 
 extension Ledger {
-    /// The shards of `job` in state `failed`, each with its items (source id, path and the error
-    /// the ledger recorded for them), so a finalizer can account for shards that left no output.
+    /// The shards of `job` in state `failed` or `cancelled`, each with its items (source id, path
+    /// and the error the ledger recorded for them), so a finalizer can account for shards that left
+    /// no output. A cancelled shard's error is `FailedShard.cancelledError`.
     public func failedShards(job: Int64) async throws -> [FailedShard] {
         try await session.run("list failed shards") { connection in
             let shards = try connection.query("""
-                SELECT shard_index, coalesce(last_error, '') FROM shards
-                 WHERE job_id = $1 AND state = 'failed' ORDER BY shard_index
-                """, [String(job)], operation: "list failed shards of job \(job)")
+                SELECT shard_index, CASE WHEN state = 'cancelled' THEN $2 ELSE coalesce(last_error, '') END FROM shards
+                 WHERE job_id = $1 AND state IN ('failed', 'cancelled') ORDER BY shard_index
+                """, [String(job), FailedShard.cancelledError], operation: "list failed shards of job \(job)")
             var result: [FailedShard] = []
             for row in 0..<shards.rowCount {
                 let index = Int(try shards.int64(row, 0))

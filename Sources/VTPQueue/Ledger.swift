@@ -264,13 +264,40 @@ public final class Ledger: Sendable {
     public func releaseExpiredLeases() async throws -> [ReleasedLease] {
         let policy = leasePolicy
         return try await session.run("release expired leases") { connection in
-            let result = try connection.query("SELECT job_id, shard_index, outcome FROM vtp_release_expired_leases($1, $2)",
-                                              [String(policy.backoffBaseSeconds), String(policy.backoffCapSeconds)],
-                                              operation: "release expired leases")
-            return try (0..<result.rowCount).map { row in
-                ReleasedLease(shard: ShardRef(jobID: try result.int64(row, 0), index: try result.int32(row, 1)),
-                              failed: try result.string(row, 2) == "failed")
-            }
+            let result = try connection.query(
+                "SELECT job_id, shard_index, lease_token, outcome FROM vtp_release_expired_leases($1, $2)",
+                [String(policy.backoffBaseSeconds), String(policy.backoffCapSeconds)], operation: "release expired leases")
+            return try Self.decodeReleased(result)
+        }
+    }
+
+    /// Hands back leases whose holder is gone (its worker session ended) without waiting for them
+    /// to expire: each shard still leased under its token goes back to pending with the usual
+    /// backoff, or is failed once out of attempts, with `reason` as its error. The attempt counts,
+    /// as for an expired lease: the shard may be what stopped the worker. Leases no longer held
+    /// under that token are skipped, so a repeat changes nothing. Returns the leases released.
+    ///
+    /// Retried after a lost connection: a committed first attempt makes the retry a no-op.
+    public func releaseLeases(_ leases: [(shard: ShardRef, token: UUID)], reason: String) async throws -> [ReleasedLease] {
+        guard !leases.isEmpty else { return [] }
+        struct Row: Encodable { var job: Int64, shard: Int32, token: String }
+        let rows = String(decoding: try JSONEncoder().encode(leases.map {
+            Row(job: $0.shard.jobID, shard: $0.shard.index, token: $0.token.uuidString.lowercased())
+        }), as: UTF8.self)
+        let policy = leasePolicy
+        return try await session.run("release leases") { connection in
+            let result = try connection.query(
+                "SELECT job_id, shard_index, lease_token, outcome FROM vtp_release_leases($1::jsonb, $2, $3, $4)",
+                [rows, reason, String(policy.backoffBaseSeconds), String(policy.backoffCapSeconds)],
+                operation: "release \(leases.count) lease(s)")
+            return try Self.decodeReleased(result)
+        }
+    }
+
+    private static func decodeReleased(_ result: PGResult) throws -> [ReleasedLease] {
+        try (0..<result.rowCount).map { row in
+            ReleasedLease(shard: ShardRef(jobID: try result.int64(row, 0), index: try result.int32(row, 1)),
+                          token: try result.uuid(row, 2), failed: try result.string(row, 3) == "failed")
         }
     }
 

@@ -147,8 +147,16 @@ public enum CompletionOutcome: String, Sendable, Equatable {
 /// What happened to one expired lease.
 public struct ReleasedLease: Sendable, Equatable {
     public var shard: ShardRef
+    /// The token the shard was leased under until now.
+    public var token: UUID
     /// True when the shard ran out of attempts and is now failed; false when it was requeued.
     public var failed: Bool
+
+    public init(shard: ShardRef, token: UUID, failed: Bool) {
+        self.shard = shard
+        self.token = token
+        self.failed = failed
+    }
 }
 
 /// A job row.

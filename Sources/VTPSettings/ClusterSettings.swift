@@ -23,6 +23,9 @@ public struct ClusterSettings: Sendable, Equatable {
         public var leaseSeconds: Int = 300
         /// Attempts before a shard is marked failed.
         public var maxAttempts: Int = 3
+        /// Most shards one worker holds at once, whatever prefetch it announces: a fair share of the
+        /// queue per worker, so one peer (misconfigured or hostile) cannot lease the whole job.
+        public var maxPrefetchPerWorker: Int = 4
         /// Prometheus metrics port; 0 disables the endpoint.
         public var metricsPort: Int = 9464
         /// Address the metrics endpoint listens on.
@@ -131,6 +134,7 @@ public struct ClusterSettings: Sendable, Equatable {
             case "coordinator.heartbeat_liveness": coordinator.heartbeatLiveness = try int()
             case "coordinator.lease_seconds": coordinator.leaseSeconds = try int()
             case "coordinator.max_attempts": coordinator.maxAttempts = try int()
+            case "coordinator.max_prefetch_per_worker": coordinator.maxPrefetchPerWorker = try int()
             case "coordinator.metrics_port": coordinator.metricsPort = try int()
             case "coordinator.metrics_address": coordinator.metricsAddress = try string()
             case "security.coordinator_secret_key_file": security.coordinatorSecretKeyFile = try string()
@@ -169,6 +173,8 @@ public struct ClusterSettings: Sendable, Equatable {
         try check(coordinator.leaseSeconds >= 1, "coordinator.lease_seconds", "must be at least 1, got \(coordinator.leaseSeconds)")
         try check((1...1000).contains(coordinator.maxAttempts), "coordinator.max_attempts",
                   "must be between 1 and 1000, got \(coordinator.maxAttempts)")
+        try check((1...64).contains(coordinator.maxPrefetchPerWorker), "coordinator.max_prefetch_per_worker",
+                  "must be between 1 and 64, got \(coordinator.maxPrefetchPerWorker)")
         try check((0...65535).contains(coordinator.metricsPort), "coordinator.metrics_port",
                   "must be a port number (0 disables), got \(coordinator.metricsPort)")
         try check(!coordinator.metricsAddress.isEmpty, "coordinator.metrics_address", "must not be empty")

@@ -13,8 +13,12 @@ import VTPVocabulary
 ///   handed back), returns exactly one credit, unless the worker is draining.
 /// - A cancelled queued shard is dropped; a cancelled running shard finishes but its result is
 ///   discarded (the coordinator no longer holds its lease).
-/// - The coordinator is watched Paranoid-Pirate style (`CoordinatorLiveness`): heartbeats when
-///   quiet, reconnect with jittered exponential backoff after three silent intervals.
+/// - The coordinator is watched Paranoid-Pirate style (`CoordinatorLiveness`): reconnect with
+///   jittered exponential backoff after three silent intervals. Heartbeats go out every interval
+///   whatever else is sent (progress of a busy shard does not replace them): they carry the
+///   worker's counters and the shards it holds, whose leases the coordinator renews from them.
+/// - `registration.session` is drawn once per process; every (re)registration repeats it, so the
+///   coordinator keeps this process's leases across reconnects and tells a restart apart.
 /// - A `disconnect` from the coordinator (it restarted or does not know this worker) triggers an
 ///   immediate re-registration.
 /// - First shutdown request: take no more work, hand queued shards back (`shardFailed`), finish the
@@ -72,6 +76,10 @@ public struct WorkerCore: Sendable {
     /// Assignments currently held (queued or running).
     public var held: Int { queued.count + (running == nil ? 0 : 1) }
 
+    /// Dispatch ids of the shards held, ascending, once each (a shard re-assigned while its
+    /// cancelled predecessor still runs appears once).
+    public var heldShardIDs: [Int64] { Set(queued.map(\.shardID) + [running?.shardID].compactMap { $0 }).sorted() }
+
     /// When the shell must tick next at the latest.
     public var nextDeadline: MonotonicInstant { liveness.nextDeadline }
 
@@ -91,7 +99,7 @@ public struct WorkerCore: Sendable {
                     heartbeatSequence += 1
                     actions.append(.send(.heartbeat(HeartbeatMessage(sequence: heartbeatSequence, imagesPerSecond: imagesPerSecond,
                                                                      residentMemoryBytes: residentMemoryBytes,
-                                                                     itemsCompleted: itemsCompleted))))
+                                                                     itemsCompleted: itemsCompleted, heldShards: heldShardIDs))))
                 case .coordinatorLost:
                     break  // the socket is replaced when `.reconnect` comes due
                 case .reconnect:
@@ -204,8 +212,10 @@ public struct WorkerCore: Sendable {
         actions.append(.execute(next))
     }
 
+    /// Other traffic does not count as a heartbeat (`liveness.sent` is not called): the
+    /// coordinator's view of this worker (its row, counters and held leases) comes from heartbeats,
+    /// and a busy worker sending progress many times a second must still send them.
     private mutating func send(_ message: WireMessage, at now: MonotonicInstant, into actions: inout [Action]) {
-        liveness.sent(at: now)
         actions.append(.send(message))
     }
 }

@@ -21,9 +21,28 @@ struct CoordinatorCoreTests {
                                now: Self.t0)
     }
 
-    func registration(_ id: String, prefetch: UInt32) -> WireMessage {
+    func registration(_ id: String, prefetch: UInt32, session: UInt64 = 1) -> WireMessage {
         .register(RegisterMessage(workerID: id, host: "h", capabilities: WorkerCapabilities(jobTypes: ["latents"], threads: 2,
-                                                                                           prefetch: prefetch, memoryBytes: 1)))
+                                                                                           prefetch: prefetch, memoryBytes: 1),
+                                  session: session))
+    }
+
+    func wire(_ shard: LeasedShard) -> Int64 { ShardDispatchID(jobID: shard.shard.jobID, index: shard.shard.index).wire! }
+
+    func heartbeat(_ sequence: UInt64, holding held: [LeasedShard] = []) -> WireMessage {
+        .heartbeat(HeartbeatMessage(sequence: sequence, heldShards: held.map(wire).sorted()))
+    }
+
+    func releases(_ actions: [CoordinatorCore.Action]) -> [([CoordinatorCore.HeldLease], String)] {
+        actions.compactMap { if case let .releaseLeases(held, reason) = $0 { (held, reason) } else { nil } }
+    }
+
+    func rows(_ actions: [CoordinatorCore.Action]) -> [WorkerReport] {
+        actions.compactMap { if case let .upsertWorker(r) = $0 { r } else { nil } }
+    }
+
+    func held(_ shards: LeasedShard...) -> [CoordinatorCore.HeldLease] {
+        shards.map { CoordinatorCore.HeldLease(shard: $0.shard, token: $0.token) }
     }
 
     func lease(job: Int64 = 7, index: Int32) -> LeasedShard {
@@ -150,8 +169,8 @@ struct CoordinatorCoreTests {
         let shard = lease(index: 1)
         _ = core.handle(.claimed(alice, shard), at: Self.at(0))
         func renewals(_ actions: [CoordinatorCore.Action]) -> Int { actions.filter { if case .renewLease = $0 { true } else { false } }.count }
-        #expect(renewals(core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 1))), at: Self.at(1))) == 0)
-        #expect(renewals(core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 2))), at: Self.at(2.1))) == 1)
+        #expect(renewals(core.handle(.received(alice, heartbeat(1, holding: [shard])), at: Self.at(1))) == 0)
+        #expect(renewals(core.handle(.received(alice, heartbeat(2, holding: [shard])), at: Self.at(2.1))) == 1)
         // The renewal is in flight: progress does not start another.
         #expect(renewals(core.handle(.received(alice, .progress(shardID: ShardDispatchID(jobID: 7, index: 1).wire!, itemsDone: 1)),
                                      at: Self.at(4.5))) == 0)
@@ -166,13 +185,13 @@ struct CoordinatorCoreTests {
         _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
         let shard = lease(index: 2)
         _ = core.handle(.claimed(alice, shard), at: Self.at(0))
-        _ = core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 1))), at: Self.at(2.5))
+        _ = core.handle(.received(alice, heartbeat(1, holding: [shard])), at: Self.at(2.5))
         let actions = core.handle(.leaseRenewed(shard.token, held: false), at: Self.at(2.6))
         #expect(actions.contains(.send(.cancel(.shard(ShardDispatchID(jobID: 7, index: 2).wire!), reason: "lease lost"), to: alice)))
         #expect(core.shardsInFlight == 0)
     }
 
-    @Test func silentWorkerIsDeclaredDeadAfterThreeMissedHeartbeatsAndItsLeasesAreLeftToExpire() {
+    @Test func silentWorkerIsDeclaredDeadAfterThreeMissedHeartbeatsAndItsLeasesAreReleasedAtOnce() {
         var core = makeCore()
         _ = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
         _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
@@ -184,18 +203,222 @@ struct CoordinatorCoreTests {
         #expect(beats.contains { if case .send(.heartbeat, alice) = $0 { true } else { false } })
         #expect(!core.handle(.tick, at: Self.at(2.9)).contains { if case .upsertWorker(let r) = $0 { r.state == .offline } else { false } })
         let dead = core.handle(.tick, at: Self.at(3.0))
-        #expect(dead.contains { if case .upsertWorker(let r) = $0 { r.state == .offline && r.id == "w-alice" } else { false } })
+        #expect(rows(dead).contains { $0.state == .offline && $0.id == "w-alice" && $0.currentShard == nil })
         #expect(core.workers[alice] == nil)
         #expect(core.counters.workersDeclaredDead == 1)
-        // Its leases are not failed or completed; they stay (ownerless) until the ledger releases them.
+        // Her leases go back to the ledger now, not after they expire; nothing is completed or failed.
+        let released = releases(dead)
+        #expect(released.count == 1 && released.first?.0 == held(first, second))
+        #expect(released.first?.1.contains("w-alice stopped responding") == true)
         #expect(!dead.contains { if case .fail = $0 { true } else if case .complete = $0 { true } else { false } })
-        #expect(core.leases.count == 2 && core.shardsInFlight == 0)
-        _ = core.handle(.leasesReleased([first.shard, second.shard]), at: Self.at(5))
-        #expect(core.leases.isEmpty)
-        // A result arriving late from the "dead" worker is still passed on, for the ledger to judge.
-        let late = core.handle(.received(alice, .shardDone(ShardDoneMessage(shardID: ShardDispatchID(jobID: 7, index: 0).wire!,
-                                                                            leaseToken: first.token, results: []))), at: Self.at(6))
+        #expect(core.leases.isEmpty && core.counters.leasesReleasedOnSessionEnd == 2)
+        _ = core.handle(.leasesReleased(held(first, second), finishedJobs: []), at: Self.at(3.1))
+        // A result arriving late from the "dead" worker is still passed on, for the ledger to refuse by its token.
+        let late = core.handle(.received(alice, .shardDone(ShardDoneMessage(shardID: wire(first), leaseToken: first.token, results: []))),
+                               at: Self.at(6))
         #expect(late.contains { if case .complete(first.shard, first.token, _) = $0 { true } else { false } })
+    }
+
+    @Test func aNewSessionUnderAKnownIdentityEndsTheOldOneAndReleasesItsLeasesAtOnce() throws {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 11)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let first = lease(index: 0), second = lease(index: 1)
+        _ = core.handle(.claimed(alice, first), at: Self.at(0.1))
+        _ = core.handle(.claimed(alice, second), at: Self.at(0.1))
+        #expect(core.shardsInFlight == 2)
+
+        // The process was killed and systemd restarted it under the same --worker-id (same routing
+        // identity) before liveness noticed: the register carries a new session nonce.
+        let restarted = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 12)), at: Self.at(0.5))
+        let released = releases(restarted)
+        #expect(released.count == 1 && released.first?.0 == held(first, second))
+        #expect(released.first?.1.contains("w-alice restarted") == true)
+        #expect(core.leases.isEmpty && core.counters.sessionsReplaced == 1)
+        #expect(core.workers[alice]?.session == 12)
+        // The old session's credit is gone with it: nothing is claimed until the new process grants credit.
+        #expect(core.workers[alice]?.window.credits == 0 && core.workers[alice]?.window.outstanding.isEmpty == true)
+        #expect(claims(restarted).isEmpty)
+        #expect(rows(restarted).last?.state == .idle)
+        #expect(claims(core.handle(.received(alice, .credit(2)), at: Self.at(0.6))) == [alice, alice])
+
+        // Heartbeats of the new process renew nothing of the old one's (the stall this prevents:
+        // leases renewed forever, never expiring, never finishing).
+        let beat = core.handle(.received(alice, heartbeat(1)), at: Self.at(5))
+        #expect(!beat.contains { if case .renewLease = $0 { true } else { false } })
+        // A result of the old session still goes to the ledger, which refuses it by its stale token.
+        let late = core.handle(.received(alice, .shardDone(ShardDoneMessage(shardID: wire(first), leaseToken: first.token, results: []))),
+                               at: Self.at(5.1))
+        #expect(late.contains { if case .complete(first.shard, first.token, _) = $0 { true } else { false } })
+        #expect(core.workers[alice]?.window.outstanding.isEmpty == true)
+    }
+
+    @Test func claimsStillOutForAReplacedSessionServeTheNewOneInsteadOfBeingClaimedTwice() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 1)), at: Self.at(0))
+        #expect(claims(core.handle(.received(alice, .credit(2)), at: Self.at(0))) == [alice, alice])
+        // The process is replaced while both claims are still with the ledger.
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 2)), at: Self.at(0.1))
+        #expect(claims(core.handle(.received(alice, .credit(2)), at: Self.at(0.1))).isEmpty)
+        let first = core.handle(.claimed(alice, lease(index: 0)), at: Self.at(0.2))
+        let second = core.handle(.claimed(alice, lease(index: 1)), at: Self.at(0.2))
+        #expect(assignments(first + second).map(\.0) == [alice, alice])
+        #expect(core.counters.leasesAbandoned == 0 && core.shardsInFlight == 2)
+    }
+
+    @Test func reRegistrationWithTheSameSessionKeepsTheSessionAndItsLeases() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 7)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let shard = lease(index: 4)
+        _ = core.handle(.claimed(alice, shard), at: Self.at(0))
+        // A reconnect after coordinator silence: same process, same nonce.
+        let again = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 7)), at: Self.at(1))
+        #expect(releases(again).isEmpty)
+        #expect(core.leases.count == 1 && core.counters.sessionsReplaced == 0)
+        #expect(rows(again).last?.state == .busy && rows(again).last?.currentShard == shard.shard)
+        #expect(core.handle(.received(alice, heartbeat(1, holding: [shard])), at: Self.at(2.5)).contains(.renewLease(shard.shard, token: shard.token)))
+    }
+
+    @Test func goodbyeFromAWorkerReleasesWhatItStillHolds() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        let shard = lease(index: 2)
+        _ = core.handle(.claimed(alice, shard), at: Self.at(0))
+        let bye = core.handle(.received(alice, .disconnect(reason: "worker stopped")), at: Self.at(1))
+        #expect(releases(bye).first?.0 == held(shard))
+        #expect(releases(bye).first?.1.contains("disconnected") == true)
+        #expect(rows(bye).map(\.state) == [.offline])
+        #expect(core.workers.isEmpty && core.leases.isEmpty)
+    }
+
+    @Test func heartbeatsRenewOnlyTheLeasesTheWorkerStillHolds() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let kept = lease(index: 0), lost = lease(index: 1)
+        _ = core.handle(.claimed(alice, kept), at: Self.at(0))
+        _ = core.handle(.claimed(alice, lost), at: Self.at(0))
+        // `lost`'s result vanished with a replaced socket: the worker no longer lists it.
+        let beat = core.handle(.received(alice, heartbeat(1, holding: [kept])), at: Self.at(2.5))
+        #expect(beat.contains(.renewLease(kept.shard, token: kept.token)))
+        #expect(!beat.contains(.renewLease(lost.shard, token: lost.token)))
+        // When the ledger expires it, the slot comes back and the worker is told to drop it.
+        let expired = core.handle(.leasesReleased(held(lost), finishedJobs: []), at: Self.at(30))
+        #expect(expired.contains(.send(.cancel(.shard(wire(lost)), reason: "lease expired"), to: alice)))
+        #expect(core.leases.count == 1 && core.workers[alice]?.window.outstanding.count == 1)
+    }
+
+    @Test func expiryOfAnOlderLeaseOfAShardLeavesItsNewLeaseAlone() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        let fresh = lease(index: 3)
+        _ = core.handle(.claimed(alice, fresh), at: Self.at(0))
+        // The ledger reports the shard's previous lease (another token) as released after the new claim was handled.
+        let stale = CoordinatorCore.HeldLease(shard: fresh.shard, token: LeaseToken.random())
+        let actions = core.handle(.leasesReleased([stale], finishedJobs: []), at: Self.at(1))
+        #expect(!actions.contains { if case .send(.cancel, _) = $0 { true } else { false } })
+        #expect(core.leases[fresh.token] != nil)
+    }
+
+    @Test func prefetchAndCreditAreCappedPerWorker() {
+        var core = makeCore()  // max_prefetch_per_worker 4 (the default)
+        let greedy = core.handle(.received(alice, registration("greedy", prefetch: 100_000)), at: Self.at(0))
+        #expect(rows(greedy).first?.capabilitiesJSON.contains("\"prefetch_granted\":4") == true)
+        #expect(core.workers[alice]?.window.prefetch == 4)
+        #expect(claims(core.handle(.received(alice, .credit(100_000)), at: Self.at(0.1))).count == 4)
+        for index in 0..<4 { _ = core.handle(.claimed(alice, lease(index: Int32(index))), at: Self.at(0.2)) }
+        #expect(core.shardsInFlight == 4)
+        // More credit while it holds its cap is ignored.
+        #expect(claims(core.handle(.received(alice, .credit(100_000)), at: Self.at(0.3))).isEmpty)
+        #expect(core.workers[alice]?.window.credits == 0)
+        // A modest worker keeps the prefetch it asked for, and gets its share.
+        _ = core.handle(.received(bob, registration("modest", prefetch: 2)), at: Self.at(0.4))
+        #expect(claims(core.handle(.received(bob, .credit(2)), at: Self.at(0.5))) == [bob, bob])
+        #expect(core.workers[bob]?.window.prefetch == 2)
+
+        let liveness = try! WorkerLiveness<PeerIdentity>.Configuration(heartbeatInterval: .seconds(1), missedHeartbeatsBeforeDead: 3)
+        var strict = CoordinatorCore(configuration: .init(liveness: liveness, maxPrefetchPerWorker: 1), now: Self.t0)
+        _ = strict.handle(.received(alice, registration("greedy", prefetch: 64)), at: Self.at(0))
+        #expect(claims(strict.handle(.received(alice, .credit(64)), at: Self.at(0.1))) == [alice])
+    }
+
+    @Test func workerRowFollowsAssignmentProgressAndResults() throws {
+        var core = makeCore()
+        let registered = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
+        #expect(rows(registered).map(\.state) == [.idle])
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let first = lease(index: 0), second = lease(index: 1)
+        let assigned = core.handle(.claimed(alice, first), at: Self.at(0.1))
+        #expect(rows(assigned).map(\.state) == [.busy] && rows(assigned).first?.currentShard == first.shard)
+        // A second assignment changes neither state nor current shard: the row is not rewritten.
+        #expect(rows(core.handle(.claimed(alice, second), at: Self.at(0.1))).isEmpty)
+        // Every heartbeat refreshes the row (its heartbeat time), busy while it holds shards.
+        #expect(rows(core.handle(.received(alice, heartbeat(1, holding: [first, second])), at: Self.at(1))).map(\.state) == [.busy])
+        let done = core.handle(.received(alice, .shardDone(ShardDoneMessage(shardID: wire(first), leaseToken: first.token, results: []))),
+                               at: Self.at(2))
+        #expect(rows(done).map(\.currentShard) == [second.shard])
+        let progress = core.handle(.received(alice, .progress(shardID: wire(second), itemsDone: 1)), at: Self.at(2.5))
+        #expect(rows(progress).isEmpty)  // already the current shard
+        let idle = core.handle(.received(alice, .shardFailed(ShardFailedMessage(shardID: wire(second), leaseToken: second.token,
+                                                                                error: "disk full"))), at: Self.at(3))
+        #expect(rows(idle).map(\.state) == [.idle] && rows(idle).first?.currentShard == nil)
+    }
+
+    @Test func progressNamesTheShardTheWorkerIsRunning() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let first = lease(index: 5), second = lease(index: 2)
+        _ = core.handle(.claimed(alice, first), at: Self.at(0))
+        _ = core.handle(.claimed(alice, second), at: Self.at(0))
+        // Without progress the lowest shard is shown; progress on shard 5 makes it the current one.
+        let progress = core.handle(.received(alice, .progress(shardID: wire(first), itemsDone: 3)), at: Self.at(1))
+        #expect(rows(progress).map(\.currentShard) == [first.shard])
+    }
+
+    @Test func silentRowsAreSweptOfflineOnTheReleaseSchedule() {
+        var core = makeCore()
+        let actions = core.handle(.tick, at: Self.at(5.0))
+        // Twice the liveness limit (3 × 1 s) without a heartbeat: no coordinator hears from that worker.
+        #expect(actions.contains(.markSilentWorkersOffline(olderThanSeconds: 6)))
+        // A peer that registers and vanishes is expired by liveness and its row goes offline.
+        _ = core.handle(.received(bob, registration("junk", prefetch: 1)), at: Self.at(5.1))
+        let expired = core.handle(.tick, at: Self.at(8.2))
+        #expect(rows(expired).contains { $0.id == "junk" && $0.state == .offline })
+        #expect(core.workers.isEmpty)
+    }
+
+    @Test func aJobEndedByReleasedLeasesIsFinalizedOnce() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        let last = lease(job: 9, index: 0)
+        _ = core.handle(.claimed(alice, last), at: Self.at(0))
+        // The ledger expired the job's last lease and failed the shard: that ended the job.
+        #expect(core.handle(.leasesReleased(held(last), finishedJobs: [9]), at: Self.at(20)).contains(.finalize(jobID: 9)))
+        #expect(!core.handle(.leasesReleased([], finishedJobs: [9]), at: Self.at(21)).contains(.finalize(jobID: 9)))
+        // The same through a session's end (the answer to `.releaseLeases`).
+        #expect(core.handle(.leasesReleased([], finishedJobs: [10]), at: Self.at(22)).contains(.finalize(jobID: 10)))
+        #expect(core.finalizedJobs == [9, 10])
+    }
+
+    @Test func aCancelRevokesTheJobsShardsOnItsWorkersAndFinalizesIt() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 3)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(3)), at: Self.at(0))
+        let a = lease(job: 5, index: 0), b = lease(job: 5, index: 1), other = lease(job: 6, index: 0)
+        for shard in [a, b, other] { _ = core.handle(.claimed(alice, shard), at: Self.at(0.1)) }
+        let cancelled = core.handle(.jobCancelled(5), at: Self.at(1))
+        #expect(cancelled.filter { if case .send(.cancel(.job(5), _), alice) = $0 { true } else { false } }.count == 1)
+        #expect(cancelled.contains(.finalize(jobID: 5)))
+        #expect(core.leases.count == 1 && core.leases[other.token] != nil)
+        #expect(core.workers[alice]?.window.outstanding.count == 1)
+        // The worker returns the credit of the dropped shards; the freed slots take new work.
+        #expect(claims(core.handle(.received(alice, .credit(2)), at: Self.at(1.1))).count == 2)
+        #expect(!core.handle(.jobFinished(5), at: Self.at(2)).contains(.finalize(jobID: 5)), "once per finish")
     }
 
     @Test func expiredLeasesAreReleasedPeriodically() {
@@ -270,8 +493,8 @@ struct CoordinatorCoreTests {
         _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
         _ = core.handle(.claimed(alice, lease(index: 0)), at: Self.at(0))
         _ = core.handle(.shutdownRequested, at: Self.at(0))
-        #expect(!core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 1))), at: Self.at(5)).contains(.exit))
-        #expect(core.handle(.received(alice, .heartbeat(HeartbeatMessage(sequence: 2))), at: Self.at(10)).contains(.exit))
+        #expect(!core.handle(.received(alice, heartbeat(1)), at: Self.at(5)).contains(.exit))
+        #expect(core.handle(.received(alice, heartbeat(2)), at: Self.at(10)).contains(.exit))
     }
 
     @Test func dispatchIDRoundTripsAndRejectsOutOfRangeValues() {

@@ -36,6 +36,7 @@ import VTPTestSupport
         [coordinator]
         endpoint = 'ipc:///tmp/vtp.sock'
         lease_seconds = 1_200
+        max_prefetch_per_worker = 8
         [storage]
         root = "/data/out"
         """)
@@ -43,6 +44,7 @@ import VTPTestSupport
         let s = try ClusterSettings.load(path: path, environment: [:])
         #expect(s.worker.batchSize == 16 && s.worker.prefetch == 4 && s.worker.precision == "bf16")
         #expect(s.coordinator.endpoint == "ipc:///tmp/vtp.sock" && s.coordinator.leaseSeconds == 1200)
+        #expect(s.coordinator.maxPrefetchPerWorker == 8 && ClusterSettings().coordinator.maxPrefetchPerWorker == 4)
         #expect(s.resolveOutput("latents/run1") == "/data/out/latents/run1")
         #expect(s.resolveOutput("/abs") == "/abs")
     }
@@ -52,6 +54,8 @@ import VTPTestSupport
         ("[worker]\nbatch = 8", "vtp.toml:2: worker.batch: unknown key"),
         ("[worker]\nbatch_size = 0", "worker.batch_size: must be between 1 and 4096, got 0"),
         ("[worker]\nprecision = \"fp16\"", "worker.precision: must be fp32 or bf16, got 'fp16'"),
+        ("[coordinator]\nmax_prefetch_per_worker = 0", "coordinator.max_prefetch_per_worker: must be between 1 and 64, got 0"),
+        ("[coordinator]\nmax_prefetch_per_worker = \"4\"", "vtp.toml:2: coordinator.max_prefetch_per_worker: expected an integer, found a string"),
         ("[coordinator]\nendpoint = \"tcp://0.0.0.0:5555\"", "is not a loopback address"),
         ("[coordinator]\nendpoint = \"http://x\"", "must start with tcp://"),
         ("[worker\nx = 1", "vtp.toml:1: expected ']'"),

@@ -11,7 +11,8 @@ public enum SampleMessages {
     public static let register = WireMessage.register(RegisterMessage(
         workerID: "worker-é-01", host: "node17.cluster",
         capabilities: WorkerCapabilities(jobTypes: ["encode", "features", "clip"], threads: 32, prefetch: 4,
-                                         memoryBytes: 256 << 30)))
+                                         memoryBytes: 256 << 30),
+        session: 0xFEED_FACE_CAFE_BEEF))
 
     public static let assign = WireMessage.assignShard(AssignShardMessage(
         jobID: 42, shardID: Int64.max, leaseToken: token, jobType: "encode",
@@ -40,7 +41,8 @@ public enum SampleMessages {
         done,
         .shardDone(ShardDoneMessage(shardID: 8, leaseToken: token, results: [])),
         .shardFailed(ShardFailedMessage(shardID: 9, leaseToken: token, error: "model file missing")),
-        .heartbeat(HeartbeatMessage(sequence: 12, imagesPerSecond: 33.5, residentMemoryBytes: 1 << 33, itemsCompleted: 999)),
+        .heartbeat(HeartbeatMessage(sequence: 12, imagesPerSecond: 33.5, residentMemoryBytes: 1 << 33, itemsCompleted: 999,
+                                    heldShards: [-7, 3, Int64.max])),
         .drain(reason: "SIGTERM"),
         .disconnect(reason: "shutting down"),
     ]

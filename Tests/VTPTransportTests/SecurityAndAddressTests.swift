@@ -29,6 +29,21 @@ import VTPVocabulary
         #expect(ephemeral.port == nil && !ephemeral.needsIPv6)
         #expect(try EndpointAddress("ipc:///run/vtp/c.sock").path == "/run/vtp/c.sock")
     }
+
+    /// `zmq_bind` takes `localhost` for an interface name and fails with ENODEV; binding resolves it.
+    @Test func hostNamesAreResolvedForBindingAndJudgedByTheirAddress() throws {
+        let named = try EndpointAddress("tcp://localhost:7000").resolvedForBinding()
+        #expect(named.host == "127.0.0.1" && named.port == 7000 && named.description == "tcp://127.0.0.1:7000")
+        #expect(named.isLocalOnly && !named.needsIPv6)
+        #expect(try EndpointAddress("tcp://localhost:*").resolvedForBinding().description == "tcp://127.0.0.1:*")
+        for unchanged in ["tcp://127.0.0.1:5", "tcp://*:5", "tcp://0.0.0.0:5", "tcp://[::1]:6", "ipc:///tmp/x.sock", "inproc://a"] {
+            #expect(try EndpointAddress(unchanged).resolvedForBinding().description == unchanged)
+        }
+        // All of 127.0.0.0/8 is loopback (Debian maps the host name to 127.0.1.1); nothing next to it is.
+        #expect(try EndpointAddress("tcp://127.0.1.1:5").isLocalOnly)
+        #expect(try !EndpointAddress("tcp://128.0.0.1:5").isLocalOnly)
+        #expect(try !EndpointAddress("tcp://[::2]:5").isLocalOnly)
+    }
 }
 
 @Suite struct CurveKeyTests {

@@ -56,7 +56,7 @@ extension SerialTransportTests {
             for type in WireMessageType.allCases {
                 for _ in 0..<5_000 {
                     let count = Int(rng.next() % 64)
-                    let frame = Array("VTP".utf8) + [1, type.rawValue] + (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                    let frame = Array("VTP".utf8) + [WireMessage.protocolVersion, type.rawValue] + (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
                     do {
                         let message = try WireMessage.decode(frame)
                         #expect(try message.encoded() == frame)
@@ -145,6 +145,24 @@ extension SerialTransportTests {
             var heartbeat = try WireMessage.heartbeat(HeartbeatMessage(sequence: 1, imagesPerSecond: 1)).encoded()
             withUnsafeBytes(of: Double.nan.bitPattern.littleEndian) { heartbeat.replaceSubrange(13..<21, with: $0) }
             #expect(throws: WireDecodeError.self) { try WireMessage.decode(heartbeat) }
+            // Held shards must be listed once each, ascending.
+            var held = try WireMessage.heartbeat(HeartbeatMessage(sequence: 1, heldShards: [4, 9])).encoded()
+            held.replaceSubrange((held.count - 8)..., with: [4, 0, 0, 0, 0, 0, 0, 0])
+            #expect(throws: WireDecodeError.invalidValue(field: "heartbeat.heldShards", reason: "must be strictly ascending")) {
+                try WireMessage.decode(held)
+            }
+            // A register without a session nonce (0) is refused: the coordinator could not tell restarts apart.
+            var register = try SampleMessages.register.encoded()
+            register.replaceSubrange((register.count - 8)..., with: [UInt8](repeating: 0, count: 8))
+            #expect(throws: WireDecodeError.invalidValue(field: "register.session", reason: "must be a non-zero random nonce")) {
+                try WireMessage.decode(register)
+            }
+        }
+
+        @Test func everyRegistrationDrawsItsOwnSession() {
+            let capabilities = WorkerCapabilities(jobTypes: [], threads: 1, prefetch: 1, memoryBytes: 0)
+            let sessions = (0..<100).map { _ in RegisterMessage(workerID: "w", host: "h", capabilities: capabilities).session }
+            #expect(Set(sessions).count == 100 && !sessions.contains(0))
         }
 
         @Test func directionIsEnforced() throws {
@@ -173,6 +191,13 @@ extension SerialTransportTests {
             }
             #expect(throws: WireEncodeError.self) {
                 try WireMessage.heartbeat(HeartbeatMessage(sequence: 0, imagesPerSecond: -1)).encoded()
+            }
+            #expect(throws: WireEncodeError.self) {
+                try WireMessage.heartbeat(HeartbeatMessage(sequence: 0, heldShards: [2, 1])).encoded()
+            }
+            #expect(throws: WireEncodeError.self) {
+                try WireMessage.register(RegisterMessage(workerID: "w", host: "h",
+                    capabilities: WorkerCapabilities(jobTypes: [], threads: 1, prefetch: 1, memoryBytes: 0), session: 0)).encoded()
             }
             #expect(throws: WireEncodeError.self) {
                 try WireMessage.register(RegisterMessage(workerID: "", host: "h",

@@ -92,6 +92,37 @@ struct WorkerCoreTests {
         #expect(core.handle(.tick, at: Self.at(9.0)).contains(.reconnect))
     }
 
+    /// A busy worker reports progress several times a second; its heartbeats (which carry the
+    /// shards it holds and keep its row fresh) must go out on their own clock anyway.
+    @Test func heartbeatsKeepTheirPaceWhileProgressFlowsAndListTheShardsHeld() {
+        var core = makeCore()
+        _ = core.handle(.started, at: Self.at(0))
+        let a = assignment(3), b = assignment(1)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0.05))
+        _ = core.handle(.received(.assignShard(b)), at: Self.at(0.05))
+        var beats: [HeartbeatMessage] = []
+        for step in 1...30 {
+            let now = Self.at(Double(step) * 0.1)
+            _ = core.handle(.received(.heartbeat(HeartbeatMessage(sequence: UInt64(step)))), at: now)  // the coordinator is alive
+            #expect(sent(core.handle(.progress(shardID: a.shardID, itemsDone: UInt32(step)), at: now)).count == 1)
+            for case let .heartbeat(beat) in sent(core.handle(.tick, at: now)) { beats.append(beat) }
+        }
+        #expect(beats.count == 3, "one heartbeat per second over 3 s of progress, got \(beats.count)")
+        #expect(beats.allSatisfy { $0.heldShards == [b.shardID, a.shardID].sorted() })
+        #expect(core.heldShardIDs == [a.shardID, b.shardID].sorted())
+    }
+
+    @Test func everyRegistrationOfOneWorkerCarriesItsOneSession() {
+        var core = makeCore()
+        let first = sent(core.handle(.started, at: Self.at(0)))
+        let again = sent(core.handle(.received(.disconnect(reason: "not registered")), at: Self.at(0.5)))
+        guard case let .register(r1)? = first.first, case let .register(r2)? = again.first else {
+            Issue.record("expected registrations, got \(first) and \(again)")
+            return
+        }
+        #expect(r1.session == registration.session && r2.session == registration.session && r1.session != 0)
+    }
+
     @Test func reregistrationGrantsOnlyTheSlotsNotHeld() {
         var core = makeCore()
         _ = core.handle(.started, at: Self.at(0))

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A validated ZeroMQ endpoint string (`tcp://host:port`, `ipc://path`, `inproc://name`).
 ///
 /// Validation exists so a misconfigured coordinator fails at start-up with a clear message, and so the
@@ -62,13 +68,77 @@ public struct EndpointAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    private init(transport: Transport, host: String, port: UInt16?, path: String, description: String) {
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.path = path
+        self.description = description
+    }
+
     /// True when the endpoint can only be reached from this machine: ipc, inproc, or tcp on a loopback
-    /// address (`127.0.0.1`, `::1`, `localhost`).
+    /// address (`127.0.0.0/8`, `::1`) or `localhost`. Check it on `resolvedForBinding()` so a name
+    /// is judged by the address actually bound.
     public var isLocalOnly: Bool {
         switch transport {
         case .ipc, .inproc: true
-        case .tcp: host == "127.0.0.1" || host == "::1" || host == "localhost"
+        case .tcp: host == "localhost" || Self.isLoopbackAddress(host)
         }
+    }
+
+    /// This endpoint with a tcp host name replaced by the numeric address it resolves to, the form
+    /// `zmq_bind` needs: libzmq binds an address or an interface name, and takes any other name
+    /// (`localhost` included) for a missing interface (ENODEV). When the name has IPv4 and IPv6
+    /// addresses the first IPv4 one is bound. Addresses, `*`, ipc and inproc come back unchanged,
+    /// and so does a name that does not resolve (it may be an interface name such as `eth0`, which
+    /// libzmq understands). Connecting needs none of this: libzmq resolves names on connect, and
+    /// again on every reconnect.
+    ///
+    /// Resolution may consult DNS; the coordinator does it once, while binding at start-up.
+    public func resolvedForBinding() -> EndpointAddress {
+        guard transport == .tcp, host != "*", !Self.isNumericAddress(host), let address = Self.resolve(host) else { return self }
+        let hostPart = address.contains(":") ? "[\(address)]" : address
+        return EndpointAddress(transport: .tcp, host: address, port: port, path: "",
+                               description: "tcp://\(hostPart):\(port.map(String.init) ?? "*")")
+    }
+
+    static func isNumericAddress(_ host: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
+
+    static func isLoopbackAddress(_ host: String) -> Bool {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+        return withUnsafeBytes(of: &v6) { Array($0) } == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
+    /// The numeric form of the first address `name` resolves to, IPv4 preferred; nil if none.
+    private static func resolve(_ name: String) -> String? {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(name, nil, &hints, &list) == 0, let first = list else { return nil }
+        defer { freeaddrinfo(list) }
+        var candidates: [UnsafeMutablePointer<addrinfo>] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = cursor {
+            if entry.pointee.ai_family == AF_INET || entry.pointee.ai_family == AF_INET6 { candidates.append(entry) }
+            cursor = entry.pointee.ai_next
+        }
+        guard let chosen = candidates.first(where: { $0.pointee.ai_family == AF_INET }) ?? candidates.first else { return nil }
+        var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(chosen.pointee.ai_addr, chosen.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 else {
+            return nil
+        }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// True when libzmq needs `ZMQ_IPV6` to use this endpoint.

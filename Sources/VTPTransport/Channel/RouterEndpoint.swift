@@ -58,7 +58,8 @@ public final class RouterEndpoint: Sendable {
                 logger: Logger = Logger(label: "vtp.transport.router")) throws(TransportError) {
         var endpoints: [EndpointAddress] = []
         for text in configuration.bindEndpoints {
-            let endpoint = try EndpointAddress(text)
+            // Judged by the address that will be bound, so a name cannot smuggle a network address past the check.
+            let endpoint = try EndpointAddress(text).resolvedForBinding()
             if configuration.curve == nil && !endpoint.isLocalOnly { throw .insecureBind(text) }
             endpoints.append(endpoint)
         }

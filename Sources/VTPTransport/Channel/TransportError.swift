@@ -27,7 +27,7 @@ public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible 
         case .zmq(let error): "\(error)"
         case .invalidEndpoint(let endpoint, let reason): "invalid endpoint '\(endpoint)': \(reason)"
         case .insecureBind(let endpoint):
-            "refusing to bind '\(endpoint)' without CURVE keys: only tcp://127.0.0.1, tcp://[::1], tcp://localhost, ipc:// and inproc:// may be bound unencrypted"
+            "refusing to bind '\(endpoint)' without CURVE keys: only loopback addresses (tcp://127.0.0.1, tcp://[::1], tcp://localhost or a name resolving to one), ipc:// and inproc:// may be bound unencrypted"
         case .unknownPeer(let peer): "no connected peer with identity \(peer)"
         case .wouldBlock: "message not queued: no connected peer or high-water mark reached"
         case .shutDown: "endpoint has been shut down"

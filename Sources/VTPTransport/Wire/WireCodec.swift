@@ -17,6 +17,8 @@ public enum WireLimits {
     public static let jobTypes = 256
     /// Timing entries per item result.
     public static let stagesPerItem = 64
+    /// Shards one worker may list as held in a heartbeat (far above any prefetch).
+    public static let heldShards = 4096
 }
 
 /// Why a frame is not a valid message. Decoding never traps: every problem ends up here, naming the

@@ -22,6 +22,8 @@ extension WireMessage {
             w.u32(m.capabilities.threads)
             w.u32(m.capabilities.prefetch)
             w.u64(m.capabilities.memoryBytes)
+            guard m.session != 0 else { throw .invalidValue(field: "register.session", reason: "must be a non-zero random nonce") }
+            w.u64(m.session)
         case .credit(let n):
             try requirePositive(n, "credit.n")
             w.u32(n)
@@ -75,6 +77,13 @@ extension WireMessage {
             w.f64(m.imagesPerSecond)
             w.u64(m.residentMemoryBytes)
             w.u64(m.itemsCompleted)
+            try w.count(m.heldShards.count, field: "heartbeat.heldShards", limit: WireLimits.heldShards)
+            for (index, shard) in m.heldShards.enumerated() {
+                if index > 0, shard <= m.heldShards[index - 1] {
+                    throw .invalidValue(field: "heartbeat.heldShards", reason: "must be strictly ascending")
+                }
+                w.i64(shard)
+            }
         case .drain(let reason):
             try w.string(reason, field: "drain.reason", limit: WireLimits.longText)
         case .cancel(let scope, let reason):
@@ -117,9 +126,12 @@ extension WireMessage {
             let prefetch = try r.u32("register.prefetch")
             guard prefetch > 0 else { throw .invalidValue(field: "register.prefetch", reason: "must be at least 1") }
             let memory = try r.u64("register.memoryBytes")
+            let session = try r.u64("register.session")
+            guard session != 0 else { throw .invalidValue(field: "register.session", reason: "must be a non-zero random nonce") }
             message = .register(RegisterMessage(
                 workerID: workerID, host: host,
-                capabilities: WorkerCapabilities(jobTypes: jobTypes, threads: threads, prefetch: prefetch, memoryBytes: memory)))
+                capabilities: WorkerCapabilities(jobTypes: jobTypes, threads: threads, prefetch: prefetch, memoryBytes: memory),
+                session: session))
         case .credit:
             let n = try r.u32("credit.n")
             guard n > 0 else { throw .invalidValue(field: "credit.n", reason: "must be at least 1") }
@@ -203,8 +215,19 @@ extension WireMessage {
             let rate = try r.nonNegativeF64("heartbeat.imagesPerSecond")
             let memory = try r.u64("heartbeat.residentMemoryBytes")
             let completed = try r.u64("heartbeat.itemsCompleted")
+            let heldCount = try r.count("heartbeat.heldShards", limit: WireLimits.heldShards, minimumElementBytes: 8)
+            var held: [Int64] = []
+            held.reserveCapacity(heldCount)
+            for _ in 0..<heldCount {
+                let shard = try r.i64("heartbeat.heldShards[]")
+                // One canonical encoding per set, so a receiver never has to reconcile duplicates.
+                if let last = held.last, shard <= last {
+                    throw .invalidValue(field: "heartbeat.heldShards", reason: "must be strictly ascending")
+                }
+                held.append(shard)
+            }
             message = .heartbeat(HeartbeatMessage(sequence: sequence, imagesPerSecond: rate,
-                                                  residentMemoryBytes: memory, itemsCompleted: completed))
+                                                  residentMemoryBytes: memory, itemsCompleted: completed, heldShards: held))
         case .drain:
             message = .drain(reason: try r.string("drain.reason", limit: WireLimits.longText))
         case .cancel:

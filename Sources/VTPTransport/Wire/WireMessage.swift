@@ -39,15 +39,30 @@ public struct WorkerCapabilities: Hashable, Sendable {
 }
 
 /// Worker → coordinator: the first message after (re)connecting.
+///
+/// `session` tells process lifetimes apart. The worker id (also the socket's routing identity)
+/// repeats when a worker restarts under the same `--worker-id`, or when a restarted pod gets the
+/// same host name and PID; the session does not. A register from a known identity with a new
+/// session means the previous process is gone: the coordinator ends that session at once and
+/// releases its leases. The same session again is a reconnect and keeps them.
 public struct RegisterMessage: Hashable, Sendable {
     public var workerID: String
     public var host: String
     public var capabilities: WorkerCapabilities
+    /// A random non-zero nonce drawn once per worker process (see `newSession()`).
+    public var session: UInt64
 
-    public init(workerID: String, host: String, capabilities: WorkerCapabilities) {
+    public init(workerID: String, host: String, capabilities: WorkerCapabilities, session: UInt64 = RegisterMessage.newSession()) {
         self.workerID = workerID
         self.host = host
         self.capabilities = capabilities
+        self.session = session
+    }
+
+    /// A fresh session nonce from the system generator (never 0, which the wire reserves as invalid).
+    public static func newSession() -> UInt64 {
+        var generator = SystemRandomNumberGenerator()
+        return UInt64.random(in: 1 ... .max, using: &generator)
     }
 }
 
@@ -110,12 +125,19 @@ public struct HeartbeatMessage: Hashable, Sendable {
     public var imagesPerSecond: Double
     public var residentMemoryBytes: UInt64
     public var itemsCompleted: UInt64
+    /// From a worker: the dispatch ids of every shard it holds (running and queued), ascending. The
+    /// coordinator renews exactly these leases, so a lease whose result was lost on the way (or that
+    /// the worker never received) runs out instead of being kept alive by an unrelated heartbeat.
+    /// Empty from the coordinator.
+    public var heldShards: [Int64]
 
-    public init(sequence: UInt64, imagesPerSecond: Double = 0, residentMemoryBytes: UInt64 = 0, itemsCompleted: UInt64 = 0) {
+    public init(sequence: UInt64, imagesPerSecond: Double = 0, residentMemoryBytes: UInt64 = 0, itemsCompleted: UInt64 = 0,
+                heldShards: [Int64] = []) {
         self.sequence = sequence
         self.imagesPerSecond = imagesPerSecond
         self.residentMemoryBytes = residentMemoryBytes
         self.itemsCompleted = itemsCompleted
+        self.heldShards = heldShards
     }
 }
 
@@ -155,7 +177,8 @@ public enum WireDirection: Sendable {
     func allows(_ other: WireDirection) -> Bool { self == .both || self == other }
 }
 
-/// Every message of protocol version 2 (2: items carry job-wide 64-bit ordinals and metadata).
+/// Every message of protocol version 3 (2: items carry job-wide 64-bit ordinals and metadata;
+/// 3: `register` carries the worker's session nonce, a worker's `heartbeat` the shards it holds).
 ///
 /// Frame layout: `"VTP"` magic, version byte, type byte, then the type's fields in order. Integers are
 /// little-endian; strings are a u32 byte length then UTF-8; optionals a 0/1 byte then the value; arrays a
@@ -178,7 +201,7 @@ public enum WireMessage: Hashable, Sendable {
     case disconnect(reason: String)
 
     public static let magic: [UInt8] = Array("VTP".utf8)
-    public static let protocolVersion: UInt8 = 2
+    public static let protocolVersion: UInt8 = 3
     static let headerBytes = 5
 
     public var type: WireMessageType {

@@ -25,7 +25,8 @@ enum ClusterSetup {
                                                                      missedHeartbeatsBeforeDead: settings.coordinator.heartbeatLiveness)
         let lease = Duration.seconds(leaseSeconds)
         return CoordinatorCore.Configuration(liveness: liveness, leaseRenewalInterval: lease / 4,
-                                             releaseInterval: min(.seconds(5), lease / 2), shutdownGrace: lease)
+                                             releaseInterval: min(.seconds(5), lease / 2), shutdownGrace: lease,
+                                             maxPrefetchPerWorker: UInt32(settings.coordinator.maxPrefetchPerWorker))
     }
 
     static func workerLiveness(_ settings: ClusterSettings) throws -> CoordinatorLiveness.Configuration {

@@ -27,9 +27,11 @@ func fastWorkerLiveness() -> CoordinatorLiveness.Configuration {
                                            initialBackoff: .milliseconds(200), maxBackoff: .seconds(2))
 }
 
-func registration(_ id: String, prefetch: UInt32 = 1) -> RegisterMessage {
+/// A registration of worker `id`; each call is a new session (a new process) unless `session` is given.
+func registration(_ id: String, prefetch: UInt32 = 1, session: UInt64 = RegisterMessage.newSession()) -> RegisterMessage {
     RegisterMessage(workerID: id, host: "localhost",
-                    capabilities: WorkerCapabilities(jobTypes: ["latents"], threads: 1, prefetch: prefetch, memoryBytes: 1))
+                    capabilities: WorkerCapabilities(jobTypes: ["latents"], threads: 1, prefetch: prefetch, memoryBytes: 1),
+                    session: session)
 }
 
 /// Polls `condition` every 50 ms until it holds or `seconds` pass.
@@ -72,6 +74,18 @@ struct FakeWorker {
             if decoded.type != .heartbeat { return decoded }
         }
         throw CancellationError()
+    }
+
+    /// Heartbeats every 100 ms listing what `held` returns, as a live worker does; cancel the task to go silent.
+    func heartbeating(_ held: @escaping @Sendable () -> [Int64] = { [] }) -> Task<Void, Never> {
+        Task { [dealer] in
+            var sequence: UInt64 = 0
+            while !Task.isCancelled {
+                sequence += 1
+                try? await dealer.send(.heartbeat(HeartbeatMessage(sequence: sequence, heldShards: held().sorted())))
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
     }
 }
 
@@ -171,14 +185,7 @@ struct ClusterIntegrationTests {
             var second = try FakeWorker(context: context, endpoint: endpoint, id: "rescuer")
             try await second.dealer.send(.register(registration("rescuer")))
             try await second.dealer.send(.credit(1))
-            let heartbeats = Task { [dealer = second.dealer] in
-                var sequence: UInt64 = 0
-                while !Task.isCancelled {
-                    sequence += 1
-                    try? await dealer.send(.heartbeat(HeartbeatMessage(sequence: sequence)))
-                    try? await Task.sleep(for: .milliseconds(100))
-                }
-            }
+            let heartbeats = second.heartbeating { [original] in [original.shardID] }
             defer { heartbeats.cancel() }
             guard case let .assignShard(retry) = try await second.next() else {
                 Issue.record("expected the shard to be re-dispatched")

@@ -17,7 +17,9 @@ final class LocalCluster {
     private(set) var worker: SpawnedProcess?
 
     /// Starts the database and writes the configuration; `metrics` picks a port for Prometheus.
-    init(_ label: String, metrics: Bool = false) async throws {
+    /// `endpoint` replaces the default ipc endpoint (e.g. a `tcp://localhost:PORT`).
+    init(_ label: String, metrics: Bool = false, endpoint: String? = nil, heartbeatMilliseconds: Int = 200, leaseSeconds: Int = 5,
+         prefetch: Int = 1) async throws {
         dir = try TemporaryDirectory(label)
         server = try EmbeddedPostgres.temporary()
         try await server.start()
@@ -28,12 +30,12 @@ final class LocalCluster {
             [database]
             url = "\(server.connectionURL)"
             [coordinator]
-            endpoint = "ipc://\(dir.file("c.ipc"))"
-            heartbeat_interval_ms = 200
-            lease_seconds = 5
+            endpoint = "\(endpoint ?? "ipc://" + dir.file("c.ipc"))"
+            heartbeat_interval_ms = \(heartbeatMilliseconds)
+            lease_seconds = \(leaseSeconds)
             metrics_port = \(metricsPort)
             [worker]
-            prefetch = 1
+            prefetch = \(prefetch)
             threads = 1
             """.write(toFile: config, atomically: true, encoding: .utf8)
     }
@@ -42,9 +44,18 @@ final class LocalCluster {
     func startServices(workerID: String) throws {
         coordinator = try SpawnedProcess.start(VTPExecutable.path, ["coordinator", "--config", config],
                                                stdout: dir.file("coordinator.out"), stderr: dir.file("coordinator.err"))
-        worker = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--config", config, "--worker-id", workerID],
-                                          stdout: dir.file("worker.out"), stderr: dir.file("worker.err"))
+        try startWorker(workerID: workerID)
     }
+
+    /// Spawns a worker process with id `workerID` (a restart when the previous one is gone). The
+    /// first logs to `worker.err`, the N-th start to `worker-N.err`.
+    func startWorker(workerID: String) throws {
+        workerStarts += 1
+        let suffix = workerStarts == 1 ? "" : "-\(workerStarts)"
+        worker = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--config", config, "--worker-id", workerID],
+                                          stdout: dir.file("worker\(suffix).out"), stderr: dir.file("worker\(suffix).err"))
+    }
+    private var workerStarts = 0
 
     /// The text a service wrote to its log file.
     func log(_ name: String) -> String { (try? String(contentsOfFile: dir.file(name), encoding: .utf8)) ?? "" }

@@ -102,7 +102,7 @@ struct LedgerTests {
             #expect(try await ledger.heartbeat(first.shard, token: first.leaseToken) != nil)
             #expect(try await ledger.claimNextShard(owner: "fast") == nil, "a live lease is not claimable")
             try await Task.sleep(for: .milliseconds(500))
-            #expect(try await ledger.releaseExpiredLeases() == [ReleasedLease(shard: first.shard, failed: false)])
+            #expect(try await ledger.releaseExpiredLeases() == [ReleasedLease(shard: first.shard, token: first.leaseToken, failed: false)])
 
             let second = try #require(try await ledger.claimNextShard(owner: "fast"))
             #expect(second.shard == first.shard)
@@ -137,7 +137,7 @@ struct LedgerTests {
                 #expect(lease.shard.index == 0 && lease.attempt == Int32(attempt))
                 try await Task.sleep(for: .milliseconds(300))
                 let released = try await ledger.releaseExpiredLeases()
-                #expect(released == [ReleasedLease(shard: lease.shard, failed: attempt == 2)])
+                #expect(released == [ReleasedLease(shard: lease.shard, token: lease.leaseToken, failed: attempt == 2)])
             }
             let good = try #require(try await ledger.claimNextShard(owner: "good", job: job))
             #expect(good.shard.index == 1)
@@ -223,6 +223,58 @@ struct LedgerTests {
             let done = try await ledger.job(job)
             #expect(done.state == .completed && done.itemsDone == 4 && done.itemsFailed == 0)
             #expect(try await ledger.scalar("SELECT items_ok FROM shards WHERE job_id = $1", [String(job)]) == "4")
+        }
+    }
+
+    /// A worker session ended (restart, goodbye, death): its leases go back at once, long before
+    /// they would expire, the attempt counts, late results are refused, and a repeat changes nothing.
+    @Test func releasedLeasesAreRequeuedAtOnceOrFailedWhenOutOfAttempts() async throws {
+        try await withLedgerDatabase { url in
+            let ledger = Ledger(database: url, leasePolicy: LeasePolicy(leaseSeconds: 600, backoffBaseSeconds: 0, backoffCapSeconds: 0))
+            let job = try await ledger.enqueue(testJob(shardSize: 2, maxAttempts: 2), items: items(4))
+            let a = try #require(try await ledger.claimNextShard(owner: "w1", job: job))
+            let b = try #require(try await ledger.claimNextShard(owner: "w1", job: job))
+            let reason = "worker w1 restarted (a new process registered under its id) while holding this shard"
+            // A token that is not the live lease (a lease the worker lost long ago) is skipped.
+            let released = try await ledger.releaseLeases([(a.shard, a.leaseToken), (b.shard, b.leaseToken), (b.shard, UUID())],
+                                                          reason: reason)
+            #expect(released == [ReleasedLease(shard: a.shard, token: a.leaseToken, failed: false),
+                                 ReleasedLease(shard: b.shard, token: b.leaseToken, failed: false)])
+            #expect(try await ledger.releaseLeases([(a.shard, a.leaseToken)], reason: reason).isEmpty, "a repeat is a no-op")
+            #expect(try await ledger.completeShard(a.shard, token: a.leaseToken, results: [.success(0, output: "late")]) == .leaseLost)
+
+            // Claimable again at once (a 600 s lease did not have to run out), on the second attempt.
+            let again = try #require(try await ledger.claimNextShard(owner: "w1-new", job: job))
+            #expect(again.shard == a.shard && again.attempt == 2)
+            let shardState = try await ledger.sql("SELECT state || '|' || last_error FROM shards WHERE job_id = $1 AND shard_index = 1",
+                                                  [String(job)])
+            #expect(shardState == ["pending|\(reason)"])
+            // The second loss of shard 0 spends its last attempt: the shard fails with the reason, items included.
+            #expect(try await ledger.releaseLeases([(again.shard, again.leaseToken)], reason: "worker w1-new stopped responding")
+                    == [ReleasedLease(shard: again.shard, token: again.leaseToken, failed: true)])
+            let failures = try await ledger.failures(job: job)
+            #expect(failures.map(\.sourceID) == ["img-0", "img-1"])
+            #expect(failures.allSatisfy { $0.error == "shard failed after 2 attempts: worker w1-new stopped responding" })
+            #expect(try await ledger.releaseLeases([], reason: "nothing").isEmpty)
+        }
+    }
+
+    @Test func cancelledShardsAreReportedForTheFinalizerAndTheCancelIsNotified() async throws {
+        try await withLedgerDatabase { url in
+            let ledger = Ledger(database: url)
+            let notifier = WorkNotifier(database: url)
+            try await notifier.start()
+            let job = try await ledger.enqueue(testJob(shardSize: 2), items: items(4))
+            #expect(try await notifier.waitForNotification(timeout: 5) == .newWork(jobID: job))
+            let first = try #require(try await ledger.claimNextShard(owner: "w", job: job))
+            #expect(try await ledger.completeShard(first.shard, token: first.leaseToken,
+                                                   results: first.items.map { .success($0.ordinal, output: "o") }) == .applied)
+            try await ledger.cancel(job: job)
+            #expect(try await notifier.waitForNotification(timeout: 5) == .newWork(jobID: job))
+            let unprocessed = try await ledger.failedShards(job: job)
+            #expect(unprocessed.map(\.index) == [1])
+            #expect(unprocessed.first?.error == FailedShard.cancelledError)
+            #expect(unprocessed.first?.items.map(\.sourceID) == ["img-2", "img-3"])
         }
     }
 

@@ -34,6 +34,26 @@ import VTPVocabulary
         await #expect(throws: TransportError.shutDown) { try await router.send(.drain(reason: ""), to: PeerIdentity("worker-1")) }
     }
 
+    /// `tcp://localhost:PORT` used to fail to bind (errno 19, ENODEV): the name is resolved first,
+    /// the loopback check applies to the address, and a worker connects by the name.
+    @Test func aHostNameEndpointBindsAndCarriesAFullExchange() async throws {
+        let context = try ZMQContext()
+        let router = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: ["tcp://localhost:*"]))
+        let bound = router.boundEndpoints[0]
+        #expect(bound.hasPrefix("tcp://127.0.0.1:"), "\(bound)")
+        let port = try #require(bound.split(separator: ":").last.map(String.init))
+        let dealer = try DealerEndpoint(context: context, configuration: DealerConfiguration(
+            endpoint: "tcp://localhost:\(port)", identity: PeerIdentity("named")))
+        let atRouter = Collector(router.inbound)
+        let atDealer = Collector(dealer.inbound)
+        try await dealer.send(registerMessage("named"))
+        #expect(await atRouter.wait(count: 1).first?.decoded == registerMessage("named"))
+        try await router.send(SampleMessages.assign, to: PeerIdentity("named"))
+        #expect(await atDealer.wait(count: 1).first.flatMap { try? $0.get() } == SampleMessages.assign)
+        await dealer.shutdown()
+        await router.shutdown()
+    }
+
     @Test func sendingToAnUnknownPeerRaisesATypedError() async throws {
         let context = try ZMQContext()
         let router = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: ["tcp://127.0.0.1:*"]))

@@ -62,6 +62,7 @@ enum TestTransport: String, CaseIterable, Sendable {
 
 let workerCapabilities = WorkerCapabilities(jobTypes: ["encode"], threads: 4, prefetch: 2, memoryBytes: 8 << 30)
 
-func registerMessage(_ id: String) -> WireMessage {
-    .register(RegisterMessage(workerID: id, host: "localhost", capabilities: workerCapabilities))
+/// A registration of worker `id`; equal for equal arguments (one fixed session), so tests can compare what arrived.
+func registerMessage(_ id: String, session: UInt64 = 1) -> WireMessage {
+    .register(RegisterMessage(workerID: id, host: "localhost", capabilities: workerCapabilities, session: session))
 }
