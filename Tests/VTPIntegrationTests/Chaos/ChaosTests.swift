@@ -110,10 +110,10 @@ struct ChaosTests {
         let context = try ZMQContext()
         let greedy = try DealerEndpoint(context: context, configuration: DealerConfiguration(
             endpoint: "ipc://" + cluster.dir.file("c.ipc"), identity: PeerIdentity("greedy")))
-        let held = Mutex<Set<LeaseToken>>([])
+        let held = Mutex<[LeaseToken: Int64]>([:])
         let reader = Task {
             for await message in greedy.inbound {
-                if case let .success(.assignShard(assignment)) = message { _ = held.withLock { $0.insert(assignment.leaseToken) } }
+                if case let .success(.assignShard(assignment)) = message { held.withLock { $0[assignment.leaseToken] = assignment.shardID } }
             }
         }
         defer { reader.cancel() }
@@ -127,14 +127,16 @@ struct ChaosTests {
         // Heartbeat as a live worker would, until the real workers have done all they can.
         while ContinuousClock.now < deadline {
             sequence += 1
-            try await greedy.send(.heartbeat(HeartbeatMessage(sequence: sequence)))
+            // It claims to hold everything it was given, so its leases are renewed: the worst case.
+            let shards = Array(Set(held.withLock { $0.values })).sorted()
+            try await greedy.send(.heartbeat(HeartbeatMessage(sequence: sequence, heldShards: shards)))
             let owned = Int(try await cluster.ledger.scalar(
                 "SELECT count(*) FROM shards WHERE state = 'leased' AND lease_owner = 'greedy'") ?? "0") ?? 0
             mostHeld = max(mostHeld, owned)
             let record = try await cluster.ledger.job(job)
             let open = Int(try await cluster.ledger.scalar(
                 "SELECT count(*) FROM shards WHERE job_id = $1 AND state IN ('pending', 'leased')", [String(job)]) ?? "0") ?? 0
-            if record.shardsDone > 0 && open == owned && owned > 0 { break }
+            if record.state.isFinished || (record.shardsDone > 0 && open == owned && owned > 0) { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(mostHeld > 0, "the greedy peer got nothing: the test did not test the cap")
