@@ -85,12 +85,12 @@ import Glibc
         #expect(elapsed < alone + .seconds(30))
     }
 
-    @Test(.enabled(if: TmpfsMount.available, "needs to mount a tmpfs (root)"), .timeLimit(.minutes(2)))
+    @Test(.enabled(if: SizedTmpfs.available, "needs to mount a tmpfs (root)"), .timeLimit(.minutes(2)))
     func aShardWriteThatRunsOutOfSpaceLeavesNothingAndARetryWritesEverything() async throws {
         let names = ["chelsea.jpg", "coffee.jpg", "dog.png", "rocket.jpg", "astronaut.png", "camera_gray.png", "hubble_large.jpg", "coffee_cmyk.jpg"]
         let items = names.enumerated().map { item($0.offset, $0.element, Fixtures.path("images/" + $0.element)) }
         // The id sidecar fits in 16 KiB; 8 latents and their mirrors (16 KiB of floats) do not.
-        let disk = try TmpfsMount(bytes: 16 << 10)
+        let disk = try SizedTmpfs(bytes: 16 << 10)
         defer { disk.unmount() }
         do {
             _ = try await ShardExecutor().run(task(items, output: disk.path, shard: 4))

@@ -24,9 +24,9 @@ import VTPTestSupport
 
     func ids(_ path: String) throws -> [String] { try SourceIdSidecar.read(path).map(\.sourceId) }
 
-    @Test(.enabled(if: TmpfsMount.available, "needs to mount a tmpfs (root)"))
+    @Test(.enabled(if: SizedTmpfs.available, "needs to mount a tmpfs (root)"))
     func aFullDiskMidwayLeavesNoFileOfTheShardAndARetryWritesThemAll() throws {
-        let disk = try TmpfsMount(bytes: 64 << 10)
+        let disk = try SizedTmpfs(bytes: 64 << 10)
         defer { disk.unmount() }
         // 64 rows: a sidecar of a few kilobytes, then 2 x 64 KiB of latents that do not fit.
         #expect(throws: StorageError.self) { try writeLatents(disk.path, n: 64, tag: "a") }
@@ -53,9 +53,9 @@ import VTPTestSupport
         #expect(disk.entries() == [written.sidecarName, written.fileName].sorted())
     }
 
-    @Test(.enabled(if: TmpfsMount.available, "needs to mount a tmpfs (root)"))
+    @Test(.enabled(if: SizedTmpfs.available, "needs to mount a tmpfs (root)"))
     func embeddingMetadataDoesNotOutliveAFailedWrite() throws {
-        let disk = try TmpfsMount(bytes: 64 << 10)
+        let disk = try SizedTmpfs(bytes: 64 << 10)
         defer { disk.unmount() }
         let writer = EmbeddingShardWriter(directory: disk.path, shardCount: 10, element: .float32)
         let values = pseudoRandom(count: 40 * 512, seed: 3)  // 80 KiB of embeddings

@@ -98,13 +98,13 @@ public enum PoisonInputs {
 }
 
 /// A tmpfs of a fixed size mounted for a test (root only), to make writes fail with ENOSPC.
-public final class TmpfsMount: @unchecked Sendable {
+public final class SizedTmpfs: @unchecked Sendable {
     /// Mount point.
     public let path: String
 
     /// Whether this process may mount file systems (it runs as root with the capability).
     public static let available: Bool = {
-        guard let probe = try? TmpfsMount(bytes: 1 << 16) else { return false }
+        guard let probe = try? SizedTmpfs(bytes: 1 << 16) else { return false }
         probe.unmount()
         return true
     }()
