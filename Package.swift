@@ -133,8 +133,8 @@ let package = Package(
             path: "Sources/vtp", swiftSettings: strictSettings),
 
         // MARK: Tests.
-        .target(name: "VTPTestSupport", dependencies: ["VTPSafeTensors"], path: "Tests/VTPTestSupport",
-                swiftSettings: strictSettings),
+        .target(name: "VTPTestSupport", dependencies: ["VTPSafeTensors", "CZlib"], path: "Tests/VTPTestSupport",
+                swiftSettings: strictSettings, linkerSettings: [.linkedLibrary("z")]),
         // Sample wire messages shared by the codec tests and the socket tests.
         .target(name: "VTPTransportTestSupport", dependencies: ["VTPVocabulary", "VTPTransport"], path: "Tests/VTPTransportTestSupport",
                 swiftSettings: strictSettings),

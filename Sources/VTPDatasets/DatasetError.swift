@@ -3,6 +3,10 @@ import VTPVocabulary
 /// or member) so an operator can find the bad input.
 public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case cannotRead(path: String, reason: String)
+    /// A FIFO, socket, device or directory where a file was expected; refused before reading.
+    case notRegularFile(path: String, kind: String)
+    /// A file larger than the caller allows itself to read into memory.
+    case tooLarge(path: String, size: Int64, limit: Int)
     case notADirectory(path: String)
     case noClasses(path: String)
     case emptyClasses(path: String, classes: [String])
@@ -16,6 +20,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .cannotRead(path, reason): "\(path): cannot read: \(reason)"
+        case let .notRegularFile(path, kind): "\(path): not a regular file (\(kind)), expected an image file"
+        case let .tooLarge(path, size, limit): "\(path): \(size) bytes, more than the \(limit) bytes allowed for one item"
         case let .notADirectory(path): "\(path): not a directory"
         case let .noClasses(path): "\(path): no class directories found (ImageFolder expects root/<class>/<image>)"
         case let .emptyClasses(path, classes):

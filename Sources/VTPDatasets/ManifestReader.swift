@@ -175,11 +175,10 @@ public enum ManifestReader {
         }
     }
 
+    /// Through ``ReadOnlyFile``, so a FIFO given as the manifest is refused rather than waited on.
     private static func readAll(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError.cannotRead(path: path, reason: "cannot open file")
-        }
-        return [UInt8](data)
+        let file = try ReadOnlyFile(path: path)
+        return try file.read(at: 0, count: Int(file.size))
     }
 
     private static func stripBOM(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {

@@ -12,19 +12,42 @@ public final class ReadOnlyFile: @unchecked Sendable {
     public let size: Int64
     private let fd: Int32
 
-    /// Opens `path` read-only.
+    /// Opens the regular file `path` read-only.
+    ///
+    /// Anything else is refused with ``DatasetError/notRegularFile(path:kind:)`` before a read can
+    /// block: `stat` first (opening a socket fails, opening a FIFO for reading waits for a writer
+    /// forever), then a non-blocking `open` and `fstat` of what was actually opened, in case the
+    /// path was replaced in between.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DatasetError.cannotRead(path: path, reason: String(cString: strerror(errno))) }
         var st = stat()
+        guard stat(path, &st) == 0 else { throw DatasetError.cannotRead(path: path, reason: String(cString: strerror(errno))) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw DatasetError.notRegularFile(path: path, kind: Self.kind(st.st_mode)) }
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw DatasetError.cannotRead(path: path, reason: String(cString: strerror(errno))) }
         guard fstat(fd, &st) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw DatasetError.cannotRead(path: path, reason: reason)
         }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw DatasetError.notRegularFile(path: path, kind: Self.kind(st.st_mode))
+        }
         self.fd = fd
         self.size = Int64(st.st_size)
+    }
+
+    /// What `stat` says a non-regular file is, for errors.
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: "FIFO"
+        case S_IFSOCK: "socket"
+        case S_IFCHR: "character device"
+        case S_IFBLK: "block device"
+        case S_IFDIR: "directory"
+        default: "file type \(String(mode & S_IFMT, radix: 8))"
+        }
     }
 
     deinit { close(fd) }

@@ -37,11 +37,15 @@ public final class TarArchive: Sendable {
 
     /// Reads `size` bytes at `offset` of a tar file: what a worker given a `.tarMember` location does,
     /// one positioned read with no scan of the archive.
-    public static func readMember(tarPath: String, offset: Int64, size: Int64) throws -> [UInt8] {
+    /// A member larger than `maxBytes` is refused without reading it.
+    public static func readMember(tarPath: String, offset: Int64, size: Int64, maxBytes: Int = .max) throws -> [UInt8] {
         let file = try ReadOnlyFile(path: tarPath)
         guard offset >= 0, size >= 0, offset + size <= file.size else {
             throw DatasetError.badTar(path: tarPath, offset: offset,
                 detail: "member of \(size) bytes at offset \(offset) lies outside the \(file.size)-byte file")
+        }
+        guard size <= Int64(maxBytes) else {
+            throw DatasetError.tooLarge(path: "\(tarPath) (member at byte \(offset))", size: size, limit: maxBytes)
         }
         return try file.read(at: offset, count: Int(size))
     }

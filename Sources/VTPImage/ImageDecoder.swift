@@ -11,21 +11,60 @@ public struct ImageDecoder: Sendable {
     /// any pixel memory is allocated.
     public var maxPixels: Int
 
-    /// A decoder with the given pixel limit.
-    public init(maxPixels: Int = ImageDecoder.defaultMaxPixels) {
+    /// Memory ceiling of a decode and the transform after it, checked from the header before
+    /// any pixel memory is allocated; nil for none. A JPEG that only fits when reduced is decoded
+    /// with libjpeg's DCT scaling (see `JPEGDecoding`); every other image is decoded at full
+    /// size, exactly as PIL decodes it, or refused.
+    public var budget: DecodeBudget?
+
+    /// A decoder with the given pixel limit and, optionally, a memory budget.
+    public init(maxPixels: Int = ImageDecoder.defaultMaxPixels, budget: DecodeBudget? = nil) {
         self.maxPixels = maxPixels
+        self.budget = budget
     }
 
-    /// Reads and decodes the file at `path`; errors name the path.
+    /// Reads and decodes the regular file at `path`; errors name the path. The file's bytes count
+    /// against the budget, and a file larger than the whole budget is not read.
     public func decode(contentsOf path: String) throws(ImageError) -> RGBImage {
-        let data: Data
+        let bytes = try Self.readRegularFile(path, maxBytes: budget?.maxBytes)
+        var decoder = self
+        decoder.budget?.heldBytes += bytes.count
         do {
-            // Read, not mapped: a file truncated by another process while mapped would SIGBUS.
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            return try bytes.withUnsafeBytes { (raw) throws(ImageError) -> RGBImage in
+                try decoder.decode(bytes: raw, source: path)
+            }
+        } catch let error as ImageError {
+            throw error
         } catch {
-            throw .unreadable(source: path, reason: (error as NSError).localizedDescription)
+            throw .unreadable(source: path, reason: "\(error)")
         }
-        return try decode(data, source: path)
+    }
+
+    /// Reads a whole regular file. Opened non-blocking and checked with `fstat` first, so a FIFO,
+    /// socket or device named like an image is refused instead of blocking or streaming forever.
+    static func readRegularFile(_ path: String, maxBytes: Int?) throws(ImageError) -> [UInt8] {
+        func failure() -> ImageError { .unreadable(source: path, reason: String(cString: strerror(errno))) }
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw failure() }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw failure() }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .notRegularFile(source: path, kind: FileKind.name(of: st.st_mode)) }
+        let size = Int(st.st_size)
+        if let maxBytes, size > maxBytes {
+            throw .unreadable(source: path, reason: "the file is \(size) bytes (\(ByteCountText.format(size))), more than the "
+                              + "decode memory budget of \(maxBytes) bytes (\(ByteCountText.format(maxBytes)))")
+        }
+        var bytes = [UInt8](repeating: 0, count: size)
+        var done = 0
+        while done < size {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw failure() }
+            guard n > 0 else { throw .unreadable(source: path, reason: "the file shrank to \(done) bytes while being read") }
+            done += n
+        }
+        return bytes
     }
 
     /// Decodes an in-memory image (e.g. a tar-shard member); `source` names it in errors.
@@ -45,10 +84,27 @@ public struct ImageDecoder: Sendable {
     public func decode(bytes: UnsafeRawBufferPointer, source: String) throws(ImageError) -> RGBImage {
         guard !bytes.isEmpty else { throw .empty(source: source) }
         switch ImageSignature.sniff(bytes) {
-        case .supported(.jpeg): return try JPEGDecoding.decode(bytes, source: source, maxPixels: maxPixels)
-        case .supported(.png): return try PNGDecoding.decode(bytes, source: source, maxPixels: maxPixels)
-        case .supported(.webp): return try WebPDecoding.decode(bytes, source: source, maxPixels: maxPixels)
+        case .supported(.jpeg): return try JPEGDecoding.decode(bytes, source: source, maxPixels: maxPixels, budget: budget)
+        case .supported(.png): return try PNGDecoding.decode(bytes, source: source, maxPixels: maxPixels, budget: budget)
+        case .supported(.webp): return try WebPDecoding.decode(bytes, source: source, maxPixels: maxPixels, budget: budget)
         case let .other(name): throw .unknownFormat(source: source, detected: name)
+        }
+    }
+}
+
+/// Names of the file types `stat` reports, for errors about non-regular files.
+enum FileKind {
+    /// "FIFO", "socket", "character device", "block device", "directory", "symbolic link" or "regular file".
+    static func name(of mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: return "FIFO"
+        case S_IFSOCK: return "socket"
+        case S_IFCHR: return "character device"
+        case S_IFBLK: return "block device"
+        case S_IFDIR: return "directory"
+        case S_IFLNK: return "symbolic link"
+        case S_IFREG: return "regular file"
+        default: return "file type \(String(mode & S_IFMT, radix: 8))"
         }
     }
 }

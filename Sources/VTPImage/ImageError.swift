@@ -23,6 +23,12 @@ public enum ImageError: Error, CustomStringConvertible, Equatable, Sendable {
     case unsupported(source: String, format: ImageFormat, detail: String)
     /// The header announces more pixels than the configured limit (decompression-bomb guard).
     case tooManyPixels(source: String, width: Int, height: Int, limit: Int)
+    /// Decoding and preprocessing the image would allocate more than the decode memory budget;
+    /// found from the header, before any pixel memory exists. `detail` says what was tried.
+    case overBudget(source: String, format: ImageFormat, width: Int, height: Int, neededBytes: Int, budgetBytes: Int,
+                    detail: String)
+    /// Not a regular file (a FIFO, socket, device or directory), refused before it is opened for reading.
+    case notRegularFile(source: String, kind: String)
     /// A caller passed impossible sizes or buffers.
     case invalidArgument(String)
     /// An encoder failed.
@@ -46,6 +52,12 @@ public enum ImageError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(source): unsupported \(format.rawValue) variant: \(detail)"
         case let .tooManyPixels(source, width, height, limit):
             return "\(source): \(width)x\(height) = \(width * height) pixels exceeds the limit of \(limit)"
+        case let .overBudget(source, format, width, height, needed, budget, detail):
+            return "\(source): decoding and preprocessing this \(width)x\(height) \(format.rawValue) image would need "
+                + "\(needed) bytes (\(ByteCountText.format(needed))), more than the decode memory budget of \(budget) bytes "
+                + "(\(ByteCountText.format(budget)))" + (detail.isEmpty ? "" : "; \(detail)")
+        case let .notRegularFile(source, kind):
+            return "\(source): not a regular file (\(kind)), expected an image file"
         case let .invalidArgument(detail):
             return "invalid argument: \(detail)"
         case let .encodingFailed(format, detail):

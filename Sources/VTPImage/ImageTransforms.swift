@@ -23,6 +23,82 @@ public enum PreprocessTransform: Sendable, Equatable {
     }
 }
 
+extension PreprocessTransform {
+    /// Peak bytes `apply(to:compatibility:)` allocates for a `width`x`height` input, the input
+    /// itself not counted, from the sizes alone (nothing is allocated). Geometry the transform
+    /// rejects costs nothing: it fails before allocating.
+    public func workingBytes(width: Int, height: Int, compatibility: PillowCompatibility = .pillow12) -> Double {
+        guard width > 0, height > 0 else { return 0 }
+        switch self {
+        case let .resize(size):
+            guard size > 0, size != width || size != height else { return 0 }
+            return Resampler.workingBytes(inWidth: width, inHeight: height, width: size, height: size, filter: .bilinear,
+                                          columns: size, rows: size, compatibility: compatibility)
+        case let .admCenterCrop(size):
+            guard let geometry = try? CenterCropGeometry(width: width, height: height, size: size) else { return 0 }
+            // Each step's input and output coexist; the step before is freed once replaced
+            // (the decoded image is the caller's to count).
+            var peak = 0.0
+            var current = (width: width, height: height, bytes: 0.0)
+            for halved in geometry.halvings {
+                let step = Resampler.workingBytes(inWidth: current.width, inHeight: current.height, width: halved.width,
+                                                  height: halved.height, filter: .box, columns: halved.width,
+                                                  rows: halved.height, compatibility: compatibility)
+                peak = max(peak, current.bytes + step)
+                current = (halved.width, halved.height, Double(halved.width) * Double(halved.height) * 3)
+            }
+            let last = Resampler.workingBytes(inWidth: current.width, inHeight: current.height, width: geometry.scaledWidth,
+                                              height: geometry.scaledHeight, filter: .bicubic, columns: size, rows: size,
+                                              compatibility: compatibility)
+            return max(peak, current.bytes + last)
+        }
+    }
+
+    /// Whether a `width`x`height` decode of a `fullWidth`x`fullHeight` image still holds every
+    /// detail this transform keeps: the output is computed from at least as many source pixels
+    /// along each axis as it has, so a reduced decode only averages pixels the transform would
+    /// average anyway.
+    func isCovered(width: Int, height: Int, fullWidth: Int, fullHeight: Int) -> Bool {
+        switch self {
+        case let .admCenterCrop(size): return min(width, height) >= size
+        case let .resize(size): return width >= min(size, fullWidth) && height >= min(size, fullHeight)
+        }
+    }
+}
+
+/// The resizes ADM `center_crop_arr` performs on an image: BOX halvings while the short side is
+/// at least twice the size, then one BICUBIC resize of which a centred square is kept.
+struct CenterCropGeometry {
+    /// Image size after each halving.
+    var halvings: [(width: Int, height: Int)] = []
+    /// Size of the BICUBIC resize (short side `size`).
+    var scaledWidth: Int
+    var scaledHeight: Int
+    /// Top-left corner of the kept square in the scaled image.
+    var cropX: Int
+    var cropY: Int
+
+    init(width: Int, height: Int, size: Int) throws(ImageError) {
+        guard size > 0 else { throw .invalidArgument("center crop size \(size) must be positive") }
+        var w = width, h = height
+        while min(w, h) >= 2 * size {
+            w /= 2
+            h /= 2
+            halvings.append((w, h))
+        }
+        let scale = Double(size) / Double(min(w, h))
+        // Sizes past Int's range cannot be allocated anyway; the clamp only keeps the arithmetic defined.
+        func scaled(_ side: Int) -> Int { Int(min((Double(side) * scale).rounded(.toNearestOrEven), 1e18)) }
+        scaledWidth = scaled(w)
+        scaledHeight = scaled(h)
+        guard scaledWidth >= size, scaledHeight >= size else {
+            throw .invalidArgument("center crop: \(scaledWidth)x\(scaledHeight) after scaling is smaller than \(size)")
+        }
+        cropX = (scaledWidth - size) / 2
+        cropY = (scaledHeight - size) / 2
+    }
+}
+
 extension RGBImage {
     /// `PIL.Image.resize((width, height), filter)`.
     public func resized(
@@ -50,21 +126,14 @@ extension RGBImage {
     /// `round`), then take the centred `size`x`size` square (offsets floored). The resize
     /// and crop are fused: only the kept pixels are computed.
     public func admCenterCrop(size: Int, compatibility: PillowCompatibility = .pillow12) throws(ImageError) -> RGBImage {
-        guard size > 0 else { throw .invalidArgument("center crop size \(size) must be positive") }
+        let geometry = try CenterCropGeometry(width: width, height: height, size: size)
         var image = self
-        while min(image.width, image.height) >= 2 * size {
-            image = try image.resized(width: image.width / 2, height: image.height / 2, filter: .box,
-                                      compatibility: compatibility)
+        for halved in geometry.halvings {
+            image = try image.resized(width: halved.width, height: halved.height, filter: .box, compatibility: compatibility)
         }
-        let scale = Double(size) / Double(min(image.width, image.height))
-        let width = Int((Double(image.width) * scale).rounded(.toNearestOrEven))
-        let height = Int((Double(image.height) * scale).rounded(.toNearestOrEven))
-        guard width >= size, height >= size else {
-            throw .invalidArgument("center crop: \(width)x\(height) after scaling is smaller than \(size)")
-        }
-        let cropX = (width - size) / 2, cropY = (height - size) / 2
-        return Resampler.resample(image, width: width, height: height, filter: .bicubic,
-                                  xs: cropX..<(cropX + size), ys: cropY..<(cropY + size), compatibility: compatibility)
+        return Resampler.resample(image, width: geometry.scaledWidth, height: geometry.scaledHeight, filter: .bicubic,
+                                  xs: geometry.cropX..<(geometry.cropX + size), ys: geometry.cropY..<(geometry.cropY + size),
+                                  compatibility: compatibility)
     }
 
     /// The mirror image (torchvision `RandomHorizontalFlip` when it fires).

@@ -46,7 +46,8 @@ enum PNGDecoding {
     private static let expandGray = UInt32(VTP_PNG_EXPAND_GRAY)
     private static let packing = UInt32(VTP_PNG_PACKING)
 
-    static func decode(_ bytes: UnsafeRawBufferPointer, source: String, maxPixels: Int) throws(ImageError) -> RGBImage {
+    static func decode(_ bytes: UnsafeRawBufferPointer, source: String, maxPixels: Int,
+                       budget: DecodeBudget? = nil) throws(ImageError) -> RGBImage {
         // IHDR must be the first chunk; its size is checked before libpng reads any further,
         // so a bomb is refused even when the rest of the file is missing or enormous.
         if bytes.count >= 24, bytes[12] == 0x49, bytes[13] == 0x48, bytes[14] == 0x44, bytes[15] == 0x52 {
@@ -58,6 +59,9 @@ enum PNGDecoding {
         let width = Int(info.width), height = Int(info.height)
         try PixelLimit.check(width: width, height: height, limit: maxPixels, source: source, format: .png)
         let depth = Int(info.bit_depth)
+        if let budget {
+            try budget.check(footprint(info), source: source, format: .png, width: width, height: height)
+        }
         switch info.color_type {
         case 3:
             return try decodePalette(reader, width: width, height: height, depth: depth, source: source)
@@ -88,6 +92,29 @@ enum PNGDecoding {
         default:
             throw .unsupported(source: source, format: .png, detail: "colour type \(info.color_type)")
         }
+    }
+
+    /// What decoding allocates: the RGB output, the raw buffer palette and 16-bit gray images are
+    /// converted from, and libpng's two rows (current and previous, at the wider of the file's and
+    /// the transformed pixel size). Rows are read one at a time, so no row-pointer array exists.
+    static func footprint(_ info: vtp_png_info) -> DecodeFootprint {
+        let width = Double(info.width), pixels = width * Double(info.height)
+        let depth = Double(info.bit_depth)
+        let samples: Double = switch info.color_type {
+        case 2: 3
+        case 4: 2
+        case 6: 4
+        default: 1
+        }
+        let raw: Double = switch info.color_type {
+        case 3: pixels
+        case 0 where info.bit_depth == 16: pixels * 2
+        default: 0
+        }
+        let filePixelBytes = max(1, samples * depth / 8)
+        let rowBytes = width * max(filePixelBytes, 3) + 64
+        return DecodeFootprint(width: Int(info.width), height: Int(info.height),
+                               codecPeakBytes: pixels * 3 + raw + 2 * rowBytes + DecodeFootprint.fixedOverhead)
     }
 
     private static func bigEndian32(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Int {

@@ -66,11 +66,36 @@ struct ResampleAxis {
     /// `outSize * taps` weights, row per output sample.
     let weights: [Int32]
 
+    /// Half-width of the kernel in source samples when resizing `inSize` to `outSize`.
+    static func support(inSize: Int, outSize: Int, filter: ResampleFilter) -> Double {
+        filter.support * max(Double(inSize) / Double(outSize), 1.0)
+    }
+
+    /// Maximum taps per output sample when resizing `inSize` to `outSize`.
+    static func taps(inSize: Int, outSize: Int, filter: ResampleFilter) -> Int {
+        Int(support(inSize: inSize, outSize: outSize, filter: filter).rounded(.up)) * 2 + 1
+    }
+
+    /// Bytes the tables of an axis take: `first`, `count` and `weights` for every output sample
+    /// of the whole axis (not just a window of it), plus the kernel scratch.
+    static func tableBytes(inSize: Int, outSize: Int, filter: ResampleFilter) -> Double {
+        let taps = Double(taps(inSize: inSize, outSize: outSize, filter: filter))
+        return Double(outSize) * (Double(2 * MemoryLayout<Int>.stride) + taps * Double(MemoryLayout<Int32>.stride))
+            + taps * Double(MemoryLayout<Double>.stride)
+    }
+
+    /// An upper bound of `sourceSpan(of:).count` for `outputs` consecutive output samples.
+    static func spanBound(inSize: Int, outSize: Int, outputs: Int, filter: ResampleFilter) -> Double {
+        let scale = Double(inSize) / Double(outSize)
+        let support = support(inSize: inSize, outSize: outSize, filter: filter)
+        return min(Double(inSize), (Double(max(outputs, 1)) - 1) * scale + 2 * support + 2)
+    }
+
     init(inSize: Int, outSize: Int, filter: ResampleFilter) {
         let scale = Double(inSize) / Double(outSize)
         let filterScale = max(scale, 1.0)
-        let support = filter.support * filterScale
-        let taps = Int(support.rounded(.up)) * 2 + 1
+        let support = Self.support(inSize: inSize, outSize: outSize, filter: filter)
+        let taps = Self.taps(inSize: inSize, outSize: outSize, filter: filter)
         let inverseScale = 1.0 / filterScale
         var first = [Int](repeating: 0, count: outSize)
         var count = [Int](repeating: 0, count: outSize)
@@ -167,6 +192,35 @@ enum Resampler {
                 }
             }
         }
+    }
+
+    /// Bytes `resample` allocates for the same arguments (tables, the intermediate plane, the
+    /// vertical pass's accumulator and the output), computed from the sizes alone so a caller can
+    /// refuse an image before any of it exists. Kept beside `resample` so the two change together.
+    static func workingBytes(
+        inWidth: Int, inHeight: Int, width: Int, height: Int, filter: ResampleFilter, columns: Int, rows: Int,
+        compatibility: PillowCompatibility
+    ) -> Double {
+        let needHorizontal = width != inWidth, needVertical = height != inHeight
+        var bytes = Double(columns) * Double(rows) * 3
+        if needHorizontal { bytes += ResampleAxis.tableBytes(inSize: inWidth, outSize: width, filter: filter) }
+        if needVertical { bytes += ResampleAxis.tableBytes(inSize: inHeight, outSize: height, filter: filter) }
+        let accumulatorPerColumn = Double(3 * MemoryLayout<Int32>.stride)
+        switch (needHorizontal, needVertical) {
+        case (false, false), (true, false):
+            break
+        case (false, true):
+            bytes += Double(columns) * accumulatorPerColumn
+        case (true, true):
+            if compatibility.verticalFirst(inWidth: inWidth, inHeight: inHeight, outWidth: width, outHeight: height) {
+                let span = ResampleAxis.spanBound(inSize: inWidth, outSize: width, outputs: columns, filter: filter)
+                bytes += span * Double(rows) * 3 + span * accumulatorPerColumn
+            } else {
+                let span = ResampleAxis.spanBound(inSize: inHeight, outSize: height, outputs: rows, filter: filter)
+                bytes += Double(columns) * span * 3 + Double(columns) * accumulatorPerColumn
+            }
+        }
+        return bytes
     }
 
     private static func withTemporaryPlane(width: Int, rows: Int, _ body: (PixelPlane) -> Void) {

@@ -3,7 +3,8 @@ import CWebP
 /// WebP to RGB as PIL returns it: the (single) frame decoded with libwebp's default
 /// settings, alpha dropped. libwebp reports errors by status code, so no shim is needed.
 enum WebPDecoding {
-    static func decode(_ bytes: UnsafeRawBufferPointer, source: String, maxPixels: Int) throws(ImageError) -> RGBImage {
+    static func decode(_ bytes: UnsafeRawBufferPointer, source: String, maxPixels: Int,
+                       budget: DecodeBudget? = nil) throws(ImageError) -> RGBImage {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
             throw .empty(source: source)
         }
@@ -18,6 +19,10 @@ enum WebPDecoding {
         }
         let width = Int(config.input.width), height = Int(config.input.height)
         try PixelLimit.check(width: width, height: height, limit: maxPixels, source: source, format: .webp)
+        if let budget {
+            try budget.check(footprint(config.input, width: width, height: height), source: source, format: .webp,
+                             width: width, height: height)
+        }
         var status = VP8_STATUS_OK
         let image = RGBImage(width: width, height: height) { out in
             config.output.colorspace = MODE_RGB
@@ -30,6 +35,16 @@ enum WebPDecoding {
         }
         try check(status, source: source, stage: "image data")
         return image
+    }
+
+    /// What decoding allocates: the RGB output; for lossless (or undetermined) data libwebp's
+    /// whole-image ARGB buffer; for lossy data with alpha the alpha plane; and row caches.
+    static func footprint(_ features: WebPBitstreamFeatures, width: Int, height: Int) -> DecodeFootprint {
+        let pixels = Double(width) * Double(height)
+        var bytes = pixels * 3 + Double(width) * 64 + DecodeFootprint.fixedOverhead
+        if features.format != 1 { bytes += pixels * 4 + Double(width) * 4 * 16 }  // 2 lossless, 0 mixed/unknown
+        if features.has_alpha != 0 { bytes += pixels * 2 }
+        return DecodeFootprint(width: width, height: height, codecPeakBytes: bytes)
     }
 
     private static func check(_ status: VP8StatusCode, source: String, stage: String) throws(ImageError) {

@@ -109,20 +109,23 @@ final class ClipEmbedJob: ShardJob {
                             caption: item.caption, label: item.label, textRow: textRows[row], metadata: item.metadataFields)
         }
         for path in [imagePath, textPath, metadataPath] { try ClipLayout.createParent(of: path, in: directory) }
-        // Metadata first, image embeddings last: a reader that sees an img_emb file sees its metadata.
-        try JSONLWriter.write(rows, to: directory + "/" + metadataPath)
+        // Image embeddings are the main file, published last: a reader that sees an img_emb file
+        // sees its metadata and caption embeddings, and a failed write leaves none of them.
+        let files = ShardFileSet(directory: directory)
+        try files.stageJSONL(rows, as: metadataPath)
         var extra: [String] = []
         if text != nil {
             try texts.values.withUnsafeBufferPointer {
-                try NpyFile.write(shape: [texts.rows, dimension], values: $0, as: parameters.npyElement, to: directory + "/" + textPath)
+                try files.stageNpy(shape: [texts.rows, dimension], values: $0, element: parameters.npyElement, as: textPath)
             }
             extra.append(textPath)
         } else {
-            try ClipLayout.remove(textPath, in: directory)
+            files.removeOnPublish(textPath)
         }
         try images.values.withUnsafeBufferPointer {
-            try NpyFile.write(shape: [images.rows, dimension], values: $0, as: parameters.npyElement, to: directory + "/" + imagePath)
+            try files.stageNpy(shape: [images.rows, dimension], values: $0, element: parameters.npyElement, as: imagePath, isMain: true)
         }
+        try files.publish()
         return ShardWriteResult(written: WrittenShard(fileName: imagePath, sidecarName: metadataPath, rows: items.count), stats: nil,
                                 extraFiles: extra)
     }

@@ -141,17 +141,20 @@ final class ClipScoreJob: ShardJob {
         let logitsPath = try ClipLayout.logits(shard: shard)
         guard !items.isEmpty else { return ShardWriteResult(written: nil, stats: nil) }
         try ClipLayout.createParent(of: scoresPath, in: directory)
+        // The scores file is the main file: logits appear with it or not at all.
+        let files = ShardFileSet(directory: directory)
         var extra: [String] = []
         if parameters.saveLogits, let classifier {
             try logits.values.withUnsafeBufferPointer {
-                try NpyFile.write(shape: [logits.rows, classifier.vocabulary.classes.count], values: $0, as: .float32,
-                                  to: directory + "/" + logitsPath)
+                try files.stageNpy(shape: [logits.rows, classifier.vocabulary.classes.count], values: $0, element: .float32,
+                                   as: logitsPath)
             }
             extra.append(logitsPath)
         } else {
-            try ClipLayout.remove(logitsPath, in: directory)
+            files.removeOnPublish(logitsPath)
         }
-        try JSONLWriter.write(rows, to: directory + "/" + scoresPath)
+        try files.stageJSONL(rows, as: scoresPath, isMain: true)
+        try files.publish()
         // The scores file carries its own ids, so it is also the shard's id sidecar.
         return ShardWriteResult(written: WrittenShard(fileName: scoresPath, sidecarName: scoresPath, rows: rows.count), stats: nil,
                                 extraFiles: extra)

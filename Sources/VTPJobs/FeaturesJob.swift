@@ -25,9 +25,8 @@ final class FeaturesJob: ShardJob {
         }
         self.parameters = parameters
         self.model = model
-        plan = PreprocessPlan(transform: parameters.transform.transform(size: parameters.imageSize),
-                              normalization: parameters.normalize.normalization, alsoFlipped: false,
-                              compatibility: options.pillowCompatibility, maxPixels: options.maxPixels)
+        plan = options.plan(transform: parameters.transform.transform(size: parameters.imageSize),
+                            normalization: parameters.normalize.normalization, alsoFlipped: false)
         dim = model.config.visionEmbedDim
         let grid = parameters.imageSize / model.config.visionPatchSize
         tokens = grid * grid

@@ -22,13 +22,20 @@ public enum JobFinalizer {
     /// only, unbiased std, as LightningDiT computes them); with no latent written at all, no stats
     /// file exists. `listingFailures` are inputs that never became items (e.g. WebDataset samples
     /// without an image) and are reported as failures too. `failedShards` are shards that exhausted
-    /// their attempts (by index, with the failures of their items): they wrote no summary and no
-    /// output, so they are skipped and their items reported as failed.
+    /// their attempts (by index, with the failures of their items): their summaries are skipped,
+    /// their items reported as failed, and any output file an attempt left (one whose result was
+    /// rejected) is removed, so the dataset holds no row the manifest counts as failed.
+    ///
+    /// Before merging, what failed or interrupted writes left is removed: partner files (id
+    /// sidecars, metadata, caption embeddings, logits) of shards whose main file does not exist,
+    /// and temporary files of the writers (``TemporaryName``) a killed process never renamed.
     @discardableResult
     public static func finalize(jobType: JobType, parametersJSON: String, outputDirectory: String, modelDirectory: String,
                                 shardCount: Int, listingFailures: [RunManifest.Failure] = [],
                                 failedShards: [Int: [RunManifest.Failure]] = [:]) throws(JobError) -> RunManifest {
         let parameters = try JobParameters.decode(jobType: jobType, json: parametersJSON)
+        try removeLeftovers(jobType: jobType, outputDirectory: outputDirectory, shardCount: shardCount,
+                            failedShards: Set(failedShards.keys))
         var summaries: [ShardSummary] = []
         for index in 0..<shardCount where failedShards[index] == nil {
             let path = outputDirectory + "/" + ShardSummary.fileName(shard: index)
@@ -134,5 +141,49 @@ public enum JobFinalizer {
             throw .writeFailed(path: manifestPath, reason: "\(error)")
         }
         return manifest
+    }
+
+    /// Removes orphaned partners, the outputs of failed shards and stray temporary files (see
+    /// ``finalize(jobType:parametersJSON:outputDirectory:modelDirectory:shardCount:listingFailures:failedShards:)``).
+    static func removeLeftovers(jobType: JobType, outputDirectory: String, shardCount: Int, failedShards: Set<Int>) throws(JobError) {
+        // Directories that hold shard files, each listed once.
+        var listings: [String: Set<String>] = [:]
+        func names(in relativeDirectory: String) -> Set<String> {
+            if let known = listings[relativeDirectory] { return known }
+            let path = relativeDirectory.isEmpty ? outputDirectory : outputDirectory + "/" + relativeDirectory
+            let found = Set((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
+            listings[relativeDirectory] = found
+            return found
+        }
+        func split(_ relative: String) -> (directory: String, name: String) {
+            let directory = (relative as NSString).deletingLastPathComponent
+            return (directory, (relative as NSString).lastPathComponent)
+        }
+        func exists(_ relative: String) -> Bool {
+            let (directory, name) = split(relative)
+            return names(in: directory).contains(name)
+        }
+        func remove(_ relative: String) throws(JobError) {
+            guard exists(relative) else { return }
+            let path = outputDirectory + "/" + relative
+            guard unlink(path) == 0 || errno == ENOENT else {
+                throw .writeFailed(path: path, reason: "cannot remove a leftover shard file: \(String(cString: strerror(errno)))")
+            }
+        }
+        for shard in 0..<shardCount {
+            // Shards past the naming range were refused when written and have no files.
+            guard let files = try? ClipLayout.shardFiles(jobType: jobType, shard: shard), let main = files.first else { continue }
+            if failedShards.contains(shard) {
+                for file in files { try remove(file) }  // main file first: the shard disappears at once
+            } else if !exists(main) {
+                for file in files.dropFirst() { try remove(file) }
+            }
+        }
+        let directories = Set(((try? ClipLayout.shardFiles(jobType: jobType, shard: 0)) ?? []).map { split($0).directory })
+        for directory in directories.sorted() {
+            for name in names(in: directory) where TemporaryName.matches(name) {
+                try remove(directory.isEmpty ? name : directory + "/" + name)
+            }
+        }
     }
 }

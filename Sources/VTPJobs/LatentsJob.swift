@@ -21,8 +21,8 @@ final class LatentsJob: ShardJob {
         self.model = model
         let grid = parameters.imageSize / model.config.visionPatchSize
         geometry = LatentGeometry(channels: model.config.latentChannels, height: grid, width: grid)
-        plan = PreprocessPlan(transform: .admCenterCrop(size: parameters.imageSize), normalization: parameters.normalize.normalization,
-                              alsoFlipped: parameters.flip, compatibility: options.pillowCompatibility, maxPixels: options.maxPixels)
+        plan = options.plan(transform: .admCenterCrop(size: parameters.imageSize), normalization: parameters.normalize.normalization,
+                            alsoFlipped: parameters.flip)
         latents = RowBuffer(rowElements: geometry.elementCount)
         latentsFlip = RowBuffer(rowElements: geometry.elementCount)
     }

@@ -27,9 +27,8 @@ extension TransformOption {
 
 extension ClipPreprocessing {
     func plan(modelImageSize: Int, options: ShardExecutor.Options) -> PreprocessPlan {
-        PreprocessPlan(transform: transform.transform(size: resolvedImageSize(modelImageSize: modelImageSize)),
-                       normalization: normalize.normalization, alsoFlipped: false,
-                       compatibility: options.pillowCompatibility, maxPixels: options.maxPixels)
+        options.plan(transform: transform.transform(size: resolvedImageSize(modelImageSize: modelImageSize)),
+                     normalization: normalize.normalization, alsoFlipped: false)
     }
 
     /// Checks the model has a CLIP head and the image size fits its patch grid.

@@ -12,6 +12,14 @@ struct PreprocessPlan: Sendable {
     var alsoFlipped: Bool
     var compatibility: PillowCompatibility
     var maxPixels: Int
+    /// Memory one item's decode and preprocessing may take (``DecodeBudget``), checked from the
+    /// header before allocating.
+    var maxDecodeBytes: Int = DecodeBudget.defaultMaxBytes
+    /// Seconds one item's read, decode and preprocess may take before it fails; 0 for no limit.
+    var itemTimeoutSeconds: Double = 0
+
+    /// Bytes of the float tensors one item becomes.
+    var tensorBytes: Int { 3 * transform.size * transform.size * MemoryLayout<Float>.stride * (alsoFlipped ? 2 : 1) }
 }
 
 /// One item after the read/decode/preprocess stages.
@@ -35,7 +43,17 @@ struct PreparedItem: Sendable {
 /// Workers claim item indices in order but may finish out of order; at most `capacity` items
 /// beyond the one the consumer waits for are claimed, which bounds memory (a bounded queue
 /// between the stages). `@unchecked Sendable`: all mutable state is guarded by `condition`.
+///
+/// With a per-item time limit, an item still unfinished that long after its worker claimed it is
+/// handed back as failed when the consumer reaches it. The blocking call it is stuck in cannot be
+/// interrupted, so its thread is abandoned: it no longer counts as running, its result is dropped
+/// whenever it returns, and a fresh thread takes its place, so the rest of the shard goes on.
 final class PreprocessPipeline: @unchecked Sendable {
+    /// Where an item's time goes, named in time-limit failures.
+    enum Stage: String, Sendable {
+        case reading, decoding, preprocessing
+    }
+
     private let items: [JobItem]
     private let plan: PreprocessPlan
     private let capacity: Int
@@ -45,6 +63,11 @@ final class PreprocessPipeline: @unchecked Sendable {
     private var ready: [Int: PreparedItem] = [:]
     private var cancelled = false
     private var running = 0
+    private var threadsStarted = 0
+    /// Claimed items not yet ready: when their worker claimed them and the stage it is in.
+    private var inFlight: [Int: (claimed: ContinuousClock.Instant, stage: Stage)] = [:]
+    /// Items given up on whose worker thread has not returned yet.
+    private var abandoned: Set<Int> = []
 
     /// Starts `threads` workers over `items`.
     init(items: [JobItem], plan: PreprocessPlan, threads: Int, capacity: Int) {
@@ -53,23 +76,64 @@ final class PreprocessPipeline: @unchecked Sendable {
         self.capacity = max(1, capacity)
         let count = max(1, min(threads, items.count))
         guard !items.isEmpty else { return }
-        running = count
-        for i in 0..<count {
-            let thread = Thread { [self] in work() }
-            thread.name = "vtp-preprocess-\(i)"
-            thread.start()
-        }
+        condition.lock()
+        for _ in 0..<count { startWorker() }
+        condition.unlock()
     }
 
-    /// Blocks until item `index` (which must be the next in order) is ready, and returns it.
+    /// Starts one worker thread; the caller holds `condition`.
+    private func startWorker() {
+        running += 1
+        let thread = Thread { [self] in work() }
+        thread.name = "vtp-preprocess-\(threadsStarted)"
+        threadsStarted += 1
+        thread.start()
+    }
+
+    /// Blocks until item `index` (which must be the next in order) is ready, and returns it. With
+    /// a time limit, an item that overruns it is returned as failed (see the type's notes).
     func take(_ index: Int) -> PreparedItem {
         condition.lock()
         defer { condition.unlock() }
         precondition(index == nextToTake, "items are taken in order")
-        while ready[index] == nil { condition.wait() }
+        let limit = plan.itemTimeoutSeconds
+        while ready[index] == nil {
+            guard limit > 0, let flight = inFlight[index] else {
+                condition.wait()
+                continue
+            }
+            let remaining = (flight.claimed + .seconds(limit)) - ContinuousClock.now
+            if remaining <= .zero {
+                abandon(index, stage: flight.stage)
+                break
+            }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
+        }
         nextToTake = index + 1
         condition.broadcast()
         return ready.removeValue(forKey: index)!
+    }
+
+    /// Fails item `index` for overrunning the time limit and replaces its stuck worker; the caller holds `condition`.
+    private func abandon(_ index: Int, stage: Stage) {
+        let limit = plan.itemTimeoutSeconds
+        var failed = PreparedItem(item: items[index], result: .failed(
+            "\(Self.sourceName(items[index])): \(stage.rawValue) took longer than the item time limit of "
+                + "\(Self.secondsText(limit)) (worker.item_timeout_seconds); the item was abandoned"))
+        switch stage {
+        case .reading: failed.readSeconds = limit
+        case .decoding: failed.decodeSeconds = limit
+        case .preprocessing: failed.preprocessSeconds = limit
+        }
+        ready[index] = failed
+        inFlight[index] = nil
+        abandoned.insert(index)
+        running -= 1
+        if !cancelled { startWorker() }
+    }
+
+    private static func secondsText(_ seconds: Double) -> String {
+        seconds == seconds.rounded() && seconds < 1e15 ? "\(Int(seconds)) s" : "\(seconds) s"
     }
 
     /// Items claimed by workers beyond the next one the consumer will take (never more than `capacity`).
@@ -102,45 +166,70 @@ final class PreprocessPipeline: @unchecked Sendable {
             }
             let index = nextToClaim
             nextToClaim += 1
+            inFlight[index] = (ContinuousClock.now, .reading)
+            // A consumer already waiting for this item starts its time-limit clock now.
+            if plan.itemTimeoutSeconds > 0 { condition.broadcast() }
             condition.unlock()
 
-            let prepared = Self.prepare(items[index], plan: plan)
+            let prepared = Self.prepare(items[index], plan: plan) { stage in
+                self.condition.lock()
+                if self.inFlight[index] != nil { self.inFlight[index]?.stage = stage }
+                self.condition.unlock()
+            }
 
             condition.lock()
+            if abandoned.remove(index) != nil {
+                // Given up on while this thread was stuck; a replacement already took its place.
+                condition.unlock()
+                return
+            }
+            inFlight[index] = nil
             if !cancelled { ready[index] = prepared }
             condition.broadcast()
             condition.unlock()
         }
     }
 
-    /// The three stages for one item; every failure becomes the item's error text.
-    static func prepare(_ item: JobItem, plan: PreprocessPlan) -> PreparedItem {
+    /// How an item is named in its error messages.
+    static func sourceName(_ item: JobItem) -> String { "\(item.sourceId) (\(item.location.encoded))" }
+
+    /// The three stages for one item; every failure becomes the item's error text. `entering` is
+    /// told when the decoding and preprocessing stages begin.
+    static func prepare(_ item: JobItem, plan: PreprocessPlan, entering: (Stage) -> Void = { _ in }) -> PreparedItem {
         var out = PreparedItem(item: item, result: .failed(""))
-        let source = "\(item.sourceId) (\(item.location.encoded))"
+        let source = sourceName(item)
         var clock = ContinuousClock.now
         func lap() -> Double {
             let now = ContinuousClock.now
             defer { clock = now }
             return (now - clock).seconds
         }
+        let budgetHint = " (worker.max_decode_bytes)"
         let bytes: [UInt8]
-        do { bytes = try item.location.readBytes() } catch {
+        do { bytes = try item.location.readBytes(maxBytes: plan.maxDecodeBytes) } catch {
             out.readSeconds = lap()
-            out.result = .failed("\(source): cannot read: \(error)")
+            let hint = if case .tooLarge? = error as? DatasetError { budgetHint } else { "" }
+            out.result = .failed("\(source): cannot read: \(error)\(hint)")
             return out
         }
         out.readSeconds = lap()
+        entering(.decoding)
         let decoded: RGBImage
         do {
+            // Everything this item holds besides the decode counts: its encoded bytes and its tensors.
+            let budget = DecodeBudget(maxBytes: plan.maxDecodeBytes, transform: plan.transform, compatibility: plan.compatibility,
+                                      heldBytes: bytes.count + plan.tensorBytes)
             decoded = try bytes.withUnsafeBytes { (raw) throws(ImageError) -> RGBImage in
-                try ImageDecoder(maxPixels: plan.maxPixels).decode(bytes: raw, source: source)
+                try ImageDecoder(maxPixels: plan.maxPixels, budget: budget).decode(bytes: raw, source: source)
             }
         } catch {
             out.decodeSeconds = lap()
-            out.result = .failed("\(error)")
+            let hint = if case .overBudget? = error as? ImageError { budgetHint } else { "" }
+            out.result = .failed("\(error)\(hint)")
             return out
         }
         out.decodeSeconds = lap()
+        entering(.preprocessing)
         do {
             let image = try plan.transform.apply(to: decoded, compatibility: plan.compatibility)
             let shape = [3, image.height, image.width]

@@ -12,8 +12,9 @@ import VTPVocabulary
 ///
 /// Item-level problems (missing file, corrupt image) become failed ``ItemResult``s and the other
 /// items are still written; only shard-level problems (bad parameters, model load, inference or
-/// write errors) throw. File names depend only on the shard index, and every file is written
-/// atomically, so re-running a shard replaces its outputs and never duplicates them.
+/// write errors) throw. File names depend only on the shard index, and a shard's files are
+/// published together (``ShardFileSet``: partners first, main file last, nothing left behind by a
+/// failed write), so re-running a shard replaces its outputs and never duplicates them.
 public struct ShardExecutor: Sendable {
     /// Tuning that does not change results.
     public struct Options: Sendable {
@@ -25,13 +26,28 @@ public struct ShardExecutor: Sendable {
         public var pillowCompatibility: PillowCompatibility
         /// Decompression-bomb guard.
         public var maxPixels: Int
+        /// Memory one item's decode and preprocessing may take; larger items fail (``DecodeBudget``).
+        public var maxDecodeBytes: Int
+        /// Seconds one item's read, decode and preprocess may take before it fails and its thread
+        /// is abandoned; 0 for no limit.
+        public var itemTimeoutSeconds: Double
 
         public init(preprocessThreads: Int = 2, queueCapacity: Int? = nil, pillowCompatibility: PillowCompatibility = .pillow12,
-                    maxPixels: Int = ImageDecoder.defaultMaxPixels) {
+                    maxPixels: Int = ImageDecoder.defaultMaxPixels, maxDecodeBytes: Int = DecodeBudget.defaultMaxBytes,
+                    itemTimeoutSeconds: Double = 0) {
             self.preprocessThreads = preprocessThreads
             self.queueCapacity = queueCapacity
             self.pillowCompatibility = pillowCompatibility
             self.maxPixels = maxPixels
+            self.maxDecodeBytes = maxDecodeBytes
+            self.itemTimeoutSeconds = itemTimeoutSeconds
+        }
+
+        /// A preprocessing plan with these limits.
+        func plan(transform: PreprocessTransform, normalization: Normalization, alsoFlipped: Bool) -> PreprocessPlan {
+            PreprocessPlan(transform: transform, normalization: normalization, alsoFlipped: alsoFlipped,
+                           compatibility: pillowCompatibility, maxPixels: maxPixels, maxDecodeBytes: maxDecodeBytes,
+                           itemTimeoutSeconds: itemTimeoutSeconds)
         }
     }
 

@@ -65,6 +65,13 @@ public struct ClusterSettings: Sendable, Equatable {
         public var queueDepth: Int = 32
         /// Largest image, in pixels, a worker decodes (a guard against decompression bombs).
         public var maxImagePixels: Int = 100_000_000
+        /// Most memory, in bytes, one item's decode and preprocessing may take (encoded file,
+        /// decode buffers, every resize intermediate, the model-input tensors), checked from the
+        /// image header before allocating; larger items fail. Each decode thread has its own.
+        public var maxDecodeBytes: Int = 1 << 30
+        /// Seconds one item's read, decode and preprocess may take before it fails (its thread is
+        /// abandoned and the shard goes on); 0 for no limit.
+        public var itemTimeoutSeconds: Double = 300
     }
 
     /// `[storage]`
@@ -126,6 +133,13 @@ public struct ClusterSettings: Sendable, Equatable {
                 guard case let .integer(n) = entry.value else { throw problem("expected an integer, found \(entry.value.typeName)") }
                 return n
             }
+            func number() throws -> Double {
+                switch entry.value {
+                case let .integer(n): return Double(n)
+                case let .float(x): return x
+                default: throw problem("expected a number, found \(entry.value.typeName)")
+                }
+            }
             switch key {
             case "database.url": database.url = try string()
             case "database.state_dir": database.stateDirectory = try string()
@@ -149,6 +163,8 @@ public struct ClusterSettings: Sendable, Equatable {
             case "worker.decode_threads": worker.decodeThreads = try int()
             case "worker.queue_depth": worker.queueDepth = try int()
             case "worker.max_image_pixels": worker.maxImagePixels = try int()
+            case "worker.max_decode_bytes": worker.maxDecodeBytes = try int()
+            case "worker.item_timeout_seconds": worker.itemTimeoutSeconds = try number()
             case "storage.root": storage.root = try string()
             case "limits.shard_size": limits.shardSize = try int()
             case "limits.max_message_bytes": limits.maxMessageBytes = try int()
@@ -185,6 +201,10 @@ public struct ClusterSettings: Sendable, Equatable {
         try check((1...256).contains(worker.decodeThreads), "worker.decode_threads", "must be between 1 and 256, got \(worker.decodeThreads)")
         try check((1...100_000).contains(worker.queueDepth), "worker.queue_depth", "must be between 1 and 100000, got \(worker.queueDepth)")
         try check(worker.maxImagePixels >= 1, "worker.max_image_pixels", "must be positive, got \(worker.maxImagePixels)")
+        try check(worker.maxDecodeBytes >= 1 << 20, "worker.max_decode_bytes",
+                  "must be at least 1048576 (1 MiB), got \(worker.maxDecodeBytes)")
+        try check(worker.itemTimeoutSeconds.isFinite && worker.itemTimeoutSeconds >= 0 && worker.itemTimeoutSeconds <= 1e9,
+                  "worker.item_timeout_seconds", "must be between 0 (no limit) and 1e9 seconds, got \(worker.itemTimeoutSeconds)")
         try check(!storage.root.isEmpty, "storage.root", "must not be empty")
         try check((1...1_000_000).contains(limits.shardSize), "limits.shard_size", "must be between 1 and 1000000, got \(limits.shardSize)")
         try check(limits.maxMessageBytes >= 1 << 16, "limits.max_message_bytes", "must be at least 65536, got \(limits.maxMessageBytes)")

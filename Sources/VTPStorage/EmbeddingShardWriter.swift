@@ -50,7 +50,8 @@ public struct EmbeddingShardWriter: Sendable {
         "metadata/metadata_\(ShardNaming.pad(i, ShardNaming.width(forShardCount: shardCount))).jsonl"
     }
 
-    /// Writes shard `i`: metadata first, then the embeddings, each atomically.
+    /// Writes shard `i`: metadata and embeddings appear together (metadata renamed into place
+    /// first) or, when the write fails, neither does.
     public func write(shard i: Int, embeddings: UnsafeBufferPointer<Float>, dimension: Int, metadata: [Metadata]) throws {
         let npyPath = directory + "/" + embeddingPath(shard: i)
         guard dimension > 0, embeddings.count == metadata.count * dimension else {
@@ -61,7 +62,10 @@ public struct EmbeddingShardWriter: Sendable {
                 throw StorageError.writeFailed(path: directory + "/" + sub, reason: error.localizedDescription)
             }
         }
-        try JSONLWriter.write(metadata, to: directory + "/" + metadataPath(shard: i))
-        try NpyFile.write(shape: [metadata.count, dimension], values: embeddings, as: element, to: npyPath)
+        let files = ShardFileSet(directory: directory)
+        try files.stageJSONL(metadata, as: metadataPath(shard: i))
+        try files.stageNpy(shape: [metadata.count, dimension], values: embeddings, element: element, as: embeddingPath(shard: i),
+                           isMain: true)
+        try files.publish()
     }
 }

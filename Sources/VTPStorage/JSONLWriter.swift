@@ -5,6 +5,11 @@ import VTPVocabulary
 public enum JSONLWriter {
     /// Encodes each row on its own line and writes the file atomically.
     public static func write<Row: Encodable>(_ rows: [Row], to path: String) throws {
+        try AtomicWrite.write(encode(rows, path: path), to: path)
+    }
+
+    /// The file's bytes; `path` names it in errors.
+    static func encode<Row: Encodable>(_ rows: [Row], path: String) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var data = Data()
@@ -14,7 +19,7 @@ public enum JSONLWriter {
             }
             data.append(0x0A)
         }
-        try AtomicWrite.write(data, to: path)
+        return data
     }
 }
 

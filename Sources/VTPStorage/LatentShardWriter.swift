@@ -44,7 +44,9 @@ public struct WrittenShard: Sendable, Equatable, Codable {
 /// Each shard is `latents_rank{RR}_shard{SSS}.safetensors` holding `latents` and `latents_flip`
 /// (N,C,H,W) and `labels` (N,) int64, with metadata `total_size` (N), `dtype` (`torch.float32`,
 /// `torch.float16` or `torch.bfloat16`) and `device` (`cpu`). The `ids_rank{RR}_shard{SSS}.jsonl`
-/// sidecar maps each row to its source id; it is written first, so every visible shard has one.
+/// sidecar maps each row to its source id. The two are published together (``ShardFileSet``): the
+/// sidecar is renamed into place first, so every visible shard has one, and a failed write leaves
+/// neither.
 public struct LatentShardWriter: Sendable {
     /// Output directory (must exist).
     public let directory: String
@@ -80,17 +82,19 @@ public struct LatentShardWriter: Sendable {
                 detail: "'\(name)' has \(buffer.count) values, expected \(n) × \(geometry.channels)×\(geometry.height)×\(geometry.width)")
         }
         let sidecarName = ShardNaming.idSidecar(rank: rank, shard: shard)
-        try JSONLWriter.write(sourceIds.enumerated().map {
+        let files = ShardFileSet(directory: directory)
+        try files.stageJSONL(sourceIds.enumerated().map {
             SourceIdRow(row: $0.offset, sourceId: $0.element, label: labels[$0.offset], metadata: metadata.isEmpty ? [:] : metadata[$0.offset])
-        }, to: directory + "/" + sidecarName)
+        }, as: sidecarName)
         let shape = [n, geometry.channels, geometry.height, geometry.width]
         try labels.withUnsafeBufferPointer { labelBuffer in
-            try SafeTensorsStreamWriter.write([
+            try files.stageSafeTensors([
                 .floats("latents", shape: shape, latents, as: dtype),
                 .floats("latents_flip", shape: shape, latentsFlip, as: dtype),
                 .int64s("labels", shape: [n], labelBuffer),
-            ], metadata: ["total_size": String(n), "dtype": dtype.torchName, "device": "cpu"], to: path)
+            ], metadata: ["total_size": String(n), "dtype": dtype.torchName, "device": "cpu"], as: fileName, isMain: true)
         }
+        try files.publish()
         return WrittenShard(fileName: fileName, sidecarName: sidecarName, rows: n)
     }
 }
@@ -152,10 +156,11 @@ public struct FeatureShardWriter: Sendable {
             throw StorageError.badInput(path: path, detail: "\(n) rows but \(rowMetadata.count) metadata entries")
         }
         let sidecarName = ShardNaming.idSidecar(rank: rank, shard: shard)
-        try JSONLWriter.write(sourceIds.enumerated().map {
+        let files = ShardFileSet(directory: directory)
+        try files.stageJSONL(sourceIds.enumerated().map {
             SourceIdRow(row: $0.offset, sourceId: $0.element, label: labels?[$0.offset],
                         metadata: rowMetadata.isEmpty ? [:] : rowMetadata[$0.offset])
-        }, to: directory + "/" + sidecarName)
+        }, as: sidecarName)
         var meta = metadata
         meta["total_size"] = String(n)
         meta["dtype"] = dtype.torchName
@@ -164,8 +169,9 @@ public struct FeatureShardWriter: Sendable {
         try labelStorage.withUnsafeBufferPointer { labelBuffer in
             var payloads = features.map { TensorPayload.floats($0.name, shape: [n] + $0.rowShape, $0.values, as: dtype) }
             if labels != nil { payloads.append(.int64s("labels", shape: [n], labelBuffer)) }
-            try SafeTensorsStreamWriter.write(payloads, metadata: meta, to: path)
+            try files.stageSafeTensors(payloads, metadata: meta, as: fileName, isMain: true)
         }
+        try files.publish()
         return WrittenShard(fileName: fileName, sidecarName: sidecarName, rows: n)
     }
 }

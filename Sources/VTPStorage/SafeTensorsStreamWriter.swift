@@ -52,6 +52,13 @@ public enum SafeTensorsStreamWriter {
 
     /// Writes `tensors` with string `metadata` to `path`.
     public static func write(_ tensors: [TensorPayload], metadata: [String: String], to path: String) throws {
+        let file = try stage(tensors, metadata: metadata, to: path)
+        try file.publish()
+        AtomicOutputFile.syncDirectory(of: path)
+    }
+
+    /// Writes and syncs the file under a temporary name beside `path`; publishing it is the caller's.
+    static func stage(_ tensors: [TensorPayload], metadata: [String: String], to path: String) throws -> AtomicOutputFile {
         var header: [String: Any] = [:]
         var offset = 0
         var starts: [Int] = []
@@ -99,6 +106,7 @@ public enum SafeTensorsStreamWriter {
             }
             written = start + t.byteCount
         }
-        try file.commit()
+        try file.finish()
+        return file
     }
 }

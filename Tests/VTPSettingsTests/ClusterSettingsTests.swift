@@ -62,6 +62,10 @@ import VTPTestSupport
         ("[worker]\nbatch_size = 8\nbatch_size = 9", "vtp.toml:3: 'worker.batch_size' is already defined on line 2"),
         ("[database]\nurl = \"unterminated", "vtp.toml:2: unterminated string"),
         ("[security]\nworker_secret_key_file = \"w.key\"", "security: a coordinator needs"),
+        ("[worker]\nmax_decode_bytes = 1000", "worker.max_decode_bytes: must be at least 1048576 (1 MiB), got 1000"),
+        ("[worker]\nmax_decode_bytes = 1.5", "vtp.toml:2: worker.max_decode_bytes: expected an integer, found a number"),
+        ("[worker]\nitem_timeout_seconds = -1", "worker.item_timeout_seconds: must be between 0 (no limit) and 1e9 seconds, got -1.0"),
+        ("[worker]\nitem_timeout_seconds = \"5\"", "vtp.toml:2: worker.item_timeout_seconds: expected a number, found a string"),
     ])
     func invalidFilesNameLineAndKey(_ text: String, _ expected: String) throws {
         let (dir, path) = try write(text)
@@ -72,6 +76,17 @@ import VTPTestSupport
         } catch {
             #expect("\(error)".contains(expected), "\(error)")
         }
+    }
+
+    @Test func itemLimitsAreRead() throws {
+        #expect(ClusterSettings().worker.maxDecodeBytes == 1 << 30 && ClusterSettings().worker.itemTimeoutSeconds == 300)
+        let (dir, path) = try write("[worker]\nmax_decode_bytes = 268_435_456\nitem_timeout_seconds = 0.5\n")
+        defer { dir.remove() }
+        let s = try ClusterSettings.load(path: path, environment: [:])
+        #expect(s.worker.maxDecodeBytes == 256 << 20 && s.worker.itemTimeoutSeconds == 0.5)
+        let (dir2, path2) = try write("[worker]\nitem_timeout_seconds = 0\n")
+        defer { dir2.remove() }
+        #expect(try ClusterSettings.load(path: path2, environment: [:]).worker.itemTimeoutSeconds == 0, "0 turns the limit off")
     }
 
     @Test func missingFileIsAClearError() {

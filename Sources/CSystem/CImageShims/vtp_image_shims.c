@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include <jpeglib.h>
@@ -109,8 +110,58 @@ vtp_jpeg_decoder *vtp_jpeg_open(const uint8_t *data, size_t size, vtp_jpeg_info 
     info->width = decoder->cinfo.image_width;
     info->height = decoder->cinfo.image_height;
     info->components = components;
+    info->coefficient_bytes = 0;
+    int max_v_samp = 1;
+    // jpeg_read_header stops at the first SOS, so the component geometry and the first scan's
+    // component count are known: libjpeg keeps every coefficient of the image in memory
+    // exactly when more than one scan is needed (progressive, or non-interleaved scans).
+    for (int c = 0; c < components; c++) {
+        const jpeg_component_info *comp = &decoder->cinfo.comp_info[c];
+        uint64_t wide = comp->width_in_blocks, high = comp->height_in_blocks;
+        uint64_t h = comp->h_samp_factor > 0 ? (uint64_t)comp->h_samp_factor : 1;
+        uint64_t v = comp->v_samp_factor > 0 ? (uint64_t)comp->v_samp_factor : 1;
+        if (comp->v_samp_factor > max_v_samp) {
+            max_v_samp = comp->v_samp_factor;
+        }
+        if (decoder->cinfo.progressive_mode || decoder->cinfo.comps_in_scan < components) {
+            info->coefficient_bytes += ((wide + h - 1) / h * h) * ((high + v - 1) / v * v) * DCTSIZE2 * sizeof(JCOEF);
+        }
+    }
+    // Row groups of every component (with context rows), upsampled rows and converted rows, all
+    // at most a few row groups of the full width: 16 bytes per sample per row of a row group bounds them.
+    info->work_bytes = ((uint64_t)decoder->cinfo.image_width + 64) * (uint64_t)components * (uint64_t)max_v_samp * DCTSIZE * 16
+                       + (1u << 20);
     *status = VTP_IMG_OK;
     return decoder;
+}
+
+vtp_img_status vtp_jpeg_scaled_size(vtp_jpeg_decoder *decoder, int scale_num, uint32_t *width, uint32_t *height,
+                                    char *message) {
+    if (setjmp(decoder->error.jump)) {
+        copy_message(message, decoder->error.message);
+        return vtp_jpeg_failure_status(decoder);
+    }
+    unsigned int saved_num = decoder->cinfo.scale_num, saved_denom = decoder->cinfo.scale_denom;
+    decoder->cinfo.scale_num = (unsigned int)scale_num;
+    decoder->cinfo.scale_denom = 8;
+    jpeg_calc_output_dimensions(&decoder->cinfo);
+    *width = decoder->cinfo.output_width;
+    *height = decoder->cinfo.output_height;
+    decoder->cinfo.scale_num = saved_num;
+    decoder->cinfo.scale_denom = saved_denom;
+    return VTP_IMG_OK;
+}
+
+vtp_img_status vtp_jpeg_configure(vtp_jpeg_decoder *decoder, int scale_num, uint64_t max_memory, char *message) {
+    (void)message;
+    if (scale_num < 8) {
+        decoder->cinfo.scale_num = (unsigned int)scale_num;
+        decoder->cinfo.scale_denom = 8;
+    }
+    // Only the whole-image arrays ask jpeg_mem_available; with no backing store, libjpeg
+    // reports an error rather than exceed this.
+    decoder->cinfo.mem->max_memory_to_use = (long)(max_memory > (uint64_t)LONG_MAX ? (uint64_t)LONG_MAX : max_memory);
+    return VTP_IMG_OK;
 }
 
 vtp_img_status vtp_jpeg_decode(vtp_jpeg_decoder *decoder, uint8_t *out, size_t out_size, char *message) {
@@ -164,7 +215,6 @@ struct vtp_png_decoder {
     size_t size;
     size_t offset;
     int truncated;
-    png_bytep *rows;
     char message[VTP_IMG_MESSAGE_CAPACITY];
 };
 
@@ -200,7 +250,6 @@ void vtp_png_close(vtp_png_decoder *decoder) {
     if (decoder->png != NULL) {
         png_destroy_read_struct(&decoder->png, decoder->info != NULL ? &decoder->info : NULL, NULL);
     }
-    free(decoder->rows);
     free(decoder);
 }
 
@@ -280,8 +329,9 @@ vtp_img_status vtp_png_decode(vtp_png_decoder *decoder, unsigned transforms, uin
     if (transforms & VTP_PNG_GRAY_TO_RGB) {
         png_set_gray_to_rgb(png);
     }
+    int passes = 1;
     if (png_get_interlace_type(png, decoder->info) != PNG_INTERLACE_NONE) {
-        png_set_interlace_handling(png);
+        passes = png_set_interlace_handling(png);
     }
     png_read_update_info(png, decoder->info);
 
@@ -292,16 +342,13 @@ vtp_img_status vtp_png_decode(vtp_png_decoder *decoder, unsigned transforms, uin
                  actual_row_bytes, row_bytes);
         return VTP_IMG_RESOURCE;
     }
-    free(decoder->rows);
-    decoder->rows = malloc(sizeof(png_bytep) * (height > 0 ? height : 1));
-    if (decoder->rows == NULL) {
-        copy_message(message, "out of memory");
-        return VTP_IMG_RESOURCE;
+    // What png_read_image does, one row at a time: no array of row pointers, which for a
+    // tall image (2 x 50,000,000) would cost 8 bytes a row on top of the pixels.
+    for (int pass = 0; pass < passes; pass++) {
+        for (uint32_t y = 0; y < height; y++) {
+            png_read_row(png, out + (size_t)y * row_bytes, NULL);
+        }
     }
-    for (uint32_t y = 0; y < height; y++) {
-        decoder->rows[y] = out + (size_t)y * row_bytes;
-    }
-    png_read_image(png, decoder->rows);
     return VTP_IMG_OK;
 }
 

@@ -47,6 +47,9 @@ struct ImageCommand: ParsableCommand {
         @Option(help: "Refuse images with more pixels than this (decompression-bomb guard).")
         var maxPixels: Int = ImageDecoder.defaultMaxPixels
 
+        @Option(help: "Refuse images whose decode and preprocessing would take more bytes than this (checked from the header, before allocating).")
+        var maxDecodeBytes: Int = DecodeBudget.defaultMaxBytes
+
         @Argument(help: "Input JPEG, PNG or WebP (format detected from content).")
         var input: String
 
@@ -56,12 +59,15 @@ struct ImageCommand: ParsableCommand {
         func validate() throws {
             guard size > 0 else { throw ValidationError("--size must be positive, got \(size)") }
             guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive, got \(maxPixels)") }
+            guard maxDecodeBytes > 0 else { throw ValidationError("--max-decode-bytes must be positive, got \(maxDecodeBytes)") }
         }
 
         func run() throws {
             do {
-                let image = try ImageDecoder(maxPixels: maxPixels).decode(contentsOf: input)
-                let result = try transform.transform(size: size).apply(to: image, compatibility: pillow)
+                let steps = transform.transform(size: size)
+                let budget = DecodeBudget(maxBytes: maxDecodeBytes, transform: steps, compatibility: pillow)
+                let image = try ImageDecoder(maxPixels: maxPixels, budget: budget).decode(contentsOf: input)
+                let result = try steps.apply(to: image, compatibility: pillow)
                 try AtomicFile.write(try ImageEncoder.png(result), to: output)
                 print("\(input): \(image.width)x\(image.height) -> \(output): \(result.width)x\(result.height)")
             } catch let error as ImageError {

@@ -65,7 +65,9 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = ClusterSetup.logger("vtp.worker", level: .info)
         let executor = ShardExecutor(options: ShardExecutor.Options(preprocessThreads: settings.worker.decodeThreads,
                                                                     queueCapacity: settings.worker.queueDepth,
-                                                                    maxPixels: settings.worker.maxImagePixels),
+                                                                    maxPixels: settings.worker.maxImagePixels,
+                                                                    maxDecodeBytes: settings.worker.maxDecodeBytes,
+                                                                    itemTimeoutSeconds: settings.worker.itemTimeoutSeconds),
                                      models: ModelCache(threads: threadCount))
         let options = Worker.Options(endpoint: settings.coordinator.endpoint, registration: registration,
                                      curve: try ClusterSetup.clientSecurity(settings),

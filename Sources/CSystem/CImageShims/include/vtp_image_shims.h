@@ -39,6 +39,12 @@ typedef struct {
     int32_t components;
     /// Bytes per pixel `vtp_jpeg_decode` writes: 3 (RGB) or 4 (CMYK as libjpeg returns it).
     int32_t output_channels;
+    /// Bytes of the whole-image coefficient buffer libjpeg allocates for progressive and
+    /// multi-scan files (0 for single-scan files, which decode a row of blocks at a time).
+    /// DCT scaling does not shrink it.
+    uint64_t coefficient_bytes;
+    /// Upper bound of libjpeg's other working memory (row groups, upsampling, colour conversion).
+    uint64_t work_bytes;
 } vtp_jpeg_info;
 
 /// Parses the JPEG header of `data` (which must outlive the decoder). On failure
@@ -46,7 +52,18 @@ typedef struct {
 vtp_jpeg_decoder *vtp_jpeg_open(const uint8_t *data, size_t size, vtp_jpeg_info *info,
                                 vtp_img_status *status, char *message);
 
-/// Decodes all scanlines into `out` (`width * height * output_channels` bytes, rows packed).
+/// Output size libjpeg gives when decoding at `scale_num`/8 (1...8) with DCT scaling, without
+/// changing the decoder's own setting.
+vtp_img_status vtp_jpeg_scaled_size(vtp_jpeg_decoder *decoder, int scale_num, uint32_t *width, uint32_t *height,
+                                    char *message);
+
+/// Makes later `vtp_jpeg_decode` calls scale by `scale_num`/8 with libjpeg's DCT scaling
+/// (8 = full size, the default, which is what PIL decodes) and caps libjpeg's large
+/// allocations at `max_memory` bytes (0 = no cap).
+vtp_img_status vtp_jpeg_configure(vtp_jpeg_decoder *decoder, int scale_num, uint64_t max_memory, char *message);
+
+/// Decodes all scanlines into `out` (`output_width * output_height * output_channels` bytes,
+/// rows packed; the output size is the image size unless `vtp_jpeg_configure` set a scale).
 vtp_img_status vtp_jpeg_decode(vtp_jpeg_decoder *decoder, uint8_t *out, size_t out_size, char *message);
 
 void vtp_jpeg_close(vtp_jpeg_decoder *decoder);
