@@ -192,9 +192,9 @@ final class ChaosCluster {
     }
 
     /// `vtp submit latents` of the input into `output`; returns the job id.
-    func submit(output: String = "out", extra: [String] = []) throws -> Int64 {
+    func submit(outputPath: String? = nil, extra: [String] = []) throws -> Int64 {
         let submitted = try VTPExecutable.run(["submit", "latents", "--config", config, "--model", Fixtures.path("vtp-tiny"),
-                                               "--input", dir.file("in"), "--output", dir.file(output),
+                                               "--input", dir.file("in"), "--output", outputPath ?? dir.file("out"),
                                                "--shard-size", String(scale.shardSize), "--image-size", String(scale.imageSize),
                                                "--json"] + extra)
         guard submitted.status == 0,
@@ -208,12 +208,12 @@ final class ChaosCluster {
     /// Waits until the job is finished in the ledger AND its manifest exists, running `fault` every
     /// `scale.faultInterval` seconds meanwhile (ledger errors while PostgreSQL restarts are retried).
     /// Returns the seconds it took and the faults injected, or throws when the deadline passes.
-    func waitForFinish(job: Int64, output: String = "out",
+    func waitForFinish(job: Int64, outputPath: String? = nil,
                        fault: ((Int) async throws -> Void)? = nil) async throws -> (seconds: Double, faults: Int) {
         let start = ContinuousClock.now
         var nextFault = start + .milliseconds(Int64(scale.faultInterval * 1000))
         var faults = 0
-        let manifest = dir.file(output + "/manifest.json")
+        let manifest = (outputPath ?? dir.file("out")) + "/manifest.json"
         while true {
             let elapsed = ContinuousClock.now - start
             if elapsed > .seconds(scale.deadlineSeconds) {

@@ -36,6 +36,8 @@ struct ChaosTests {
         let job = try cluster.submit()
         let (seconds, faults) = try await cluster.waitForFinish(job: job, fault: fault.map { fault in { try await fault(cluster, $0) } })
         if fault != nil { #expect(faults > 0, "\(name): the job ended before the first fault") }
+        // Without injected faults, no worker may have died on the way (poison must not kill one).
+        if fault == nil { for worker in cluster.workers { #expect(worker.process.poll() == nil, "\(name): worker \(worker.id) died") } }
         let record = try await cluster.ledger.job(job)
         return try ChaosChecker.check(name, output: cluster.dir.file("out"), expected: expected, reference: reference,
                                       job: record, seconds: seconds, faults: faults, expectedFailures: poison)
@@ -152,6 +154,22 @@ struct ChaosTests {
                                    job: try await cluster.ledger.job(job), seconds: seconds, faults: 1)
     }
 
+    /// Poison among good images: a 2 × 50,000,000 PNG (at the pixel limit), a FIFO and a socket named
+    /// like images. Each is a failed item with its reason; every good image is written once and no
+    /// worker dies.
+    @Test(.timeLimit(.minutes(5)))
+    func poisonInputsFailAloneAndWorkersSurvive() async throws {
+        var socket: Int32 = -1
+        defer { if socket >= 0 { close(socket) } }
+        let poison: Set<String> = ["class00/zz_tall.png", "class01/zz_fifo.jpg", "class02/zz_socket.png"]
+        let figures = try await scenario("poison", prepare: { cluster in
+            try PoisonInputs.writePNG(width: 2, height: 50_000_000, to: cluster.dir.file("in/class00/zz_tall.png"))
+            try PoisonInputs.makeFIFO(at: cluster.dir.file("in/class01/zz_fifo.jpg"))
+            socket = try PoisonInputs.makeSocket(at: cluster.dir.file("in/class02/zz_socket.png"))
+        }, expectedFailures: { _ in poison })
+        #expect(figures.failedItems == 3)
+    }
+
     /// With one attempt per shard, a frozen holder's shards fail by lease expiry (or by its session
     /// ending); when that is the job's last event the manifest must be written at once, not at the
     /// next coordinator start.
@@ -197,18 +215,17 @@ struct ChaosTests {
 
     /// The output on a tmpfs too small for the job: shards fail with typed errors and leave no
     /// partial files; after the disk grows, `vtp job retry` completes exactly once.
-    @Test(.timeLimit(.minutes(5)), .enabled(if: TmpfsMount.available, "needs root to mount a tmpfs"))
+    @Test(.timeLimit(.minutes(5)), .enabled(if: SizedTmpfs.available, "needs root to mount a tmpfs"))
     func outputDiskFullThenRetried() async throws {
         let reference = try await ChaosReference.shared.latents(scale: scale)
         let cluster = try await ChaosCluster("chaos-full", scale: scale, maxAttempts: 2)
-        let output = cluster.dir.file("out")
-        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         let bytes = try #require(await ChaosReference.shared.outputBytes)
-        let mount = try TmpfsMount(at: output, bytes: bytes / 3)
-        defer { mount.unmount(); cluster.tearDown() }
+        let mount = try SizedTmpfs(bytes: bytes / 3)
+        let output = mount.path
+        defer { cluster.tearDown(); mount.unmount() }
         let expected = try cluster.makeInput()
         try cluster.start()
-        let job = try cluster.submit()
+        let job = try cluster.submit(outputPath: output)
         let deadline = ContinuousClock.now + .seconds(scale.deadlineSeconds)
         while ContinuousClock.now < deadline, try await !cluster.ledger.job(job).state.isFinished {
             try await Task.sleep(for: .milliseconds(100))
@@ -224,42 +241,8 @@ struct ChaosTests {
         let retried = try VTPExecutable.run(["job", "retry", String(job), "--config", cluster.config])
         #expect(retried.status == 0, "\(retried.stderr)")
         try? FileManager.default.removeItem(atPath: output + "/manifest.json")
-        let (seconds, _) = try await cluster.waitForFinish(job: job)
+        let (seconds, _) = try await cluster.waitForFinish(job: job, outputPath: output)
         _ = try ChaosChecker.check("disk-full-retry", output: output, expected: expected, reference: reference,
                                    job: try await cluster.ledger.job(job), seconds: seconds, faults: 1)
-    }
-}
-
-/// A size-limited tmpfs mounted for one test (root only).
-struct TmpfsMount {
-    let path: String
-
-    /// Whether this process may mount file systems (tried once on a scratch directory).
-    static let available: Bool = {
-        guard geteuid() == 0, let dir = try? TemporaryDirectory("tmpfs-probe") else { return false }
-        defer { dir.remove() }
-        guard let probe = try? TmpfsMount(at: dir.path, bytes: 1 << 20) else { return false }
-        probe.unmount()
-        return true
-    }()
-
-    init(at path: String, bytes: Int) throws {
-        self.path = path
-        try Self.mount(["-t", "tmpfs", "-o", "size=\(max(bytes, 65536))", "tmpfs", path])
-    }
-
-    func resize(bytes: Int) throws {
-        try Self.mount(["-o", "remount,size=\(bytes)", path])
-    }
-
-    func unmount() { _ = try? Self.run("/usr/bin/umount", ["-l", path]) }
-
-    private static func mount(_ arguments: [String]) throws {
-        let status = try run("/usr/bin/mount", arguments)
-        guard status == 0 else { throw ChaosError("mount \(arguments.joined(separator: " ")) exited \(status)") }
-    }
-
-    private static func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
-        try runTool(tool, arguments).status
     }
 }
