@@ -26,6 +26,15 @@ let package = Package(
     products: [
         .executable(name: "vtp", targets: ["vtp"]),
         .library(name: "VTPModel", targets: ["VTPModel"]),
+        // The parsers of untrusted bytes, for the libFuzzer harnesses in Fuzz/ (a package of its own
+        // that depends on this one by path and so drives the shipped code).
+        .library(name: "VTPTransport", targets: ["VTPTransport"]),
+        .library(name: "VTPSafeTensors", targets: ["VTPSafeTensors"]),
+        .library(name: "VTPTensor", targets: ["VTPTensor"]),
+        .library(name: "VTPImage", targets: ["VTPImage"]),
+        .library(name: "VTPDatasets", targets: ["VTPDatasets"]),
+        .library(name: "VTPVocabulary", targets: ["VTPVocabulary"]),
+        .library(name: "VTPSettings", targets: ["VTPSettings"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -164,6 +164,14 @@ public enum ManifestReader {
                 throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'path' is empty")
             }
             if row.id == "" { throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'id' is empty") }
+            // The ledger's text columns cannot hold NUL (its COPY drops them), so such a path would name
+            // another file there and the location could not travel to a worker.
+            guard !row.path.utf8.contains(0) else {
+                throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'path' contains a NUL byte")
+            }
+            if let id = row.id, id.utf8.contains(0) {
+                throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'id' contains a NUL byte")
+            }
             let id = row.id ?? row.path
             if let first = firstLine[id] {
                 throw DatasetError.duplicateId(path: manifestPath, id: id, firstLine: first, line: line)

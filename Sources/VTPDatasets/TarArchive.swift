@@ -40,7 +40,8 @@ public final class TarArchive: Sendable {
     /// A member larger than `maxBytes` is refused without reading it.
     public static func readMember(tarPath: String, offset: Int64, size: Int64, maxBytes: Int = .max) throws -> [UInt8] {
         let file = try ReadOnlyFile(path: tarPath)
-        guard offset >= 0, size >= 0, offset + size <= file.size else {
+        // Compared by subtraction: offset + size could overflow for a forged location.
+        guard offset >= 0, size >= 0, offset <= file.size, size <= file.size - offset else {
             throw DatasetError.badTar(path: tarPath, offset: offset,
                 detail: "member of \(size) bytes at offset \(offset) lies outside the \(file.size)-byte file")
         }
@@ -70,7 +71,7 @@ public final class TarArchive: Sendable {
             switch header.typeflag {
             case UInt8(ascii: "L"), UInt8(ascii: "K"), UInt8(ascii: "x"), UInt8(ascii: "g"):
                 guard size <= 16 << 20 else { throw fail(offset, "extended header of \(size) bytes is implausibly large") }
-                guard dataOffset + size <= file.size else { throw fail(offset, "extended header data runs past the end of the file") }
+                guard size <= file.size - dataOffset else { throw fail(offset, "extended header data runs past the end of the file") }
                 let data = try file.read(at: dataOffset, count: Int(size))
                 switch header.typeflag {
                 case UInt8(ascii: "L"): longName = TarHeader.string(data[...])
@@ -104,7 +105,8 @@ public final class TarArchive: Sendable {
             case UInt8(ascii: "1"), UInt8(ascii: "2"), UInt8(ascii: "3"), UInt8(ascii: "4"), UInt8(ascii: "5"), UInt8(ascii: "6"): 0
             default: size
             }
-            guard dataOffset + dataSize <= file.size else {
+            // A base-256 or pax size can be near Int64.max: compare without adding to it.
+            guard dataSize <= file.size - dataOffset else {
                 throw fail(offset, "member '\(name)' of \(dataSize) bytes runs past the end of the file")
             }
             members.append(TarMember(name: name, kind: kind, dataOffset: dataOffset, size: dataSize))

@@ -87,7 +87,7 @@ enum PaxRecords {
             if data[i] == 0 { break }
             guard let space = data[i...].firstIndex(of: 0x20),
                   let length = Int(String(decoding: data[i..<space], as: UTF8.self)), length > 0,
-                  i + length <= data.count, data[i + length - 1] == 0x0A else {
+                  length <= data.count - i, data[i + length - 1] == 0x0A else {
                 throw TarHeader.Invalid(detail: "malformed pax record at byte \(i) of the extended header")
             }
             let record = data[(space + 1)..<(i + length - 1)]

@@ -51,7 +51,9 @@ public enum ImageError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .unsupported(source, format, detail):
             return "\(source): unsupported \(format.rawValue) variant: \(detail)"
         case let .tooManyPixels(source, width, height, limit):
-            return "\(source): \(width)x\(height) = \(width * height) pixels exceeds the limit of \(limit)"
+            // A PNG header can announce 2^32 x 2^32, whose product does not fit an Int.
+            let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+            return "\(source): \(width)x\(height) = \(overflow ? "more than \(Int.max)" : String(pixels)) pixels exceeds the limit of \(limit)"
         case let .overBudget(source, format, width, height, needed, budget, detail):
             return "\(source): decoding and preprocessing this \(width)x\(height) \(format.rawValue) image would need "
                 + "\(needed) bytes (\(ByteCountText.format(needed))), more than the decode memory budget of \(budget) bytes "

@@ -109,10 +109,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
     private static func parseHeader(_ p: UnsafeRawPointer, size: Int, path: String) throws
         -> ([String: String], [String: SafeTensorInfo], [String])
     {
-        let headerLength = Int(UInt64(littleEndian: p.loadUnaligned(as: UInt64.self)))
-        guard headerLength > 0, headerLength <= 100_000_000 else {
-            throw SafeTensorsError.badHeader(path: path, detail: "header length \(headerLength) is not plausible")
+        // Checked as the unsigned value it is: a file that is not safetensors at all often has the high bit set.
+        let storedLength = UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))
+        guard storedLength > 0, storedLength <= 100_000_000 else {
+            throw SafeTensorsError.badHeader(path: path, detail: "header length \(storedLength) is not plausible")
         }
+        let headerLength = Int(storedLength)
         guard 8 + headerLength <= size else {
             throw SafeTensorsError.truncated(path: path, detail: "header of \(headerLength) bytes but file has \(size)")
         }
@@ -152,25 +154,33 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 throw SafeTensorsError.badHeader(path: path, detail: "tensor '\(name)' has unknown dtype \(dtypeName)")
             }
             let shape = try shapeAny.map { d -> Int in
-                guard let n = (d as? NSNumber)?.intValue, n >= 0 else {
+                guard let n = nonNegativeInteger(d) else {
                     throw SafeTensorsError.badHeader(path: path, detail: "tensor '\(name)' has a bad shape")
                 }
                 return n
             }
             let offsets = try offsetsAny.map { d -> Int in
-                guard let n = (d as? NSNumber)?.intValue, n >= 0 else {
+                guard let n = nonNegativeInteger(d) else {
                     throw SafeTensorsError.badHeader(path: path, detail: "tensor '\(name)' has bad data_offsets")
                 }
                 return n
             }
-            let expectedBytes = shape.reduce(1, *) * dtype.byteSize
+            // Like the reference library, a shape whose element or byte count overflows is an error. The
+            // elements are multiplied in SafeTensorInfo.elementCount's order, so that product cannot trap later.
+            var elements = 1
+            var overflow = false
+            for dimension in shape where !overflow { (elements, overflow) = elements.multipliedReportingOverflow(by: dimension) }
+            let (expectedBytes, bytesOverflow) = elements.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !overflow, !bytesOverflow else {
+                throw SafeTensorsError.badHeader(path: path, detail: "tensor '\(name)' has shape \(shape), too large for any file")
+            }
             guard offsets[1] >= offsets[0], offsets[1] - offsets[0] == expectedBytes else {
                 throw SafeTensorsError.badHeader(path: path,
                     detail: "tensor '\(name)' spans \(offsets[1] - offsets[0]) bytes, shape \(shape) of \(dtypeName) needs \(expectedBytes)")
             }
-            guard dataStart + offsets[1] <= size else {
+            guard offsets[1] <= size - dataStart else {
                 throw SafeTensorsError.truncated(path: path,
-                    detail: "tensor '\(name)' ends at byte \(dataStart + offsets[1]) but the file has \(size)")
+                    detail: "tensor '\(name)' ends at data offset \(offsets[1]) but the file has \(size - dataStart) bytes of data")
             }
             tensors[name] = SafeTensorInfo(name: name, dtype: dtype, shape: shape,
                                            offset: dataStart + offsets[0], byteCount: expectedBytes)
@@ -193,6 +203,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
             throw SafeTensorsError.badHeader(path: path, detail: "\(size - dataStart - end) bytes after the last tensor")
         }
         return (metadata, tensors, ordered.map(\.1))
+    }
+
+    /// A JSON number that is a non-negative integer fitting an Int. Read from its text, not with
+    /// `intValue`, which wraps 2^64 - 1 to -1 and truncates 1.5 to 1.
+    private static func nonNegativeInteger(_ value: Any) -> Int? {
+        guard let number = value as? NSNumber, let n = Int(number.stringValue), n >= 0 else { return nil }
+        return n
     }
 
     /// The description of `name`, or an error naming the file and tensor.

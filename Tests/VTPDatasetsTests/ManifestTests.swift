@@ -37,6 +37,9 @@ import VTPVocabulary
         ("{\"path\": \"a.jpg\", \"id\": \"\"}\n", 1, "'id' is empty"),
         ("{\"path\": \"a.jpg\", \"id\": 2.5}\n", 1, "'id' must be a string or an integer"),
         ("{\"path\": \"a.jpg\"}\n{\"path\": \"a.jpg\"}\n", 2, "id 'a.jpg' already used on line 1"),
+        // Found by the manifest fuzzer (Fuzz/Corpus/manifest/crash-nul-in-path.csv has the CSV form).
+        ("{\"path\": \"a.jpg\"}\n{\"path\": \"b.j\\u0000pg\"}\n", 2, "'path' contains a NUL byte"),
+        ("{\"path\": \"a.jpg\", \"id\": \"k\\u0000\"}\n", 1, "'id' contains a NUL byte"),
     ])
     func jsonlBadRowsNameFileAndLine(text: String, line: Int, detail: String) throws {
         let t = try TempDir()
@@ -77,6 +80,8 @@ import VTPVocabulary
         ("path,caption\na.jpg,\"done\"x\n", 2, "after a closing quote"),
         ("path,id\na.jpg,k\nb.jpg,k\n", 3, "already used on line 2"),
         ("path\r\na.jpg\rb.jpg\n", 2, "carriage return"),
+        ("id,path\n1,a.j\0pg\n", 2, "'path' contains a NUL byte"),
+        ("path,id\na.jpg,\0\n", 2, "'id' contains a NUL byte"),
     ])
     func csvBadRowsNameFileAndLine(text: String, line: Int, detail: String) throws {
         let t = try TempDir()

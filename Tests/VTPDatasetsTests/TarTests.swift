@@ -66,6 +66,55 @@ import VTPVocabulary
         #expect(throws: DatasetError.self) { try TarArchive.readMember(tarPath: cut, offset: 512, size: 4096) }
     }
 
+    /// A ustar header block with a valid checksum.
+    private func headerBlock(name: String, size: [UInt8], typeflag: UInt8 = UInt8(ascii: "0")) -> [UInt8] {
+        var block = [UInt8](repeating: 0, count: 512)
+        block.replaceSubrange(0..<name.utf8.count, with: name.utf8)
+        block.replaceSubrange(124..<136, with: size)
+        block[156] = typeflag
+        block.replaceSubrange(257..<263, with: Array("ustar\0".utf8))
+        block.replaceSubrange(148..<156, with: [UInt8](repeating: 0x20, count: 8))
+        let sum = block.reduce(0) { $0 + Int($1) }
+        block.replaceSubrange(148..<156, with: Array(String(format: "%06o\0 ", sum).utf8))
+        return block
+    }
+
+    private func octal(_ n: Int) -> [UInt8] { Array(String(format: "%011o\0", n).utf8) }
+
+    /// Found by the tar fuzzer's invariants (Fuzz/Corpus/tar/regression-*): sizes and record lengths
+    /// near Int64.max used to overflow the bounds checks and trap, taking the coordinator down while
+    /// it listed a shard. Each is now an error naming the file and the header's offset.
+    @Test func sizesNearInt64MaxAreErrorsNotTraps() throws {
+        let t = try TempDir()
+        let end = [UInt8](repeating: 0, count: 1024)
+        func paxArchive(_ records: String) -> [UInt8] {
+            let data = Array(records.utf8)
+            return headerBlock(name: "PaxHeaders/a.jpg", size: octal(data.count), typeflag: UInt8(ascii: "x"))
+                + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+                + headerBlock(name: "a.jpg", size: octal(0)) + end
+        }
+        let base256Max: [UInt8] = [0x80, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+        let cases: [(name: String, bytes: [UInt8], detail: String)] = [
+            ("base256.tar", headerBlock(name: "c.jpg", size: base256Max) + end,
+             "bad tar archive at byte 0: member 'c.jpg' of 9223372036854775807 bytes runs past the end of the file"),
+            ("pax-size.tar", paxArchive("28 size=9223372036854775807\n"),
+             "bad tar archive at byte 1024: member 'a.jpg' of 9223372036854775807 bytes runs past the end of the file"),
+            ("pax-length.tar", paxArchive("12 path=abc\n9223372036854775807 size=1\n"),
+             "bad tar archive at byte 0: malformed pax record at byte 12 of the extended header"),
+        ]
+        for (name, bytes, detail) in cases {
+            let path = try t.file(name, bytes)
+            #expect(throws: DatasetError.self, "\(name)") { try TarArchive(path: path) }
+            do { _ = try TarArchive(path: path) } catch let e as DatasetError {
+                #expect(e.description == "\(path): \(detail)")
+            }
+        }
+        let small = try t.file("small.tar", headerBlock(name: "d.jpg", size: octal(3)) + [1, 2, 3] + [UInt8](repeating: 0, count: 509) + end)
+        #expect(throws: DatasetError.self) { try TarArchive.readMember(tarPath: small, offset: 512, size: Int64.max) }
+        #expect(throws: DatasetError.self) { try TarArchive.readMember(tarPath: small, offset: Int64.max, size: 1) }
+        #expect(try TarArchive.readMember(tarPath: small, offset: 512, size: 3) == [1, 2, 3])
+    }
+
     @Test func numericFieldsDecodeOctalAndBase256() throws {
         #expect(try TarHeader.number(Array("0000644 \0".utf8)[...], field: "mode") == 0o644)
         #expect(try TarHeader.number(Array("   17\0".utf8)[...], field: "size") == 0o17)

@@ -126,4 +126,15 @@ import VTPImage
         #expect(decodeError(png, source: "bomb.png")
             == .tooManyPixels(source: "bomb.png", width: 100_000, height: 100_000, limit: 100_000_000))
     }
+
+    /// Found by the image fuzzer (Fuzz/Corpus/image/crash-png-4g-by-4g.png): an IHDR of 2^32-1 x 2^32-1
+    /// was refused correctly, but the error's text multiplied the sides and trapped, killing the worker
+    /// that logged it.
+    @Test func pixelCountBeyondIntIsReportedWithoutOverflow() throws {
+        var png = Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13])
+        png.append(contentsOf: Array("IHDR".utf8) + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 8, 2, 0, 0, 0])
+        let error = decodeError(png, source: "huge.png")
+        #expect(error == .tooManyPixels(source: "huge.png", width: 4_294_967_295, height: 4_294_967_295, limit: 100_000_000))
+        #expect(error?.description == "huge.png: 4294967295x4294967295 = more than \(Int.max) pixels exceeds the limit of 100000000")
+    }
 }

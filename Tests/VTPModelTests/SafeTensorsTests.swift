@@ -53,6 +53,40 @@ import VTPTestSupport
         defer { try? FileManager.default.removeItem(atPath: junk) }
         #expect(throws: SafeTensorsError.badHeader(path: junk, detail: "header is not JSON")) { try SafeTensorsFile(path: junk) }
     }
+
+    /// Found by the safetensors fuzzer (Fuzz/Corpus/safetensors/crash-* and regression-*): these headers
+    /// trapped in Int conversions and overflowing products, killing whatever loaded them (a worker's
+    /// model load, `vtp model`). Each is now an error naming the file.
+    @Test(arguments: [
+        // The length prefix with its high bit set, as in any file that is not safetensors.
+        ([0, 0, 0, 0, 0, 0, 0, 0x80] + Array("{}".utf8), "header length 9223372036854775808 is not plausible"),
+        (headerOnly(#"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#),
+         "tensor 'a' has shape [4611686018427387904, 4], too large for any file"),
+        (headerOnly(#"{"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}}"#),
+         "tensor 'a' has shape [4611686018427387904], too large for any file"),
+        (headerOnly(#"{"a":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,0]}}"#), "tensor 'a' has a bad shape"),
+        (headerOnly(#"{"a":{"dtype":"U8","shape":[1.5],"data_offsets":[0,1]}}"#), "tensor 'a' has a bad shape"),
+        (headerOnly(#"{"a":{"dtype":"U8","shape":[9223372036854775807],"data_offsets":[0,9223372036854775807]}}"#),
+         "tensor 'a' ends at data offset 9223372036854775807 but the file has 0 bytes of data"),
+    ])
+    func overflowingHeadersAreErrorsNotTraps(bytes: [UInt8], detail: String) throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("overflow-\(UUID()).safetensors").path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect {
+            try SafeTensorsFile(path: path)
+        } throws: { error in
+            guard let error = error as? SafeTensorsError else { return false }
+            return error.description.hasPrefix(path + ": ") && error.description.hasSuffix(detail)
+        }
+    }
+}
+
+/// A file of just the length prefix and `json`, padded with spaces to 8 bytes as the reference writes it.
+private func headerOnly(_ json: String) -> [UInt8] {
+    var text = Array(json.utf8)
+    text += [UInt8](repeating: 0x20, count: (8 - text.count % 8) % 8)
+    return withUnsafeBytes(of: UInt64(text.count).littleEndian, Array.init) + text
 }
 
 /// Weights borrowed from a read-only mapping cannot be written through the public API: the one
