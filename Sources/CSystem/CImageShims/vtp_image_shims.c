@@ -282,6 +282,10 @@ vtp_png_decoder *vtp_png_open(const uint8_t *data, size_t size, vtp_png_info *in
     png_set_read_fn(decoder->png, decoder, vtp_png_read);
     // The caller enforces its own pixel-count limit; libpng's default 1,000,000 per side is lifted.
     png_set_user_limits(decoder->png, 0x7fffffff, 0x7fffffff);
+    /* Ancillary chunks (zTXt, iCCP, ...) decompress outside the decode budget: a 200-byte zTXt
+       made libpng allocate 2 GB under the fuzzer. 8 MiB is far above any real text or ICC profile. */
+    png_set_chunk_malloc_max(decoder->png, 8u << 20);
+    png_set_chunk_cache_max(decoder->png, 1000);
     png_read_info(decoder->png, decoder->info);
 
     info->width = png_get_image_width(decoder->png, decoder->info);
