@@ -66,7 +66,9 @@ ln -sf 000000.jpg "$tmp/wds/link.jpg"
 members=(000000.jpg 000000.cls 000000.txt 000000.json 000001.png 000001.json 000002.webp 000002.txt
          "$long/000003.jpg" "$long/000003.cls" sub sub/__meta__.jpg link.jpg)
 for format in ustar gnu pax; do
-    tar --format=$format -b 1 --owner=0 --group=0 --mtime=@0 --no-recursion -C "$tmp/wds" \
+    # atime/ctime records would make the pax seed differ on every run.
+    pax=(); [[ $format == pax ]] && pax=(--pax-option=delete=atime,delete=ctime)
+    tar --format=$format "${pax[@]}" -b 1 --owner=0 --group=0 --mtime=@0 --no-recursion -C "$tmp/wds" \
         -cf "$corpus/tar/webdataset-$format.tar" "${members[@]}"
 done
 tar --format=v7 -b 1 --owner=0 --group=0 --mtime=@0 --no-recursion -C "$tmp/wds" \
@@ -108,6 +110,7 @@ write(out + "/mixed-dtypes.safetensors", [
     ("ids.i64", "I64", [2], struct.pack("<2q", -1, 1 << 40)),
     ("ids.i32", "I32", [1], struct.pack("<i", -7)),
     ("ids.u16", "U16", [1], struct.pack("<H", 65535)),
+    ("ids.u64", "U64", [1], struct.pack("<Q", (1 << 64) - 1)),
     ("bytes.u8", "U8", [3], b"\x00\x7f\xff"),
     ("mask", "BOOL", [2], b"\x00\x01"),
 ], {"format": "pt", "vtp.config": "{\"hidden\":8}"})

@@ -33,6 +33,9 @@ public func fuzzSafeTensors(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt 
             } else if info.dtype == .u8 {
                 let values = try file.uint8s(name)
                 require(values.count == info.elementCount, "uint8s of '\(name)' has the wrong length")
+            } else if info.dtype == .u64 {
+                // U64 does not fit Int64; int64s refuses it with an error naming the tensor.
+                require((try? file.int64s(name)) == nil, "int64s read U64 tensor '\(name)'")
             } else {
                 let values = try file.int64s(name)
                 require(values.count == info.elementCount, "int64s of '\(name)' has the wrong length")
