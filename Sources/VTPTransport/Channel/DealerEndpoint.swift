@@ -1,5 +1,7 @@
 import CZeroMQ
+import Dispatch
 import Logging
+import Synchronization
 
 /// CURVE settings of the worker side.
 public struct CurveClientSecurity: Sendable, Equatable {
@@ -82,6 +84,20 @@ public final class DealerEndpoint: Sendable {
         let body: [UInt8]
         do { body = try message.encoded() } catch { throw .encode(error) }
         try await core.perform { .send(frames: [body], peer: nil, completion: $0) }.get()
+    }
+
+    /// ``send(_:)`` for a thread that cannot await (a crash reporter): blocks until the message is
+    /// queued in libzmq or `timeout` seconds pass. Returns whether it was queued.
+    public func sendBlocking(_ message: WireMessage, timeout: Double) -> Bool {
+        guard message.type.direction.allows(.workerToCoordinator), let body = try? message.encoded() else { return false }
+        let done = DispatchSemaphore(value: 0)
+        let queued = Mutex(false)
+        core.submit(.send(frames: [body], peer: nil, completion: { result in
+            if case .success = result { queued.withLock { $0 = true } }
+            done.signal()
+        }))
+        guard done.wait(timeout: .now() + timeout) == .success else { return false }
+        return queued.withLock { $0 }
     }
 
     /// Closes the socket, dropping anything still queued, and connects a fresh one with the same

@@ -75,6 +75,8 @@ struct WorkerCommand: AsyncParsableCommand {
                                      maxMessageBytes: settings.limits.maxMessageBytes)
         let worker = try Worker(options: options, handler: JobShardHandler(executor: executor), context: try ZMQContext(),
                                 logger: logger)
+        // A crash (not a kill) is reported, so the item being processed alone is blamed and no other.
+        FatalSignalReporter.install { signal in worker.reportCrash(signal: signal) }
         logger.info("worker \(id) connecting to \(settings.coordinator.endpoint) (\(threadCount) threads, prefetch \(settings.worker.prefetch))")
         let signals = SignalWatcher()
         defer { signals.stop() }
