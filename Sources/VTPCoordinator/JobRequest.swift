@@ -42,7 +42,34 @@ public struct JobRequest: Sendable, Equatable {
         guard listing.items.count <= maxItems else {
             throw JobError.badInput(path: input, detail: "\(listing.items.count) items exceed the limit of \(maxItems) per job")
         }
+        if needsCaptions, !listing.items.contains(where: { $0.caption?.contains(where: { !$0.isWhitespace }) == true }) {
+            throw Self.nothingToScore("none of the \(listing.items.count) items of \(input) has a caption")
+        }
         return (listing.items, listing.skipped)
+    }
+
+    /// A clip-score job without classes scores only captions: without any it would write rows of ids only.
+    var needsCaptions: Bool {
+        if case let .clipScore(parameters) = parameters, parameters.classes == nil { return true }
+        return false
+    }
+
+    /// Refuses, before anything is started or listed, a job that cannot produce anything from
+    /// this kind of input: a clip-score job without classes over image folders (which carry no
+    /// captions). Inputs that may carry captions are checked when listed (``listItems(maxItems:)``).
+    public func checkBeforeListing() throws(JobError) {
+        guard needsCaptions else { return }
+        let kind = try DatasetSource.detect(input: input)
+        if kind == .imageFolder || kind == .plainFolder {
+            throw Self.nothingToScore("\(input) is an image folder (\(kind.rawValue)), which carries no captions")
+        }
+    }
+
+    private static func nothingToScore(_ why: String) -> JobError {
+        .invalidParameter(field: "classes", detail: """
+            clip-score has nothing to score: no classes were given (pass --classes imagenet or a file of class names) \
+            and \(why) (captions come from a .jsonl/.csv manifest's caption column or WebDataset .txt members)
+            """)
     }
 
     /// Whether `job` is this request submitted earlier: same kind, parameters (compared decoded,

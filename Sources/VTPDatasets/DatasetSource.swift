@@ -36,7 +36,7 @@ public enum DatasetSource {
         }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: input) } catch {
-            throw .badInput(path: input, detail: "cannot list directory: \(error.localizedDescription)")
+            throw .badInput(path: input, detail: "cannot list directory: \(FileErrorText.reason(error, at: input))")
         }
         var hasImages = false, hasTars = false, hasDirs = false
         for name in names {

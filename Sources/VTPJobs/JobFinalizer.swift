@@ -86,7 +86,7 @@ public enum JobFinalizer {
                     try FileManager.default.removeItem(atPath: statsPath)
                 }
             } catch {
-                throw .writeFailed(path: statsPath, reason: "\(error)")
+                throw .writeFailed(path: statsPath, reason: FileErrorText.reason(error, at: statsPath))
             }
         case let .features(p):
             format = "features"
@@ -138,7 +138,7 @@ public enum JobFinalizer {
                 try ClipFinalizing.write(manifest, extras: extras, to: manifestPath)
             }
         } catch {
-            throw .writeFailed(path: manifestPath, reason: "\(error)")
+            throw .writeFailed(path: manifestPath, reason: FileErrorText.reason(error, at: manifestPath))
         }
         return manifest
     }

@@ -72,7 +72,7 @@ public struct ShardExecutor: Sendable {
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
         let model = try models.model(at: task.modelDirectory, precision: parameters.precision)
         do { try FileManager.default.createDirectory(atPath: task.outputDirectory, withIntermediateDirectories: true) } catch {
-            throw JobError.writeFailed(path: task.outputDirectory, reason: error.localizedDescription)
+            throw JobError.writeFailed(path: task.outputDirectory, reason: FileErrorText.reason(error, at: task.outputDirectory))
         }
         let job = try parameters.makeJob(model: model, options: options, outputDirectory: task.outputDirectory)
 

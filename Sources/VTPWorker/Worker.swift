@@ -104,7 +104,9 @@ public final class Worker: Sendable {
                 case let .acknowledge(shardID, itemsDone):
                     acknowledgements.acknowledge(shardID: shardID, itemsDone: itemsDone)
                 case .reconnect:
-                    logger.warning("coordinator silent; reconnecting to \(options.endpoint)")
+                    // A refused key looks like silence at this level; the dealer's monitor knows better.
+                    let why = dealer.handshakeRejection.map { " (\($0))" } ?? ""
+                    logger.warning("coordinator silent; reconnecting to \(options.endpoint)\(why)")
                     do { try await dealer.reconnect() } catch { logger.error("reconnect failed: \(error)") }
                 case .exit:
                     break loop

@@ -50,14 +50,17 @@ public final class DealerEndpoint: Sendable {
     public let inbound: AsyncStream<DealerInbound>
     public let configuration: DealerConfiguration
     private let core: EndpointCore
+    private let handshakes: HandshakeWatch
 
     public init(context: ZMQContext, configuration: DealerConfiguration,
                 logger: Logger = Logger(label: "vtp.transport.dealer")) throws(TransportError) {
         let endpoint = try EndpointAddress(configuration.endpoint)
         try configuration.identity.validateAsRoutingID()
         self.configuration = configuration
+        let handshakes = HandshakeWatch(publicKey: configuration.curve?.clientKeys.publicKey.z85, logger: logger)
+        self.handshakes = handshakes
         let make: @Sendable () throws(ZMQError) -> ZMQSocket = {
-            try Self.makeSocket(context: context, configuration: configuration, endpoint: endpoint)
+            try Self.makeSocket(context: context, configuration: configuration, endpoint: endpoint, logger: logger)
         }
         let socket: ZMQSocket
         do { socket = try make() } catch { throw .zmq(error) }
@@ -68,11 +71,16 @@ public final class DealerEndpoint: Sendable {
             makeSocket: { try make() },
             deliver: { continuation.yield(Self.decode($0)) },
             onFinish: { continuation.finish() },
+            observe: { handshakes.observe($0) },
             logger: logger)
         core.start(name: "vtp-dealer-io")
     }
 
     deinit { core.requestStop() }
+
+    /// Why the coordinator refused this worker's last handshake (its CURVE key not authorized),
+    /// until a handshake succeeds; nil when it never refused. The refusal is also logged once.
+    public var handshakeRejection: HandshakeRejection? { handshakes.rejection }
 
     /// Queues `message` for the coordinator. Throws `.wouldBlock` when the outgoing queue is full, or
     /// when libzmq dropped the session after a failed handshake (e.g. the coordinator refused this
@@ -110,7 +118,7 @@ public final class DealerEndpoint: Sendable {
     public func shutdown() async { await core.stop() }
 
     private static func makeSocket(context: ZMQContext, configuration: DealerConfiguration,
-                                   endpoint: EndpointAddress) throws(ZMQError) -> ZMQSocket {
+                                   endpoint: EndpointAddress, logger: Logger) throws(ZMQError) -> ZMQSocket {
         let socket = try ZMQSocket(context: context, type: .dealer)
         try CommonSocketOptions(lingerMilliseconds: configuration.lingerMilliseconds,
                                 maxMessageBytes: configuration.maxMessageBytes,
@@ -123,6 +131,11 @@ public final class DealerEndpoint: Sendable {
             try socket.setOption(ZMQ_CURVE_SERVERKEY, bytes: Array(curve.serverPublicKey.z85.utf8), name: "ZMQ_CURVE_SERVERKEY")
             try socket.setOption(ZMQ_CURVE_PUBLICKEY, bytes: Array(curve.clientKeys.publicKey.z85.utf8), name: "ZMQ_CURVE_PUBLICKEY")
             try socket.setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(curve.clientKeys.secretKey.z85.utf8), name: "ZMQ_CURVE_SECRETKEY")
+        }
+        // Before connecting, so the first handshake is seen too. The monitor only explains
+        // failures; a socket without one still works.
+        do { try socket.startMonitor(events: ZMQSocketEvent.handshakeEvents) } catch {
+            logger.warning("cannot monitor the connection to \(configuration.endpoint); a refused key will show only as silence: \(error)")
         }
         try socket.connect(endpoint.description)
         return socket

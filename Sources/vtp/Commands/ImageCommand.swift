@@ -38,16 +38,16 @@ struct ImageCommand: ParsableCommand {
         @Option(help: "adm-center-crop (ADM center_crop_arr) or resize (torchvision Resize((N, N)), bilinear).")
         var transform: TransformName
 
-        @Option(help: "Output side length in pixels.")
+        @Option(parsing: .unconditional, help: "Output side length in pixels.")
         var size: Int
 
         @Option(help: "Resampling pass order of this Pillow release: pillow12 or pillow13.")
         var pillow: PillowCompatibility = .pillow12
 
-        @Option(help: "Refuse images with more pixels than this (decompression-bomb guard).")
+        @Option(parsing: .unconditional, help: "Refuse images with more pixels than this (decompression-bomb guard).")
         var maxPixels: Int = ImageDecoder.defaultMaxPixels
 
-        @Option(help: "Refuse images whose decode and preprocessing would take more bytes than this (checked from the header, before allocating).")
+        @Option(parsing: .unconditional, help: "Refuse images whose decode and preprocessing would take more bytes than this (checked from the header, before allocating).")
         var maxDecodeBytes: Int = DecodeBudget.defaultMaxBytes
 
         @Argument(help: "Input JPEG, PNG or WebP (format detected from content).")

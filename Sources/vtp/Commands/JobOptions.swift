@@ -22,16 +22,16 @@ struct JobOptions: ParsableArguments {
     @Option(name: .long, help: "Output directory.")
     var output: String
 
-    @Option(name: .customLong("shard-size"), help: "Items per shard (default: limits.shard_size of the configuration).")
+    @Option(name: .customLong("shard-size"), parsing: .unconditional, help: "Items per shard (default: limits.shard_size of the configuration).")
     var shardSize: Int?
 
-    @Option(name: .long, help: "Higher runs first.")
+    @Option(name: .long, parsing: .unconditional, help: "Higher runs first (may be negative).")
     var priority: Int32 = 0
 
-    @Option(name: .customLong("max-attempts"), help: "Attempts per shard before it is marked failed (default: coordinator.max_attempts).")
+    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: "Attempts per shard before it is marked failed (default: coordinator.max_attempts).")
     var maxAttempts: Int32?
 
-    @Option(name: .customLong("image-size"), help: "Square input size in pixels.")
+    @Option(name: .customLong("image-size"), parsing: .unconditional, help: "Square input size in pixels.")
     var imageSize: Int?
 
     @Option(name: .long, help: "Input normalization: imagenet or half.")
@@ -43,7 +43,7 @@ struct JobOptions: ParsableArguments {
     @Option(name: .long, help: "Compute precision: fp32 or bf16 (default: worker.precision of the configuration, fp32).")
     var precision: String?
 
-    @Option(name: .customLong("batch-size"), help: "Images per model call (default: worker.batch_size of the configuration).")
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per model call (default: worker.batch_size of the configuration).")
     var batchSize: Int?
 
     @Flag(name: .long, inversion: .prefixedNo, help: "latents: also store horizontally flipped latents.")
@@ -70,7 +70,7 @@ struct JobOptions: ParsableArguments {
     @Flag(name: .long, inversion: .prefixedNo, help: "clip-embed: build the FAISS index when the job finishes.")
     var index: Bool?
 
-    @Option(name: .customLong("index-exact-threshold"), help: "clip-embed: images from which an IVF index replaces exact search.")
+    @Option(name: .customLong("index-exact-threshold"), parsing: .unconditional, help: "clip-embed: images from which an IVF index replaces exact search.")
     var indexExactThreshold: Int?
 
     @Option(name: .customLong("index-encoding"), help: "clip-embed: IVF vector encoding, pq or sq8.")
@@ -82,7 +82,7 @@ struct JobOptions: ParsableArguments {
     @Option(name: .long, help: "clip-score: 'openai' or a file of prompt templates ('{}' is the class name).")
     var templates: String?
 
-    @Option(name: .customLong("top-k"), help: "clip-score: labels kept per image.")
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "clip-score: labels kept per image.")
     var topK: Int?
 
     @Flag(name: .customLong("save-logits"), help: "clip-score: also store every image's logits against every class.")
@@ -130,10 +130,13 @@ struct JobOptions: ParsableArguments {
         guard size >= 1 else { throw ValidationError("--shard-size must be at least 1, got \(size)") }
         let attempts = maxAttempts ?? Int32(settings.coordinator.maxAttempts)
         guard attempts >= 1 else { throw ValidationError("--max-attempts must be at least 1, got \(attempts)") }
+        try OutputDirectory.checkNotAFile(settings.resolveOutput(output), option: "--output")
         guard FileManager.default.fileExists(atPath: model + "/config.json") else {
             throw ValidationError("--model \(model): no config.json there (expected a model directory)")
         }
-        return JobRequest(parameters: parameters, input: settings.resolveOutput(input), output: settings.resolveOutput(output),
-                          model: settings.resolveOutput(model), shardSize: size, priority: priority, maxAttempts: attempts)
+        let request = JobRequest(parameters: parameters, input: settings.resolveOutput(input), output: settings.resolveOutput(output),
+                                 model: settings.resolveOutput(model), shardSize: size, priority: priority, maxAttempts: attempts)
+        do { try request.checkBeforeListing() } catch { throw CLIError("\(error)") }
+        return request
     }
 }

@@ -27,10 +27,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("worker-id"), help: "Worker id (default: host-pid).")
     var workerID: String?
 
-    @Option(name: .long, help: "Model threads (overrides worker.threads; 0 = all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Model threads (overrides worker.threads; 0 = all cores).")
     var threads: Int?
 
-    @Option(name: .long, help: "Shards held at once (overrides worker.prefetch).")
+    @Option(name: .long, parsing: .unconditional, help: "Shards held at once (overrides worker.prefetch).")
     var prefetch: Int?
 
     @Option(name: .customLong("exit-with-parent"), help: .hidden)
