@@ -22,8 +22,6 @@ public struct ShardExecutor: Sendable {
         public var preprocessThreads: Int
         /// Items preprocessed ahead of inference at most (the bounded queue); nil: two batches.
         public var queueCapacity: Int?
-        /// Pillow resample pass order to reproduce.
-        public var pillowCompatibility: PillowCompatibility
         /// Decompression-bomb guard.
         public var maxPixels: Int
         /// Memory one item's decode and preprocessing may take; larger items fail (``DecodeBudget``).
@@ -32,21 +30,22 @@ public struct ShardExecutor: Sendable {
         /// is abandoned; 0 for no limit.
         public var itemTimeoutSeconds: Double
 
-        public init(preprocessThreads: Int = 2, queueCapacity: Int? = nil, pillowCompatibility: PillowCompatibility = .pillow12,
+        public init(preprocessThreads: Int = 2, queueCapacity: Int? = nil,
                     maxPixels: Int = ImageDecoder.defaultMaxPixels, maxDecodeBytes: Int = DecodeBudget.defaultMaxBytes,
                     itemTimeoutSeconds: Double = 0) {
             self.preprocessThreads = preprocessThreads
             self.queueCapacity = queueCapacity
-            self.pillowCompatibility = pillowCompatibility
             self.maxPixels = maxPixels
             self.maxDecodeBytes = maxDecodeBytes
             self.itemTimeoutSeconds = itemTimeoutSeconds
         }
 
-        /// A preprocessing plan with these limits.
-        func plan(transform: PreprocessTransform, normalization: Normalization, alsoFlipped: Bool) -> PreprocessPlan {
+        /// A preprocessing plan with these limits. The Pillow release is the job's, not the
+        /// worker's, so every shard of a job resamples alike wherever it runs.
+        func plan(transform: PreprocessTransform, normalization: Normalization, alsoFlipped: Bool,
+                  pillow: PillowOption) -> PreprocessPlan {
             PreprocessPlan(transform: transform, normalization: normalization, alsoFlipped: alsoFlipped,
-                           compatibility: pillowCompatibility, maxPixels: maxPixels, maxDecodeBytes: maxDecodeBytes,
+                           compatibility: pillow.compatibility, maxPixels: maxPixels, maxDecodeBytes: maxDecodeBytes,
                            itemTimeoutSeconds: itemTimeoutSeconds)
         }
     }

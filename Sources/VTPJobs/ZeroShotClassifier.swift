@@ -1,5 +1,6 @@
 import Foundation
 import VTPVocabulary
+import VTPDatasets
 import VTPModel
 import VTPSafeTensors
 import VTPStorage
@@ -37,7 +38,8 @@ struct ZeroShotVocabulary: Sendable, Equatable, Codable {
         guard let text = String(data: data, encoding: .utf8) else {
             throw .invalidParameter(field: field, detail: "\(path) is not UTF-8 text")
         }
-        return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        // The rule a manifest's class-name labels are numbered by, so a name has one index in both.
+        return ClassList.nonBlankLines(text)
     }
 
     /// The prompts of class `c`, in template order.

@@ -109,7 +109,7 @@ public struct LocalRun: Sendable {
         } else {
             let request = request, maxItems = maxJobItems
             let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
-            jobID = try await ledger.enqueue(request.spec, items: listing.items, skipped: listing.skipped)
+            jobID = try await ledger.enqueue(request.spec(labelClasses: listing.classes), items: listing.items, skipped: listing.skipped)
             events(.enqueued(jobID: jobID, items: listing.items.count,
                              shards: (listing.items.count + request.shardSize - 1) / request.shardSize, skipped: listing.skipped))
         }
