@@ -225,9 +225,11 @@ public final class Coordinator: Sendable {
                 events.post(.leasesReleased(released.map(Self.held), finishedJobs: try await Self.finishedJobs(released, ledger)))
             }
         case let .releaseLeases(held, reason):
-            logger.warning("\(reason): releasing \(held.count) lease(s): \(held.map { "\($0.shard)" }.joined(separator: ", "))")
+            let listed = held.map { lease in "\(lease.shard)" + (lease.itemInHand.map { " (item \($0) in hand)" } ?? "") }
+            logger.warning("\(reason): releasing \(held.count) lease(s): \(listed.joined(separator: ", "))")
             spawn(in: &calls, "release leases of an ended session") { ledger, events in
-                let released = try await ledger.releaseLeases(held.map { (shard: $0.shard, token: $0.token.uuid) }, reason: reason)
+                let leases = held.map { SessionLease(shard: $0.shard, token: $0.token.uuid, itemInHand: $0.itemInHand) }
+                let released = try await ledger.releaseLeases(leases, reason: reason)
                 events.post(.leasesReleased(released.map(Self.held), finishedJobs: try await Self.finishedJobs(released, ledger)))
             }
         case let .markSilentWorkersOffline(seconds):

@@ -29,6 +29,11 @@ import VTPVocabulary
 ///   worker.
 /// - `shardDone` / `shardFailed` go to the ledger with the lease token; the ledger rejects late or
 ///   duplicate results and the machine counts them.
+/// - A shard whose worker ended abnormally comes back isolated (the ledger flags it): its worker
+///   runs the items one at a time and reports `progress` before each, which the machine echoes
+///   once it has noted the item in hand. A worker dying of a fatal signal says so (`crashed`);
+///   its session's release then names the item in hand of each isolated shard, which the ledger
+///   fails on its own, so one poison input costs only itself and the rest of the shard is written.
 /// - A session also ends when the worker says goodbye (`disconnect`) or is silent for the liveness
 ///   limit (declared dead). Ending a session releases its leases in the ledger immediately (back to
 ///   pending, or failed when out of attempts: the lost attempt counts, since the shard may be what
@@ -151,16 +156,23 @@ public struct CoordinatorCore: Sendable {
         public var peer: PeerIdentity
         public var lastRenewal: MonotonicInstant
         public var renewalInFlight = false
+        /// Isolated shards only: the ordinals of the assigned items, in the order they run.
+        public var isolatedItems: [Int]?
+        /// Isolated shards only: the ordinal of the item the worker last said it is starting.
+        public var itemInHand: Int?
     }
 
     /// A shard and the lease token it was leased under.
     public struct HeldLease: Sendable, Hashable {
         public var shard: ShardRef
         public var token: LeaseToken
+        /// For an isolated shard whose session ended: the ordinal of the item being processed.
+        public var itemInHand: Int?
 
-        public init(shard: ShardRef, token: LeaseToken) {
+        public init(shard: ShardRef, token: LeaseToken, itemInHand: Int? = nil) {
             self.shard = shard
             self.token = token
+            self.itemInHand = itemInHand
         }
     }
 
@@ -177,6 +189,10 @@ public struct CoordinatorCore: Sendable {
         public var sessionsReplaced = 0
         /// Leases handed back to the ledger because their session ended.
         public var leasesReleasedOnSessionEnd = 0
+        /// Shards assigned to run one item at a time (after a worker ended abnormally holding them).
+        public var isolatedAssignments = 0
+        /// Workers that reported dying of a fatal signal.
+        public var workersCrashed = 0
     }
 
     public let configuration: Configuration
@@ -318,7 +334,7 @@ public struct CoordinatorCore: Sendable {
             switch message {
             case let .shardDone(done): recordDone(done, at: now, into: &actions)
             case let .shardFailed(failed): recordFailed(failed, into: &actions)
-            case .disconnect: return
+            case .disconnect, .crashed: return
             default: break
             }
             send(.disconnect(reason: "not registered: send register first"), to: peer, at: now, into: &actions, track: false)
@@ -331,11 +347,16 @@ public struct CoordinatorCore: Sendable {
         case let .credit(n):
             // Clamped by the window: credit beyond the (capped) prefetch is ignored.
             workers[peer]!.window.grant(n)
-        case let .progress(shardID, _):
+        case let .progress(shardID, itemsDone):
             renewLeases(of: peer, held: [shardID], at: now, into: &actions)
-            if let id = ShardDispatchID(wire: shardID), leases.values.contains(where: { $0.peer == peer && key($0.shard) == shardID }) {
-                workers[peer]!.runningShard = ShardRef(jobID: id.jobID, index: id.index)
+            if let (token, entry) = leases.first(where: { $0.value.peer == peer && key($0.value.shard) == shardID }) {
+                workers[peer]!.runningShard = entry.shard
+                if let ordinals = entry.isolatedItems {
+                    leases[token]!.itemInHand = Int(itemsDone) < ordinals.count ? ordinals[Int(itemsDone)] : nil
+                }
             }
+            // The echo tells an isolated shard's worker the item in hand is noted: it may start it.
+            send(.progress(shardID: shardID, itemsDone: itemsDone), to: peer, at: now, into: &actions)
             publish(peer, into: &actions)
         case let .heartbeat(beat):
             workers[peer]!.itemsCompleted = beat.itemsCompleted
@@ -354,6 +375,9 @@ public struct CoordinatorCore: Sendable {
             publish(peer, force: true, into: &actions)
         case .disconnect:
             remove(peer, reason: "worker \(workers[peer]!.workerID) disconnected while holding this shard", into: &actions)
+        case let .crashed(_, reason):
+            counters.workersCrashed += 1
+            remove(peer, reason: "worker \(workers[peer]!.workerID) crashed (\(reason))", crashed: true, into: &actions)
         case .assignShard, .cancel:
             break  // coordinator-bound decoding never yields these
         }
@@ -473,11 +497,14 @@ public struct CoordinatorCore: Sendable {
             actions.append(.abandonLease(claimed.shard))
             return
         }
-        leases[token] = LeaseEntry(shard: claimed.shard, peer: target, lastRenewal: now)
+        leases[token] = LeaseEntry(shard: claimed.shard, peer: target, lastRenewal: now,
+                                   isolatedItems: claimed.isolated ? claimed.items.map(\.ordinal) : nil)
         counters.assigned += 1
+        if claimed.isolated { counters.isolatedAssignments += 1 }
         let message = AssignShardMessage(jobID: claimed.shard.jobID, shardID: wire, leaseToken: token, jobType: claimed.jobType,
                                          parametersJSON: claimed.parametersJSON, modelPath: claimed.model,
-                                         outputDirectory: claimed.outputDirectory, items: claimed.items)
+                                         outputDirectory: claimed.outputDirectory, items: claimed.items,
+                                         isolated: claimed.isolated, excluded: claimed.excluded)
         send(.assignShard(message), to: target, at: now, into: &actions)
         publish(target, into: &actions)
     }
@@ -523,11 +550,12 @@ public struct CoordinatorCore: Sendable {
         }
     }
 
-    /// Forgets a dead or departed worker and ends its session.
-    private mutating func remove(_ peer: PeerIdentity, reason: String, into actions: inout [Action]) {
+    /// Forgets a dead or departed worker and ends its session; `crashed`: it said it is dying of a
+    /// fatal signal (then the item in hand of an isolated shard is to blame).
+    private mutating func remove(_ peer: PeerIdentity, reason: String, crashed: Bool = false, into actions: inout [Action]) {
         guard workers[peer] != nil else { return }
         actions.append(.upsertWorker(report(for: peer, state: .offline)))
-        endSession(of: peer, reason: reason, into: &actions)
+        endSession(of: peer, reason: reason, crashed: crashed, into: &actions)
         workers[peer] = nil
         order.removeAll { $0 == peer }
         liveness.forget(peer)
@@ -536,10 +564,12 @@ public struct CoordinatorCore: Sendable {
     /// Ends the session of `peer`: its credit is gone and its leases go back to the ledger now. A
     /// late result of the session is still passed on (through its dispatch id) and refused there by
     /// its lease token.
-    private mutating func endSession(of peer: PeerIdentity, reason: String, into actions: inout [Action]) {
+    private mutating func endSession(of peer: PeerIdentity, reason: String, crashed: Bool = false, into actions: inout [Action]) {
         _ = workers[peer]?.window.reset()
+        // Only a crash report blames an item: a process killed from outside (an operator, a
+        // restart, a partition) died holding whatever it held, through no fault of the item.
         let held = leases.filter { $0.value.peer == peer }
-            .map { HeldLease(shard: $0.value.shard, token: $0.key) }
+            .map { HeldLease(shard: $0.value.shard, token: $0.key, itemInHand: crashed ? $0.value.itemInHand : nil) }
             .sorted { ($0.shard.jobID, $0.shard.index) < ($1.shard.jobID, $1.shard.index) }
         guard !held.isEmpty else { return }
         for lease in held { leases[lease.token] = nil }
@@ -621,9 +651,15 @@ public struct LeasedShard: Sendable, Equatable {
     public var outputDirectory: String
     /// The shard's unfinished items; `ordinal` is the item's ordinal in the job.
     public var items: [JobItem]
+    /// Run it one item at a time (``ShardTask/isolated``).
+    public var isolated: Bool
+    /// Items already failed for crashing workers, not to be processed.
+    public var excluded: [ExcludedItem]
 
     public init(shard: ShardRef, token: LeaseToken, jobType: String, parametersJSON: String, model: String,
-                outputDirectory: String, items: [JobItem]) {
+                outputDirectory: String, items: [JobItem], isolated: Bool = false, excluded: [ExcludedItem] = []) {
+        self.isolated = isolated
+        self.excluded = excluded
         self.shard = shard
         self.token = token
         self.jobType = jobType
@@ -637,6 +673,7 @@ public struct LeasedShard: Sendable, Equatable {
     public init(_ claimed: ClaimedShard) {
         self.init(shard: claimed.shard, token: LeaseToken(uuid: claimed.leaseToken), jobType: claimed.job.type,
                   parametersJSON: claimed.job.parametersJSON, model: claimed.job.model ?? "",
-                  outputDirectory: claimed.job.outputLocation, items: claimed.items)
+                  outputDirectory: claimed.job.outputLocation, items: claimed.items, isolated: claimed.isolated,
+                  excluded: claimed.excluded)
     }
 }

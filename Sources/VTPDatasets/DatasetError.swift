@@ -16,6 +16,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case badTar(path: String, offset: Int64, detail: String)
     case badSample(path: String, member: String, detail: String)
     case unknownFormat(path: String)
+    /// A `--classes` file that cannot serve as a class list.
+    case badClassList(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -32,6 +34,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
         case let .badTar(path, offset, detail): "\(path): bad tar archive at byte \(offset): \(detail)"
         case let .badSample(path, member, detail): "\(path): member '\(member)': \(detail)"
         case let .unknownFormat(path): "\(path): not a directory, .jsonl, .csv or .tar input"
+        case let .badClassList(path, detail): "\(path): \(detail) (expected a UTF-8 text file with one class name per line)"
         }
     }
 }

@@ -36,7 +36,7 @@ public enum DatasetSource {
         }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: input) } catch {
-            throw .badInput(path: input, detail: "cannot list directory: \(error.localizedDescription)")
+            throw .badInput(path: input, detail: "cannot list directory: \(FileErrorText.reason(error, at: input))")
         }
         var hasImages = false, hasTars = false, hasDirs = false
         for name in names {
@@ -53,18 +53,19 @@ public enum DatasetSource {
     }
 
     /// Lists `input` (see ``detect(input:)``). Items carry `ordinal == index`, so shards cut from
-    /// the listing are the same on every run over unchanged input.
-    public static func enumerate(input: String) throws(JobError) -> DatasetListing {
-        try enumerate(input: input, as: detect(input: input))
+    /// the listing are the same on every run over unchanged input. `classes` numbers a
+    /// manifest's class-name labels (see ``ManifestReader``); other inputs number their own.
+    public static func enumerate(input: String, classes: ClassList? = nil) throws(JobError) -> DatasetListing {
+        try enumerate(input: input, as: detect(input: input), classes: classes)
     }
 
     /// Lists `input` with an explicitly chosen reader.
-    public static func enumerate(input: String, as kind: Kind) throws(JobError) -> DatasetListing {
+    public static func enumerate(input: String, as kind: Kind, classes: ClassList? = nil) throws(JobError) -> DatasetListing {
         do {
             switch kind {
             case .imageFolder: return try ImageFolderReader.listClasses(root: input)
             case .plainFolder: return try ImageFolderReader.listImages(root: input)
-            case .manifest: return try ManifestReader.list(manifest: input)
+            case .manifest: return try ManifestReader.list(manifest: input, classes: classes)
             case .webDatasetTar: return try WebDatasetReader.list(shards: [input])
             case .webDatasetDirectory: return try WebDatasetReader.list(directory: input)
             }

@@ -34,7 +34,7 @@ enum DirectoryWalk {
     static func entries(of dir: String) throws -> (dirs: [String], files: [String]) {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
-            throw DatasetError.cannotRead(path: dir, reason: error.localizedDescription)
+            throw DatasetError.cannotRead(path: dir, reason: FileErrorText.reason(error, at: dir))
         }
         var dirs: [String] = []
         var files: [String] = []

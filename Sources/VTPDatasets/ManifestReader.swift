@@ -1,21 +1,27 @@
 import Foundation
 import VTPVocabulary
 
-/// Reads a JSONL or CSV manifest: one row per image with `path` and optional `label` (integer),
-/// `caption` and `id`. Relative paths resolve against the manifest's directory; the source id is
-/// `id` when given, else the path as written. Every other column (a JSONL row's other keys, a
-/// CSV row's other non-empty cells, as strings) becomes the item's metadata. Rows keep file order.
+/// Reads a JSONL or CSV manifest: one row per image with `path` and optional `label`, `caption`
+/// and `id`. Relative paths resolve against the manifest's directory; the source id is `id` when
+/// given, else the path as written. Every other column (a JSONL row's other keys, a CSV row's
+/// other non-empty cells, as strings) becomes the item's metadata. Rows keep file order.
+///
+/// A label is an integer (a JSON number, or text that reads as a decimal integer such as `"3"`,
+/// in either format) or a class name (any other text). With a ``ClassList`` names map to their
+/// index in it and integers must index it; without one, names are numbered in the order
+/// ImageFolder numbers its class folders (sorted by code point), and a manifest mixing names
+/// with integers is refused, since the two numberings would collide.
 public enum ManifestReader {
     /// Lists a manifest, choosing the format by extension (`.jsonl`/`.ndjson` or `.csv`).
-    public static func list(manifest path: String) throws -> DatasetListing {
+    public static func list(manifest path: String, classes: ClassList? = nil) throws -> DatasetListing {
         let lower = path.lowercased()
-        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") { return try listJSONL(manifest: path) }
-        if lower.hasSuffix(".csv") { return try listCSV(manifest: path) }
+        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") { return try listJSONL(manifest: path, classes: classes) }
+        if lower.hasSuffix(".csv") { return try listCSV(manifest: path, classes: classes) }
         throw DatasetError.unknownFormat(path: path)
     }
 
     /// Lists a JSON Lines manifest; blank lines are skipped.
-    public static func listJSONL(manifest path: String) throws -> DatasetListing {
+    public static func listJSONL(manifest path: String, classes: ClassList? = nil) throws -> DatasetListing {
         let data = try readAll(path)
         var builder = Builder(manifestPath: path)
         var lineNumber = 0
@@ -43,11 +49,11 @@ public enum ManifestReader {
             }
             try builder.add(row, line: lineNumber)
         }
-        return builder.listing
+        return try builder.finish(classes: classes)
     }
 
     /// Lists an RFC 4180 CSV manifest whose first row names the columns.
-    public static func listCSV(manifest path: String) throws -> DatasetListing {
+    public static func listCSV(manifest path: String, classes: ClassList? = nil) throws -> DatasetListing {
         let data = try readAll(path)
         let records: [CSVParser.Record]
         do { records = try CSVParser.parse(stripBOM(data[...])) } catch let e as CSVParser.SyntaxError {
@@ -74,13 +80,8 @@ public enum ManifestReader {
                 guard let i = column[name] else { return nil }
                 return try text(record.fields[i], path: path, line: record.line, column: name)
             }
-            var label: Int?
-            if let raw = try cell("label")?.trimmingCharacters(in: .whitespaces), !raw.isEmpty {
-                guard let value = Int(raw) else {
-                    throw DatasetError.badManifestRow(path: path, line: record.line, detail: "label '\(raw)' is not an integer")
-                }
-                label = value
-            }
+            var label: RawLabel?
+            if let raw = try cell("label")?.trimmingCharacters(in: .whitespaces), !raw.isEmpty { label = RawLabel(text: raw) }
             // CSV cannot tell an empty cell from a missing value, so empty id and caption mean "none".
             let idCell = try cell("id"), captionCell = try cell("caption")
             var row = Row(path: try text(record.fields[pathColumn], path: path, line: record.line, column: "path"),
@@ -93,7 +94,31 @@ public enum ManifestReader {
             if !extra.isEmpty { row.metadata = JSONValue.object(extra).jsonText }
             try builder.add(row, line: record.line)
         }
-        return builder.listing
+        return try builder.finish(classes: classes)
+    }
+
+    /// A label as the manifest writes it, before names become indices.
+    enum RawLabel: Equatable {
+        case index(Int)
+        case name(String)
+
+        /// Text that reads as a decimal integer is an index, so `"3"` means the same in JSONL as
+        /// in CSV (where a cell cannot say which it is) and numeric labels never sort as text.
+        init(text: String) {
+            if let n = Int(text) { self = .index(n) } else { self = .name(text) }
+        }
+
+        var isIndex: Bool {
+            if case .index = self { return true }
+            return false
+        }
+
+        var quoted: String {
+            switch self {
+            case let .index(n): String(n)
+            case let .name(s): "'\(s)'"
+            }
+        }
     }
 
     /// One manifest row before path resolution.
@@ -102,13 +127,13 @@ public enum ManifestReader {
         static let columns: Set<String> = ["path", "label", "caption", "id"]
 
         var path: String
-        var label: Int?
+        var label: RawLabel?
         var caption: String?
         var id: String?
         /// The other columns as a JSON object text.
         var metadata: String?
 
-        init(path: String, label: Int?, caption: String?, id: String?) {
+        init(path: String, label: RawLabel?, caption: String?, id: String?) {
             self.path = path
             self.label = label
             self.caption = caption
@@ -120,11 +145,16 @@ public enum ManifestReader {
             guard let p = json["path"] as? String else { throw fail("'path' is missing or not a string") }
             path = p
             label = nil
-            if let raw = json["label"], !(raw is NSNull) {
-                guard let n = raw as? NSNumber, !Self.isBoolean(n), n.stringValue == String(n.intValue) else {
-                    throw fail("'label' must be an integer, found \(raw)")
-                }
-                label = n.intValue
+            switch json["label"] {
+            case nil, is NSNull: break
+            case let s as String:
+                let text = s.trimmingCharacters(in: .whitespaces)
+                guard !text.isEmpty else { throw fail("'label' is an empty string (leave it out or null for no label)") }
+                label = RawLabel(text: text)
+            case let n as NSNumber where !Self.isBoolean(n) && n.stringValue == String(n.intValue):
+                label = .index(n.intValue)
+            case let other?:
+                throw fail("'label' must be an integer or a class name (a string), found \(other)")
             }
             switch json["caption"] {
             case nil, is NSNull: caption = nil
@@ -146,12 +176,15 @@ public enum ManifestReader {
         }
     }
 
-    /// Accumulates rows into items, resolving paths and rejecting duplicate ids.
+    /// Accumulates rows into items, resolving paths and rejecting duplicate ids; labels are
+    /// resolved at the end, when every name the manifest uses is known.
     struct Builder {
         let manifestPath: String
         let baseDirectory: String
         var listing = DatasetListing(items: [])
         var firstLine: [String: Int] = [:]
+        /// Each labelled item's label as written, with its line.
+        var labels: [(item: Int, label: RawLabel, line: Int)] = []
 
         init(manifestPath: String) {
             self.manifestPath = manifestPath
@@ -178,8 +211,60 @@ public enum ManifestReader {
             }
             firstLine[id] = line
             let resolved = row.path.hasPrefix("/") ? row.path : baseDirectory + "/" + row.path
+            if let label = row.label { labels.append((listing.items.count, label, line)) }
             listing.items.append(JobItem(ordinal: listing.items.count, sourceId: id, location: .file(path: resolved),
-                                             label: row.label, caption: row.caption, metadata: row.metadata))
+                                             caption: row.caption, metadata: row.metadata))
+        }
+
+        /// The listing with integer labels, and the class list they index (empty when the
+        /// manifest's labels are integers and no list was given).
+        func finish(classes: ClassList?) throws(DatasetError) -> DatasetListing {
+            var result = listing
+            if let classes {
+                let indices = classes.indicesByName
+                for entry in labels {
+                    switch entry.label {
+                    case let .index(n):
+                        guard classes.names.indices.contains(n) else {
+                            throw .badManifestRow(path: manifestPath, line: entry.line,
+                                detail: "label \(n) is not an index of the \(classes.names.count) classes in \(classes.source) (0...\(classes.names.count - 1))")
+                        }
+                        result.items[entry.item].label = n
+                    case let .name(name):
+                        guard let found = indices[Array(name.utf8)] else {
+                            throw .badManifestRow(path: manifestPath, line: entry.line,
+                                detail: "label '\(name)' is not one of the \(classes.names.count) classes in \(classes.source)")
+                        }
+                        guard found.count == 1 else {
+                            throw .badManifestRow(path: manifestPath, line: entry.line,
+                                detail: "label '\(name)' is ambiguous: \(classes.source) lists it \(found.count) times (as labels \(found.map(String.init).joined(separator: ", ")))")
+                        }
+                        result.items[entry.item].label = found[0]
+                    }
+                }
+                result.classes = classes.names
+                return result
+            }
+            guard let first = labels.first else { return result }
+            // One kind of label throughout: integers stay as written, names are numbered like
+            // ImageFolder's class folders.
+            if let other = labels.first(where: { ($0.label.isIndex) != first.label.isIndex }) {
+                throw .badManifestRow(path: manifestPath, line: other.line,
+                    detail: "label \(other.label.quoted) is \(other.label.isIndex ? "an integer" : "a class name"), but line \(first.line)'s label \(first.label.quoted) is \(first.label.isIndex ? "an integer" : "a class name"); labels must be all integers or all class names, unless --classes FILE lists the classes (names then map to their index in it and integers index it)")
+            }
+            guard !first.label.isIndex else {
+                for entry in labels { if case let .index(n) = entry.label { result.items[entry.item].label = n } }
+                return result
+            }
+            // Keyed by UTF-8 bytes: Swift's String equality would merge canonically equivalent
+            // spellings (composed and decomposed accents) that Python, and so ImageFolder, keeps apart.
+            var spelled: [[UInt8]: String] = [:]
+            for entry in labels { if case let .name(name) = entry.label { spelled[Array(name.utf8)] = name } }
+            let sorted = CodePointOrder.sorted(Array(spelled.values))
+            let index = Dictionary(uniqueKeysWithValues: sorted.enumerated().map { (Array($1.utf8), $0) })
+            for entry in labels { if case let .name(name) = entry.label { result.items[entry.item].label = index[Array(name.utf8)] } }
+            result.classes = sorted
+            return result
         }
     }
 

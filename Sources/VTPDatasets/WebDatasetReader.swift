@@ -19,7 +19,7 @@ public enum WebDatasetReader {
     public static func list(directory: String) throws -> DatasetListing {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            throw DatasetError.cannotRead(path: directory, reason: error.localizedDescription)
+            throw DatasetError.cannotRead(path: directory, reason: FileErrorText.reason(error, at: directory))
         }
         let tars = CodePointOrder.sorted(names.filter { $0.lowercased().hasSuffix(".tar") })
         return try list(shards: tars.map { directory + "/" + $0 })

@@ -21,7 +21,7 @@ public struct DecodeBudget: Sendable, Equatable {
     public var heldBytes: Int
 
     public init(maxBytes: Int = DecodeBudget.defaultMaxBytes, transform: PreprocessTransform? = nil,
-                compatibility: PillowCompatibility = .pillow12, heldBytes: Int = 0) {
+                compatibility: PillowCompatibility = .pillow13, heldBytes: Int = 0) {
         self.maxBytes = maxBytes
         self.transform = transform
         self.compatibility = compatibility

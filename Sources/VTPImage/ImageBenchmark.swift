@@ -13,6 +13,13 @@ public enum ImageBenchmark {
         } catch {
             throw ImageError.unreadable(source: path, reason: (error as NSError).localizedDescription)
         }
+        return try run(data: data, source: path, iterations: iterations, size: size)
+    }
+
+    /// ``run(path:iterations:size:)`` on encoded bytes already in memory; `source` names them in errors.
+    public static func run(data: Data, source path: String, iterations: Int, size: Int = 256) throws -> Double {
+        guard iterations > 0 else { throw ImageError.invalidArgument("iterations \(iterations) must be positive") }
+        guard size > 0 else { throw ImageError.invalidArgument("size \(size) must be positive") }
         let decoder = ImageDecoder()
         let transform = PreprocessTransform.admCenterCrop(size: size)
         var checksum = 0

@@ -13,7 +13,7 @@ public enum PreprocessTransform: Sendable, Equatable {
     }
 
     /// Applies the transform with the resampling pass order of `compatibility`.
-    public func apply(to image: RGBImage, compatibility: PillowCompatibility = .pillow12) throws(ImageError) -> RGBImage {
+    public func apply(to image: RGBImage, compatibility: PillowCompatibility = .pillow13) throws(ImageError) -> RGBImage {
         switch self {
         case let .admCenterCrop(size):
             return try image.admCenterCrop(size: size, compatibility: compatibility)
@@ -27,7 +27,7 @@ extension PreprocessTransform {
     /// Peak bytes `apply(to:compatibility:)` allocates for a `width`x`height` input, the input
     /// itself not counted, from the sizes alone (nothing is allocated). Geometry the transform
     /// rejects costs nothing: it fails before allocating.
-    public func workingBytes(width: Int, height: Int, compatibility: PillowCompatibility = .pillow12) -> Double {
+    public func workingBytes(width: Int, height: Int, compatibility: PillowCompatibility = .pillow13) -> Double {
         guard width > 0, height > 0 else { return 0 }
         switch self {
         case let .resize(size):
@@ -102,7 +102,7 @@ struct CenterCropGeometry {
 extension RGBImage {
     /// `PIL.Image.resize((width, height), filter)`.
     public func resized(
-        width: Int, height: Int, filter: ResampleFilter, compatibility: PillowCompatibility = .pillow12
+        width: Int, height: Int, filter: ResampleFilter, compatibility: PillowCompatibility = .pillow13
     ) throws(ImageError) -> RGBImage {
         guard width > 0, height > 0 else {
             throw .invalidArgument("resize target \(width)x\(height) must be positive")
@@ -125,7 +125,7 @@ extension RGBImage {
     /// BICUBIC-resize so the short side is `size` (sizes rounded half to even, as Python's
     /// `round`), then take the centred `size`x`size` square (offsets floored). The resize
     /// and crop are fused: only the kept pixels are computed.
-    public func admCenterCrop(size: Int, compatibility: PillowCompatibility = .pillow12) throws(ImageError) -> RGBImage {
+    public func admCenterCrop(size: Int, compatibility: PillowCompatibility = .pillow13) throws(ImageError) -> RGBImage {
         let geometry = try CenterCropGeometry(width: width, height: height, size: size)
         var image = self
         for halved in geometry.halvings {

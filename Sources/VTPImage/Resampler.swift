@@ -31,7 +31,8 @@ public enum ResampleFilter: Sendable, Equatable {
 }
 
 /// Which Pillow release's pass order to reproduce. Both passes round to 8 bits, so the
-/// order changes some pixels by one level; releases differ only in that choice.
+/// order changes some pixels by one level; releases differ only in that choice. Where this
+/// module defaults it, the default is `.pillow13`, what a fresh `pip install pillow` gives.
 public enum PillowCompatibility: String, Sendable, Equatable, CaseIterable {
     /// Pillow up to 12.x: always the horizontal pass first (the semantics of the
     /// `Resample.c` the reference fixtures were made with).

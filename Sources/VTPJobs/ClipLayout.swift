@@ -53,7 +53,7 @@ public enum ClipLayout {
     static func createParent(of relative: String, in directory: String) throws(JobError) {
         let parent = ((directory + "/" + relative) as NSString).deletingLastPathComponent
         do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
-            throw .writeFailed(path: parent, reason: error.localizedDescription)
+            throw .writeFailed(path: parent, reason: FileErrorText.reason(error, at: parent))
         }
     }
 
@@ -61,7 +61,7 @@ public enum ClipLayout {
         let path = directory + "/" + relative
         guard FileManager.default.fileExists(atPath: path) else { return }
         do { try FileManager.default.removeItem(atPath: path) } catch {
-            throw .writeFailed(path: path, reason: "cannot remove stale output: \(error.localizedDescription)")
+            throw .writeFailed(path: path, reason: "cannot remove stale output: \(FileErrorText.reason(error, at: path))")
         }
     }
 }

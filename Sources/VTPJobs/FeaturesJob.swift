@@ -26,7 +26,7 @@ final class FeaturesJob: ShardJob {
         self.parameters = parameters
         self.model = model
         plan = options.plan(transform: parameters.transform.transform(size: parameters.imageSize),
-                            normalization: parameters.normalize.normalization, alsoFlipped: false)
+                            normalization: parameters.normalize.normalization, alsoFlipped: false, pillow: parameters.pillow)
         dim = model.config.visionEmbedDim
         let grid = parameters.imageSize / model.config.visionPatchSize
         tokens = grid * grid

@@ -68,7 +68,7 @@ public enum JobFinalizer {
                 "transform": TransformOption.admCenterCrop.rawValue, "image_size": String(p.imageSize),
                 "normalize": p.normalize.rawValue,
                 "flip": p.flip ? "true" : "false (latents_flip holds the unflipped latents)",
-                "unlabeled_label": String(unlabeledLabel),
+                "unlabeled_label": String(unlabeledLabel), "pillow": p.pillow.rawValue,
             ]
             var stats = LatentStatsAccumulator(channels: config.latentChannels)
             for (summary, index) in zip(summaries, 0...) {
@@ -86,7 +86,7 @@ public enum JobFinalizer {
                     try FileManager.default.removeItem(atPath: statsPath)
                 }
             } catch {
-                throw .writeFailed(path: statsPath, reason: "\(error)")
+                throw .writeFailed(path: statsPath, reason: FileErrorText.reason(error, at: statsPath))
             }
         case let .features(p):
             format = "features"
@@ -95,6 +95,7 @@ public enum JobFinalizer {
                 "transform": p.transform.rawValue, "image_size": String(p.imageSize), "normalize": p.normalize.rawValue,
                 "layers": p.layers.description, "norm": String(p.norm), "pool": p.pool.rawValue,
                 "keep_patch_tokens": String(p.keepPatchTokens), "unlabeled_label": String(unlabeledLabel),
+                "pillow": p.pillow.rawValue,
             ]
         case let .clipEmbed(p):
             format = "clip-embeddings"
@@ -129,7 +130,8 @@ public enum JobFinalizer {
         let manifest = RunManifest(format: format, model: model, preprocessing: preprocessing, dtype: dtype,
                                    counts: .init(inputs: inputs, written: shards.reduce(0) { $0 + $1.rows }, failed: failures.count,
                                                  shards: shardCount),
-                                   shards: shards, failures: failures)
+                                   shards: shards, failures: failures,
+                                   classes: parameters.labelClasses.isEmpty ? nil : parameters.labelClasses)
         let manifestPath = outputDirectory + "/" + manifestFileName
         do {
             if extras.isEmpty {
@@ -138,7 +140,7 @@ public enum JobFinalizer {
                 try ClipFinalizing.write(manifest, extras: extras, to: manifestPath)
             }
         } catch {
-            throw .writeFailed(path: manifestPath, reason: "\(error)")
+            throw .writeFailed(path: manifestPath, reason: FileErrorText.reason(error, at: manifestPath))
         }
         return manifest
     }

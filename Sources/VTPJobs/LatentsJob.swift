@@ -22,7 +22,7 @@ final class LatentsJob: ShardJob {
         let grid = parameters.imageSize / model.config.visionPatchSize
         geometry = LatentGeometry(channels: model.config.latentChannels, height: grid, width: grid)
         plan = options.plan(transform: .admCenterCrop(size: parameters.imageSize), normalization: parameters.normalize.normalization,
-                            alsoFlipped: parameters.flip)
+                            alsoFlipped: parameters.flip, pillow: parameters.pillow)
         latents = RowBuffer(rowElements: geometry.elementCount)
         latentsFlip = RowBuffer(rowElements: geometry.elementCount)
     }

@@ -16,6 +16,16 @@ extension NormalizeOption {
     }
 }
 
+extension PillowOption {
+    /// The image layer's name for this release's pass order.
+    public var compatibility: PillowCompatibility {
+        switch self {
+        case .pillow12: .pillow12
+        case .pillow13: .pillow13
+        }
+    }
+}
+
 extension TransformOption {
     func transform(size: Int) -> PreprocessTransform {
         switch self {
@@ -28,7 +38,7 @@ extension TransformOption {
 extension ClipPreprocessing {
     func plan(modelImageSize: Int, options: ShardExecutor.Options) -> PreprocessPlan {
         options.plan(transform: transform.transform(size: resolvedImageSize(modelImageSize: modelImageSize)),
-                     normalization: normalize.normalization, alsoFlipped: false)
+                     normalization: normalize.normalization, alsoFlipped: false, pillow: pillow)
     }
 
     /// Checks the model has a CLIP head and the image size fits its patch grid.

@@ -57,7 +57,12 @@ final class PreprocessPipeline: @unchecked Sendable {
     private let items: [JobItem]
     private let plan: PreprocessPlan
     private let capacity: Int
+    /// Claim an item only once the consumer asks for it (``take(_:)``): nothing is read or decoded
+    /// ahead, so whatever happens while an item is prepared happens while it is the item asked for.
+    private let onDemand: Bool
     private let condition = NSCondition()
+    /// Items the consumer has asked for (on demand: the limit of what may be claimed).
+    private var requested = 0
     private var nextToClaim = 0
     private var nextToTake = 0
     private var ready: [Int: PreparedItem] = [:]
@@ -69,11 +74,12 @@ final class PreprocessPipeline: @unchecked Sendable {
     /// Items given up on whose worker thread has not returned yet.
     private var abandoned: Set<Int> = []
 
-    /// Starts `threads` workers over `items`.
-    init(items: [JobItem], plan: PreprocessPlan, threads: Int, capacity: Int) {
+    /// Starts `threads` workers over `items`; `onDemand` prepares each item only when it is taken.
+    init(items: [JobItem], plan: PreprocessPlan, threads: Int, capacity: Int, onDemand: Bool = false) {
         self.items = items
         self.plan = plan
         self.capacity = max(1, capacity)
+        self.onDemand = onDemand
         let count = max(1, min(threads, items.count))
         guard !items.isEmpty else { return }
         condition.lock()
@@ -96,6 +102,10 @@ final class PreprocessPipeline: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         precondition(index == nextToTake, "items are taken in order")
+        if requested <= index {
+            requested = index + 1
+            condition.broadcast()
+        }
         let limit = plan.itemTimeoutSeconds
         while ready[index] == nil {
             guard limit > 0, let flight = inFlight[index] else {
@@ -157,7 +167,8 @@ final class PreprocessPipeline: @unchecked Sendable {
     private func work() {
         while true {
             condition.lock()
-            while !cancelled && nextToClaim < items.count && nextToClaim - nextToTake >= capacity { condition.wait() }
+            while !cancelled && nextToClaim < items.count
+                    && (nextToClaim - nextToTake >= capacity || (onDemand && nextToClaim >= requested)) { condition.wait() }
             if cancelled || nextToClaim >= items.count {
                 running -= 1
                 condition.broadcast()

@@ -22,8 +22,6 @@ public struct ShardExecutor: Sendable {
         public var preprocessThreads: Int
         /// Items preprocessed ahead of inference at most (the bounded queue); nil: two batches.
         public var queueCapacity: Int?
-        /// Pillow resample pass order to reproduce.
-        public var pillowCompatibility: PillowCompatibility
         /// Decompression-bomb guard.
         public var maxPixels: Int
         /// Memory one item's decode and preprocessing may take; larger items fail (``DecodeBudget``).
@@ -32,21 +30,22 @@ public struct ShardExecutor: Sendable {
         /// is abandoned; 0 for no limit.
         public var itemTimeoutSeconds: Double
 
-        public init(preprocessThreads: Int = 2, queueCapacity: Int? = nil, pillowCompatibility: PillowCompatibility = .pillow12,
+        public init(preprocessThreads: Int = 2, queueCapacity: Int? = nil,
                     maxPixels: Int = ImageDecoder.defaultMaxPixels, maxDecodeBytes: Int = DecodeBudget.defaultMaxBytes,
                     itemTimeoutSeconds: Double = 0) {
             self.preprocessThreads = preprocessThreads
             self.queueCapacity = queueCapacity
-            self.pillowCompatibility = pillowCompatibility
             self.maxPixels = maxPixels
             self.maxDecodeBytes = maxDecodeBytes
             self.itemTimeoutSeconds = itemTimeoutSeconds
         }
 
-        /// A preprocessing plan with these limits.
-        func plan(transform: PreprocessTransform, normalization: Normalization, alsoFlipped: Bool) -> PreprocessPlan {
+        /// A preprocessing plan with these limits. The Pillow release is the job's, not the
+        /// worker's, so every shard of a job resamples alike wherever it runs.
+        func plan(transform: PreprocessTransform, normalization: Normalization, alsoFlipped: Bool,
+                  pillow: PillowOption) -> PreprocessPlan {
             PreprocessPlan(transform: transform, normalization: normalization, alsoFlipped: alsoFlipped,
-                           compatibility: pillowCompatibility, maxPixels: maxPixels, maxDecodeBytes: maxDecodeBytes,
+                           compatibility: pillow.compatibility, maxPixels: maxPixels, maxDecodeBytes: maxDecodeBytes,
                            itemTimeoutSeconds: itemTimeoutSeconds)
         }
     }
@@ -62,12 +61,17 @@ public struct ShardExecutor: Sendable {
     /// Runs `task` to completion. Blocking and CPU-bound: call it from a thread you own (or use
     /// ``run(_:progress:)``). `progress` receives the number of items done (written or failed),
     /// on the executing thread, after each batch.
+    ///
+    /// An isolated task runs one item at a time (batches of one, nothing prepared ahead) and calls
+    /// `progress(n)` before item `n` starts, so a crash happens while the item last reported is
+    /// the one in hand. Results do not depend on batching, so its outputs are the same bits.
+    /// Excluded items are not touched; they are the shard's failures with their recorded reasons.
     public func execute(_ task: ShardTask, progress: (@Sendable (Int) -> Void)? = nil) throws -> ShardOutcome {
         let start = ContinuousClock.now
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
         let model = try models.model(at: task.modelDirectory, precision: parameters.precision)
         do { try FileManager.default.createDirectory(atPath: task.outputDirectory, withIntermediateDirectories: true) } catch {
-            throw JobError.writeFailed(path: task.outputDirectory, reason: error.localizedDescription)
+            throw JobError.writeFailed(path: task.outputDirectory, reason: FileErrorText.reason(error, at: task.outputDirectory))
         }
         let job = try parameters.makeJob(model: model, options: options, outputDirectory: task.outputDirectory)
 
@@ -76,14 +80,17 @@ public struct ShardExecutor: Sendable {
         outcomes.reserveCapacity(task.items.count)
         var kept: [JobItem] = []
         var keptOutcome: [Int] = []  // outcome index of each kept row
-        let batchSize = job.batchSize
-        let pipeline = PreprocessPipeline(items: task.items, plan: job.plan, threads: options.preprocessThreads,
-                                          capacity: options.queueCapacity ?? 2 * batchSize)
+        let batchSize = task.isolated ? 1 : job.batchSize
+        let pipeline = task.isolated
+            ? PreprocessPipeline(items: task.items, plan: job.plan, threads: 1, capacity: 1, onDemand: true)
+            : PreprocessPipeline(items: task.items, plan: job.plan, threads: options.preprocessThreads,
+                                 capacity: options.queueCapacity ?? 2 * batchSize)
         defer { pipeline.shutdown() }
 
         var pending: [(item: JobItem, pixels: Tensor, flipped: Tensor?)] = []
         var pendingOutcome: [Int] = []
-        var reported = 0
+        // Isolated: item n starts only after progress(n) was reported, item 0 included.
+        var reported = task.isolated ? -1 : 0
         func flush(done: Int) throws {
             defer {
                 if done > reported { reported = done; progress?(done) }
@@ -101,6 +108,10 @@ public struct ShardExecutor: Sendable {
             pendingOutcome.removeAll(keepingCapacity: true)
         }
         for index in task.items.indices {
+            if task.isolated, index > reported {
+                reported = index
+                progress?(index)
+            }
             let prepared = pipeline.take(index)
             timings.read += prepared.readSeconds
             timings.decode += prepared.decodeSeconds
@@ -137,12 +148,12 @@ public struct ShardExecutor: Sendable {
         } else {
             try Self.removeStaleOutputs(shard: task.shardIndex, jobType: task.jobType, directory: task.outputDirectory)
         }
-        let summary = ShardSummary(jobType: task.jobType, jobId: task.jobId, shardIndex: task.shardIndex, inputs: task.items.count,
-                                   written: result.written,
-                                   failures: zip(task.items, outcomes).filter { $0.1.status == .failed }.map {
-                                       ShardSummary.Failure(ordinal: $0.1.ordinal, sourceId: $0.0.sourceId, reason: $0.1.error ?? "")
-                                   },
-                                   stats: result.stats)
+        let failures = zip(task.items, outcomes).filter { $0.1.status == .failed }.map {
+            ShardSummary.Failure(ordinal: $0.1.ordinal, sourceId: $0.0.sourceId, reason: $0.1.error ?? "")
+        } + task.excluded.map { ShardSummary.Failure(ordinal: $0.ordinal, sourceId: $0.sourceId, reason: $0.reason) }
+        let summary = ShardSummary(jobType: task.jobType, jobId: task.jobId, shardIndex: task.shardIndex,
+                                   inputs: task.items.count + task.excluded.count, written: result.written,
+                                   failures: failures.sorted { $0.ordinal < $1.ordinal }, stats: result.stats)
         let summaryName = ShardSummary.fileName(shard: task.shardIndex)
         try summary.write(to: task.outputDirectory + "/" + summaryName)
         files.append(summaryName)

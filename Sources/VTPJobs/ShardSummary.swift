@@ -42,7 +42,7 @@ public struct ShardSummary: Codable, Sendable, Equatable {
     /// temporary-file + fsync + rename), so a crash never leaves a truncated summary behind.
     func write(to path: String) throws(JobError) {
         do { try JSONLWriter.write([self], to: path) } catch {
-            throw .writeFailed(path: path, reason: "\(error)")
+            throw .writeFailed(path: path, reason: FileErrorText.reason(error, at: path))
         }
     }
 

@@ -82,7 +82,7 @@ public struct LocalRun: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         } catch {
-            throw LocalRunError.stateDirectory(path: stateDirectory, reason: "cannot create the state directory: \(error.localizedDescription)")
+            throw LocalRunError.stateDirectory(path: stateDirectory, reason: "cannot create the state directory: \(FileErrorText.reason(error, at: stateDirectory))")
         }
         // Monitoring commands probe the run lock for an instant, hence the short wait.
         let runLockPath = stateDirectory + "/" + StateDirectoryLock.runLockName
@@ -137,7 +137,7 @@ public struct LocalRun: Sendable {
         } else {
             let request = request, maxItems = maxJobItems
             let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
-            jobID = try await ledger.enqueue(request.spec, items: listing.items, skipped: listing.skipped)
+            jobID = try await ledger.enqueue(request.spec(labelClasses: listing.classes), items: listing.items, skipped: listing.skipped)
             events(.enqueued(jobID: jobID, items: listing.items.count,
                              shards: (listing.items.count + request.shardSize - 1) / request.shardSize, skipped: listing.skipped))
         }

@@ -162,7 +162,7 @@ public final class Ledger: Sendable {
               FROM candidate c
              WHERE s.job_id = c.job_id AND s.shard_index = c.shard_index
             RETURNING s.job_id, s.shard_index, s.first_item, s.last_item, s.attempts, s.lease_token,
-                      s.lease_expires_at
+                      s.lease_expires_at, s.isolated
         ), started AS (
             UPDATE jobs j SET state = 'running', started_at = coalesce(j.started_at, now()), updated_at = now()
               FROM claimed c WHERE j.id = c.job_id AND j.state = 'pending'
@@ -171,11 +171,14 @@ public final class Ledger: Sendable {
         SELECT c.job_id, c.shard_index, c.first_item, c.last_item, c.attempts, c.lease_token,
                extract(epoch FROM c.lease_expires_at)::float8,
                j.type, j.parameters::text, j.model, j.input_location, j.output_location,
-               i.ordinal, i.source_id, i.path, i.label, i.caption, i.metadata::text
+               i.ordinal, i.source_id, i.path, i.label, i.caption, i.metadata::text,
+               c.isolated, i.state, i.error
           FROM claimed c
           JOIN jobs j ON j.id = c.job_id
+          -- Items of a claimable shard are failed only when they crashed workers (retries reset
+          -- every item of the shards they re-open): those come along as excluded.
           LEFT JOIN items i ON i.job_id = c.job_id AND i.ordinal BETWEEN c.first_item AND c.last_item
-                           AND i.state = 'pending'
+                           AND i.state IN ('pending', 'failed')
          ORDER BY i.ordinal
         """
 
@@ -189,8 +192,14 @@ public final class Ledger: Sendable {
                                outputLocation: try result.string(0, 11)),
             firstItem: try result.int64(0, 2), lastItem: try result.int64(0, 3), attempt: try result.int32(0, 4),
             leaseToken: try result.uuid(0, 5), leaseExpiresAt: try result.date(0, 6), items: [])
+        shard.isolated = try result.string(0, 18) == "t"
         shard.items.reserveCapacity(result.rowCount)
         for row in 0..<result.rowCount where result.value(row, 12) != nil {
+            if try result.string(row, 19) == "failed" {
+                shard.excluded.append(ExcludedItem(ordinal: Int(try result.int64(row, 12)), sourceId: try result.string(row, 13),
+                                                   reason: result.value(row, 20) ?? "crashed workers"))
+                continue
+            }
             let path = try result.string(row, 14)
             let location: ItemLocation
             do { location = try ItemLocation(encoded: path) } catch {
@@ -277,12 +286,18 @@ public final class Ledger: Sendable {
     /// as for an expired lease: the shard may be what stopped the worker. Leases no longer held
     /// under that token are skipped, so a repeat changes nothing. Returns the leases released.
     ///
+    /// Every released shard is flagged isolated: its next runs go one item at a time. A lease that
+    /// names the item its isolated run was processing is not counted as an attempt (it found
+    /// something; at most twice the shard's size times), and an item named by two such releases in
+    /// a row is failed with `reason`: later claims return it as excluded and the shard goes on
+    /// without it.
+    ///
     /// Retried after a lost connection: a committed first attempt makes the retry a no-op.
-    public func releaseLeases(_ leases: [(shard: ShardRef, token: UUID)], reason: String) async throws -> [ReleasedLease] {
+    public func releaseLeases(_ leases: [SessionLease], reason: String) async throws -> [ReleasedLease] {
         guard !leases.isEmpty else { return [] }
-        struct Row: Encodable { var job: Int64, shard: Int32, token: String }
+        struct Row: Encodable { var job: Int64, shard: Int32, token: String, item: Int64? }
         let rows = String(decoding: try JSONEncoder().encode(leases.map {
-            Row(job: $0.shard.jobID, shard: $0.shard.index, token: $0.token.uuidString.lowercased())
+            Row(job: $0.shard.jobID, shard: $0.shard.index, token: $0.token.uuidString.lowercased(), item: $0.itemInHand.map(Int64.init))
         }), as: UTF8.self)
         let policy = leasePolicy
         return try await session.run("release leases") { connection in

@@ -126,6 +126,10 @@ public struct ClaimedShard: Sendable, Equatable {
     public var leaseExpiresAt: Date
     /// Items not yet done (a retried shard carries only its failed items), with job-wide ordinals.
     public var items: [JobItem]
+    /// A worker ended abnormally while holding this shard: run it one item at a time.
+    public var isolated: Bool = false
+    /// Items of the shard failed for crashing workers (not to be processed; listed in its summary).
+    public var excluded: [ExcludedItem] = []
 }
 
 /// Result of trying to complete (or fail) a shard.
@@ -261,5 +265,19 @@ public struct LeasePolicy: Sendable, Equatable {
         self.leaseSeconds = leaseSeconds
         self.backoffBaseSeconds = backoffBaseSeconds
         self.backoffCapSeconds = backoffCapSeconds
+    }
+}
+
+/// A lease whose worker session ended, to hand back with `Ledger.releaseLeases(_:reason:)`.
+public struct SessionLease: Sendable, Equatable {
+    public var shard: ShardRef
+    public var token: UUID
+    /// For an isolated run: the ordinal of the item it was processing when the session ended.
+    public var itemInHand: Int?
+
+    public init(shard: ShardRef, token: UUID, itemInHand: Int? = nil) {
+        self.shard = shard
+        self.token = token
+        self.itemInHand = itemInHand
     }
 }

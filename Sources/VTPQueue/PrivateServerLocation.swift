@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -88,7 +89,7 @@ public enum PrivateServerLocation {
         guard FileManager.default.fileExists(atPath: file.path) else { return nil }
         let text: String
         do { text = try String(contentsOf: file, encoding: .utf8) } catch {
-            throw EmbeddedPostgresError.fileSystem(path: file.path, reason: "cannot read the pointer to the private PostgreSQL: \(error.localizedDescription)")
+            throw EmbeddedPostgresError.fileSystem(path: file.path, reason: "cannot read the pointer to the private PostgreSQL: \(FileErrorText.reason(error))")
         }
         guard let line = text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) })
             .first(where: { $0.hasPrefix("/") }) else {
@@ -169,7 +170,7 @@ public enum PrivateServerLocation {
     private static func writeOwner(_ state: URL, in server: URL) throws {
         let file = server.appendingPathComponent(ownerFileName)
         do { try Data((state.path + "\n").utf8).write(to: file, options: .atomic) } catch {
-            throw EmbeddedPostgresError.fileSystem(path: file.path, reason: "cannot write: \(error.localizedDescription)")
+            throw EmbeddedPostgresError.fileSystem(path: file.path, reason: "cannot write: \(FileErrorText.reason(error))")
         }
     }
 
@@ -184,7 +185,7 @@ public enum PrivateServerLocation {
 
             """
         do { try Data(text.utf8).write(to: file, options: .atomic) } catch {
-            throw EmbeddedPostgresError.fileSystem(path: file.path, reason: "cannot write the pointer to the private PostgreSQL: \(error.localizedDescription)")
+            throw EmbeddedPostgresError.fileSystem(path: file.path, reason: "cannot write the pointer to the private PostgreSQL: \(FileErrorText.reason(error))")
         }
     }
 

@@ -59,6 +59,10 @@ public struct ClusterSettings: Sendable, Equatable {
         /// Compute precision (`fp32` or `bf16`) of jobs submitted with this configuration when
         /// `--precision` is not given; a job keeps the one it was submitted with on every worker.
         public var precision: String = "fp32"
+        /// Pillow release (`12` or `13`) whose resampling jobs submitted with this configuration
+        /// reproduce when `--pillow` is not given; a job keeps the one it was submitted with on
+        /// every worker. 13 is what a fresh `pip install pillow` gives.
+        public var pillow: String = "13"
         /// Shards a worker holds at once (the credit it announces).
         public var prefetch: Int = 2
         /// Threads decoding and preprocessing images ahead of inference.
@@ -161,6 +165,13 @@ public struct ClusterSettings: Sendable, Equatable {
             case "worker.threads": worker.threads = try int()
             case "worker.batch_size": worker.batchSize = try int()
             case "worker.precision": worker.precision = try string()
+            case "worker.pillow":
+                // Both `pillow = 13` and `pillow = "13"` read naturally.
+                switch entry.value {
+                case let .integer(n): worker.pillow = String(n)
+                case let .string(s): worker.pillow = s
+                default: throw problem("expected 12 or 13, found \(entry.value.typeName)")
+                }
             case "worker.prefetch": worker.prefetch = try int()
             case "worker.decode_threads": worker.decodeThreads = try int()
             case "worker.queue_depth": worker.queueDepth = try int()
@@ -197,6 +208,8 @@ public struct ClusterSettings: Sendable, Equatable {
                   "must be a port number (0 disables), got \(coordinator.metricsPort)")
         try check(!coordinator.metricsAddress.isEmpty, "coordinator.metrics_address", "must not be empty")
         try check(["fp32", "bf16"].contains(worker.precision), "worker.precision", "must be fp32 or bf16, got '\(worker.precision)'")
+        try check(["12", "13", "pillow12", "pillow13"].contains(worker.pillow.lowercased()), "worker.pillow",
+                  "must be 12 or 13 (the Pillow release whose resampling jobs reproduce), got '\(worker.pillow)'")
         try check((0...1024).contains(worker.threads), "worker.threads", "must be between 0 (all cores) and 1024, got \(worker.threads)")
         try check((1...4096).contains(worker.batchSize), "worker.batch_size", "must be between 1 and 4096, got \(worker.batchSize)")
         try check((1...64).contains(worker.prefetch), "worker.prefetch", "must be between 1 and 64, got \(worker.prefetch)")

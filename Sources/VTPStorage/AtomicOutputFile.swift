@@ -17,7 +17,7 @@ final class AtomicOutputFile {
         self.path = path
         temporaryPath = TemporaryName.beside(path)
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StorageError.writeFailed(path: path, reason: "create \(temporaryPath): \(Self.lastError())") }
+        guard fd >= 0 else { throw StorageError.writeFailed(path: path, reason: "create \(temporaryPath): \(Self.lastError(temporaryPath))") }
     }
 
     deinit {
@@ -78,7 +78,11 @@ final class AtomicOutputFile {
         if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 
-    static func lastError() -> String { String(cString: strerror(errno)) }
+    /// The current `errno` in words (``FileErrorText``); with `path`, ENOTDIR names the file in the way.
+    static func lastError(_ path: String? = nil) -> String {
+        let code = errno
+        return FileErrorText.reason(errno: code, path: path)
+    }
 }
 
 /// Names of the temporary files output writers use: `.<final name>.tmp-<pid>-<random>` beside the

@@ -59,7 +59,7 @@ public struct EmbeddingShardWriter: Sendable {
         }
         for sub in [kind, "metadata"] {
             do { try FileManager.default.createDirectory(atPath: directory + "/" + sub, withIntermediateDirectories: true) } catch {
-                throw StorageError.writeFailed(path: directory + "/" + sub, reason: error.localizedDescription)
+                throw StorageError.writeFailed(path: directory + "/" + sub, reason: FileErrorText.reason(error, at: directory + "/" + sub))
             }
         }
         let files = ShardFileSet(directory: directory)

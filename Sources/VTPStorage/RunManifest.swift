@@ -24,9 +24,13 @@ public struct RunManifest: Codable, Sendable, Equatable {
     public var shards: [WrittenShard]
     /// Inputs that produced no row, with reasons.
     public var failures: [Failure]
+    /// Class names by label (`classes[label]` names the class of rows labelled `label`): an
+    /// ImageFolder tree's folders, the `--classes` list, or a manifest's class-name labels sorted
+    /// as ImageFolder sorts folders. Absent when the input names no classes.
+    public var classes: [String]?
 
     public init(format: String, model: [String: String], preprocessing: [String: String], dtype: OutputDType,
-                counts: Counts, shards: [WrittenShard], failures: [Failure]) {
+                counts: Counts, shards: [WrittenShard], failures: [Failure], classes: [String]? = nil) {
         self.format = format
         self.model = model
         self.preprocessing = preprocessing
@@ -34,6 +38,7 @@ public struct RunManifest: Codable, Sendable, Equatable {
         self.counts = counts
         self.shards = shards
         self.failures = failures
+        self.classes = classes
     }
 
     /// Writes `manifest.json` (pretty, sorted keys, so re-runs give identical bytes) atomically.

@@ -5,17 +5,22 @@ import Foundation
 ///
 /// JSON keys (all optional): `image_size` (default: the model's `config.image_size`),
 /// `transform` (`resize` | `adm-center-crop`, default `resize`, VTP's quick start), `normalize`
-/// (`imagenet` | `half`, default `imagenet`).
+/// (`imagenet` | `half`, default `imagenet`), `pillow` (see ``PillowOption``; absent means `12`,
+/// new jobs get `13`).
 public struct ClipPreprocessing: Sendable, Equatable {
     /// Square input side; nil takes the model's configured image size.
     public var imageSize: Int?
     public var transform: TransformOption
     public var normalize: NormalizeOption
+    /// Whose resampling the transform reproduces (queries of `vtp search` too).
+    public var pillow: PillowOption
 
-    public init(imageSize: Int? = nil, transform: TransformOption = .resize, normalize: NormalizeOption = .imagenet) {
+    public init(imageSize: Int? = nil, transform: TransformOption = .resize, normalize: NormalizeOption = .imagenet,
+                pillow: PillowOption = .newJobDefault) {
         self.imageSize = imageSize
         self.transform = transform
         self.normalize = normalize
+        self.pillow = pillow
     }
 
     /// The input side for `modelImageSize`.
@@ -24,10 +29,11 @@ public struct ClipPreprocessing: Sendable, Equatable {
     /// The manifest's `preprocessing` entries (image size resolved), which ``init(manifest:)`` reads back.
     public func manifestEntries(modelImageSize: Int) -> [String: String] {
         ["transform": transform.rawValue, "image_size": String(resolvedImageSize(modelImageSize: modelImageSize)),
-         "normalize": normalize.rawValue]
+         "normalize": normalize.rawValue, "pillow": pillow.rawValue]
     }
 
-    /// Reads back ``manifestEntries(modelImageSize:)``.
+    /// Reads back ``manifestEntries(modelImageSize:)``; a manifest without `pillow` was written
+    /// before the key existed and means ``PillowOption/unrecorded``.
     public init(manifest entries: [String: String]) throws(JobError) {
         guard let t = entries["transform"], let transform = TransformOption(rawValue: t) else {
             throw .badParameters(detail: "manifest preprocessing.transform is missing or not one of resize, adm-center-crop")
@@ -38,7 +44,14 @@ public struct ClipPreprocessing: Sendable, Equatable {
         guard let s = entries["image_size"], let size = Int(s) else {
             throw .badParameters(detail: "manifest preprocessing.image_size is missing or not an integer")
         }
-        self.init(imageSize: size, transform: transform, normalize: normalize)
+        var pillow = PillowOption.unrecorded
+        if let p = entries["pillow"] {
+            guard let parsed = PillowOption(name: p) else {
+                throw .badParameters(detail: "manifest preprocessing.pillow '\(p)' is not \(PillowOption.accepted)")
+            }
+            pillow = parsed
+        }
+        self.init(imageSize: size, transform: transform, normalize: normalize, pillow: pillow)
     }
 
     /// Checks value ranges.
@@ -53,7 +66,8 @@ public struct ClipPreprocessing: Sendable, Equatable {
 /// as clip-retrieval stores them), `batch_size` (32), `text` (true: also embed the captions of
 /// items that have one), `index` (true: the finalizer builds `index/`), `index_exact_threshold`
 /// (100000: collections with at least this many images get an IVF index instead of exact search)
-/// and `index_encoding` (how that IVF index stores vectors, see ``IndexEncodingOption``).
+/// `index_encoding` (how that IVF index stores vectors, see ``IndexEncodingOption``), `pillow` (see
+/// ``ClipPreprocessing``) and `label_classes` (see ``JobParameters/labelClasses``).
 public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     /// Compute precision of the model (`fp32` | `bf16`, default `fp32`), the same for every shard.
     public var precision: ComputePrecisionName = .fp32
@@ -64,6 +78,8 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     public var index: Bool
     public var indexExactThreshold: Int
     public var indexEncoding: IndexEncodingOption = .pq
+    /// Class names by label, recorded in the output manifest; empty when the input names none.
+    public var labelClasses: [String] = []
 
     public init(preprocessing: ClipPreprocessing = ClipPreprocessing(), dtype: OutputDType = .float16, batchSize: Int = 32,
                 text: Bool = true, index: Bool = true, indexExactThreshold: Int = 100_000) {
@@ -76,8 +92,8 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case imageSize = "image_size", transform, normalize, dtype, batchSize = "batch_size", text, index, precision
-        case indexExactThreshold = "index_exact_threshold", indexEncoding = "index_encoding"
+        case imageSize = "image_size", transform, normalize, dtype, batchSize = "batch_size", text, index, precision, pillow
+        case indexExactThreshold = "index_exact_threshold", indexEncoding = "index_encoding", labelClasses = "label_classes"
     }
 
     static let allowedKeys = Set(CodingKeys.allCases.map(\.rawValue))
@@ -89,13 +105,15 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
         preprocessing = ClipPreprocessing(
             imageSize: try c.decodeIfPresent(Int.self, forKey: .imageSize),
             transform: try c.choice(TransformOption.self, .transform, default: d.preprocessing.transform),
-            normalize: try c.choice(NormalizeOption.self, .normalize, default: d.preprocessing.normalize))
+            normalize: try c.choice(NormalizeOption.self, .normalize, default: d.preprocessing.normalize),
+            pillow: try c.pillow(.pillow))
         dtype = try c.choice(OutputDType.self, .dtype, default: d.dtype)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
         text = try c.decodeIfPresent(Bool.self, forKey: .text) ?? d.text
         index = try c.decodeIfPresent(Bool.self, forKey: .index) ?? d.index
         indexExactThreshold = try c.decodeIfPresent(Int.self, forKey: .indexExactThreshold) ?? d.indexExactThreshold
         indexEncoding = try c.choice(IndexEncodingOption.self, .indexEncoding, default: d.indexEncoding)
+        labelClasses = try c.decodeIfPresent([String].self, forKey: .labelClasses) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -110,6 +128,8 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
         try c.encode(index, forKey: .index)
         try c.encode(indexExactThreshold, forKey: .indexExactThreshold)
         try c.encode(indexEncoding, forKey: .indexEncoding)
+        try c.encode(preprocessing.pillow, forKey: .pillow)
+        if !labelClasses.isEmpty { try c.encode(labelClasses, forKey: .labelClasses) }
     }
 
     public func validate() throws(JobError) {
@@ -143,7 +163,9 @@ public enum IndexEncodingOption: String, Sendable, Codable, CaseIterable {
 /// class name per line, blank lines ignored), `templates` (absent or `"openai"`: the 80 OpenAI
 /// ImageNet templates; otherwise a file with one template per line where `{}` stands for the
 /// class name), `top_k` (5), `save_logits` (false: also write each image's logits against every
-/// class, `exp(logit_scale)·cos + logit_bias`, as `scores/logits_{i}.npy`).
+/// class, `exp(logit_scale)·cos + logit_bias`, as `scores/logits_{i}.npy`), `pillow` (see
+/// ``ClipPreprocessing``) and `label_classes` (see ``JobParameters/labelClasses``). With `classes`, a
+/// manifest's class-name labels take their index in that list, so accuracy compares like with like.
 public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
     /// Compute precision of the model (`fp32` | `bf16`, default `fp32`), the same for every shard.
     public var precision: ComputePrecisionName = .fp32
@@ -153,6 +175,8 @@ public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
     public var templates: String?
     public var topK: Int
     public var saveLogits: Bool
+    /// Class names by label, recorded in the output manifest; empty when the input names none.
+    public var labelClasses: [String] = []
 
     public init(preprocessing: ClipPreprocessing = ClipPreprocessing(), batchSize: Int = 32, classes: String? = nil,
                 templates: String? = nil, topK: Int = 5, saveLogits: Bool = false) {
@@ -165,8 +189,8 @@ public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case imageSize = "image_size", transform, normalize, batchSize = "batch_size", classes, templates, precision
-        case topK = "top_k", saveLogits = "save_logits"
+        case imageSize = "image_size", transform, normalize, batchSize = "batch_size", classes, templates, precision, pillow
+        case topK = "top_k", saveLogits = "save_logits", labelClasses = "label_classes"
     }
 
     static let allowedKeys = Set(CodingKeys.allCases.map(\.rawValue))
@@ -178,12 +202,14 @@ public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
         preprocessing = ClipPreprocessing(
             imageSize: try c.decodeIfPresent(Int.self, forKey: .imageSize),
             transform: try c.choice(TransformOption.self, .transform, default: d.preprocessing.transform),
-            normalize: try c.choice(NormalizeOption.self, .normalize, default: d.preprocessing.normalize))
+            normalize: try c.choice(NormalizeOption.self, .normalize, default: d.preprocessing.normalize),
+            pillow: try c.pillow(.pillow))
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
         classes = try c.decodeIfPresent(String.self, forKey: .classes)
         templates = try c.decodeIfPresent(String.self, forKey: .templates)
         topK = try c.decodeIfPresent(Int.self, forKey: .topK) ?? d.topK
         saveLogits = try c.decodeIfPresent(Bool.self, forKey: .saveLogits) ?? d.saveLogits
+        labelClasses = try c.decodeIfPresent([String].self, forKey: .labelClasses) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -197,6 +223,8 @@ public struct ClipScoreParameters: Sendable, Equatable, JobParameterSet {
         try c.encodeIfPresent(templates, forKey: .templates)
         try c.encode(topK, forKey: .topK)
         try c.encode(saveLogits, forKey: .saveLogits)
+        try c.encode(preprocessing.pillow, forKey: .pillow)
+        if !labelClasses.isEmpty { try c.encode(labelClasses, forKey: .labelClasses) }
     }
 
     public func validate() throws(JobError) {

@@ -40,6 +40,39 @@ public enum JobParameters: Sendable, Equatable {
         }
     }
 
+    /// Whose resampling every shard of the job reproduces (the job's, never the worker's).
+    public var pillow: PillowOption {
+        switch self {
+        case let .latents(p): p.pillow
+        case let .features(p): p.pillow
+        case let .clipEmbed(p): p.preprocessing.pillow
+        case let .clipScore(p): p.preprocessing.pillow
+        }
+    }
+
+    /// Class names by label (`labelClasses[label]`), JSON key `label_classes`: the classes of an
+    /// ImageFolder tree, the `--classes` list, or the sorted class names of a manifest's labels.
+    /// Set when the job is enqueued, from its listing, and recorded in the output manifest;
+    /// empty when the input names no classes.
+    public var labelClasses: [String] {
+        get {
+            switch self {
+            case let .latents(p): p.labelClasses
+            case let .features(p): p.labelClasses
+            case let .clipEmbed(p): p.labelClasses
+            case let .clipScore(p): p.labelClasses
+            }
+        }
+        set {
+            switch self {
+            case var .latents(p): p.labelClasses = newValue; self = .latents(p)
+            case var .features(p): p.labelClasses = newValue; self = .features(p)
+            case var .clipEmbed(p): p.labelClasses = newValue; self = .clipEmbed(p)
+            case var .clipScore(p): p.labelClasses = newValue; self = .clipScore(p)
+            }
+        }
+    }
+
     /// The job kind these parameters belong to.
     public var jobType: JobType {
         switch self {
@@ -140,6 +173,24 @@ enum ParameterDecoding {
 }
 
 extension KeyedDecodingContainer {
+    /// Decodes the optional `pillow` key: a string or number naming the release, absent meaning
+    /// ``PillowOption/unrecorded``.
+    func pillow(_ key: Key) throws -> PillowOption {
+        guard contains(key), !(try decodeNil(forKey: key)) else { return .unrecorded }
+        let raw: String
+        if let number = try? decode(Int.self, forKey: key) {
+            raw = String(number)
+        } else if let text = try? decode(String.self, forKey: key) {
+            raw = text
+        } else {
+            throw JobError.invalidParameter(field: key.stringValue, detail: "expected \(PillowOption.accepted)")
+        }
+        guard let option = PillowOption(name: raw) else {
+            throw JobError.invalidParameter(field: key.stringValue, detail: "'\(raw)' is not a Pillow release vtp reproduces; expected \(PillowOption.accepted)")
+        }
+        return option
+    }
+
     /// Decodes an optional key with a default, turning a bad enum string into an error naming the
     /// key and listing the accepted values.
     func choice<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ key: Key, default value: E) throws -> E

@@ -9,6 +9,39 @@ public enum ComputePrecisionName: String, Sendable, Codable, CaseIterable {
     case bf16
 }
 
+/// Which Pillow release's resampling a job reproduces (VTPImage's `PillowCompatibility`, named here
+/// so the vocabulary needs no image code). Releases differ only in the order of the two resampling
+/// passes, which moves some pixels of portrait shrinks by a level or two.
+///
+/// In a parameter document the key is `pillow`, written `"12"` or `"13"`; `12`, `13` (numbers),
+/// `"pillow12"` and `"pillow13"` are read too.
+public enum PillowOption: String, Sendable, Codable, CaseIterable {
+    /// Pillow up to 12.x: always the horizontal pass first (the reference fixtures were made so).
+    case pillow12 = "12"
+    /// Pillow 13, what a fresh `pip install pillow` gives: the vertical pass first when the height
+    /// shrinks by more than twice as many pixels as the width.
+    case pillow13 = "13"
+
+    /// What a new job uses when neither `--pillow` nor the configuration chooses.
+    public static let newJobDefault: PillowOption = .pillow13
+    /// What a parameter document or manifest without the key means: it was written before the key
+    /// existed, when every job resampled as Pillow 12 does. Reading it so keeps a job resumed
+    /// after an upgrade from mixing the two in one output.
+    public static let unrecorded: PillowOption = .pillow12
+
+    /// Parses `12`, `13`, `pillow12` or `pillow13`.
+    public init?(name: String) {
+        switch name.trimmingCharacters(in: .whitespaces).lowercased() {
+        case "12", "pillow12": self = .pillow12
+        case "13", "pillow13": self = .pillow13
+        default: return nil
+        }
+    }
+
+    /// The accepted spellings, for error messages.
+    public static let accepted = "12 or 13 (pillow12 and pillow13 also work)"
+}
+
 /// Input normalization after `ToTensor`.
 public enum NormalizeOption: String, Sendable, Codable, CaseIterable {
     /// timm ImageNet mean/std (VTP's default).
@@ -28,7 +61,8 @@ public enum TransformOption: String, Sendable, Codable, CaseIterable {
 /// Parameters of a `latents` job: what LightningDiT's `extract_features.py` does with a VTP encoder.
 ///
 /// JSON keys: `precision` (`fp32` | `bf16`, default `fp32`), `image_size` (256), `normalize` (`imagenet` | `half`, default `imagenet`), `dtype`
-/// (`float32` | `float16` | `bfloat16`, default `float32`), `batch_size` (32), `flip` (true).
+/// (`float32` | `float16` | `bfloat16`, default `float32`), `batch_size` (32), `flip` (true), `pillow` (see ``PillowOption``;
+/// absent means `12`, new jobs get `13`) and `label_classes` (see ``JobParameters/labelClasses``).
 ///
 /// With `flip` false, `latents_flip` still exists (LightningDiT's dataset reads it) but holds the
 /// unflipped latents, so flip augmentation becomes a no-op; the manifest says so.
@@ -40,18 +74,24 @@ public struct LatentsParameters: Sendable, Equatable, JobParameterSet {
     public var dtype: OutputDType
     public var batchSize: Int
     public var flip: Bool
+    /// Whose resampling the ADM crop reproduces.
+    public var pillow: PillowOption
+    /// Class names by label, recorded in the output manifest; empty when the input names none.
+    public var labelClasses: [String] = []
 
     public init(imageSize: Int = 256, normalize: NormalizeOption = .imagenet, dtype: OutputDType = .float32,
-                batchSize: Int = 32, flip: Bool = true) {
+                batchSize: Int = 32, flip: Bool = true, pillow: PillowOption = .newJobDefault) {
         self.imageSize = imageSize
         self.normalize = normalize
         self.dtype = dtype
         self.batchSize = batchSize
         self.flip = flip
+        self.pillow = pillow
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case imageSize = "image_size", normalize, dtype, batchSize = "batch_size", flip, precision
+        case imageSize = "image_size", normalize, dtype, batchSize = "batch_size", flip, precision, pillow
+        case labelClasses = "label_classes"
     }
 
     static let allowedKeys = Set(CodingKeys.allCases.map(\.rawValue))
@@ -65,6 +105,8 @@ public struct LatentsParameters: Sendable, Equatable, JobParameterSet {
         dtype = try c.choice(OutputDType.self, .dtype, default: d.dtype)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
         flip = try c.decodeIfPresent(Bool.self, forKey: .flip) ?? d.flip
+        pillow = try c.pillow(.pillow)
+        labelClasses = try c.decodeIfPresent([String].self, forKey: .labelClasses) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -75,6 +117,8 @@ public struct LatentsParameters: Sendable, Equatable, JobParameterSet {
         try c.encode(dtype, forKey: .dtype)
         try c.encode(batchSize, forKey: .batchSize)
         try c.encode(flip, forKey: .flip)
+        try c.encode(pillow, forKey: .pillow)
+        if !labelClasses.isEmpty { try c.encode(labelClasses, forKey: .labelClasses) }
     }
 
     /// Checks ranges; the patch-size fit is checked against the model when a shard runs.
@@ -138,7 +182,8 @@ public enum PoolOption: String, Sendable, Codable, CaseIterable {
 /// JSON keys: `precision` (`fp32` | `bf16`, default `fp32`), `image_size` (256), `transform` (`adm-center-crop` | `resize`, default `resize`, as
 /// VTP's quick start), `normalize` (`imagenet`), `layers` (`"last"` or `{"intermediate": n}`),
 /// `norm` (true: apply the encoder's final norm), `pool` (`cls` | `mean` | `cls+mean`),
-/// `keep_patch_tokens` (false), `dtype` (`float32` | `float16`), `batch_size` (32).
+/// `keep_patch_tokens` (false), `dtype` (`float32` | `float16`), `batch_size` (32), `pillow` (see ``PillowOption``;
+/// absent means `12`, new jobs get `13`) and `label_classes` (see ``JobParameters/labelClasses``).
 ///
 /// Output tensors per shard: `pooled` (N, D or 2D) and, when kept, `patch_tokens` (N, T, D); with
 /// `intermediate` layers they are `intermediate_{i}_pooled` / `intermediate_{i}_patch_tokens`,
@@ -155,10 +200,14 @@ public struct FeaturesParameters: Sendable, Equatable, JobParameterSet {
     public var keepPatchTokens: Bool
     public var dtype: OutputDType
     public var batchSize: Int
+    /// Whose resampling the transform reproduces.
+    public var pillow: PillowOption
+    /// Class names by label, recorded in the output manifest; empty when the input names none.
+    public var labelClasses: [String] = []
 
     public init(imageSize: Int = 256, transform: TransformOption = .resize, normalize: NormalizeOption = .imagenet,
                 layers: LayerChoice = .last, norm: Bool = true, pool: PoolOption = .cls, keepPatchTokens: Bool = false,
-                dtype: OutputDType = .float32, batchSize: Int = 32) {
+                dtype: OutputDType = .float32, batchSize: Int = 32, pillow: PillowOption = .newJobDefault) {
         self.imageSize = imageSize
         self.transform = transform
         self.normalize = normalize
@@ -168,11 +217,12 @@ public struct FeaturesParameters: Sendable, Equatable, JobParameterSet {
         self.keepPatchTokens = keepPatchTokens
         self.dtype = dtype
         self.batchSize = batchSize
+        self.pillow = pillow
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case imageSize = "image_size", transform, normalize, layers, norm, pool, precision
-        case keepPatchTokens = "keep_patch_tokens", dtype, batchSize = "batch_size"
+        case imageSize = "image_size", transform, normalize, layers, norm, pool, precision, pillow
+        case keepPatchTokens = "keep_patch_tokens", dtype, batchSize = "batch_size", labelClasses = "label_classes"
     }
 
     static let allowedKeys = Set(CodingKeys.allCases.map(\.rawValue))
@@ -190,6 +240,8 @@ public struct FeaturesParameters: Sendable, Equatable, JobParameterSet {
         keepPatchTokens = try c.decodeIfPresent(Bool.self, forKey: .keepPatchTokens) ?? d.keepPatchTokens
         dtype = try c.choice(OutputDType.self, .dtype, default: d.dtype)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
+        pillow = try c.pillow(.pillow)
+        labelClasses = try c.decodeIfPresent([String].self, forKey: .labelClasses) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -204,6 +256,8 @@ public struct FeaturesParameters: Sendable, Equatable, JobParameterSet {
         try c.encode(keepPatchTokens, forKey: .keepPatchTokens)
         try c.encode(dtype, forKey: .dtype)
         try c.encode(batchSize, forKey: .batchSize)
+        try c.encode(pillow, forKey: .pillow)
+        if !labelClasses.isEmpty { try c.encode(labelClasses, forKey: .labelClasses) }
     }
 
     public func validate() throws(JobError) {

@@ -16,9 +16,16 @@ public struct ShardTask: Sendable, Equatable {
     public var outputDirectory: String
     /// Items in row order.
     public var items: [JobItem]
+    /// Run the items one at a time, each started only after `progress` reported it (see
+    /// ``ShardHandling``): set after a worker ended abnormally while holding this shard, so a
+    /// further crash names the item it happened on.
+    public var isolated: Bool
+    /// Items of the shard not to process: already found to crash workers. They are recorded as the
+    /// shard's failures, with these reasons.
+    public var excluded: [ExcludedItem]
 
     public init(jobId: Int64, shardIndex: Int, jobType: JobType, parametersJSON: String, modelDirectory: String,
-                outputDirectory: String, items: [JobItem]) {
+                outputDirectory: String, items: [JobItem], isolated: Bool = false, excluded: [ExcludedItem] = []) {
         self.jobId = jobId
         self.shardIndex = shardIndex
         self.jobType = jobType
@@ -26,6 +33,24 @@ public struct ShardTask: Sendable, Equatable {
         self.modelDirectory = modelDirectory
         self.outputDirectory = outputDirectory
         self.items = items
+        self.isolated = isolated
+        self.excluded = excluded
+    }
+}
+
+/// An item of a shard that is not processed again: workers ended abnormally (crashed, were killed
+/// or stopped responding) twice in a row while it was the item being processed in isolation.
+public struct ExcludedItem: Hashable, Sendable {
+    /// The item's job-wide ordinal.
+    public var ordinal: Int
+    public var sourceId: String
+    /// Why it failed, as recorded in the ledger.
+    public var reason: String
+
+    public init(ordinal: Int, sourceId: String, reason: String) {
+        self.ordinal = ordinal
+        self.sourceId = sourceId
+        self.reason = reason
     }
 }
 
@@ -86,6 +111,11 @@ public struct ItemResult: Hashable, Sendable, Codable {
 public protocol ShardHandling: Sendable {
     /// Executes `task` off the cooperative pool. Per-item problems are failed ``ItemResult``s; a
     /// thrown error fails the whole shard. `progress` receives items done so far.
+    ///
+    /// An ``ShardTask/isolated`` task processes one item at a time and calls `progress(n)` before it
+    /// starts item `n` (of `task.items`), on the executing thread; the call may block until the
+    /// coordinator has acknowledged it, so that whoever is told the worker died knows which item
+    /// was being processed.
     func run(_ task: ShardTask, progress: @escaping @Sendable (Int) -> Void) async throws -> [ItemResult]
 }
 

@@ -35,6 +35,7 @@ public final class Worker: Sendable {
     private let handler: any ShardHandling
     private let dealer: DealerEndpoint
     private let events = EventQueue<WorkerCore.Event>()
+    private let acknowledgements = ProgressAcknowledgements()
     private let logger: Logger
 
     /// Creates the socket and starts connecting (nothing is sent before `run()`).
@@ -52,6 +53,19 @@ public final class Worker: Sendable {
     /// First call: finish the running shard, hand queued ones back, exit. Second call: hand the
     /// running one back too.
     public func requestShutdown() { events.post(.shutdownRequested) }
+
+    /// Tells the coordinator this process is dying of fatal signal `signal` (call it from
+    /// ``FatalSignalReporter``'s reporter thread): the coordinator then blames the item in hand of
+    /// each isolated shard it holds, instead of treating the end like a kill. Blocks at most about
+    /// a second; the short pause after queuing lets libzmq put the frame on the wire before the
+    /// process ends.
+    public func reportCrash(signal: Int32) {
+        let reason = "signal \(signal), \(FatalSignalReporter.name(of: signal))"
+        logger.critical("worker \(options.registration.workerID) is crashing (\(reason)); telling the coordinator")
+        if dealer.sendBlocking(.crashed(signal: signal, reason: reason), timeout: 0.7) {
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+    }
 
     /// Serves until shut down.
     public func run() async {
@@ -87,8 +101,12 @@ public final class Worker: Sendable {
                     }
                 case let .execute(assignment):
                     execute(assignment)
+                case let .acknowledge(shardID, itemsDone):
+                    acknowledgements.acknowledge(shardID: shardID, itemsDone: itemsDone)
                 case .reconnect:
-                    logger.warning("coordinator silent; reconnecting to \(options.endpoint)")
+                    // A refused key looks like silence at this level; the dealer's monitor knows better.
+                    let why = dealer.handshakeRejection.map { " (\($0))" } ?? ""
+                    logger.warning("coordinator silent; reconnecting to \(options.endpoint)\(why)")
                     do { try await dealer.reconnect() } catch { logger.error("reconnect failed: \(error)") }
                 case .exit:
                     break loop
@@ -101,14 +119,24 @@ public final class Worker: Sendable {
 
     private func execute(_ assignment: AssignShardMessage) {
         let shardID = assignment.shardID, token = assignment.leaseToken
-        logger.info("shard \(ShardDispatchID(wire: shardID)?.description ?? String(shardID)): \(assignment.items.count) items")
-        Task { [handler, events, logger] in
+        let isolated = assignment.isolated
+        let mode = isolated ? ", one at a time (a worker ended abnormally holding it)" : ""
+        logger.info("shard \(ShardDispatchID(wire: shardID)?.description ?? String(shardID)): \(assignment.items.count) items\(mode)")
+        Task { [handler, events, logger, acknowledgements] in
             let start = ContinuousClock.now
             let result: WorkerCore.ShardResult
+            defer { acknowledgements.forget(shardID: shardID) }
             do {
                 let task = try Self.task(for: assignment)
                 result = .done(try await handler.run(task) { done in
-                    events.post(.progress(shardID: shardID, itemsDone: UInt32(clamping: done)))
+                    let count = UInt32(clamping: done)
+                    events.post(.progress(shardID: shardID, itemsDone: count))
+                    if isolated {
+                        let acknowledged = acknowledgements.wait(shardID: shardID, itemsDone: count) {
+                            events.post(.progress(shardID: shardID, itemsDone: count))
+                        }
+                        if !acknowledged { logger.warning("shard \(shardID): progress \(count) not acknowledged; going on") }
+                    }
                 })
             } catch {
                 logger.error("shard \(shardID) failed: \(error)")
@@ -130,7 +158,8 @@ extension Worker {
         }
         return ShardTask(jobId: assignment.jobID, shardIndex: Int(shard.index), jobType: type,
                          parametersJSON: assignment.parametersJSON, modelDirectory: assignment.modelPath,
-                         outputDirectory: assignment.outputDirectory, items: assignment.items)
+                         outputDirectory: assignment.outputDirectory, items: assignment.items,
+                         isolated: assignment.isolated, excluded: assignment.excluded)
     }
 }
 

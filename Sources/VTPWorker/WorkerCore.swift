@@ -45,6 +45,10 @@ public struct WorkerCore: Sendable {
         case send(WireMessage)
         /// Start executing this shard (the shell answers with `.shardFinished`).
         case execute(AssignShardMessage)
+        /// Let an isolated shard's executor start item `itemsDone` (the coordinator acknowledged its
+        /// progress), or stop waiting for acknowledgements altogether (`.max`: the shard was cancelled
+        /// or handed back, and no acknowledgement will come).
+        case acknowledge(shardID: Int64, itemsDone: UInt32)
         /// Replace the socket with a fresh connection (registration messages follow in the same batch).
         case reconnect
         case exit
@@ -108,7 +112,10 @@ public struct WorkerCore: Sendable {
                 }
             }
         case let .progress(shardID, itemsDone):
-            guard running?.shardID == shardID, !runningCancelled else { break }
+            guard running?.shardID == shardID, !runningCancelled else {
+                actions.append(.acknowledge(shardID: shardID, itemsDone: .max))
+                break
+            }
             send(.progress(shardID: shardID, itemsDone: itemsDone), at: now, into: &actions)
         case let .shardFinished(shardID, token, result, seconds):
             guard let current = running, current.shardID == shardID, current.leaseToken == token else { break }
@@ -134,6 +141,7 @@ public struct WorkerCore: Sendable {
                 if let current = running {
                     send(.shardFailed(ShardFailedMessage(shardID: current.shardID, leaseToken: current.leaseToken,
                                                          error: "handed back: worker stopped")), at: now, into: &actions)
+                    actions.append(.acknowledge(shardID: current.shardID, itemsDone: .max))
                     running = nil
                 }
             } else {
@@ -175,7 +183,10 @@ public struct WorkerCore: Sendable {
             if !draining {
                 for _ in 0..<(before - queued.count) { send(.credit(1), at: now, into: &actions) }
             }
-            if let current = running, matches(current) { runningCancelled = true }
+            if let current = running, matches(current) {
+                runningCancelled = true
+                actions.append(.acknowledge(shardID: current.shardID, itemsDone: .max))
+            }
         case .drain:
             // The coordinator wants this worker to finish what it holds and take nothing more.
             if !draining {
@@ -184,7 +195,9 @@ public struct WorkerCore: Sendable {
             }
         case .disconnect:
             announce(at: now, into: &actions)
-        case .heartbeat, .register, .credit, .progress, .shardDone, .shardFailed:
+        case let .progress(shardID, itemsDone):
+            if running?.shardID == shardID { actions.append(.acknowledge(shardID: shardID, itemsDone: itemsDone)) }
+        case .heartbeat, .register, .credit, .shardDone, .shardFailed, .crashed:
             break
         }
     }

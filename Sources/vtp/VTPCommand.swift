@@ -1,4 +1,5 @@
 import ArgumentParser
+import VTPVocabulary
 
 /// The `vtp` command line: model tools, dataset jobs, cluster runtime and monitoring.
 @main
@@ -27,4 +28,19 @@ struct VTPCommand: AsyncParsableCommand {
             SubmitCommand.self,
         ]
     )
+
+    /// ArgumentParser's entry point, except that a Foundation file error that reaches the top is
+    /// printed in words with its path (``FileErrorText``), never as `NSCocoaErrorDomain Code=512`.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: FileErrorText.isFileSystemError(error) ? CLIError(FileErrorText.describe(error)) : error)
+        }
+    }
 }

@@ -379,6 +379,66 @@ struct CoordinatorCoreTests {
         #expect(rows(progress).map(\.currentShard) == [first.shard])
     }
 
+    @Test func anIsolatedShardsProgressIsEchoedAndAnEndedSessionNamesTheItemInHand() throws {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2, session: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        var isolated = lease(index: 3)
+        isolated.isolated = true
+        isolated.excluded = [ExcludedItem(ordinal: 9, sourceId: "poison", reason: "crashed twice")]
+        let plain = lease(index: 4)
+        let assigned = assignments(core.handle(.claimed(alice, isolated), at: Self.at(0.1)))
+        let message = try #require(assigned.first?.1)
+        #expect(message.isolated && message.excluded == isolated.excluded, "the flag and the excluded items reach the worker")
+        #expect(assignments(core.handle(.claimed(alice, plain), at: Self.at(0.1))).first?.1.isolated == false)
+        #expect(core.counters.isolatedAssignments == 1)
+
+        // The worker is about to start item 1 of the isolated shard (ordinal 7): noted, then echoed.
+        let progress = core.handle(.received(alice, .progress(shardID: wire(isolated), itemsDone: 1)), at: Self.at(0.2))
+        #expect(progress.contains(.send(.progress(shardID: wire(isolated), itemsDone: 1), to: alice)))
+        #expect(core.leases[isolated.token]?.itemInHand == 7)
+        // Progress of the plain shard is echoed too but names no item.
+        _ = core.handle(.received(alice, .progress(shardID: wire(plain), itemsDone: 1)), at: Self.at(0.2))
+        #expect(core.leases[plain.token]?.itemInHand == nil)
+
+        // The process dies of a fatal signal and says so: the release names the item in hand of the isolated shard only.
+        let crashed = core.handle(.received(alice, .crashed(signal: 6, reason: "signal 6, SIGABRT")), at: Self.at(0.5))
+        let released = try #require(releases(crashed).first)
+        #expect(released.0 == [CoordinatorCore.HeldLease(shard: isolated.shard, token: isolated.token, itemInHand: 7),
+                               CoordinatorCore.HeldLease(shard: plain.shard, token: plain.token)])
+        #expect(released.1 == "worker w-alice crashed (signal 6, SIGABRT)")
+        #expect(core.workers[alice] == nil && core.counters.workersCrashed == 1)
+    }
+
+    /// A process that ends without a crash report (SIGKILL, a restart, silence) was stopped from
+    /// outside: no item is blamed, whatever it had in hand.
+    @Test func anEndWithoutACrashReportBlamesNoItem() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1, session: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        var isolated = lease(index: 3)
+        isolated.isolated = true
+        _ = core.handle(.claimed(alice, isolated), at: Self.at(0.1))
+        _ = core.handle(.received(alice, .progress(shardID: wire(isolated), itemsDone: 0)), at: Self.at(0.2))
+        #expect(core.leases[isolated.token]?.itemInHand == 6)
+        let restarted = core.handle(.received(alice, registration("w-alice", prefetch: 1, session: 2)), at: Self.at(0.5))
+        #expect(releases(restarted).first?.0 == held(isolated))
+    }
+
+    @Test func progressPastTheLastItemOfAnIsolatedShardNamesNoItem() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        var isolated = lease(index: 1)
+        isolated.isolated = true
+        _ = core.handle(.claimed(alice, isolated), at: Self.at(0.1))
+        _ = core.handle(.received(alice, .progress(shardID: wire(isolated), itemsDone: 0)), at: Self.at(0.2))
+        #expect(core.leases[isolated.token]?.itemInHand == 2)
+        // Every item is done: a crash while writing the shard is not any one item's fault.
+        _ = core.handle(.received(alice, .progress(shardID: wire(isolated), itemsDone: 2)), at: Self.at(0.3))
+        #expect(core.leases[isolated.token]?.itemInHand == nil)
+    }
+
     @Test func silentRowsAreSweptOfflineOnTheReleaseSchedule() {
         var core = makeCore()
         let actions = core.handle(.tick, at: Self.at(5.0))

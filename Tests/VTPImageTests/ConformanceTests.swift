@@ -6,7 +6,8 @@ import VTPSafeTensors
 import VTPTensor
 import VTPTestSupport
 
-/// Every fixture image against the PIL goldens in `preprocess.expected.safetensors`.
+/// Every fixture image against the PIL goldens in `preprocess.expected.safetensors`, which Pillow
+/// <= 12 made: the transforms are asked for that release's pass order.
 @Suite struct ConformanceTests {
     let expected: SafeTensorsFile
 
@@ -24,7 +25,7 @@ import VTPTestSupport
     @Test(arguments: TestImages.fixtureNames)
     func admCenterCropMatchesPIL(name: String) throws {
         let image = try ImageDecoder().decode(contentsOf: TestImages.fixture(name))
-        let cropped = try PreprocessTransform.admCenterCrop(size: 256).apply(to: image)
+        let cropped = try PreprocessTransform.admCenterCrop(size: 256).apply(to: image, compatibility: .pillow12)
         #expect(cropped.width == 256 && cropped.height == 256)
         let comparison = PixelComparison(cropped.pixels, try expected.uint8s("adm256/\(name)"))
         #expect(comparison.maxDifference == 0, "\(name): \(comparison)")
@@ -33,7 +34,7 @@ import VTPTestSupport
     @Test(arguments: TestImages.fixtureNames)
     func resizeMatchesPIL(name: String) throws {
         let image = try ImageDecoder().decode(contentsOf: TestImages.fixture(name))
-        let resized = try PreprocessTransform.resize(size: 256).apply(to: image)
+        let resized = try PreprocessTransform.resize(size: 256).apply(to: image, compatibility: .pillow12)
         let comparison = PixelComparison(resized.pixels, try expected.uint8s("resize256/\(name)"))
         #expect(comparison.maxDifference == 0, "\(name): \(comparison)")
     }
@@ -45,9 +46,9 @@ import VTPTestSupport
         #expect(reference.shape == [3, 3, 256, 256])
         let decoder = ImageDecoder()
         let samples: [(RGBImage, Normalization)] = [
-            (try PreprocessTransform.resize(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("dog.png"))), .imagenet),
-            (try PreprocessTransform.admCenterCrop(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("chelsea.jpg"))), .imagenet),
-            (try PreprocessTransform.admCenterCrop(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("rocket.jpg"))), .half),
+            (try PreprocessTransform.resize(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("dog.png")), compatibility: .pillow12), .imagenet),
+            (try PreprocessTransform.admCenterCrop(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("chelsea.jpg")), compatibility: .pillow12), .imagenet),
+            (try PreprocessTransform.admCenterCrop(size: 256).apply(to: decoder.decode(contentsOf: TestImages.fixture("rocket.jpg")), compatibility: .pillow12), .half),
         ]
         let perImage = 3 * 256 * 256
         var batch = [Float](repeating: .nan, count: 3 * perImage)

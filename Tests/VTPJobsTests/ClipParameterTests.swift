@@ -19,16 +19,31 @@ import VTPTestSupport
     @Test func embedParametersRoundTripAndRejectBadValues() throws {
         let p = try JobParameters.decode(jobType: .clipEmbed, json: #"{"image_size": 224, "transform": "adm-center-crop", "dtype": "float32"}"#)
         guard case let .clipEmbed(e) = p else { Issue.record("wrong kind"); return }
-        #expect(e.preprocessing == ClipPreprocessing(imageSize: 224, transform: .admCenterCrop, normalize: .imagenet))
+        #expect(e.preprocessing == ClipPreprocessing(imageSize: 224, transform: .admCenterCrop, normalize: .imagenet, pillow: .pillow12))
         #expect(e.dtype == .float32 && e.text && e.index && e.batchSize == 32)
         #expect(try JobParameters.decode(jobType: .clipEmbed, json: p.json()) == p)
-        #expect(try JobParameters.decode(jobType: .clipEmbed, json: "{}") == .clipEmbed(ClipEmbedParameters()))
+        #expect(try JobParameters.decode(jobType: .clipEmbed, json: "{}")
+            == .clipEmbed(ClipEmbedParameters(preprocessing: ClipPreprocessing(pillow: .pillow12))))
         #expect(throws: JobError.invalidParameter(field: "dtype", detail: "embeddings are stored as .npy float16 or float32, not bfloat16")) {
             try JobParameters.decode(jobType: .clipEmbed, json: #"{"dtype": "bfloat16"}"#)
         }
         #expect(throws: JobError.self) { try JobParameters.decode(jobType: .clipEmbed, json: #"{"classes": "imagenet"}"#) }
         #expect(throws: JobError.self) { try JobParameters.decode(jobType: .clipEmbed, json: #"{"transform": "crop"}"#) }
         #expect(try JobType(name: "clip-embed") == .clipEmbed && JobType(name: "clip-score") == .clipScore)
+    }
+
+    /// `vtp search` preprocesses queries as the job did: the manifest records the release, and
+    /// a manifest from before the key existed means Pillow 12.
+    @Test func manifestPreprocessingRecordsPillowAndOldManifestsMeanTwelve() throws {
+        let p = ClipPreprocessing(imageSize: 64, transform: .resize, normalize: .half, pillow: .pillow13)
+        let entries = p.manifestEntries(modelImageSize: 256)
+        #expect(entries == ["transform": "resize", "image_size": "64", "normalize": "half", "pillow": "13"])
+        #expect(try ClipPreprocessing(manifest: entries) == p)
+        var old = entries
+        old["pillow"] = nil
+        #expect(try ClipPreprocessing(manifest: old).pillow == .pillow12)
+        old["pillow"] = "11"
+        #expect(throws: JobError.self) { try ClipPreprocessing(manifest: old) }
     }
 
     @Test func indexEncodingDefaultsToPQAndAcceptsSQ8() throws {

@@ -121,6 +121,49 @@ import VTPTestSupport
         }
     }
 
+    @Test func anOnDemandPipelinePreparesNothingAhead() throws {
+        let items = (0..<4).map { JobItem(ordinal: $0, sourceId: "\($0)", location: .file(path: Fixtures.path("images/chelsea_tiny.jpg"))) }
+        let plan = PreprocessPlan(transform: .admCenterCrop(size: 32), normalization: .half, alsoFlipped: false,
+                                  compatibility: .pillow12, maxPixels: 1 << 20)
+        let pipeline = PreprocessPipeline(items: items, plan: plan, threads: 1, capacity: 1, onDemand: true)
+        defer { pipeline.shutdown() }
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(pipeline.claimedAhead == 0, "nothing is read before it is asked for")
+        for i in 0..<4 {
+            #expect(pipeline.take(i).item.ordinal == i)
+            Thread.sleep(forTimeInterval: 0.05)
+            #expect(pipeline.claimedAhead == 0)
+        }
+    }
+
+    /// An isolated run reports each item before starting it, writes the same bits as a batched
+    /// run, and lists the excluded items as failures of the shard.
+    @Test func anIsolatedRunReportsEachItemBeforeItStartsAndWritesTheSameBits() async throws {
+        let output = try TemporaryDirectory("jobs-isolated")
+        defer { output.remove() }
+        let items = [
+            JobItem(ordinal: 20, sourceId: "a", location: .file(path: Fixtures.path("images/chelsea.jpg"))),
+            JobItem(ordinal: 22, sourceId: "b", location: .file(path: output.file("missing.jpg"))),
+            JobItem(ordinal: 23, sourceId: "c", location: .file(path: Fixtures.path("images/rocket.jpg"))),
+        ]
+        let batched = try await ShardExecutor().run(task(items, output: output.file("batched"), json: #"{"batch_size": 3}"#))
+        var isolated = task(items, output: output.file("isolated"), json: #"{"batch_size": 3}"#)
+        isolated.isolated = true
+        isolated.excluded = [ExcludedItem(ordinal: 21, sourceId: "poison", reason: "the worker ended abnormally twice")]
+        let log = ProgressCounts()
+        let outcome = try await ShardExecutor().run(isolated) { log.append($0) }
+        #expect(log.values == [0, 1, 2, 3], "item n starts only after progress(n)")
+        #expect(outcome.items.map(\.ordinal) == [20, 22, 23] && outcome.items.map(\.status) == [.ok, .failed, .ok])
+        let a = try Data(contentsOf: URL(fileURLWithPath: output.file("batched/latents_rank00_shard000.safetensors")))
+        let b = try Data(contentsOf: URL(fileURLWithPath: output.file("isolated/latents_rank00_shard000.safetensors")))
+        #expect(a == b, "batch size does not change the bits")
+        #expect(batched.succeeded == 2)
+        let summary = try ShardSummary.read(output.file("isolated/summary_rank00_shard000.json"))
+        #expect(summary.inputs == 4 && summary.written?.rows == 2)
+        #expect(summary.failures.map(\.sourceId) == ["poison", "b"])
+        #expect(summary.failures.first?.reason == "the worker ended abnormally twice")
+    }
+
     @Test func shutdownStopsWorkersOfAnAbandonedShard() {
         let items = (0..<50).map { JobItem(ordinal: $0, sourceId: "\($0)", location: .file(path: Fixtures.path("images/chelsea.jpg"))) }
         let plan = PreprocessPlan(transform: .resize(size: 64), normalization: .imagenet, alsoFlipped: false,

@@ -6,16 +6,54 @@ import VTPStorage
 
 @Suite struct ParameterTests {
     @Test func defaultsFillMissingKeys() throws {
-        #expect(try JobParameters.decode(jobType: .latents, json: "{}") == .latents(LatentsParameters()))
+        // A document without `pillow` predates the key and so means Pillow 12; new jobs get 13.
+        #expect(try JobParameters.decode(jobType: .latents, json: "{}") == .latents(LatentsParameters(pillow: .pillow12)))
         let p = LatentsParameters()
-        #expect(p.imageSize == 256 && p.normalize == .imagenet && p.dtype == .float32 && p.flip)
-        #expect(try JobParameters.decode(jobType: .features, json: "{}") == .features(FeaturesParameters()))
+        #expect(p.imageSize == 256 && p.normalize == .imagenet && p.dtype == .float32 && p.flip && p.pillow == .pillow13)
+        #expect(try JobParameters.decode(jobType: .features, json: "{}") == .features(FeaturesParameters(pillow: .pillow12)))
+        #expect(FeaturesParameters().pillow == .pillow13)
+    }
+
+    @Test func pillowIsReadInEverySpellingAndWrittenAsTheRelease() throws {
+        for (json, expected) in [(#"{"pillow": "13"}"#, PillowOption.pillow13), (#"{"pillow": 12}"#, .pillow12),
+                                 (#"{"pillow": "pillow13"}"#, .pillow13), (#"{"pillow": " 12 "}"#, .pillow12),
+                                 (#"{"pillow": null}"#, .pillow12), ("{}", .pillow12)] {
+            for type in JobType.allCases {
+                #expect(try JobParameters.decode(jobType: type, json: json).pillow == expected, "\(type): \(json)")
+            }
+        }
+        #expect(JobParameters.latents(LatentsParameters()).json().contains(#""pillow":"13""#))
+        #expect(JobParameters.features(FeaturesParameters(pillow: .pillow12)).json().contains(#""pillow":"12""#))
+        #expect(JobParameters.clipEmbed(ClipEmbedParameters()).json().contains(#""pillow":"13""#))
+        #expect(JobParameters.clipScore(ClipScoreParameters()).json().contains(#""pillow":"13""#))
+        for bad in [#"{"pillow": "14"}"#, #"{"pillow": 11}"#, #"{"pillow": true}"#, #"{"pillow": "pillow"}"#] {
+            #expect { try JobParameters.decode(jobType: .latents, json: bad) } throws: {
+                guard case let .invalidParameter(field, detail) = $0 as? JobError else { return false }
+                return field == "pillow" && detail.contains("12 or 13")
+            }
+        }
+        #expect(PillowOption(name: "PILLOW12") == .pillow12 && PillowOption(name: "12.0") == nil)
+    }
+
+    @Test func labelClassesRoundTripAndStayOutOfDocumentsWithoutThem() throws {
+        for type in JobType.allCases {
+            var parameters = try JobParameters.decode(jobType: type, json: "{}")
+            #expect(parameters.labelClasses.isEmpty && !parameters.json().contains("label_classes"))
+            parameters.labelClasses = ["cat", "dog"]
+            #expect(parameters.json().contains(#""label_classes":["cat","dog"]"#))
+            let back = try JobParameters.decode(jobType: type, json: parameters.json())
+            #expect(back == parameters && back.labelClasses == ["cat", "dog"])
+        }
+        #expect { try JobParameters.decode(jobType: .latents, json: #"{"label_classes": "cat"}"#) } throws: {
+            guard case let .invalidParameter(field, _) = $0 as? JobError else { return false }
+            return field == "label_classes"
+        }
     }
 
     @Test func jsonRoundTripsAndIsCanonical() throws {
         let latents = JobParameters.latents(LatentsParameters(imageSize: 512, normalize: .half, dtype: .bfloat16, batchSize: 8, flip: false))
-        #expect(latents.json() == #"{"batch_size":8,"dtype":"bfloat16","flip":false,"image_size":512,"normalize":"half","precision":"fp32"}"#)
-        var bf16 = LatentsParameters()
+        #expect(latents.json() == #"{"batch_size":8,"dtype":"bfloat16","flip":false,"image_size":512,"normalize":"half","pillow":"13","precision":"fp32"}"#)
+        var bf16 = LatentsParameters(pillow: .pillow12)
         bf16.precision = .bf16
         #expect(try JobParameters.decode(jobType: .latents, json: #"{"precision": "bf16"}"#) == .latents(bf16))
         #expect(JobParameters.latents(bf16).precision == .bf16)

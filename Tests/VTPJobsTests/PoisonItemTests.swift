@@ -96,7 +96,7 @@ import Glibc
             _ = try await ShardExecutor().run(task(items, output: disk.path, shard: 4))
             Issue.record("the write should not fit")
         } catch let error as JobError {
-            #expect("\(error)".contains("No space left on device"), "\(error)")
+            #expect("\(error)".contains("no space left on device"), "\(error)")
         }
         #expect(disk.entries() == [], "no sidecar, summary or temporary file of the failed write: \(disk.entries())")
 

@@ -33,6 +33,7 @@ import VTPTestSupport
         batch_size = 16   # trailing comment
         prefetch = 4
         precision = "bf16"
+        pillow = 12
         [coordinator]
         endpoint = 'ipc:///tmp/vtp.sock'
         lease_seconds = 1_200
@@ -43,6 +44,7 @@ import VTPTestSupport
         defer { dir.remove() }
         let s = try ClusterSettings.load(path: path, environment: [:])
         #expect(s.worker.batchSize == 16 && s.worker.prefetch == 4 && s.worker.precision == "bf16")
+        #expect(s.worker.pillow == "12" && ClusterSettings().worker.pillow == "13")
         #expect(s.coordinator.endpoint == "ipc:///tmp/vtp.sock" && s.coordinator.leaseSeconds == 1200)
         #expect(s.coordinator.maxPrefetchPerWorker == 8 && ClusterSettings().coordinator.maxPrefetchPerWorker == 4)
         #expect(s.resolveOutput("latents/run1") == "/data/out/latents/run1")
@@ -54,6 +56,9 @@ import VTPTestSupport
         ("[worker]\nbatch = 8", "vtp.toml:2: worker.batch: unknown key"),
         ("[worker]\nbatch_size = 0", "worker.batch_size: must be between 1 and 4096, got 0"),
         ("[worker]\nprecision = \"fp16\"", "worker.precision: must be fp32 or bf16, got 'fp16'"),
+        ("[worker]\npillow = 14", "worker.pillow: must be 12 or 13 (the Pillow release whose resampling jobs reproduce), got '14'"),
+        ("[worker]\npillow = \"latest\"", "worker.pillow: must be 12 or 13"),
+        ("[worker]\npillow = 13.0", "vtp.toml:2: worker.pillow: expected 12 or 13, found a number"),
         ("[coordinator]\nmax_prefetch_per_worker = 0", "coordinator.max_prefetch_per_worker: must be between 1 and 64, got 0"),
         ("[coordinator]\nmax_prefetch_per_worker = \"4\"", "vtp.toml:2: coordinator.max_prefetch_per_worker: expected an integer, found a string"),
         ("[coordinator]\nendpoint = \"tcp://0.0.0.0:5555\"", "is not a loopback address"),

@@ -30,11 +30,15 @@ public enum VTPExecutable {
             .deletingLastPathComponent().appendingPathComponent(".build/debug/vtp").path
     }
 
-    /// Runs `vtp` with `arguments`; returns exit status, standard output and standard error.
+    /// Runs `vtp` with `arguments` (in `directory`, with `environment` added to this process's,
+    /// when given); returns exit status, standard output and standard error.
     @discardableResult
-    public static func run(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    public static func run(_ arguments: [String], stdin: String? = nil, directory: String? = nil,
+                           environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.arguments = arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

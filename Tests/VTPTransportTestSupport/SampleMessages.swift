@@ -45,6 +45,7 @@ public enum SampleMessages {
                                     heldShards: [-7, 3, Int64.max])),
         .drain(reason: "SIGTERM"),
         .disconnect(reason: "shutting down"),
+        .crashed(signal: 6, reason: "signal 6, SIGABRT"),
     ]
 
     /// Messages the coordinator sends.
@@ -52,6 +53,12 @@ public enum SampleMessages {
         assign,
         .assignShard(AssignShardMessage(jobID: Int64.min, shardID: 0, leaseToken: token, jobType: "clip",
                                         parametersJSON: "", modelPath: "", outputDirectory: "", items: [])),
+        .assignShard(AssignShardMessage(jobID: 3, shardID: 12, leaseToken: token, jobType: "latents",
+                                        parametersJSON: "{}", modelPath: "/m", outputDirectory: "/o",
+                                        items: [JobItem(ordinal: 5, sourceId: "ok", location: .file(path: "/i/5.png"))], isolated: true,
+                                        excluded: [ExcludedItem(ordinal: 4, sourceId: "poison", reason: "crashed workers twice"),
+                                                   ExcludedItem(ordinal: 6, sourceId: "", reason: "")])),
+        .progress(shardID: 12, itemsDone: 1),
         .cancel(.shard(5), reason: "lease expired"),
         .cancel(.job(6), reason: ""),
         .heartbeat(HeartbeatMessage(sequence: 1)),

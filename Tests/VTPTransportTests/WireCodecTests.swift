@@ -105,7 +105,8 @@ extension SerialTransportTests {
             let header = Array("VTP".utf8) + [WireMessage.protocolVersion]
             // A forged item count far beyond the frame must fail before any allocation.
             var assign = try SampleMessages.assign.encoded()
-            let countOffset = assign.count - (try itemsByteCount(SampleMessages.assign)) - 4
+            // The items, then the isolation flag and an empty excluded list, end the frame.
+            let countOffset = assign.count - (try itemsByteCount(SampleMessages.assign)) - 4 - 5
             assign.replaceSubrange(countOffset..<countOffset + 4, with: [0xFF, 0xFF, 0x00, 0x00])
             #expect(throws: WireDecodeError.truncated(field: "assignShard.items", needed: 0xFFFF * 19, available: assign.count - countOffset - 4)) {
                 try WireMessage.decode(assign)

@@ -58,7 +58,33 @@ struct WorkerCoreTests {
         _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
         #expect(sent(core.handle(.progress(shardID: a.shardID, itemsDone: 4), at: Self.at(0.5)))
             == [.progress(shardID: a.shardID, itemsDone: 4)])
-        #expect(core.handle(.progress(shardID: 999, itemsDone: 4), at: Self.at(0.6)).isEmpty)
+        // Not the running shard: nothing is sent, and a waiting executor would be let go.
+        #expect(core.handle(.progress(shardID: 999, itemsDone: 4), at: Self.at(0.6)) == [.acknowledge(shardID: 999, itemsDone: .max)])
+    }
+
+    @Test func anIsolatedShardStartsEachItemOnlyOnceTheCoordinatorEchoedItsProgress() {
+        var core = makeCore()
+        var a = assignment(0)
+        a.isolated = true
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        #expect(sent(core.handle(.progress(shardID: a.shardID, itemsDone: 0), at: Self.at(0.1))) == [.progress(shardID: a.shardID, itemsDone: 0)])
+        #expect(core.handle(.received(.progress(shardID: a.shardID, itemsDone: 0)), at: Self.at(0.2))
+            == [.acknowledge(shardID: a.shardID, itemsDone: 0)])
+        // An echo for a shard not running (a late one) releases nothing.
+        #expect(core.handle(.received(.progress(shardID: 999, itemsDone: 3)), at: Self.at(0.3)).isEmpty)
+        // Cancelled mid-shard: no acknowledgement will come, so the executor stops waiting at once.
+        let cancelled = core.handle(.received(.cancel(.shard(a.shardID), reason: "lease lost")), at: Self.at(0.4))
+        #expect(cancelled.contains(.acknowledge(shardID: a.shardID, itemsDone: .max)))
+        #expect(core.handle(.progress(shardID: a.shardID, itemsDone: 1), at: Self.at(0.5)) == [.acknowledge(shardID: a.shardID, itemsDone: .max)])
+    }
+
+    @Test func aSecondShutdownReleasesTheRunningShardFromWaiting() {
+        var core = makeCore()
+        var a = assignment(0)
+        a.isolated = true
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        _ = core.handle(.shutdownRequested, at: Self.at(0.1))
+        #expect(core.handle(.shutdownRequested, at: Self.at(0.2)).contains(.acknowledge(shardID: a.shardID, itemsDone: .max)))
     }
 
     @Test func cancelDropsAQueuedShardAndDiscardsARunningOnesResult() {
@@ -68,7 +94,8 @@ struct WorkerCoreTests {
         _ = core.handle(.received(.assignShard(b)), at: Self.at(0))
         #expect(sent(core.handle(.received(.cancel(.shard(b.shardID), reason: "lease lost")), at: Self.at(0.1))) == [.credit(1)])
         #expect(core.queued.isEmpty)
-        #expect(core.handle(.received(.cancel(.job(1), reason: "job cancelled")), at: Self.at(0.2)).isEmpty)
+        #expect(core.handle(.received(.cancel(.job(1), reason: "job cancelled")), at: Self.at(0.2))
+            == [.acknowledge(shardID: a.shardID, itemsDone: .max)])
         #expect(core.runningCancelled)
         let finished = core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, .done([]), seconds: 1), at: Self.at(1))
         #expect(sent(finished) == [.credit(1)])  // no shardDone for a lease the coordinator revoked
@@ -159,6 +186,7 @@ struct WorkerCoreTests {
         let forced = core.handle(.shutdownRequested, at: Self.at(2))
         #expect(forced == [.send(.shardFailed(ShardFailedMessage(shardID: a.shardID, leaseToken: a.leaseToken,
                                                                  error: "handed back: worker stopped"))),
+                           .acknowledge(shardID: a.shardID, itemsDone: .max),
                            .send(.disconnect(reason: "worker stopped")), .exit])
     }
 

@@ -22,6 +22,11 @@ public func fuzzManifest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
                 }
                 require((try? ItemLocation(encoded: item.location.encoded)) == item.location,
                         "location '\(item.location.encoded)' does not round-trip")
+                // A label that names a class (names were given) is an index of the class list.
+                if !listing.classes.isEmpty, let label = item.label {
+                    require(listing.classes.indices.contains(label),
+                            "label \(label) of '\(item.sourceId)' is outside the \(listing.classes.count) classes")
+                }
                 if let metadata = item.metadata {
                     // Metadata is stored and shipped as JSON object text.
                     guard case .object? = try? JSONValue(json: metadata) else {

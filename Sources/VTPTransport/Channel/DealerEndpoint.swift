@@ -1,5 +1,7 @@
 import CZeroMQ
+import Dispatch
 import Logging
+import Synchronization
 
 /// CURVE settings of the worker side.
 public struct CurveClientSecurity: Sendable, Equatable {
@@ -48,14 +50,17 @@ public final class DealerEndpoint: Sendable {
     public let inbound: AsyncStream<DealerInbound>
     public let configuration: DealerConfiguration
     private let core: EndpointCore
+    private let handshakes: HandshakeWatch
 
     public init(context: ZMQContext, configuration: DealerConfiguration,
                 logger: Logger = Logger(label: "vtp.transport.dealer")) throws(TransportError) {
         let endpoint = try EndpointAddress(configuration.endpoint)
         try configuration.identity.validateAsRoutingID()
         self.configuration = configuration
+        let handshakes = HandshakeWatch(publicKey: configuration.curve?.clientKeys.publicKey.z85, logger: logger)
+        self.handshakes = handshakes
         let make: @Sendable () throws(ZMQError) -> ZMQSocket = {
-            try Self.makeSocket(context: context, configuration: configuration, endpoint: endpoint)
+            try Self.makeSocket(context: context, configuration: configuration, endpoint: endpoint, logger: logger)
         }
         let socket: ZMQSocket
         do { socket = try make() } catch { throw .zmq(error) }
@@ -66,11 +71,16 @@ public final class DealerEndpoint: Sendable {
             makeSocket: { try make() },
             deliver: { continuation.yield(Self.decode($0)) },
             onFinish: { continuation.finish() },
+            observe: { handshakes.observe($0) },
             logger: logger)
         core.start(name: "vtp-dealer-io")
     }
 
     deinit { core.requestStop() }
+
+    /// Why the coordinator refused this worker's last handshake (its CURVE key not authorized),
+    /// until a handshake succeeds; nil when it never refused. The refusal is also logged once.
+    public var handshakeRejection: HandshakeRejection? { handshakes.rejection }
 
     /// Queues `message` for the coordinator. Throws `.wouldBlock` when the outgoing queue is full, or
     /// when libzmq dropped the session after a failed handshake (e.g. the coordinator refused this
@@ -84,6 +94,20 @@ public final class DealerEndpoint: Sendable {
         try await core.perform { .send(frames: [body], peer: nil, completion: $0) }.get()
     }
 
+    /// ``send(_:)`` for a thread that cannot await (a crash reporter): blocks until the message is
+    /// queued in libzmq or `timeout` seconds pass. Returns whether it was queued.
+    public func sendBlocking(_ message: WireMessage, timeout: Double) -> Bool {
+        guard message.type.direction.allows(.workerToCoordinator), let body = try? message.encoded() else { return false }
+        let done = DispatchSemaphore(value: 0)
+        let queued = Mutex(false)
+        core.submit(.send(frames: [body], peer: nil, completion: { result in
+            if case .success = result { queued.withLock { $0 = true } }
+            done.signal()
+        }))
+        guard done.wait(timeout: .now() + timeout) == .success else { return false }
+        return queued.withLock { $0 }
+    }
+
     /// Closes the socket, dropping anything still queued, and connects a fresh one with the same
     /// identity. The caller sends `register` again afterwards.
     public func reconnect() async throws(TransportError) {
@@ -94,7 +118,7 @@ public final class DealerEndpoint: Sendable {
     public func shutdown() async { await core.stop() }
 
     private static func makeSocket(context: ZMQContext, configuration: DealerConfiguration,
-                                   endpoint: EndpointAddress) throws(ZMQError) -> ZMQSocket {
+                                   endpoint: EndpointAddress, logger: Logger) throws(ZMQError) -> ZMQSocket {
         let socket = try ZMQSocket(context: context, type: .dealer)
         try CommonSocketOptions(lingerMilliseconds: configuration.lingerMilliseconds,
                                 maxMessageBytes: configuration.maxMessageBytes,
@@ -107,6 +131,11 @@ public final class DealerEndpoint: Sendable {
             try socket.setOption(ZMQ_CURVE_SERVERKEY, bytes: Array(curve.serverPublicKey.z85.utf8), name: "ZMQ_CURVE_SERVERKEY")
             try socket.setOption(ZMQ_CURVE_PUBLICKEY, bytes: Array(curve.clientKeys.publicKey.z85.utf8), name: "ZMQ_CURVE_PUBLICKEY")
             try socket.setOption(ZMQ_CURVE_SECRETKEY, bytes: Array(curve.clientKeys.secretKey.z85.utf8), name: "ZMQ_CURVE_SECRETKEY")
+        }
+        // Before connecting, so the first handshake is seen too. The monitor only explains
+        // failures; a socket without one still works.
+        do { try socket.startMonitor(events: ZMQSocketEvent.handshakeEvents) } catch {
+            logger.warning("cannot monitor the connection to \(configuration.endpoint); a refused key will show only as silence: \(error)")
         }
         try socket.connect(endpoint.description)
         return socket

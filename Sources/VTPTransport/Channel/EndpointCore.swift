@@ -31,6 +31,8 @@ final class EndpointCore: @unchecked Sendable {
     private let makeSocket: @Sendable () throws -> ZMQSocket
     private let deliver: @Sendable (ReceivedMessage) -> Void
     private let onFinish: @Sendable () -> Void
+    /// Hears the events of the socket's monitor, when `makeSocket` started one.
+    private let observe: (@Sendable (ZMQSocketEvent) -> Void)?
     private let logger: Logger
 
     /// Most messages received per wake-up before commands get a turn again.
@@ -38,12 +40,13 @@ final class EndpointCore: @unchecked Sendable {
 
     init(socket: ZMQSocket, makeSocket: @escaping @Sendable () throws -> ZMQSocket,
          deliver: @escaping @Sendable (ReceivedMessage) -> Void, onFinish: @escaping @Sendable () -> Void,
-         logger: Logger) throws(TransportError) {
+         observe: (@Sendable (ZMQSocketEvent) -> Void)? = nil, logger: Logger) throws(TransportError) {
         do { wakeup = try WakeupPipe() } catch { throw .zmq(error) }
         self.socket = socket
         self.makeSocket = makeSocket
         self.deliver = deliver
         self.onFinish = onFinish
+        self.observe = observe
         self.logger = logger
     }
 
@@ -124,9 +127,11 @@ final class EndpointCore: @unchecked Sendable {
     private func loop() {
         while true {
             guard let current = socket else { return }
+            let monitor = observe == nil ? nil : current.monitor
             let readiness: ZMQPoll.Readiness
             do {
-                readiness = try ZMQPoll.readable(sockets: [current], fileDescriptors: [wakeup.readDescriptor], timeoutMilliseconds: -1)
+                readiness = try ZMQPoll.readable(sockets: [current] + (monitor.map { [$0.socket] } ?? []),
+                                                 fileDescriptors: [wakeup.readDescriptor], timeoutMilliseconds: -1)
             } catch {
                 logger.error("poll failed; closing endpoint", metadata: ["error": "\(error)"])
                 return
@@ -144,6 +149,17 @@ final class EndpointCore: @unchecked Sendable {
                 execute(command)
             }
             if readiness.sockets[0] || !commands.isEmpty { receiveAvailable() }
+            if let monitor, readiness.sockets[1] { observeEvents(monitor) }
+        }
+    }
+
+    private func observeEvents(_ monitor: ZMQSocketMonitor) {
+        do {
+            while let event = try monitor.nextEvent() { observe?(event) }
+        } catch {
+            // Without its monitor the socket still works; a failing one would make every poll return at once.
+            logger.warning("socket monitor failed; connection events are no longer reported", metadata: ["error": "\(error)"])
+            socket?.stopMonitor()
         }
     }
 

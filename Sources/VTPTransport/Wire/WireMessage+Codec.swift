@@ -46,6 +46,14 @@ extension WireMessage {
                 try w.optionalString(item.caption, field: "assignShard.items[].caption", limit: WireLimits.longText)
                 try w.optionalString(item.metadata, field: "assignShard.items[].metadata", limit: WireLimits.longText)
             }
+            w.u8(m.isolated ? 1 : 0)
+            try w.count(m.excluded.count, field: "assignShard.excluded", limit: WireLimits.itemsPerShard)
+            for item in m.excluded {
+                try requireNonNegative(item.ordinal, "assignShard.excluded[].ordinal")
+                w.i64(Int64(item.ordinal))
+                try w.string(item.sourceId, field: "assignShard.excluded[].sourceID", limit: WireLimits.shortText)
+                try w.string(item.reason, field: "assignShard.excluded[].reason", limit: WireLimits.longText)
+            }
         case .progress(let shardID, let itemsDone):
             w.i64(shardID)
             w.u32(itemsDone)
@@ -94,6 +102,12 @@ extension WireMessage {
             try w.string(reason, field: "cancel.reason", limit: WireLimits.longText)
         case .disconnect(let reason):
             try w.string(reason, field: "disconnect.reason", limit: WireLimits.longText)
+        case .crashed(let signal, let reason):
+            guard signal > 0, signal < 128 else {
+                throw .invalidValue(field: "crashed.signal", reason: "must be a signal number 1...127, got \(signal)")
+            }
+            w.u32(UInt32(signal))
+            try w.string(reason, field: "crashed.reason", limit: WireLimits.longText)
         }
         return w.bytes
     }
@@ -172,9 +186,25 @@ extension WireMessage {
                 items.append(JobItem(ordinal: ordinal, sourceId: sourceID, location: location, label: label, caption: caption,
                                      metadata: metadata))
             }
+            let isolated: Bool
+            switch try r.u8("assignShard.isolated") {
+            case 0: isolated = false
+            case 1: isolated = true
+            case let flag: throw .invalidValue(field: "assignShard.isolated", reason: "flag \(flag), expected 0 or 1")
+            }
+            // Smallest excluded item: ordinal + two empty strings.
+            let excludedCount = try r.count("assignShard.excluded", limit: WireLimits.itemsPerShard, minimumElementBytes: 16)
+            var excluded: [ExcludedItem] = []
+            excluded.reserveCapacity(excludedCount)
+            for _ in 0..<excludedCount {
+                let ordinal = try readOrdinal(&r, "assignShard.excluded[].ordinal")
+                let sourceID = try r.string("assignShard.excluded[].sourceID", limit: WireLimits.shortText)
+                let reason = try r.string("assignShard.excluded[].reason", limit: WireLimits.longText)
+                excluded.append(ExcludedItem(ordinal: ordinal, sourceId: sourceID, reason: reason))
+            }
             message = .assignShard(AssignShardMessage(
                 jobID: jobID, shardID: shardID, leaseToken: token, jobType: jobType, parametersJSON: parameters,
-                modelPath: modelPath, outputDirectory: outputDirectory, items: items))
+                modelPath: modelPath, outputDirectory: outputDirectory, items: items, isolated: isolated, excluded: excluded))
         case .progress:
             let shardID = try r.i64("progress.shardID")
             let done = try r.u32("progress.itemsDone")
@@ -242,6 +272,12 @@ extension WireMessage {
             message = .cancel(scope, reason: try r.string("cancel.reason", limit: WireLimits.longText))
         case .disconnect:
             message = .disconnect(reason: try r.string("disconnect.reason", limit: WireLimits.longText))
+        case .crashed:
+            let signal = try r.u32("crashed.signal")
+            guard signal > 0, signal < 128 else {
+                throw .invalidValue(field: "crashed.signal", reason: "expected a signal number 1...127, got \(signal)")
+            }
+            message = .crashed(signal: Int32(signal), reason: try r.string("crashed.reason", limit: WireLimits.longText))
         }
         try r.finish()
         return message

@@ -78,9 +78,17 @@ public struct AssignShardMessage: Hashable, Sendable {
     public var outputDirectory: String
     /// The shard's unfinished items, with their job-wide ordinals.
     public var items: [JobItem]
+    /// Process the items one at a time and wait for the coordinator to acknowledge each item's
+    /// `progress` before starting it (``ShardTask/isolated``).
+    public var isolated: Bool
+    /// Items of the shard not to process, already failed for crashing workers.
+    public var excluded: [ExcludedItem]
 
     public init(jobID: Int64, shardID: Int64, leaseToken: LeaseToken, jobType: String, parametersJSON: String,
-                modelPath: String, outputDirectory: String, items: [JobItem]) {
+                modelPath: String, outputDirectory: String, items: [JobItem], isolated: Bool = false,
+                excluded: [ExcludedItem] = []) {
+        self.isolated = isolated
+        self.excluded = excluded
         self.jobID = jobID
         self.shardID = shardID
         self.leaseToken = leaseToken
@@ -159,13 +167,15 @@ public enum WireMessageType: UInt8, Sendable, CaseIterable {
     case drain = 0x08
     case cancel = 0x09
     case disconnect = 0x0A
+    case crashed = 0x0B
 
     /// Who may send this type.
     public var direction: WireDirection {
         switch self {
-        case .register, .credit, .progress, .shardDone, .shardFailed: .workerToCoordinator
+        case .register, .credit, .shardDone, .shardFailed, .crashed: .workerToCoordinator
         case .assignShard, .cancel: .coordinatorToWorker
-        case .heartbeat, .drain, .disconnect: .both
+        // From the coordinator, `progress` acknowledges the worker's (isolated shards wait for it).
+        case .heartbeat, .drain, .disconnect, .progress: .both
         }
     }
 }
@@ -177,8 +187,10 @@ public enum WireDirection: Sendable {
     func allows(_ other: WireDirection) -> Bool { self == .both || self == other }
 }
 
-/// Every message of protocol version 3 (2: items carry job-wide 64-bit ordinals and metadata;
-/// 3: `register` carries the worker's session nonce, a worker's `heartbeat` the shards it holds).
+/// Every message of protocol version 4 (2: items carry job-wide 64-bit ordinals and metadata;
+/// 3: `register` carries the worker's session nonce, a worker's `heartbeat` the shards it holds;
+/// 4: `assignShard` carries the isolation flag and the excluded items, the coordinator echoes
+/// `progress` as its acknowledgement, and a dying worker sends `crashed`).
 ///
 /// Frame layout: `"VTP"` magic, version byte, type byte, then the type's fields in order. Integers are
 /// little-endian; strings are a u32 byte length then UTF-8; optionals a 0/1 byte then the value; arrays a
@@ -189,7 +201,8 @@ public enum WireMessage: Hashable, Sendable {
     /// Worker grants `n` more shard slots ("ready").
     case credit(UInt32)
     case assignShard(AssignShardMessage)
-    /// Worker reports `itemsDone` items of a shard processed so far.
+    /// Worker reports `itemsDone` items of a shard processed so far (in an isolated shard: it is
+    /// about to start item `itemsDone`). The coordinator echoes it back once it has noted it.
     case progress(shardID: Int64, itemsDone: UInt32)
     case shardDone(ShardDoneMessage)
     case shardFailed(ShardFailedMessage)
@@ -199,9 +212,11 @@ public enum WireMessage: Hashable, Sendable {
     case cancel(CancelScope, reason: String)
     /// Orderly goodbye from either side.
     case disconnect(reason: String)
+    /// Worker's last word: it is dying of fatal signal `signal` (sent from its crash handler).
+    case crashed(signal: Int32, reason: String)
 
     public static let magic: [UInt8] = Array("VTP".utf8)
-    public static let protocolVersion: UInt8 = 3
+    public static let protocolVersion: UInt8 = 4
     static let headerBytes = 5
 
     public var type: WireMessageType {
@@ -216,6 +231,7 @@ public enum WireMessage: Hashable, Sendable {
         case .drain: .drain
         case .cancel: .cancel
         case .disconnect: .disconnect
+        case .crashed: .crashed
         }
     }
 }

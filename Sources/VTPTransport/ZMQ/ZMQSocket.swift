@@ -38,7 +38,27 @@ public final class ZMQSocket {
         try setOption(ZMQ_LINGER, Self.defaultLingerMilliseconds, name: "ZMQ_LINGER")
     }
 
+    /// The monitor started with ``startMonitor(events:)``; closed after this socket.
+    public private(set) var monitor: ZMQSocketMonitor?
+
     deinit { zmq_close(handle) }
+
+    /// Starts publishing this socket's `events` (a `ZMQ_EVENT_*` mask) to a new ``monitor``,
+    /// replacing any earlier one. Connection events then arrive whatever the peer's application does,
+    /// e.g. a refused CURVE key, which the socket itself only reports as silence.
+    @discardableResult
+    public func startMonitor(events: Int32) throws(ZMQError) -> ZMQSocketMonitor {
+        let started = try ZMQSocketMonitor(monitoring: self, events: events)
+        monitor = started
+        return started
+    }
+
+    /// Stops and closes the ``monitor`` (e.g. after it failed), leaving the socket as it is.
+    public func stopMonitor() {
+        guard monitor != nil else { return }
+        zmq_socket_monitor(handle, nil, 0)
+        monitor = nil
+    }
 
     // MARK: Options
 

@@ -22,14 +22,17 @@ struct BenchCommand: AsyncParsableCommand {
             abstract: "Images/s of encode, decode and CLIP features, with GFLOP/s against this machine's sgemm.")
 
         @Option(help: "Checkpoint directory.") var model: String
-        @Option(help: "Images (or texts) per batch.") var batch: Int = 8
-        @Option(help: "Timed iterations per operation (the best is reported).") var iterations: Int = 3
-        @Option(help: "Threads (default: all cores).") var threads: Int?
+        @Option(parsing: .unconditional, help: "Images (or texts) per batch.") var batch: Int = 8
+        @Option(parsing: .unconditional, help: "Timed iterations per operation (the best is reported).") var iterations: Int = 3
+        @Option(parsing: .unconditional, help: "Threads (default: all cores).") var threads: Int?
         @Option(help: "Compute precision: fp32 or bf16 (independent of the checkpoint's stored dtype).")
         var precision: ComputePrecision = .fp32
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
+            guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+            guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1, got \(iterations)") }
+            if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
             let vtp = try VTPModel(directory: model, threads: threads, precision: precision)
             let loadedRSS = ModelBenchmark.maxResidentBytes
             let threads = vtp.pool.threads
@@ -65,7 +68,7 @@ struct BenchCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Prompts/s of the CLIP tokenizer on one core (caption-like prompts, built deterministically).")
 
-        @Option(help: "Number of prompts.") var prompts: Int = 100_000
+        @Option(parsing: .unconditional, help: "Number of prompts.") var prompts: Int = 100_000
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -74,7 +77,8 @@ struct BenchCommand: AsyncParsableCommand {
             let styles = ["a photo of a", "a blurry photo of the", "an illustration of a", "a close-up photo of a",
                           "a painting of the", "a black and white photo of a", "a cropped photo of the", "a 3D render of a"]
             let tails = ["", " at night", " in the rain", ", high resolution", " on a white background", " taken in 1998"]
-            let texts = (0..<max(1, prompts)).map { i in
+            guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1, got \(prompts)") }
+            let texts = (0..<prompts).map { i in
                 "\(styles[i % styles.count]) \(subjects[(i / 8) % subjects.count])\(tails[(i / 3) % tails.count]) #\(i % 997)"
             }
             let tokenizer = try CLIPTokenizer.bundled()
@@ -91,19 +95,35 @@ struct BenchCommand: AsyncParsableCommand {
 
     struct Image: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Milliseconds per image to decode a file and apply adm-center-crop (one core).")
+            abstract: "Milliseconds per image to decode a file and apply adm-center-crop (one core).",
+            discussion: "Without --image the built-in sample is used: the 500x375 baseline JPEG of examples/bench/, compiled into vtp so the benchmark runs from any directory.")
 
-        @Option(help: "Image file (default: examples/bench/coffee_500x375.jpg).") var image = "examples/bench/coffee_500x375.jpg"
-        @Option(help: "Target size.") var size: Int = 256
-        @Option(help: "Iterations.") var iterations: Int = 200
+        @Option(help: "Image file (default: the built-in 500x375 JPEG sample, examples/bench/coffee_500x375.jpg).") var image: String?
+        @Option(parsing: .unconditional, help: "Target size.") var size: Int = 256
+        @Option(parsing: .unconditional, help: "Iterations.") var iterations: Int = 200
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let ms = try ImageBenchmark.run(path: image, iterations: iterations, size: size)
-            if json {
-                print("{\"image\": \"\(image)\", \"size\": \(size), \"ms_per_image\": \(ms)}")
+            guard size >= 1 else { throw ValidationError("--size must be at least 1, got \(size)") }
+            guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1, got \(iterations)") }
+            let data: Data, name: String
+            if let image {
+                let url = URL(fileURLWithPath: image)
+                do { data = try Data(contentsOf: url) } catch {
+                    throw CLIError("--image \(image): \(FileErrorText.reason(error, at: url.path))")
+                }
+                name = image
             } else {
-                print(String(format: "decode + adm-center-crop %d of %@: %.2f ms/image (one core)", size, image as NSString, ms))
+                data = BenchSample.jpeg
+                name = BenchSample.name
+            }
+            let ms = try ImageBenchmark.run(data: data, source: name, iterations: iterations, size: size)
+            if json {
+                let object: [String: Any] = ["image": name, "image_bytes": data.count, "size": size, "ms_per_image": ms]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
+                             as: UTF8.self))
+            } else {
+                print(String(format: "decode + adm-center-crop %d of %@: %.2f ms/image (one core)", size, name as NSString, ms))
             }
         }
     }
@@ -116,10 +136,12 @@ struct BenchCommand: AsyncParsableCommand {
 
         @Option(help: "PostgreSQL URL (migrated with vtp db migrate). Default: a temporary private server.")
         var database: String?
-        @Option(help: "One-item shards to claim and complete.") var shards: Int = 5000
-        @Option(help: "Concurrent claiming connections.") var claimers: Int = 4
+        @Option(parsing: .unconditional, help: "One-item shards to claim and complete.") var shards: Int = 5000
+        @Option(parsing: .unconditional, help: "Concurrent claiming connections.") var claimers: Int = 4
 
         func run() async throws {
+            guard shards >= 1 else { throw ValidationError("--shards must be at least 1, got \(shards)") }
+            guard claimers >= 1 else { throw ValidationError("--claimers must be at least 1, got \(claimers)") }
             var server: EmbeddedPostgres?
             let url: String
             if let database {

@@ -47,7 +47,7 @@ enum ClusterSetup {
         let listPath = ClusterSettings.expandTilde(s.authorizedWorkerKeysFile)
         let text: String
         do { text = try String(contentsOfFile: listPath, encoding: .utf8) } catch {
-            throw ValidationError("\(listPath): cannot read the authorized worker keys: \(error.localizedDescription)")
+            throw ValidationError("\(listPath): cannot read the authorized worker keys: \(FileErrorText.reason(error, at: listPath))")
         }
         var authorized: Set<CurveKey> = []
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

@@ -6,7 +6,11 @@ import VTPVocabulary
 import VTPImage
 import VTPSafeTensors
 
-extension PillowCompatibility: ExpressibleByArgument {}
+/// `--pillow 12|13`; `pillow12` and `pillow13` (the spelling `vtp image` first took) still work.
+extension PillowOption: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
 
 /// `vtp image ...`: decode and preprocess images exactly as the reference pipelines do.
 struct ImageCommand: ParsableCommand {
@@ -38,16 +42,16 @@ struct ImageCommand: ParsableCommand {
         @Option(help: "adm-center-crop (ADM center_crop_arr) or resize (torchvision Resize((N, N)), bilinear).")
         var transform: TransformName
 
-        @Option(help: "Output side length in pixels.")
+        @Option(parsing: .unconditional, help: "Output side length in pixels.")
         var size: Int
 
-        @Option(help: "Resampling pass order of this Pillow release: pillow12 or pillow13.")
-        var pillow: PillowCompatibility = .pillow12
+        @Option(help: "Reproduce the resampling of this Pillow release: 13 (what pip installs today) or 12 (Pillow <= 12).")
+        var pillow: PillowOption = .newJobDefault
 
-        @Option(help: "Refuse images with more pixels than this (decompression-bomb guard).")
+        @Option(parsing: .unconditional, help: "Refuse images with more pixels than this (decompression-bomb guard).")
         var maxPixels: Int = ImageDecoder.defaultMaxPixels
 
-        @Option(help: "Refuse images whose decode and preprocessing would take more bytes than this (checked from the header, before allocating).")
+        @Option(parsing: .unconditional, help: "Refuse images whose decode and preprocessing would take more bytes than this (checked from the header, before allocating).")
         var maxDecodeBytes: Int = DecodeBudget.defaultMaxBytes
 
         @Argument(help: "Input JPEG, PNG or WebP (format detected from content).")
@@ -65,9 +69,9 @@ struct ImageCommand: ParsableCommand {
         func run() throws {
             do {
                 let steps = transform.transform(size: size)
-                let budget = DecodeBudget(maxBytes: maxDecodeBytes, transform: steps, compatibility: pillow)
+                let budget = DecodeBudget(maxBytes: maxDecodeBytes, transform: steps, compatibility: pillow.compatibility)
                 let image = try ImageDecoder(maxPixels: maxPixels, budget: budget).decode(contentsOf: input)
-                let result = try steps.apply(to: image, compatibility: pillow)
+                let result = try steps.apply(to: image, compatibility: pillow.compatibility)
                 try AtomicFile.write(try ImageEncoder.png(result), to: output)
                 print("\(input): \(image.width)x\(image.height) -> \(output): \(result.width)x\(result.height)")
             } catch let error as ImageError {

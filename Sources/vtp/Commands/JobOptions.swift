@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VTPConcurrency
+import VTPDatasets
 import VTPJobs
 import VTPVocabulary
 import VTPCoordinator
@@ -22,16 +23,16 @@ struct JobOptions: ParsableArguments {
     @Option(name: .long, help: "Output directory.")
     var output: String
 
-    @Option(name: .customLong("shard-size"), help: "Items per shard (default: limits.shard_size of the configuration).")
+    @Option(name: .customLong("shard-size"), parsing: .unconditional, help: "Items per shard (default: limits.shard_size of the configuration).")
     var shardSize: Int?
 
-    @Option(name: .long, help: "Higher runs first.")
+    @Option(name: .long, parsing: .unconditional, help: "Higher runs first (may be negative).")
     var priority: Int32 = 0
 
-    @Option(name: .customLong("max-attempts"), help: "Attempts per shard before it is marked failed (default: coordinator.max_attempts).")
+    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: "Attempts per shard before it is marked failed (default: coordinator.max_attempts).")
     var maxAttempts: Int32?
 
-    @Option(name: .customLong("image-size"), help: "Square input size in pixels.")
+    @Option(name: .customLong("image-size"), parsing: .unconditional, help: "Square input size in pixels.")
     var imageSize: Int?
 
     @Option(name: .long, help: "Input normalization: imagenet or half.")
@@ -43,7 +44,12 @@ struct JobOptions: ParsableArguments {
     @Option(name: .long, help: "Compute precision: fp32 or bf16 (default: worker.precision of the configuration, fp32).")
     var precision: String?
 
-    @Option(name: .customLong("batch-size"), help: "Images per model call (default: worker.batch_size of the configuration).")
+    @Option(name: .long, help: ArgumentHelp(
+        "Pillow release whose resampling preprocessing reproduces: 13 or 12 (default: worker.pillow of the configuration, 13).",
+        discussion: "13 is what `pip install pillow` gives today; 12 is Pillow up to 12.x, which the reference fixtures were made with. They differ by a level or two on some pixels of portrait shrinks. Every worker preprocesses the job with its setting, and manifest.json records it under preprocessing.pillow."))
+    var pillow: PillowOption?
+
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per model call (default: worker.batch_size of the configuration).")
     var batchSize: Int?
 
     @Flag(name: .long, inversion: .prefixedNo, help: "latents: also store horizontally flipped latents.")
@@ -70,19 +76,21 @@ struct JobOptions: ParsableArguments {
     @Flag(name: .long, inversion: .prefixedNo, help: "clip-embed: build the FAISS index when the job finishes.")
     var index: Bool?
 
-    @Option(name: .customLong("index-exact-threshold"), help: "clip-embed: images from which an IVF index replaces exact search.")
+    @Option(name: .customLong("index-exact-threshold"), parsing: .unconditional, help: "clip-embed: images from which an IVF index replaces exact search.")
     var indexExactThreshold: Int?
 
     @Option(name: .customLong("index-encoding"), help: "clip-embed: IVF vector encoding, pq or sq8.")
     var indexEncoding: String?
 
-    @Option(name: .long, help: "clip-score: 'imagenet' or a file of class names, one per line.")
+    @Option(name: .long, help: ArgumentHelp(
+        "A file of class names, one per line, or 'imagenet': a manifest's class-name labels become their index in it; clip-score also classifies against them.",
+        discussion: "Without it, class-name labels are numbered in sorted order, as ImageFolder numbers its class folders. manifest.json records the class list under classes."))
     var classes: String?
 
     @Option(name: .long, help: "clip-score: 'openai' or a file of prompt templates ('{}' is the class name).")
     var templates: String?
 
-    @Option(name: .customLong("top-k"), help: "clip-score: labels kept per image.")
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "clip-score: labels kept per image.")
     var topK: Int?
 
     @Flag(name: .customLong("save-logits"), help: "clip-score: also store every image's logits against every class.")
@@ -98,6 +106,8 @@ struct JobOptions: ParsableArguments {
         if let dtype { document["dtype"] = dtype }
         document["batch_size"] = batchSize ?? settings.worker.batchSize
         document["precision"] = precision ?? settings.worker.precision
+        // The configuration's value was checked when it was loaded.
+        document["pillow"] = (pillow ?? PillowOption(name: settings.worker.pillow) ?? .newJobDefault).rawValue
         if let flip { document["flip"] = flip }
         if let transform { document["transform"] = transform }
         if let layers {
@@ -117,7 +127,20 @@ struct JobOptions: ParsableArguments {
         if let indexExactThreshold { document["index_exact_threshold"] = indexExactThreshold }
         if let indexEncoding { document["index_encoding"] = indexEncoding }
         // Files named here are read by workers and the finalizer, possibly elsewhere: make them absolute.
-        if let classes { document["classes"] = classes == "imagenet" ? classes : settings.resolveOutput(classes) }
+        var labelClasses: ClassList?
+        if let classes {
+            let resolved = classes == "imagenet" ? classes : settings.resolveOutput(classes)
+            if type == .clipScore {
+                document["classes"] = resolved
+            } else if let kind = try? DatasetSource.detect(input: settings.resolveOutput(input)), kind != .manifest {
+                throw ValidationError("--classes names the classes of a manifest's labels; \(input) is a \(kind.rawValue) input, whose labels it cannot rename")
+            }
+            if classes == "imagenet" {
+                labelClasses = ClassList(names: ImageNetZeroShot.classNames, source: "the ImageNet class list (--classes imagenet)")
+            } else {
+                do { labelClasses = try ClassList.read(file: resolved) } catch { throw ValidationError("--classes: \(error)") }
+            }
+        }
         if let templates { document["templates"] = templates == "openai" ? templates : settings.resolveOutput(templates) }
         if let topK { document["top_k"] = topK }
         if saveLogits { document["save_logits"] = true }
@@ -130,10 +153,14 @@ struct JobOptions: ParsableArguments {
         guard size >= 1 else { throw ValidationError("--shard-size must be at least 1, got \(size)") }
         let attempts = maxAttempts ?? Int32(settings.coordinator.maxAttempts)
         guard attempts >= 1 else { throw ValidationError("--max-attempts must be at least 1, got \(attempts)") }
+        try OutputDirectory.checkNotAFile(settings.resolveOutput(output), option: "--output")
         guard FileManager.default.fileExists(atPath: model + "/config.json") else {
             throw ValidationError("--model \(model): no config.json there (expected a model directory)")
         }
-        return JobRequest(parameters: parameters, input: settings.resolveOutput(input), output: settings.resolveOutput(output),
-                          model: settings.resolveOutput(model), shardSize: size, priority: priority, maxAttempts: attempts)
+        let request = JobRequest(parameters: parameters, input: settings.resolveOutput(input), output: settings.resolveOutput(output),
+                                 model: settings.resolveOutput(model), shardSize: size, priority: priority, maxAttempts: attempts,
+                                 labelClasses: labelClasses)
+        do { try request.checkBeforeListing() } catch { throw CLIError("\(error)") }
+        return request
     }
 }

@@ -19,7 +19,7 @@ struct JobsCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
 
-    @Option(name: .long, help: "Most jobs to list.")
+    @Option(name: .long, parsing: .unconditional, help: "Most jobs to list.")
     var limit = 100
 
     func validate() throws {
@@ -134,10 +134,10 @@ struct FailuresCommand: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
     @Argument(help: "Job id.") var id: Int64
 
-    @Option(name: .long, help: "Most failures per page.")
+    @Option(name: .long, parsing: .unconditional, help: "Most failures per page.")
     var limit = 50
 
-    @Option(name: .long, help: "Start after this item ordinal (from the previous page).")
+    @Option(name: .long, parsing: .unconditional, help: "Start after this item ordinal (from the previous page).")
     var after: Int64 = -1
 
     func validate() throws {

@@ -75,7 +75,7 @@ struct ModelCommand: AsyncParsableCommand {
         @Option(help: "Checkpoint directory.") var model: String
         @Option(help: "Input safetensors file.") var inputs: String
         @Option(help: "Output safetensors file.") var output: String
-        @Option(help: "How many of the last blocks to return as intermediate layers (default: min(4, depth)).")
+        @Option(parsing: .unconditional, help: "How many of the last blocks to return as intermediate layers (default: min(4, depth)).")
         var intermediateLayers: Int?
         @Option(help: "Compute precision: fp32 (default, matches the reference) or bf16 (as torch.autocast bfloat16).")
         var precision: ComputePrecision = .fp32
@@ -96,6 +96,7 @@ struct ModelCommand: AsyncParsableCommand {
             out.add("last_cls_token", last.classToken)
             out.add("last_patch_tokens", last.patchTokens)
             let n = intermediateLayers ?? min(4, vtp.config.visionDepth)
+            guard n >= 1 else { throw ValidationError("--intermediate-layers must be at least 1, got \(n)") }
             let normed = try vtp.intermediateLayers(pixels, .last(n), norm: true)
             let raw = try vtp.intermediateLayers(pixels, .last(n), norm: false)
             for i in 0..<n {

@@ -27,10 +27,10 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var job: JobOptions
 
-    @Option(name: .long, help: "Worker processes (default: one per 2 cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Worker processes (default: one per 2 cores).")
     var workers: Int?
 
-    @Option(name: .long, help: "Model threads per worker (default: cores / workers).")
+    @Option(name: .long, parsing: .unconditional, help: "Model threads per worker (default: cores / workers).")
     var threads: Int?
 
     @Option(name: .long, help: "Use this PostgreSQL instead of a private one.")
@@ -42,7 +42,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Ledger, sockets and worker logs (default: database.state_dir of the configuration, else <output>/.vtp-state).")
     var stateDir: String?
 
-    @Option(name: .customLong("lease-seconds"), help: "Lease of a shard without heartbeats; a killed worker's shards return after it.")
+    @Option(name: .customLong("lease-seconds"), parsing: .unconditional, help: "Lease of a shard without heartbeats; a killed worker's shards return after it.")
     var leaseSeconds: Int = 15
 
     func run() async throws {
@@ -52,7 +52,9 @@ struct RunCommand: AsyncParsableCommand {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let workerCount = workers ?? max(1, cores / 2)
         guard workerCount >= 1 else { throw ValidationError("--workers must be at least 1, got \(workerCount)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         let threadCount = threads ?? max(1, cores / workerCount)
+        try OutputDirectory.prepareWritable(request.output, option: "--output")
         let state = Self.stateDirectory(flag: stateDir, settings: settings, output: request.output)
         let quiet = ClusterSetup.logger("vtp.run", level: .warning)
         let start = ContinuousClock.now
@@ -67,6 +69,9 @@ struct RunCommand: AsyncParsableCommand {
             core: try ClusterSetup.coordinatorCore(settings, leaseSeconds: leaseSeconds),
             maxJobItems: settings.limits.maxJobItems, logger: quiet)
         let renderer = Mutex(ProgressRenderer(interactive: isatty(2) == 1))
+        if case let .clipScore(parameters) = request.parameters {
+            try await ZeroShotProgress.prepare(parameters, request: request, threads: cores, interactive: isatty(2) == 1)
+        }
         let report = try await local.run { event in
             switch event {
             case let .resumed(jobID, done, total): printError("resuming job \(jobID): \(done)/\(total) items already done")

@@ -17,7 +17,7 @@ struct SearchCommand: AsyncParsableCommand {
     @Option(help: "A clip-embed output directory (or its index/ subdirectory).") var index: String
     @Option(help: "Text query.") var text: String?
     @Option(help: "Image file query.") var image: String?
-    @Option(name: .short, help: "Number of results.") var k: Int = 10
+    @Option(name: .short, parsing: .unconditional, help: "Number of results.") var k: Int = 10
     @Option(help: "Checkpoint directory (default: the one recorded in the manifest).") var model: String?
     @Flag(help: "Print JSON.") var json = false
 

@@ -46,7 +46,7 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Include finished jobs.")
     var all = false
 
-    @Option(name: .long, help: "Most jobs to show.")
+    @Option(name: .long, parsing: .unconditional, help: "Most jobs to show.")
     var limit = 50
 
     func validate() throws {
@@ -69,10 +69,10 @@ struct TopCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
 
-    @Option(name: .long, help: "Seconds between refreshes.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds between refreshes.")
     var interval: Double = 2
 
-    @Option(name: .long, help: "Stop after this many refreshes (default: until Ctrl-C).")
+    @Option(name: .long, parsing: .unconditional, help: "Stop after this many refreshes (default: until Ctrl-C).")
     var iterations: Int?
 
     @Flag(name: .long, help: "Include finished jobs.")

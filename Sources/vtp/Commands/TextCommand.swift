@@ -26,7 +26,7 @@ struct TextTokenizeCommand: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "Number of ids per text (CLIP models use 77).")
+    @Option(name: .long, parsing: .unconditional, help: "Number of ids per text (CLIP models use 77).")
     var contextLength: Int = CLIPTokenizer.defaultContextLength
 
     @Flag(name: .long, help: "Read JSON strings from standard input, one per line, instead of arguments.")

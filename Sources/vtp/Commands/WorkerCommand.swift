@@ -27,10 +27,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("worker-id"), help: "Worker id (default: host-pid).")
     var workerID: String?
 
-    @Option(name: .long, help: "Model threads (overrides worker.threads; 0 = all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Model threads (overrides worker.threads; 0 = all cores).")
     var threads: Int?
 
-    @Option(name: .long, help: "Shards held at once (overrides worker.prefetch).")
+    @Option(name: .long, parsing: .unconditional, help: "Shards held at once (overrides worker.prefetch).")
     var prefetch: Int?
 
     @Option(name: .customLong("exit-with-parent"), help: .hidden)
@@ -75,6 +75,8 @@ struct WorkerCommand: AsyncParsableCommand {
                                      maxMessageBytes: settings.limits.maxMessageBytes)
         let worker = try Worker(options: options, handler: JobShardHandler(executor: executor), context: try ZMQContext(),
                                 logger: logger)
+        // A crash (not a kill) is reported, so the item being processed alone is blamed and no other.
+        FatalSignalReporter.install { signal in worker.reportCrash(signal: signal) }
         logger.info("worker \(id) connecting to \(settings.coordinator.endpoint) (\(threadCount) threads, prefetch \(settings.worker.prefetch))")
         let signals = SignalWatcher()
         defer { signals.stop() }

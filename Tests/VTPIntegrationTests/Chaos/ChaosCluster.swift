@@ -46,6 +46,10 @@ final class ChaosCluster {
     private var spawned = 0
     /// Extra arguments of every `vtp worker` started (e.g. a different prefetch).
     var workerArguments: [String] = []
+    /// A command that runs `vtp worker` (e.g. `prlimit --as=N --`), prefixed to workers started from now on.
+    var workerLauncher: [String] = []
+    /// How workers that died ended (restarted by ``restartDeadWorkers()``).
+    private(set) var workerEndings: [SpawnedProcess.Ending] = []
     /// Every process ever started, so tear-down reaps all of them.
     private var everything: [SpawnedProcess] = []
 
@@ -90,7 +94,8 @@ final class ChaosCluster {
     func startWorker(id: String? = nil, slot: Int? = nil) throws -> String {
         spawned += 1
         let workerID = id ?? "chaos-w\(spawned)"
-        let process = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--config", config, "--worker-id", workerID] + workerArguments,
+        let command = workerLauncher + [VTPExecutable.path, "worker", "--config", config, "--worker-id", workerID] + workerArguments
+        let process = try SpawnedProcess.start(command[0], Array(command.dropFirst()),
                                                stdout: dir.file("workers.out"), stderr: appendLog("workers"))
         everything.append(process)
         if let slot { workers[slot] = (workerID, process) } else { workers.append((workerID, process)) }
@@ -108,6 +113,20 @@ final class ChaosCluster {
         kill(victim.process.pid, SIGKILL)
         _ = reap(victim.process)
         try startWorker(id: restartWithSameID ? victim.id : nil, slot: slot)
+    }
+
+    /// What systemd's `Restart=always` does: every worker that died is started again under its id.
+    /// Returns how many were restarted.
+    @discardableResult
+    func restartDeadWorkers() throws -> Int {
+        var restarted = 0
+        for (slot, worker) in workers.enumerated() {
+            guard let ending = worker.process.poll() else { continue }
+            workerEndings.append(ending)
+            try startWorker(id: worker.id, slot: slot)
+            restarted += 1
+        }
+        return restarted
     }
 
     func killCoordinatorAndRestart() throws {
@@ -260,5 +279,24 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (status: Int32, ou
     switch ending! {
     case let .exited(status): return (status, output)
     case let .signalled(signal): return (128 + signal, output)
+    }
+}
+
+/// A process's address space, read and capped from outside (what a container memory limit does to
+/// the worker, set without restarting it).
+enum ProcessMemory {
+    /// The peak virtual size (`VmPeak` of `/proc/PID/status`), nil when the process is gone.
+    static func virtualBytes(pid: pid_t) -> UInt64? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmPeak:") }),
+              let kilobytes = UInt64(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+        return kilobytes * 1024
+    }
+
+    /// Sets the process's RLIMIT_AS (soft and hard) to `bytes` with util-linux `prlimit` (glibc
+    /// declares prlimit(2) only under _GNU_SOURCE): allocations beyond it fail.
+    static func limitAddressSpace(pid: pid_t, bytes: UInt64) throws {
+        let result = try runTool("/usr/bin/prlimit", ["--pid", String(pid), "--as=\(bytes)"])
+        guard result.status == 0 else { throw ChaosError("prlimit --pid \(pid) --as=\(bytes): \(result.output)") }
     }
 }

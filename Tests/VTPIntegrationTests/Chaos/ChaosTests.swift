@@ -170,6 +170,66 @@ struct ChaosTests {
         #expect(figures.failedItems == 3)
     }
 
+    /// An input that really crashes the worker decoding it: workers run under an address-space
+    /// limit (`prlimit --as`, as a container memory limit would) a 10,000 × 10,000 PNG does not fit
+    /// in, with the decode budget raised so the worker tries. Every run of its shard kills a worker
+    /// (restarted under its id, like systemd). The shard is retried one item at a time; the worker
+    /// reports the signal as it dies, so only the item in hand fails, with the reason, and every
+    /// good image (the one sharing its shard included) is written.
+    @Test(.timeLimit(.minutes(5)), .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "needs prlimit"))
+    func anInputThatCrashesWorkersFailsAloneAndTheRestOfItsShardIsWritten() async throws {
+        let reference = try await ChaosReference.shared.latents(scale: scale)
+        let cluster = try await ChaosCluster("chaos-crash", scale: scale, maxAttempts: 3,
+                                             extraConfig: "max_decode_bytes = 4294967296")
+        defer { cluster.tearDown() }
+        var expected = try cluster.makeInput()
+        // Last in the listing, so the workers' address space is measured on the good images first.
+        let poison = "class99/big.png"
+        try FileManager.default.createDirectory(atPath: cluster.dir.file("in/class99"), withIntermediateDirectories: true)
+        try PoisonInputs.writePNG(width: 10_000, height: 10_000, to: cluster.dir.file("in/" + poison))
+        try FileManager.default.copyItem(atPath: cluster.dir.file("in/class00/" + (try #require(try FileManager.default
+            .contentsOfDirectory(atPath: cluster.dir.file("in/class00")).sorted().first))), toPath: cluster.dir.file("in/class99/good.jpg"))
+        expected.insert("class99/good.jpg")
+        expected.insert(poison)
+        // One shard for the poison and a good image after it.
+        try cluster.start()
+        let job = try cluster.submit()
+
+        // Once every worker has run a shard, cap each at what it uses plus 200 MB: a 256-pixel image
+        // needs a few MB, the 300 MB decode of the poison cannot fit. Replacements start capped.
+        var limit: UInt64 = 0
+        let deadline = ContinuousClock.now + .seconds(scale.deadlineSeconds)
+        while limit == 0, ContinuousClock.now < deadline {
+            let record = try await cluster.ledger.job(job)
+            if record.itemsDone >= Int64(record.itemCount / 4) {
+                let sizes = cluster.workers.compactMap { ProcessMemory.virtualBytes(pid: $0.process.pid) }
+                try #require(sizes.count == cluster.workers.count, "a worker died before the limit was set\n\(cluster.logs)")
+                limit = sizes.max()! + 200 << 20
+                for worker in cluster.workers { try ProcessMemory.limitAddressSpace(pid: worker.process.pid, bytes: limit) }
+                cluster.workerLauncher = ["/usr/bin/prlimit", "--as=\(limit)", "--"]
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try #require(limit > 0, "the job never got going\n\(cluster.logs)")
+        let (seconds, _) = try await cluster.waitForFinish(job: job) { _ in try cluster.restartDeadWorkers() }
+        try cluster.restartDeadWorkers()
+
+        let failures = try await cluster.failedItems(job: job)
+        #expect(Array(failures.keys) == [poison], "\(failures)")
+        // The worker said what killed it, and the item it had in hand is named.
+        #expect(failures[poison]?.contains("crashed (signal") == true && failures[poison]?.contains("while processing this item") == true,
+                "\(failures)")
+        print("chaos crash-isolation | reason: \(failures[poison] ?? "")")
+        // The first (batched) run, then one isolated run that names the poison: two crashes, no more,
+        // each a death by signal (the crash handler re-raises it after reporting).
+        #expect(cluster.workerEndings.count == 2, "\(cluster.workerEndings)")
+        #expect(cluster.workerEndings.allSatisfy { if case .signalled = $0 { true } else { false } }, "\(cluster.workerEndings)")
+        let figures = try ChaosChecker.check("crash-isolation", output: cluster.dir.file("out"), expected: expected,
+                                             reference: reference, job: try await cluster.ledger.job(job), seconds: seconds,
+                                             faults: cluster.workerEndings.count, expectedFailures: [poison])
+        #expect(figures.failedItems == 1)
+    }
+
     /// With one attempt per shard, a frozen holder's shards fail by lease expiry (or by its session
     /// ending); when that is the job's last event the manifest must be written at once, not at the
     /// next coordinator start.

@@ -26,11 +26,12 @@ import VTPText
         rows.append(["path": "missing.png", "id": "missing", "caption": "lost"])
         let manifest = try writeManifest(rows, in: input)
         let result = try await JobRun.run(input: manifest, output: output.path, model: TinyModel.directory,
-                                          parameters: .clipEmbed(ClipEmbedParameters(dtype: .float32)), shardSize: 16)
+                                          parameters: .clipEmbed(ClipEmbedParameters(preprocessing: ClipPreprocessing(pillow: .pillow12),
+                                                                                     dtype: .float32)), shardSize: 16)
         #expect(result.manifest.format == "clip-embeddings")
         #expect(result.manifest.counts.written == 7 && result.manifest.counts.failed == 1)
         #expect(result.manifest.failures.map(\.sourceId) == ["missing"])
-        #expect(result.manifest.preprocessing == ["transform": "resize", "image_size": "256", "normalize": "imagenet"])
+        #expect(result.manifest.preprocessing == ["transform": "resize", "image_size": "256", "normalize": "imagenet", "pillow": "12"])
         for file in ["img_emb/img_emb_00000.npy", "metadata/metadata_00000.jsonl", "text_emb/text_emb_00000.npy",
                      "summary_rank00_shard000.json"] {
             #expect(FileManager.default.fileExists(atPath: output.file(file)), "\(file)")
@@ -63,7 +64,7 @@ import VTPText
         let output = try TemporaryDirectory("clip-embed-adm-out")
         defer { input.dir.remove(); output.remove() }
         try input.copy(image.name, to: image.name)
-        let parameters = ClipEmbedParameters(preprocessing: ClipPreprocessing(transform: image.transform, normalize: image.normalize),
+        let parameters = ClipEmbedParameters(preprocessing: ClipPreprocessing(transform: image.transform, normalize: image.normalize, pillow: .pillow12),
                                              dtype: .float32, text: false)
         let result = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
                                           parameters: .clipEmbed(parameters), shardSize: 4)

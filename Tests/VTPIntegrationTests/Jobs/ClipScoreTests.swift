@@ -32,7 +32,7 @@ import VTPText
         try input.write(Array("{}\n".utf8), to: "templates.txt")
         let rows: [[String: Any]] = ClipReference.texts.enumerated().map { ["path": image.name, "id": "c\($0)", "caption": $1, "label": $0] }
         let manifest = try writeManifest(rows, in: input)
-        let parameters = ClipScoreParameters(preprocessing: ClipPreprocessing(transform: image.transform, normalize: image.normalize),
+        let parameters = ClipScoreParameters(preprocessing: ClipPreprocessing(transform: image.transform, normalize: image.normalize, pillow: .pillow12),
                                              classes: input.dir.file("classes.txt"), templates: input.dir.file("templates.txt"),
                                              saveLogits: true)
         let result = try await JobRun.run(input: manifest, output: output.path, model: TinyModel.directory,

@@ -26,7 +26,7 @@ import VTPTestSupport
         try input.copy("coffee.jpg", to: "other.jpg")
 
         let result = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
-                                          parameters: .latents(LatentsParameters(normalize: normalize, batchSize: 2)),
+                                          parameters: .latents(LatentsParameters(normalize: normalize, batchSize: 2, pillow: .pillow12)),
                                           shardSize: 8)
         #expect(result.manifest.counts == RunManifest.Counts(inputs: 2, written: 2, failed: 0, shards: 1))
         let rows = try LatentRows(directory: output.path)
@@ -39,7 +39,7 @@ import VTPTestSupport
 
         // The flip row is the encoding of the mirrored preprocessed image.
         let decoded = try ImageDecoder().decode(contentsOf: input.dir.file(image))
-        let mirrored = try decoded.admCenterCrop(size: 256).horizontallyFlipped()
+        let mirrored = try decoded.admCenterCrop(size: 256, compatibility: .pillow12).horizontallyFlipped()
         let pixels = Tensor(uninitialized: [1, 3, 256, 256])
         try mirrored.writeCHW(into: UnsafeMutableBufferPointer(start: pixels.mutablePointer, count: pixels.count),
                               normalization: normalize == .imagenet ? .imagenet : .half)
@@ -155,8 +155,10 @@ import VTPTestSupport
                                  parameters: .latents(parameters), shardSize: 3)
         #expect(try snapshot(output.path) == before)
 
-        // Finalizing again alone is idempotent too.
-        try JobFinalizer.finalize(jobType: .latents, parametersJSON: JobParameters.latents(parameters).json(),
+        // Finalizing again alone is idempotent too (with the job's parameters as the ledger holds
+        // them: the listing added the tree's class names, which the manifest records).
+        #expect(manifest.classes == ["cat", "rocket"])
+        try JobFinalizer.finalize(jobType: .latents, parametersJSON: result.report.record.parametersJSON,
                                   outputDirectory: output.path, modelDirectory: TinyModel.directory, shardCount: 3)
         #expect(try snapshot(output.path) == before)
     }

@@ -236,11 +236,12 @@ struct LedgerTests {
             let b = try #require(try await ledger.claimNextShard(owner: "w1", job: job))
             let reason = "worker w1 restarted (a new process registered under its id) while holding this shard"
             // A token that is not the live lease (a lease the worker lost long ago) is skipped.
-            let released = try await ledger.releaseLeases([(a.shard, a.leaseToken), (b.shard, b.leaseToken), (b.shard, UUID())],
+            let released = try await ledger.releaseLeases([SessionLease(shard: a.shard, token: a.leaseToken), SessionLease(shard: b.shard, token: b.leaseToken),
+                                                           SessionLease(shard: b.shard, token: UUID())],
                                                           reason: reason)
             #expect(released == [ReleasedLease(shard: a.shard, token: a.leaseToken, failed: false),
                                  ReleasedLease(shard: b.shard, token: b.leaseToken, failed: false)])
-            #expect(try await ledger.releaseLeases([(a.shard, a.leaseToken)], reason: reason).isEmpty, "a repeat is a no-op")
+            #expect(try await ledger.releaseLeases([SessionLease(shard: a.shard, token: a.leaseToken)], reason: reason).isEmpty, "a repeat is a no-op")
             #expect(try await ledger.completeShard(a.shard, token: a.leaseToken, results: [.success(0, output: "late")]) == .leaseLost)
 
             // Claimable again at once (a 600 s lease did not have to run out), on the second attempt.
@@ -250,12 +251,82 @@ struct LedgerTests {
                                                   [String(job)])
             #expect(shardState == ["pending|\(reason)"])
             // The second loss of shard 0 spends its last attempt: the shard fails with the reason, items included.
-            #expect(try await ledger.releaseLeases([(again.shard, again.leaseToken)], reason: "worker w1-new stopped responding")
+            #expect(try await ledger.releaseLeases([SessionLease(shard: again.shard, token: again.leaseToken)], reason: "worker w1-new stopped responding")
                     == [ReleasedLease(shard: again.shard, token: again.leaseToken, failed: true)])
             let failures = try await ledger.failures(job: job)
             #expect(failures.map(\.sourceID) == ["img-0", "img-1"])
             #expect(failures.allSatisfy { $0.error == "shard failed after 2 attempts: worker w1-new stopped responding" })
             #expect(try await ledger.releaseLeases([], reason: "nothing").isEmpty)
+        }
+    }
+
+    /// Crash isolation in the ledger: a released or expired lease isolates its shard; a release
+    /// naming the item an isolated run crashed on fails that item alone, gives the attempt back and
+    /// returns the item as excluded from then on, and the rest of the shard completes.
+    @Test func theItemAnIsolatedRunCrashedOnIsFailedAloneAndExcluded() async throws {
+        try await withLedgerDatabase { url in
+            let ledger = Ledger(database: url, leasePolicy: LeasePolicy(leaseSeconds: 600, backoffBaseSeconds: 0, backoffCapSeconds: 0))
+            let job = try await ledger.enqueue(testJob(shardSize: 4, maxAttempts: 2), items: items(4))
+            let first = try #require(try await ledger.claimNextShard(owner: "w1", job: job))
+            #expect(!first.isolated && first.excluded.isEmpty)
+            // A batched run's crash names no item (several were in flight): the attempt counts, the shard is isolated.
+            _ = try await ledger.releaseLeases([SessionLease(shard: first.shard, token: first.leaseToken)], reason: "worker w1 crashed")
+            let second = try #require(try await ledger.claimNextShard(owner: "w2", job: job))
+            #expect(second.isolated && second.attempt == 2)
+
+            // The isolated run crashes on item 2: failed alone, and the attempt is given back (2 of 2 would fail the shard).
+            let crash = "worker w2 crashed (signal 4, SIGILL)"
+            #expect(try await ledger.releaseLeases([SessionLease(shard: second.shard, token: second.leaseToken, itemInHand: 2)],
+                                                   reason: crash) == [ReleasedLease(shard: second.shard, token: second.leaseToken, failed: false)])
+            let failures = try await ledger.failures(job: job)
+            #expect(failures.map(\.sourceID) == ["img-2"])
+            #expect(failures.first?.error.hasPrefix(crash + " while processing this item") == true, "\(failures)")
+
+            let third = try #require(try await ledger.claimNextShard(owner: "w3", job: job))
+            #expect(third.isolated && third.attempt == 2 && third.items.map(\.ordinal) == [0, 1, 3])
+            #expect(third.excluded.map(\.ordinal) == [2] && third.excluded.first?.sourceId == "img-2")
+            #expect(try await ledger.completeShard(third.shard, token: third.leaseToken,
+                                                   results: third.items.map { .success($0.ordinal, output: "o") }) == .applied)
+            let record = try await ledger.job(job)
+            #expect(record.state == .completedWithFailures && record.itemsDone == 3 && record.itemsFailed == 1)
+            #expect(try await ledger.scalar("SELECT items_ok || '/' || items_failed FROM shards WHERE job_id = $1", [String(job)]) == "3/1")
+        }
+    }
+
+    /// Every item crashing its run: each is failed in turn, and the shard ends done with no item
+    /// left, never looping. With one attempt, the first abnormal end fails the shard outright.
+    @Test func aShardWhoseEveryItemCrashesEndsWithEveryItemFailed() async throws {
+        try await withLedgerDatabase { url in
+            let ledger = Ledger(database: url, leasePolicy: LeasePolicy(leaseSeconds: 600, backoffBaseSeconds: 0, backoffCapSeconds: 0))
+            let job = try await ledger.enqueue(testJob(shardSize: 2, maxAttempts: 1), items: items(2))
+            let only = try #require(try await ledger.claimNextShard(owner: "w", job: job))
+            #expect(try await ledger.releaseLeases([SessionLease(shard: only.shard, token: only.leaseToken)], reason: "gone").first?.failed == true)
+
+            let other = try await ledger.enqueue(testJob(shardSize: 2, maxAttempts: 2), items: items(2, prefix: "o"))
+            let a = try #require(try await ledger.claimNextShard(owner: "w", job: other))
+            _ = try await ledger.releaseLeases([SessionLease(shard: a.shard, token: a.leaseToken)], reason: "crashed")
+            for ordinal in 0..<2 {
+                let lease = try #require(try await ledger.claimNextShard(owner: "w", job: other))
+                #expect(lease.items.first?.ordinal == ordinal && lease.excluded.count == ordinal)
+                #expect(try await ledger.releaseLeases([SessionLease(shard: lease.shard, token: lease.leaseToken, itemInHand: ordinal)],
+                                                       reason: "crashed").first?.failed == false)
+            }
+            let last = try #require(try await ledger.claimNextShard(owner: "w", job: other))
+            #expect(last.items.isEmpty && last.excluded.map(\.sourceId) == ["o-0", "o-1"])
+            #expect(try await ledger.completeShard(last.shard, token: last.leaseToken, results: []) == .applied)
+            let record = try await ledger.job(other)
+            #expect(record.state == .completedWithFailures && record.itemsFailed == 2 && record.itemsDone == 0)
+        }
+    }
+
+    @Test func anExpiredLeaseIsolatesItsShard() async throws {
+        try await withLedgerDatabase { url in
+            let ledger = Ledger(database: url, leasePolicy: LeasePolicy(leaseSeconds: 0.2, backoffBaseSeconds: 0, backoffCapSeconds: 0))
+            let job = try await ledger.enqueue(testJob(shardSize: 2), items: items(2))
+            _ = try #require(try await ledger.claimNextShard(owner: "w", job: job))
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(try await ledger.releaseExpiredLeases().count == 1)
+            #expect(try #require(try await ledger.claimNextShard(owner: "w", job: job)).isolated)
         }
     }
 

@@ -1,3 +1,4 @@
+import CZeroMQ
 import Foundation
 import Testing
 import VTPTestSupport
@@ -60,6 +61,58 @@ extension TransportSocketTests {
             await plain.shutdown()
             await good.shutdown()
             await router.shutdown()
+        }
+
+        /// libzmq's handshake-failed-auth event reaches the refused dealer, which keeps the reason
+        /// (endpoint, ZAP status, its key) until a later handshake succeeds.
+        @Test func aRefusedDealerKnowsItsKeyWasRejected() async throws {
+            let context = try ZMQContext()
+            let server = try CurveKeyPair.generate(), trusted = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+            let router = try RouterEndpoint(context: context, configuration: RouterConfiguration(
+                bindEndpoints: ["tcp://127.0.0.1:*"],
+                curve: CurveServerSecurity(serverKeys: server, authorizedClients: [trusted.publicKey])))
+            let endpoint = router.boundEndpoints[0]
+            let atRouter = Collector(router.inbound)
+            func dealer(_ id: String, _ keys: CurveKeyPair) throws -> DealerEndpoint {
+                try DealerEndpoint(context: context, configuration: DealerConfiguration(
+                    endpoint: endpoint, identity: PeerIdentity(id),
+                    curve: CurveClientSecurity(clientKeys: keys, serverPublicKey: server.publicKey)))
+            }
+            let bad = try dealer("stranger", stranger)
+            let good = try dealer("trusted", trusted)
+            try await good.send(registerMessage("trusted"))
+            #expect(await atRouter.wait(count: 1).first?.peer == PeerIdentity("trusted"))
+
+            let refused = await waitFor(timeout: .seconds(5)) { bad.handshakeRejection != nil }
+            #expect(refused)
+            #expect(bad.handshakeRejection == HandshakeRejection(endpoint: endpoint, status: 400, publicKey: stranger.publicKey.z85))
+            #expect(bad.handshakeRejection?.description
+                    == "the coordinator at \(endpoint) rejected this worker's CURVE key \(stranger.publicKey.z85): it is not among its authorized worker keys")
+            #expect(good.handshakeRejection == nil)
+
+            // Once the key is listed, the next handshake succeeds and the rejection is over.
+            router.setAuthorizedClients([trusted.publicKey, stranger.publicKey])
+            try await bad.reconnect()
+            let accepted = await waitFor(timeout: .seconds(5)) { bad.handshakeRejection == nil }
+            #expect(accepted)
+            try await bad.send(registerMessage("stranger"))
+            #expect(await atRouter.wait { $0.contains { $0.peer == PeerIdentity("stranger") } }.count == 2)
+
+            await bad.shutdown()
+            await good.shutdown()
+            await router.shutdown()
+        }
+
+        @Test func aMonitorReportsHandshakesOfItsSocket() throws {
+            // The event frames as libzmq lays them out: event number and value in host order, then the endpoint.
+            var header = [UInt8](repeating: 0, count: 6)
+            header.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_AUTH), toByteOffset: 0, as: UInt16.self)
+                raw.storeBytes(of: UInt32(400), toByteOffset: 2, as: UInt32.self)
+            }
+            #expect(ZMQSocketEvent(frames: [header, Array("tcp://h:1".utf8)])
+                    == .handshakeFailedAuthentication(endpoint: "tcp://h:1", status: 400))
+            #expect(ZMQSocketEvent(frames: [header]) == nil)
         }
 
         @Test func oneZAPHandlerPerContext() async throws {
