@@ -11,12 +11,15 @@ import VTPWorker
 import Glibc
 #endif
 
-/// The whole cluster on one machine, as `vtp run` runs it: a private PostgreSQL in the state
-/// directory (unless a database is given), an in-process coordinator on an ipc:// endpoint and a
-/// pool of workers, with progress reported until the job is finalized. The product starts worker
-/// processes; tests run the same road with in-process workers.
+/// The whole cluster on one machine, as `vtp run` runs it: a private PostgreSQL for the state
+/// directory (unless a database is given; where its files live is ``PrivateServerLocation``'s
+/// choice), an in-process coordinator on an ipc:// endpoint and a pool of workers, with progress
+/// reported until the job is finalized. The product starts worker processes; tests run the same
+/// road with in-process workers.
 ///
-/// Re-running the same request resumes its job (or reports it when it already finished).
+/// Re-running the same request resumes its job (or reports it when it already finished). While it
+/// runs it holds the state directory's locks (``StateDirectoryLock``), so a second run on the same
+/// state directory is refused and monitoring commands know to use its server as it is.
 public struct LocalRun: Sendable {
     /// Where the workers run.
     public enum Workers: Sendable {
@@ -76,9 +79,34 @@ public struct LocalRun: Sendable {
 
     /// Runs the job to its end (finalized, cancelled, or interrupted by SIGINT/SIGTERM).
     public func run(events: @escaping @Sendable (Event) -> Void = { _ in }) async throws -> Report {
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw LocalRunError.stateDirectory(path: stateDirectory, reason: "cannot create the state directory: \(FileErrorText.reason(error, at: stateDirectory))")
+        }
+        // Monitoring commands probe the run lock for an instant, hence the short wait.
+        let runLockPath = stateDirectory + "/" + StateDirectoryLock.runLockName
+        guard let runLock = try await StateDirectoryLock.acquire(runLockPath, timeout: .seconds(2)) else {
+            throw LocalRunError.stateDirectoryBusy(path: stateDirectory, holder: StateDirectoryLock.holder(runLockPath))
+        }
+        runLock.recordHolder()
+        defer { runLock.release() }
         if let database { return try await serve(url: database, events: events) }
-        let server = try EmbeddedPostgres(stateDirectory: URL(fileURLWithPath: stateDirectory), logger: logger)
+        // A monitoring command may have started the server to read it; it stops it within seconds.
+        let serverLockPath = stateDirectory + "/" + StateDirectoryLock.serverLockName
+        guard let serverLock = try await StateDirectoryLock.acquire(serverLockPath, timeout: .seconds(60)) else {
+            throw LocalRunError.stateDirectory(
+                path: serverLockPath,
+                reason: "another vtp command\(StateDirectoryLock.holder(serverLockPath).map { " (pid \($0))" } ?? "") has held the private ledger for a minute")
+        }
+        serverLock.recordHolder()
+        defer { serverLock.release() }
+        let state = URL(fileURLWithPath: stateDirectory)
+        let hadPointer = FileManager.default.fileExists(atPath: state.appendingPathComponent(PrivateServerLocation.pointerFileName).path)
+        let server = try EmbeddedPostgres(stateDirectory: state, logger: logger)
+        if hadPointer && !PrivateServerLocation.hasDataDirectory(server.serverDirectory) {
+            logger.warning("the job ledger named by \(state.appendingPathComponent(PrivateServerLocation.pointerFileName).path) (\(server.serverDirectory.path)) is gone; starting a new one, so finished shards are done again")
+        }
         try await server.start()
         do {
             let report = try await serve(url: server.databaseURL, events: events)

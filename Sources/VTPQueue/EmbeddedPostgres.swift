@@ -18,6 +18,9 @@ public enum EmbeddedPostgresError: Error, CustomStringConvertible, Sendable, Equ
     case commandFailed(command: String, status: Int32, output: String)
     /// A file-system step failed.
     case fileSystem(path: String, reason: String)
+    /// `initdb` could not create the data directory; carries its output and the user it ran as
+    /// (nil when not root), so the message can say what to change.
+    case initialisationFailed(dataDirectory: String, runAs: String?, output: String)
 
     public var description: String {
         switch self {
@@ -28,7 +31,32 @@ public enum EmbeddedPostgresError: Error, CustomStringConvertible, Sendable, Equ
         case .commandFailed(let command, let status, let output):
             "\(command) exited with status \(status): \(output)"
         case .fileSystem(let path, let reason): "\(path): \(reason)"
+        case .initialisationFailed(let directory, let runAs, let output):
+            "cannot create the private PostgreSQL in \(directory): initdb said: "
+                + Self.essentials(of: output) + "\nhint: " + Self.initialisationHint(directory: directory, runAs: runAs, output: output)
         }
+    }
+
+    /// initdb's complaints without its chatter ("The files belonging to this database system…").
+    private static func essentials(of output: String) -> String {
+        let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let complaints = lines.filter { $0.contains("error") || $0.contains("could not") || $0.contains("FATAL") }
+        var seen: Set<String> = []
+        return (complaints.isEmpty ? Array(lines.suffix(3)) : complaints).filter { seen.insert($0).inserted }.joined(separator: "; ")
+    }
+
+    private static func initialisationHint(directory: String, runAs: String?, output: String) -> String {
+        if output.contains("exists but is not empty") {
+            return "\(directory) holds files but no database (left by a start that failed?); remove it, "
+                + "and the next run creates a new ledger there."
+        }
+        if let runAs {
+            return "PostgreSQL refuses to run as root, so vtp runs it as user '\(runAs)', which must be able to write \(directory) "
+                + "and search every directory above it. Point \(PrivateServerLocation.rootEnvironmentKey) at such a directory, "
+                + "or use an existing server with --database URL."
+        }
+        return "check that \(directory) is writable by you and its file system has space, pass another --state-dir, "
+            + "or use an existing server with --database URL."
     }
 }
 
@@ -36,7 +64,8 @@ public enum EmbeddedPostgresError: Error, CustomStringConvertible, Sendable, Equ
 /// reachable only through a Unix socket (`listen_addresses = ''`), stopped by `stop()` or deinit.
 ///
 /// PostgreSQL refuses to run as root, so when the process is root the server tools run as the
-/// `postgres` system user (via `runuser`/`setpriv`) and the server directory is chowned to it.
+/// `postgres` system user (via `runuser`/`setpriv`), the server directory is owned by it, and
+/// ``PrivateServerLocation`` keeps that directory where the user can reach it.
 ///
 /// `@unchecked Sendable` is safe because the mutable state (`started`) is guarded by `lock`, and
 /// start/stop are serialized by the same lock.
@@ -51,13 +80,17 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         public var unprivilegedUser: String
         /// Extra `postgresql.conf` lines.
         public var extraSettings: [String]
+        /// Start the server with every transaction read-only (`default_transaction_read_only`), for
+        /// commands that only look at a stopped run's ledger. Has no effect on a server already running.
+        public var readOnly: Bool
 
         public init(unsafeFastWrites: Bool = false, port: Int = 5432, unprivilegedUser: String = "postgres",
-                    extraSettings: [String] = []) {
+                    extraSettings: [String] = [], readOnly: Bool = false) {
             self.unsafeFastWrites = unsafeFastWrites
             self.port = port
             self.unprivilegedUser = unprivilegedUser
             self.extraSettings = extraSettings
+            self.readOnly = readOnly
         }
     }
 
@@ -76,11 +109,29 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     private let executor = BlockingExecutor(name: "vtp-postgres-control")
     private var started = false
 
-    /// Prepares (and on first use initialises) a server under `stateDirectory/postgres`.
+    /// Prepares (and on first use initialises) the server of `stateDirectory`, wherever
+    /// ``PrivateServerLocation`` keeps it: `stateDirectory/postgres` unless this process is root.
     public convenience init(stateDirectory: URL, configuration: Configuration = Configuration(),
                 logger: Logger = Logger(label: "vtp.postgres")) throws {
-        try self.init(serverDirectory: stateDirectory.appendingPathComponent("postgres"),
-                      configuration: configuration, removeWhenStopped: false, logger: logger)
+        let directory = try PrivateServerLocation.resolve(stateDirectory: stateDirectory,
+                                                          runAs: try Self.serverUser(configuration))
+        try self.init(serverDirectory: directory, configuration: configuration, removeWhenStopped: false, logger: logger)
+    }
+
+    /// Prepares (and on first use initialises) a server whose files are in `serverDirectory`
+    /// (`data/`, `server.log`, `run/`).
+    public convenience init(serverDirectory: URL, configuration: Configuration = Configuration(),
+                            logger: Logger = Logger(label: "vtp.postgres")) throws {
+        try self.init(serverDirectory: serverDirectory, configuration: configuration, removeWhenStopped: false, logger: logger)
+    }
+
+    /// The user the server tools run as: nil when this process is not root.
+    public static func serverUser(_ configuration: Configuration = Configuration()) throws -> (uid: uid_t, gid: gid_t, name: String)? {
+        guard geteuid() == 0 else { return nil }
+        guard let entry = getpwnam(configuration.unprivilegedUser) else {
+            throw EmbeddedPostgresError.noUnprivilegedUser(configuration.unprivilegedUser)
+        }
+        return (entry.pointee.pw_uid, entry.pointee.pw_gid, configuration.unprivilegedUser)
     }
 
     /// A throwaway server in a new temporary directory that `stop()` deletes; for tests and benchmarks.
@@ -101,33 +152,34 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         self.logger = logger
         dataDirectory = serverDirectory.appendingPathComponent("data")
         binaries = try Self.findBinaries()
-        if geteuid() == 0 {
-            guard let entry = getpwnam(configuration.unprivilegedUser) else {
-                throw EmbeddedPostgresError.noUnprivilegedUser(configuration.unprivilegedUser)
-            }
-            runAs = (entry.pointee.pw_uid, entry.pointee.pw_gid, configuration.unprivilegedUser)
-        } else {
-            runAs = nil
-        }
-        // Unix socket paths are limited to ~107 bytes; fall back to a short private directory.
-        let preferred = serverDirectory.appendingPathComponent("run")
-        if (preferred.path + "/.s.PGSQL.\(configuration.port)").utf8.count < 100 {
-            socketDirectory = preferred
-        } else {
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in serverDirectory.path.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-            socketDirectory = URL(fileURLWithPath: "/tmp/vtp-pg-sock-\(String(hash, radix: 36))")
-        }
+        runAs = try Self.serverUser(configuration)
+        socketDirectory = Self.socketDirectory(serverDirectory: serverDirectory, port: configuration.port)
         try prepareDirectories()
     }
 
     deinit { try? stopBlocking() }
 
+    /// Where a server in `serverDirectory` listens: `run/` there, or a short directory under /tmp
+    /// when that path is too long for a Unix socket name (about 107 bytes).
+    public static func socketDirectory(serverDirectory: URL, port: Int) -> URL {
+        let preferred = serverDirectory.appendingPathComponent("run")
+        if (preferred.path + "/.s.PGSQL.\(port)").utf8.count < 100 { return preferred }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in serverDirectory.path.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return URL(fileURLWithPath: "/tmp/vtp-pg-sock-\(String(hash, radix: 36))")
+    }
+
+    /// The URL of a server in `serverDirectory` (running or not), without touching its files:
+    /// for clients of a server another process runs.
+    public static func connectionURL(serverDirectory: URL, port: Int = Configuration().port) -> String {
+        let socket = socketDirectory(serverDirectory: serverDirectory, port: port).path
+        let host = socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "/-_."))) ?? socket
+        return "postgresql://postgres@/postgres?host=\(host)&port=\(port)"
+    }
+
     /// A libpq URL for the superuser over the socket (no password: the socket is private).
     public var connectionURL: String {
-        let host = socketDirectory.path.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "/-_.")))
-            ?? socketDirectory.path
-        return "postgresql://\(superuser)@/postgres?host=\(host)&port=\(configuration.port)"
+        Self.connectionURL(serverDirectory: serverDirectory, port: configuration.port)
     }
 
     /// The URL as a `DatabaseURL`.
@@ -164,7 +216,8 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         if try isRunning() {
             logger.info("adopting PostgreSQL already running in \(dataDirectory.path)")
         } else {
-            try serverTool("pg_ctl", ["start", "-w", "-t", "60", "-D", dataDirectory.path, "-l", logFile.path])
+            let options = configuration.readOnly ? ["-o", "-c default_transaction_read_only=on"] : []
+            try serverTool("pg_ctl", ["start", "-w", "-t", "60", "-D", dataDirectory.path, "-l", logFile.path] + options)
         }
         started = true
     }
@@ -203,8 +256,12 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     }
 
     private func initialise() throws {
-        try serverTool("initdb", ["-D", dataDirectory.path, "-U", superuser, "--auth=trust", "--encoding=UTF8",
-                                  "--locale=C"] + (configuration.unsafeFastWrites ? ["--no-sync"] : []))
+        do {
+            try serverTool("initdb", ["-D", dataDirectory.path, "-U", superuser, "--auth=trust", "--encoding=UTF8",
+                                      "--locale=C"] + (configuration.unsafeFastWrites ? ["--no-sync"] : []))
+        } catch EmbeddedPostgresError.commandFailed(_, _, let output) {
+            throw EmbeddedPostgresError.initialisationFailed(dataDirectory: dataDirectory.path, runAs: runAs?.name, output: output)
+        }
         var settings = [
             "# Added by vtp: a private server reachable only through its Unix socket.",
             "listen_addresses = ''",
@@ -228,6 +285,10 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         }
     }
 
+    /// Creates the server's directories with their modes set explicitly (a umask of 077 must not
+    /// decide them) and, for root, hands them to the server user. Directories above the server
+    /// directory are left as they are: they are the user's, and ``PrivateServerLocation`` keeps
+    /// root's servers where the server user can reach them.
     private func prepareDirectories() throws {
         let manager = FileManager.default
         for directory in [serverDirectory, socketDirectory] {
@@ -246,19 +307,14 @@ public final class EmbeddedPostgres: @unchecked Sendable {
             }
         }
         guard let runAs else { return }
-        // The server user must own its directories and be able to traverse to them.
+        // The server user must own its directories.
         for path in [serverDirectory.path, dataDirectory.path, socketDirectory.path] {
             if chown(path, runAs.uid, runAs.gid) != 0 {
                 throw EmbeddedPostgresError.fileSystem(path: path, reason: "chown to \(runAs.name) failed: \(String(cString: strerror(errno)))")
             }
         }
         if chmod(serverDirectory.path, 0o700) != 0 || chmod(socketDirectory.path, 0o700) != 0 {
-            throw EmbeddedPostgresError.fileSystem(path: serverDirectory.path, reason: "chmod failed")
-        }
-        let parent = serverDirectory.deletingLastPathComponent().path
-        var info = stat()
-        if stat(parent, &info) == 0 && info.st_mode & 0o001 == 0 {
-            _ = chmod(parent, (info.st_mode & 0o7777) | 0o711)
+            throw EmbeddedPostgresError.fileSystem(path: serverDirectory.path, reason: "chmod 0700 failed: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -287,7 +343,8 @@ public final class EmbeddedPostgres: @unchecked Sendable {
                                           outputPath: outputURL.path)
         let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
         guard status == 0 else {
-            if !quiet { logger.error("\(tool) failed: \(text)") }
+            // The error carries the output; logging it too would print it twice.
+            if !quiet { logger.debug("\(tool) failed: \(text)") }
             let log = (try? String(contentsOf: logFile, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
             throw EmbeddedPostgresError.commandFailed(command: ([tool] + arguments).joined(separator: " "),
                                                       status: status,

@@ -6,10 +6,12 @@ import Foundation
 public struct ClusterSettings: Sendable, Equatable {
     /// `[database]`
     public struct Database: Sendable, Equatable {
-        /// PostgreSQL URL; empty means the embedded server under `stateDirectory`.
+        /// PostgreSQL URL; empty means the private server of a `vtp run` (see `stateDirectory`).
         public var url: String = ""
-        /// Where the embedded PostgreSQL keeps its data and socket.
-        public var stateDirectory: String = "~/.local/state/vtp"
+        /// The state directory (ledger, sockets, worker logs) of `vtp run` when `--state-dir` is
+        /// absent, and the run the monitoring commands read when they are given no database and
+        /// no `--output`. Empty: each run keeps its state in `<output>/.vtp-state`.
+        public var stateDirectory: String = ""
     }
 
     /// `[coordinator]`

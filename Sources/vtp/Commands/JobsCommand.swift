@@ -27,8 +27,9 @@ struct JobsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ledger = try await cluster.openLedger()
-        let jobs = try await cluster.ledgerCall(ledger) { try await $0.listJobs(limit: limit) }.map(JobSummary.init)
+        let jobs = try await cluster.withLedger { ledger in
+            try await cluster.ledgerCall(ledger) { try await $0.listJobs(limit: limit) }.map(JobSummary.init)
+        }
         try cluster.emit(JobList(jobs: jobs)) { ConsoleRenderer.jobsTable(jobs) }
     }
 }
@@ -50,9 +51,9 @@ struct JobCommand: AsyncParsableCommand {
         @Argument(help: "Job id.") var id: Int64
 
         func run() async throws {
-            let ledger = try await cluster.openLedger()
-            let status = JobStatus(try await cluster.ledgerCall(ledger) { try await $0.progress(job: id) },
-                                   includeParameters: true)
+            let status = try await cluster.withLedger { ledger in
+                JobStatus(try await cluster.ledgerCall(ledger) { try await $0.progress(job: id) }, includeParameters: true)
+            }
             try cluster.emit(status) { ConsoleRenderer.jobDetail(status) }
         }
     }
@@ -94,10 +95,11 @@ struct JobCommand: AsyncParsableCommand {
         @OptionGroup var cluster: ClusterOptions
         @Argument(help: "Job id.") var id: Int64
         func run() async throws {
-            let ledger = try await cluster.openLedger()
-            let (reset, job) = try await cluster.ledgerCall(ledger) { ledger in
-                let reset = try await ledger.retryFailed(job: id)
-                return (reset, try await ledger.job(id))
+            let (reset, job) = try await cluster.withLedger(writable: true) { ledger in
+                try await cluster.ledgerCall(ledger) { ledger in
+                    let reset = try await ledger.retryFailed(job: id)
+                    return (reset, try await ledger.job(id))
+                }
             }
             let result = ControlResult(job: id, action: "retry", state: job.state.rawValue, itemsReset: reset)
             try cluster.emit(result) { "job \(id): \(reset) item(s) of failed shards requeued; state \(job.state.rawValue)\n" }
@@ -108,10 +110,11 @@ struct JobCommand: AsyncParsableCommand {
 
     static func control(_ cluster: ClusterOptions, _ id: Int64, _ action: String,
                         _ body: (Ledger) async throws -> Void) async throws {
-        let ledger = try await cluster.openLedger()
-        let job = try await cluster.ledgerCall(ledger) { ledger in
-            try await body(ledger)
-            return try await ledger.job(id)
+        let job = try await cluster.withLedger(writable: true) { ledger in
+            try await cluster.ledgerCall(ledger) { ledger in
+                try await body(ledger)
+                return try await ledger.job(id)
+            }
         }
         let result = ControlResult(job: id, action: action, state: job.state.rawValue)
         try cluster.emit(result) { "job \(id): \(action) done; state \(job.state.rawValue)\n" }
@@ -142,11 +145,12 @@ struct FailuresCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ledger = try await cluster.openLedger()
-        let rows = try await cluster.ledgerCall(ledger) { ledger in
-            _ = try await ledger.job(id)  // an unknown id is an error, not an empty list
-            // One extra row tells whether another page follows.
-            return try await ledger.failures(job: id, limit: limit + 1, afterOrdinal: after)
+        let rows = try await cluster.withLedger { ledger in
+            try await cluster.ledgerCall(ledger) { ledger in
+                _ = try await ledger.job(id)  // an unknown id is an error, not an empty list
+                // One extra row tells whether another page follows.
+                return try await ledger.failures(job: id, limit: limit + 1, afterOrdinal: after)
+            }
         }
         let page = Array(rows.prefix(limit))
         let result = FailurePage(job: id, failures: page, nextAfter: rows.count > limit ? page.last?.ordinal : nil)

@@ -17,7 +17,7 @@ import Glibc
 #endif
 
 /// `vtp run JOBTYPE ...`: the whole cluster on one machine (``LocalRun``, the road the job tests
-/// drive too): a private PostgreSQL in the state directory (unless `--database`), an in-process
+/// drive too): a private PostgreSQL for the state directory (unless `--database`), an in-process
 /// coordinator on an ipc:// endpoint, and N local worker processes; re-running the same command
 /// after a crash resumes the same job.
 struct RunCommand: AsyncParsableCommand {
@@ -39,7 +39,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Configuration file (worker and limit settings; see config/vtp.toml).")
     var config: String?
 
-    @Option(name: .customLong("state-dir"), help: "Ledger, sockets and worker logs (default: <output>/.vtp-state).")
+    @Option(name: .customLong("state-dir"), help: "Ledger, sockets and worker logs (default: database.state_dir of the configuration, else <output>/.vtp-state).")
     var stateDir: String?
 
     @Option(name: .customLong("lease-seconds"), parsing: .unconditional, help: "Lease of a shard without heartbeats; a killed worker's shards return after it.")
@@ -55,8 +55,7 @@ struct RunCommand: AsyncParsableCommand {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         let threadCount = threads ?? max(1, cores / workerCount)
         try OutputDirectory.prepareWritable(request.output, option: "--output")
-        let state = stateDir.map { URL(fileURLWithPath: ClusterSettings.expandTilde($0)).standardizedFileURL.path } ?? request.output + "/.vtp-state"
-        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let state = Self.stateDirectory(flag: stateDir, settings: settings, output: request.output)
         let quiet = ClusterSetup.logger("vtp.run", level: .warning)
         let start = ContinuousClock.now
 
@@ -108,6 +107,12 @@ struct RunCommand: AsyncParsableCommand {
         var failed = record.itemsFailed > 0 || record.shardsFailed > 0
         if case .failed? = report.finalize { failed = true }
         return failed ? 1 : 0
+    }
+
+    /// `--state-dir`, else `database.state_dir`, else `<output>/.vtp-state`; absolute.
+    static func stateDirectory(flag: String?, settings: ClusterSettings, output: String) -> String {
+        let chosen = flag ?? (settings.database.stateDirectory.isEmpty ? nil : settings.database.stateDirectory)
+        return chosen.map { URL(fileURLWithPath: ClusterSettings.expandTilde($0)).standardizedFileURL.path } ?? output + "/.vtp-state"
     }
 
     /// This very binary (so workers always match the coordinator's protocol and schema version).

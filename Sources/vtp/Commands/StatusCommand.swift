@@ -54,8 +54,9 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ledger = try await cluster.openLedger()
-        let snapshot = try await ClusterSnapshot.read(ledger, cluster: cluster, all: all, limit: limit)
+        let snapshot = try await cluster.withLedger { ledger in
+            try await ClusterSnapshot.read(ledger, cluster: cluster, all: all, limit: limit)
+        }
         try cluster.emit(snapshot.status) { ConsoleRenderer.status(snapshot.status) }
     }
 }
@@ -84,13 +85,18 @@ struct TopCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ledger = try await cluster.openLedger()
+        // Checks the ledger is reachable before the screen switches.
+        try await cluster.withLedger { _ in }
         let terminal = LiveTerminal()
         terminal.enter()
         defer { terminal.leave() }
         var frame = 0
         while iterations.map({ frame < $0 }) ?? true {
-            let snapshot = try await ClusterSnapshot.read(ledger, cluster: cluster, all: all, limit: 50)
+            // Opened per frame: a stopped run's private server is up only for the read, so a
+            // `vtp run` started meanwhile never waits long for it.
+            let snapshot = try await cluster.withLedger { ledger in
+                try await ClusterSnapshot.read(ledger, cluster: cluster, all: all, limit: 50)
+            }
             terminal.draw(ConsoleRenderer.topScreen(status: snapshot.status, workers: snapshot.workers))
             frame += 1
             if let iterations, frame >= iterations { break }

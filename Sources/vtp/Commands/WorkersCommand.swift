@@ -20,10 +20,11 @@ struct WorkersCommand: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     func run() async throws {
-        let ledger = try await cluster.openLedger()
-        let workers = try await cluster.ledgerCall(ledger) { ledger in
-            let now = try await ledger.databaseTime()
-            return try await ledger.listWorkers().map { WorkerSummary($0, now: now) }
+        let workers = try await cluster.withLedger { ledger in
+            try await cluster.ledgerCall(ledger) { ledger in
+                let now = try await ledger.databaseTime()
+                return try await ledger.listWorkers().map { WorkerSummary($0, now: now) }
+            }
         }
         try cluster.emit(WorkerList(workers: workers)) { ConsoleRenderer.workersTable(workers) }
     }

@@ -58,14 +58,23 @@ struct RunCommandTests {
          "--shard-size", String(shardSize), "--image-size", String(imageSize), "--batch-size", "2"] + extra
     }
 
-    /// Stops a private server a failed test may have left behind.
+    /// The private server directory of the run that wrote `output` (under the server root when
+    /// the test runs as root), if it has one.
+    static func serverDirectory(_ output: String) -> URL? {
+        try? PrivateServerLocation.existing(stateDirectory: URL(fileURLWithPath: output + "/.vtp-state"))
+    }
+
+    /// Stops a private server a failed test may have left behind, and removes its files when they
+    /// live outside the output (as root), so tests leave nothing under the server root.
     static func stopLeftoverServer(_ output: String) {
-        let state = output + "/.vtp-state"
-        guard FileManager.default.fileExists(atPath: state + "/postgres/data/postmaster.pid"),
-              let server = try? EmbeddedPostgres(stateDirectory: URL(fileURLWithPath: state)) else { return }
-        // Adopt the running server so this instance may stop it.
-        try? server.startBlocking()
-        try? server.stopBlocking()
+        guard let directory = serverDirectory(output) else { return }
+        if FileManager.default.fileExists(atPath: directory.appendingPathComponent("data/postmaster.pid").path),
+           let server = try? EmbeddedPostgres(serverDirectory: directory) {
+            // Adopt the running server so this instance may stop it.
+            try? server.startBlocking()
+            try? server.stopBlocking()
+        }
+        if !directory.path.hasPrefix(output + "/") { try? FileManager.default.removeItem(at: directory) }
     }
 
     /// Starts `vtp` in its own process group with output to `logs.out` / `logs.err`.
@@ -128,7 +137,9 @@ struct RunCommandTests {
         #expect(failures?.map { $0["source_id"] as? String } == ["class00/zz_broken.jpg"])
 
         // The private PostgreSQL was stopped on exit.
-        #expect(!FileManager.default.fileExists(atPath: dir.file("out2/.vtp-state/postgres/data/postmaster.pid")))
+        let server = try #require(Self.serverDirectory(dir.file("out2")))
+        #expect(PrivateServerLocation.hasDataDirectory(server))
+        #expect(!FileManager.default.fileExists(atPath: server.appendingPathComponent("data/postmaster.pid").path))
     }
 
     /// Latents of every written row, keyed by source id, as raw float32 bits.

@@ -60,8 +60,12 @@ struct MigrationTests {
         var template = Array("/tmp/vtp-state-XXXXXX".utf8CString)
         let state = URL(fileURLWithPath: String(cString: try #require(mkdtemp(&template))))
         defer { try? FileManager.default.removeItem(at: state) }
+        var serverDirectory: URL?
+        // As root the server's files live under the server root, not in the (0700) state directory.
+        defer { if let serverDirectory { try? FileManager.default.removeItem(at: serverDirectory) } }
         do {
             let server = try EmbeddedPostgres(stateDirectory: state, configuration: .init(unsafeFastWrites: true))
+            serverDirectory = server.serverDirectory
             defer { try? server.stopBlocking() }
             try await server.start()
             _ = try await Migrator.migrate(database: server.databaseURL)
@@ -73,6 +77,7 @@ struct MigrationTests {
         }
         let again = try EmbeddedPostgres(stateDirectory: state, configuration: .init(unsafeFastWrites: true))
         defer { try? again.stopBlocking() }
+        #expect(again.serverDirectory == serverDirectory)
         try await again.start()
         let ledger = Ledger(database: again.databaseURL)
         try await ledger.verifySchema()

@@ -1,0 +1,118 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An advisory lock (`flock`) on a file in a run's state directory, released by `release()`, by
+/// deinit, or by the kernel when the process dies, so a killed run never leaves it held.
+///
+/// Two locks tell who is using a state directory:
+/// - `run.lock`: held exclusively by `vtp run` for its whole life. Held means a run is live.
+/// - `server.lock`: held exclusively by whoever starts, uses and stops the private PostgreSQL:
+///   the live `vtp run`, or a monitoring command that found no run and started the server for a
+///   moment. Whoever holds it may stop the server; nobody else does.
+///
+/// `@unchecked Sendable`: the descriptor is guarded by `state`.
+public final class StateDirectoryLock: @unchecked Sendable {
+    /// The file name of the lock a live `vtp run` holds.
+    public static let runLockName = "run.lock"
+    /// The file name of the lock held by whoever runs the private PostgreSQL.
+    public static let serverLockName = "server.lock"
+
+    /// The lock file.
+    public let path: String
+    private let state = NSLock()
+    private var descriptor: Int32
+
+    private init(path: String, descriptor: Int32) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
+    deinit { release() }
+
+    /// Takes the lock on `path` (creating the file) if nobody holds it; nil when someone does.
+    /// `shared` locks coexist with each other, never with an exclusive one.
+    public static func attempt(_ path: String, shared: Bool = false) throws -> StateDirectoryLock? {
+        // Close-on-exec: a worker or the PostgreSQL server started while the lock is held must not
+        // inherit it and keep holding it after this process is gone.
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw LocalRunError.stateDirectory(path: path, reason: "cannot open the lock file: \(String(cString: strerror(errno)))")
+        }
+        if flock(descriptor, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 {
+            return StateDirectoryLock(path: path, descriptor: descriptor)
+        }
+        let failure = errno
+        close(descriptor)
+        guard failure == EWOULDBLOCK || failure == EAGAIN || failure == EINTR else {
+            throw LocalRunError.stateDirectory(path: path, reason: "cannot lock: \(String(cString: strerror(failure)))")
+        }
+        return nil
+    }
+
+    /// Takes the lock, trying again until `timeout` passes; nil if it is still held then.
+    public static func acquire(_ path: String, timeout: Duration) async throws -> StateDirectoryLock? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let lock = try attempt(path) { return lock }
+            if ContinuousClock.now >= deadline { return nil }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Whether someone holds `path` exclusively, tested without waiting. The probe holds a
+    /// shared lock for an instant, which is why takers of the exclusive lock retry briefly.
+    public static func isHeld(_ path: String) throws -> Bool {
+        guard FileManager.default.fileExists(atPath: path) else { return false }
+        guard let probe = try attempt(path, shared: true) else { return true }
+        probe.release()
+        return false
+    }
+
+    /// Records this process's id in the file, for messages naming who holds the lock.
+    public func recordHolder() {
+        state.lock()
+        defer { state.unlock() }
+        guard descriptor >= 0 else { return }
+        let text = Array("\(getpid())\n".utf8)
+        _ = ftruncate(descriptor, 0)
+        _ = text.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// The process id the last holder recorded, if any.
+    public static func holder(_ path: String) -> String? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let line = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return line.isEmpty ? nil : line
+    }
+
+    /// Lets go of the lock; later calls do nothing.
+    public func release() {
+        state.lock()
+        defer { state.unlock() }
+        guard descriptor >= 0 else { return }
+        close(descriptor)
+        descriptor = -1
+    }
+}
+
+/// Problems with a run's state directory that a user can act on.
+public enum LocalRunError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// A state-directory step failed; names the path.
+    case stateDirectory(path: String, reason: String)
+    /// Another `vtp run` is using the state directory.
+    case stateDirectoryBusy(path: String, holder: String?)
+    /// The state directory has no private ledger to read.
+    case noPrivateLedger(stateDirectory: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .stateDirectory(path, reason): "\(path): \(reason)"
+        case let .stateDirectoryBusy(path, holder):
+            "another vtp run\(holder.map { " (pid \($0))" } ?? "") is using the state directory \(path); "
+                + "wait for it to finish, or give this run its own --state-dir"
+        case let .noPrivateLedger(directory, reason): "\(directory): \(reason)"
+        }
+    }
+}
