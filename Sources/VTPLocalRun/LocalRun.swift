@@ -39,8 +39,8 @@ public struct LocalRun: Sendable {
         /// A signal arrived: the workers stop after their current batch and hand their shards
         /// back (`signal` SIGINT) or finish them (SIGTERM); another signal stops at once.
         case stopping(signal: Int32)
-        /// A second signal: the workers were killed and the run ends now; nothing is lost, their
-        /// leases expire and the shards run again on the next run.
+        /// A second signal: the workers were killed and the run ends now; nothing is lost, the
+        /// shards they held are handed back and run again on the next run.
         case stoppingNow
     }
 
