@@ -30,9 +30,9 @@ struct RunInterruptTests {
 
     static func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
-    /// Both workers have started their shard (each logs the assignment).
-    static func bothWorkersBusy(_ state: String) -> Bool {
-        (0..<2).allSatisfy { text(state + "/worker-\($0).log").contains(" items") }
+    /// A worker has started a shard (it logs the assignment; one worker may take both, prefetch 2).
+    static func aWorkerIsBusy(_ state: String) -> Bool {
+        (0..<2).contains { text(state + "/worker-\($0).log").contains(" items") }
     }
 
     @Test(.timeLimit(.minutes(6)))
@@ -42,14 +42,15 @@ struct RunInterruptTests {
         let expected = try Self.makeLargeInput(dir.file("in"), classes: 3)  // 192 items in 2 shards of 96
         let arguments = RunCommandTests.runArguments(input: dir.file("in"), output: dir.file("out"), shardSize: 96, imageSize: 256)
         let run = try RunCommandTests.spawn(arguments, logs: dir.file("first"))
-        #expect(try await RunCommandTests.waitUntil(120) { Self.bothWorkersBusy(dir.file("out/.vtp-state")) })
+        #expect(try await RunCommandTests.waitUntil(120) { Self.aWorkerIsBusy(dir.file("out/.vtp-state")) })
         try await Task.sleep(for: .seconds(1.5))  // well inside the shards, past their first batches
-        #expect(RunCommandTests.summaries(dir.file("out")).isEmpty, "a shard finished before the interrupt")
+        #expect(RunCommandTests.summaries(dir.file("out")).count < 2, "the job finished before the interrupt")
 
         let interruptedAt = ContinuousClock.now
         kill(-run.pid, SIGINT)  // what Ctrl-C in a terminal does
         let ending = try await run.wait(seconds: 30)
         let took = ContinuousClock.now - interruptedAt
+        print("vtp run exited \(took) after SIGINT")
         let stderr = Self.text(dir.file("first.err"))
         #expect(ending == .exited(130), "stderr: \(stderr)")
         #expect(took < .seconds(5), "exited \(took) after SIGINT; stderr: \(stderr)")
@@ -77,7 +78,7 @@ struct RunInterruptTests {
         let expected = try Self.makeLargeInput(dir.file("in"), classes: 2)  // 128 items in 2 shards of 64
         let arguments = RunCommandTests.runArguments(input: dir.file("in"), output: dir.file("out"), shardSize: 64, imageSize: 256)
         let run = try RunCommandTests.spawn(arguments, logs: dir.file("first"))
-        #expect(try await RunCommandTests.waitUntil(120) { Self.bothWorkersBusy(dir.file("out/.vtp-state")) })
+        #expect(try await RunCommandTests.waitUntil(120) { Self.aWorkerIsBusy(dir.file("out/.vtp-state")) })
         let workers = RunCommandTests.children(of: run.pid, containing: " worker ")
         // Only `vtp run` gets the signals here: it passes the first on and kills on the second.
         let interruptedAt = ContinuousClock.now
