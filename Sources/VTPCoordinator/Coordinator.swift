@@ -56,6 +56,10 @@ public final class Coordinator: Sendable {
     public let notifications: AsyncStream<CoordinatorNotification>
     /// The live state machine's counters after the last event (for tests and monitoring).
     public var counters: CoordinatorCore.Counters { state.withLock { $0 } }
+
+    /// Items of job `jobID` that workers reported done in shards still running (not yet in the
+    /// ledger): what a progress display adds to the ledger's count to move per batch.
+    public func itemsInProgress(job jobID: Int64) -> Int { inProgress.withLock { $0[jobID] ?? 0 } }
     /// Writes a finished job's artefacts.
     public let finalizer: any JobFinalizing
 
@@ -69,6 +73,8 @@ public final class Coordinator: Sendable {
     private let workerReports = EventQueue<WorkerReport>()
     private let notify: AsyncStream<CoordinatorNotification>.Continuation
     private let state: Mutex<CoordinatorCore.Counters>
+    /// ``CoordinatorCore/itemsInProgress(job:)`` of every job with leases, after the last event.
+    private let inProgress = Mutex<[Int64: Int]>([:])
     private let logger: Logger
 
     /// Binds the ROUTER socket. `notifier` wakes an idle coordinator when work is enqueued; without
@@ -163,6 +169,7 @@ public final class Coordinator: Sendable {
             }
             let actions = core.handle(event, at: .now())
             state.withLock { [counters = core.counters] in $0 = counters }
+            inProgress.withLock { [items = core.itemsInProgressByJob] in $0 = items }
             if let observer = options.observer, (core.workers.count, core.shardsInFlight) != published {
                 published = (core.workers.count, core.shardsInFlight)
                 observer.observe(.workers(published.workers))
@@ -216,6 +223,12 @@ public final class Coordinator: Sendable {
                 observer?.observe(.shardRecorded(outcome, itemsOK: 0, itemsFailed: 0))
                 let finished = outcome == .failed ? try await ledger.job(shard.jobID).state.isFinished : false
                 events.post(.recorded(shard, outcome, jobFinished: finished))
+            }
+        case let .handBack(shard, token, reason):
+            logger.info("shard \(shard) \(reason)")
+            spawn(in: &calls, "hand back shard \(shard)") { ledger, events in
+                let outcome = try await ledger.handBackShard(shard, token: token.uuid, reason: reason)
+                events.post(.recorded(shard, outcome, jobFinished: false))
             }
         case .releaseExpiredLeases:
             let observer = options.observer

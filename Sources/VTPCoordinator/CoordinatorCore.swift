@@ -110,6 +110,8 @@ public struct CoordinatorCore: Sendable {
         case renewLease(ShardRef, token: LeaseToken)
         case complete(ShardRef, token: LeaseToken, results: [ItemResult])
         case fail(ShardRef, token: LeaseToken, error: String)
+        /// The worker stopped and gave the shard back: requeue it without spending an attempt.
+        case handBack(ShardRef, token: LeaseToken, reason: String)
         case releaseExpiredLeases
         /// Return these leases to the ledger now (back to pending, or failed when out of attempts),
         /// recording `reason`, and answer with `.leasesReleased`.
@@ -160,6 +162,8 @@ public struct CoordinatorCore: Sendable {
         public var isolatedItems: [Int]?
         /// Isolated shards only: the ordinal of the item the worker last said it is starting.
         public var itemInHand: Int?
+        /// Items of the shard the worker reported done (its last `progress`), not yet in the ledger.
+        public var itemsDone = 0
     }
 
     /// A shard and the lease token it was leased under.
@@ -302,6 +306,9 @@ public struct CoordinatorCore: Sendable {
             if !draining {
                 draining = true
                 drainDeadline = now + configuration.shutdownGrace
+            } else {
+                // Asked twice: stop waiting for shards in flight (their leases expire).
+                drainDeadline = now
             }
         }
         dispatchClaims(into: &actions)
@@ -351,6 +358,7 @@ public struct CoordinatorCore: Sendable {
             renewLeases(of: peer, held: [shardID], at: now, into: &actions)
             if let (token, entry) = leases.first(where: { $0.value.peer == peer && key($0.value.shard) == shardID }) {
                 workers[peer]!.runningShard = entry.shard
+                leases[token]!.itemsDone = Int(itemsDone)
                 if let ordinals = entry.isolatedItems {
                     leases[token]!.itemInHand = Int(itemsDone) < ordinals.count ? ordinals[Int(itemsDone)] : nil
                 }
@@ -436,7 +444,24 @@ public struct CoordinatorCore: Sendable {
             counters.rejected += 1
             return
         }
-        actions.append(.fail(shard, token: failed.leaseToken, error: failed.error))
+        if failed.isHandBack {
+            actions.append(.handBack(shard, token: failed.leaseToken, reason: failed.error))
+        } else {
+            actions.append(.fail(shard, token: failed.leaseToken, error: failed.error))
+        }
+    }
+
+    /// Items of job `jobID` that workers reported done in shards still leased (their results are
+    /// not in the ledger yet): added to the ledger's count, progress moves per batch, not per shard.
+    public func itemsInProgress(job jobID: Int64) -> Int {
+        leases.values.filter { $0.shard.jobID == jobID }.reduce(0) { $0 + $1.itemsDone }
+    }
+
+    /// ``itemsInProgress(job:)`` for every job with items reported, at once.
+    public var itemsInProgressByJob: [Int64: Int] {
+        leases.values.reduce(into: [:]) { totals, lease in
+            if lease.itemsDone > 0 { totals[lease.shard.jobID, default: 0] += lease.itemsDone }
+        }
     }
 
     /// Frees the credit slot of a resolved lease and names its shard (from the lease table, or

@@ -66,6 +66,8 @@ public struct ShardExecutor: Sendable {
     /// `progress(n)` before item `n` starts, so a crash happens while the item last reported is
     /// the one in hand. Results do not depend on batching, so its outputs are the same bits.
     /// Excluded items are not touched; they are the shard's failures with their recorded reasons.
+    ///
+    /// Once `task.stop` is raised, the next item boundary throws ``ShardStopped`` and nothing is written.
     public func execute(_ task: ShardTask, progress: (@Sendable (Int) -> Void)? = nil) throws -> ShardOutcome {
         let start = ContinuousClock.now
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
@@ -108,6 +110,8 @@ public struct ShardExecutor: Sendable {
             pendingOutcome.removeAll(keepingCapacity: true)
         }
         for index in task.items.indices {
+            // Checked per item, so a stop waits for at most the batch being inferred.
+            if task.stop?.isRaised == true { throw ShardStopped(itemsDone: max(reported, 0)) }
             if task.isolated, index > reported {
                 reported = index
                 progress?(index)

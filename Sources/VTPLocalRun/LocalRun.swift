@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import VTPConcurrency
 import VTPCoordinator
 import VTPQueue
@@ -35,8 +36,15 @@ public struct LocalRun: Sendable {
         case resumed(jobID: Int64, done: Int64, total: Int64)
         case alreadyFinished(jobID: Int64)
         case enqueued(jobID: Int64, items: Int, shards: Int, skipped: [SkippedSample])
+        /// `progress.itemsInProgress` holds the items the workers reported in shards still running.
         case progress(JobProgress)
         case workerReplaced(slot: Int, status: Int32)
+        /// A signal arrived: the workers stop after their current batch and hand their shards
+        /// back (`signal` SIGINT) or finish them (SIGTERM); another signal stops at once.
+        case stopping(signal: Int32)
+        /// A second signal: the workers were killed and the run ends now; nothing is lost, the
+        /// shards they held are handed back and run again on the next run.
+        case stoppingNow
     }
 
     /// How a run ended.
@@ -78,6 +86,10 @@ public struct LocalRun: Sendable {
     }
 
     /// Runs the job to its end (finalized, cancelled, or interrupted by SIGINT/SIGTERM).
+    ///
+    /// The first signal is passed on to the workers: on SIGINT they stop after the batch in hand
+    /// and hand their shards back (no attempt spent), on SIGTERM they finish them. A second signal
+    /// kills the workers and stops the coordinator without waiting.
     public func run(events: @escaping @Sendable (Event) -> Void = { _ in }) async throws -> Report {
         do {
             try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
@@ -153,29 +165,59 @@ public struct LocalRun: Sendable {
         // SIGINT/SIGTERM interrupt the run; the process's own dispositions come back afterwards.
         let signals = SignalWatcher()
         defer { signals.stop() }
+        // One reader of the signals for the whole run (a stream is read by one iterator only): the
+        // first goes to `watch`, which ends the run; the next kills the workers and stops the
+        // coordinator without waiting.
+        let stopWorkersNow = StopWorkersNow()
+        let (firstSignal, firstSignalSink) = AsyncStream.makeStream(of: Int32.self)
+        let signalReader = Task {
+            var count = 0
+            for await number in signals.signals {
+                count += 1
+                if count == 1 {
+                    events(.stopping(signal: number))
+                    firstSignalSink.yield(number)
+                } else if count == 2 {
+                    events(.stoppingNow)
+                    stopWorkersNow.run()
+                    coordinator.requestShutdown()
+                    coordinator.requestShutdown()
+                }
+            }
+        }
+        defer { signalReader.cancel() }
         let outcome = try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await coordinator.run() }
             defer { group.cancelAll() }
             let pool = WorkerPool(workers, endpoint: endpoint, jobID: jobID, logDirectory: stateDirectory, context: context,
                                   logger: logger)
             for worker in try pool.start() { group.addTask { await worker.run() } }
-            let result = try await watch(jobID: jobID, ledger: ledger, coordinator: coordinator, signals: signals, pool: pool,
+            stopWorkersNow.set(pool.stopNow)
+            let result = try await watch(jobID: jobID, ledger: ledger, coordinator: coordinator, signals: firstSignal, pool: pool,
                                          events: events)
-            await pool.stop()
+            stopWorkersNow.set(pool.stopNow)  // replacements may have come since
+            await pool.stop(signal: result.signal ?? SIGTERM)
             coordinator.requestShutdown()
             try await group.waitForAll()
             return result
         }
-        return Report(jobID: jobID, record: try await ledger.job(jobID), finalize: outcome.finalize, interrupted: outcome.interrupted,
+        // Every worker of this run is gone now; a lease one still held (it was killed, or stopped
+        // at once) would only expire and count an attempt. Hand them back instead.
+        let orphaned = try await ledger.handBackLeases(job: jobID, ownerPrefix: WorkerPool.workerIDPrefix(jobID: jobID))
+        if orphaned > 0 { logger.info("handed back \(orphaned) shard(s) of workers that were stopped") }
+        let record = try await ledger.job(jobID)
+        // A signal that came as the last shard finished interrupted nothing.
+        let interrupted = outcome.signal != nil && !(record.state.isFinished && finalizer.isFinalized(outputDirectory: record.outputLocation))
+        return Report(jobID: jobID, record: record, finalize: outcome.finalize, interrupted: interrupted,
                       failures: try await failures(jobID, ledger))
     }
 
     /// Follows the job until it is finalized or cancelled, or a signal arrives.
-    private func watch(jobID: Int64, ledger: Ledger, coordinator: Coordinator, signals: SignalWatcher, pool: WorkerPool,
+    private func watch(jobID: Int64, ledger: Ledger, coordinator: Coordinator, signals: AsyncStream<Int32>, pool: WorkerPool,
                        events: @escaping @Sendable (Event) -> Void) async throws
-        -> (finalize: CoordinatorNotification.FinalizeResult?, interrupted: Bool) {
+        -> (finalize: CoordinatorNotification.FinalizeResult?, signal: Int32?) {
         // One stream of everything the loop waits on, so it never polls a shared flag.
-        enum Wake: Sendable { case finalized(Int64, CoordinatorNotification.FinalizeResult), signal, tick }
+        enum Wake: Sendable { case finalized(Int64, CoordinatorNotification.FinalizeResult), signal(Int32), tick }
         let (wakes, wake) = AsyncStream.makeStream(of: Wake.self)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -183,7 +225,12 @@ public struct LocalRun: Sendable {
                     if case let .jobFinalized(id, result) = note { wake.yield(.finalized(id, result)) }
                 }
             }
-            group.addTask { for await _ in signals.signals { wake.yield(.signal) } }
+            group.addTask {
+                for await signal in signals {
+                    wake.yield(.signal(signal))
+                    return
+                }
+            }
             group.addTask {
                 while !Task.isCancelled {
                     try await Task.sleep(for: .milliseconds(500))
@@ -197,19 +244,20 @@ public struct LocalRun: Sendable {
                 switch event {
                 case let .finalized(id, result) where id == jobID: finalized = result
                 case .finalized: continue
-                case .signal: return (nil, true)
+                case let .signal(number): return (nil, number)
                 case .tick: break
                 }
                 var record = try await ledger.job(jobID)
-                if let progress = try? await ledger.progress(job: jobID) {
+                if var progress = try? await ledger.progress(job: jobID) {
                     record = progress.job
+                    progress.itemsInProgress = Int64(coordinator.itemsInProgress(job: jobID))
                     events(.progress(progress))
                 }
-                if record.state.isFinished, let finalized { return (finalized, false) }
-                if record.state == .cancelled { return (finalized, false) }
+                if record.state.isFinished, let finalized { return (finalized, nil) }
+                if record.state == .cancelled { return (finalized, nil) }
                 for (slot, status) in try pool.replaceExited() { events(.workerReplaced(slot: slot, status: status)) }
             }
-            return (finalized, false)
+            return (finalized, nil)
         }
     }
 
@@ -234,4 +282,13 @@ public struct LocalRun: Sendable {
         for byte in stateDirectory.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         return "ipc:///tmp/vtp-\(String(hash, radix: 36)).ipc"
     }
+}
+
+/// How to end a run's workers at once, set once they exist (read by the signal reader).
+private final class StopWorkersNow: Sendable {
+    private let action = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func set(_ stop: @escaping @Sendable () -> Void) { action.withLock { $0 = stop } }
+
+    func run() { action.withLock { $0 }?() }
 }

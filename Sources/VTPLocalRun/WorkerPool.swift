@@ -41,7 +41,7 @@ final class WorkerPool {
         case let .inProcess(handler, count):
             inProcess = try (0..<count).map { slot in
                 let registration = RegisterMessage(
-                    workerID: "run\(jobID)-\(getpid())-inproc-\(slot)", host: ProcessInfo.processInfo.hostName,
+                    workerID: Self.workerIDPrefix(jobID: jobID) + "inproc-\(slot)", host: ProcessInfo.processInfo.hostName,
                     capabilities: WorkerCapabilities(jobTypes: JobType.allCases.map(\.rawValue), threads: 1, prefetch: 1, memoryBytes: 0))
                 return try Worker(options: Worker.Options(endpoint: endpoint, registration: registration), handler: handler,
                                   context: context, logger: logger)
@@ -66,12 +66,16 @@ final class WorkerPool {
         return replaced
     }
 
-    /// Asks every worker to stop: SIGTERM to processes (each finishes or hands back its shard,
-    /// SIGKILL after 20 s), a shutdown request to in-process workers.
-    func stop() async {
-        for worker in inProcess { worker.requestShutdown() }
+    /// Asks every worker to stop, SIGKILL after 20 s. After SIGINT each stops after its current
+    /// batch and hands its shard back (processes get SIGUSR1: they ignore the terminal's SIGINT,
+    /// see `vtp worker --exit-with-parent`); otherwise each finishes its shard (SIGTERM).
+    func stop(signal: Int32 = SIGTERM) async {
+        let interrupt = signal == SIGINT
+        for worker in inProcess {
+            if interrupt { worker.requestInterrupt() } else { worker.requestShutdown() }
+        }
         let running = processes.compactMap { $0 }.filter(\.isRunning)
-        for process in running { kill(process.processIdentifier, SIGTERM) }
+        for process in running { kill(process.processIdentifier, interrupt ? SIGUSR1 : SIGTERM) }
         let deadline = ContinuousClock.now + .seconds(20)
         while running.contains(where: \.isRunning), ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(100))
@@ -79,12 +83,29 @@ final class WorkerPool {
         for process in running where process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
+    /// How the ids of this process's workers for `jobID` begin (the ledger's lease owners).
+    static func workerIDPrefix(jobID: Int64) -> String { "run\(jobID)-\(getpid())-" }
+
+    /// Ends every worker without waiting (the second Ctrl-C): processes are killed, in-process
+    /// workers hand their shards back at once. Safe to call from any thread, after ``stop`` began.
+    var stopNow: @Sendable () -> Void {
+        let pids = processes.compactMap { $0?.processIdentifier }
+        let workers = inProcess
+        return {
+            for pid in pids { kill(pid, SIGKILL) }
+            for worker in workers {
+                worker.requestInterrupt()
+                worker.requestShutdown()
+            }
+        }
+    }
+
     private func launch(_ slot: Int) throws {
         guard case let .processes(executable, arguments, _, threads) = workers else { return }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments + ["--endpoint", endpoint, "--exit-with-parent", String(getpid()),
-                                         "--worker-id", "run\(jobID)-\(getpid())-\(slot)-\(replacements)"]
+                                         "--worker-id", Self.workerIDPrefix(jobID: jobID) + "\(slot)-\(replacements)"]
         var environment = ProcessInfo.processInfo.environment
         environment["OPENBLAS_NUM_THREADS"] = String(threads)
         process.environment = environment

@@ -609,6 +609,32 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- A worker that stops on purpose (Ctrl-C, shutdown) hands its shards back: they return to pending
+-- at once, and the attempt their claim counted is refunded, because nothing about the shard ended
+-- the run; an interrupted job must not run out of attempts. Returns 'requeued', or 'lease_lost'
+-- (the lease is no longer held under p_token: nothing changes) or 'unknown_shard'.
+CREATE FUNCTION vtp_hand_back_shard(p_job bigint, p_shard integer, p_token uuid, p_reason text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_state text;
+    v_token uuid;
+BEGIN
+    SELECT state, lease_token INTO v_state, v_token
+      FROM shards WHERE job_id = p_job AND shard_index = p_shard FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'unknown_shard';
+    END IF;
+    IF v_state <> 'leased' OR v_token IS DISTINCT FROM p_token THEN
+        RETURN 'lease_lost';
+    END IF;
+    UPDATE shards
+       SET state = 'pending', lease_expires_at = NULL, next_eligible_at = '-infinity',
+           attempts = greatest(attempts - 1, 0)
+     WHERE job_id = p_job AND shard_index = p_shard;
+    RETURN 'requeued';
+END;
+$$;
 """##),
     ]
 }

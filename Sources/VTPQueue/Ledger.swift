@@ -269,6 +269,41 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// Takes back a lease its worker gave up on purpose (it was interrupted or shut down): the
+    /// shard is pending again at once and its attempt is refunded, so stopping a run never uses
+    /// up `maxAttempts`. `.requeued`, or `.leaseLost` when the lease is no longer held under
+    /// `token` (nothing changes).
+    public func handBackShard(_ shard: ShardRef, token: UUID, reason: String) async throws -> CompletionOutcome {
+        try await session.run("hand back shard") { connection in
+            let result = try connection.query(
+                "SELECT vtp_hand_back_shard($1, $2, $3::uuid, $4)",
+                [String(shard.jobID), String(shard.index), token.uuidString, reason],
+                operation: "hand back shard \(shard)")
+            return try result.enumValue(0, 0, as: CompletionOutcome.self)
+        }
+    }
+
+    /// ``handBackShard(_:token:reason:)`` for every shard of `job` still leased by an owner whose
+    /// id starts with `ownerPrefix`: for a run that killed its own workers (they can report
+    /// nothing any more), so its shards need not wait for their leases to expire. Returns how many.
+    public func handBackLeases(job: Int64, ownerPrefix: String) async throws -> Int {
+        try await session.run("hand back leases") { connection in
+            let pattern = ownerPrefix.replacingOccurrences(of: "\\", with: "\\\\")
+                .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
+            let result = try connection.query(
+                """
+                WITH handed AS (
+                    UPDATE shards SET state = 'pending', lease_expires_at = NULL, next_eligible_at = '-infinity',
+                                      attempts = greatest(attempts - 1, 0)
+                     WHERE job_id = $1 AND state = 'leased' AND lease_owner LIKE $2
+                    RETURNING 1)
+                SELECT count(*) FROM handed
+                """,
+                [String(job), pattern], operation: "hand back leases of job \(job)")
+            return Int(try result.int64(0, 0))
+        }
+    }
+
     /// Returns every expired lease to pending with backoff, or fails shards out of attempts.
     public func releaseExpiredLeases() async throws -> [ReleasedLease] {
         let policy = leasePolicy

@@ -142,7 +142,7 @@ public enum CompletionOutcome: String, Sendable, Equatable {
     case leaseLost = "lease_lost"
     /// No such shard.
     case unknownShard = "unknown_shard"
-    /// The shard went back to the queue for another attempt (only from `failShard`).
+    /// The shard went back to the queue for another attempt (only from `failShard` and `handBackShard`).
     case requeued
     /// The shard used its last attempt and is now failed (only from `failShard`).
     case failed
@@ -196,6 +196,9 @@ public struct JobProgress: Sendable, Equatable {
     public var itemsPerSecond: Double
     /// Seconds to finish at the current rate; nil when nothing is moving or the job is finished.
     public var etaSeconds: Double?
+    /// Items workers reported done in shards still running (not in `job`'s counts yet); only a
+    /// caller that sees the coordinator (`vtp run`) knows them, the ledger leaves 0.
+    public var itemsInProgress: Int64 = 0
 }
 
 /// Items resolved in one time bucket, across all jobs.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One shard to execute: what a worker receives from the coordinator (the shard handler's input).
 public struct ShardTask: Sendable, Equatable {
@@ -23,9 +24,13 @@ public struct ShardTask: Sendable, Equatable {
     /// Items of the shard not to process: already found to crash workers. They are recorded as the
     /// shard's failures, with these reasons.
     public var excluded: [ExcludedItem]
+    /// Raised by the worker when it is interrupted: the executor stops between items (so after
+    /// the batch in hand at the latest) and throws ``ShardStopped``; nothing of the shard is written.
+    public var stop: ShardStopSignal?
 
     public init(jobId: Int64, shardIndex: Int, jobType: JobType, parametersJSON: String, modelDirectory: String,
-                outputDirectory: String, items: [JobItem], isolated: Bool = false, excluded: [ExcludedItem] = []) {
+                outputDirectory: String, items: [JobItem], isolated: Bool = false, excluded: [ExcludedItem] = [],
+                stop: ShardStopSignal? = nil) {
         self.jobId = jobId
         self.shardIndex = shardIndex
         self.jobType = jobType
@@ -35,7 +40,33 @@ public struct ShardTask: Sendable, Equatable {
         self.items = items
         self.isolated = isolated
         self.excluded = excluded
+        self.stop = stop
     }
+}
+
+/// A one-way flag the worker raises to stop a running shard early (see ``ShardTask/stop``).
+/// Equal only to itself: two tasks are the same task only if they share the signal.
+public final class ShardStopSignal: Sendable, Equatable {
+    private let raised = Mutex(false)
+
+    public init() {}
+
+    /// Asks the executor to stop at its next item boundary. Idempotent.
+    public func raise() { raised.withLock { $0 = true } }
+
+    public var isRaised: Bool { raised.withLock { $0 } }
+
+    public static func == (lhs: ShardStopSignal, rhs: ShardStopSignal) -> Bool { lhs === rhs }
+}
+
+/// A shard was stopped through its ``ShardStopSignal`` after `itemsDone` items; its outputs were
+/// not written, and it runs again in full elsewhere.
+public struct ShardStopped: Error, CustomStringConvertible, Equatable {
+    public var itemsDone: Int
+
+    public init(itemsDone: Int) { self.itemsDone = itemsDone }
+
+    public var description: String { "stopped after \(itemsDone) items" }
 }
 
 /// An item of a shard that is not processed again: workers ended abnormally (crashed, were killed

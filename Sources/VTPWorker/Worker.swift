@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import VTPRuntimeSupport
 import VTPTransport
 import VTPVocabulary
@@ -36,6 +37,8 @@ public final class Worker: Sendable {
     private let dealer: DealerEndpoint
     private let events = EventQueue<WorkerCore.Event>()
     private let acknowledgements = ProgressAcknowledgements()
+    /// The stop signal of each shard executing, by lease.
+    private let stopSignals = Mutex<[LeaseToken: ShardStopSignal]>([:])
     private let logger: Logger
 
     /// Creates the socket and starts connecting (nothing is sent before `run()`).
@@ -53,6 +56,10 @@ public final class Worker: Sendable {
     /// First call: finish the running shard, hand queued ones back, exit. Second call: hand the
     /// running one back too.
     public func requestShutdown() { events.post(.shutdownRequested) }
+
+    /// First call (SIGINT): stop the running shard after its current batch and hand it back, hand
+    /// queued ones back, exit. Second call: hand the running one back at once.
+    public func requestInterrupt() { events.post(.interruptRequested) }
 
     /// Tells the coordinator this process is dying of fatal signal `signal` (call it from
     /// ``FatalSignalReporter``'s reporter thread): the coordinator then blames the item in hand of
@@ -101,6 +108,8 @@ public final class Worker: Sendable {
                     }
                 case let .execute(assignment):
                     execute(assignment)
+                case let .stop(_, token):
+                    stopSignals.withLock { $0[token] }?.raise()
                 case let .acknowledge(shardID, itemsDone):
                     acknowledgements.acknowledge(shardID: shardID, itemsDone: itemsDone)
                 case .reconnect:
@@ -122,12 +131,18 @@ public final class Worker: Sendable {
         let isolated = assignment.isolated
         let mode = isolated ? ", one at a time (a worker ended abnormally holding it)" : ""
         logger.info("shard \(ShardDispatchID(wire: shardID)?.description ?? String(shardID)): \(assignment.items.count) items\(mode)")
-        Task { [handler, events, logger, acknowledgements] in
+        let stop = ShardStopSignal()
+        stopSignals.withLock { $0[token] = stop }
+        Task { [self, handler, events, logger, acknowledgements] in
             let start = ContinuousClock.now
             let result: WorkerCore.ShardResult
-            defer { acknowledgements.forget(shardID: shardID) }
+            defer {
+                acknowledgements.forget(shardID: shardID)
+                self.stopSignals.withLock { _ = $0.removeValue(forKey: token) }
+            }
             do {
-                let task = try Self.task(for: assignment)
+                var task = try Self.task(for: assignment)
+                task.stop = stop
                 result = .done(try await handler.run(task) { done in
                     let count = UInt32(clamping: done)
                     events.post(.progress(shardID: shardID, itemsDone: count))
@@ -138,6 +153,9 @@ public final class Worker: Sendable {
                         if !acknowledged { logger.warning("shard \(shardID): progress \(count) not acknowledged; going on") }
                     }
                 })
+            } catch let stopped as ShardStopped {
+                logger.info("shard \(shardID) \(stopped); handing it back")
+                result = .stopped(itemsDone: stopped.itemsDone)
             } catch {
                 logger.error("shard \(shardID) failed: \(error)")
                 result = .failed("\(error)")

@@ -21,13 +21,20 @@ import VTPVocabulary
 ///   coordinator keeps this process's leases across reconnects and tells a restart apart.
 /// - A `disconnect` from the coordinator (it restarted or does not know this worker) triggers an
 ///   immediate re-registration.
-/// - First shutdown request: take no more work, hand queued shards back (`shardFailed`), finish the
-///   running one, say `disconnect`, exit. A second request hands the running shard back too.
+/// - First shutdown request (SIGTERM): take no more work, hand queued shards back (`shardFailed`
+///   with ``ShardFailedMessage/handBack(shardID:leaseToken:reason:)``, which spends no attempt),
+///   finish the running one, say `disconnect`, exit. A second request (or an interrupt) hands the
+///   running shard back too, without waiting for it.
+/// - An interrupt (SIGINT, Ctrl-C) is the impatient stop: as a shutdown, but the running shard is
+///   told to stop (`.stop`) after the batch in hand and handed back once it has; a second
+///   interrupt (or a shutdown request) hands it back at once.
 public struct WorkerCore: Sendable {
     /// Why a shard did not produce a result.
     public enum ShardResult: Sendable, Equatable {
         case done([ItemResult])
         case failed(String)
+        /// Stopped on request (``Action/stop(shardID:token:)``) after this many items.
+        case stopped(itemsDone: Int)
     }
 
     public enum Event: Sendable, Equatable {
@@ -39,6 +46,8 @@ public struct WorkerCore: Sendable {
         /// The running shard finished after `seconds`.
         case shardFinished(shardID: Int64, token: LeaseToken, ShardResult, seconds: Double)
         case shutdownRequested
+        /// Stop soon: the running shard after its current batch (SIGINT).
+        case interruptRequested
     }
 
     public enum Action: Sendable, Equatable {
@@ -49,6 +58,9 @@ public struct WorkerCore: Sendable {
         /// progress), or stop waiting for acknowledgements altogether (`.max`: the shard was cancelled
         /// or handed back, and no acknowledgement will come).
         case acknowledge(shardID: Int64, itemsDone: UInt32)
+        /// Make the running shard's executor stop at its next item boundary (it then finishes with
+        /// `.stopped`).
+        case stop(shardID: Int64, token: LeaseToken)
         /// Replace the socket with a fresh connection (registration messages follow in the same batch).
         case reconnect
         case exit
@@ -61,6 +73,8 @@ public struct WorkerCore: Sendable {
     public private(set) var draining = false
     /// Shutdown was requested twice: do not wait for the running shard.
     public private(set) var forced = false
+    /// An interrupt asked the running shard to stop after its current batch.
+    public private(set) var interrupted = false
     public private(set) var itemsCompleted: UInt64 = 0
     public private(set) var imagesPerSecond: Double = 0
     /// Set by the shell before ticks; reported in heartbeats.
@@ -130,6 +144,10 @@ public struct WorkerCore: Sendable {
                     send(.shardDone(ShardDoneMessage(shardID: shardID, leaseToken: token, results: results)), at: now, into: &actions)
                 case let .failed(error):
                     send(.shardFailed(ShardFailedMessage(shardID: shardID, leaseToken: token, error: error)), at: now, into: &actions)
+                case let .stopped(itemsDone):
+                    send(.shardFailed(.handBack(shardID: shardID, leaseToken: token,
+                                                reason: "worker interrupted after \(itemsDone) of \(current.items.count) items")),
+                         at: now, into: &actions)
                 }
             }
             runningCancelled = false
@@ -137,17 +155,27 @@ public struct WorkerCore: Sendable {
             startNext(into: &actions)
         case .shutdownRequested:
             if draining {
-                forced = true
-                if let current = running {
-                    send(.shardFailed(ShardFailedMessage(shardID: current.shardID, leaseToken: current.leaseToken,
-                                                         error: "handed back: worker stopped")), at: now, into: &actions)
-                    actions.append(.acknowledge(shardID: current.shardID, itemsDone: .max))
-                    running = nil
-                }
+                handBackRunningNow(at: now, into: &actions)
             } else {
                 draining = true
                 send(.drain(reason: "worker shutting down"), at: now, into: &actions)
                 handBackQueued(at: now, into: &actions)
+            }
+        case .interruptRequested:
+            if interrupted {
+                handBackRunningNow(at: now, into: &actions)
+            } else {
+                interrupted = true
+                if !draining {
+                    draining = true
+                    send(.drain(reason: "worker interrupted"), at: now, into: &actions)
+                }
+                handBackQueued(at: now, into: &actions)
+                if let current = running, !runningCancelled, !forced {
+                    actions.append(.stop(shardID: current.shardID, token: current.leaseToken))
+                    // An isolated shard's executor may be waiting for an acknowledgement; free it.
+                    actions.append(.acknowledge(shardID: current.shardID, itemsDone: .max))
+                }
             }
         }
         if draining && running == nil && queued.isEmpty {
@@ -165,8 +193,8 @@ public struct WorkerCore: Sendable {
                 return  // a duplicate delivery
             }
             if draining {
-                send(.shardFailed(ShardFailedMessage(shardID: assignment.shardID, leaseToken: assignment.leaseToken,
-                                                     error: "handed back: worker shutting down")), at: now, into: &actions)
+                send(.shardFailed(.handBack(shardID: assignment.shardID, leaseToken: assignment.leaseToken,
+                                            reason: "worker shutting down")), at: now, into: &actions)
                 return
             }
             queued.append(assignment)
@@ -211,10 +239,23 @@ public struct WorkerCore: Sendable {
 
     private mutating func handBackQueued(at now: MonotonicInstant, into actions: inout [Action]) {
         for shard in queued {
-            send(.shardFailed(ShardFailedMessage(shardID: shard.shardID, leaseToken: shard.leaseToken,
-                                                 error: "handed back: worker shutting down")), at: now, into: &actions)
+            send(.shardFailed(.handBack(shardID: shard.shardID, leaseToken: shard.leaseToken, reason: "worker shutting down")),
+                 at: now, into: &actions)
         }
         queued = []
+    }
+
+    /// The impatient end: the running shard goes back now and its result, if it ever comes, is dropped.
+    private mutating func handBackRunningNow(at now: MonotonicInstant, into actions: inout [Action]) {
+        forced = true
+        guard let current = running else { return }
+        if !runningCancelled {
+            send(.shardFailed(.handBack(shardID: current.shardID, leaseToken: current.leaseToken, reason: "worker stopped")),
+                 at: now, into: &actions)
+        }
+        actions.append(.stop(shardID: current.shardID, token: current.leaseToken))
+        actions.append(.acknowledge(shardID: current.shardID, itemsDone: .max))
+        running = nil
     }
 
     private mutating func startNext(into actions: inout [Action]) {

@@ -566,4 +566,53 @@ struct CoordinatorCoreTests {
         let uuid = UUID()
         #expect(LeaseToken(uuid: uuid).uuid == uuid)
     }
+
+    @Test func aHandedBackShardIsRequeuedWithoutSpendingAnAttemptAndAFailureIsNot() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(2)), at: Self.at(0))
+        let first = lease(index: 0), second = lease(index: 1)
+        _ = core.handle(.claimed(alice, first), at: Self.at(0))
+        _ = core.handle(.claimed(alice, second), at: Self.at(0))
+        let back = core.handle(.received(alice, .shardFailed(.handBack(shardID: wire(first), leaseToken: first.token,
+                                                                          reason: "worker interrupted after 1 of 2 items"))),
+                               at: Self.at(1))
+        #expect(back.contains(.handBack(first.shard, token: first.token, reason: "handed back: worker interrupted after 1 of 2 items")))
+        #expect(!back.contains { if case .fail = $0 { true } else { false } })
+        let failed = core.handle(.received(alice, .shardFailed(ShardFailedMessage(shardID: wire(second), leaseToken: second.token,
+                                                                                  error: "disk full"))), at: Self.at(2))
+        #expect(failed.contains(.fail(second.shard, token: second.token, error: "disk full")))
+        #expect(core.shardsInFlight == 0)
+    }
+
+    @Test func itemsReportedInRunningShardsAreCountedPerJobUntilTheShardIsRecorded() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(bob, registration("w-bob", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        _ = core.handle(.received(bob, .credit(2)), at: Self.at(0))
+        let a = lease(index: 0), b = lease(index: 1), other = lease(job: 8, index: 0)
+        _ = core.handle(.claimed(alice, a), at: Self.at(0))
+        _ = core.handle(.claimed(bob, b), at: Self.at(0))
+        _ = core.handle(.claimed(bob, other), at: Self.at(0))
+        #expect(core.itemsInProgress(job: 7) == 0)
+        _ = core.handle(.received(alice, .progress(shardID: wire(a), itemsDone: 1)), at: Self.at(1))
+        _ = core.handle(.received(bob, .progress(shardID: wire(b), itemsDone: 2)), at: Self.at(1))
+        _ = core.handle(.received(bob, .progress(shardID: wire(other), itemsDone: 1)), at: Self.at(1))
+        _ = core.handle(.received(alice, .progress(shardID: wire(a), itemsDone: 2)), at: Self.at(1.5))
+        #expect(core.itemsInProgress(job: 7) == 4)
+        #expect(core.itemsInProgressByJob == [7: 4, 8: 1])
+        // Once a result is in, the ledger counts those items; they leave the in-progress count.
+        _ = core.handle(.received(alice, .shardDone(ShardDoneMessage(shardID: wire(a), leaseToken: a.token, results: []))), at: Self.at(2))
+        #expect(core.itemsInProgress(job: 7) == 2)
+    }
+
+    @Test func aSecondShutdownStopsWaitingForShardsInFlight() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        _ = core.handle(.claimed(alice, lease(index: 0)), at: Self.at(0))
+        #expect(!core.handle(.shutdownRequested, at: Self.at(1)).contains(.exit))
+        #expect(core.handle(.shutdownRequested, at: Self.at(1.5)).contains(.exit))
+    }
 }

@@ -186,6 +186,7 @@ struct WorkerCoreTests {
         let forced = core.handle(.shutdownRequested, at: Self.at(2))
         #expect(forced == [.send(.shardFailed(ShardFailedMessage(shardID: a.shardID, leaseToken: a.leaseToken,
                                                                  error: "handed back: worker stopped"))),
+                           .stop(shardID: a.shardID, token: a.leaseToken),
                            .acknowledge(shardID: a.shardID, itemsDone: .max),
                            .send(.disconnect(reason: "worker stopped")), .exit])
     }
@@ -195,5 +196,64 @@ struct WorkerCoreTests {
         _ = core.handle(.started, at: Self.at(0))
         #expect(core.handle(.shutdownRequested, at: Self.at(1))
             == [.send(.drain(reason: "worker shutting down")), .send(.disconnect(reason: "worker stopped")), .exit])
+    }
+
+    @Test func interruptStopsTheRunningShardAfterItsBatchAndHandsEverythingBack() {
+        var core = makeCore()
+        let a = assignment(0), b = assignment(1)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        _ = core.handle(.received(.assignShard(b)), at: Self.at(0))
+        let stopping = core.handle(.interruptRequested, at: Self.at(1))
+        #expect(stopping == [.send(.drain(reason: "worker interrupted")),
+                             .send(.shardFailed(.handBack(shardID: b.shardID, leaseToken: b.leaseToken, reason: "worker shutting down"))),
+                             .stop(shardID: a.shardID, token: a.leaseToken),
+                             .acknowledge(shardID: a.shardID, itemsDone: .max)])
+        #expect(core.interrupted && core.draining)
+        let stopped = core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, .stopped(itemsDone: 0), seconds: 0.2),
+                                  at: Self.at(1.2))
+        let handBack = ShardFailedMessage(shardID: a.shardID, leaseToken: a.leaseToken, error: "handed back: worker interrupted after 0 of 1 items")
+        #expect(stopped == [.send(.shardFailed(handBack)), .send(.disconnect(reason: "worker stopped")), .exit])
+        #expect(handBack.isHandBack)
+        #expect(!ShardFailedMessage(shardID: 1, leaseToken: a.leaseToken, error: "model missing").isHandBack)
+    }
+
+    @Test func aShardThatFinishesDespiteTheInterruptIsReportedDone() {
+        var core = makeCore()
+        let a = assignment(0)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        _ = core.handle(.interruptRequested, at: Self.at(1))
+        let results = [ItemResult(ordinal: 0, status: .ok, outputLocation: "f#0")]
+        #expect(core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, .done(results), seconds: 1), at: Self.at(1.5))
+            == [.send(.shardDone(ShardDoneMessage(shardID: a.shardID, leaseToken: a.leaseToken, results: results))),
+                .send(.disconnect(reason: "worker stopped")), .exit])
+    }
+
+    @Test func aSecondInterruptOrAShutdownAfterItHandsTheRunningShardBackAtOnce() {
+        for second in [WorkerCore.Event.interruptRequested, .shutdownRequested] {
+            var core = makeCore()
+            let a = assignment(0)
+            _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+            #expect(!core.handle(.interruptRequested, at: Self.at(1)).contains(.exit))
+            let now = core.handle(second, at: Self.at(1.1))
+            #expect(now == [.send(.shardFailed(.handBack(shardID: a.shardID, leaseToken: a.leaseToken, reason: "worker stopped"))),
+                            .stop(shardID: a.shardID, token: a.leaseToken), .acknowledge(shardID: a.shardID, itemsDone: .max),
+                            .send(.disconnect(reason: "worker stopped")), .exit])
+        }
+    }
+
+    @Test func anInterruptAfterAShutdownStopsTheShardItWasFinishing() {
+        var core = makeCore()
+        let a = assignment(0)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        _ = core.handle(.shutdownRequested, at: Self.at(1))
+        #expect(core.handle(.interruptRequested, at: Self.at(2))
+            == [.stop(shardID: a.shardID, token: a.leaseToken), .acknowledge(shardID: a.shardID, itemsDone: .max)])
+    }
+
+    @Test func idleWorkerExitsAtOnceOnInterrupt() {
+        var core = makeCore()
+        _ = core.handle(.started, at: Self.at(0))
+        #expect(core.handle(.interruptRequested, at: Self.at(1))
+            == [.send(.drain(reason: "worker interrupted")), .send(.disconnect(reason: "worker stopped")), .exit])
     }
 }

@@ -124,6 +124,18 @@ public struct ShardFailedMessage: Hashable, Sendable {
         self.leaseToken = leaseToken
         self.error = error
     }
+
+    /// How `error` starts when the worker gives the shard up on purpose (it is stopping), rather
+    /// than because the shard failed: the coordinator then requeues it without spending an attempt.
+    public static let handBackPrefix = "handed back: "
+
+    /// A shard the worker stopped on purpose (see ``handBackPrefix``).
+    public static func handBack(shardID: Int64, leaseToken: LeaseToken, reason: String) -> ShardFailedMessage {
+        ShardFailedMessage(shardID: shardID, leaseToken: leaseToken, error: handBackPrefix + reason)
+    }
+
+    /// The worker gave the shard up on purpose; nothing about the shard failed.
+    public var isHandBack: Bool { error.hasPrefix(Self.handBackPrefix) }
 }
 
 /// Either side: "I am alive", with the sender's counters (zero where they do not apply).

@@ -12,7 +12,8 @@ struct ProgressRenderer {
 
     mutating func show(_ progress: JobProgress) {
         let job = progress.job
-        let done = job.itemsDone + job.itemsFailed
+        // Items of running shards count as they are reported, so the bar moves per batch.
+        let done = min(job.itemCount, job.itemsDone + job.itemsFailed + progress.itemsInProgress)
         let total = max(job.itemCount, 1)
         let rate = String(format: "%.1f items/s", progress.itemsPerSecond)
         let eta = progress.etaSeconds.map { "ETA " + Self.clock($0) } ?? "ETA --"

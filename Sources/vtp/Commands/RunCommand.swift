@@ -81,11 +81,18 @@ struct RunCommand: AsyncParsableCommand {
                 for sample in skipped { printError("skipped \(sample.sourceId): \(sample.reason)") }
             case let .progress(progress): renderer.withLock { $0.show(progress) }
             case let .workerReplaced(slot, status): printError("worker \(slot) exited with status \(status); starting a new one")
+            case let .stopping(signal):
+                renderer.withLock { $0.finish() }
+                let how = signal == SIGINT ? "after the current batch" : "after the current shard"
+                printError("stopping: workers hand their shards back \(how); press Ctrl-C again to stop at once")
+            case .stoppingNow:
+                printError("stopping now")
             }
         }
         renderer.withLock { $0.finish() }
         if report.interrupted {
-            printError("interrupted; run the same command again to resume job \(report.jobID)")
+            printError("interrupted: job \(report.jobID) is \(report.record.itemsDone + report.record.itemsFailed)/\(report.record.itemCount) items done; "
+                       + "to resume, run the same command again:\n  \(Self.commandLine())")
             throw ExitCode(130)
         }
         let code = summarize(report, start: start)
@@ -113,6 +120,14 @@ struct RunCommand: AsyncParsableCommand {
     static func stateDirectory(flag: String?, settings: ClusterSettings, output: String) -> String {
         let chosen = flag ?? (settings.database.stateDirectory.isEmpty ? nil : settings.database.stateDirectory)
         return chosen.map { URL(fileURLWithPath: ClusterSettings.expandTilde($0)).standardizedFileURL.path } ?? output + "/.vtp-state"
+    }
+
+    /// The command as typed, quoted for a POSIX shell where needed.
+    static func commandLine() -> String {
+        CommandLine.arguments.map { argument in
+            let plain = !argument.isEmpty && argument.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
+            return plain ? argument : "'" + argument.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        }.joined(separator: " ")
     }
 
     /// This very binary (so workers always match the coordinator's protocol and schema version).

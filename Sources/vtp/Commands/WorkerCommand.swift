@@ -16,7 +16,7 @@ import Glibc
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Process shards from a coordinator (DEALER socket); SIGTERM finishes the current shard and exits.")
+        abstract: "Process shards from a coordinator (DEALER socket); SIGTERM finishes the current shard and exits, SIGINT (Ctrl-C) stops it after the current batch and hands it back; a second signal stops at once.")
 
     @Option(name: .long, help: "Configuration file (see config/vtp.toml).")
     var config: String?
@@ -78,10 +78,18 @@ struct WorkerCommand: AsyncParsableCommand {
         // A crash (not a kill) is reported, so the item being processed alone is blamed and no other.
         FatalSignalReporter.install { signal in worker.reportCrash(signal: signal) }
         logger.info("worker \(id) connecting to \(settings.coordinator.endpoint) (\(threadCount) threads, prefetch \(settings.worker.prefetch))")
-        let signals = SignalWatcher()
+        // A worker of `vtp run` shares the terminal's process group, so Ctrl-C would reach it and
+        // `vtp run` both; it ignores the terminal's SIGINT and takes the one `vtp run` passes on,
+        // as SIGUSR1, so each Ctrl-C counts once (the second kills it, from `vtp run`).
+        if exitWithParent != nil { signal(SIGINT, SIG_IGN) }
+        let signals = SignalWatcher(exitWithParent != nil ? [SIGTERM, SIGUSR1] : [SIGTERM, SIGINT])
         defer { signals.stop() }
         await withDiscardingTaskGroup { group in
-            group.addTask { for await _ in signals.signals { worker.requestShutdown() } }
+            group.addTask {
+                for await signal in signals.signals {
+                    if signal == SIGINT || signal == SIGUSR1 { worker.requestInterrupt() } else { worker.requestShutdown() }
+                }
+            }
             await worker.run()
             group.cancelAll()
         }

@@ -173,6 +173,36 @@ struct LedgerTests {
         }
     }
 
+    @Test func aHandedBackShardIsClaimableAtOnceWithoutSpendingAnAttempt() async throws {
+        try await withLedgerDatabase { url in
+            let policy = LeasePolicy(leaseSeconds: 60, backoffBaseSeconds: 30, backoffCapSeconds: 600)
+            let ledger = Ledger(database: url, leasePolicy: policy)
+            let job = try await ledger.enqueue(testJob(shardSize: 5, maxAttempts: 1), items: items(10))
+            // Handed back more times than the job has attempts: it is never failed, never backs off.
+            for round in 0..<3 {
+                let lease = try #require(try await ledger.claimNextShard(owner: "w", job: job))
+                #expect(lease.shard.index == 0 && lease.attempt == 1, "round \(round)")
+                #expect(try await ledger.handBackShard(lease.shard, token: lease.leaseToken,
+                                                       reason: "handed back: worker interrupted") == .requeued)
+                #expect(try await ledger.handBackShard(lease.shard, token: lease.leaseToken, reason: "again") == .leaseLost)
+            }
+            var record = try await ledger.job(job)
+            #expect(record.shardsFailed == 0 && record.itemsFailed == 0 && record.rejectedCompletions == 0)
+            // A run that killed its workers hands back what they still held, and only theirs.
+            let mine = try #require(try await ledger.claimNextShard(owner: "run1-42-0-0", job: job))
+            let theirs = try #require(try await ledger.claimNextShard(owner: "run1-420-0-0", job: job))
+            #expect(try await ledger.handBackLeases(job: job, ownerPrefix: "run1-42-") == 1)
+            #expect(try await ledger.completeShard(theirs.shard, token: theirs.leaseToken,
+                                                   results: theirs.items.map { .success($0.ordinal, output: "o") }) == .applied)
+            let again = try #require(try await ledger.claimNextShard(owner: "w", job: job))
+            #expect(again.shard == mine.shard && again.attempt == 1)
+            #expect(try await ledger.completeShard(again.shard, token: again.leaseToken,
+                                                   results: again.items.map { .success($0.ordinal, output: "o") }) == .applied)
+            record = try await ledger.job(job)
+            #expect(record.state == .completed && record.itemsDone == 10)
+        }
+    }
+
     @Test func workerReportedShardFailureBacksOffThenFails() async throws {
         try await withLedgerDatabase { url in
             let policy = LeasePolicy(leaseSeconds: 60, backoffBaseSeconds: 30, backoffCapSeconds: 600)
