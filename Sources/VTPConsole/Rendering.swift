@@ -61,6 +61,7 @@ public enum ConsoleRenderer {
             "  started    \(job.startedAt ?? "-")",
             "  finished   \(job.finishedAt ?? "-")",
         ]
+        if let error = job.error { lines.insert("  error      \(error)", at: 1) }
         if let parameters = status.parameters { lines.append("  parameters \(parameters)") }
         return lines.joined(separator: "\n") + "\n"
     }

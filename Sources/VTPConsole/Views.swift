@@ -61,6 +61,8 @@ public struct JobSummary: Encodable, Sendable, Equatable {
     public var createdAt: String
     public var startedAt: String?
     public var finishedAt: String?
+    /// Why a failed job failed; null otherwise.
+    public var error: String?
 
     public init(_ job: JobRecord) {
         id = job.id
@@ -78,10 +80,11 @@ public struct JobSummary: Encodable, Sendable, Equatable {
         createdAt = Timestamp.string(job.createdAt)
         startedAt = job.startedAt.map(Timestamp.string)
         finishedAt = job.finishedAt.map(Timestamp.string)
+        error = job.error
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, type, state, priority, model, input, output, shards, items
+        case id, type, state, priority, model, input, output, shards, items, error
         case maxAttempts = "max_attempts", rejectedCompletions = "rejected_completions"
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at"
     }
@@ -102,6 +105,7 @@ public struct JobSummary: Encodable, Sendable, Equatable {
         try c.encode(createdAt, forKey: .createdAt)
         try c.encode(startedAt, forKey: .startedAt)
         try c.encode(finishedAt, forKey: .finishedAt)
+        try c.encode(error, forKey: .error)
     }
 }
 

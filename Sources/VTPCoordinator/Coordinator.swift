@@ -213,7 +213,7 @@ public final class Coordinator: Sendable {
                 let outcome = try await ledger.completeShard(shard, token: token.uuid, results: results)
                 let ok = results.filter(\.ok).count
                 observer?.observe(.shardRecorded(outcome, itemsOK: ok, itemsFailed: results.count - ok))
-                let finished = outcome == .applied ? try await ledger.job(shard.jobID).state.isFinished : false
+                let finished = outcome == .applied ? try await ledger.job(shard.jobID).state.isFinalizable : false
                 events.post(.recorded(shard, outcome, jobFinished: finished))
             }
         case let .fail(shard, token, error):
@@ -221,11 +221,18 @@ public final class Coordinator: Sendable {
             spawn(in: &calls, "fail shard \(shard)") { ledger, events in
                 let outcome = try await ledger.failShard(shard, token: token.uuid, error: error)
                 observer?.observe(.shardRecorded(outcome, itemsOK: 0, itemsFailed: 0))
-                let finished = outcome == .failed ? try await ledger.job(shard.jobID).state.isFinished : false
+                let finished = outcome == .failed ? try await ledger.job(shard.jobID).state.isFinalizable : false
                 events.post(.recorded(shard, outcome, jobFinished: finished))
             }
+        case let .failJob(shard, token, error):
+            // Notice, not error: the job's record carries the message, and `vtp run` prints it once.
+            logger.notice("job \(shard.jobID) failed: \(error)")
+            spawn(in: &calls, "fail job \(shard.jobID)") { ledger, events in
+                let outcome = try await ledger.failJob(shard, token: token.uuid, error: error)
+                events.post(.recorded(shard, outcome, jobFinished: false))
+            }
         case let .handBack(shard, token, reason):
-            logger.info("shard \(shard) \(reason)")
+            logger.info("shard \(shard) handed back: \(reason)")
             spawn(in: &calls, "hand back shard \(shard)") { ledger, events in
                 let outcome = try await ledger.handBackShard(shard, token: token.uuid, reason: reason)
                 events.post(.recorded(shard, outcome, jobFinished: false))
@@ -270,7 +277,7 @@ public final class Coordinator: Sendable {
     /// The jobs among `released` that a failed shard may have finished, and that are finished.
     private static func finishedJobs(_ released: [ReleasedLease], _ ledger: Ledger) async throws -> [Int64] {
         var finished: [Int64] = []
-        for jobID in Set(released.filter(\.failed).map(\.shard.jobID)).sorted() where try await ledger.job(jobID).state.isFinished {
+        for jobID in Set(released.filter(\.failed).map(\.shard.jobID)).sorted() where try await ledger.job(jobID).state.isFinalizable {
             finished.append(jobID)
         }
         return finished
@@ -282,7 +289,7 @@ public final class Coordinator: Sendable {
             let job = try await ledger.job(jobID)
             if job.state == .cancelled {
                 events.post(.jobCancelled(jobID))
-            } else if job.state.isFinished, !finalizer.isFinalized(outputDirectory: job.outputLocation) {
+            } else if job.state.isFinalizable, !finalizer.isFinalized(outputDirectory: job.outputLocation) {
                 events.post(.jobFinished(jobID))
             }
         } catch {
@@ -329,7 +336,7 @@ public final class Coordinator: Sendable {
     /// leaves a finished job without a manifest; finalize those now (the finalizer is idempotent).
     private func finalizeUnfinishedJobs() async {
         do {
-            for job in try await ledger.listJobs(limit: 1000) where job.state.isFinished {
+            for job in try await ledger.listJobs(limit: 1000) where job.state.isFinalizable {
                 if !finalizer.isFinalized(outputDirectory: job.outputLocation) { events.post(.jobFinished(job.id)) }
             }
         } catch {

@@ -110,6 +110,8 @@ public struct CoordinatorCore: Sendable {
         case renewLease(ShardRef, token: LeaseToken)
         case complete(ShardRef, token: LeaseToken, results: [ItemResult])
         case fail(ShardRef, token: LeaseToken, error: String)
+        /// Nothing of the shard's job can run (the worker says so): fail the whole job with `error`.
+        case failJob(ShardRef, token: LeaseToken, error: String)
         /// The worker stopped and gave the shard back: requeue it without spending an attempt.
         case handBack(ShardRef, token: LeaseToken, reason: String)
         case releaseExpiredLeases
@@ -197,6 +199,8 @@ public struct CoordinatorCore: Sendable {
         public var isolatedAssignments = 0
         /// Workers that reported dying of a fatal signal.
         public var workersCrashed = 0
+        /// Jobs failed as a whole because a worker found that nothing of them can run.
+        public var jobsFailed = 0
     }
 
     public let configuration: Configuration
@@ -265,6 +269,10 @@ public struct CoordinatorCore: Sendable {
             case .failed: counters.failed += 1
             case .requeued: idle = false
             case .duplicate, .leaseLost, .unknownShard: counters.rejected += 1
+            case .jobFailed:
+                counters.jobsFailed += 1
+                // The ledger parked the job's other shards; their workers need not finish them.
+                revokeShards(ofJob: shard.jobID, reason: "job failed", at: now, into: &actions)
             }
             if jobFinished { finalize(shard.jobID, into: &actions) }
         case let .leaseRenewed(token, held):
@@ -287,18 +295,7 @@ public struct CoordinatorCore: Sendable {
         case let .jobFinished(jobID):
             finalize(jobID, into: &actions)
         case let .jobCancelled(jobID):
-            let revoked = leases.filter { $0.value.shard.jobID == jobID }
-            var peers: [PeerIdentity] = []
-            for (token, entry) in revoked.sorted(by: { ($0.value.shard.index) < ($1.value.shard.index) }) {
-                leases[token] = nil
-                guard workers[entry.peer] != nil else { continue }
-                workers[entry.peer]!.window.complete(key(entry.shard))
-                if !peers.contains(entry.peer) { peers.append(entry.peer) }
-            }
-            for peer in peers {
-                send(.cancel(.job(jobID), reason: "job cancelled"), to: peer, at: now, into: &actions)
-                publish(peer, into: &actions)
-            }
+            revokeShards(ofJob: jobID, reason: "job cancelled", at: now, into: &actions)
             // A cancel is a finish of its own, even of a job finalized before a retry re-opened it.
             finalizedJobs.remove(jobID)
             finalize(jobID, into: &actions)
@@ -444,10 +441,28 @@ public struct CoordinatorCore: Sendable {
             counters.rejected += 1
             return
         }
-        if failed.isHandBack {
-            actions.append(.handBack(shard, token: failed.leaseToken, reason: failed.error))
-        } else {
-            actions.append(.fail(shard, token: failed.leaseToken, error: failed.error))
+        switch failed.kind {
+        case .handBack: actions.append(.handBack(shard, token: failed.leaseToken, reason: failed.error))
+        case .shard: actions.append(.fail(shard, token: failed.leaseToken, error: failed.error))
+        case .job: actions.append(.failJob(shard, token: failed.leaseToken, error: failed.error))
+        }
+    }
+
+    /// Forgets every lease of `jobID` and tells the workers holding them to stop that job.
+    private mutating func revokeShards(ofJob jobID: Int64, reason: String, at now: MonotonicInstant,
+                                       into actions: inout [Action]) {
+        let revoked = leases.filter { $0.value.shard.jobID == jobID }
+        var peers: [PeerIdentity] = []
+        for (token, entry) in revoked.sorted(by: { ($0.value.shard.index) < ($1.value.shard.index) }) {
+            leases[token] = nil
+            guard workers[entry.peer] != nil else { continue }
+            workers[entry.peer]!.window.complete(key(entry.shard))
+            if workers[entry.peer]!.runningShard == entry.shard { workers[entry.peer]!.runningShard = nil }
+            if !peers.contains(entry.peer) { peers.append(entry.peer) }
+        }
+        for peer in peers {
+            send(.cancel(.job(jobID), reason: reason), to: peer, at: now, into: &actions)
+            publish(peer, into: &actions)
         }
     }
 

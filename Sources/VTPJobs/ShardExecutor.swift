@@ -73,7 +73,12 @@ public struct ShardExecutor: Sendable {
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
         let model = try models.model(at: task.modelDirectory, precision: parameters.precision)
         do { try FileManager.default.createDirectory(atPath: task.outputDirectory, withIntermediateDirectories: true) } catch {
-            throw JobError.writeFailed(path: task.outputDirectory, reason: FileErrorText.reason(error, at: task.outputDirectory))
+            throw JobError.outputNotWritable(path: task.outputDirectory, reason: FileErrorText.reason(error, at: task.outputDirectory))
+        }
+        // An existing directory the worker may not write to would fail every shard alike at its write.
+        if access(task.outputDirectory, W_OK | X_OK) != 0 {
+            let code = errno
+            throw JobError.outputNotWritable(path: task.outputDirectory, reason: String(cString: strerror(code)))
         }
         let job = try parameters.makeJob(model: model, options: options, outputDirectory: task.outputDirectory)
 

@@ -35,6 +35,11 @@ public struct LocalRun: Sendable {
     public enum Event: Sendable {
         case resumed(jobID: Int64, done: Int64, total: Int64)
         case alreadyFinished(jobID: Int64)
+        /// `--update`: the input changed since the job was created; `change.added` (and
+        /// `change.addedSkipped`) became `shards` new shards, `change.missing` were left as they are.
+        case updated(jobID: Int64, change: InputChange, shards: Int)
+        /// The job had failed (`error`), or finished with failed items: `items` run again.
+        case retrying(jobID: Int64, items: Int64, error: String?)
         case enqueued(jobID: Int64, items: Int, shards: Int, skipped: [SkippedSample])
         /// `progress.itemsInProgress` holds the items the workers reported in shards still running.
         case progress(JobProgress)
@@ -68,12 +73,15 @@ public struct LocalRun: Sendable {
     public var leasePolicy: LeasePolicy
     public var core: CoordinatorCore.Configuration
     public var maxJobItems: Int
+    /// Whether a resumed job whose input gained items takes them in (`--update`); without it a
+    /// changed input is an error (``LocalRunError/inputChanged(job:input:change:)``).
+    public var update: Bool
     public var logger: Logger
 
     public init(request: JobRequest, finalizer: any JobFinalizing, workers: Workers, stateDirectory: String,
                 database: DatabaseURL? = nil, leasePolicy: LeasePolicy = LeasePolicy(leaseSeconds: 15, backoffBaseSeconds: 1, backoffCapSeconds: 30),
                 core: CoordinatorCore.Configuration = CoordinatorCore.Configuration(),
-                maxJobItems: Int = .max, logger: Logger = Logger(label: "vtp.run")) {
+                maxJobItems: Int = .max, update: Bool = false, logger: Logger = Logger(label: "vtp.run")) {
         self.request = request
         self.finalizer = finalizer
         self.workers = workers
@@ -82,6 +90,7 @@ public struct LocalRun: Sendable {
         self.leasePolicy = leasePolicy
         self.core = core
         self.maxJobItems = maxJobItems
+        self.update = update
         self.logger = logger
     }
 
@@ -137,8 +146,20 @@ public struct LocalRun: Sendable {
         try await ledger.verifySchema()
 
         let jobID: Int64
-        if let existing = try await request.existingJob(in: ledger) {
+        let request = request, maxItems = maxJobItems
+        let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
+        let digest = ListingDigest.of(items: listing.items, skipped: listing.skipped)
+        if var existing = try await request.existingJob(in: ledger) {
             jobID = existing.id
+            if existing.listingDigest != digest {
+                existing = try await takeInputChanges(of: existing, listing: listing, digest: digest, ledger: ledger, events: events)
+            }
+            // A failed job (its model did not load...) or failed items: this run retries them.
+            if existing.state == .failed || existing.state == .completedWithFailures {
+                let reset = try await ledger.retryFailed(job: jobID)
+                if reset > 0 { events(.retrying(jobID: jobID, items: reset, error: existing.error)) }
+                existing = try await ledger.job(jobID)
+            }
             if existing.state.isFinished, finalizer.isFinalized(outputDirectory: existing.outputLocation) {
                 events(.alreadyFinished(jobID: jobID))
                 return Report(jobID: jobID, record: existing, finalize: nil, interrupted: false,
@@ -147,9 +168,8 @@ public struct LocalRun: Sendable {
             if existing.state == .paused { try await ledger.resume(job: jobID) }
             events(.resumed(jobID: jobID, done: existing.itemsDone + existing.itemsFailed, total: existing.itemCount))
         } else {
-            let request = request, maxItems = maxJobItems
-            let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
-            jobID = try await ledger.enqueue(request.spec(labelClasses: listing.classes), items: listing.items, skipped: listing.skipped)
+            jobID = try await ledger.enqueue(request.spec(labelClasses: listing.classes), items: listing.items, skipped: listing.skipped,
+                                             listingDigest: digest)
             events(.enqueued(jobID: jobID, items: listing.items.count,
                              shards: (listing.items.count + request.shardSize - 1) / request.shardSize, skipped: listing.skipped))
         }
@@ -212,6 +232,33 @@ public struct LocalRun: Sendable {
                       failures: try await failures(jobID, ledger))
     }
 
+    /// The input listing differs from the one `job` was made from: with ``update`` the new items
+    /// join the job as new shards (nothing done runs again; the finalizer then covers
+    /// everything), otherwise the run stops with what changed. Returns the job as it is now.
+    private func takeInputChanges(of job: JobRecord, listing: (items: [JobItem], skipped: [SkippedSample], classes: [String]),
+                                  digest: String, ledger: Ledger, events: @escaping @Sendable (Event) -> Void) async throws -> JobRecord {
+        let known = try await ledger.sourceIDs(job: job.id)
+        let change = InputChange(listing: listing.items, skipped: listing.skipped, known: known)
+        if change.isEmpty {
+            // Same samples (a job from before digests were stored): remember the digest.
+            try await ledger.appendItems(job: job.id, items: [], shardSize: request.shardSize, listingDigest: digest)
+            return try await ledger.job(job.id)
+        }
+        guard update else { throw LocalRunError.inputChanged(job: job.id, input: job.inputLocation, change: change.summary()) }
+        // Labels are indices into the class list; a different list would renumber the done items.
+        let stored = (try? JobParameters.decode(jobType: request.parameters.jobType, json: job.parametersJSON))?.labelClasses ?? []
+        if stored != listing.classes {
+            let added = Set(listing.classes).subtracting(stored).sorted(), removed = Set(stored).subtracting(listing.classes).sorted()
+            throw LocalRunError.classesChanged(job: job.id, input: job.inputLocation,
+                                               detail: "new: \(added.isEmpty ? "none" : added.joined(separator: ", ")); "
+                                                   + "gone: \(removed.isEmpty ? "none" : removed.joined(separator: ", "))")
+        }
+        let shards = try await ledger.appendItems(job: job.id, items: change.added, skipped: change.addedSkipped,
+                                                  shardSize: request.shardSize, listingDigest: digest)
+        events(.updated(jobID: job.id, change: change, shards: shards))
+        return try await ledger.job(job.id)
+    }
+
     /// Follows the job until it is finalized or cancelled, or a signal arrives.
     private func watch(jobID: Int64, ledger: Ledger, coordinator: Coordinator, signals: AsyncStream<Int32>, pool: WorkerPool,
                        events: @escaping @Sendable (Event) -> Void) async throws
@@ -254,7 +301,7 @@ public struct LocalRun: Sendable {
                     events(.progress(progress))
                 }
                 if record.state.isFinished, let finalized { return (finalized, nil) }
-                if record.state == .cancelled { return (finalized, nil) }
+                if record.state == .cancelled || record.state == .failed { return (finalized, nil) }
                 for (slot, status) in try pool.replaceExited() { events(.workerReplaced(slot: slot, status: status)) }
             }
             return (finalized, nil)

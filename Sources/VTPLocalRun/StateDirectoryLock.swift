@@ -105,6 +105,11 @@ public enum LocalRunError: Error, CustomStringConvertible, Sendable, Equatable {
     case stateDirectoryBusy(path: String, holder: String?)
     /// The state directory has no private ledger to read.
     case noPrivateLedger(stateDirectory: String, reason: String)
+    /// The input no longer lists what the job was made from (`change` says how), and the run
+    /// was not asked to take the changes in.
+    case inputChanged(job: Int64, input: String, change: String)
+    /// `--update` would renumber labels: the input's class list changed.
+    case classesChanged(job: Int64, input: String, detail: String)
 
     public var description: String {
         switch self {
@@ -113,6 +118,12 @@ public enum LocalRunError: Error, CustomStringConvertible, Sendable, Equatable {
             "another vtp run\(holder.map { " (pid \($0))" } ?? "") is using the state directory \(path); "
                 + "wait for it to finish, or give this run its own --state-dir"
         case let .noPrivateLedger(directory, reason): "\(directory): \(reason)"
+        case let .inputChanged(job, input, change):
+            "\(input) changed since job \(job) was created from it: \(change); run the same command with --update "
+                + "to add the new items to the same output (missing ones keep their outputs), or give a new --output"
+        case let .classesChanged(job, input, detail):
+            "\(input): the class list changed since job \(job) was created (\(detail)); the labels of its done items would "
+                + "change meaning, so --update cannot add to it: give a new --output"
         }
     }
 }

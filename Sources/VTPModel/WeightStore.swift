@@ -59,8 +59,14 @@ final class WeightStore {
 
     private static func open(_ path: String) throws -> SafeTensorsFile {
         do { return try SafeTensorsFile(path: path) } catch let e as SafeTensorsError {
-            throw VTPModelError.checkpoint(path: path, problem: "\(e)")
+            throw VTPModelError.checkpoint(path: path, problem: problem(e, at: path))
         }
+    }
+
+    /// The error's text without its leading path, which `.checkpoint` prints itself.
+    private static func problem(_ error: SafeTensorsError, at path: String) -> String {
+        let text = "\(error)"
+        return text.hasPrefix(path + ": ") ? String(text.dropFirst(path.count + 2)) : text
     }
 
     /// Whether the checkpoint has a tensor of that name.
@@ -70,7 +76,7 @@ final class WeightStore {
     func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
         let (path, file) = try checkedFile(name, shape)
         do { return try file.tensor(name).reshaped(shape) } catch let e as SafeTensorsError {
-            throw VTPModelError.checkpoint(path: path, problem: "\(e)")
+            throw VTPModelError.checkpoint(path: path, problem: Self.problem(e, at: path))
         }
     }
 

@@ -47,7 +47,10 @@ public final class Ledger: Sendable {
     /// `failures` and the finalizer report them.
     ///
     /// Not retried after a connection loss: the commit may have happened, so the caller decides.
-    public func enqueue(_ spec: JobSpec, items: [JobItem], skipped: [SkippedSample] = []) async throws -> Int64 {
+    /// `listingDigest` fingerprints the listing the items came from (``ListingDigest``), so a
+    /// later run can tell whether the input changed without reading every item back.
+    public func enqueue(_ spec: JobSpec, items: [JobItem], skipped: [SkippedSample] = [],
+                        listingDigest: String? = nil) async throws -> Int64 {
         try spec.validate()
         guard !items.isEmpty else { throw LedgerError.invalidArgument(field: "items", expected: "at least one item") }
         if let bad = items.indices.first(where: { items[$0].ordinal != $0 }) {
@@ -62,11 +65,11 @@ public final class Ledger: Sendable {
             try connection.transaction(operation: "enqueue job") {
                 let inserted = try connection.query("""
                     INSERT INTO jobs (type, parameters, model, input_location, output_location, priority,
-                                      max_attempts, shard_count, item_count, items_failed)
-                    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id
+                                      max_attempts, shard_count, item_count, items_failed, listing_digest)
+                    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id
                     """, [spec.type, spec.parametersJSON, spec.model, spec.inputLocation, spec.outputLocation,
                           String(spec.priority), String(spec.maxAttempts), String(shardCount),
-                          String(items.count + skipped.count), String(skipped.count)],
+                          String(items.count + skipped.count), String(skipped.count), listingDigest],
                     operation: "insert job")
                 let jobID = try inserted.int64(0, 0)
                 try connection.query("""
@@ -83,8 +86,65 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// Adds items to an existing job (its input grew: `vtp run --update`) as new shards after its
+    /// last one, so nothing already done runs again. The new items' ordinals follow the job's
+    /// last; their own `ordinal` fields are ignored. A finished job runs again for them (and is
+    /// finalized again, over everything). Returns how many shards were added.
+    @discardableResult
+    public func appendItems(job: Int64, items: [JobItem], skipped: [SkippedSample] = [], shardSize: Int,
+                            listingDigest: String?) async throws -> Int {
+        guard shardSize > 0 else { throw LedgerError.invalidArgument(field: "shardSize", expected: "a positive shard size") }
+        return try await session.run("append items", retry: .never) { connection in
+            try connection.transaction(operation: "append items to job \(job)") {
+                let current = try connection.query(
+                    "SELECT item_count, shard_count FROM jobs WHERE id = $1 FOR UPDATE", [String(job)],
+                    operation: "lock job \(job)")
+                guard current.rowCount > 0 else { throw LedgerError.jobNotFound(job) }
+                let firstOrdinal = try current.int64(0, 0), firstShard = Int(try current.int64(0, 1))
+                let newShards = (items.count + shardSize - 1) / shardSize
+                guard firstShard + newShards <= Int(Int32.max) else {
+                    throw LedgerError.invalidArgument(field: "job.shardSize", expected: "fewer than 2^31 shards")
+                }
+                if newShards > 0 {
+                    try connection.query("""
+                        INSERT INTO shards (job_id, shard_index, priority, first_item, last_item)
+                        SELECT j.id, $2 + g, j.priority, $3 + g::bigint * $4, $3 + least((g::bigint + 1) * $4, $5) - 1
+                          FROM jobs j, generate_series(0, $6 - 1) AS g WHERE j.id = $1
+                        """, [String(job), String(firstShard), String(firstOrdinal), String(shardSize), String(items.count),
+                              String(newShards)], operation: "insert shards of job \(job)")
+                }
+                try Self.copyItems(items, skipped: skipped, jobID: job, shardSize: shardSize, firstOrdinal: firstOrdinal,
+                                   firstShard: firstShard, connection: connection)
+                try connection.query("""
+                    UPDATE jobs
+                       SET shard_count = shard_count + $2, item_count = item_count + $3, items_failed = items_failed + $4,
+                           listing_digest = $5,
+                           state = CASE WHEN $2 > 0 AND state IN ('completed', 'completed_with_failures') THEN 'running' ELSE state END,
+                           finished_at = CASE WHEN $2 > 0 AND state IN ('completed', 'completed_with_failures') THEN NULL ELSE finished_at END,
+                           updated_at = now()
+                     WHERE id = $1
+                    """, [String(job), String(newShards), String(items.count + skipped.count), String(skipped.count),
+                          listingDigest], operation: "update job \(job)")
+                try connection.query("SELECT pg_notify($1, $2)", [Self.workChannel, String(job)], operation: "notify new work")
+                return newShards
+            }
+        }
+    }
+
+    /// The source id of every item of `job`, the listing's skipped samples included (they have
+    /// ordinals too), for comparing the job with a new listing of its input.
+    public func sourceIDs(job: Int64) async throws -> Set<String> {
+        try await session.run("read source ids") { connection in
+            let result = try connection.query("SELECT source_id FROM items WHERE job_id = $1", [String(job)],
+                                              operation: "read source ids of job \(job)")
+            var ids = Set<String>(minimumCapacity: result.rowCount)
+            for row in 0..<result.rowCount { ids.insert(try result.string(row, 0)) }
+            return ids
+        }
+    }
+
     private static func copyItems(_ items: [JobItem], skipped: [SkippedSample], jobID: Int64, shardSize: Int,
-                                  connection: PGConnection) throws {
+                                  firstOrdinal: Int64 = 0, firstShard: Int = 0, connection: PGConnection) throws {
         let operation = "copy items"
         try connection.copyIn(
             "COPY items (job_id, ordinal, shard_index, source_id, path, label, caption, metadata, state, error) FROM STDIN",
@@ -97,10 +157,10 @@ public final class Ledger: Sendable {
                     encoder.reset()
                 }
             }
-            for (ordinal, item) in items.enumerated() {
+            for (position, item) in items.enumerated() {
                 encoder.appendField(jobID)
-                encoder.appendField(Int64(ordinal))
-                encoder.appendField(Int64(ordinal / shardSize))
+                encoder.appendField(firstOrdinal + Int64(position))
+                encoder.appendField(Int64(firstShard + position / shardSize))
                 encoder.appendField(item.sourceId)
                 encoder.appendField(item.location.encoded)
                 encoder.appendField(item.label.map(String.init))
@@ -113,7 +173,7 @@ public final class Ledger: Sendable {
             }
             for (k, sample) in skipped.enumerated() {
                 encoder.appendField(jobID)
-                encoder.appendField(Int64(items.count + k))
+                encoder.appendField(firstOrdinal + Int64(items.count + k))
                 encoder.appendField(-1)
                 encoder.appendField(sample.sourceId)
                 encoder.appendField("")
@@ -151,6 +211,8 @@ public final class Ledger: Sendable {
             SELECT job_id, shard_index FROM shards
              WHERE state = 'pending' AND next_eligible_at <= now()
                AND ($3::bigint IS NULL OR job_id = $3::bigint)
+               -- A shard requeued (expired, handed back) while its job is paused or failed waits.
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = shards.job_id AND j.state IN ('paused', 'failed', 'cancelled'))
              ORDER BY priority DESC, job_id, shard_index
              LIMIT 1
                FOR UPDATE SKIP LOCKED
@@ -265,6 +327,20 @@ public final class Ledger: Sendable {
                 [String(shard.jobID), String(shard.index), token.uuidString, error,
                  String(policy.backoffBaseSeconds), String(policy.backoffCapSeconds)],
                 operation: "fail shard \(shard)")
+            return try result.enumValue(0, 0, as: CompletionOutcome.self)
+        }
+    }
+
+    /// Fails the whole job because the holder of `shard` under `token` found that nothing of it
+    /// can run (``JobState/failed``, with `error`): its unfinished shards are parked, no item is
+    /// failed, and ``retryFailed(job:)`` starts it again. `.jobFailed` (also when another worker
+    /// had failed it already), or `.leaseLost` when the lease is no longer held under `token`.
+    public func failJob(_ shard: ShardRef, token: UUID, error: String) async throws -> CompletionOutcome {
+        try await session.run("fail job") { connection in
+            let result = try connection.query(
+                "SELECT vtp_fail_job($1, $2, $3::uuid, $4)",
+                [String(shard.jobID), String(shard.index), token.uuidString, error],
+                operation: "fail job \(shard.jobID) from shard \(shard)")
             return try result.enumValue(0, 0, as: CompletionOutcome.self)
         }
     }
@@ -393,7 +469,8 @@ public final class Ledger: Sendable {
 
     /// Requeues, with fresh attempts, every shard of a job that failed or finished with failed
     /// items, and all items of those shards (a shard's outputs are rewritten whole, so its good
-    /// rows are redone too); returns how many items were reset.
+    /// rows are redone too); a failed job (``JobState/failed``) also gets its parked shards back
+    /// and runs again. Returns how many items will run again.
     @discardableResult
     public func retryFailed(job: Int64) async throws -> Int64 {
         let (reset, state) = try await session.run("retry failed") { connection -> (Int64?, String) in
@@ -421,7 +498,7 @@ public final class Ledger: Sendable {
         id, type, parameters::text, model, input_location, output_location, state, priority, max_attempts,
         shard_count, item_count, shards_done, shards_failed, items_done, items_failed, rejected_completions,
         extract(epoch FROM created_at)::float8, extract(epoch FROM started_at)::float8,
-        extract(epoch FROM finished_at)::float8
+        extract(epoch FROM finished_at)::float8, error, listing_digest
         """
 
     static func decodeJob(_ r: PGResult, _ row: Int) throws -> JobRecord {
@@ -432,7 +509,8 @@ public final class Ledger: Sendable {
                   shardsDone: Int(try r.int64(row, 11)), shardsFailed: Int(try r.int64(row, 12)),
                   itemsDone: try r.int64(row, 13), itemsFailed: try r.int64(row, 14),
                   rejectedCompletions: try r.int64(row, 15), createdAt: try r.date(row, 16),
-                  startedAt: try r.optionalDate(row, 17), finishedAt: try r.optionalDate(row, 18))
+                  startedAt: try r.optionalDate(row, 17), finishedAt: try r.optionalDate(row, 18), error: r.value(row, 19),
+                  listingDigest: r.value(row, 20))
     }
 
     /// One job.
@@ -468,8 +546,8 @@ public final class Ledger: Sendable {
                   FROM jobs WHERE id = $1
                 """, [String(id)], operation: "job progress \(id)")
             guard result.rowCount > 0 else { return nil }
-            return (try Self.decodeJob(result, 0), try result.string(0, 19), try result.double(0, 20),
-                    try result.double(0, 21))
+            return (try Self.decodeJob(result, 0), try result.string(0, 21), try result.double(0, 22),
+                    try result.double(0, 23))
         }
         guard let (job, shardJSON, recentItems, window) = row else { throw LedgerError.jobNotFound(id) }
         let counts = try JSONDecoder().decode([String: Int].self, from: Data(shardJSON.utf8))

@@ -39,9 +39,17 @@ public enum LedgerError: Error, CustomStringConvertible, Sendable, Equatable {
 public enum JobState: String, Sendable, CaseIterable, Codable {
     case pending, running, paused, cancelled, completed
     case completedWithFailures = "completed_with_failures"
+    /// Nothing of the job could run (its model does not load, its output is not writable...):
+    /// ``JobRecord/error`` says why; its unfinished shards wait, none of its items is failed, and
+    /// a retry starts it again.
+    case failed
 
     /// Whether no more work will happen without a retry.
-    public var isFinished: Bool { self == .cancelled || self == .completed || self == .completedWithFailures }
+    public var isFinished: Bool { isFinalizable || self == .failed }
+
+    /// Whether the job ended in a way that gets a manifest: completed (with or without failed
+    /// items) or cancelled. A failed job gets none; its output is not a dataset yet.
+    public var isFinalizable: Bool { self == .cancelled || self == .completed || self == .completedWithFailures }
 }
 
 /// Lifecycle of a shard.
@@ -146,6 +154,8 @@ public enum CompletionOutcome: String, Sendable, Equatable {
     case requeued
     /// The shard used its last attempt and is now failed (only from `failShard`).
     case failed
+    /// The whole job failed (only from `failJob`).
+    case jobFailed = "job_failed"
 }
 
 /// What happened to one expired lease.
@@ -184,6 +194,11 @@ public struct JobRecord: Sendable, Equatable {
     public var createdAt: Date
     public var startedAt: Date?
     public var finishedAt: Date?
+    /// Why the job failed (state ``JobState/failed``); nil otherwise.
+    public var error: String? = nil
+    /// The fingerprint of the input listing the job's items came from (``ListingDigest``); nil
+    /// for jobs enqueued without one.
+    public var listingDigest: String? = nil
 }
 
 /// Progress of one job for the CLI.

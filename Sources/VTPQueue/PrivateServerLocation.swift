@@ -149,14 +149,37 @@ public enum PrivateServerLocation {
             if FileManager.default.fileExists(atPath: candidate.path) {
                 let owner = try? String(contentsOf: candidate.appendingPathComponent(ownerFileName), encoding: .utf8)
                     .trimmingCharacters(in: .whitespacesAndNewlines)
-                // Ours from a run whose pointer file was lost: keep using it (and its ledger).
-                if owner == state.path { return candidate }
+                // Made for this state directory, whose pointer file is gone: the output was deleted
+                // to start over (the usual way), so its ledger describes files that no longer
+                // exist. Resuming from it would count shards as done that have no outputs; a
+                // fresh ledger redoes them instead.
+                if owner == state.path {
+                    try discardOrphan(candidate)
+                    try makeServerDirectory(candidate, state: state, runAs: runAs)
+                    return candidate
+                }
                 continue
             }
             try makeServerDirectory(candidate, state: state, runAs: runAs)
             return candidate
         }
         throw EmbeddedPostgresError.fileSystem(path: root.appendingPathComponent(base).path, reason: "100 server directories of that name exist; remove unused ones")
+    }
+
+    /// Stops a server a killed run may have left running in `directory` (immediate shutdown: its
+    /// data is being thrown away) and removes the directory.
+    private static func discardOrphan(_ directory: URL) throws {
+        let pidFile = directory.appendingPathComponent("data/postmaster.pid").path
+        if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+           let pid = text.split(separator: "\n").first.flatMap({ pid_t($0.trimmingCharacters(in: .whitespaces)) }), pid > 0,
+           kill(pid, SIGQUIT) == 0 {
+            for _ in 0..<100 where kill(pid, 0) == 0 { usleep(100_000) }
+        }
+        do { try FileManager.default.removeItem(at: directory) } catch {
+            throw EmbeddedPostgresError.fileSystem(
+                path: directory.path,
+                reason: "cannot remove the ledger of an earlier output of the same path: \(FileErrorText.reason(error))")
+        }
     }
 
     private static func makeServerDirectory(_ directory: URL, state: URL, runAs: (uid: uid_t, gid: gid_t, name: String)) throws {

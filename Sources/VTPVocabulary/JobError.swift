@@ -15,6 +15,8 @@ public enum JobError: Error, CustomStringConvertible, Equatable, Sendable {
     case badInput(path: String, detail: String)
     /// A shard output could not be written (the whole shard failed).
     case writeFailed(path: String, reason: String)
+    /// The job's output directory cannot be created or written to at all.
+    case outputNotWritable(path: String, reason: String)
     /// A finished shard's summary sidecar is missing or unreadable, so the job cannot be finalized.
     case badShardSummary(path: String, detail: String)
     /// Inference failed for a whole batch (a model-side error, not a bad image).
@@ -29,8 +31,20 @@ public enum JobError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .modelLoadFailed(model, reason): "\(model): cannot load model: \(reason)"
         case let .badInput(path, detail): "\(path): \(detail)"
         case let .writeFailed(path, reason): "\(path): cannot write: \(reason)"
+        case let .outputNotWritable(path, reason): "\(path): the output directory is not writable: \(reason)"
         case let .badShardSummary(path, detail): "\(path): \(detail)"
         case let .inferenceFailed(shard, detail): "shard \(shard): inference failed: \(detail)"
+        }
+    }
+
+    /// Whether no shard of the job can succeed anywhere, so the job should fail at once instead of
+    /// spending every shard's attempts on the same error: the model cannot load or does not fit
+    /// the parameters, the parameters are invalid, or the output directory cannot be written.
+    /// A failed write of one shard's files (a full disk, say) is not: another attempt may succeed.
+    public var failsWholeJob: Bool {
+        switch self {
+        case .invalidParameter, .badParameters, .unknownJobType, .modelMismatch, .modelLoadFailed, .outputNotWritable: true
+        case .badInput, .writeFailed, .badShardSummary, .inferenceFailed: false
         }
     }
 }

@@ -156,6 +156,9 @@ public final class Worker: Sendable {
             } catch let stopped as ShardStopped {
                 logger.info("shard \(shardID) \(stopped); handing it back")
                 result = .stopped(itemsDone: stopped.itemsDone)
+            } catch let error as JobError where error.failsWholeJob {
+                logger.error("job \(assignment.jobID) cannot run: \(error)")
+                result = .jobFailed("\(error)")
             } catch {
                 logger.error("shard \(shardID) failed: \(error)")
                 result = .failed("\(error)")

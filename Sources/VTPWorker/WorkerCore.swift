@@ -33,6 +33,8 @@ public struct WorkerCore: Sendable {
     public enum ShardResult: Sendable, Equatable {
         case done([ItemResult])
         case failed(String)
+        /// Nothing of the job can run here or elsewhere (``JobError/failsWholeJob``): the job fails.
+        case jobFailed(String)
         /// Stopped on request (``Action/stop(shardID:token:)``) after this many items.
         case stopped(itemsDone: Int)
     }
@@ -144,6 +146,9 @@ public struct WorkerCore: Sendable {
                     send(.shardDone(ShardDoneMessage(shardID: shardID, leaseToken: token, results: results)), at: now, into: &actions)
                 case let .failed(error):
                     send(.shardFailed(ShardFailedMessage(shardID: shardID, leaseToken: token, error: error)), at: now, into: &actions)
+                case let .jobFailed(error):
+                    send(.shardFailed(ShardFailedMessage(shardID: shardID, leaseToken: token, error: error, kind: .job)),
+                         at: now, into: &actions)
                 case let .stopped(itemsDone):
                     send(.shardFailed(.handBack(shardID: shardID, leaseToken: token,
                                                 reason: "worker interrupted after \(itemsDone) of \(current.items.count) items")),

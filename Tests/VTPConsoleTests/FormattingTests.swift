@@ -98,7 +98,8 @@ struct FormattingTests {
         #expect(object["shard_states"] as? [String: Int] == ["done": 1, "pending": 3])
         let job = try #require(object["job"] as? [String: Any])
         #expect(Set(job.keys) == ["id", "type", "state", "priority", "model", "input", "output", "max_attempts", "shards",
-                                  "items", "rejected_completions", "created_at", "started_at", "finished_at"])
+                                  "items", "rejected_completions", "created_at", "started_at", "finished_at", "error"])
+        #expect(job["error"] is NSNull)
         #expect(job["model"] is NSNull)
         #expect(job["started_at"] is NSNull)
         #expect(job["created_at"] as? String == "2025-11-29T01:54:56.789Z")

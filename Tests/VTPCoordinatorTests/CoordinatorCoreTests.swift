@@ -577,12 +577,35 @@ struct CoordinatorCoreTests {
         let back = core.handle(.received(alice, .shardFailed(.handBack(shardID: wire(first), leaseToken: first.token,
                                                                           reason: "worker interrupted after 1 of 2 items"))),
                                at: Self.at(1))
-        #expect(back.contains(.handBack(first.shard, token: first.token, reason: "handed back: worker interrupted after 1 of 2 items")))
+        #expect(back.contains(.handBack(first.shard, token: first.token, reason: "worker interrupted after 1 of 2 items")))
         #expect(!back.contains { if case .fail = $0 { true } else { false } })
         let failed = core.handle(.received(alice, .shardFailed(ShardFailedMessage(shardID: wire(second), leaseToken: second.token,
                                                                                   error: "disk full"))), at: Self.at(2))
         #expect(failed.contains(.fail(second.shard, token: second.token, error: "disk full")))
         #expect(core.shardsInFlight == 0)
+    }
+
+    @Test func aJobFailureFailsTheJobAndStopsItsOtherShardsOnEveryWorker() {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(bob, registration("w-bob", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        _ = core.handle(.received(bob, .credit(2)), at: Self.at(0))
+        let a = lease(index: 0), b = lease(index: 1), other = lease(job: 8, index: 0)
+        _ = core.handle(.claimed(alice, a), at: Self.at(0))
+        _ = core.handle(.claimed(bob, b), at: Self.at(0))
+        _ = core.handle(.claimed(bob, other), at: Self.at(0))
+        let reason = "/models/m: cannot load model: model.safetensors: truncated"
+        let failing = core.handle(.received(alice, .shardFailed(ShardFailedMessage(shardID: wire(a), leaseToken: a.token,
+                                                                                   error: reason, kind: .job))), at: Self.at(1))
+        #expect(failing.contains(.failJob(a.shard, token: a.token, error: reason)))
+        #expect(!failing.contains { if case .fail = $0 { true } else { false } })
+        let recorded = core.handle(.recorded(a.shard, .jobFailed, jobFinished: false), at: Self.at(1.1))
+        // Bob's shard of the failed job is revoked; his shard of job 8 goes on.
+        #expect(recorded.contains(.send(.cancel(.job(7), reason: "job failed"), to: bob)))
+        #expect(!recorded.contains { if case .finalize = $0 { true } else { false } })
+        #expect(core.leases.values.map(\.shard) == [other.shard])
+        #expect(core.counters.jobsFailed == 1)
     }
 
     @Test func itemsReportedInRunningShardsAreCountedPerJobUntilTheShardIsRecorded() {

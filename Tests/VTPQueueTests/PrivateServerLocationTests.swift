@@ -116,6 +116,21 @@ struct PrivateServerLocationTests {
         #expect(stat(dir.file("srv/pg"), &info) == 0 && info.st_mode & 0o777 == 0o755)
     }
 
+    @Test func anOutputDeletedToStartOverGetsAFreshLedgerInThePlaceOfTheOldOne() throws {
+        let dir = try TemporaryDirectory("loc-restart")
+        defer { dir.remove() }
+        let environment = [PrivateServerLocation.rootEnvironmentKey: dir.file("srv")]
+        let server = try PrivateServerLocation.resolve(stateDirectory: try makeState(dir), runAs: me, environment: environment)
+        try initialise(server)
+        // The user deletes the output (pointer and all) and runs the same command again.
+        try FileManager.default.removeItem(atPath: dir.file("out"))
+        let again = try PrivateServerLocation.resolve(stateDirectory: try makeState(dir), runAs: me, environment: environment)
+        #expect(again.path == server.path)
+        #expect(!PrivateServerLocation.hasDataDirectory(again), "the old ledger of the deleted output was adopted")
+        let pointer = try String(contentsOfFile: dir.file("out/.vtp-state/" + PrivateServerLocation.pointerFileName), encoding: .utf8)
+        #expect(pointer.contains(server.path))
+    }
+
     @Test func aPointerWithoutAPathIsAnErrorNamingTheFile() throws {
         let dir = try TemporaryDirectory("loc-bad")
         defer { dir.remove() }

@@ -46,6 +46,8 @@ public enum SampleMessages {
         .drain(reason: "SIGTERM"),
         .disconnect(reason: "shutting down"),
         .crashed(signal: 6, reason: "signal 6, SIGABRT"),
+        .shardFailed(.handBack(shardID: 10, leaseToken: token, reason: "worker interrupted after 3 of 8 items")),
+        .shardFailed(ShardFailedMessage(shardID: 11, leaseToken: token, error: "/m: cannot load model: truncated", kind: .job)),
     ]
 
     /// Messages the coordinator sends.

@@ -166,13 +166,13 @@ struct WorkerCoreTests {
         _ = core.handle(.received(.assignShard(b)), at: Self.at(0))
         let stopping = core.handle(.shutdownRequested, at: Self.at(1))
         #expect(sent(stopping) == [.drain(reason: "worker shutting down"),
-                                   .shardFailed(ShardFailedMessage(shardID: b.shardID, leaseToken: b.leaseToken,
-                                                                   error: "handed back: worker shutting down"))])
+                                   .shardFailed(.handBack(shardID: b.shardID, leaseToken: b.leaseToken,
+                                                                   reason: "worker shutting down"))])
         #expect(!stopping.contains(.exit))
         // A late assignment is handed straight back.
         let c = assignment(2)
         #expect(sent(core.handle(.received(.assignShard(c)), at: Self.at(1.1)))
-            == [.shardFailed(ShardFailedMessage(shardID: c.shardID, leaseToken: c.leaseToken, error: "handed back: worker shutting down"))])
+            == [.shardFailed(.handBack(shardID: c.shardID, leaseToken: c.leaseToken, reason: "worker shutting down"))])
         let done = core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, .done([]), seconds: 1), at: Self.at(2))
         #expect(done == [.send(.shardDone(ShardDoneMessage(shardID: a.shardID, leaseToken: a.leaseToken, results: []))),
                          .send(.disconnect(reason: "worker stopped")), .exit])
@@ -184,8 +184,8 @@ struct WorkerCoreTests {
         _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
         _ = core.handle(.shutdownRequested, at: Self.at(1))
         let forced = core.handle(.shutdownRequested, at: Self.at(2))
-        #expect(forced == [.send(.shardFailed(ShardFailedMessage(shardID: a.shardID, leaseToken: a.leaseToken,
-                                                                 error: "handed back: worker stopped"))),
+        #expect(forced == [.send(.shardFailed(.handBack(shardID: a.shardID, leaseToken: a.leaseToken,
+                                                                 reason: "worker stopped"))),
                            .stop(shardID: a.shardID, token: a.leaseToken),
                            .acknowledge(shardID: a.shardID, itemsDone: .max),
                            .send(.disconnect(reason: "worker stopped")), .exit])
@@ -211,10 +211,31 @@ struct WorkerCoreTests {
         #expect(core.interrupted && core.draining)
         let stopped = core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, .stopped(itemsDone: 0), seconds: 0.2),
                                   at: Self.at(1.2))
-        let handBack = ShardFailedMessage(shardID: a.shardID, leaseToken: a.leaseToken, error: "handed back: worker interrupted after 0 of 1 items")
+        let handBack = ShardFailedMessage.handBack(shardID: a.shardID, leaseToken: a.leaseToken, reason: "worker interrupted after 0 of 1 items")
         #expect(stopped == [.send(.shardFailed(handBack)), .send(.disconnect(reason: "worker stopped")), .exit])
         #expect(handBack.isHandBack)
         #expect(!ShardFailedMessage(shardID: 1, leaseToken: a.leaseToken, error: "model missing").isHandBack)
+        // A text that happens to start like a hand-back is still a failure: the kind decides.
+        #expect(!ShardFailedMessage(shardID: 1, leaseToken: a.leaseToken, error: "handed back: no").isHandBack)
+    }
+
+    @Test func aShardWhoseJobCannotRunIsReportedAsAJobFailure() {
+        var core = makeCore()
+        let a = assignment(0)
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        let failed = core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken,
+                                                .jobFailed("/m: cannot load model: model.safetensors is truncated"), seconds: 0.1),
+                                 at: Self.at(0.2))
+        #expect(sent(failed).contains(.shardFailed(ShardFailedMessage(
+            shardID: a.shardID, leaseToken: a.leaseToken, error: "/m: cannot load model: model.safetensors is truncated", kind: .job))))
+        let plain = makeCoreWith(assignment: a, finishing: .failed("disk full"))
+        #expect(plain.contains(.shardFailed(ShardFailedMessage(shardID: a.shardID, leaseToken: a.leaseToken, error: "disk full"))))
+    }
+
+    private func makeCoreWith(assignment a: AssignShardMessage, finishing result: WorkerCore.ShardResult) -> [WireMessage] {
+        var core = makeCore()
+        _ = core.handle(.received(.assignShard(a)), at: Self.at(0))
+        return sent(core.handle(.shardFinished(shardID: a.shardID, token: a.leaseToken, result, seconds: 0.1), at: Self.at(0.2)))
     }
 
     @Test func aShardThatFinishesDespiteTheInterruptIsReportedDone() {

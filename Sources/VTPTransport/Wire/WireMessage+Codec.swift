@@ -79,6 +79,7 @@ extension WireMessage {
             w.i64(m.shardID)
             w.raw(m.leaseToken.bytes)
             try w.string(m.error, field: "shardFailed.error", limit: WireLimits.longText)
+            w.u8(m.kind.rawValue)
         case .heartbeat(let m):
             w.u64(m.sequence)
             try requireNonNegative(m.imagesPerSecond, "heartbeat.imagesPerSecond")
@@ -239,7 +240,11 @@ extension WireMessage {
             let shardID = try r.i64("shardFailed.shardID")
             let token = try leaseToken(&r, "shardFailed.leaseToken")
             let error = try r.string("shardFailed.error", limit: WireLimits.longText)
-            message = .shardFailed(ShardFailedMessage(shardID: shardID, leaseToken: token, error: error))
+            let rawKind = try r.u8("shardFailed.kind")
+            guard let kind = ShardFailedMessage.Kind(rawValue: rawKind) else {
+                throw .invalidValue(field: "shardFailed.kind", reason: "expected 0 (shard), 1 (hand-back) or 2 (job), got \(rawKind)")
+            }
+            message = .shardFailed(ShardFailedMessage(shardID: shardID, leaseToken: token, error: error, kind: kind))
         case .heartbeat:
             let sequence = try r.u64("heartbeat.sequence")
             let rate = try r.nonNegativeF64("heartbeat.imagesPerSecond")

@@ -113,29 +113,40 @@ public struct ShardDoneMessage: Hashable, Sendable {
     }
 }
 
-/// Worker → coordinator: the whole shard failed.
+/// Worker → coordinator: the shard did not finish, and why it matters.
 public struct ShardFailedMessage: Hashable, Sendable {
+    /// What the coordinator does with the shard.
+    public enum Kind: UInt8, Hashable, Sendable, CaseIterable {
+        /// The shard failed (e.g. a write error): it is retried until the job's attempts run out.
+        case shard = 0
+        /// The worker gave the shard up on purpose (it is stopping): it is requeued at once and
+        /// spends no attempt.
+        case handBack = 1
+        /// Nothing of the job can run (its model cannot load, its output cannot be written, its
+        /// parameters are invalid): the job fails at once with `error`, no item is failed, and
+        /// `vtp job retry` (or re-running `vtp run`) starts it again.
+        case job = 2
+    }
+
     public var shardID: Int64
     public var leaseToken: LeaseToken
     public var error: String
+    public var kind: Kind
 
-    public init(shardID: Int64, leaseToken: LeaseToken, error: String) {
+    public init(shardID: Int64, leaseToken: LeaseToken, error: String, kind: Kind = .shard) {
         self.shardID = shardID
         self.leaseToken = leaseToken
         self.error = error
+        self.kind = kind
     }
 
-    /// How `error` starts when the worker gives the shard up on purpose (it is stopping), rather
-    /// than because the shard failed: the coordinator then requeues it without spending an attempt.
-    public static let handBackPrefix = "handed back: "
-
-    /// A shard the worker stopped on purpose (see ``handBackPrefix``).
+    /// A shard the worker stopped on purpose (see ``Kind/handBack``).
     public static func handBack(shardID: Int64, leaseToken: LeaseToken, reason: String) -> ShardFailedMessage {
-        ShardFailedMessage(shardID: shardID, leaseToken: leaseToken, error: handBackPrefix + reason)
+        ShardFailedMessage(shardID: shardID, leaseToken: leaseToken, error: reason, kind: .handBack)
     }
 
     /// The worker gave the shard up on purpose; nothing about the shard failed.
-    public var isHandBack: Bool { error.hasPrefix(Self.handBackPrefix) }
+    public var isHandBack: Bool { kind == .handBack }
 }
 
 /// Either side: "I am alive", with the sender's counters (zero where they do not apply).
@@ -199,10 +210,11 @@ public enum WireDirection: Sendable {
     func allows(_ other: WireDirection) -> Bool { self == .both || self == other }
 }
 
-/// Every message of protocol version 4 (2: items carry job-wide 64-bit ordinals and metadata;
+/// Every message of protocol version 5 (2: items carry job-wide 64-bit ordinals and metadata;
 /// 3: `register` carries the worker's session nonce, a worker's `heartbeat` the shards it holds;
 /// 4: `assignShard` carries the isolation flag and the excluded items, the coordinator echoes
-/// `progress` as its acknowledgement, and a dying worker sends `crashed`).
+/// `progress` as its acknowledgement, and a dying worker sends `crashed`; 5: `shardFailed` ends
+/// with its kind, so a hand-back or a failure of the whole job is a field, not a text prefix).
 ///
 /// Frame layout: `"VTP"` magic, version byte, type byte, then the type's fields in order. Integers are
 /// little-endian; strings are a u32 byte length then UTF-8; optionals a 0/1 byte then the value; arrays a
@@ -228,7 +240,7 @@ public enum WireMessage: Hashable, Sendable {
     case crashed(signal: Int32, reason: String)
 
     public static let magic: [UInt8] = Array("VTP".utf8)
-    public static let protocolVersion: UInt8 = 4
+    public static let protocolVersion: UInt8 = 5
     static let headerBytes = 5
 
     public var type: WireMessageType {

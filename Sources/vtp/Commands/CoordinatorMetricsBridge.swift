@@ -26,7 +26,7 @@ struct CoordinatorMetricsBridge: CoordinatorObserver {
                 metrics.itemsFailed.increment(by: failed)
             case .duplicate, .leaseLost, .unknownShard:
                 metrics.lateCompletionsRejected.increment()
-            case .requeued, .failed:
+            case .requeued, .failed, .jobFailed:
                 break
             }
         case let .leasesExpired(count):

@@ -42,6 +42,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Ledger, sockets and worker logs (default: database.state_dir of the configuration, else <output>/.vtp-state).")
     var stateDir: String?
 
+    @Flag(name: .long, help: "The input gained images since this output's job was created: add them to the job (as new shards; manifest and statistics are recomputed over everything). Without it a changed input is an error.")
+    var update = false
+
     @Option(name: .customLong("lease-seconds"), parsing: .unconditional, help: "Lease of a shard without heartbeats; a killed worker's shards return after it.")
     var leaseSeconds: Int = 15
 
@@ -67,7 +70,7 @@ struct RunCommand: AsyncParsableCommand {
             stateDirectory: state, database: try database.map { try DatabaseURL($0) },
             leasePolicy: ClusterSetup.leasePolicy(leaseSeconds: leaseSeconds),
             core: try ClusterSetup.coordinatorCore(settings, leaseSeconds: leaseSeconds),
-            maxJobItems: settings.limits.maxJobItems, logger: quiet)
+            maxJobItems: settings.limits.maxJobItems, update: update, logger: quiet)
         let renderer = Mutex(ProgressRenderer(interactive: isatty(2) == 1))
         if case let .clipScore(parameters) = request.parameters {
             try await ZeroShotProgress.prepare(parameters, request: request, threads: cores, interactive: isatty(2) == 1)
@@ -76,6 +79,13 @@ struct RunCommand: AsyncParsableCommand {
             switch event {
             case let .resumed(jobID, done, total): printError("resuming job \(jobID): \(done)/\(total) items already done")
             case let .alreadyFinished(jobID): printError("job \(jobID) already finished")
+            case let .updated(jobID, change, shards):
+                printError("input changed: \(change.summary()); job \(jobID) gets \(change.added.count) new items in \(shards) new shards"
+                           + (change.missing.isEmpty ? "" : "; missing items keep their outputs"))
+                for sample in change.addedSkipped { printError("skipped \(sample.sourceId): \(sample.reason)") }
+            case let .retrying(jobID, items, error):
+                printError("job \(jobID) " + (error.map { "had failed (\($0))" } ?? "finished with failures")
+                           + "; running \(items) items again")
             case let .enqueued(jobID, items, shards, skipped):
                 printError("job \(jobID): \(items) items in \(shards) shards, \(workerCount) workers x \(threadCount) threads")
                 for sample in skipped { printError("skipped \(sample.sourceId): \(sample.reason)") }
@@ -103,6 +113,11 @@ struct RunCommand: AsyncParsableCommand {
         let record = report.record
         let elapsed = ContinuousClock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        if record.state == .failed {
+            printError("Error: job \(report.jobID) failed: \(record.error ?? "no reason recorded")")
+            printError("nothing was marked failed; fix the cause and run the same command again:\n  \(Self.commandLine())")
+            return 1
+        }
         print("job \(report.jobID) \(record.state.rawValue): \(record.itemCount) items, \(record.itemsDone) written, "
               + "\(record.itemsFailed) failed; shards \(record.shardsDone) done, \(record.shardsFailed) failed")
         print("output: \(record.outputLocation)")
