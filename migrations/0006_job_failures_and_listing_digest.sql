@@ -138,3 +138,7 @@ $$;
 -- The fingerprint of the input listing a job's items came from (last updated by `vtp run
 -- --update`), so a re-run can tell that its input changed without reading every item back.
 ALTER TABLE jobs ADD COLUMN listing_digest text;
+
+-- Items a worker reported done in the shard it is running, refreshed with its row on every
+-- heartbeat, so `vtp status` and `vtp top` move per batch rather than per shard.
+ALTER TABLE workers ADD COLUMN items_in_progress bigint NOT NULL DEFAULT 0;

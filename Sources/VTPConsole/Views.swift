@@ -112,8 +112,11 @@ public struct JobSummary: Encodable, Sendable, Equatable {
 /// One job with its progress: entries of `vtp status --json`, and `vtp job show --json`.
 public struct JobStatus: Encodable, Sendable, Equatable {
     public var job: JobSummary
-    /// Resolved items (done + failed) over all items, 0...1.
+    /// Resolved items (done + failed, and those workers reported done in shards still running)
+    /// over all items, 0...1.
     public var progress: Double
+    /// Items workers reported done in shards still running (not in the job's counts yet).
+    public var itemsInProgress: Int64
     /// Items resolved per second over the last minute.
     public var itemsPerSecond: Double
     /// Seconds to finish at that rate; null when idle or finished.
@@ -126,7 +129,9 @@ public struct JobStatus: Encodable, Sendable, Equatable {
     public init(_ progress: JobProgress, includeParameters: Bool = false) {
         job = JobSummary(progress.job)
         let total = progress.job.itemCount
-        self.progress = total > 0 ? Double(progress.job.itemsDone + progress.job.itemsFailed) / Double(total) : 1
+        itemsInProgress = progress.itemsInProgress
+        let resolved = min(total, progress.job.itemsDone + progress.job.itemsFailed + progress.itemsInProgress)
+        self.progress = total > 0 ? Double(resolved) / Double(total) : 1
         itemsPerSecond = progress.itemsPerSecond
         etaSeconds = progress.etaSeconds
         shardStates = Dictionary(uniqueKeysWithValues: progress.shards.map { ($0.key.rawValue, $0.value) })
@@ -136,12 +141,14 @@ public struct JobStatus: Encodable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case job, progress, parameters
         case itemsPerSecond = "items_per_second", etaSeconds = "eta_seconds", shardStates = "shard_states"
+        case itemsInProgress = "items_in_progress"
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(job, forKey: .job)
         try c.encode(progress, forKey: .progress)
+        try c.encode(itemsInProgress, forKey: .itemsInProgress)
         try c.encode(itemsPerSecond, forKey: .itemsPerSecond)
         try c.encode(etaSeconds, forKey: .etaSeconds)
         try c.encode(shardStates, forKey: .shardStates)

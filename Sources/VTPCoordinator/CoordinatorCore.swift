@@ -665,10 +665,13 @@ public struct CoordinatorCore: Sendable {
         let capabilities = "{\"job_types\":\(jsonArray(entry.capabilities.jobTypes)),\"threads\":\(entry.capabilities.threads),"
             + "\"prefetch\":\(entry.capabilities.prefetch),\"prefetch_granted\":\(entry.window.prefetch),"
             + "\"memory_bytes\":\(entry.capabilities.memoryBytes)}"
+        // What it reported of that shard, so monitors see progress between the shard's records.
+        let inProgress = current.flatMap { shard in leases.values.first { $0.peer == peer && $0.shard == shard }?.itemsDone } ?? 0
         return WorkerReport(id: entry.workerID, host: entry.host, capabilitiesJSON: capabilities,
                             state: state ?? (entry.draining ? .draining : busy ? .busy : .idle),
                             currentShard: current, itemsDone: Int64(clamping: entry.itemsCompleted),
-                            imagesPerSecond: entry.imagesPerSecond, memoryBytes: Int64(clamping: entry.memoryBytes))
+                            imagesPerSecond: entry.imagesPerSecond, memoryBytes: Int64(clamping: entry.memoryBytes),
+                            itemsInProgress: Int64(inProgress))
     }
 
     private static func seconds(_ duration: Duration) -> Double {

@@ -535,21 +535,23 @@ public final class Ledger: Sendable {
 
     /// Counts by state, items per second over the last minute and an ETA.
     public func progress(job id: Int64) async throws -> JobProgress {
-        let row = try await session.run("job progress") { connection -> (JobRecord, String, Double, Double)? in
+        let row = try await session.run("job progress") { connection -> (JobRecord, String, Double, Double, Int64)? in
             let result = try connection.query("""
                 SELECT \(Self.jobColumns),
                        (SELECT coalesce(json_object_agg(state, n), '{}')::text
                           FROM (SELECT state, count(*) AS n FROM shards WHERE job_id = $1 GROUP BY state) s),
                        (SELECT coalesce(sum(items_ok + items_failed), 0)::float8 FROM shards
                          WHERE job_id = $1 AND completed_at > now() - interval '60 seconds'),
-                       extract(epoch FROM least(interval '60 seconds', now() - coalesce(started_at, now())))::float8
+                       extract(epoch FROM least(interval '60 seconds', now() - coalesce(started_at, now())))::float8,
+                       (SELECT coalesce(sum(items_in_progress), 0)::bigint FROM workers
+                         WHERE current_job_id = $1 AND state <> 'offline')
                   FROM jobs WHERE id = $1
                 """, [String(id)], operation: "job progress \(id)")
             guard result.rowCount > 0 else { return nil }
             return (try Self.decodeJob(result, 0), try result.string(0, 21), try result.double(0, 22),
-                    try result.double(0, 23))
+                    try result.double(0, 23), try result.int64(0, 24))
         }
-        guard let (job, shardJSON, recentItems, window) = row else { throw LedgerError.jobNotFound(id) }
+        guard let (job, shardJSON, recentItems, window, inProgress) = row else { throw LedgerError.jobNotFound(id) }
         let counts = try JSONDecoder().decode([String: Int].self, from: Data(shardJSON.utf8))
         var shards: [ShardState: Int] = [:]
         for (name, count) in counts {
@@ -560,6 +562,7 @@ public final class Ledger: Sendable {
         }
         let rate = window > 0 ? recentItems / window : 0
         var progress = JobProgress(job: job, shards: shards, itemsPerSecond: rate, etaSeconds: nil)
+        if !job.state.isFinished { progress.itemsInProgress = inProgress }
         if !job.state.isFinished && rate > 0 { progress.etaSeconds = Double(progress.itemsPending) / rate }
         return progress
     }
@@ -602,18 +605,19 @@ public final class Ledger: Sendable {
         try await session.run("worker heartbeat") { connection in
             _ = try connection.query("""
                 INSERT INTO workers (id, host, capabilities, state, current_job_id, current_shard_index,
-                                     items_done, items_failed, images_per_second, memory_bytes, last_heartbeat)
-                VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, now())
+                                     items_done, items_failed, images_per_second, memory_bytes, items_in_progress, last_heartbeat)
+                VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, now())
                 ON CONFLICT (id) DO UPDATE SET
                     host = EXCLUDED.host, capabilities = EXCLUDED.capabilities, state = EXCLUDED.state,
                     current_job_id = EXCLUDED.current_job_id, current_shard_index = EXCLUDED.current_shard_index,
                     items_done = EXCLUDED.items_done, items_failed = EXCLUDED.items_failed,
                     images_per_second = EXCLUDED.images_per_second, memory_bytes = EXCLUDED.memory_bytes,
-                    last_heartbeat = now()
+                    items_in_progress = EXCLUDED.items_in_progress, last_heartbeat = now()
                 """, [report.id, report.host, report.capabilitiesJSON, report.state.rawValue,
                       report.currentShard.map { String($0.jobID) }, report.currentShard.map { String($0.index) },
                       String(report.itemsDone), String(report.itemsFailed), String(report.imagesPerSecond),
-                      String(report.memoryBytes)], operation: "upsert worker \(report.id)")
+                      String(report.memoryBytes), String(report.currentShard == nil ? 0 : report.itemsInProgress)],
+                     operation: "upsert worker \(report.id)")
         }
     }
 
@@ -645,7 +649,7 @@ public final class Ledger: Sendable {
     public func markSilentWorkersOffline(olderThanSeconds seconds: Double) async throws -> [String] {
         try await session.run("mark silent workers") { connection in
             let r = try connection.query("""
-                UPDATE workers SET state = 'offline', current_job_id = NULL, current_shard_index = NULL
+                UPDATE workers SET state = 'offline', current_job_id = NULL, current_shard_index = NULL, items_in_progress = 0
                  WHERE state <> 'offline' AND last_heartbeat < now() - make_interval(secs => $1::float8)
                 RETURNING id
                 """, [String(seconds)], operation: "mark silent workers offline")

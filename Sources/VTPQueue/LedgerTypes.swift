@@ -211,8 +211,9 @@ public struct JobProgress: Sendable, Equatable {
     public var itemsPerSecond: Double
     /// Seconds to finish at the current rate; nil when nothing is moving or the job is finished.
     public var etaSeconds: Double?
-    /// Items workers reported done in shards still running (not in `job`'s counts yet); only a
-    /// caller that sees the coordinator (`vtp run`) knows them, the ledger leaves 0.
+    /// Items workers reported done in shards still running (not in `job`'s counts yet): from the
+    /// workers' rows, which the coordinator refreshes on every heartbeat (`vtp run` takes the
+    /// coordinator's own, newer count).
     public var itemsInProgress: Int64 = 0
 }
 
@@ -247,10 +248,12 @@ public struct WorkerReport: Sendable, Equatable {
     public var itemsFailed: Int64
     public var imagesPerSecond: Double
     public var memoryBytes: Int64
+    /// Items the worker reported done in `currentShard`, not recorded yet (the shard is running).
+    public var itemsInProgress: Int64
 
     public init(id: String, host: String, capabilitiesJSON: String = "{}", state: WorkerState = .idle,
                 currentShard: ShardRef? = nil, itemsDone: Int64 = 0, itemsFailed: Int64 = 0,
-                imagesPerSecond: Double = 0, memoryBytes: Int64 = 0) {
+                imagesPerSecond: Double = 0, memoryBytes: Int64 = 0, itemsInProgress: Int64 = 0) {
         self.id = id
         self.host = host
         self.capabilitiesJSON = capabilitiesJSON
@@ -260,6 +263,7 @@ public struct WorkerReport: Sendable, Equatable {
         self.itemsFailed = itemsFailed
         self.imagesPerSecond = imagesPerSecond
         self.memoryBytes = memoryBytes
+        self.itemsInProgress = itemsInProgress
     }
 }
 

@@ -92,7 +92,7 @@ struct FormattingTests {
                                    itemsPerSecond: 2.5, etaSeconds: nil)
         let json = try ConsoleJSON.encode(JobStatus(progress))
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
-        #expect(Set(object.keys) == ["job", "progress", "items_per_second", "eta_seconds", "shard_states"])
+        #expect(Set(object.keys) == ["job", "progress", "items_in_progress", "items_per_second", "eta_seconds", "shard_states"])
         #expect(object["eta_seconds"] is NSNull)
         #expect(object["progress"] as? Double == 0.25)
         #expect(object["shard_states"] as? [String: Int] == ["done": 1, "pending": 3])

@@ -93,4 +93,17 @@ struct JobFailureAndUpdateTests {
             #expect(try await ledger.job(job).state == .completedWithFailures)
         }
     }
+
+    @Test func progressCountsWhatRunningWorkersReportedUntilTheyGoOffline() async throws {
+        try await withLedgerDatabase { url in
+            let ledger = Ledger(database: url)
+            let job = try await ledger.enqueue(testJob(shardSize: 4), items: items(8))
+            let lease = try #require(try await ledger.claimNextShard(owner: "w1", job: job))
+            try await ledger.upsertWorker(WorkerReport(id: "w1", host: "h", state: .busy, currentShard: lease.shard, itemsInProgress: 3))
+            try await ledger.upsertWorker(WorkerReport(id: "w2", host: "h", state: .idle, itemsInProgress: 5))  // holds no shard
+            #expect(try await ledger.progress(job: job).itemsInProgress == 3)
+            #expect(try await ledger.markSilentWorkersOffline(olderThanSeconds: -1).sorted() == ["w1", "w2"])
+            #expect(try await ledger.progress(job: job).itemsInProgress == 0)
+        }
+    }
 }
