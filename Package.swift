@@ -188,8 +188,8 @@ let package = Package(
         .testTarget(name: "VTPIntegrationTests",
                     dependencies: ["VTPVocabulary", "VTPQueue", "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPTransport",
                                    "VTPLocalRun", "VTPJobs", "VTPConsole", "VTPDatasets", "VTPImage", "VTPModel", "VTPText", "VTPIndex",
-                                   "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPRandom", "CZeroMQ",
-                                   "VTPTestSupport", "VTPTransportTestSupport"],
+                                   "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPRandom", "CZeroMQ", "VTPMetrics",
+                                   "VTPTestSupport", "VTPTransportTestSupport", .product(name: "Logging", package: "swift-log")],
                     path: "Tests/VTPIntegrationTests", swiftSettings: strictSettings),
     ]
 )

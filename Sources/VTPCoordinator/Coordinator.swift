@@ -117,10 +117,19 @@ public final class Coordinator: Sendable {
             }
             await withDiscardingTaskGroup { services in
                 services.addTask { [router, events, logger] in
+                    var refused: Set<PeerIdentity> = []
                     for await message in router.inbound {
                         switch message.message {
                         case let .success(decoded): events.post(.received(message.peer, decoded))
-                        case let .failure(error): logger.warning("dropping undecodable message from \(message.peer): \(error)")
+                        case let .failure(error):
+                            if case .unsupportedVersion = error {
+                                // Every message of such a worker fails alike: one line says why it is never served.
+                                let level: Logger.Level = refused.insert(message.peer).inserted ? .warning : .debug
+                                logger.log(level: level, "worker refused", metadata: ["event": "worker_refused", "worker": "\(message.peer)",
+                                                                                    "reason": "\(error)"])
+                            } else {
+                                logger.warning("dropping undecodable message from \(message.peer): \(error)")
+                            }
                         }
                     }
                 }
@@ -167,7 +176,9 @@ public final class Coordinator: Sendable {
                     for timing in result.timings { observer.observe(.stage(timing.stage, seconds: timing.seconds)) }
                 }
             }
+            let sender = Self.sender(of: event, core: core), joining = Self.joining(event, core: core)
             let actions = core.handle(event, at: .now())
+            if let joining { Self.logJoined(joining, logger: logger) }
             state.withLock { [counters = core.counters] in $0 = counters }
             inProgress.withLock { [items = core.itemsInProgressByJob] in $0 = items }
             if let observer = options.observer, (core.workers.count, core.shardsInFlight) != published {
@@ -177,20 +188,22 @@ public final class Coordinator: Sendable {
             }
             for action in actions {
                 if case .exit = action { return }
-                await perform(action, core: core, calls: &calls)
+                await perform(action, core: core, sender: sender, calls: &calls)
             }
         }
     }
 
-    private func perform(_ action: CoordinatorCore.Action, core: CoordinatorCore, calls: inout DiscardingTaskGroup) async {
+    /// `sender`: the id of the worker whose message led to `action`, for the event lines.
+    private func perform(_ action: CoordinatorCore.Action, core: CoordinatorCore, sender: String?, calls: inout DiscardingTaskGroup) async {
         switch action {
         case let .send(message, peer):
+            if case let .assignShard(assignment) = message { Self.logLeaseGranted(assignment, worker: core.workers[peer]?.workerID, logger: logger) }
             do { try await router.send(message, to: peer) } catch {
                 // ROUTER_MANDATORY: the worker is gone; liveness will declare it dead.
                 logger.debug("send \(message.type) to \(peer) failed: \(error)")
             }
         case let .upsertWorker(report):
-            if report.state == .offline { logger.info("worker \(report.id) is gone") }
+            if report.state == .offline { logger.info("worker left", metadata: ["event": "worker_left", "worker": .string(report.id)]) }
             workerReports.post(report)
         case let .claim(peer):
             let owner = core.workers[peer]?.workerID ?? peer.description
@@ -203,44 +216,49 @@ public final class Coordinator: Sendable {
                 }
             }
         case let .renewLease(shard, token):
-            spawn(in: &calls, "renew lease of \(shard)") { ledger, events in
+            let holder = core.leases[token].map { core.workers[$0.peer]?.workerID ?? $0.peer.description } ?? sender
+            spawn(in: &calls, "renew lease of \(shard)") { [logger] ledger, events in
                 let expiry = try await ledger.heartbeat(shard, token: token.uuid)
+                if expiry == nil { Self.logRejected(shard, worker: holder, of: "lease renewal", reason: "lease no longer held", logger: logger) }
                 events.post(.leaseRenewed(token, held: expiry != nil))
             }
         case let .complete(shard, token, results):
             let observer = options.observer
-            spawn(in: &calls, "complete shard \(shard)") { ledger, events in
+            spawn(in: &calls, "complete shard \(shard)") { [logger] ledger, events in
                 let outcome = try await ledger.completeShard(shard, token: token.uuid, results: results)
                 let ok = results.filter(\.ok).count
+                Self.logRecorded(outcome, of: .done(itemsOK: ok, itemsFailed: results.count - ok), shard: shard, worker: sender, logger: logger)
                 observer?.observe(.shardRecorded(outcome, itemsOK: ok, itemsFailed: results.count - ok))
                 let finished = outcome == .applied ? try await ledger.job(shard.jobID).state.isFinalizable : false
                 events.post(.recorded(shard, outcome, jobFinished: finished))
             }
         case let .fail(shard, token, error):
             let observer = options.observer
-            spawn(in: &calls, "fail shard \(shard)") { ledger, events in
+            spawn(in: &calls, "fail shard \(shard)") { [logger] ledger, events in
                 let outcome = try await ledger.failShard(shard, token: token.uuid, error: error)
+                Self.logRecorded(outcome, of: .failed(error: error), shard: shard, worker: sender, logger: logger)
                 observer?.observe(.shardRecorded(outcome, itemsOK: 0, itemsFailed: 0))
                 let finished = outcome == .failed ? try await ledger.job(shard.jobID).state.isFinalizable : false
                 events.post(.recorded(shard, outcome, jobFinished: finished))
             }
         case let .failJob(shard, token, error):
-            // Notice, not error: the job's record carries the message, and `vtp run` prints it once.
-            logger.notice("job \(shard.jobID) failed: \(error)")
-            spawn(in: &calls, "fail job \(shard.jobID)") { ledger, events in
+            spawn(in: &calls, "fail job \(shard.jobID)") { [logger] ledger, events in
                 let outcome = try await ledger.failJob(shard, token: token.uuid, error: error)
+                Self.logRecorded(outcome, of: .jobFailed(error: error), shard: shard, worker: sender, logger: logger)
                 events.post(.recorded(shard, outcome, jobFinished: false))
             }
         case let .handBack(shard, token, reason):
-            logger.info("shard \(shard) handed back: \(reason)")
-            spawn(in: &calls, "hand back shard \(shard)") { ledger, events in
+            spawn(in: &calls, "hand back shard \(shard)") { [logger] ledger, events in
                 let outcome = try await ledger.handBackShard(shard, token: token.uuid, reason: reason)
+                Self.logRecorded(outcome, of: .handedBack(reason: reason), shard: shard, worker: sender, logger: logger)
                 events.post(.recorded(shard, outcome, jobFinished: false))
             }
         case .releaseExpiredLeases:
             let observer = options.observer
-            spawn(in: &calls, "release expired leases") { ledger, events in
+            let holders = Self.leaseHolders(core)
+            spawn(in: &calls, "release expired leases") { [logger] ledger, events in
                 let released = try await ledger.releaseExpiredLeases()
+                for lease in released { Self.logExpired(lease, worker: holders[lease.token], logger: logger) }
                 if !released.isEmpty { observer?.observe(.leasesExpired(released.count)) }
                 events.post(.leasesReleased(released.map(Self.held), finishedJobs: try await Self.finishedJobs(released, ledger)))
             }
@@ -341,6 +359,114 @@ public final class Coordinator: Sendable {
             }
         } catch {
             logger.warning("could not look for unfinalized jobs: \(error)")
+        }
+    }
+}
+
+// MARK: Event lines (docs/monitoring.md lists them): a stable message, an `event` key, and the
+// job, shard and worker ids as metadata, never interpolated, so a collector can filter on them.
+extension Coordinator {
+    /// What a worker handed in, for ``logRecorded(_:of:shard:worker:logger:)``.
+    enum HandedIn {
+        case done(itemsOK: Int, itemsFailed: Int)
+        case failed(error: String)
+        case handedBack(reason: String)
+        /// Nothing of the shard's job can run: the job fails.
+        case jobFailed(error: String)
+    }
+
+    static func ids(_ shard: ShardRef, worker: String?) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["job": "\(shard.jobID)", "shard": "\(shard.index)"]
+        if let worker { metadata["worker"] = .string(worker) }
+        return metadata
+    }
+
+    /// The worker id of the peer a received message came from (resolved before the state machine
+    /// forgets the lease the message resolves).
+    static func sender(of event: CoordinatorCore.Event, core: CoordinatorCore) -> String? {
+        guard case let .received(peer, _) = event else { return nil }
+        return core.workers[peer]?.workerID ?? peer.description
+    }
+
+    /// The registration when `event` starts a new worker session (not a reconnect of a known one).
+    static func joining(_ event: CoordinatorCore.Event, core: CoordinatorCore) -> RegisterMessage? {
+        guard case let .received(peer, .register(registration)) = event,
+              core.workers[peer]?.session != registration.session else { return nil }
+        return registration
+    }
+
+    /// Who holds each lease of the state machine, by token.
+    static func leaseHolders(_ core: CoordinatorCore) -> [UUID: String] {
+        core.leases.reduce(into: [:]) { holders, lease in
+            holders[lease.key.uuid] = core.workers[lease.value.peer]?.workerID ?? lease.value.peer.description
+        }
+    }
+
+    static func logJoined(_ registration: RegisterMessage, logger: Logger) {
+        logger.info("worker joined", metadata: [
+            "event": "worker_joined", "worker": .string(registration.workerID), "host": .string(registration.host),
+            "threads": "\(registration.capabilities.threads)", "prefetch": "\(registration.capabilities.prefetch)",
+        ])
+    }
+
+    static func logLeaseGranted(_ assignment: AssignShardMessage, worker: String?, logger: Logger) {
+        guard let id = ShardDispatchID(wire: assignment.shardID) else { return }
+        var metadata = ids(ShardRef(jobID: id.jobID, index: id.index), worker: worker)
+        metadata["event"] = "lease_granted"
+        metadata["items"] = "\(assignment.items.count)"
+        if assignment.isolated { metadata["isolated"] = "true" }
+        logger.info("lease granted", metadata: metadata)
+    }
+
+    static func logExpired(_ lease: ReleasedLease, worker: String?, logger: Logger) {
+        var metadata = ids(lease.shard, worker: worker)
+        metadata["event"] = "lease_expired"
+        metadata["outcome"] = lease.failed ? "failed" : "requeued"
+        logger.warning("lease expired", metadata: metadata)
+    }
+
+    /// A result or renewal under a lease token the ledger no longer honours (late, duplicate, or
+    /// the shard was re-issued or cancelled): nothing was recorded.
+    static func logRejected(_ shard: ShardRef, worker: String?, of what: String, reason: String, logger: Logger) {
+        var metadata = ids(shard, worker: worker)
+        metadata["event"] = "lease_rejected"
+        metadata["refused"] = .string(what)
+        metadata["reason"] = .string(reason)
+        logger.warning("lease rejected", metadata: metadata)
+    }
+
+    /// What the ledger made of a worker's result.
+    static func logRecorded(_ outcome: CompletionOutcome, of handedIn: HandedIn, shard: ShardRef, worker: String?, logger: Logger) {
+        var metadata = ids(shard, worker: worker)
+        switch (handedIn, outcome) {
+        case (_, .duplicate), (_, .leaseLost), (_, .unknownShard):
+            let what = switch handedIn {
+            case .done: "shard_done"
+            case .failed: "shard_failed"
+            case .handedBack: "hand_back"
+            case .jobFailed: "job_failed"
+            }
+            logRejected(shard, worker: worker, of: what, reason: outcome.rawValue, logger: logger)
+        case let (.done(itemsOK, itemsFailed), _):
+            metadata["event"] = "shard_done"
+            metadata["items_ok"] = "\(itemsOK)"
+            metadata["items_failed"] = "\(itemsFailed)"
+            logger.info("shard done", metadata: metadata)
+        case let (.failed(error), _):
+            metadata["event"] = "shard_failed"
+            metadata["error"] = .string(error)
+            // Requeued: it has attempts left; failed: its items are failures of the job.
+            metadata["outcome"] = .string(outcome.rawValue)
+            logger.log(level: outcome == .failed ? .error : .warning, "shard failed", metadata: metadata)
+        case let (.handedBack(reason), _):
+            metadata["event"] = "shard_handed_back"
+            metadata["reason"] = .string(reason)
+            logger.info("shard handed back", metadata: metadata)
+        case let (.jobFailed(error), _):
+            metadata["event"] = "job_failed"
+            metadata["error"] = .string(error)
+            // Notice, not error: the job's record carries the message, and `vtp run` prints it once.
+            logger.notice("job failed", metadata: metadata)
         }
     }
 }

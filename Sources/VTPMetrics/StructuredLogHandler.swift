@@ -1,8 +1,11 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// How `StructuredLogHandler` writes an event.
 public enum LogFormat: String, Sendable, CaseIterable {
+    /// `2026-12-01T18:00:00.123Z info  vtp.coordinator: shard leased job=3 shard=7 worker=w1`, for people.
+    case text
     /// `ts=… level=info logger=vtp.coordinator msg="shard leased" job=3 shard=7 worker=w1`
     case logfmt
     /// `{"ts":"…","level":"info","logger":"vtp.coordinator","msg":"shard leased","job":"3",…}`
@@ -65,7 +68,11 @@ public struct StructuredLogHandler: LogHandler {
         if let error = event.error, merged["error"] == nil { merged["error"] = .string(String(describing: error)) }
         let line = LogLine(time: clock(), level: event.level, label: label, message: event.message.description,
                            metadata: merged)
-        output.write(format == .json ? line.json() : line.logfmt())
+        switch format {
+        case .text: output.write(line.text())
+        case .logfmt: output.write(line.logfmt())
+        case .json: output.write(line.json())
+        }
     }
 }
 
@@ -76,6 +83,21 @@ struct LogLine {
     var label: String
     var message: String
     var metadata: Logger.Metadata
+
+    /// Metadata a reader looks for first, in this order, ahead of the other keys (sorted).
+    static let leadingKeys = ["job", "shard", "worker"]
+
+    func text() -> String {
+        let levelName = level.rawValue
+        var line = "\(Self.timestamp(time)) \(levelName)\(String(repeating: " ", count: max(0, 5 - levelName.count))) \(label): \(message)"
+        let keys = Self.leadingKeys.filter { metadata[$0] != nil }
+            + metadata.keys.filter { !Self.leadingKeys.contains($0) }.sorted()
+        for key in keys {
+            line += " \(Self.logfmtKey(key))=\(Self.logfmtValue(Self.flatten(metadata[key]!)))"
+        }
+        // One event, one line: a message with line breaks would otherwise look like several events.
+        return line.replacingOccurrences(of: "\n", with: "\\n") + "\n"
+    }
 
     func logfmt() -> String {
         var line = "ts=\(Self.timestamp(time)) level=\(level.rawValue) logger=\(Self.logfmtValue(label)) msg=\(Self.logfmtValue(message))"
@@ -169,17 +191,78 @@ struct LogLine {
 
 /// Process-wide logging setup for the `vtp` executables.
 public enum VTPLogging {
+    /// The format and level of the one bootstrap this process made, nil before it.
+    private static let installed = Mutex<(format: LogFormat, level: Logger.Level)?>(nil)
+
     /// Routes every `Logger` in the process to `StructuredLogHandler` at `level` in `format`.
-    /// swift-log allows this once per process; call it first thing in `main`/`run()`.
-    public static func bootstrap(level: Logger.Level = .info, format: LogFormat = .logfmt,
-                                 output: LogOutput = .standardError) {
+    ///
+    /// swift-log allows one bootstrap per process (a second traps), so only the first call takes
+    /// effect; later ones return false and change nothing. Long-running commands call it first
+    /// thing in `run()`; tests never call it (they build loggers with an explicit handler).
+    @discardableResult
+    public static func bootstrap(level: Logger.Level = .info, format: LogFormat = .text,
+                                 output: LogOutput = .standardError) -> Bool {
+        let first = installed.withLock { current in
+            guard current == nil else { return false }
+            current = (format, level)
+            return true
+        }
+        guard first else { return false }
         LoggingSystem.bootstrap { label in
             StructuredLogHandler(label: label, format: format, level: level, output: output)
         }
+        return true
     }
+
+    /// The format `bootstrap` installed, nil when it was not called (the `vtp` command then
+    /// reports a fatal error as plain text).
+    public static var installedFormat: LogFormat? { installed.withLock { $0?.format } }
+
+    /// The level names, in increasing severity, as `--log-level` and `logging.level` accept them.
+    public static let levelNames = Logger.Level.allCases.map(\.rawValue)
 
     /// Parses a level name (`trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`).
     public static func level(named name: String) -> Logger.Level? {
         Logger.Level(rawValue: name.lowercased())
+    }
+
+    /// Parses a format name (`text`, `logfmt`, `json`).
+    public static func format(named name: String) -> LogFormat? {
+        LogFormat(rawValue: name.lowercased())
+    }
+
+    /// A log format or level that is not one of the allowed names.
+    public struct ChoiceError: Error, CustomStringConvertible, Equatable, Sendable {
+        public let description: String
+    }
+
+    /// The format and level to log with: each command-line value when given, else the
+    /// configuration file's (`configured…`, with `configurationSource` naming where it came from),
+    /// else `text` and `info`. A value that names no format or level is an error naming the
+    /// option or key and the allowed values.
+    public static func choose(formatOption: String?, levelOption: String?,
+                              configuredFormat: String? = nil, configuredLevel: String? = nil,
+                              configurationSource: String = "configuration") throws(ChoiceError) -> (format: LogFormat, level: Logger.Level) {
+        func pick<T>(_ option: String?, _ optionName: String, _ configured: String?, _ key: String,
+                     _ parse: (String) -> T?, _ allowed: [String], _ fallback: T) throws(ChoiceError) -> T {
+            let allowedText = allowed.joined(separator: ", ")
+            if let option {
+                guard let value = parse(option) else {
+                    throw ChoiceError(description: "\(optionName): '\(option)' is not one of \(allowedText)")
+                }
+                return value
+            }
+            if let configured {
+                guard let value = parse(configured) else {
+                    throw ChoiceError(description: "\(configurationSource): \(key): '\(configured)' is not one of \(allowedText)")
+                }
+                return value
+            }
+            return fallback
+        }
+        let format = try pick(formatOption, "--log-format", configuredFormat, "logging.format", format(named:),
+                              LogFormat.allCases.map(\.rawValue), .text)
+        let level = try pick(levelOption, "--log-level", configuredLevel, "logging.level", level(named:), levelNames, .info)
+        return (format, level)
     }
 }

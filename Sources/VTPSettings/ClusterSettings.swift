@@ -96,12 +96,26 @@ public struct ClusterSettings: Sendable, Equatable {
         public var maxJobItems: Int = 100_000_000
     }
 
+    /// `[logging]`: how `vtp coordinator`, `vtp worker` and `vtp run` log (`--log-format` and
+    /// `--log-level` win over these).
+    public struct Logging: Sendable, Equatable {
+        /// `text` (for people), `logfmt` or `json` (one object per line, for collectors).
+        public var format: String = "text"
+        /// Least severe level written: `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
+        public var level: String = "info"
+        /// The names `format` accepts.
+        public static let formats = ["text", "logfmt", "json"]
+        /// The names `level` accepts, in increasing severity.
+        public static let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    }
+
     public var database = Database()
     public var coordinator = Coordinator()
     public var security = Security()
     public var worker = Worker()
     public var storage = Storage()
     public var limits = Limits()
+    public var logging = Logging()
 
     public init() {}
 
@@ -182,6 +196,8 @@ public struct ClusterSettings: Sendable, Equatable {
             case "limits.shard_size": limits.shardSize = try int()
             case "limits.max_message_bytes": limits.maxMessageBytes = try int()
             case "limits.max_job_items": limits.maxJobItems = try int()
+            case "logging.format": logging.format = try string()
+            case "logging.level": logging.level = try string()
             default: throw problem("unknown key (see config/vtp.toml for the keys vtp reads)")
             }
         }
@@ -224,6 +240,10 @@ public struct ClusterSettings: Sendable, Equatable {
         try check((1...1_000_000).contains(limits.shardSize), "limits.shard_size", "must be between 1 and 1000000, got \(limits.shardSize)")
         try check(limits.maxMessageBytes >= 1 << 16, "limits.max_message_bytes", "must be at least 65536, got \(limits.maxMessageBytes)")
         try check(limits.maxJobItems >= 1, "limits.max_job_items", "must be positive, got \(limits.maxJobItems)")
+        try check(Logging.formats.contains(logging.format.lowercased()), "logging.format",
+                  "must be one of \(Logging.formats.joined(separator: ", ")), got '\(logging.format)'")
+        try check(Logging.levels.contains(logging.level.lowercased()), "logging.level",
+                  "must be one of \(Logging.levels.joined(separator: ", ")), got '\(logging.level)'")
         let s = security
         if s.enabled {
             let coordinatorKeys = [s.coordinatorSecretKeyFile, s.coordinatorPublicKeyFile, s.authorizedWorkerKeysFile]

@@ -44,6 +44,9 @@ public final class Worker: Sendable {
     /// Creates the socket and starts connecting (nothing is sent before `run()`).
     public init(options: Options, handler: any ShardHandling, context: ZMQContext,
                 logger: Logger = Logger(label: "vtp.worker")) throws {
+        var logger = logger
+        // Every line names the worker, as metadata a log collector can filter on.
+        logger[metadataKey: "worker"] = .string(options.registration.workerID)
         var configuration = DealerConfiguration(endpoint: options.endpoint, identity: PeerIdentity(options.registration.workerID),
                                                 curve: options.curve)
         configuration.maxMessageBytes = options.maxMessageBytes
@@ -130,7 +133,10 @@ public final class Worker: Sendable {
         let shardID = assignment.shardID, token = assignment.leaseToken
         let isolated = assignment.isolated
         let mode = isolated ? ", one at a time (a worker ended abnormally holding it)" : ""
-        logger.info("shard \(ShardDispatchID(wire: shardID)?.description ?? String(shardID)): \(assignment.items.count) items\(mode)")
+        let ids = Self.ids(assignment)
+        logger.info("shard received", metadata: ids.merging(["event": "shard_received", "items": "\(assignment.items.count)",
+                                                            "isolated": "\(isolated)"]) { $1 })
+        if isolated { logger.info("running the shard\(mode)", metadata: ids) }
         let stop = ShardStopSignal()
         stopSignals.withLock { $0[token] = stop }
         Task { [self, handler, events, logger, acknowledgements] in
@@ -154,23 +160,47 @@ public final class Worker: Sendable {
                     }
                 })
             } catch let stopped as ShardStopped {
-                logger.info("shard \(shardID) \(stopped); handing it back")
                 result = .stopped(itemsDone: stopped.itemsDone)
             } catch let error as JobError where error.failsWholeJob {
-                logger.error("job \(assignment.jobID) cannot run: \(error)")
                 result = .jobFailed("\(error)")
             } catch {
-                logger.error("shard \(shardID) failed: \(error)")
                 result = .failed("\(error)")
             }
             let elapsed = ContinuousClock.now - start
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            Self.logFinished(result, ids: ids, seconds: seconds, logger: logger)
             events.post(.shardFinished(shardID: shardID, token: token, result, seconds: seconds))
         }
     }
 }
 
 extension Worker {
+    /// The job and shard an assignment is about, as log metadata (the shard's index in its job).
+    static func ids(_ assignment: AssignShardMessage) -> Logger.Metadata {
+        let shard = ShardDispatchID(wire: assignment.shardID).map { String($0.index) } ?? String(assignment.shardID)
+        return ["job": "\(assignment.jobID)", "shard": .string(shard)]
+    }
+
+    /// The event line of a shard's end: done, failed, or stopped and handed back.
+    static func logFinished(_ result: WorkerCore.ShardResult, ids: Logger.Metadata, seconds: Double, logger: Logger) {
+        let elapsed = Logger.MetadataValue.string(String(format: "%.3f", seconds))
+        switch result {
+        case let .done(results):
+            let failed = results.filter { !$0.ok }.count
+            logger.info("shard done", metadata: ids.merging(["event": "shard_done", "items_ok": "\(results.count - failed)",
+                                                             "items_failed": "\(failed)", "seconds": elapsed]) { $1 })
+        case let .failed(error):
+            logger.error("shard failed", metadata: ids.merging(["event": "shard_failed", "error": .string(error),
+                                                                "seconds": elapsed]) { $1 })
+        case let .jobFailed(error):
+            logger.error("job cannot run", metadata: ids.merging(["event": "job_failed", "error": .string(error),
+                                                                  "seconds": elapsed]) { $1 })
+        case let .stopped(itemsDone):
+            logger.info("shard stopped; handing it back", metadata: ids.merging(["event": "shard_handed_back",
+                                                                                 "items_done": "\(itemsDone)", "seconds": elapsed]) { $1 })
+        }
+    }
+
     /// The handler's view of an assignment: the shard index from the dispatch id, the typed job kind.
     static func task(for assignment: AssignShardMessage) throws -> ShardTask {
         let type = try JobType(name: assignment.jobType)

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Logging
+import VTPMetrics
 import VTPVocabulary
 
 /// The `vtp` command line: model tools, dataset jobs, cluster runtime and monitoring.
@@ -40,7 +42,18 @@ struct VTPCommand: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            exit(withError: FileErrorText.isFileSystemError(error) ? CLIError(FileErrorText.describe(error)) : error)
+            let reported = FileErrorText.isFileSystemError(error) ? CLIError(FileErrorText.describe(error)) : error
+            let code = exitCode(for: reported)
+            if VTPLogging.installedFormat == .json && code != .success {
+                // A collector reads every line as JSON: the last one too, then the same exit status.
+                let message = message(for: reported)
+                if !message.isEmpty {
+                    Logger(label: "vtp").critical("fatal error", metadata: ["event": "fatal_error", "error": .string(message),
+                                                                            "exit_code": "\(code.rawValue)"])
+                }
+                exit(withError: code)
+            }
+            exit(withError: reported)
         }
     }
 }

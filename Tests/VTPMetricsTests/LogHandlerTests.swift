@@ -61,10 +61,56 @@ struct LogHandlerTests {
         #expect(collector.lines.first?.contains("level=error") == true)
     }
 
+    @Test func textLineIsTimeLevelLoggerMessageThenIdsFirst() {
+        let collector = LineCollector()
+        var log = logger(.text, collector)
+        log[metadataKey: "worker"] = "w1"
+        log.info("shard leased", metadata: ["job": "3", "shard": "7"])
+        log.warning("lease expired", metadata: ["event": "lease_expired", "shard": "2", "job": "3", "outcome": "requeued"])
+        log.critical("fatal error", metadata: ["error": "two\nlines", "path": "/data/a b.jpg"])
+        log.debug("not shown")
+        #expect(collector.lines == [
+            "2025-11-29T01:54:56.789Z info  vtp.coordinator: shard leased job=3 shard=7 worker=w1\n",
+            "2025-11-29T01:54:56.789Z warning vtp.coordinator: lease expired job=3 shard=2 worker=w1 event=lease_expired outcome=requeued\n",
+            "2025-11-29T01:54:56.789Z critical vtp.coordinator: fatal error worker=w1 error=\"two\\nlines\" path=\"/data/a b.jpg\"\n",
+        ])
+    }
+
+    @Test func textMessageWithLineBreaksStaysOneLine() {
+        let collector = LineCollector()
+        logger(.text, collector).error("first\nsecond")
+        #expect(collector.lines == ["2025-11-29T01:54:56.789Z error vtp.coordinator: first\\nsecond\n"])
+    }
+
+    @Test func optionsWinOverTheConfigurationAndDefaultsAreTextAndInfo() throws {
+        let defaults = try VTPLogging.choose(formatOption: nil, levelOption: nil)
+        #expect(defaults.format == .text && defaults.level == .info)
+        let configured = try VTPLogging.choose(formatOption: nil, levelOption: nil, configuredFormat: "logfmt", configuredLevel: "debug")
+        #expect(configured.format == .logfmt && configured.level == .debug)
+        let overridden = try VTPLogging.choose(formatOption: "JSON", levelOption: "error", configuredFormat: "logfmt", configuredLevel: "debug")
+        #expect(overridden.format == .json && overridden.level == .error)
+    }
+
+    @Test(arguments: [
+        ("xml", nil, nil, "--log-format: 'xml' is not one of text, logfmt, json"),
+        (nil, "loud", nil, "--log-level: 'loud' is not one of trace, debug, info, notice, warning, error, critical"),
+        (nil, nil, "yaml", "vtp.toml: logging.format: 'yaml' is not one of text, logfmt, json"),
+    ] as [(String?, String?, String?, String)])
+    func badNamesAreErrorsNamingTheOptionOrKeyAndTheAllowedValues(_ format: String?, _ level: String?, _ configured: String?,
+                                                                  _ expected: String) {
+        #expect {
+            try VTPLogging.choose(formatOption: format, levelOption: level, configuredFormat: configured, configurationSource: "vtp.toml")
+        } throws: { error in
+            (error as? VTPLogging.ChoiceError)?.description == expected
+        }
+    }
+
     @Test func levelNamesParse() {
         #expect(VTPLogging.level(named: "WARNING") == .warning)
         #expect(VTPLogging.level(named: "trace") == .trace)
         #expect(VTPLogging.level(named: "loud") == nil)
         #expect(LogFormat(rawValue: "json") == .json)
+        #expect(VTPLogging.format(named: "Text") == .text && VTPLogging.format(named: "xml") == nil)
+        #expect(VTPLogging.levelNames == ["trace", "debug", "info", "notice", "warning", "error", "critical"])
     }
 }

@@ -71,6 +71,10 @@ import VTPTestSupport
         ("[worker]\nmax_decode_bytes = 1.5", "vtp.toml:2: worker.max_decode_bytes: expected an integer, found a number"),
         ("[worker]\nitem_timeout_seconds = -1", "worker.item_timeout_seconds: must be between 0 (no limit) and 1e9 seconds, got -1.0"),
         ("[worker]\nitem_timeout_seconds = \"5\"", "vtp.toml:2: worker.item_timeout_seconds: expected a number, found a string"),
+        ("[logging]\nformat = \"xml\"", "vtp.toml: logging.format: must be one of text, logfmt, json, got 'xml'"),
+        ("[logging]\nlevel = \"loud\"", "vtp.toml: logging.level: must be one of trace, debug, info, notice, warning, error, critical, got 'loud'"),
+        ("[logging]\nformat = 1", "vtp.toml:2: logging.format: expected a string, found an integer"),
+        ("[logging]\ncolour = \"on\"", "vtp.toml:2: logging.colour: unknown key"),
     ])
     func invalidFilesNameLineAndKey(_ text: String, _ expected: String) throws {
         let (dir, path) = try write(text)
@@ -81,6 +85,14 @@ import VTPTestSupport
         } catch {
             #expect("\(error)".contains(expected), "\(error)")
         }
+    }
+
+    @Test func loggingFormatAndLevelAreRead() throws {
+        #expect(ClusterSettings().logging.format == "text" && ClusterSettings().logging.level == "info")
+        let (dir, path) = try write("[logging]\nformat = \"json\"\nlevel = \"debug\"\n")
+        defer { dir.remove() }
+        let s = try ClusterSettings.load(path: path, environment: [:])
+        #expect(s.logging.format == "json" && s.logging.level == "debug")
     }
 
     @Test func itemLimitsAreRead() throws {

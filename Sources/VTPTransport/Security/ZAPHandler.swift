@@ -125,7 +125,9 @@ public final class ZAPHandler: Sendable {
             logger.debug("ZAP admitted client", metadata: ["key": "\(keyText.prefix(8))", "address": "\(address)"])
             return [version, requestID, Array("200".utf8), Array("OK".utf8), Array(keyText.utf8), []]
         }
-        logger.warning("ZAP denied client", metadata: ["key": "\(keyText)", "mechanism": "\(mechanism)", "address": "\(address)"])
+        // A worker event (docs/monitoring.md): which worker is unknown, only its key and address.
+        logger.warning("worker refused", metadata: ["event": "worker_refused", "reason": "CURVE key not authorized",
+                                                    "key": "\(keyText)", "mechanism": "\(mechanism)", "address": "\(address)"])
         return [version, requestID, Array("400".utf8), Array("client key not authorized".utf8), [], []]
     }
 

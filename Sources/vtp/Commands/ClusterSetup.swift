@@ -69,7 +69,7 @@ enum ClusterSetup {
                                    serverPublicKey: try CurveKey.load(path: ClusterSettings.expandTilde(s.coordinatorPublicKeyFile)))
     }
 
-    /// A logger at `level` (the runtime logs to stderr through swift-log's default handler).
+    /// A logger at `level` (writing through the handler `LoggingOptions.start` installed, on stderr).
     static func logger(_ label: String, level: Logger.Level) -> Logger {
         var logger = Logger(label: label)
         logger.logLevel = level

@@ -26,13 +26,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Endpoint to bind (overrides coordinator.endpoint).")
     var endpoint: String?
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() async throws {
-        var settings = try ClusterSetup.settings(config)
+        let setup = try logging.start(config: config)
+        var settings = setup.settings
         if let endpoint { settings.coordinator.endpoint = endpoint }
         guard let url = try ClusterSetup.database(database, settings) else {
             throw ValidationError("no database: set database.url in the configuration, VTP_DATABASE_URL or --database")
         }
-        let logger = ClusterSetup.logger("vtp.coordinator", level: .info)
+        let logger = ClusterSetup.logger("vtp.coordinator", level: setup.level)
         let lease = settings.coordinator.leaseSeconds
         let ledger = Ledger(database: url, leasePolicy: ClusterSetup.leasePolicy(leaseSeconds: lease))
         try await ledger.verifySchema()
@@ -45,7 +48,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             bridge = CoordinatorMetricsBridge(metrics: metrics)
             server = try MetricsServer(registry: metrics.registry, address: settings.coordinator.metricsAddress,
                                        port: settings.coordinator.metricsPort)
-            logger.info("metrics on http://\(settings.coordinator.metricsAddress):\(server!.port)/metrics")
+            logger.info("metrics endpoint listening", metadata: ["url": "http://\(settings.coordinator.metricsAddress):\(server!.port)/metrics"])
         }
         defer { server?.stop() }
         let options = Coordinator.Options(bindEndpoints: [settings.coordinator.endpoint],
@@ -54,7 +57,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                           maxMessageBytes: settings.limits.maxMessageBytes, observer: bridge)
         let coordinator = try Coordinator(ledger: ledger, notifier: notifier, finalizer: ManifestFinalizer(), options: options, context: try ZMQContext(),
                                           logger: logger)
-        logger.info("coordinator on \(coordinator.boundEndpoints.joined(separator: ", ")), ledger \(url.redacted)")
+        logger.info("coordinator listening", metadata: ["endpoints": .array(coordinator.boundEndpoints.map { .string($0) }),
+                                                        "ledger": .string(url.redacted)])
         let signals = SignalWatcher()
         defer { signals.stop() }
         // The metrics poller and the signal watcher live exactly as long as the coordinator.

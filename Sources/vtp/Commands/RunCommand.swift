@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Synchronization
 import VTPLocalRun
+import VTPMetrics
 import VTPConcurrency
 import VTPJobs
 import VTPVocabulary
@@ -48,8 +49,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("lease-seconds"), parsing: .unconditional, help: "Lease of a shard without heartbeats; a killed worker's shards return after it.")
     var leaseSeconds: Int = 15
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() async throws {
-        let settings = try ClusterSetup.settings(config)
+        let setup = try logging.start(config: config)
+        let settings = setup.settings
         let request = try job.request(settings: settings)
         guard leaseSeconds >= 2 else { throw ValidationError("--lease-seconds must be at least 2, got \(leaseSeconds)") }
         let cores = ProcessInfo.processInfo.activeProcessorCount
@@ -59,10 +63,13 @@ struct RunCommand: AsyncParsableCommand {
         let threadCount = threads ?? max(1, cores / workerCount)
         try OutputDirectory.prepareWritable(request.output, option: "--output")
         let state = Self.stateDirectory(flag: stateDir, settings: settings, output: request.output)
-        let quiet = ClusterSetup.logger("vtp.run", level: .warning)
+        // The terminal shows progress: the run's own coordinator logs warnings and worse unless
+        // --log-level asks for more; the workers log at the chosen level into the state directory.
+        let quiet = ClusterSetup.logger("vtp.run", level: logging.logLevel == nil ? max(setup.level, .warning) : setup.level)
         let start = ContinuousClock.now
 
-        var arguments = ["worker", "--threads", String(threadCount)]
+        var arguments = ["worker", "--threads", String(threadCount),
+                         "--log-format", setup.format.rawValue, "--log-level", setup.level.rawValue]
         if let config { arguments += ["--config", config] }
         let local = LocalRun(
             request: request, finalizer: ManifestFinalizer(),

@@ -36,7 +36,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("exit-with-parent"), help: .hidden)
     var exitWithParent: Int32?
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() async throws {
+        let setup = try logging.start(config: config)
         if let parent = exitWithParent {
             // A worker spawned by `vtp run` must not outlive it (e.g. when its whole process group
             // was killed): once re-parented, its results have nowhere to go, so it stops at once.
@@ -46,7 +49,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 Foundation.exit(0)
             }
         }
-        var settings = try ClusterSetup.settings(config)
+        var settings = setup.settings
         if let endpoint { settings.coordinator.endpoint = endpoint }
         if let threads { settings.worker.threads = threads }
         if let prefetch { settings.worker.prefetch = prefetch }
@@ -62,7 +65,7 @@ struct WorkerCommand: AsyncParsableCommand {
             capabilities: WorkerCapabilities(jobTypes: JobType.allCases.map(\.rawValue), threads: UInt32(threadCount),
                                              prefetch: UInt32(settings.worker.prefetch),
                                              memoryBytes: ProcessInfo.processInfo.physicalMemory))
-        let logger = ClusterSetup.logger("vtp.worker", level: .info)
+        let logger = ClusterSetup.logger("vtp.worker", level: setup.level)
         let executor = ShardExecutor(options: ShardExecutor.Options(preprocessThreads: settings.worker.decodeThreads,
                                                                     queueCapacity: settings.worker.queueDepth,
                                                                     maxPixels: settings.worker.maxImagePixels,
@@ -77,7 +80,8 @@ struct WorkerCommand: AsyncParsableCommand {
                                 logger: logger)
         // A crash (not a kill) is reported, so the item being processed alone is blamed and no other.
         FatalSignalReporter.install { signal in worker.reportCrash(signal: signal) }
-        logger.info("worker \(id) connecting to \(settings.coordinator.endpoint) (\(threadCount) threads, prefetch \(settings.worker.prefetch))")
+        logger.info("worker connecting", metadata: ["worker": .string(id), "endpoint": .string(settings.coordinator.endpoint),
+                                                    "threads": "\(threadCount)", "prefetch": "\(settings.worker.prefetch)"])
         // A worker of `vtp run` shares the terminal's process group, so Ctrl-C would reach it and
         // `vtp run` both; it ignores the terminal's SIGINT and takes the one `vtp run` passes on,
         // as SIGUSR1, so each Ctrl-C counts once (the second kills it, from `vtp run`).

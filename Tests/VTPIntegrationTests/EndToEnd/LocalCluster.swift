@@ -40,19 +40,19 @@ final class LocalCluster {
             """.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
-    /// Spawns the coordinator and one worker with id `workerID`.
-    func startServices(workerID: String) throws {
-        coordinator = try SpawnedProcess.start(VTPExecutable.path, ["coordinator", "--config", config],
+    /// Spawns the coordinator and one worker with id `workerID`, both given `arguments` too.
+    func startServices(workerID: String, arguments: [String] = []) throws {
+        coordinator = try SpawnedProcess.start(VTPExecutable.path, ["coordinator", "--config", config] + arguments,
                                                stdout: dir.file("coordinator.out"), stderr: dir.file("coordinator.err"))
-        try startWorker(workerID: workerID)
+        try startWorker(workerID: workerID, arguments: arguments)
     }
 
     /// Spawns a worker process with id `workerID` (a restart when the previous one is gone). The
     /// first logs to `worker.err`, the N-th start to `worker-N.err`.
-    func startWorker(workerID: String) throws {
+    func startWorker(workerID: String, arguments: [String] = []) throws {
         workerStarts += 1
         let suffix = workerStarts == 1 ? "" : "-\(workerStarts)"
-        worker = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--config", config, "--worker-id", workerID],
+        worker = try SpawnedProcess.start(VTPExecutable.path, ["worker", "--config", config, "--worker-id", workerID] + arguments,
                                           stdout: dir.file("worker\(suffix).out"), stderr: dir.file("worker\(suffix).err"))
     }
     private var workerStarts = 0

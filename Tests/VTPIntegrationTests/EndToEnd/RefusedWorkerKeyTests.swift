@@ -65,5 +65,9 @@ struct RefusedWorkerKeyTests {
         let silentLines = log.split(separator: "\n").filter { $0.contains("coordinator silent") }
         #expect(silentLines.allSatisfy { $0.contains(rejection) }, "\(log)")
         #expect(try await Ledger(database: cluster.server.databaseURL).listWorkers().isEmpty)
+        // The coordinator's side of it: a worker_refused event naming the key.
+        let refusals = cluster.log("coordinator.err").split(separator: "\n").filter { $0.contains("event=worker_refused") }
+        #expect(!refusals.isEmpty && refusals.allSatisfy { $0.contains("worker refused") && $0.contains(stranger) },
+                "coordinator: \(cluster.log("coordinator.err"))")
     }
 }
