@@ -39,6 +39,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // Metrics: the swift-metrics API, exported by swift-prometheus, served over FlyingFox
+        // (an HTTP server on its own non-blocking sockets, with no further dependencies).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // MARK: C system libraries (module maps + shims), one per library.
@@ -106,7 +111,11 @@ let package = Package(
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
         // MARK: Observability: Prometheus metrics, structured logs, console rendering.
-        .target(name: "VTPMetrics", dependencies: [.product(name: "Logging", package: "swift-log")],
+        .target(name: "VTPMetrics", dependencies: [.product(name: "Logging", package: "swift-log"),
+                                                   .product(name: "CoreMetrics", package: "swift-metrics"),
+                                                   .product(name: "Prometheus", package: "swift-prometheus"),
+                                                   .product(name: "FlyingFox", package: "FlyingFox"),
+                                                   .product(name: "FlyingSocks", package: "FlyingFox")],
                 path: "Sources/VTPMetrics", swiftSettings: strictSettings),
         .target(name: "VTPConsole", dependencies: ["VTPQueue"], path: "Sources/VTPConsole", swiftSettings: strictSettings),
 
@@ -138,6 +147,7 @@ let package = Package(
                 "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPLocalRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             path: "Sources/vtp", swiftSettings: strictSettings),
 
@@ -167,7 +177,8 @@ let package = Package(
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPSettingsTests", dependencies: ["VTPVocabulary", "VTPSettings", "VTPTestSupport"],
                     path: "Tests/VTPSettingsTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPMetricsTests", dependencies: ["VTPVocabulary", "VTPMetrics", "VTPTestSupport", .product(name: "Logging", package: "swift-log")],
+        .testTarget(name: "VTPMetricsTests", dependencies: ["VTPVocabulary", "VTPMetrics", "VTPTestSupport", .product(name: "Logging", package: "swift-log"),
+                                                           .product(name: "CoreMetrics", package: "swift-metrics")],
                     path: "Tests/VTPMetricsTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPConsoleTests", dependencies: ["VTPVocabulary", "VTPConsole", "VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPConsoleTests", swiftSettings: strictSettings),

@@ -1,4 +1,8 @@
-/// The metrics a coordinator publishes on `/metrics`, with typed accessors.
+import CoreMetrics
+import class Prometheus.PrometheusCollectorRegistry
+
+/// The metrics a coordinator publishes on `/metrics`, made through swift-metrics on the
+/// Prometheus backend (``DescribedPrometheusFactory``).
 ///
 /// | name | type | meaning |
 /// |---|---|---|
@@ -14,7 +18,7 @@
 /// | `vtp_stage_duration_seconds{stage}` | histogram | time workers report per stage (`read`, `decode`, `preprocess`, `infer`, `write`) per batch |
 ///
 /// Every series exists from the start (stage histograms included), so dashboards see zeros rather
-/// than gaps before the first shard.
+/// than gaps before the first shard. The names are the dashboards' contract: they never change.
 public struct CoordinatorMetrics: Sendable {
     /// Pipeline stages a worker times.
     public enum Stage: String, Sendable, CaseIterable {
@@ -33,10 +37,33 @@ public struct CoordinatorMetrics: Sendable {
         public static let leaseExpiries = "vtp_lease_expiries_total"
         public static let lateCompletionsRejected = "vtp_late_completions_rejected_total"
         public static let stageDuration = "vtp_stage_duration_seconds"
+
+        /// Every name above.
+        public static let allNames = [queueDepth, shardsInFlight, shardsCompleted, itemsProcessed, itemsFailed, itemsPerSecond,
+                                      workers, leaseExpiries, lateCompletionsRejected, stageDuration]
     }
 
-    /// The registry these metrics live in (serve it with `MetricsServer`).
-    public let registry: MetricsRegistry
+    /// Every metric with its `# HELP` text.
+    public static let descriptions: [String: String] = [
+        Name.queueDepth: "Shards waiting to be leased.",
+        Name.shardsInFlight: "Shards currently leased to workers.",
+        Name.shardsCompleted: "Shard completions accepted by the ledger.",
+        Name.itemsProcessed: "Items processed successfully.",
+        Name.itemsFailed: "Items that finished with an error.",
+        Name.itemsPerSecond: "Items resolved per second over the last minute.",
+        Name.workers: "Connected workers.",
+        Name.leaseExpiries: "Shard leases that expired.",
+        Name.lateCompletionsRejected: "Shard completions rejected because the lease was no longer held.",
+        Name.stageDuration: "Seconds workers spent per pipeline stage, per batch.",
+    ]
+
+    /// Bucket bounds suited to per-stage timings, 0.5 ms to 60 s.
+    public static let stageBuckets: [Double] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+    ]
+
+    /// The backend these metrics are registered in (serve `factory.registry` with ``MetricsServer``).
+    public let factory: DescribedPrometheusFactory
     public let queueDepth: Gauge
     public let shardsInFlight: Gauge
     public let shardsCompleted: Counter
@@ -46,33 +73,42 @@ public struct CoordinatorMetrics: Sendable {
     public let workers: Gauge
     public let leaseExpiries: Counter
     public let lateCompletionsRejected: Counter
-    private let stageHistograms: [Stage: Histogram]
+    private let stageHistograms: [Stage: Recorder]
 
-    /// Registers the coordinator metrics in `registry`.
-    /// - Throws: `MetricsError.duplicateMetric` when the registry already holds one of these names.
-    public init(registry: MetricsRegistry = MetricsRegistry(), stageBuckets: [Double] = Histogram.defaultTimingBuckets) throws {
-        self.registry = registry
-        queueDepth = try registry.gauge(Name.queueDepth, help: "Shards waiting to be leased.")
-        shardsInFlight = try registry.gauge(Name.shardsInFlight, help: "Shards currently leased to workers.")
-        shardsCompleted = try registry.counter(Name.shardsCompleted, help: "Shard completions accepted by the ledger.")
-        itemsProcessed = try registry.counter(Name.itemsProcessed, help: "Items processed successfully.")
-        itemsFailed = try registry.counter(Name.itemsFailed, help: "Items that finished with an error.")
-        itemsPerSecond = try registry.gauge(Name.itemsPerSecond, help: "Items resolved per second over the last minute.")
-        workers = try registry.gauge(Name.workers, help: "Connected workers.")
-        leaseExpiries = try registry.counter(Name.leaseExpiries, help: "Shard leases that expired.")
-        lateCompletionsRejected = try registry.counter(
-            Name.lateCompletionsRejected, help: "Shard completions rejected because the lease was no longer held.")
-        let family = try registry.histogramFamily(
-            Name.stageDuration, help: "Seconds workers spent per pipeline stage, per batch.",
-            labelNames: ["stage"], buckets: stageBuckets)
-        var histograms: [Stage: Histogram] = [:]
-        for stage in Stage.allCases { histograms[stage] = try family.labels([stage.rawValue]) }
+    /// Registers the coordinator metrics in a registry of their own (one per coordinator, so
+    /// tests and embedded coordinators never share series).
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        let factory = DescribedPrometheusFactory(registry: registry, descriptions: Self.descriptions,
+                                                 buckets: [Name.stageDuration: Self.stageBuckets])
+        self.factory = factory
+        queueDepth = Gauge(label: Name.queueDepth, factory: factory)
+        shardsInFlight = Gauge(label: Name.shardsInFlight, factory: factory)
+        shardsCompleted = Counter(label: Name.shardsCompleted, factory: factory)
+        itemsProcessed = Counter(label: Name.itemsProcessed, factory: factory)
+        itemsFailed = Counter(label: Name.itemsFailed, factory: factory)
+        itemsPerSecond = Gauge(label: Name.itemsPerSecond, factory: factory)
+        workers = Gauge(label: Name.workers, factory: factory)
+        leaseExpiries = Counter(label: Name.leaseExpiries, factory: factory)
+        lateCompletionsRejected = Counter(label: Name.lateCompletionsRejected, factory: factory)
+        var histograms: [Stage: Recorder] = [:]
+        for stage in Stage.allCases {
+            histograms[stage] = Recorder(label: Name.stageDuration, dimensions: [("stage", stage.rawValue)], aggregate: true,
+                                         factory: factory)
+        }
         stageHistograms = histograms
+        // Counters appear in the exposition from their first increment; zero them now.
+        for counter in [shardsCompleted, itemsProcessed, itemsFailed, leaseExpiries, lateCompletionsRejected] {
+            counter.increment(by: 0)
+        }
+        for gauge in [queueDepth, shardsInFlight, itemsPerSecond, workers] { gauge.record(0) }
     }
 
-    /// The timing histogram of one stage.
-    public func stageDuration(_ stage: Stage) -> Histogram {
+    /// The timing histogram of one stage (seconds per batch).
+    public func stageDuration(_ stage: Stage) -> Recorder {
         // Every stage is created in init, so the lookup cannot miss.
         stageHistograms[stage]!
     }
+
+    /// The exposition text, as a scrape returns it.
+    public func render() -> String { factory.registry.emitToString() }
 }

@@ -1,158 +1,128 @@
+import FlyingFox
+import FlyingSocks
 import Foundation
+import Logging
+import Prometheus
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// A minimal HTTP/1.1 server for Prometheus scrapes: `GET /metrics` answers 200 with the
-/// registry's exposition, anything else 404. It runs on its own thread (never the cooperative
-/// pool), serves one connection at a time (scrapes are rare and cheap), bounds request heads and
-/// slow clients, and closes every connection after its response.
+/// The `/metrics` endpoint: FlyingFox's HTTP server answering `GET /metrics` (and `HEAD`) with a
+/// registry's Prometheus exposition, 404 elsewhere. Its connections are tasks on FlyingFox's
+/// non-blocking socket pool; its own log lines go to swift-log, so they follow `--log-format`.
 public final class MetricsServer: Sendable {
-    /// Limits applied to each connection.
-    public struct Limits: Sendable, Equatable {
-        /// Largest request head accepted; larger requests get 431.
-        public var maximumRequestBytes: Int
-        /// How long a client may take to send its request or accept the response.
-        public var ioTimeoutMilliseconds: Int32
-
-        public init(maximumRequestBytes: Int = 8192, ioTimeoutMilliseconds: Int32 = 2000) {
-            self.maximumRequestBytes = maximumRequestBytes
-            self.ioTimeoutMilliseconds = ioTimeoutMilliseconds
-        }
+    /// Why the server could not start.
+    public struct StartError: Error, CustomStringConvertible, Sendable {
+        public var address: String
+        public var port: Int
+        public var reason: String
+        public var description: String { "metrics endpoint \(address):\(port): \(reason)" }
     }
 
     /// The address the server was asked to bind.
     public let address: String
     /// The bound port (the kernel's choice when 0 was requested).
     public let port: Int
-    private let loop: ServerLoop
+    private let server: HTTPServer
+    private let serving: Task<Void, Never>
 
-    /// Binds `address:port` (port 0 = ephemeral) and starts serving `body()` on `/metrics`.
-    /// - Throws: `SocketError` naming the address when it cannot be resolved or bound.
-    public init(address: String = "127.0.0.1", port: Int = 0, limits: Limits = Limits(),
-                body: @escaping @Sendable () -> String) throws {
-        let listener = try POSIXSocket.listen(address: address, port: port)
+    private init(address: String, port: Int, server: HTTPServer, serving: Task<Void, Never>) {
         self.address = address
-        self.port = try POSIXSocket.boundPort(listener.raw)
-        loop = try ServerLoop(listener: listener, limits: limits, body: body)
-        let thread = Thread { [loop] in loop.run() }
-        thread.name = "vtp-metrics-http"
-        thread.start()
+        self.port = port
+        self.server = server
+        self.serving = serving
     }
 
-    /// Serves `registry`.
-    public convenience init(registry: MetricsRegistry, address: String = "127.0.0.1", port: Int = 0,
-                            limits: Limits = Limits()) throws {
-        try self.init(address: address, port: port, limits: limits, body: { registry.render() })
+    /// Binds `address:port` (an IPv4 or IPv6 literal, or a host name resolved once; port 0 for an
+    /// ephemeral one), starts serving `body()` on `/metrics` and returns once it listens.
+    public static func start(address: String = "127.0.0.1", port: Int = 0, logger: Logger = Logger(label: "vtp.metrics"),
+                             body: @escaping @Sendable () -> String) async throws -> MetricsServer {
+        guard (0...65535).contains(port) else { throw StartError(address: address, port: port, reason: "not a port number") }
+        let socketAddress = try resolve(address, port: UInt16(port))
+        let server = HTTPServer(address: socketAddress, timeout: 5, logger: SwiftLogBridge(logger: logger))
+        await server.appendRoute("GET,HEAD /metrics") { _ in
+            HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                         body: Data(body().utf8))
+        }
+        let failure = FailureBox()
+        let serving = Task {
+            do { try await server.run() } catch { failure.set(error) }
+        }
+        // Until it listens or fails to: a bind error ends `run()` at once, which
+        // `waitUntilListening` would only notice at its timeout.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while await !server.isListening {
+            if let error = failure.get() { throw StartError(address: address, port: port, reason: "\(error)") }
+            guard ContinuousClock.now < deadline else {
+                serving.cancel()
+                throw StartError(address: address, port: port, reason: "not listening after 5 s")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let bound: Int
+        switch await server.listeningAddress {
+        case let .ip4(_, listening)?, let .ip6(_, listening)?: bound = Int(listening)
+        default: bound = port
+        }
+        return MetricsServer(address: address, port: bound, server: server, serving: serving)
     }
 
-    /// Finishes the response in progress (if any), closes the listener and waits for the thread to end.
-    /// Safe to call more than once.
-    public func stop() { loop.stop() }
+    /// Serves a Prometheus registry.
+    public static func start(registry: PrometheusCollectorRegistry, address: String = "127.0.0.1", port: Int = 0,
+                             logger: Logger = Logger(label: "vtp.metrics")) async throws -> MetricsServer {
+        try await start(address: address, port: port, logger: logger) { registry.emitToString() }
+    }
 
-    deinit { loop.stop() }
+    /// Finishes responses in flight (for at most a second), closes the listener and returns when
+    /// the server has stopped. Safe to call more than once.
+    public func stop() async {
+        await server.stop(timeout: 1)
+        serving.cancel()
+        await serving.value
+    }
+
+    /// A numeric address as is; a name through getaddrinfo (IPv4 first, as the coordinator's bind does).
+    static func resolve(_ address: String, port: UInt16) throws -> any SocketAddress {
+        if let v4 = try? sockaddr_in.inet(ip4: address, port: port) { return v4 }
+        if let v6 = try? sockaddr_in6.inet6(ip6: address, port: port) { return v6 }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(address, nil, &hints, &list)
+        guard status == 0, let first = list else {
+            throw StartError(address: address, port: Int(port), reason: "cannot resolve: \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(list) }
+        var ipv6: String?
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let info = entry {
+            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 {
+                let numeric = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                if info.pointee.ai_family == AF_INET { return try sockaddr_in.inet(ip4: numeric, port: port) }
+                if info.pointee.ai_family == AF_INET6, ipv6 == nil { ipv6 = numeric }
+            }
+            entry = info.pointee.ai_next
+        }
+        if let ipv6 { return try sockaddr_in6.inet6(ip6: ipv6, port: port) }
+        throw StartError(address: address, port: Int(port), reason: "resolves to no IPv4 or IPv6 address")
+    }
 }
 
-/// The server thread's state.
-///
-/// `@unchecked Sendable` is safe because `listener` is only touched by the server thread (after
-/// init), the wake pipe's read end likewise; `stop()` from other threads only writes one byte to
-/// the wake pipe and waits on `finished`, and `stopRequested` is atomic.
-final class ServerLoop: @unchecked Sendable {
-    /// Closed (set to nil) by the server thread as it exits, so a stopped server refuses connections.
-    private var listener: OwnedDescriptor?
-    private let wake: (read: OwnedDescriptor, write: OwnedDescriptor)
-    private let limits: MetricsServer.Limits
-    private let body: @Sendable () -> String
-    private let finished = DispatchSemaphore(value: 0)
-    private let stopRequested = Atomic<Bool>(false)
+/// FlyingFox's log lines into swift-log (debug for its per-connection chatter).
+private struct SwiftLogBridge: FlyingSocks.Logging {
+    let logger: Logger
+    func logDebug(_ debug: @autoclosure () -> String) { logger.trace("\(debug())") }
+    func logInfo(_ info: @autoclosure () -> String) { logger.debug("\(info())") }
+    func logWarning(_ warning: @autoclosure () -> String) { logger.warning("\(warning())") }
+    func logError(_ error: @autoclosure () -> String) { logger.error("\(error())") }
+    func logCritical(_ critical: @autoclosure () -> String) { logger.error("\(critical())") }
+}
 
-    init(listener: OwnedDescriptor, limits: MetricsServer.Limits, body: @escaping @Sendable () -> String) throws {
-        self.listener = listener
-        self.limits = limits
-        self.body = body
-        wake = try POSIXSocket.pipePair()
-    }
-
-    func stop() {
-        // Only the first caller signals and waits.
-        guard !stopRequested.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        var byte: UInt8 = 1
-        _ = write(wake.write.raw, &byte, 1)
-        finished.wait()
-    }
-
-    func run() {
-        defer {
-            listener = nil
-            finished.signal()
-        }
-        guard let listening = listener?.raw else { return }
-        while true {
-            guard let ready = try? POSIXSocket.waitReadable([listening, wake.read.raw], timeoutMilliseconds: -1),
-                  !ready[1] else { return }
-            guard ready[0] else { continue }
-            // Drain every pending connection, one at a time.
-            while let client = try? POSIXSocket.accept(listening) {
-                if !serve(client) { return }
-            }
-        }
-    }
-
-    /// Serves one connection; returns false when a stop was requested while waiting on the client.
-    private func serve(_ client: OwnedDescriptor) -> Bool {
-        do {
-            try POSIXSocket.setNonBlocking(client.raw, "client")
-        } catch {
-            return true
-        }
-        var parser = HTTPRequestParser(maximumHeadBytes: limits.maximumRequestBytes)
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
-        defer { chunk.deallocate() }
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(limits.ioTimeoutMilliseconds) * 1_000_000
-        while true {
-            let now = DispatchTime.now().uptimeNanoseconds
-            guard now < deadline else {
-                respond(client, status: 408, reason: "Request Timeout", text: "request timed out\n")
-                return true
-            }
-            let remaining = Int32(clamping: (deadline - now) / 1_000_000 + 1)
-            guard let ready = try? POSIXSocket.waitReadable([client.raw, wake.read.raw], timeoutMilliseconds: remaining)
-            else { return true }
-            if ready[1] { return false }
-            guard ready[0] else { continue }
-            let count: Int
-            do {
-                guard let received = try POSIXSocket.read(client.raw, into: chunk) else { continue }  // spurious wakeup
-                count = received
-            } catch {
-                return true  // reset by the peer: nothing to answer
-            }
-            if count == 0 { return true }  // the client hung up before finishing its request
-            switch parser.feed(UnsafeRawBufferPointer(rebasing: chunk[0..<count])) {
-            case .needMore:
-                continue
-            case .reject(let status, let reason):
-                respond(client, status: status, reason: reason, text: reason.lowercased() + "\n")
-                return true
-            case .request(let request):
-                route(request, client)
-                return true
-            }
-        }
-    }
-
-    private func route(_ request: HTTPRequestParser.Request, _ client: OwnedDescriptor) {
-        let isHead = request.method == "HEAD"
-        if request.path == "/metrics" && (request.method == "GET" || isHead) {
-            let response = HTTPResponse.make(status: 200, reason: "OK", contentType: Exposition.contentType,
-                                             body: body(), includeBody: !isHead)
-            try? POSIXSocket.writeAll(client.raw, response, timeoutMilliseconds: limits.ioTimeoutMilliseconds)
-        } else {
-            respond(client, status: 404, reason: "Not Found", text: "not found; metrics are served at /metrics\n")
-        }
-    }
-
-    private func respond(_ client: OwnedDescriptor, status: Int, reason: String, text: String) {
-        let response = HTTPResponse.make(status: status, reason: reason, contentType: "text/plain; charset=utf-8", body: text)
-        try? POSIXSocket.writeAll(client.raw, response, timeoutMilliseconds: limits.ioTimeoutMilliseconds)
-    }
+/// The error `run()` ended with, read by the starter when listening never began.
+private final class FailureBox: Sendable {
+    private let error = Mutex<(any Error)?>(nil)
+    func set(_ value: any Error) { error.withLock { $0 = value } }
+    func get() -> (any Error)? { error.withLock { $0 } }
 }

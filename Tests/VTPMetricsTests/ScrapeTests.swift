@@ -1,21 +1,18 @@
+import CoreMetrics
 import Foundation
 import Testing
-import VTPVocabulary
+import VTPTestSupport
 @testable import VTPMetrics
 #if canImport(Glibc)
 import Glibc
-let streamSocket = Int32(SOCK_STREAM.rawValue)
-let sendFlags = Int32(MSG_NOSIGNAL)
-#elseif canImport(Darwin)
-import Darwin
-let streamSocket = SOCK_STREAM
-let sendFlags: Int32 = 0
 #endif
 
-/// A plain TCP client: connects to 127.0.0.1:port, sends `request`, reads until the server closes.
-func rawExchange(port: Int, request: [UInt8], readTimeoutSeconds: Int = 5) throws -> String {
-    let fd = socket(AF_INET, streamSocket, 0)
-    guard fd >= 0 else { throw SocketError(operation: "test socket", code: errno, reason: "socket failed") }
+/// A plain TCP client: connects to 127.0.0.1:port, sends `request`, reads until the server closes
+/// or `readTimeoutSeconds` pass with nothing new.
+func rawExchange(port: Int, request: String, readTimeoutSeconds: Int = 5) throws -> String {
+    struct ClientError: Error { var what: String }
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw ClientError(what: "socket failed") }
     defer { close(fd) }
     var timeout = timeval(tv_sec: readTimeoutSeconds, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -26,123 +23,136 @@ func rawExchange(port: Int, request: [UInt8], readTimeoutSeconds: Int = 5) throw
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw SocketError(operation: "test connect", code: errno, reason: String(cString: strerror(errno))) }
-    var sent = 0
-    while sent < request.count {
-        let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, sendFlags) }
-        if n <= 0 { break }  // the server may close early on an oversized request
-        sent += n
-    }
+    guard connected == 0 else { throw ClientError(what: "connect: \(String(cString: strerror(errno)))") }
+    let bytes = Array(request.utf8)
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     var received = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 4096)
     while true {
         let n = recv(fd, &buffer, buffer.count, 0)
         if n <= 0 { break }
         received += buffer[0..<n]
+        // One response per connection is all a scrape needs; stop once its body is complete.
+        if let text = String(bytes: received, encoding: .utf8), let split = text.range(of: "\r\n\r\n"),
+           let length = text[..<split.lowerBound].split(separator: "\r\n")
+               .first(where: { $0.lowercased().hasPrefix("content-length:") })
+               .flatMap({ Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }),
+           text.utf8.distance(from: split.upperBound.samePosition(in: text.utf8)!, to: text.utf8.endIndex) >= length {
+            break
+        }
     }
     return String(decoding: received, as: UTF8.self)
 }
 
-func get(_ port: Int, _ path: String, method: String = "GET") throws -> String {
-    try rawExchange(port: port, request: Array("\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n".utf8))
+/// One request on a thread of its own: the blocking client must not hold a thread of the
+/// cooperative pool, on which the server under test runs.
+func get(_ port: Int, _ path: String, method: String = "GET") async throws -> String {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result {
+                try rawExchange(port: port, request: "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\nConnection: close\r\n\r\n")
+            })
+        }.start()
+    }
 }
 
-@Suite("Metrics server over loopback TCP")
-struct ScrapeTests {
-    @Test func scrapeReturnsTheExpositionWithContentTypeAndLength() throws {
-        let metrics = try CoordinatorMetrics()
-        metrics.itemsProcessed.increment(by: 42)
-        metrics.stageDuration(.decode).observe(0.003)
-        let server = try MetricsServer(registry: metrics.registry, address: "127.0.0.1", port: 0)
-        defer { server.stop() }
-        #expect(server.port > 0)
-        let response = try get(server.port, "/metrics")
-        let parts = response.components(separatedBy: "\r\n\r\n")
-        #expect(parts.count == 2)
-        let head = parts[0].components(separatedBy: "\r\n")
-        #expect(head[0] == "HTTP/1.1 200 OK")
-        #expect(head.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"))
-        #expect(head.contains("Content-Length: \(parts[1].utf8.count)"))
-        #expect(head.contains("Connection: close"))
-        #expect(parts[1] == metrics.registry.render())
-        #expect(parts[1].contains("vtp_items_processed_total 42\n"))
-        #expect(parts[1].contains("vtp_stage_duration_seconds_bucket{stage=\"decode\",le=\"0.005\"} 1\n"))
+func body(of response: String) -> String {
+    response.range(of: "\r\n\r\n").map { String(response[$0.upperBound...]) } ?? ""
+}
 
+@Suite("Metrics server over loopback TCP", .serialized)
+struct ScrapeTests {
+    @Test func scrapeReturnsTheExpositionWithItsContentType() async throws {
+        let metrics = CoordinatorMetrics()
+        metrics.itemsProcessed.increment(by: 42)
+        metrics.stageDuration(.decode).record(0.003)
+        let server = try await MetricsServer.start(registry: metrics.factory.registry)
+        #expect(server.port > 0)
+        let response = try await get(server.port, "/metrics")
+        let head = response.components(separatedBy: "\r\n\r\n")[0].components(separatedBy: "\r\n")
+        #expect(head[0] == "HTTP/1.1 200 OK", "\(response)")
+        #expect(head.contains { $0.lowercased() == "content-type: text/plain; version=0.0.4; charset=utf-8" }, "\(head)")
+        let exposition = body(of: response)
+        #expect(exposition.contains("vtp_items_processed_total 42\n"), "\(exposition)")
+        #expect(exposition.contains("vtp_stage_duration_seconds_bucket{stage=\"decode\",le=\"0.005\"} 1\n"), "\(exposition)")
+        #expect(exposition.contains("# HELP vtp_items_processed_total Items processed successfully.\n"))
         // Values change between scrapes: the body is rendered per request.
         metrics.itemsProcessed.increment()
-        #expect(try get(server.port, "/metrics").contains("vtp_items_processed_total 43\n"))
-        let head2 = try get(server.port, "/metrics", method: "HEAD")
-        #expect(head2.hasPrefix("HTTP/1.1 200 OK"))
-        #expect(head2.hasSuffix("\r\n\r\n"))
+        #expect(body(of: try await get(server.port, "/metrics")).contains("vtp_items_processed_total 43\n"))
+        #expect(try await get(server.port, "/metrics", method: "HEAD").hasPrefix("HTTP/1.1 200 OK"))
+        #expect(try await get(server.port, "/").hasPrefix("HTTP/1.1 404 "))
+        let post = try await get(server.port, "/metrics", method: "POST")
+        #expect(post.hasPrefix("HTTP/1.1 404 ") || post.hasPrefix("HTTP/1.1 405 "), "\(post)")
+        await server.stop()
+        await server.stop()
+        let after = try? await get(server.port, "/metrics")
+        #expect(after == nil || !after!.contains("vtp_items_processed_total"), "the stopped server still answered")
     }
 
-    @Test func otherPathsMethodsAndBadRequestsGetErrors() throws {
-        let server = try MetricsServer(address: "127.0.0.1", port: 0) { "x 1\n" }
-        defer { server.stop() }
-        #expect(try get(server.port, "/").hasPrefix("HTTP/1.1 404 Not Found\r\n"))
-        #expect(try get(server.port, "/metricsx").hasPrefix("HTTP/1.1 404 "))
-        #expect(try get(server.port, "/metrics", method: "POST").hasPrefix("HTTP/1.1 404 "))
-        #expect(try rawExchange(port: server.port, request: Array("nonsense\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 400 "))
-        let huge = Array("GET /metrics HTTP/1.1\r\nX-Pad: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 20_000)
-        #expect(try rawExchange(port: server.port, request: huge).hasPrefix("HTTP/1.1 431 "))
-        // The server is still healthy afterwards.
-        #expect(try get(server.port, "/metrics").hasSuffix("\r\n\r\nx 1\n"))
+    @Test func everyDocumentedMetricIsExportedWithItsTypeAndLabelsFromTheStart() throws {
+        let documented = try MetricsDocumentation.documented()
+        #expect(documented.count == 10, "docs/monitoring.md lists \(documented.count) metrics")
+        let exposed = MetricsDocumentation.exposed(CoordinatorMetrics().render())
+        #expect(Set(exposed.keys) == Set(documented.keys), "exposed \(exposed.keys.sorted()), documented \(documented.keys.sorted())")
+        for (name, entry) in documented {
+            #expect(exposed[name]?.type == entry.type, "\(name): exposed \(exposed[name]?.type ?? "-"), documented \(entry.type)")
+            #expect(exposed[name]?.labels == entry.labels, "\(name): labels \(exposed[name]?.labels ?? [])")
+        }
+        for name in CoordinatorMetrics.Name.allNames { #expect(documented[name] != nil, "\(name) is not documented") }
     }
 
-    @Test func aSilentClientTimesOutWithoutBlockingLaterScrapes() throws {
-        let server = try MetricsServer(address: "127.0.0.1", port: 0,
-                                       limits: .init(maximumRequestBytes: 8192, ioTimeoutMilliseconds: 300)) { "y 2\n" }
-        defer { server.stop() }
-        let start = Date()
-        // Sends half a request and waits for the server's verdict.
-        let partial = try rawExchange(port: server.port, request: Array("GET /metrics HTTP/1.1\r\n".utf8))
-        #expect(partial.hasPrefix("HTTP/1.1 408 "))
-        #expect(Date().timeIntervalSince(start) < 3)
-        #expect(try get(server.port, "/metrics").hasSuffix("y 2\n"))
+    @Test func promtoolAcceptsTheExposition() throws {
+        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            return  // promtool is not installed here: nothing to check it with
+        }
+        let metrics = CoordinatorMetrics()
+        metrics.stageDuration(.infer).record(0.2)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: promtool)
+        process.arguments = ["check", "metrics"]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(metrics.render().utf8))
+        try input.fileHandleForWriting.close()
+        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "promtool: \(report)")
     }
 
     @Test func concurrentScrapesAllSucceed() async throws {
-        let registry = MetricsRegistry()
-        let counter = try registry.counter("scrapes_seen_total", help: "x")
-        counter.increment(by: 9)
-        let server = try MetricsServer(registry: registry)
-        defer { server.stop() }
+        let metrics = CoordinatorMetrics()
+        metrics.workers.record(9)
+        let server = try await MetricsServer.start(registry: metrics.factory.registry)
         let port = server.port
         let results = try await withThrowingTaskGroup(of: String.self) { group in
-            for _ in 0..<16 {
-                group.addTask { try get(port, "/metrics") }
-            }
+            for _ in 0..<16 { group.addTask { try await get(port, "/metrics") } }
             var all: [String] = []
             for try await response in group { all.append(response) }
             return all
         }
+        await server.stop()
         #expect(results.count == 16)
-        #expect(results.allSatisfy { $0.hasPrefix("HTTP/1.1 200 OK") && $0.hasSuffix("scrapes_seen_total 9\n") })
+        #expect(results.allSatisfy { $0.hasPrefix("HTTP/1.1 200 OK") && $0.contains("vtp_workers 9.0\n") })
     }
 
-    @Test func stopClosesTheListenerAndIsIdempotent() throws {
-        let server = try MetricsServer(address: "127.0.0.1", port: 0) { "z 3\n" }
-        let port = server.port
-        #expect(try get(port, "/metrics").hasSuffix("z 3\n"))
-        server.stop()
-        server.stop()
-        // Usually the connection is refused; other suites running in parallel bind ephemeral ports
-        // too and may take this one, so the check is that the stopped server no longer answers.
-        let after = try? get(port, "/metrics")
-        #expect(after == nil || !after!.contains("z 3"), "the stopped server still answered: \(after ?? "")")
-    }
-
-    @Test func bindingErrorsNameTheAddress() throws {
-        let first = try MetricsServer(address: "127.0.0.1", port: 0) { "" }
-        defer { first.stop() }
+    @Test func startErrorsNameTheAddress() async throws {
+        let first = try await MetricsServer.start(address: "127.0.0.1", port: 0) { "" }
         do {
-            _ = try MetricsServer(address: "127.0.0.1", port: first.port) { "" }
+            _ = try await MetricsServer.start(address: "127.0.0.1", port: first.port) { "" }
             Issue.record("binding a port in use must fail")
-        } catch let error as SocketError {
-            #expect(error.description.contains("127.0.0.1:\(first.port)"))
-            #expect(error.code == EADDRINUSE)
+        } catch let error as MetricsServer.StartError {
+            #expect(error.description.contains("127.0.0.1:\(first.port)"), "\(error)")
         }
-        #expect(throws: SocketError.self) { try MetricsServer(address: "192.0.2.1", port: 0) { "" } }
-        #expect(throws: SocketError.self) { try MetricsServer(address: "127.0.0.1", port: 70000) { "" } }
+        await first.stop()
+        await #expect(throws: MetricsServer.StartError.self) { try await MetricsServer.start(address: "127.0.0.1", port: 70000) { "" } }
+        // Not an address of this machine.
+        await #expect(throws: MetricsServer.StartError.self) { try await MetricsServer.start(address: "192.0.2.1", port: 0) { "" } }
+        // Names resolve: localhost is a loopback address.
+        let named = try await MetricsServer.start(address: "localhost", port: 0) { "n 1\n" }
+        #expect(body(of: try await get(named.port, "/metrics")) == "n 1\n")
+        await named.stop()
     }
 }

@@ -7,6 +7,9 @@ public enum Fixtures {
     public static let root: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
 
+    /// The repository's root directory (for tests that check the docs against the code).
+    public static var repositoryRoot: String { root.deletingLastPathComponent().deletingLastPathComponent().path }
+
     /// Path of a file below `Tests/Fixtures`.
     public static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
 

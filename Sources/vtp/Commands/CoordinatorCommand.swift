@@ -44,13 +44,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var bridge: CoordinatorMetricsBridge?
         var server: MetricsServer?
         if settings.coordinator.metricsPort != 0 {
-            let metrics = try CoordinatorMetrics()
+            let metrics = CoordinatorMetrics()
             bridge = CoordinatorMetricsBridge(metrics: metrics)
-            server = try MetricsServer(registry: metrics.registry, address: settings.coordinator.metricsAddress,
-                                       port: settings.coordinator.metricsPort)
+            server = try await MetricsServer.start(registry: metrics.factory.registry, address: settings.coordinator.metricsAddress,
+                                                   port: settings.coordinator.metricsPort,
+                                                   logger: ClusterSetup.logger("vtp.metrics", level: setup.level))
             logger.info("metrics endpoint listening", metadata: ["url": "http://\(settings.coordinator.metricsAddress):\(server!.port)/metrics"])
         }
-        defer { server?.stop() }
         let options = Coordinator.Options(bindEndpoints: [settings.coordinator.endpoint],
                                           curve: try ClusterSetup.serverSecurity(settings),
                                           core: try ClusterSetup.coordinatorCore(settings, leaseSeconds: lease),
@@ -79,5 +79,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
             await coordinator.run()
             group.cancelAll()
         }
+        await server?.stop()
     }
 }

@@ -5,6 +5,7 @@ import VTPVocabulary
 import Logging
 import VTPCoordinator
 import VTPMetrics
+import CoreMetrics
 import VTPQueue
 
 /// Feeds the coordinator's observations into the Prometheus metrics of `VTPMetrics`, and polls the
@@ -15,9 +16,9 @@ struct CoordinatorMetricsBridge: CoordinatorObserver {
     func observe(_ observation: CoordinatorObservation) {
         switch observation {
         case let .workers(count):
-            metrics.workers.set(count)
+            metrics.workers.record(count)
         case let .shardsInFlight(count):
-            metrics.shardsInFlight.set(count)
+            metrics.shardsInFlight.record(count)
         case let .shardRecorded(outcome, ok, failed):
             switch outcome {
             case .applied:
@@ -32,7 +33,7 @@ struct CoordinatorMetricsBridge: CoordinatorObserver {
         case let .leasesExpired(count):
             metrics.leaseExpiries.increment(by: count)
         case let .stage(name, seconds):
-            if let stage = CoordinatorMetrics.Stage(rawValue: name) { metrics.stageDuration(stage).observe(seconds) }
+            if let stage = CoordinatorMetrics.Stage(rawValue: name) { metrics.stageDuration(stage).record(seconds) }
         }
     }
 
@@ -47,8 +48,8 @@ struct CoordinatorMetricsBridge: CoordinatorObserver {
                     pending += progress.shards[.pending] ?? 0
                     rate += progress.itemsPerSecond
                 }
-                metrics.queueDepth.set(pending)
-                metrics.itemsPerSecond.set(rate)
+                metrics.queueDepth.record(pending)
+                metrics.itemsPerSecond.record(rate)
             } catch {
                 logger.warning("metrics: cannot read the ledger: \(error)")
             }

@@ -36,7 +36,8 @@ struct SubmitCommand: AsyncParsableCommand {
         try await ledger.verifySchema()
         let maxItems = settings.limits.maxJobItems
         let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
-        let id = try await ledger.enqueue(request.spec(labelClasses: listing.classes), items: listing.items, skipped: listing.skipped)
+        let id = try await ledger.enqueue(request.spec(labelClasses: listing.classes), items: listing.items, skipped: listing.skipped,
+                                          listingDigest: ListingDigest.of(items: listing.items, skipped: listing.skipped))
         let shards = (listing.items.count + request.shardSize - 1) / request.shardSize
         if json {
             let object: [String: Any] = ["job_id": id, "items": listing.items.count, "shards": shards,
