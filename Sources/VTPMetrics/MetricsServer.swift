@@ -26,12 +26,14 @@ public final class MetricsServer: Sendable {
     public let port: Int
     private let server: HTTPServer
     private let serving: Task<Void, Never>
+    private let stopping: StopFlag
 
-    private init(address: String, port: Int, server: HTTPServer, serving: Task<Void, Never>) {
+    private init(address: String, port: Int, server: HTTPServer, serving: Task<Void, Never>, stopping: StopFlag) {
         self.address = address
         self.port = port
         self.server = server
         self.serving = serving
+        self.stopping = stopping
     }
 
     /// Binds `address:port` (an IPv4 or IPv6 literal, or a host name resolved once; port 0 for an
@@ -40,7 +42,8 @@ public final class MetricsServer: Sendable {
                              body: @escaping @Sendable () -> String) async throws -> MetricsServer {
         guard (0...65535).contains(port) else { throw StartError(address: address, port: port, reason: "not a port number") }
         let socketAddress = try resolve(address, port: UInt16(port))
-        let server = HTTPServer(address: socketAddress, timeout: 5, logger: SwiftLogBridge(logger: logger))
+        let stopping = StopFlag()
+        let server = HTTPServer(address: socketAddress, timeout: 5, logger: SwiftLogBridge(logger: logger, stopping: stopping))
         await server.appendRoute("GET,HEAD /metrics") { _ in
             HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                          body: Data(body().utf8))
@@ -65,7 +68,7 @@ public final class MetricsServer: Sendable {
         case let .ip4(_, listening)?, let .ip6(_, listening)?: bound = Int(listening)
         default: bound = port
         }
-        return MetricsServer(address: address, port: bound, server: server, serving: serving)
+        return MetricsServer(address: address, port: bound, server: server, serving: serving, stopping: stopping)
     }
 
     /// Serves a Prometheus registry.
@@ -74,10 +77,11 @@ public final class MetricsServer: Sendable {
         try await start(address: address, port: port, logger: logger) { registry.emitToString() }
     }
 
-    /// Finishes responses in flight (for at most a second), closes the listener and returns when
-    /// the server has stopped. Safe to call more than once.
+    /// Finishes responses in flight (for at most 0.2 s: a scrape is one small response), closes
+    /// the listener and returns when the server has stopped. Safe to call more than once.
     public func stop() async {
-        await server.stop(timeout: 1)
+        stopping.raise()
+        await server.stop(timeout: 0.2)
         serving.cancel()
         await serving.value
     }
@@ -110,14 +114,24 @@ public final class MetricsServer: Sendable {
     }
 }
 
-/// FlyingFox's log lines into swift-log (debug for its per-connection chatter).
+/// FlyingFox's log lines into swift-log (its per-connection chatter at debug and below). Its
+/// `run()` reports the cancellation that ends it as a critical error; once stopping, that is
+/// only debug.
 private struct SwiftLogBridge: FlyingSocks.Logging {
     let logger: Logger
+    let stopping: StopFlag
     func logDebug(_ debug: @autoclosure () -> String) { logger.trace("\(debug())") }
     func logInfo(_ info: @autoclosure () -> String) { logger.debug("\(info())") }
     func logWarning(_ warning: @autoclosure () -> String) { logger.warning("\(warning())") }
-    func logError(_ error: @autoclosure () -> String) { logger.error("\(error())") }
-    func logCritical(_ critical: @autoclosure () -> String) { logger.error("\(critical())") }
+    func logError(_ error: @autoclosure () -> String) { logger.log(level: stopping.isRaised ? .debug : .error, "\(error())") }
+    func logCritical(_ critical: @autoclosure () -> String) { logger.log(level: stopping.isRaised ? .debug : .error, "\(critical())") }
+}
+
+/// Raised when ``MetricsServer/stop()`` begins.
+private final class StopFlag: Sendable {
+    private let raised = Mutex(false)
+    func raise() { raised.withLock { $0 = true } }
+    var isRaised: Bool { raised.withLock { $0 } }
 }
 
 /// The error `run()` ended with, read by the starter when listening never began.

@@ -31,7 +31,12 @@ public final class SignalWatcher: Sendable {
         installed = Mutex(numbers.map { number in
             var previous = sigaction()
             sigaction(number, nil, &previous)
-            if var relay = dispatchRelays.withLock({ $0[number] }) {
+            let current = Self.handler(previous)
+            if current != unsafeBitCast(SIG_DFL, to: Int.self), current != unsafeBitCast(SIG_IGN, to: Int.self) {
+                // A handler is in place, libdispatch's for another source of this signal (a
+                // ServiceGroup's, say): it serves this source too, so leave it and remember it.
+                dispatchRelays.withLock { $0[number] = previous }
+            } else if var relay = dispatchRelays.withLock({ $0[number] }) {
                 // An earlier watcher put the previous handler back; libdispatch will not reinstall its own.
                 sigaction(number, &relay, nil)
             } else {

@@ -7,6 +7,7 @@ import VTPSettings
 import Logging
 import VTPCoordinator
 import VTPMetrics
+import ServiceLifecycle
 import VTPQueue
 import VTPRuntimeSupport
 import VTPTransport
@@ -59,26 +60,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                           logger: logger)
         logger.info("coordinator listening", metadata: ["endpoints": .array(coordinator.boundEndpoints.map { .string($0) }),
                                                         "ledger": .string(url.redacted)])
-        let signals = SignalWatcher()
-        defer { signals.stop() }
-        // The metrics poller and the signal watcher live exactly as long as the coordinator.
-        await withDiscardingTaskGroup { group in
-            group.addTask { [bridge] in await bridge?.pollLedger(Ledger(database: url), logger: logger) }
-            group.addTask {
-                var count = 0
-                for await _ in signals.signals {
-                    count += 1
-                    if count == 1 {
-                        logger.info("shutdown requested: no more dispatching; waiting for shards in flight")
-                        coordinator.requestShutdown()
-                    } else {
-                        Foundation.exit(0)
-                    }
-                }
-            }
-            await coordinator.run()
-            group.cancelAll()
-        }
-        await server?.stop()
+        try await CoordinatorServices.group(coordinator: coordinator, metrics: server, bridge: bridge, ledger: Ledger(database: url),
+                                            logger: logger).run()
     }
 }

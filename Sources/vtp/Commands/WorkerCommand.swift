@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ServiceLifecycle
 import VTPConcurrency
 import VTPJobs
 import VTPVocabulary
@@ -86,16 +87,7 @@ struct WorkerCommand: AsyncParsableCommand {
         // `vtp run` both; it ignores the terminal's SIGINT and takes the one `vtp run` passes on,
         // as SIGUSR1, so each Ctrl-C counts once (the second kills it, from `vtp run`).
         if exitWithParent != nil { signal(SIGINT, SIG_IGN) }
-        let signals = SignalWatcher(exitWithParent != nil ? [SIGTERM, SIGUSR1] : [SIGTERM, SIGINT])
-        defer { signals.stop() }
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                for await signal in signals.signals {
-                    if signal == SIGINT || signal == SIGUSR1 { worker.requestInterrupt() } else { worker.requestShutdown() }
-                }
-            }
-            await worker.run()
-            group.cancelAll()
-        }
+        try await WorkerServices.group(worker: worker, interruptSignal: exitWithParent != nil ? SIGUSR1 : SIGINT,
+                                       logger: logger).run()
     }
 }
