@@ -31,6 +31,7 @@ public final class BlockingExecutor: Sendable {
 /// `@unchecked Sendable` is safe because every stored property is read and written only while
 /// holding `condition`'s lock.
 private final class WorkQueue: @unchecked Sendable {
+    // NSCondition, not Mutex: threads sleep on it until another signals (Mutex has no condition variable).
     private let condition = NSCondition()
     private var jobs: [@Sendable () -> Void] = []
     private var stopping = false

@@ -60,6 +60,7 @@ final class PreprocessPipeline: @unchecked Sendable {
     /// Claim an item only once the consumer asks for it (``take(_:)``): nothing is read or decoded
     /// ahead, so whatever happens while an item is prepared happens while it is the item asked for.
     private let onDemand: Bool
+    // NSCondition, not Mutex: threads sleep on it until another signals (Mutex has no condition variable).
     private let condition = NSCondition()
     /// Items the consumer has asked for (on demand: the limit of what may be claimed).
     private var requested = 0

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,8 +13,7 @@ import Glibc
 ///   the live `vtp run`, or a monitoring command that found no run and started the server for a
 ///   moment. Whoever holds it may stop the server; nobody else does.
 ///
-/// `@unchecked Sendable`: the descriptor is guarded by `state`.
-public final class StateDirectoryLock: @unchecked Sendable {
+public final class StateDirectoryLock: Sendable {
     /// The file name of the lock a live `vtp run` holds.
     public static let runLockName = "run.lock"
     /// The file name of the lock held by whoever runs the private PostgreSQL.
@@ -21,12 +21,12 @@ public final class StateDirectoryLock: @unchecked Sendable {
 
     /// The lock file.
     public let path: String
-    private let state = NSLock()
-    private var descriptor: Int32
+    /// The open lock file; -1 once released.
+    private let descriptor: Mutex<Int32>
 
     private init(path: String, descriptor: Int32) {
         self.path = path
-        self.descriptor = descriptor
+        self.descriptor = Mutex(descriptor)
     }
 
     deinit { release() }
@@ -72,12 +72,12 @@ public final class StateDirectoryLock: @unchecked Sendable {
 
     /// Records this process's id in the file, for messages naming who holds the lock.
     public func recordHolder() {
-        state.lock()
-        defer { state.unlock() }
-        guard descriptor >= 0 else { return }
-        let text = Array("\(getpid())\n".utf8)
-        _ = ftruncate(descriptor, 0)
-        _ = text.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        descriptor.withLock { descriptor in
+            guard descriptor >= 0 else { return }
+            let text = Array("\(getpid())\n".utf8)
+            _ = ftruncate(descriptor, 0)
+            _ = text.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        }
     }
 
     /// The process id the last holder recorded, if any.
@@ -89,11 +89,11 @@ public final class StateDirectoryLock: @unchecked Sendable {
 
     /// Lets go of the lock; later calls do nothing.
     public func release() {
-        state.lock()
-        defer { state.unlock() }
-        guard descriptor >= 0 else { return }
-        close(descriptor)
-        descriptor = -1
+        descriptor.withLock { descriptor in
+            guard descriptor >= 0 else { return }
+            close(descriptor)
+            descriptor = -1
+        }
     }
 }
 

@@ -13,11 +13,8 @@ public enum LogFormat: String, Sendable, CaseIterable {
 }
 
 /// Where finished log lines go. Writes are serialised so concurrent events never interleave.
-///
-/// `@unchecked Sendable` is safe because `write` runs only while `lock` is held, and the closure
-/// itself is `@Sendable`.
-public final class LogOutput: @unchecked Sendable {
-    private let lock = NSLock()
+public final class LogOutput: Sendable {
+    private let writing = Mutex(())
     private let sink: @Sendable (String) -> Void
 
     /// An output that hands each complete line (with its trailing newline) to `sink`.
@@ -28,7 +25,7 @@ public final class LogOutput: @unchecked Sendable {
         FileHandle.standardError.write(Data(line.utf8))
     }
 
-    func write(_ line: String) { lock.withLock { sink(line) } }
+    func write(_ line: String) { writing.withLock { _ in sink(line) } }
 }
 
 /// A swift-log handler printing one line per event: time, level, logger label, message and

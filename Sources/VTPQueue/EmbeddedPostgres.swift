@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VTPVocabulary
 import VTPConcurrency
 import Logging
@@ -67,9 +68,8 @@ public enum EmbeddedPostgresError: Error, CustomStringConvertible, Sendable, Equ
 /// `postgres` system user (via `runuser`/`setpriv`), the server directory is owned by it, and
 /// ``PrivateServerLocation`` keeps that directory where the user can reach it.
 ///
-/// `@unchecked Sendable` is safe because the mutable state (`started`) is guarded by `lock`, and
-/// start/stop are serialized by the same lock.
-public final class EmbeddedPostgres: @unchecked Sendable {
+/// Start, stop and restart are serialized by `started`'s mutex, held while the server tools run.
+public final class EmbeddedPostgres: Sendable {
     /// Server settings.
     public struct Configuration: Sendable, Equatable {
         /// Trade crash safety for speed (fsync, synchronous_commit and full_page_writes off); tests only.
@@ -105,9 +105,9 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     private let runAs: (uid: uid_t, gid: gid_t, name: String)?
     private let removeWhenStopped: Bool
     private let logger: Logger
-    private let lock = NSLock()
     private let executor = BlockingExecutor(name: "vtp-postgres-control")
-    private var started = false
+    /// Whether this instance started (or adopted) the server.
+    private let started = Mutex(false)
 
     /// Prepares (and on first use initialises) the server of `stateDirectory`, wherever
     /// ``PrivateServerLocation`` keeps it: `stateDirectory/postgres` unless this process is root.
@@ -207,45 +207,45 @@ public final class EmbeddedPostgres: @unchecked Sendable {
 
     /// `start()` on the calling thread.
     public func startBlocking() throws {
-        lock.lock()
-        defer { lock.unlock() }
-        if started { return }
-        if !FileManager.default.fileExists(atPath: dataDirectory.appendingPathComponent("PG_VERSION").path) {
-            try initialise()
+        try started.withLock { started in
+            if started { return }
+            if !FileManager.default.fileExists(atPath: dataDirectory.appendingPathComponent("PG_VERSION").path) {
+                try initialise()
+            }
+            if try isRunning() {
+                logger.info("adopting PostgreSQL already running in \(dataDirectory.path)")
+            } else {
+                let options = configuration.readOnly ? ["-o", "-c default_transaction_read_only=on"] : []
+                try serverTool("pg_ctl", ["start", "-w", "-t", "60", "-D", dataDirectory.path, "-l", logFile.path] + options)
+            }
+            started = true
         }
-        if try isRunning() {
-            logger.info("adopting PostgreSQL already running in \(dataDirectory.path)")
-        } else {
-            let options = configuration.readOnly ? ["-o", "-c default_transaction_read_only=on"] : []
-            try serverTool("pg_ctl", ["start", "-w", "-t", "60", "-D", dataDirectory.path, "-l", logFile.path] + options)
-        }
-        started = true
     }
 
     /// `stop()` on the calling thread, for `defer` blocks and shutdown paths that cannot await.
     public func stopBlocking() throws {
-        lock.lock()
-        defer { lock.unlock() }
-        // Only a server this instance started (or adopted) is stopped; never someone else's.
-        if started {
-            try serverTool("pg_ctl", ["stop", "-w", "-t", "60", "-m", "fast", "-D", dataDirectory.path])
-            started = false
-        }
-        if removeWhenStopped {
-            try? FileManager.default.removeItem(at: serverDirectory)
-        }
-        if socketDirectory.path.hasPrefix("/tmp/vtp-pg-sock-") {
-            try? FileManager.default.removeItem(at: socketDirectory)
+        try started.withLock { started in
+            // Only a server this instance started (or adopted) is stopped; never someone else's.
+            if started {
+                try serverTool("pg_ctl", ["stop", "-w", "-t", "60", "-m", "fast", "-D", dataDirectory.path])
+                started = false
+            }
+            if removeWhenStopped {
+                try? FileManager.default.removeItem(at: serverDirectory)
+            }
+            if socketDirectory.path.hasPrefix("/tmp/vtp-pg-sock-") {
+                try? FileManager.default.removeItem(at: socketDirectory)
+            }
         }
     }
 
     /// `restart()` on the calling thread.
     public func restartBlocking() throws {
-        lock.lock()
-        defer { lock.unlock() }
-        try serverTool("pg_ctl", ["restart", "-w", "-t", "60", "-m", "fast", "-D", dataDirectory.path,
-                                  "-l", logFile.path])
-        started = true
+        try started.withLock { started in
+            try serverTool("pg_ctl", ["restart", "-w", "-t", "60", "-m", "fast", "-D", dataDirectory.path,
+                                      "-l", logFile.path])
+            started = true
+        }
     }
 
     private var logFile: URL { serverDirectory.appendingPathComponent("server.log") }

@@ -7,6 +7,7 @@ import Foundation
 /// The executor runs on a thread of its own (never the cooperative pool), so blocking it is fine.
 /// `@unchecked Sendable`: all state is guarded by `condition`.
 final class ProgressAcknowledgements: @unchecked Sendable {
+    // NSCondition, not Mutex: threads sleep on it until another signals (Mutex has no condition variable).
     private let condition = NSCondition()
     /// Highest acknowledged count per shard dispatch id (`.max`: stop waiting for this shard).
     private var acknowledged: [Int64: UInt32] = [:]

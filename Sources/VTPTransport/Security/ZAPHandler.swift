@@ -158,18 +158,19 @@ final class ZAPShared: Sendable {
 /// Moves a freshly created socket to the thread that will own it.
 ///
 /// `@unchecked Sendable`: libzmq allows migrating a socket between threads across a full memory barrier;
-/// `Thread.start` and the lock inside provide it, and `take()` hands the socket out exactly once, after
-/// which the creating thread no longer holds it.
+/// `Thread.start` and the mutex inside provide it, and `take()` hands the socket out exactly once, after
+/// which the creating thread no longer holds it. (The socket type is not `Sendable`, so the mutex
+/// alone cannot vouch for it.)
 final class SocketHandoff: @unchecked Sendable {
-    private let lock = NSLock()
-    private var socket: ZMQSocket?
+    private nonisolated(unsafe) var socket: ZMQSocket?
+    private let handing = Mutex(())
 
     init(_ socket: ZMQSocket) { self.socket = socket }
 
     func take() -> ZMQSocket? {
-        lock.lock()
-        defer { lock.unlock() }
-        defer { socket = nil }
-        return socket
+        handing.withLock { _ in
+            defer { socket = nil }
+            return socket
+        }
     }
 }
