@@ -14,20 +14,30 @@ import VTPVocabulary
 @Suite struct LocalRunTests {
     /// A shard the handler refuses (a CLIP job on a checkpoint without CLIP towers) fails after its
     /// attempts; the job still finishes and is finalized, its items failed with the handler's error.
-    @Test func aShardTheHandlerRefusesFailsItsItemsAndTheJobIsStillFinalized() async throws {
+    /// A model that cannot serve the job (a CLIP job on an autoencoder-only checkpoint) fails the
+    /// job at once with the model's message: no item is failed, no manifest is written, and the
+    /// run ends instead of spending every shard's attempts.
+    @Test func aModelThatDoesNotFitTheJobFailsTheJobAtOnceWithoutFailingItems() async throws {
         let input = try InputTree("localrun-refused")
         let output = try TemporaryDirectory("localrun-refused-out")
-        defer { input.dir.remove(); output.remove() }
-        try input.copy("dog.png", to: "dog.png")
-        try input.copy("rocket.jpg", to: "rocket.jpg")
-        let run = try await JobRun.run(input: input.path, output: output.path, model: Fixtures.path("vtp-tiny-ae-only"),
-                                       parameters: .clipEmbed(ClipEmbedParameters()), shardSize: 4, maxAttempts: 1)
-        let record = run.report.record
-        #expect(record.state.isFinished && record.shardsFailed == 1 && record.shardsDone == 0, "\(record)")
-        #expect(record.itemsFailed == 2 && record.itemsDone == 0)
-        #expect(Set(run.report.failures.map(\.sourceID)) == ["dog.png", "rocket.jpg"])
-        #expect(run.report.failures.allSatisfy { $0.error.contains("vtp-tiny-ae-only") }, "\(run.report.failures)")
-        #expect(run.manifest.counts.written == 0 && run.manifest.counts.failed == 2)
+        let state = try TemporaryDirectory("localrun-refused-state")
+        defer { input.dir.remove(); output.remove(); state.remove() }
+        for name in ["dog.png", "rocket.jpg", "chelsea.jpg"] { try input.copy(name, to: name) }
+        try await SharedPostgres.withDatabase(migrate: false) { url, _ in
+            let request = JobRequest(parameters: .clipEmbed(ClipEmbedParameters()), input: input.path, output: output.path,
+                                     model: Fixtures.path("vtp-tiny-ae-only"), shardSize: 1, maxAttempts: 3)
+            let local = LocalRun(request: request, finalizer: ManifestFinalizer(),
+                                 workers: .inProcess(handler: JobShardHandler(), count: 2), stateDirectory: state.path, database: url)
+            let report = try await local.run()
+            let record = report.record
+            #expect(record.state == .failed, "\(record)")
+            #expect(record.error?.contains("vtp-tiny-ae-only") == true && record.error?.contains("train_clip") == true, "\(record)")
+            #expect(record.itemsFailed == 0 && record.shardsFailed == 0 && report.failures.isEmpty)
+            #expect(report.finalize == nil && !FileManager.default.fileExists(atPath: output.file(JobFinalizer.manifestFileName)))
+            // The failing attempt was given back: a retry starts every shard fresh.
+            let ledger = Ledger(database: url)
+            #expect(try await ledger.sql("SELECT string_agg(state || ':' || attempts, ',' ORDER BY shard_index) FROM shards") == ["paused:0,paused:0,paused:0"])
+        }
     }
 
     /// Running a request that already finished reports it and runs nothing (`vtp run` twice).
