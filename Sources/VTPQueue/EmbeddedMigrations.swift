@@ -649,12 +649,10 @@ ALTER TABLE jobs ADD CONSTRAINT jobs_state_check
     CHECK (state IN ('pending', 'running', 'paused', 'cancelled', 'completed', 'completed_with_failures', 'failed'));
 ALTER TABLE jobs ADD COLUMN error text;
 
--- Fails job p_job because the holder of shard p_shard under p_token found that nothing of it can
--- run. The job's pending and leased shards are parked (leased ones get their attempt back, and
--- their lease tokens stop matching, so late results are rejected). Returns 'job_failed' (also
--- when the job had already failed: another worker found the same), 'lease_lost' or 'unknown_shard'.
-CREATE FUNCTION vtp_fail_job(p_job bigint, p_shard integer, p_token uuid, p_error text)
-RETURNS text LANGUAGE plpgsql AS $$
+-- Locks shard (p_job, p_shard) and says whether p_token is its live lease: 'held', 'lease_lost'
+-- or 'unknown_shard'. The operations on a lease that a worker hands in start with it.
+CREATE FUNCTION vtp_lock_lease(p_job bigint, p_shard integer, p_token uuid) RETURNS text
+LANGUAGE plpgsql AS $$
 DECLARE
     v_state text;
     v_token uuid;
@@ -665,11 +663,65 @@ BEGIN
         RETURN 'unknown_shard';
     END IF;
     IF v_state <> 'leased' OR v_token IS DISTINCT FROM p_token THEN
-        UPDATE jobs SET rejected_completions = rejected_completions + 1 WHERE id = p_job;
         RETURN 'lease_lost';
     END IF;
-    -- Shards before jobs, in index order, like every other multi-shard operation.
-    PERFORM 1 FROM shards WHERE job_id = p_job AND state IN ('pending', 'leased') ORDER BY shard_index FOR UPDATE;
+    RETURN 'held';
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION vtp_fail_shard(p_job bigint, p_shard integer, p_token uuid, p_error text,
+                                          p_backoff_base double precision, p_backoff_cap double precision)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_lease text := vtp_lock_lease(p_job, p_shard, p_token);
+BEGIN
+    IF v_lease = 'lease_lost' THEN
+        UPDATE jobs SET rejected_completions = rejected_completions + 1 WHERE id = p_job;
+    END IF;
+    IF v_lease <> 'held' THEN
+        RETURN v_lease;
+    END IF;
+    RETURN vtp_requeue_or_fail(p_job, p_shard, p_error, p_backoff_base, p_backoff_cap);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION vtp_hand_back_shard(p_job bigint, p_shard integer, p_token uuid, p_reason text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_lease text := vtp_lock_lease(p_job, p_shard, p_token);
+BEGIN
+    IF v_lease <> 'held' THEN
+        RETURN v_lease;
+    END IF;
+    UPDATE shards
+       SET state = 'pending', lease_expires_at = NULL, next_eligible_at = '-infinity',
+           attempts = greatest(attempts - 1, 0)
+     WHERE job_id = p_job AND shard_index = p_shard;
+    RETURN 'requeued';
+END;
+$$;
+
+-- Fails job p_job because the holder of shard p_shard under p_token found that nothing of it can
+-- run. The job's pending and leased shards are parked (leased ones get their attempt back, and
+-- their lease tokens stop matching, so late results are rejected). Returns 'job_failed' (also
+-- when the job had already failed: another worker found the same), 'lease_lost' or 'unknown_shard'.
+CREATE FUNCTION vtp_fail_job(p_job bigint, p_shard integer, p_token uuid, p_error text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_lease text;
+BEGIN
+    -- Every shard this may touch, its own included, in index order before the job, like every
+    -- other multi-shard operation: two workers failing the same job at once then queue up
+    -- instead of deadlocking.
+    PERFORM 1 FROM shards WHERE job_id = p_job AND (state IN ('pending', 'leased') OR shard_index = p_shard)
+      ORDER BY shard_index FOR UPDATE;
+    v_lease := vtp_lock_lease(p_job, p_shard, p_token);
+    IF v_lease = 'lease_lost' THEN
+        UPDATE jobs SET rejected_completions = rejected_completions + 1 WHERE id = p_job;
+    END IF;
+    IF v_lease <> 'held' THEN
+        RETURN v_lease;
+    END IF;
     UPDATE shards
        SET state = 'paused', lease_expires_at = NULL, next_eligible_at = '-infinity',
            attempts = CASE WHEN state = 'leased' THEN greatest(attempts - 1, 0) ELSE attempts END,

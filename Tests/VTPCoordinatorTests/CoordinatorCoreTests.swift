@@ -52,6 +52,20 @@ struct CoordinatorCoreTests {
                             JobItem(ordinal: Int(index) * 2 + 1, sourceId: "b\(index)", location: .file(path: "/in/b\(index).jpg"))])
     }
 
+    /// Alice (one slot) holds shard 0 of job 7; Bob (two slots) holds shard 1 of job 7 and shard 0 of job 8.
+    func aliceAndBobHoldingThreeShards() -> (CoordinatorCore, a: LeasedShard, b: LeasedShard, other: LeasedShard) {
+        var core = makeCore()
+        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
+        _ = core.handle(.received(bob, registration("w-bob", prefetch: 2)), at: Self.at(0))
+        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
+        _ = core.handle(.received(bob, .credit(2)), at: Self.at(0))
+        let a = lease(index: 0), b = lease(index: 1), other = lease(job: 8, index: 0)
+        _ = core.handle(.claimed(alice, a), at: Self.at(0))
+        _ = core.handle(.claimed(bob, b), at: Self.at(0))
+        _ = core.handle(.claimed(bob, other), at: Self.at(0))
+        return (core, a, b, other)
+    }
+
     func claims(_ actions: [CoordinatorCore.Action]) -> [PeerIdentity] {
         actions.compactMap { if case let .claim(peer) = $0 { peer } else { nil } }
     }
@@ -603,15 +617,8 @@ struct CoordinatorCoreTests {
     }
 
     @Test func aJobFailureFailsTheJobAndStopsItsOtherShardsOnEveryWorker() {
-        var core = makeCore()
-        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
-        _ = core.handle(.received(bob, registration("w-bob", prefetch: 2)), at: Self.at(0))
-        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
-        _ = core.handle(.received(bob, .credit(2)), at: Self.at(0))
-        let a = lease(index: 0), b = lease(index: 1), other = lease(job: 8, index: 0)
-        _ = core.handle(.claimed(alice, a), at: Self.at(0))
-        _ = core.handle(.claimed(bob, b), at: Self.at(0))
-        _ = core.handle(.claimed(bob, other), at: Self.at(0))
+        let (start, a, b, other) = aliceAndBobHoldingThreeShards()
+        var core = start
         let reason = "/models/m: cannot load model: model.safetensors: truncated"
         let failing = core.handle(.received(alice, .shardFailed(ShardFailedMessage(shardID: wire(a), leaseToken: a.token,
                                                                                    error: reason, kind: .job))), at: Self.at(1))
@@ -626,15 +633,8 @@ struct CoordinatorCoreTests {
     }
 
     @Test func itemsReportedInRunningShardsAreCountedPerJobUntilTheShardIsRecorded() {
-        var core = makeCore()
-        _ = core.handle(.received(alice, registration("w-alice", prefetch: 1)), at: Self.at(0))
-        _ = core.handle(.received(bob, registration("w-bob", prefetch: 2)), at: Self.at(0))
-        _ = core.handle(.received(alice, .credit(1)), at: Self.at(0))
-        _ = core.handle(.received(bob, .credit(2)), at: Self.at(0))
-        let a = lease(index: 0), b = lease(index: 1), other = lease(job: 8, index: 0)
-        _ = core.handle(.claimed(alice, a), at: Self.at(0))
-        _ = core.handle(.claimed(bob, b), at: Self.at(0))
-        _ = core.handle(.claimed(bob, other), at: Self.at(0))
+        let (start, a, b, other) = aliceAndBobHoldingThreeShards()
+        var core = start
         #expect(core.itemsInProgress(job: 7) == 0)
         _ = core.handle(.received(alice, .progress(shardID: wire(a), itemsDone: 1)), at: Self.at(1))
         _ = core.handle(.received(bob, .progress(shardID: wire(b), itemsDone: 2)), at: Self.at(1))
