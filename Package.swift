@@ -144,6 +144,8 @@ let package = Package(
                 path: "Sources/VTPLocalRun", swiftSettings: strictSettings),
 
         // MARK: Benchmark code, out of the production modules: `vtp bench` and the Benchmarks/ suites both run it.
+        // The same-run baseline comparison the suites print, apart so a suite builds only what it measures.
+        .target(name: "VTPBenchmarkSupport", dependencies: [], path: "Sources/VTPBenchmarkSupport", swiftSettings: strictSettings),
         .target(name: "VTPBenchmarks", dependencies: ["VTPModel", "VTPTensor", "VTPRandom", "VTPText", "VTPImage", "VTPQueue", "VTPVocabulary",
                                                       .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPBenchmarks", swiftSettings: strictSettings),
@@ -205,7 +207,8 @@ let package = Package(
         .testTarget(name: "VTPIndexTests", dependencies: ["VTPVocabulary", "VTPIndex", "VTPStorage", "VTPTestSupport"],
                     path: "Tests/VTPIndexTests", swiftSettings: strictSettings),
 
-        .testTarget(name: "VTPBenchmarksTests", dependencies: ["VTPBenchmarks", "VTPImage", "VTPModel", "VTPText", "VTPTestSupport"],
+        .testTarget(name: "VTPBenchmarksTests", dependencies: ["VTPBenchmarks", "VTPBenchmarkSupport", "VTPImage", "VTPModel", "VTPText",
+                                                                "VTPTestSupport"],
                     path: "Tests/VTPBenchmarksTests", swiftSettings: strictSettings),
 
         // MARK: Integration suites: real PostgreSQL (one shared server, a database per test), `vtp`
@@ -221,14 +224,14 @@ let package = Package(
         // MARK: package-benchmark suites (Benchmarks/README.md): `swift package benchmark` runs them,
         // `swift build` only builds them. They sit in this package so they share its build folder.
     ] + [
-        ("Model", ["VTPModel", "VTPTensor", "VTPRandom"]),
-        ("Tokenizer", ["VTPText"]),
-        ("Image", ["VTPImage", "CImageShims"]),
-        ("Ledger", ["VTPQueue"]),
+        ("Model", ["VTPBenchmarks", "VTPModel", "VTPTensor", "VTPRandom"]),
+        ("Tokenizer", ["VTPBenchmarks", "VTPText"]),
+        ("Image", ["VTPBenchmarks", "VTPImage", "CImageShims"]),
+        ("Ledger", ["VTPBenchmarks", "VTPQueue"]),
         ("WireCodec", ["VTPTransport", "VTPVocabulary"]),
     ].map { (suite: String, measured: [Target.Dependency]) in
         .executableTarget(
-            name: suite, dependencies: ["VTPBenchmarks", .product(name: "Benchmark", package: "benchmark")] + measured,
+            name: suite, dependencies: ["VTPBenchmarkSupport", .product(name: "Benchmark", package: "benchmark")] + measured,
             path: "Benchmarks/\(suite)", swiftSettings: strictSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")])
     }

@@ -1,6 +1,7 @@
 import Benchmark
 import CImageShims
 import Foundation
+import VTPBenchmarkSupport
 import VTPBenchmarks
 import VTPImage
 

@@ -1,6 +1,7 @@
 import Benchmark
 import Foundation
 import Synchronization
+import VTPBenchmarkSupport
 import VTPBenchmarks
 import VTPQueue
 

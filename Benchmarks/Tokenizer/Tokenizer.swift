@@ -1,4 +1,5 @@
 import Benchmark
+import VTPBenchmarkSupport
 import VTPBenchmarks
 import VTPText
 

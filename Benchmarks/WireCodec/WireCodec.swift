@@ -1,6 +1,6 @@
 import Benchmark
 import Foundation
-import VTPBenchmarks
+import VTPBenchmarkSupport
 import VTPTransport
 import VTPVocabulary
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPBenchmarkSupport
 import VTPBenchmarks
 import VTPImage
 import VTPModel
