@@ -227,7 +227,7 @@ let package = Package(
         ("Model", ["VTPBenchmarks", "VTPModel", "VTPTensor", "VTPRandom"]),
         ("Tokenizer", ["VTPBenchmarks", "VTPText"]),
         ("Image", ["VTPBenchmarks", "VTPImage", "CImageShims"]),
-        ("Ledger", ["VTPBenchmarks", "VTPQueue"]),
+        ("Ledger", ["VTPBenchmarks", "VTPQueue", .product(name: "Logging", package: "swift-log")]),
         ("WireCodec", ["VTPTransport", "VTPVocabulary"]),
     ].map { (suite: String, measured: [Target.Dependency]) in
         .executableTarget(

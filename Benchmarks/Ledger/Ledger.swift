@@ -1,5 +1,6 @@
 import Benchmark
 import Foundation
+import Logging
 import Synchronization
 import VTPBenchmarkSupport
 import VTPBenchmarks
@@ -20,7 +21,10 @@ final class Server: Sendable {
     func start() async throws {
         let server = try EmbeddedPostgres.temporary()
         try await server.start()
-        _ = try await Migrator.migrate(database: server.databaseURL)
+        // Quiet: the migrations' info lines would land between the suite's results.
+        var quiet = Logger(label: "vtp.bench.db")
+        quiet.logLevel = .warning
+        _ = try await Migrator.migrate(database: server.databaseURL, logger: quiet)
         running.withLock { $0 = server }
     }
 
