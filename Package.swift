@@ -46,6 +46,9 @@ let package = Package(
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
         // Long-running commands as services: signal handling, shutdown order.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // package-benchmark, for the suites under Benchmarks/ only (no product links it). The explicit trait
+        // list leaves out its default RuntimeInterposer, whose extra package is not needed here.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // MARK: C system libraries (module maps + shims), one per library.
@@ -140,13 +143,20 @@ let package = Package(
                                                     "VTPConcurrency", "VTPVocabulary", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPLocalRun", swiftSettings: strictSettings),
 
+        // MARK: Benchmark code, out of the production modules: `vtp bench` and the Benchmarks/ suites both run it.
+        // The same-run baseline comparison the suites print, apart so a suite builds only what it measures.
+        .target(name: "VTPBenchmarkSupport", dependencies: [], path: "Sources/VTPBenchmarkSupport", swiftSettings: strictSettings),
+        .target(name: "VTPBenchmarks", dependencies: ["VTPModel", "VTPTensor", "VTPRandom", "VTPText", "VTPImage", "VTPQueue", "VTPVocabulary",
+                                                      .product(name: "Logging", package: "swift-log")],
+                path: "Sources/VTPBenchmarks", swiftSettings: strictSettings),
+
         // MARK: The CLI.
         .executableTarget(
             name: "vtp",
             dependencies: [
                 "VTPModel", "VTPTensor", "VTPSafeTensors", "VTPText", "VTPImage", "VTPStorage", "VTPQueue", "VTPTransport", "VTPSettings", "VTPJobs", "VTPDatasets", "VTPIndex", "VTPVocabulary", "VTPConcurrency",
                 "VTPMetrics", "VTPConsole",
-                "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPLocalRun",
+                "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPLocalRun", "VTPBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -197,14 +207,32 @@ let package = Package(
         .testTarget(name: "VTPIndexTests", dependencies: ["VTPVocabulary", "VTPIndex", "VTPStorage", "VTPTestSupport"],
                     path: "Tests/VTPIndexTests", swiftSettings: strictSettings),
 
+        .testTarget(name: "VTPBenchmarksTests", dependencies: ["VTPBenchmarks", "VTPBenchmarkSupport", "VTPImage", "VTPModel", "VTPText",
+                                                                "VTPTestSupport"],
+                    path: "Tests/VTPBenchmarksTests", swiftSettings: strictSettings),
+
         // MARK: Integration suites: real PostgreSQL (one shared server, a database per test), `vtp`
         // processes, ZeroMQ sockets with heartbeat timing, and whole jobs through `vtp run`'s
         // orchestration (VTPLocalRun with in-process workers). scripts/test.sh runs them one at a time.
         .testTarget(name: "VTPIntegrationTests",
                     dependencies: ["VTPVocabulary", "VTPQueue", "VTPCoordinator", "VTPWorker", "VTPRuntimeSupport", "VTPTransport",
                                    "VTPLocalRun", "VTPJobs", "VTPConsole", "VTPDatasets", "VTPImage", "VTPModel", "VTPText", "VTPIndex",
-                                   "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPRandom", "CZeroMQ", "VTPMetrics",
+                                   "VTPSafeTensors", "VTPStorage", "VTPTensor", "VTPRandom", "CZeroMQ", "VTPMetrics", "VTPBenchmarks",
                                    "VTPTestSupport", "VTPTransportTestSupport", .product(name: "Logging", package: "swift-log")],
                     path: "Tests/VTPIntegrationTests", swiftSettings: strictSettings),
-    ]
+
+        // MARK: package-benchmark suites (Benchmarks/README.md): `swift package benchmark` runs them,
+        // `swift build` only builds them. They sit in this package so they share its build folder.
+    ] + [
+        ("Model", ["VTPBenchmarks", "VTPModel", "VTPTensor", "VTPRandom"]),
+        ("Tokenizer", ["VTPBenchmarks", "VTPText"]),
+        ("Image", ["VTPBenchmarks", "VTPImage", "CImageShims"]),
+        ("Ledger", ["VTPBenchmarks", "VTPQueue", .product(name: "Logging", package: "swift-log")]),
+        ("WireCodec", ["VTPTransport", "VTPVocabulary"]),
+    ].map { (suite: String, measured: [Target.Dependency]) in
+        .executableTarget(
+            name: suite, dependencies: ["VTPBenchmarkSupport", .product(name: "Benchmark", package: "benchmark")] + measured,
+            path: "Benchmarks/\(suite)", swiftSettings: strictSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")])
+    }
 )

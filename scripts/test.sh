@@ -6,6 +6,8 @@
 # and use real loopback/ipc ZeroMQ sockets whose heartbeat timing two busy cores could upset, so
 # they never run beside each other or beside the CPU-heavy unit suites.
 # Both runs' output is kept in .build/test-output.txt.
+# The build also compiles the package-benchmark suites (Benchmarks/, executable targets of this
+# package), so they cannot rot; nothing here runs them (`swift package benchmark` does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH

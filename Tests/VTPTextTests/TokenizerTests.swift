@@ -83,13 +83,6 @@ import VTPVocabulary
             return path == "short.txt" && detail.contains("48894")
         }
     }
-
-    @Test func benchmarkReportsThroughput() throws {
-        let prompts = (0..<500).map { "a photo of object number \($0)" }
-        let result = try TokenizerBenchmark.run(prompts: prompts, tokenizer: tokenizer)
-        #expect(result.seconds > 0)
-        #expect(abs(result.promptsPerSecond * result.seconds - 500) < 1e-6 * 500)
-    }
 }
 
 enum CLIPTokenizerTestPaths {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VTPBenchmarks
 import VTPConcurrency
 import VTPJobs
 import VTPVocabulary
@@ -72,15 +73,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let subjects = ["dog", "cat", "rocket", "cup of coffee", "astronaut", "mountain lake", "red car", "city street",
-                            "bowl of ramen", "golden retriever", "violin", "lighthouse", "snowy owl", "bicycle", "sunflower field"]
-            let styles = ["a photo of a", "a blurry photo of the", "an illustration of a", "a close-up photo of a",
-                          "a painting of the", "a black and white photo of a", "a cropped photo of the", "a 3D render of a"]
-            let tails = ["", " at night", " in the rain", ", high resolution", " on a white background", " taken in 1998"]
             guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1, got \(prompts)") }
-            let texts = (0..<prompts).map { i in
-                "\(styles[i % styles.count]) \(subjects[(i / 8) % subjects.count])\(tails[(i / 3) % tails.count]) #\(i % 997)"
-            }
+            let texts = TokenizerBenchmark.captionPrompts(count: prompts)
             let tokenizer = try CLIPTokenizer.bundled()
             let result = try TokenizerBenchmark.run(prompts: texts, tokenizer: tokenizer)
             let perThousand = 1000 * result.seconds / Double(texts.count)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VTPBenchmarks
 import VTPVocabulary
 @testable import VTPQueue
 

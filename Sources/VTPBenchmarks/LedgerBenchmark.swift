@@ -1,6 +1,7 @@
 import Foundation
-import VTPVocabulary
 import Logging
+import VTPQueue
+import VTPVocabulary
 
 /// Measures the ledger's coordination overhead: claims and completions per second of shards
 /// that carry no work (one item each, completed immediately).
@@ -37,7 +38,7 @@ public enum LedgerBenchmark {
         let enqueueStart = ContinuousClock.now
         let job = try await admin.enqueue(
             JobSpec(type: "ledger-benchmark", inputLocation: "none", outputLocation: "none", shardSize: 1), items: items)
-        let enqueueSeconds = (ContinuousClock.now - enqueueStart).seconds
+        let enqueueSeconds = (ContinuousClock.now - enqueueStart).benchmarkSeconds
         let start = ContinuousClock.now
         let completed = try await withThrowingTaskGroup(of: Int.self) { group in
             for claimer in 0..<claimers {
@@ -55,7 +56,7 @@ public enum LedgerBenchmark {
             }
             return try await group.reduce(0, +)
         }
-        let seconds = (ContinuousClock.now - start).seconds
+        let seconds = (ContinuousClock.now - start).benchmarkSeconds
         try await admin.deleteJob(job)
         guard completed == shards else {
             throw LedgerError.invalidArgument(field: "benchmark", expected: "\(shards) completions, got \(completed)")
@@ -67,7 +68,7 @@ public enum LedgerBenchmark {
 
 extension Duration {
     /// The duration in seconds as a Double.
-    var seconds: Double {
+    var benchmarkSeconds: Double {
         let parts = components
         return Double(parts.seconds) + Double(parts.attoseconds) * 1e-18
     }

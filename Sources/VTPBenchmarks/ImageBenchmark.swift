@@ -1,4 +1,5 @@
 import Foundation
+import VTPImage
 
 /// Times the per-image preprocessing cost a worker pays.
 public enum ImageBenchmark {

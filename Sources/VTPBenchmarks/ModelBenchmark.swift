@@ -1,4 +1,5 @@
 import Foundation
+import VTPModel
 import VTPRandom
 import VTPTensor
 

@@ -4,10 +4,12 @@ import Foundation
 /// examples/bench/coffee_500x375.jpg (a 500x375 baseline JPEG photo). Regenerate after changing
 /// that file with `base64 -w 76 examples/bench/coffee_500x375.jpg`; the bench test checks the
 /// two agree in size.
-enum BenchSample {
-    static let name = "built-in sample (examples/bench/coffee_500x375.jpg)"
+public enum BenchSample {
+    /// How reports name the sample.
+    public static let name = "built-in sample (examples/bench/coffee_500x375.jpg)"
 
-    static let jpeg: Data = Data(base64Encoded: base64, options: .ignoreUnknownCharacters)!
+    /// The JPEG file's bytes.
+    public static let jpeg: Data = Data(base64Encoded: base64, options: .ignoreUnknownCharacters)!
 
     private static let base64 = """
 /9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAMCAgMCAgMDAwMEAwMEBQgFBQQEBQoHBwYIDAoMDAsK
