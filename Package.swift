@@ -44,6 +44,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        // File descriptors with EINTR and short-I/O handling done once.
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         // Long-running commands as services: signal handling, shutdown order.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // package-benchmark, for the suites under Benchmarks/ only (no product links it). The explicit trait
@@ -88,7 +90,7 @@ let package = Package(
         // MARK: Tensor kernels and model.
         .target(name: "VTPTensor", dependencies: ["COpenBLAS", "CVTPKernels"], path: "Sources/VTPTensor",
                 swiftSettings: kernelSettings),
-        .target(name: "VTPSafeTensors", dependencies: ["VTPTensor"], path: "Sources/VTPSafeTensors",
+        .target(name: "VTPSafeTensors", dependencies: ["VTPTensor", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/VTPSafeTensors",
                 swiftSettings: optimizedSettings),
         .target(name: "VTPModel", dependencies: ["VTPTensor", "VTPSafeTensors", "VTPRandom"], path: "Sources/VTPModel",
                 swiftSettings: optimizedSettings),
@@ -98,12 +100,14 @@ let package = Package(
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/LICENSE-CLIP.txt")],
                 swiftSettings: optimizedSettings, linkerSettings: [.linkedLibrary("z")]),
         .target(name: "CImageShims", dependencies: ["CJPEG", "CPNG"], path: "Sources/CSystem/CImageShims"),
-        .target(name: "VTPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CImageShims"], path: "Sources/VTPImage",
+        .target(name: "VTPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CImageShims", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/VTPImage",
                 swiftSettings: optimizedSettings),
-        .target(name: "VTPDatasets", dependencies: ["VTPVocabulary"], path: "Sources/VTPDatasets", swiftSettings: strictSettings),
+        .target(name: "VTPDatasets", dependencies: ["VTPVocabulary", .product(name: "SystemPackage", package: "swift-system")],
+                path: "Sources/VTPDatasets", swiftSettings: strictSettings),
 
         // MARK: Storage, ledger, transport.
-        .target(name: "VTPStorage", dependencies: ["VTPSafeTensors", "VTPTensor", "VTPVocabulary"], path: "Sources/VTPStorage",
+        .target(name: "VTPStorage", dependencies: ["VTPSafeTensors", "VTPTensor", "VTPVocabulary",
+                                                  .product(name: "SystemPackage", package: "swift-system")], path: "Sources/VTPStorage",
                 swiftSettings: strictSettings),
         .target(name: "VTPQueue", dependencies: ["CLibPQ", "VTPVocabulary", "VTPConcurrency", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPQueue", swiftSettings: strictSettings),

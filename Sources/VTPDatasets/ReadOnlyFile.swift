@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 import VTPVocabulary
 
 /// An open file descriptor for positioned reads, closed in `deinit`.
@@ -10,7 +11,7 @@ public final class ReadOnlyFile: @unchecked Sendable {
     public let path: String
     /// File size in bytes when opened.
     public let size: Int64
-    private let fd: Int32
+    private let descriptor: FileDescriptor
 
     /// Opens the regular file `path` read-only.
     ///
@@ -23,18 +24,21 @@ public final class ReadOnlyFile: @unchecked Sendable {
         var st = stat()
         guard stat(path, &st) == 0 else { throw DatasetError.cannotRead(path: path, reason: String(cString: strerror(errno))) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw DatasetError.notRegularFile(path: path, kind: Self.kind(st.st_mode)) }
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw DatasetError.cannotRead(path: path, reason: String(cString: strerror(errno))) }
-        guard fstat(fd, &st) == 0 else {
+        let descriptor: FileDescriptor
+        do { descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.nonBlocking, .closeOnExec]) } catch {
+            throw DatasetError.cannotRead(path: path, reason: Self.reason(error))
+        }
+        // swift-system has no fstat.
+        guard fstat(descriptor.rawValue, &st) == 0 else {
             let reason = String(cString: strerror(errno))
-            close(fd)
+            try? descriptor.close()
             throw DatasetError.cannotRead(path: path, reason: reason)
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
+            try? descriptor.close()
             throw DatasetError.notRegularFile(path: path, kind: Self.kind(st.st_mode))
         }
-        self.fd = fd
+        self.descriptor = descriptor
         self.size = Int64(st.st_size)
     }
 
@@ -50,7 +54,12 @@ public final class ReadOnlyFile: @unchecked Sendable {
         }
     }
 
-    deinit { close(fd) }
+    deinit { try? descriptor.close() }
+
+    private static func reason(_ error: any Error) -> String {
+        if let code = error as? Errno { return String(cString: strerror(code.rawValue)) }
+        return "\(error)"
+    }
 
     /// Reads exactly `count` bytes at `offset`, or throws if the file is shorter.
     public func read(at offset: Int64, count: Int) throws -> [UInt8] {
@@ -61,10 +70,13 @@ public final class ReadOnlyFile: @unchecked Sendable {
         var done = 0
         try out.withUnsafeMutableBytes { buf in
             while done < count {
-                let n = pread(fd, buf.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw DatasetError.cannotRead(path: path, reason: String(cString: strerror(errno)))
+                let n: Int
+                do {
+                    // Positioned reads carry their own offset, so threads may share the descriptor.
+                    n = try descriptor.read(fromAbsoluteOffset: offset + Int64(done),
+                                            into: UnsafeMutableRawBufferPointer(rebasing: buf[done...]), retryOnInterrupt: true)
+                } catch {
+                    throw DatasetError.cannotRead(path: path, reason: Self.reason(error))
                 }
                 if n == 0 {
                     throw DatasetError.cannotRead(path: path,

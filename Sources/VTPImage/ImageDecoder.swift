@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 
 /// Decodes JPEG, PNG and WebP files to `RGBImage`, pixel for pixel what
 /// `PIL.Image.open(f).convert("RGB")` returns (no EXIF rotation, no alpha compositing).
@@ -43,10 +44,13 @@ public struct ImageDecoder: Sendable {
     /// Reads a whole regular file. Opened non-blocking and checked with `fstat` first, so a FIFO,
     /// socket or device named like an image is refused instead of blocking or streaming forever.
     static func readRegularFile(_ path: String, maxBytes: Int?) throws(ImageError) -> [UInt8] {
-        func failure() -> ImageError { .unreadable(source: path, reason: String(cString: strerror(errno))) }
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw failure() }
-        defer { close(fd) }
+        func failure(_ code: Int32 = errno) -> ImageError { .unreadable(source: path, reason: String(cString: strerror(code))) }
+        let descriptor: FileDescriptor
+        do { descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.nonBlocking, .closeOnExec]) } catch {
+            throw failure((error as? Errno)?.rawValue ?? EIO)
+        }
+        defer { try? descriptor.close() }
+        let fd = descriptor.rawValue  // for fstat, which swift-system lacks
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw failure() }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw .notRegularFile(source: path, kind: FileKind.name(of: st.st_mode)) }
@@ -58,9 +62,13 @@ public struct ImageDecoder: Sendable {
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         while done < size {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw failure() }
+            let n: Int
+            do {
+                n = try bytes.withUnsafeMutableBytes {
+                    try descriptor.read(fromAbsoluteOffset: Int64(done), into: UnsafeMutableRawBufferPointer(rebasing: $0[done...]),
+                                        retryOnInterrupt: true)
+                }
+            } catch { throw failure((error as? Errno)?.rawValue ?? EIO) }
             guard n > 0 else { throw .unreadable(source: path, reason: "the file shrank to \(done) bytes while being read") }
             done += n
         }

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 import VTPTensor
 
 /// Builds a safetensors file in memory and writes it atomically.
@@ -101,27 +102,25 @@ public enum AtomicFile {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        func posix(_ error: any Error) -> POSIXError {
+            POSIXError(.init(rawValue: (error as? Errno)?.rawValue ?? EIO) ?? .EIO)
+        }
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try FileDescriptor.open(FilePath(tmp), .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                                 permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        } catch { throw posix(error) }
         var ok = false
         defer {
             if !ok { unlink(tmp) }
         }
-        try data.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    let e = errno
-                    close(fd)
-                    throw POSIXError(.init(rawValue: e) ?? .EIO)
-                }
-                done += n
+        // swift-system retries interrupted and short writes; it has no fsync.
+        do {
+            try descriptor.closeAfter {
+                _ = try data.withUnsafeBytes { try descriptor.writeAll($0) }
+                guard fsync(descriptor.rawValue) == 0 else { throw Errno(rawValue: errno) }
             }
-        }
-        guard fsync(fd) == 0 else { let e = errno; close(fd); throw POSIXError(.init(rawValue: e) ?? .EIO) }
-        close(fd)
+        } catch { throw posix(error) }
         guard rename(tmp, path) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
         ok = true
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 import VTPVocabulary
 
 /// A file written in pieces under a temporary name and renamed into place only after `fsync`, so a
@@ -10,31 +11,31 @@ import VTPVocabulary
 final class AtomicOutputFile {
     let path: String
     let temporaryPath: String
-    private var fd: Int32
+    /// The open temporary file; nil once finished.
+    private var descriptor: FileDescriptor?
     private var published = false
 
     init(path: String) throws {
         self.path = path
         temporaryPath = TemporaryName.beside(path)
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StorageError.writeFailed(path: path, reason: "create \(temporaryPath): \(Self.lastError(temporaryPath))") }
+        do {
+            descriptor = try FileDescriptor.open(FilePath(temporaryPath), .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                                 permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        } catch {
+            throw StorageError.writeFailed(path: path, reason: "create \(temporaryPath): \(Self.reason(error, temporaryPath))")
+        }
     }
 
     deinit {
-        if fd >= 0 { close(fd) }
+        try? descriptor?.close()
         if !published { unlink(temporaryPath) }
     }
 
-    /// Appends raw bytes.
+    /// Appends raw bytes (swift-system retries interrupted and short writes).
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = Foundation.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageError.writeFailed(path: path, reason: Self.lastError())
-            }
-            done += n
+        guard let descriptor else { throw StorageError.writeFailed(path: path, reason: "write after the file was finished") }
+        do { _ = try descriptor.writeAll(bytes) } catch {
+            throw StorageError.writeFailed(path: path, reason: Self.reason(error))
         }
     }
 
@@ -51,11 +52,11 @@ final class AtomicOutputFile {
 
     /// Flushes the contents to disk and closes the temporary file; it is not yet visible.
     func finish() throws {
-        guard fd >= 0 else { return }
-        guard fsync(fd) == 0 else { throw StorageError.writeFailed(path: path, reason: "fsync: \(Self.lastError())") }
-        let closed = close(fd)
-        fd = -1
-        guard closed == 0 else { throw StorageError.writeFailed(path: path, reason: "close: \(Self.lastError())") }
+        guard let open = descriptor else { return }
+        // swift-system has no fsync.
+        guard fsync(open.rawValue) == 0 else { throw StorageError.writeFailed(path: path, reason: "fsync: \(Self.lastError())") }
+        descriptor = nil
+        do { try open.close() } catch { throw StorageError.writeFailed(path: path, reason: "close: \(Self.reason(error))") }
     }
 
     /// Renames the finished file into place (the directory entry is not synced: see ``syncDirectory(of:)``).
@@ -82,6 +83,12 @@ final class AtomicOutputFile {
     static func lastError(_ path: String? = nil) -> String {
         let code = errno
         return FileErrorText.reason(errno: code, path: path)
+    }
+
+    /// A swift-system error in the same words.
+    static func reason(_ error: any Error, _ path: String? = nil) -> String {
+        if let code = error as? Errno { return FileErrorText.reason(errno: code.rawValue, path: path) }
+        return "\(error)"
     }
 }
 
