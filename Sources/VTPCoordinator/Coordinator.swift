@@ -170,6 +170,7 @@ public final class Coordinator: Sendable {
     private func serve(_ core: inout CoordinatorCore, calls: inout DiscardingTaskGroup) async {
         events.post(.workAvailable)
         var published = (workers: -1, inFlight: -1)
+        var counted = core.counters
         for await event in events.events {
             if let observer = options.observer, case let .received(_, .shardDone(done)) = event {
                 for result in done.results {
@@ -181,6 +182,16 @@ public final class Coordinator: Sendable {
             if let joining { Self.logJoined(joining, logger: logger) }
             state.withLock { [counters = core.counters] in $0 = counters }
             inProgress.withLock { [items = core.itemsInProgressByJob] in $0 = items }
+            if let observer = options.observer, core.counters != counted {
+                // The core counts these; metrics get what was added since the last event.
+                let now = core.counters
+                if now.workersCrashed > counted.workersCrashed { observer.observe(.workersCrashed(now.workersCrashed - counted.workersCrashed)) }
+                if now.isolatedAssignments > counted.isolatedAssignments {
+                    observer.observe(.isolatedAssignments(now.isolatedAssignments - counted.isolatedAssignments))
+                }
+                if now.jobsFailed > counted.jobsFailed { observer.observe(.jobsFailed(now.jobsFailed - counted.jobsFailed)) }
+                counted = now
+            }
             if let observer = options.observer, (core.workers.count, core.shardsInFlight) != published {
                 published = (core.workers.count, core.shardsInFlight)
                 observer.observe(.workers(published.workers))

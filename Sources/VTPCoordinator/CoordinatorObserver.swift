@@ -13,6 +13,12 @@ public enum CoordinatorObservation: Sendable, Equatable {
     case leasesExpired(Int)
     /// Seconds one item spent in a pipeline stage (`read`, `decode`, `preprocess`, `infer`, `write`).
     case stage(String, seconds: Double)
+    /// Workers that reported dying of a fatal signal, since the last observation of this kind.
+    case workersCrashed(Int)
+    /// Shards dispatched to run one item at a time (after an abnormal end of their worker).
+    case isolatedAssignments(Int)
+    /// Jobs failed as a whole because nothing of them could run.
+    case jobsFailed(Int)
 }
 
 /// Receives observations on the coordinator's loop; must return quickly and never block.

@@ -16,6 +16,9 @@ import class Prometheus.PrometheusCollectorRegistry
 /// | `vtp_lease_expiries_total` | counter | leases that expired and went back to the queue or failed |
 /// | `vtp_late_completions_rejected_total` | counter | completions refused because the lease was no longer held |
 /// | `vtp_stage_duration_seconds{stage}` | histogram | time workers report per stage (`read`, `decode`, `preprocess`, `infer`, `write`) per batch |
+/// | `vtp_workers_crashed_total` | counter | workers that reported dying of a fatal signal |
+/// | `vtp_isolated_assignments_total` | counter | shards dispatched to run one item at a time after an abnormal end |
+/// | `vtp_jobs_failed_total` | counter | jobs failed as a whole (model, parameters or output unusable) |
 ///
 /// Every series exists from the start (stage histograms included), so dashboards see zeros rather
 /// than gaps before the first shard. The names are the dashboards' contract: they never change.
@@ -37,10 +40,14 @@ public struct CoordinatorMetrics: Sendable {
         public static let leaseExpiries = "vtp_lease_expiries_total"
         public static let lateCompletionsRejected = "vtp_late_completions_rejected_total"
         public static let stageDuration = "vtp_stage_duration_seconds"
+        public static let workersCrashed = "vtp_workers_crashed_total"
+        public static let isolatedAssignments = "vtp_isolated_assignments_total"
+        public static let jobsFailed = "vtp_jobs_failed_total"
 
         /// Every name above.
         public static let allNames = [queueDepth, shardsInFlight, shardsCompleted, itemsProcessed, itemsFailed, itemsPerSecond,
-                                      workers, leaseExpiries, lateCompletionsRejected, stageDuration]
+                                      workers, leaseExpiries, lateCompletionsRejected, stageDuration, workersCrashed,
+                                      isolatedAssignments, jobsFailed]
     }
 
     /// Every metric with its `# HELP` text.
@@ -55,6 +62,9 @@ public struct CoordinatorMetrics: Sendable {
         Name.leaseExpiries: "Shard leases that expired.",
         Name.lateCompletionsRejected: "Shard completions rejected because the lease was no longer held.",
         Name.stageDuration: "Seconds workers spent per pipeline stage, per batch.",
+        Name.workersCrashed: "Workers that reported dying of a fatal signal.",
+        Name.isolatedAssignments: "Shards dispatched to run one item at a time after their worker ended abnormally.",
+        Name.jobsFailed: "Jobs failed as a whole because their model, parameters or output could not be used.",
     ]
 
     /// Bucket bounds suited to per-stage timings, 0.5 ms to 60 s.
@@ -73,6 +83,9 @@ public struct CoordinatorMetrics: Sendable {
     public let workers: Gauge
     public let leaseExpiries: Counter
     public let lateCompletionsRejected: Counter
+    public let workersCrashed: Counter
+    public let isolatedAssignments: Counter
+    public let jobsFailed: Counter
     private let stageHistograms: [Stage: Recorder]
 
     /// Registers the coordinator metrics in a registry of their own (one per coordinator, so
@@ -90,6 +103,9 @@ public struct CoordinatorMetrics: Sendable {
         workers = Gauge(label: Name.workers, factory: factory)
         leaseExpiries = Counter(label: Name.leaseExpiries, factory: factory)
         lateCompletionsRejected = Counter(label: Name.lateCompletionsRejected, factory: factory)
+        workersCrashed = Counter(label: Name.workersCrashed, factory: factory)
+        isolatedAssignments = Counter(label: Name.isolatedAssignments, factory: factory)
+        jobsFailed = Counter(label: Name.jobsFailed, factory: factory)
         var histograms: [Stage: Recorder] = [:]
         for stage in Stage.allCases {
             histograms[stage] = Recorder(label: Name.stageDuration, dimensions: [("stage", stage.rawValue)], aggregate: true,
@@ -97,7 +113,8 @@ public struct CoordinatorMetrics: Sendable {
         }
         stageHistograms = histograms
         // Counters appear in the exposition from their first increment; zero them now.
-        for counter in [shardsCompleted, itemsProcessed, itemsFailed, leaseExpiries, lateCompletionsRejected] {
+        for counter in [shardsCompleted, itemsProcessed, itemsFailed, leaseExpiries, lateCompletionsRejected, workersCrashed,
+                        isolatedAssignments, jobsFailed] {
             counter.increment(by: 0)
         }
         for gauge in [queueDepth, shardsInFlight, itemsPerSecond, workers] { gauge.record(0) }

@@ -30,6 +30,12 @@ struct CoordinatorMetricsBridge: CoordinatorObserver {
             case .requeued, .failed, .jobFailed:
                 break
             }
+        case let .workersCrashed(count):
+            metrics.workersCrashed.increment(by: count)
+        case let .isolatedAssignments(count):
+            metrics.isolatedAssignments.increment(by: count)
+        case let .jobsFailed(count):
+            metrics.jobsFailed.increment(by: count)
         case let .leasesExpired(count):
             metrics.leaseExpiries.increment(by: count)
         case let .stage(name, seconds):

@@ -56,7 +56,7 @@ struct ClusterCommandTests {
         #expect(metrics.contains("vtp_stage_duration_seconds_count{stage=\"infer\"} 13"))
         // Exactly the documented metrics, with their types and labels: dashboards depend on them.
         let documented = try MetricsDocumentation.documented(), exposed = MetricsDocumentation.exposed(metrics)
-        #expect(documented.count == 10 && Set(exposed.keys) == Set(documented.keys), "exposed: \(exposed.keys.sorted())")
+        #expect(documented.count == 13 && Set(exposed.keys) == Set(documented.keys), "exposed: \(exposed.keys.sorted())")
         for (name, entry) in documented {
             #expect(exposed[name]?.type == entry.type && exposed[name]?.labels == entry.labels, "\(name)")
         }
