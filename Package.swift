@@ -120,7 +120,7 @@ let package = Package(
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
         // MARK: Observability: Prometheus metrics, structured logs, console rendering.
-        .target(name: "VTPMetrics", dependencies: [.product(name: "Logging", package: "swift-log"),
+        .target(name: "VTPMetrics", dependencies: ["VTPVocabulary", .product(name: "Logging", package: "swift-log"),
                                                    .product(name: "CoreMetrics", package: "swift-metrics"),
                                                    .product(name: "Prometheus", package: "swift-prometheus"),
                                                    .product(name: "FlyingFox", package: "FlyingFox"),

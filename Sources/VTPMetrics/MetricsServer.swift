@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Prometheus
 import Synchronization
+import VTPVocabulary
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,31 +87,17 @@ public final class MetricsServer: Sendable {
         await serving.value
     }
 
-    /// A numeric address as is; a name through getaddrinfo (IPv4 first, as the coordinator's bind does).
+    /// A numeric address as is; a name resolved once, IPv4 first, as the coordinator's endpoint is.
     static func resolve(_ address: String, port: UInt16) throws -> any SocketAddress {
-        if let v4 = try? sockaddr_in.inet(ip4: address, port: port) { return v4 }
-        if let v6 = try? sockaddr_in6.inet6(ip6: address, port: port) { return v6 }
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(address, nil, &hints, &list)
-        guard status == 0, let first = list else {
-            throw StartError(address: address, port: Int(port), reason: "cannot resolve: \(String(cString: gai_strerror(status)))")
-        }
-        defer { freeaddrinfo(list) }
-        var ipv6: String?
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let info = entry {
-            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-            if getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 {
-                let numeric = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                if info.pointee.ai_family == AF_INET { return try sockaddr_in.inet(ip4: numeric, port: port) }
-                if info.pointee.ai_family == AF_INET6, ipv6 == nil { ipv6 = numeric }
-            }
-            entry = info.pointee.ai_next
-        }
-        if let ipv6 { return try sockaddr_in6.inet6(ip6: ipv6, port: port) }
-        throw StartError(address: address, port: Int(port), reason: "resolves to no IPv4 or IPv6 address")
+        let numeric = isNumeric(address) ? address : HostAddress.numeric(address)
+        if let numeric, let v4 = try? sockaddr_in.inet(ip4: numeric, port: port) { return v4 }
+        if let numeric, let v6 = try? sockaddr_in6.inet6(ip6: numeric, port: port) { return v6 }
+        throw StartError(address: address, port: Int(port), reason: "cannot resolve it to an IPv4 or IPv6 address")
+    }
+
+    private static func isNumeric(_ address: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, address, &v4) == 1 || inet_pton(AF_INET6, address, &v6) == 1
     }
 }
 

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import VTPVocabulary
 
 /// A validated ZeroMQ endpoint string (`tcp://host:port`, `ipc://path`, `inproc://name`).
 ///
@@ -96,7 +97,7 @@ public struct EndpointAddress: Sendable, Hashable, CustomStringConvertible {
     ///
     /// Resolution may consult DNS; the coordinator does it once, while binding at start-up.
     public func resolvedForBinding() -> EndpointAddress {
-        guard transport == .tcp, host != "*", !Self.isNumericAddress(host), let address = Self.resolve(host) else { return self }
+        guard transport == .tcp, host != "*", !Self.isNumericAddress(host), let address = HostAddress.numeric(host) else { return self }
         let hostPart = address.contains(":") ? "[\(address)]" : address
         return EndpointAddress(transport: .tcp, host: address, port: port, path: "",
                                description: "tcp://\(hostPart):\(port.map(String.init) ?? "*")")
@@ -113,32 +114,6 @@ public struct EndpointAddress: Sendable, Hashable, CustomStringConvertible {
         var v6 = in6_addr()
         guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
         return withUnsafeBytes(of: &v6) { Array($0) } == [UInt8](repeating: 0, count: 15) + [1]
-    }
-
-    /// The numeric form of the first address `name` resolves to, IPv4 preferred; nil if none.
-    private static func resolve(_ name: String) -> String? {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        #if canImport(Glibc)
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        #else
-        hints.ai_socktype = SOCK_STREAM
-        #endif
-        var list: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(name, nil, &hints, &list) == 0, let first = list else { return nil }
-        defer { freeaddrinfo(list) }
-        var candidates: [UnsafeMutablePointer<addrinfo>] = []
-        var cursor: UnsafeMutablePointer<addrinfo>? = first
-        while let entry = cursor {
-            if entry.pointee.ai_family == AF_INET || entry.pointee.ai_family == AF_INET6 { candidates.append(entry) }
-            cursor = entry.pointee.ai_next
-        }
-        guard let chosen = candidates.first(where: { $0.pointee.ai_family == AF_INET }) ?? candidates.first else { return nil }
-        var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        guard getnameinfo(chosen.pointee.ai_addr, chosen.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 else {
-            return nil
-        }
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// True when libzmq needs `ZMQ_IPV6` to use this endpoint.
