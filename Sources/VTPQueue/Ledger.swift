@@ -320,15 +320,9 @@ public final class Ledger: Sendable {
     /// Gives up a lease after a shard-level error: back to pending with exponential backoff, or
     /// `failed` (keeping `error`) once the job's `maxAttempts` are used.
     public func failShard(_ shard: ShardRef, token: UUID, error: String) async throws -> CompletionOutcome {
-        let policy = leasePolicy
-        return try await session.run("fail shard") { connection in
-            let result = try connection.query(
-                "SELECT vtp_fail_shard($1, $2, $3::uuid, $4, $5, $6)",
-                [String(shard.jobID), String(shard.index), token.uuidString, error,
-                 String(policy.backoffBaseSeconds), String(policy.backoffCapSeconds)],
-                operation: "fail shard \(shard)")
-            return try result.enumValue(0, 0, as: CompletionOutcome.self)
-        }
+        try await leaseCall("vtp_fail_shard", shard, token: token,
+                            [error, String(leasePolicy.backoffBaseSeconds), String(leasePolicy.backoffCapSeconds)],
+                            name: "fail shard", operation: "fail shard \(shard)")
     }
 
     /// Fails the whole job because the holder of `shard` under `token` found that nothing of it
@@ -336,13 +330,8 @@ public final class Ledger: Sendable {
     /// failed, and ``retryFailed(job:)`` starts it again. `.jobFailed` (also when another worker
     /// had failed it already), or `.leaseLost` when the lease is no longer held under `token`.
     public func failJob(_ shard: ShardRef, token: UUID, error: String) async throws -> CompletionOutcome {
-        try await session.run("fail job") { connection in
-            let result = try connection.query(
-                "SELECT vtp_fail_job($1, $2, $3::uuid, $4)",
-                [String(shard.jobID), String(shard.index), token.uuidString, error],
-                operation: "fail job \(shard.jobID) from shard \(shard)")
-            return try result.enumValue(0, 0, as: CompletionOutcome.self)
-        }
+        try await leaseCall("vtp_fail_job", shard, token: token, [error], name: "fail job",
+                            operation: "fail job \(shard.jobID) from shard \(shard)")
     }
 
     /// Takes back a lease its worker gave up on purpose (it was interrupted or shut down): the
@@ -350,11 +339,19 @@ public final class Ledger: Sendable {
     /// up `maxAttempts`. `.requeued`, or `.leaseLost` when the lease is no longer held under
     /// `token` (nothing changes).
     public func handBackShard(_ shard: ShardRef, token: UUID, reason: String) async throws -> CompletionOutcome {
-        try await session.run("hand back shard") { connection in
-            let result = try connection.query(
-                "SELECT vtp_hand_back_shard($1, $2, $3::uuid, $4)",
-                [String(shard.jobID), String(shard.index), token.uuidString, reason],
-                operation: "hand back shard \(shard)")
+        try await leaseCall("vtp_hand_back_shard", shard, token: token, [reason], name: "hand back shard",
+                            operation: "hand back shard \(shard)")
+    }
+
+    /// One of the SQL lease functions, `function(job, shard, token, arguments...)`, each of which
+    /// checks the lease (`vtp_lock_lease`) and answers with a ``CompletionOutcome``.
+    private func leaseCall(_ function: String, _ shard: ShardRef, token: UUID, _ arguments: [String], name: String,
+                           operation: String) async throws -> CompletionOutcome {
+        let placeholders = (["$1", "$2", "$3::uuid"] + arguments.indices.map { "$\($0 + 4)" }).joined(separator: ", ")
+        return try await session.run(name) { connection in
+            let result = try connection.query("SELECT \(function)(\(placeholders))",
+                                              [String(shard.jobID), String(shard.index), token.uuidString] + arguments,
+                                              operation: operation)
             return try result.enumValue(0, 0, as: CompletionOutcome.self)
         }
     }
