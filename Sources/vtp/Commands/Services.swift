@@ -35,21 +35,6 @@ enum CoordinatorServices {
     }
 }
 
-/// The coordinator's event loop; graceful shutdown is its drain.
-struct CoordinatorService: Service {
-    let coordinator: Coordinator
-    let logger: Logger
-
-    func run() async throws {
-        await withGracefulShutdownHandler {
-            await coordinator.run()
-        } onGracefulShutdown: { [coordinator, logger] in
-            logger.info("shutdown requested: no more dispatching; waiting for shards in flight")
-            coordinator.requestShutdown()
-        }
-    }
-}
-
 /// Serves `/metrics` until the group shuts down, then stops the server.
 struct MetricsEndpointService: Service {
     let server: MetricsServer
