@@ -71,7 +71,7 @@ struct ClusterCommandTests {
     /// `vtp worker --metrics-port`: the worker's own series, scraped from the process after it
     /// processed a job, are exactly docs/monitoring.md's worker table and count that job's work.
     @Test(.timeLimit(.minutes(3)))
-    func workerServesItsOwnMetricsUntilItHasDrained() async throws {
+    func workerServesItsOwnMetricsAndTheEndpointEndsWithIt() async throws {
         let cluster = try await LocalCluster("e2e-worker-metrics")
         defer { cluster.tearDown() }
         let dir = cluster.dir, server = cluster.server
