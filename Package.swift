@@ -118,7 +118,8 @@ let package = Package(
                 swiftSettings: strictSettings),
         .target(name: "VTPQueue", dependencies: ["CLibPQ", "VTPVocabulary", "VTPConcurrency", "VTPProcesses", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPQueue", swiftSettings: strictSettings),
-        .target(name: "VTPTransport", dependencies: ["CZeroMQ", "VTPRandom", "VTPVocabulary", .product(name: "Logging", package: "swift-log")],
+        .target(name: "VTPTransport", dependencies: ["CZeroMQ", "VTPRandom", "VTPVocabulary", .product(name: "Logging", package: "swift-log"),
+                                                    .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
         .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom"], path: "Sources/VTPIndex",
                 swiftSettings: strictSettings),
@@ -153,7 +154,8 @@ let package = Package(
         // so the job tests drive the shipped road; handler and finalizer are injected.
         .target(name: "VTPLocalRun", dependencies: ["VTPCoordinator", "VTPWorker", "VTPQueue", "VTPTransport", "VTPRuntimeSupport",
                                                     "VTPConcurrency", "VTPProcesses", "VTPVocabulary", .product(name: "Logging", package: "swift-log"),
-                                                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                                                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                                    .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/VTPLocalRun", swiftSettings: strictSettings),
 
         // MARK: Benchmark code, out of the production modules: `vtp bench` and the Benchmarks/ suites both run it.
