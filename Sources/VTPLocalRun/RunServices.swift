@@ -56,7 +56,7 @@ enum RunServices {
                     coordinator.requestShutdown()
                     coordinator.requestShutdown()
                 }, successTerminationBehavior: .ignore),
-                .init(service: CoordinatorService(coordinator: coordinator, logger: logger),
+                .init(service: RunCoordinatorService(coordinator: coordinator, outcome: outcome, logger: logger),
                       successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: WorkerPoolService(pool: pool, outcome: outcome), successTerminationBehavior: .ignore,
                       failureTerminationBehavior: .gracefullyShutdownGroup),
@@ -102,6 +102,19 @@ private struct RunSignals: Service {
                 }
             }
         }
+    }
+}
+
+/// The coordinator of the run. After a second signal it stops before its turn in the shutdown
+/// order; a service that ends out of turn is an error to ServiceGroup, so it waits for its turn.
+private struct RunCoordinatorService: Service {
+    let coordinator: Coordinator
+    let outcome: RunOutcome
+    let logger: Logger
+
+    func run() async throws {
+        try await CoordinatorService(coordinator: coordinator, logger: logger).run()
+        if outcome.signal != nil { try? await gracefulShutdown() }
     }
 }
 
