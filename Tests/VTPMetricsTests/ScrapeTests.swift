@@ -152,22 +152,7 @@ struct ScrapeTests {
 
     /// `promtool check metrics` on `exposition`, when promtool is installed (else nothing to check it with).
     func checkWithPromtool(_ exposition: String) throws {
-        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            return
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: promtool)
-        process.arguments = ["check", "metrics"]
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(exposition.utf8))
-        try input.fileHandleForWriting.close()
-        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "promtool: \(report)")
+        if let report = try Promtool.check(exposition) { #expect(report.status == 0, "promtool: \(report.output)") }
     }
 
     @Test func concurrentScrapesAllSucceed() async throws {

@@ -125,7 +125,7 @@ struct ClusterCommandTests {
         for (name, entry) in documented {
             #expect(exposed[name]?.type == entry.type && exposed[name]?.labels == entry.labels, "\(name)")
         }
-        if let report = try Self.promtool(metrics) { #expect(report.status == 0, "promtool: \(report.output)") }
+        if let report = try Promtool.check(metrics) { #expect(report.status == 0, "promtool: \(report.output)") }
 
         kill(worker.pid, SIGTERM)
         #expect(try await worker.wait(seconds: 20) == .exited(0))
@@ -138,24 +138,5 @@ struct ClusterCommandTests {
         request.timeoutInterval = 2
         let (body, _) = try await URLSession.shared.data(for: request)
         return String(decoding: body, as: UTF8.self)
-    }
-
-    /// `promtool check metrics` on `exposition`; nil when promtool is not installed.
-    static func promtool(_ exposition: String) throws -> (status: Int32, output: String)? {
-        guard let path = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-        else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["check", "metrics"]
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(exposition.utf8))
-        try input.fileHandleForWriting.close()
-        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, report)
     }
 }
