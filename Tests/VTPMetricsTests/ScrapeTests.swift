@@ -8,8 +8,10 @@ import Glibc
 #endif
 
 /// A plain TCP client: connects to 127.0.0.1:port, sends `request`, reads until the server closes
-/// or `readTimeoutSeconds` pass with nothing new.
-func rawExchange(port: Int, request: String, readTimeoutSeconds: Int = 5) throws -> String {
+/// or `readTimeoutSeconds` pass with nothing new. The default is long because these tests run
+/// beside the CPU-heavy unit suites, which can keep the server's tasks off both pool threads for
+/// seconds (an empty answer to a POST after 5 s was seen in CI); the tests check answers, not speed.
+func rawExchange(port: Int, request: String, readTimeoutSeconds: Int = 60) throws -> String {
     struct ClientError: Error { var what: String }
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw ClientError(what: "socket failed") }
