@@ -121,7 +121,7 @@ let package = Package(
         .target(name: "VTPTransport", dependencies: ["CZeroMQ", "VTPRandom", "VTPVocabulary", .product(name: "Logging", package: "swift-log"),
                                                     .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
-        .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom"], path: "Sources/VTPIndex",
+        .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom", "VTPVocabulary", "VTPTensor"], path: "Sources/VTPIndex",
                 swiftSettings: strictSettings),
 
         .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex"],
@@ -161,7 +161,7 @@ let package = Package(
         // MARK: Benchmark code, out of the production modules: `vtp bench` and the Benchmarks/ suites both run it.
         // The same-run baseline comparison the suites print, apart so a suite builds only what it measures.
         .target(name: "VTPBenchmarkSupport", dependencies: [], path: "Sources/VTPBenchmarkSupport", swiftSettings: strictSettings),
-        .target(name: "VTPBenchmarks", dependencies: ["VTPModel", "VTPTensor", "VTPRandom", "VTPText", "VTPImage", "VTPQueue", "VTPVocabulary",
+        .target(name: "VTPBenchmarks", dependencies: ["VTPModel", "VTPTensor", "VTPRandom", "VTPText", "VTPImage", "VTPQueue", "VTPVocabulary", "VTPIndex", "VTPStorage",
                                                       .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPBenchmarks", swiftSettings: strictSettings),
 

@@ -33,6 +33,51 @@ public final class EmbeddingIndex: @unchecked Sendable {
         self.init(handle: raw)
     }
 
+    /// Opens an index written by faiss with its inverted lists memory-mapped (`faiss::IO_FLAG_MMAP`):
+    /// an IVF index's codes stay in the file and are paged in as searches touch them, so opening costs
+    /// only the quantizer. Flat indexes have no inverted lists and are read into memory. Blocking.
+    /// - Throws: `IndexError.faiss` naming `path` when the file is missing or not a faiss index.
+    public convenience init(mappingContentsOf path: String) throws {
+        var raw: OpaquePointer?
+        try faissCall("read_index(IO_FLAG_MMAP)", path: path) { vtp_faiss_read_mapped(path, &raw, $0) }
+        guard let raw else { throw IndexError.faiss(operation: "read_index", path: path, status: -1, message: "no index returned") }
+        self.init(handle: raw)
+    }
+
+    /// Whether this index's inverted lists are memory-mapped from its file rather than held in memory.
+    public var listsAreMapped: Bool { vtp_faiss_lists_are_mapped(handle) != 0 }
+
+    /// Number of inverted lists; 0 for exact indexes.
+    var listCount: Int { Int(vtp_faiss_nlist(handle)) }
+
+    /// Bytes of one stored vector's code.
+    var codeSize: Int { Int(vtp_faiss_code_size(handle)) }
+
+    /// A deep copy; cloning one trained, empty index per part gives every part the same quantizer.
+    func clone() throws -> EmbeddingIndex {
+        var raw: OpaquePointer?
+        try faissCall("clone_index") { vtp_faiss_clone(handle, &raw, $0) }
+        return EmbeddingIndex(handle: raw!)
+    }
+
+    /// The inverted list each row-major vector falls in (IVF only). Blocking.
+    func assignLists(_ vectors: UnsafeBufferPointer<Float>, into lists: UnsafeMutableBufferPointer<Int64>) throws {
+        precondition(lists.count == vectors.count / dimension)
+        try faissCall("assign lists") { vtp_faiss_assign_lists(handle, Int64(lists.count), vectors.baseAddress, lists.baseAddress, $0) }
+    }
+
+    /// Reserves room for `extra[i]` more vectors in list `i` (IVF), or `extra[0]` more vectors (flat),
+    /// so the adds that follow do not reallocate.
+    func reserve(_ extra: [Int64]) throws {
+        try faissCall("reserve") { error in extra.withUnsafeBufferPointer { vtp_faiss_reserve(handle, $0.baseAddress, error) } }
+    }
+
+    /// Appends row-major vectors whose lists `assignLists` computed; rows continue from `count`. Blocking.
+    func add(_ vectors: UnsafeBufferPointer<Float>, assignedTo lists: UnsafeBufferPointer<Int64>) throws {
+        precondition(lists.count == vectors.count / dimension)
+        try faissCall("add") { vtp_faiss_add_assigned(handle, Int64(lists.count), vectors.baseAddress, lists.baseAddress, $0) }
+    }
+
     /// A new exact inner-product index (`IndexFlatIP`).
     static func flatInnerProduct(dimension: Int) throws -> EmbeddingIndex {
         var raw: OpaquePointer?

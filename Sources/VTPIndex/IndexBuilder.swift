@@ -96,18 +96,20 @@ public enum IndexBuilder {
                              probeCount: probes, trainingVectors: trainingVectors, buildSeconds: seconds,
                              indexPath: indexFileName, sizeInBytes: size)
         try writeInfos(info, to: (outputDirectory as NSString).appendingPathComponent(infosFileName))
+        // Parts of an earlier split build would otherwise sit beside the new single file.
+        for stale in indexFileNames(in: outputDirectory) where stale != indexFileName {
+            try? FileManager.default.removeItem(atPath: (outputDirectory as NSString).appendingPathComponent(stale))
+        }
         return info
     }
 
-    /// Reads `img_emb/*.npy` (float16 or float32, each `N × D`) in lexicographic file-name order, which
-    /// is item order because shard numbers are zero-padded, and builds the index from their rows.
-    /// Holds all embeddings in memory as float32 (4·n·d bytes). Blocking.
+    /// Builds the index over `img_emb/*.npy` (float16 or float32, each `N × D`) in lexicographic
+    /// file-name order, which is item order because shard numbers are zero-padded: see
+    /// ``build(shardFiles:expectedRows:outputDirectory:options:)`` (small collections are loaded and
+    /// indexed exactly, larger ones stream from the files within `options.memoryBudget`). Blocking.
     /// - Throws: `IndexError.badEmbeddingFile` / `.dimensionMismatch` naming the offending file, or any `build` error.
     public static func build(embeddingDirectory: String, outputDirectory: String, options: IndexOptions = IndexOptions()) throws -> IndexInfo {
-        let loaded = try EmbeddingFiles.load(directory: embeddingDirectory)
-        return try loaded.values.withUnsafeBufferPointer {
-            try build(embeddings: $0, dimension: loaded.dimension, outputDirectory: outputDirectory, options: options)
-        }
+        try build(shardFiles: EmbeddingFiles.list(directory: embeddingDirectory), outputDirectory: outputDirectory, options: options)
     }
 
     /// `build(embeddingDirectory:outputDirectory:options:)` on a dedicated thread, so an async caller
@@ -132,7 +134,7 @@ public enum IndexBuilder {
 
     /// faiss writes with plain stdio, so the file goes to a temporary name, is fsynced, then renamed:
     /// readers see the old index or the whole new one.
-    private static func writeIndexAtomically(_ index: EmbeddingIndex, to path: String) throws {
+    static func writeIndexAtomically(_ index: EmbeddingIndex, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
@@ -149,7 +151,7 @@ public enum IndexBuilder {
         }
     }
 
-    private static func writeInfos(_ info: IndexInfo, to path: String) throws {
+    static func writeInfos(_ info: IndexInfo, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         do {

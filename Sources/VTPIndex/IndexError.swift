@@ -15,6 +15,8 @@ public enum IndexError: Error, CustomStringConvertible, Equatable, Sendable {
     case empty(source: String)
     /// An embedding file could not be read or is not an N x D array.
     case badEmbeddingFile(path: String, detail: String)
+    /// The index files of a directory do not agree with each other or with `infos.json`.
+    case inconsistentIndex(path: String, detail: String)
     /// The index or its infos could not be written.
     case writeFailed(path: String, reason: String)
 
@@ -30,6 +32,7 @@ public enum IndexError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .nonFiniteValue(source, row): "\(source): row \(row) holds a NaN or infinite value"
         case let .empty(source): "\(source): no vectors to index"
         case let .badEmbeddingFile(path, detail): "\(path): bad embedding file: \(detail)"
+        case let .inconsistentIndex(path, detail): "\(path): inconsistent index: \(detail)"
         case let .writeFailed(path, reason): "\(path): cannot write: \(reason)"
         }
     }

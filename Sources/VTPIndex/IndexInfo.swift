@@ -22,8 +22,40 @@ public struct IndexInfo: Codable, Sendable, Equatable {
     public var buildSeconds: Double
     /// File name of the index inside the index directory.
     public var indexPath: String
-    /// Size of the index file.
+    /// Size of the index file (of all parts together when there are several).
     public var sizeInBytes: Int
+    /// The index files over consecutive row ranges, when the build split the collection
+    /// (`nil` for a single `image.index` built in memory).
+    public var parts: [Part]? = nil
+    /// How many index files there are (1 unless the memory budget forced a split).
+    public var indexCount: Int? = nil
+    /// The memory budget the build was given, in bytes (`nil`: none).
+    public var memoryBudget: Int? = nil
+    /// The build's estimate of the most memory it holds at once (training or adding one part), in bytes.
+    public var memoryEstimate: Int? = nil
+    /// How recall was measured: `leave-one-out` means each sampled query row (never a training row) was
+    /// left out of its own exact and approximate top-10, so finding itself earns nothing.
+    public var recallMethod: String? = nil
+
+    /// One index file of a split build: rows `firstRow ..< firstRow + count` of the collection, which the
+    /// file labels `0 ..< count` (add `firstRow` to a hit's label to get the collection row).
+    public struct Part: Codable, Sendable, Equatable {
+        public var indexPath: String
+        public var firstRow: Int
+        public var count: Int
+        public var sizeInBytes: Int
+
+        public init(indexPath: String, firstRow: Int, count: Int, sizeInBytes: Int) {
+            self.indexPath = indexPath
+            self.firstRow = firstRow
+            self.count = count
+            self.sizeInBytes = sizeInBytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case indexPath = "index_path", firstRow = "first_row", count = "n", sizeInBytes = "size_in_bytes"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case indexKey = "index_key"
@@ -38,5 +70,7 @@ public struct IndexInfo: Codable, Sendable, Equatable {
         case buildSeconds = "build_seconds"
         case indexPath = "index_path"
         case sizeInBytes = "size_in_bytes"
+        case parts, indexCount = "nb_indices", memoryBudget = "index_memory_budget", memoryEstimate = "index_memory_estimate"
+        case recallMethod = "recall_method"
     }
 }

@@ -37,6 +37,13 @@ public struct IndexOptions: Sendable, Equatable {
     public var recallQueries: Int = 1_000
     /// `nprobe` is doubled from 1 until recall@10 reaches this (or stops improving, or every list is probed).
     public var targetRecall: Double = 0.95
+    /// Most bytes the build may hold (`nil`: no limit). Builds from shard files then stream the rows
+    /// from the files, shrink the training sample to fit, and split the index into parts over
+    /// consecutive rows (each its own faiss file, all sharing one trained quantizer) when one index's
+    /// codes would not fit; see ``IndexBuilder/build(shardFiles:outputDirectory:options:)``.
+    public var memoryBudget: Int? = nil
+    /// Rows read from a shard file, widened to float32 and added per faiss call in streaming builds.
+    public var chunkRows: Int = 16_384
     /// Seed of the training and query samples, so a rebuild chooses the same rows.
     public var seed: UInt64 = 0x5654_5049_6E64_6578
 
@@ -58,5 +65,7 @@ public struct IndexOptions: Sendable, Equatable {
         if let trainingSampleSize, trainingSampleSize < 1 { throw bad("trainingSampleSize", "must be positive, got \(trainingSampleSize)") }
         guard recallQueries >= 1 else { throw bad("recallQueries", "must be positive, got \(recallQueries)") }
         guard targetRecall > 0, targetRecall <= 1 else { throw bad("targetRecall", "must be in (0, 1], got \(targetRecall)") }
+        if let memoryBudget, memoryBudget < 1 { throw bad("memoryBudget", "must be at least one byte, got \(memoryBudget)") }
+        guard chunkRows >= 1 else { throw bad("chunkRows", "must be positive, got \(chunkRows)") }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import VTPVocabulary
 
 /// The index `IndexBuilder` will build for a collection: a pure decision from n, d and the options.
 struct IndexPlan: Equatable, Sendable {
@@ -54,5 +55,89 @@ struct IndexPlan: Equatable, Sendable {
         var m = min(limit, d)
         while m > 1, d % m != 0 { m -= 1 }
         return max(1, m)
+    }
+}
+
+/// How a streaming build (``IndexBuilder/build(shardFiles:outputDirectory:options:)``) stays inside a
+/// memory budget: a pure decision from n, d and the options, so it is tested without faiss.
+///
+/// The build holds, at its peak, either the training sample (while training; faiss copies it once
+/// more for the residuals) or one part being added: per row its code, its 8-byte id and its 8-byte
+/// list number (computed in a first pass so every inverted list is reserved to its final size and
+/// never grows by doubling), plus the quantizer twice (the trained template and the part's copy) and
+/// one chunk of rows in flight. When the whole collection's codes do not fit, it is split into parts of
+/// consecutive rows, each its own faiss file with the same trained quantizer (autofaiss's
+/// `nb_indices_to_keep`), and search merges their top-k. The training sample shrinks (and with it,
+/// below 39 points per list, the list count) before a budget is declared too small.
+struct StreamingPlan: Equatable, Sendable {
+    var index: IndexPlan
+    /// Consecutive row ranges, one faiss file each, covering `0..<n`.
+    var parts: [Range<Int>]
+    var trainingPeakBytes: Int
+    var addingPeakBytes: Int
+    var estimatedPeakBytes: Int { max(trainingPeakBytes, addingPeakBytes) }
+
+    /// More files than this is a budget mistake, not a plan.
+    static let maximumParts = 4_096
+
+    static func choose(count n: Int, dimension d: Int, recallQueries: Int, options: IndexOptions) throws -> StreamingPlan {
+        var plan = IndexPlan.choose(count: n, dimension: d, options: options)
+        let budget = options.memoryBudget ?? Int.max
+        let floatRow = 4 * d
+        let queries = min(recallQueries, n)
+        // Queries, their running exact top-11 and the merged approximate results, and one chunk: its
+        // float32 rows, its list numbers and the faiss scratch of encoding or searching it (about two chunks more).
+        let chunk = min(options.chunkRows, n)
+        let inFlight = queries * floatRow + 4 * queries * 11 * 12 + chunk * (3 * floatRow + 8)
+        var training = 0
+        var perRow: Int
+        var fixed: Int
+        switch plan.kind {
+        case .exact:
+            perRow = floatRow
+            fixed = inFlight
+        case let .invertedFile(lists, codes, trainingCount):
+            var lists = lists, trainingCount = trainingCount
+            let minimumTraining: Int
+            if case let .productQuantizer(_, bits) = codes { minimumTraining = 1 << bits } else { minimumTraining = 1 }
+            func trainingBytes(_ rows: Int, _ lists: Int) -> Int { 2 * rows * floatRow + 3 * lists * floatRow + inFlight }
+            while trainingBytes(trainingCount, lists) > budget {
+                let affordable = (budget - inFlight - 3 * lists * floatRow) / (2 * floatRow)
+                if affordable >= max(39 * lists, minimumTraining), affordable < trainingCount {
+                    trainingCount = affordable
+                } else if lists > 1 {
+                    lists /= 2
+                    trainingCount = min(trainingCount, n)
+                } else {
+                    throw tooSmall(budget, needs: trainingBytes(max(39, minimumTraining), 1), for: "training the quantizer")
+                }
+            }
+            plan.kind = .invertedFile(lists: lists, codes: codes, trainingCount: trainingCount)
+            training = trainingBytes(trainingCount, lists)
+            let codeSize: Int
+            switch codes {
+            case .scalar8: codeSize = d
+            case let .productQuantizer(m, bits): codeSize = (m * bits + 7) / 8
+            }
+            perRow = codeSize + 8 + 8
+            fixed = 2 * lists * floatRow + inFlight
+        }
+        guard budget > fixed, (budget - fixed) / perRow >= 1 else {
+            throw tooSmall(budget, needs: fixed + perRow, for: "adding rows to \(plan.factoryKey)")
+        }
+        let rowsPerPart = (budget - fixed) / perRow
+        let partCount = (n + rowsPerPart - 1) / rowsPerPart
+        guard partCount <= maximumParts else {
+            throw tooSmall(budget, needs: fixed + perRow * ((n + maximumParts - 1) / maximumParts),
+                           for: "\(n) rows of \(plan.factoryKey) in at most \(maximumParts) index files")
+        }
+        let parts = (0..<partCount).map { (n * $0 / partCount)..<(n * ($0 + 1) / partCount) }
+        let largest = parts.map(\.count).max() ?? 0
+        return StreamingPlan(index: plan, parts: parts, trainingPeakBytes: training, addingPeakBytes: fixed + largest * perRow)
+    }
+
+    private static func tooSmall(_ budget: Int, needs: Int, for what: String) -> IndexError {
+        .invalidArgument(name: "index memory budget",
+                         detail: "\(MemorySize.describe(budget)) (\(budget) bytes) is too small: \(what) needs at least \(MemorySize.describe(needs)) (\(needs) bytes)")
     }
 }

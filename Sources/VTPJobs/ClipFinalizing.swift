@@ -26,29 +26,21 @@ enum ClipFinalizing {
     }
 
     /// Builds `index/` over the image rows of `shards` (in order) and returns its `infos.json` as a section.
+    /// The rows are read from the shards' memory-mapped `.npy` files, never all at once above the exact
+    /// threshold, within `memoryBudget` bytes when one is given (see `IndexBuilder.build(shardFiles:...)`).
     static func buildIndex(shards: [WrittenShard], outputDirectory: String, exactThreshold: Int,
-                           encoding: IndexEncodingOption) throws(JobError) -> [String: Any] {
-        var values: [Float] = []
-        var dimension = 0
-        for shard in shards {
-            let path = outputDirectory + "/" + shard.fileName
-            let array: NpyFile.Array
-            do { array = try NpyFile.read(path) } catch { throw .badShardSummary(path: path, detail: "cannot read embeddings: \(error)") }
-            guard array.shape.count == 2, array.shape[0] == shard.rows, dimension == 0 || array.shape[1] == dimension else {
-                throw .badShardSummary(path: path, detail: "has shape \(array.shape), expected [\(shard.rows), \(dimension == 0 ? "D" : String(dimension))]")
-            }
-            dimension = array.shape[1]
-            values += array.values
-        }
+                           encoding: IndexEncodingOption, memoryBudget: Int? = nil) throws(JobError) -> [String: Any] {
         let indexDirectory = outputDirectory + "/" + ClipLayout.indexDirectory
         var options = IndexOptions(exactThreshold: exactThreshold)
         options.encoding = encoding.vectorEncoding
+        options.memoryBudget = memoryBudget
         do {
-            let info = try values.withUnsafeBufferPointer {
-                try IndexBuilder.build(embeddings: $0, dimension: dimension, outputDirectory: indexDirectory,
-                                       options: options)
-            }
+            let info = try IndexBuilder.build(shardFiles: shards.map { outputDirectory + "/" + $0.fileName }, expectedRows: shards.map(\.rows),
+                                              outputDirectory: indexDirectory, options: options)
             return (try jsonObject(info) as? [String: Any]) ?? [:]
+        } catch let error as IndexError {
+            if case let .badEmbeddingFile(path, detail) = error { throw .badShardSummary(path: path, detail: "cannot read embeddings: \(detail)") }
+            throw .writeFailed(path: indexDirectory, reason: "index build failed: \(error)")
         } catch {
             throw .writeFailed(path: indexDirectory, reason: "index build failed: \(error)")
         }

@@ -36,7 +36,7 @@ public final class ClipSearch: Sendable {
     public let modelDirectory: String
     public let preprocessing: ClipPreprocessing
     private let model: VTPModel
-    private let index: EmbeddingIndex
+    private let index: EmbeddingIndexSet
     private let rows: [ClipMetadataRow]
     private let plan: PreprocessPlan
 
@@ -68,11 +68,14 @@ public final class ClipSearch: Sendable {
         try preprocessing.check(model: model)
         plan = preprocessing.plan(modelImageSize: model.config.imageSize, options: options)
 
-        let indexPath = root + "/" + ClipLayout.indexDirectory + "/" + IndexBuilder.indexFileName
-        guard FileManager.default.fileExists(atPath: indexPath) else {
+        let indexDirectory = root + "/" + ClipLayout.indexDirectory
+        let indexPath = indexDirectory + "/" + IndexBuilder.indexFileName
+        guard FileManager.default.fileExists(atPath: indexPath)
+            || FileManager.default.fileExists(atPath: indexDirectory + "/" + IndexBuilder.infosFileName) else {
             throw JobError.badInput(path: indexPath, detail: "missing (was the job run with index false, or not finalized?)")
         }
-        index = try EmbeddingIndex(contentsOf: indexPath)
+        // Mapped: a many-gigabyte (or split) index opens at the cost of its quantizers; pages load as searches touch them.
+        index = try EmbeddingIndexSet(directory: indexDirectory)
         var rows: [ClipMetadataRow] = []
         for shard in manifest.shards {
             let path = root + "/" + shard.sidecarName

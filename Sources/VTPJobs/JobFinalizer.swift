@@ -106,9 +106,10 @@ public enum JobFinalizer {
             if p.index, !written.isEmpty {
                 extras["index"] = try ClipFinalizing.buildIndex(shards: written, outputDirectory: outputDirectory,
                                                                 exactThreshold: p.indexExactThreshold,
-                                                                encoding: p.indexEncoding)
+                                                                encoding: p.indexEncoding, memoryBudget: p.indexMemory)
             } else {
-                for name in [IndexBuilder.indexFileName, IndexBuilder.infosFileName] {
+                let names = IndexBuilder.indexFileNames(in: outputDirectory + "/" + ClipLayout.indexDirectory)
+                for name in Set(names + [IndexBuilder.indexFileName, IndexBuilder.infosFileName]).sorted() {
                     try ClipLayout.remove(ClipLayout.indexDirectory + "/" + name, in: outputDirectory)
                 }
             }

@@ -65,34 +65,59 @@ public enum NpyFile {
         return try parse([UInt8](data), path: path)
     }
 
-    /// Parses `.npy` bytes; `path` only names the source in errors.
-    public static func parse(_ bytes: [UInt8], path: String) throws -> Array {
+    /// Where a `.npy` file's data lies and what it holds: read from the header alone, so a caller can
+    /// map the file and widen rows in place instead of loading it whole.
+    public struct Layout: Sendable, Equatable {
+        /// Array shape (C order).
+        public var shape: [Int]
+        /// Element type of the stored values.
+        public var element: Element
+        /// Byte offset of the first value.
+        public var dataOffset: Int
+        /// Bytes per stored value.
+        public var elementSize: Int { element.byteSize }
+    }
+
+    /// Parses the header of `.npy` bytes (at least the header; `fileSize` is the whole file's length) and
+    /// checks that the data after it is exactly what the shape needs. `path` only names the source in errors.
+    public static func layout(_ raw: UnsafeRawBufferPointer, fileSize: Int, path: String) throws -> Layout {
         func bad(_ detail: String) -> StorageError { .badFormat(path: path, detail: detail) }
-        guard bytes.count >= 10, Swift.Array(bytes[0..<6]) == magic else { throw bad("not a .npy file (magic missing)") }
-        let major = bytes[6]
+        guard raw.count >= 10, Swift.Array(raw[0..<6]) == magic else { throw bad("not a .npy file (magic missing)") }
+        let major = raw[6]
         let headerLength: Int
         let headerStart: Int
         switch major {
         case 1:
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+            headerLength = Int(raw[8]) | Int(raw[9]) << 8
             headerStart = 10
         case 2, 3:
-            guard bytes.count >= 12 else { throw bad("truncated header length") }
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+            guard raw.count >= 12 else { throw bad("truncated header length") }
+            headerLength = Int(raw[8]) | Int(raw[9]) << 8 | Int(raw[10]) << 16 | Int(raw[11]) << 24
             headerStart = 12
         default:
-            throw bad("unsupported format version \(major).\(bytes[7])")
+            throw bad("unsupported format version \(major).\(raw[7])")
         }
-        guard headerStart + headerLength <= bytes.count else { throw bad("header runs past the end of the file") }
-        let text = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
+        guard headerStart + headerLength <= raw.count, headerStart + headerLength <= fileSize else {
+            throw bad("header runs past the end of the file")
+        }
+        let text = String(decoding: raw[headerStart..<(headerStart + headerLength)], as: UTF8.self)
         let dict = try NpyHeaderParser.parse(text, path: path)
         guard let element = Element(rawValue: dict.descr) else { throw bad("dtype '\(dict.descr)' is not '<f2' or '<f4'") }
         guard !dict.fortranOrder else { throw bad("Fortran-order arrays are not supported") }
         let count = dict.shape.reduce(1, *)
         let dataStart = headerStart + headerLength
-        guard bytes.count - dataStart == count * element.byteSize else {
-            throw bad("shape \(dict.shape) of \(element.rawValue) needs \(count * element.byteSize) data bytes, file has \(bytes.count - dataStart)")
+        guard fileSize - dataStart == count * element.byteSize else {
+            throw bad("shape \(dict.shape) of \(element.rawValue) needs \(count * element.byteSize) data bytes, file has \(fileSize - dataStart)")
         }
+        return Layout(shape: dict.shape, element: element, dataOffset: dataStart)
+    }
+
+    /// Parses `.npy` bytes; `path` only names the source in errors.
+    public static func parse(_ bytes: [UInt8], path: String) throws -> Array {
+        let layout = try bytes.withUnsafeBytes { try Self.layout($0, fileSize: bytes.count, path: path) }
+        let element = layout.element
+        let count = layout.shape.reduce(1, *)
+        let dataStart = layout.dataOffset
         var values = [Float](repeating: 0, count: count)
         bytes.withUnsafeBytes { raw in
             values.withUnsafeMutableBufferPointer { out in
@@ -103,7 +128,7 @@ public enum NpyFile {
                 }
             }
         }
-        return Array(shape: dict.shape, element: element, values: values)
+        return Array(shape: layout.shape, element: element, values: values)
     }
 }
 

@@ -66,7 +66,9 @@ public struct ClipPreprocessing: Sendable, Equatable {
 /// as clip-retrieval stores them), `batch_size` (32), `text` (true: also embed the captions of
 /// items that have one), `index` (true: the finalizer builds `index/`), `index_exact_threshold`
 /// (100000: collections with at least this many images get an IVF index instead of exact search)
-/// `index_encoding` (how that IVF index stores vectors, see ``IndexEncodingOption``), `pillow` (see
+/// `index_encoding` (how that IVF index stores vectors, see ``IndexEncodingOption``), `index_memory`
+/// (absent: no limit; a byte count or a size string like `"16G"`: the most memory the index build may
+/// hold, see ``indexMemory``), `pillow` (see
 /// ``ClipPreprocessing``) and `label_classes` (see ``JobParameters/labelClasses``).
 public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     /// Compute precision of the model (`fp32` | `bf16`, default `fp32`), the same for every shard.
@@ -78,6 +80,10 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     public var index: Bool
     public var indexExactThreshold: Int
     public var indexEncoding: IndexEncodingOption = .pq
+    /// Memory budget of the index build in bytes (`nil`: none). The finalizer then adds the shards'
+    /// embeddings from their files part by part instead of loading them all, and writes the index as
+    /// several files over consecutive row ranges when one would not fit; recorded in `infos.json`.
+    public var indexMemory: Int?
     /// Class names by label, recorded in the output manifest; empty when the input names none.
     public var labelClasses: [String] = []
 
@@ -94,6 +100,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case imageSize = "image_size", transform, normalize, dtype, batchSize = "batch_size", text, index, precision, pillow
         case indexExactThreshold = "index_exact_threshold", indexEncoding = "index_encoding", labelClasses = "label_classes"
+        case indexMemory = "index_memory"
     }
 
     static let allowedKeys = Set(CodingKeys.allCases.map(\.rawValue))
@@ -113,6 +120,13 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
         index = try c.decodeIfPresent(Bool.self, forKey: .index) ?? d.index
         indexExactThreshold = try c.decodeIfPresent(Int.self, forKey: .indexExactThreshold) ?? d.indexExactThreshold
         indexEncoding = try c.choice(IndexEncodingOption.self, .indexEncoding, default: d.indexEncoding)
+        if let bytes = try? c.decodeIfPresent(Int.self, forKey: .indexMemory) {
+            indexMemory = bytes
+        } else if let text = try? c.decodeIfPresent(String.self, forKey: .indexMemory) {
+            indexMemory = try MemorySize.parse(text, option: CodingKeys.indexMemory.rawValue)
+        } else if c.contains(.indexMemory), !((try? c.decodeNil(forKey: .indexMemory)) ?? false) {
+            throw JobError.invalidParameter(field: CodingKeys.indexMemory.rawValue, detail: "expected a number of bytes or a size string like \"16G\"")
+        }
         labelClasses = try c.decodeIfPresent([String].self, forKey: .labelClasses) ?? []
     }
 
@@ -128,6 +142,7 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
         try c.encode(index, forKey: .index)
         try c.encode(indexExactThreshold, forKey: .indexExactThreshold)
         try c.encode(indexEncoding, forKey: .indexEncoding)
+        try c.encodeIfPresent(indexMemory, forKey: .indexMemory)
         try c.encode(preprocessing.pillow, forKey: .pillow)
         if !labelClasses.isEmpty { try c.encode(labelClasses, forKey: .labelClasses) }
     }
@@ -140,6 +155,9 @@ public struct ClipEmbedParameters: Sendable, Equatable, JobParameterSet {
         }
         guard indexExactThreshold >= 0 else {
             throw .invalidParameter(field: "index_exact_threshold", detail: "must not be negative, got \(indexExactThreshold)")
+        }
+        if let indexMemory, indexMemory < 1 {
+            throw .invalidParameter(field: "index_memory", detail: "must be at least one byte, got \(indexMemory)")
         }
     }
 

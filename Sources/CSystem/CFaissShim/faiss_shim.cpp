@@ -8,7 +8,10 @@
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/clone_index.h>
 #include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
+#include <faiss/invlists/OnDiskInvertedLists.h>
 #include <faiss/utils/distances.h>
 
 #include <cstdio>
@@ -172,14 +175,107 @@ int vtp_faiss_write(const vtp_faiss_index *index, const char *path, vtp_faiss_er
     });
 }
 
-int vtp_faiss_read(const char *path, vtp_faiss_index **out, vtp_faiss_error *error) {
+static int read_with_flags(const char *path, int flags, vtp_faiss_index **out, vtp_faiss_error *error) {
     if (path == nullptr || out == nullptr) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "read needs a path");
     *out = nullptr;
     return guarded(error, [&] {
-        std::unique_ptr<faiss::Index> loaded(faiss::read_index(path));
+        std::unique_ptr<faiss::Index> loaded(faiss::read_index(path, flags));
         auto wrapper = std::make_unique<vtp_faiss_index>();
         wrapper->index = std::move(loaded);
         *out = wrapper.release();
+        return int(VTP_FAISS_OK);
+    });
+}
+
+int vtp_faiss_read(const char *path, vtp_faiss_index **out, vtp_faiss_error *error) {
+    return read_with_flags(path, 0, out, error);
+}
+
+int vtp_faiss_read_mapped(const char *path, vtp_faiss_index **out, vtp_faiss_error *error) {
+    return read_with_flags(path, faiss::IO_FLAG_MMAP, out, error);
+}
+
+int vtp_faiss_lists_are_mapped(const vtp_faiss_index *index) {
+    if (index == nullptr) return 0;
+    auto *ivf = dynamic_cast<const faiss::IndexIVF *>(index->index.get());
+    return ivf != nullptr && dynamic_cast<const faiss::OnDiskInvertedLists *>(ivf->invlists) != nullptr ? 1 : 0;
+}
+
+int vtp_faiss_clone(const vtp_faiss_index *index, vtp_faiss_index **out, vtp_faiss_error *error) {
+    if (index == nullptr || out == nullptr) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "clone needs an index");
+    *out = nullptr;
+    return guarded(error, [&] {
+        std::unique_ptr<faiss::Index> copy(faiss::clone_index(index->index.get()));
+        auto wrapper = std::make_unique<vtp_faiss_index>();
+        wrapper->index = std::move(copy);
+        *out = wrapper.release();
+        return int(VTP_FAISS_OK);
+    });
+}
+
+int64_t vtp_faiss_nlist(const vtp_faiss_index *index) {
+    if (index == nullptr) return 0;
+    auto *ivf = dynamic_cast<const faiss::IndexIVF *>(index->index.get());
+    return ivf == nullptr ? 0 : int64_t(ivf->nlist);
+}
+
+int64_t vtp_faiss_code_size(const vtp_faiss_index *index) {
+    if (index == nullptr) return 0;
+    if (auto *ivf = dynamic_cast<const faiss::IndexIVF *>(index->index.get())) return int64_t(ivf->code_size);
+    if (auto *flat = dynamic_cast<const faiss::IndexFlatCodes *>(index->index.get())) return int64_t(flat->code_size);
+    return 0;
+}
+
+int vtp_faiss_assign_lists(const vtp_faiss_index *index, int64_t n, const float *vectors, int64_t *lists,
+                           vtp_faiss_error *error) {
+    if (index == nullptr || n < 0 || (n > 0 && (vectors == nullptr || lists == nullptr))) {
+        return fail(error, VTP_FAISS_INVALID_ARGUMENT, "assign needs an index and buffers");
+    }
+    return guarded(error, [&] {
+        auto *ivf = dynamic_cast<const faiss::IndexIVF *>(index->index.get());
+        if (ivf == nullptr) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "list assignment applies only to IVF indexes");
+        if (!ivf->is_trained) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "the index is not trained");
+        if (n > 0) ivf->quantizer->assign(n, vectors, lists);
+        return int(VTP_FAISS_OK);
+    });
+}
+
+int vtp_faiss_reserve(vtp_faiss_index *index, const int64_t *extra, vtp_faiss_error *error) {
+    if (index == nullptr || extra == nullptr) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "reserve needs an index and sizes");
+    return guarded(error, [&] {
+        if (auto *ivf = dynamic_cast<faiss::IndexIVF *>(index->index.get())) {
+            auto *lists = dynamic_cast<faiss::ArrayInvertedLists *>(ivf->invlists);
+            if (lists == nullptr) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "reserve needs in-memory inverted lists");
+            for (size_t i = 0; i < ivf->nlist; i++) {
+                if (extra[i] < 0) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "negative list size");
+                size_t entries = lists->ids[i].size() + size_t(extra[i]);
+                lists->ids[i].reserve(entries);
+                lists->codes[i].reserve(entries * lists->code_size);
+            }
+            return int(VTP_FAISS_OK);
+        }
+        if (auto *flat = dynamic_cast<faiss::IndexFlatCodes *>(index->index.get())) {
+            if (extra[0] < 0) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "negative size");
+            flat->codes.reserve(flat->codes.size() + size_t(extra[0]) * flat->code_size);
+            return int(VTP_FAISS_OK);
+        }
+        return fail(error, VTP_FAISS_INVALID_ARGUMENT, "reserve applies to IVF and flat indexes");
+    });
+}
+
+int vtp_faiss_add_assigned(vtp_faiss_index *index, int64_t n, const float *vectors, const int64_t *lists,
+                           vtp_faiss_error *error) {
+    if (index == nullptr || n < 0 || (n > 0 && (vectors == nullptr || lists == nullptr))) {
+        return fail(error, VTP_FAISS_INVALID_ARGUMENT, "add needs an index and buffers");
+    }
+    return guarded(error, [&] {
+        auto *ivf = dynamic_cast<faiss::IndexIVF *>(index->index.get());
+        if (ivf == nullptr) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "pre-assigned adds apply only to IVF indexes");
+        if (!ivf->is_trained) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "the index is not trained");
+        for (int64_t i = 0; i < n; i++) {
+            if (lists[i] < 0 || lists[i] >= int64_t(ivf->nlist)) return fail(error, VTP_FAISS_INVALID_ARGUMENT, "list number out of range");
+        }
+        if (n > 0) ivf->add_core(n, vectors, nullptr, lists);
         return int(VTP_FAISS_OK);
     });
 }

@@ -5,6 +5,7 @@ import VTPConcurrency
 import VTPJobs
 import VTPVocabulary
 import VTPImage
+import VTPIndex
 import VTPModel
 import VTPQueue
 import VTPTensor
@@ -15,7 +16,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput on this machine.",
-        subcommands: [Model.self, Tokenizer.self, Image.self, LedgerCommand.self]
+        subcommands: [Model.self, Tokenizer.self, Image.self, LedgerCommand.self, IndexCommand.self]
     )
 
     struct Model: AsyncParsableCommand {
@@ -155,6 +156,75 @@ struct BenchCommand: AsyncParsableCommand {
                 throw error
             }
             try await server?.stop()
+        }
+    }
+
+    struct IndexCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "index",
+            abstract: "Out-of-core index build over synthetic clustered embeddings: time, peak memory, recall@10, index size.",
+            discussion: """
+                Writes --vectors unit vectors (a mixture of Gaussians on the sphere, about 200 per cluster) as float16 .npy \
+                shards of 100,000 rows into --data (kept for reruns unless --remove-data), then builds their index into --output \
+                exactly as a clip-embed finalizer with --index-memory would: trained on a sample, added shard by shard from the \
+                mapped files, split into several index files when one does not fit. 5,000,000 x 768 takes 7.7 GB of disk.
+                """)
+
+        @Option(parsing: .unconditional, help: "Vectors in the collection.") var vectors: Int = 1_000_000
+        @Option(parsing: .unconditional, help: "Vector dimension.") var dimension: Int = 768
+        @Option(name: .customLong("index-memory"), help: "Memory budget of the build, e.g. 2G (binary units).") var indexMemory: String = "2G"
+        @Option(name: .customLong("index-encoding"), help: "IVF vector encoding, pq or sq8.") var indexEncoding: String = "sq8"
+        @Option(parsing: .unconditional, help: "Inverted lists (default: the builder's choice, a power of two near 4*sqrt(n)).") var lists: Int?
+        @Option(parsing: .unconditional, help: "Gaussian clusters (default: vectors / 200).") var clusters: Int?
+        @Option(help: "Directory of the synthetic shards.") var data: String = "/tmp/vtp-bench-index/img_emb"
+        @Option(help: "Index output directory.") var output: String = "/tmp/vtp-bench-index/index"
+        @Flag(name: .customLong("remove-data"), help: "Delete the synthetic shards afterwards.") var removeData = false
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() throws {
+            guard vectors >= 2 else { throw ValidationError("--vectors must be at least 2, got \(vectors)") }
+            guard dimension >= 1 else { throw ValidationError("--dimension must be at least 1, got \(dimension)") }
+            if let lists, lists < 1 { throw ValidationError("--lists must be at least 1, got \(lists)") }
+            if let clusters, clusters < 1 { throw ValidationError("--clusters must be at least 1, got \(clusters)") }
+            let budget: Int
+            do { budget = try MemorySize.parse(indexMemory, option: "--index-memory") } catch { throw ValidationError("\(error)") }
+            guard let encoding = IndexEncodingOption(rawValue: indexEncoding) else {
+                throw ValidationError("--index-encoding: expected pq or sq8, got '\(indexEncoding)'")
+            }
+            var options = IndexOptions()
+            options.memoryBudget = budget
+            options.encoding = encoding == .sq8 ? .scalar8 : .productQuantizer(dimensionsPerSubquantizer: 2, bitsPerCode: 8)
+            options.lists = lists
+            let collection = IndexBenchmark.Collection(rows: vectors, dimension: dimension, clusters: clusters)
+            let result = try IndexBenchmark.run(collection: collection, dataDirectory: data, indexDirectory: output, options: options)
+            if removeData {
+                for path in collection.shardPaths(in: data) { try? FileManager.default.removeItem(atPath: path) }
+            }
+            let info = result.info
+            if json {
+                let object: [String: Any] = [
+                    "vectors": vectors, "dimension": dimension, "clusters": collection.clusters, "index_key": info.indexKey,
+                    "index_param": info.indexParam, "nb_indices": info.indexCount ?? 1, "index_bytes": info.sizeInBytes,
+                    "budget_bytes": budget, "memory_estimate_bytes": info.memoryEstimate ?? 0, "recall_at_10": info.recallAt10,
+                    "recall_queries": info.recallQueries, "build_seconds": result.buildSeconds, "generate_seconds": result.generateSeconds,
+                    "max_rss_bytes": result.residentAfterBuild, "max_rss_before_build_bytes": result.residentBeforeBuild,
+                    "data_bytes": result.dataBytes,
+                ]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                return
+            }
+            func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+            print("\(vectors) x \(dimension) float16 in \(collection.shardPaths(in: data).count) shards (\(mib(result.dataBytes))), "
+                  + String(format: "written in %.1f s", result.generateSeconds))
+            print("\(info.indexKey), \(info.indexParam), \(info.indexCount ?? 1) index file(s), \(mib(info.sizeInBytes)) in all, "
+                  + "trained on \(info.trainingVectors) vectors")
+            for part in info.parts ?? [] {
+                print("  \(part.indexPath): rows \(part.firstRow)..<\(part.firstRow + part.count), \(mib(part.sizeInBytes))")
+            }
+            print(String(format: "built in %.1f s; recall@10 %.4f on %d held-out queries (leave-one-out)", result.buildSeconds,
+                         info.recallAt10, info.recallQueries))
+            print("memory: budget \(mib(budget)), estimate \(mib(info.memoryEstimate ?? 0)), peak resident \(mib(result.residentAfterBuild)) "
+                  + "(\(mib(result.residentBeforeBuild)) before the build)")
         }
     }
 }

@@ -82,6 +82,11 @@ struct JobOptions: ParsableArguments {
     @Option(name: .customLong("index-encoding"), help: "clip-embed: IVF vector encoding, pq or sq8.")
     var indexEncoding: String?
 
+    @Option(name: .customLong("index-memory"), help: ArgumentHelp(
+        "clip-embed: most memory the index build may use, e.g. 16G or 512M (binary units).",
+        discussion: "The build then streams the embeddings from their shard files and splits the index into several files over consecutive rows when one does not fit; infos.json records the choice."))
+    var indexMemory: String?
+
     @Option(name: .long, help: ArgumentHelp(
         "A file of class names, one per line, or 'imagenet': a manifest's class-name labels become their index in it; clip-score also classifies against them.",
         discussion: "Without it, class-name labels are numbered in sorted order, as ImageFolder numbers its class folders. manifest.json records the class list under classes."))
@@ -126,6 +131,11 @@ struct JobOptions: ParsableArguments {
         if let index { document["index"] = index }
         if let indexExactThreshold { document["index_exact_threshold"] = indexExactThreshold }
         if let indexEncoding { document["index_encoding"] = indexEncoding }
+        if let indexMemory {
+            do { document["index_memory"] = try MemorySize.parse(indexMemory, option: "--index-memory") } catch {
+                throw ValidationError("\(error)")
+            }
+        }
         // Files named here are read by workers and the finalizer, possibly elsewhere: make them absolute.
         var labelClasses: ClassList?
         if let classes {

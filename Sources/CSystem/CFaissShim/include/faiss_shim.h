@@ -89,6 +89,40 @@ int vtp_faiss_write(const vtp_faiss_index *index, const char *path, vtp_faiss_er
 /** Reads an index written by faiss. Blocking. */
 int vtp_faiss_read(const char *path, vtp_faiss_index **out, vtp_faiss_error *error);
 
+/**
+ * Reads an index written by faiss with `faiss::IO_FLAG_MMAP`: the inverted lists of an IVF index stay in
+ * the file and are paged in by the kernel as searches touch them (read-only `OnDiskInvertedLists`), so
+ * opening a many-gigabyte index costs only its quantizer. Non-IVF indexes are read into memory. Blocking.
+ */
+int vtp_faiss_read_mapped(const char *path, vtp_faiss_index **out, vtp_faiss_error *error);
+
+/** Whether the index's inverted lists are memory-mapped from its file (read with `vtp_faiss_read_mapped`). */
+int vtp_faiss_lists_are_mapped(const vtp_faiss_index *index);
+
+/** A deep copy (`faiss::clone_index`): a trained, empty index cloned once per part keeps one quantizer for all. */
+int vtp_faiss_clone(const vtp_faiss_index *index, vtp_faiss_index **out, vtp_faiss_error *error);
+
+/** Number of inverted lists, or 0 for indexes that are not IVF. */
+int64_t vtp_faiss_nlist(const vtp_faiss_index *index);
+
+/** Bytes one stored vector's code takes (`code_size`): d for SQ8, m*nbits/8 for PQ, 4*d for flat. */
+int64_t vtp_faiss_code_size(const vtp_faiss_index *index);
+
+/** The inverted list (coarse centroid) of each of `n` row-major vectors, into `lists` (n entries). IVF only. Blocking. */
+int vtp_faiss_assign_lists(const vtp_faiss_index *index, int64_t n, const float *vectors, int64_t *lists,
+                           vtp_faiss_error *error);
+
+/**
+ * Reserves room for `extra[i]` more entries in inverted list `i` (nlist entries; in-memory IVF lists), or for
+ * `extra[0]` more vectors of a flat index, so the adds that follow never reallocate: growth by doubling
+ * would otherwise hold up to twice the codes for a moment.
+ */
+int vtp_faiss_reserve(vtp_faiss_index *index, const int64_t *extra, vtp_faiss_error *error);
+
+/** Appends `n` vectors to an IVF index with their lists already computed by `vtp_faiss_assign_lists`. Blocking. */
+int vtp_faiss_add_assigned(vtp_faiss_index *index, int64_t n, const float *vectors, const int64_t *lists,
+                           vtp_faiss_error *error);
+
 /** Number of vectors stored. */
 int64_t vtp_faiss_ntotal(const vtp_faiss_index *index);
 
