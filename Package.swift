@@ -162,6 +162,8 @@ let package = Package(
         // The same-run baseline comparison the suites print, apart so a suite builds only what it measures.
         .target(name: "VTPBenchmarkSupport", dependencies: [], path: "Sources/VTPBenchmarkSupport", swiftSettings: strictSettings),
         .target(name: "VTPBenchmarks", dependencies: ["VTPModel", "VTPTensor", "VTPRandom", "VTPText", "VTPImage", "VTPQueue", "VTPVocabulary", "VTPIndex", "VTPStorage",
+                                                      // `vtp bench scale`'s simulated workers: the worker's state machine on raw sockets.
+                                                      "VTPWorker", "VTPTransport", "VTPRuntimeSupport", "VTPConcurrency", "CZeroMQ",
                                                       .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPBenchmarks", swiftSettings: strictSettings),
 

@@ -38,3 +38,21 @@ extension Ledger {
         }
     }
 }
+
+extension Ledger {
+    /// On-disk bytes of every table of the ledger's schema with its indexes and TOAST data
+    /// (`pg_total_relation_size`), by table name: what the ledger costs in storage, whatever
+    /// layout its items have.
+    public func relationBytes() async throws -> [String: Int64] {
+        try await session.run("relation sizes") { connection in
+            let result = try connection.query("""
+                SELECT c.relname, pg_total_relation_size(c.oid)::bigint
+                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
+                """, operation: "relation sizes")
+            var sizes: [String: Int64] = [:]
+            for row in 0..<result.rowCount { sizes[try result.string(row, 0)] = try result.int64(row, 1) }
+            return sizes
+        }
+    }
+}

@@ -16,7 +16,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput on this machine.",
-        subcommands: [Model.self, Tokenizer.self, Image.self, LedgerCommand.self, IndexCommand.self]
+        subcommands: [Model.self, Tokenizer.self, Image.self, LedgerCommand.self, IndexCommand.self, Scale.self]
     )
 
     struct Model: AsyncParsableCommand {
@@ -225,6 +225,56 @@ struct BenchCommand: AsyncParsableCommand {
                          info.recallAt10, info.recallQueries))
             print("memory: budget \(mib(budget)), estimate \(mib(info.memoryEstimate ?? 0)), peak resident \(mib(result.residentAfterBuild)) "
                   + "(\(mib(result.residentBeforeBuild)) before the build)")
+        }
+    }
+
+    struct Scale: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A simulated cluster: a real vtp coordinator, PostgreSQL and ZeroMQ, and N model-less workers in this process.",
+            discussion: """
+                Starts a private PostgreSQL in a temporary directory (durable, as vtp run starts it, unless --fast-writes), \
+                enqueues a synthetic job of --items items, runs `vtp coordinator` (this executable) as a child process on a \
+                loopback TCP port and --workers simulated workers speaking the worker protocol, each spending --item-ms per \
+                item. Reports how busy the coordinator keeps them; docs/scale.md defines every number.
+                """)
+
+        @Option(parsing: .unconditional, help: "Simulated workers.") var workers: Int
+        @Option(parsing: .unconditional, help: "Items of the synthetic job.") var items: Int
+        @Option(name: .customLong("item-ms"), parsing: .unconditional, help: "Milliseconds a worker spends per item.") var itemMilliseconds: Double
+        @Option(name: .customLong("shard-size"), parsing: .unconditional, help: "Items per shard (default: limits.shard_size, 256).")
+        var shardSize: Int = 256
+        @Option(parsing: .unconditional, help: "Shards each worker asks for at once (worker.prefetch).") var prefetch: Int = 2
+        @Option(name: .customLong("max-prefetch"), parsing: .unconditional, help: "The coordinator's max_prefetch_per_worker.")
+        var maxPrefetch: Int = 4
+        @Option(name: .customLong("progress-every"), parsing: .unconditional, help: "Items between progress messages (worker.batch_size).")
+        var progressEvery: Int = 8
+        @Option(name: .customLong("driver-threads"), parsing: .unconditional, help: "Threads driving the simulated workers (default: one per 250).")
+        var driverThreads: Int?
+        @Option(parsing: .unconditional, help: "Give up after this many seconds (default: 60 + 5 x the ideal duration).")
+        var timeout: Double?
+        @Flag(name: .customLong("fast-writes"), help: "PostgreSQL without fsync (as the test servers), instead of durable commits.")
+        var fastWrites = false
+        @Flag(name: .customLong("keep"), help: "Keep the temporary directory (coordinator log and configuration); its path goes to stderr.")
+        var keep = false
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            let options = ScaleBenchmark.Options(
+                workers: workers, items: items, itemMilliseconds: itemMilliseconds, shardSize: shardSize, prefetch: prefetch,
+                maxPrefetchPerWorker: maxPrefetch, progressEvery: progressEvery, durableWrites: !fastWrites,
+                coordinatorExecutable: executable, driverThreads: driverThreads, timeoutSeconds: timeout, keepDirectory: keep)
+            let report: ScaleBenchmark.Report
+            do { report = try await ScaleBenchmark.run(options) } catch let error as ScaleBenchmarkError {
+                throw CLIError("\(error)")
+            }
+            if let kept = report.keptDirectory { FileHandle.standardError.write(Data("kept \(kept)\n".utf8)) }
+            if json {
+                let data = try JSONSerialization.data(withJSONObject: report.jsonObject, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print(report.table)
+            }
         }
     }
 }
