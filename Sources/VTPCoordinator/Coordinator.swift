@@ -68,9 +68,12 @@ public final class Coordinator: Sendable {
     private let notifier: WorkNotifier?
     private let router: RouterEndpoint
     private let events = EventQueue<CoordinatorCore.Event>()
-    /// Worker rows are written in the order the machine produced them (a late heartbeat must not
-    /// overwrite an "offline"), by one task, without holding up the loop.
-    private let workerReports = EventQueue<WorkerReport>()
+    /// Worker rows are written by one task, without holding up the loop, each worker's latest
+    /// report only (a late heartbeat must not overwrite an "offline"), all pending in one statement.
+    private let workerReports = LatestReports()
+    /// Worker rows go through a connection of their own, so that a thousand heartbeats a second
+    /// never queue claims and completions behind them.
+    private let workerLedger: Ledger
     private let notify: AsyncStream<CoordinatorNotification>.Continuation
     private let state: Mutex<CoordinatorCore.Counters>
     /// ``CoordinatorCore/itemsInProgress(job:)`` of every job with leases, after the last event.
@@ -87,6 +90,8 @@ public final class Coordinator: Sendable {
         boundEndpoints = router.boundEndpoints
         self.options = options
         self.ledger = ledger
+        workerLedger = Ledger(database: ledger.database, leasePolicy: ledger.leasePolicy, reconnect: ledger.reconnect,
+                              logger: logger)
         self.notifier = notifier
         self.finalizer = finalizer
         self.logger = logger
@@ -110,9 +115,12 @@ public final class Coordinator: Sendable {
         var core = CoordinatorCore(configuration: options.core, now: .now())
         await withDiscardingTaskGroup { calls in
             calls.addTask { await self.finalizeUnfinishedJobs() }
-            calls.addTask { [ledger, workerReports, logger] in
-                for await report in workerReports.events {
-                    do { try await ledger.upsertWorker(report) } catch { logger.error("upsert worker \(report.id) failed: \(error)") }
+            calls.addTask { [workerLedger, workerReports, logger] in
+                for await _ in workerReports.posted {
+                    let reports = workerReports.takeAll()
+                    do { try await workerLedger.upsertWorkers(reports) } catch {
+                        logger.error("upsert of \(reports.count) worker row(s) failed: \(error)")
+                    }
                 }
             }
             await withDiscardingTaskGroup { services in
@@ -480,4 +488,33 @@ extension Coordinator {
             logger.notice("job failed", metadata: metadata)
         }
     }
+}
+
+/// Worker reports waiting to be written: the latest of each worker, taken all at once. Newer
+/// reports replace older ones of the same worker, so a writer that falls behind writes fewer,
+/// larger batches instead of a growing backlog of stale heartbeats.
+private final class LatestReports: Sendable {
+    /// One element per post, at most one waiting: the writer wakes, then takes whatever is pending.
+    let posted: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+    private let pending = Mutex<(order: [String], latest: [String: WorkerReport])>(([], [:]))
+
+    init() { (posted, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1)) }
+
+    func post(_ report: WorkerReport) {
+        pending.withLock { pending in
+            if pending.latest.updateValue(report, forKey: report.id) == nil { pending.order.append(report.id) }
+        }
+        wake.yield()
+    }
+
+    /// Every pending report, each worker's latest, in the order the workers first reported.
+    func takeAll() -> [WorkerReport] {
+        pending.withLock { pending in
+            defer { pending = ([], [:]) }
+            return pending.order.compactMap { pending.latest[$0] }
+        }
+    }
+
+    func finish() { wake.finish() }
 }

@@ -16,6 +16,8 @@ public final class Ledger: Sendable {
     public let database: DatabaseURL
     /// Lease length and backoff used by claims, heartbeats and lease releases.
     public let leasePolicy: LeasePolicy
+    /// How a lost connection is retried.
+    public let reconnect: ReconnectPolicy
     let session: DatabaseSession
     private let logger: Logger
 
@@ -24,6 +26,7 @@ public final class Ledger: Sendable {
                 reconnect: ReconnectPolicy = ReconnectPolicy(), logger: Logger = Logger(label: "vtp.ledger")) {
         self.database = database
         self.leasePolicy = leasePolicy
+        self.reconnect = reconnect
         self.logger = logger
         session = DatabaseSession(url: database, name: "vtp-ledger", reconnect: reconnect, logger: logger)
     }
@@ -599,23 +602,55 @@ public final class Ledger: Sendable {
 
     /// Registers a worker or records its heartbeat and counters.
     public func upsertWorker(_ report: WorkerReport) async throws {
+        try await upsertWorkers([report])
+    }
+
+    /// Registers workers or records their heartbeats and counters, in one statement: a
+    /// coordinator of a thousand workers has a thousand heartbeats a second to write, which one
+    /// round trip per worker cannot keep up with. A worker named twice gets its last report (one
+    /// statement may not update a row twice).
+    public func upsertWorkers(_ reports: [WorkerReport]) async throws {
+        guard !reports.isEmpty else { return }
+        var lastIndex: [String: Int] = [:]
+        for (index, report) in reports.enumerated() { lastIndex[report.id] = index }
+        let rows: [[String: Any]] = lastIndex.values.sorted().map { Self.workerRow(reports[$0]) }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: rows), as: UTF8.self)
+        let operation = rows.count == 1 ? "upsert worker \(reports[reports.count - 1].id)" : "upsert \(rows.count) workers"
         try await session.run("worker heartbeat") { connection in
             _ = try connection.query("""
                 INSERT INTO workers (id, host, capabilities, state, current_job_id, current_shard_index,
                                      items_done, items_failed, images_per_second, memory_bytes, items_in_progress, last_heartbeat)
-                VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, now())
+                SELECT r.id, r.host, r.capabilities::jsonb, r.state, r.job, r.shard, r.done, r.failed, r.rate, r.memory,
+                       r.in_progress, now()
+                  FROM jsonb_to_recordset($1::jsonb) AS r(id text, host text, capabilities text, state text, job bigint,
+                                                          shard integer, done bigint, failed bigint, rate float8,
+                                                          memory bigint, in_progress bigint)
                 ON CONFLICT (id) DO UPDATE SET
                     host = EXCLUDED.host, capabilities = EXCLUDED.capabilities, state = EXCLUDED.state,
                     current_job_id = EXCLUDED.current_job_id, current_shard_index = EXCLUDED.current_shard_index,
                     items_done = EXCLUDED.items_done, items_failed = EXCLUDED.items_failed,
                     images_per_second = EXCLUDED.images_per_second, memory_bytes = EXCLUDED.memory_bytes,
                     items_in_progress = EXCLUDED.items_in_progress, last_heartbeat = now()
-                """, [report.id, report.host, report.capabilitiesJSON, report.state.rawValue,
-                      report.currentShard.map { String($0.jobID) }, report.currentShard.map { String($0.index) },
-                      String(report.itemsDone), String(report.itemsFailed), String(report.imagesPerSecond),
-                      String(report.memoryBytes), String(report.currentShard == nil ? 0 : report.itemsInProgress)],
-                     operation: "upsert worker \(report.id)")
+                """, [json], operation: operation)
         }
+    }
+
+    /// One worker's report as the JSON object `upsertWorkers` reads with jsonb_to_recordset.
+    private static func workerRow(_ report: WorkerReport) -> [String: Any] {
+        var row: [String: Any] = [:]
+        row["id"] = report.id
+        row["host"] = report.host
+        row["capabilities"] = report.capabilitiesJSON
+        row["state"] = report.state.rawValue
+        row["job"] = report.currentShard.map { NSNumber(value: $0.jobID) } ?? NSNull()
+        row["shard"] = report.currentShard.map { NSNumber(value: $0.index) } ?? NSNull()
+        row["done"] = NSNumber(value: report.itemsDone)
+        row["failed"] = NSNumber(value: report.itemsFailed)
+        // JSON has no NaN or infinity; a rate that is not finite is no rate.
+        row["rate"] = NSNumber(value: report.imagesPerSecond.isFinite ? report.imagesPerSecond : 0)
+        row["memory"] = NSNumber(value: report.memoryBytes)
+        row["in_progress"] = NSNumber(value: report.currentShard == nil ? 0 : report.itemsInProgress)
+        return row
     }
 
     /// Every registered worker, by id.

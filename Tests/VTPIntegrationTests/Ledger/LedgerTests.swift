@@ -460,6 +460,19 @@ struct LedgerTests {
             try await Task.sleep(for: .milliseconds(100))
             try await ledger.upsertWorker(WorkerReport(id: "w0", host: "node-b"))
             #expect(try await ledger.markSilentWorkersOffline(olderThanSeconds: 0.09) == ["w1"])
+
+            // Many workers in one statement (the coordinator's batched heartbeats); a worker named
+            // twice gets its last report, and a rate that is not finite is stored as 0.
+            try await ledger.upsertWorkers([
+                WorkerReport(id: "w2", host: "node-c", state: .busy, currentShard: ShardRef(jobID: job, index: 5), itemsInProgress: 3),
+                WorkerReport(id: "w0", host: "node-b", state: .draining, imagesPerSecond: .nan),
+                WorkerReport(id: "w2", host: "node-c", capabilitiesJSON: #"{"threads": 2}"#, state: .idle, itemsDone: 7),
+            ])
+            let batch = try await ledger.listWorkers()
+            #expect(batch.map(\.report.id) == ["w0", "w1", "w2"])
+            #expect(batch[0].report.state == .draining && batch[0].report.imagesPerSecond == 0)
+            #expect(batch[2].report.state == .idle && batch[2].report.itemsDone == 7 && batch[2].report.currentShard == nil)
+            #expect(batch[2].report.capabilitiesJSON.contains("threads"), "\(batch[2].report.capabilitiesJSON)")
         }
     }
 
