@@ -19,10 +19,10 @@ status=0
 swift test --skip-build --parallel --skip VTPIntegrationTests 2>&1 | tee -a .build/test-output.txt || status=$?
 # The integration suites spend most of their time waiting (leases expiring, processes restarting,
 # heartbeats), not computing, so they run in three test processes side by side, each one suite at
-# a time with its own private PostgreSQL: the chaos suite (about four minutes), the suites that
-# drive whole `vtp run`s and multi-host clusters (about three), and the rest (about three and a
-# half). Lanes other than the first write to their own log, which follows the first's in the output.
-# The test bundle is run directly for them: `swift test` holds a lock on .build for as long as it runs.
+# a time with its own private PostgreSQL: the chaos suite, the suites that drive whole `vtp run`s
+# and multi-host clusters, and the rest (about four minutes each, side by side). The first two
+# lanes run the test bundle directly (`swift test` holds a lock on .build for as long as it runs)
+# and write their own logs, which follow the third's in the output.
 bundle="$(swift build --show-bin-path)/vtpPackageTests.xctest"
 lanes=(
     'VTPIntegrationTests\.ChaosTests'
