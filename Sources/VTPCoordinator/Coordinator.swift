@@ -364,6 +364,11 @@ public final class Coordinator: Sendable {
     /// A coordinator that stopped between a job's end (its last shard, or a cancel) and its finalizer
     /// leaves a finished job without a manifest; finalize those now (the finalizer is idempotent).
     private func finalizeUnfinishedJobs() async {
+        // Jobs from a ledger before migration 0007 keep their items as rows, unclaimable, until
+        // their shard manifests are written (here, as the coordinator can reach the outputs).
+        do { try await ledger.moveItemRowsToManifests() } catch {
+            logger.error("could not move item rows to shard manifests (those jobs' shards wait): \(error)")
+        }
         do {
             for job in try await ledger.listJobs(limit: 1000) where job.state.isFinalizable {
                 if !finalizer.isFinalized(outputDirectory: job.outputLocation) { events.post(.jobFinished(job.id)) }

@@ -85,7 +85,7 @@ struct SessionIntegrationTests {
 
     func plainJob(_ ledger: Ledger, shards: Int) async throws -> Int64 {
         try await ledger.enqueue(
-            JobSpec(type: "latents", parametersJSON: "{}", model: "/m", inputLocation: "/in", outputLocation: "/out", shardSize: 1),
+            JobSpec(type: "latents", parametersJSON: "{}", model: "/m", inputLocation: "/in", outputLocation: scratchOutput(), shardSize: 1),
             items: (0..<shards).map { JobItem(ordinal: $0, sourceId: "s\($0)", location: .file(path: "/in/\($0).jpg")) })
     }
 
