@@ -48,6 +48,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         // Long-running commands as services: signal handling, shutdown order.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Child processes (the PostgreSQL tools, `vtp run`'s workers), waited for on pidfds. Its
+        // Foundation trait is left out: only file descriptors are passed.
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
         // package-benchmark, for the suites under Benchmarks/ only (no product links it). The explicit trait
         // list leaves out its default RuntimeInterposer, whose extra package is not needed here.
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
@@ -85,6 +88,10 @@ let package = Package(
         // item record and result, the shard task, and the handler/finalizer seams.
         // Blocking work off the cooperative pool: a thread per call, or one serial thread.
         .target(name: "VTPConcurrency", dependencies: [], path: "Sources/VTPConcurrency", swiftSettings: strictSettings),
+        // The one process spawner (swift-subprocess).
+        .target(name: "VTPProcesses", dependencies: [.product(name: "Subprocess", package: "swift-subprocess"),
+                                                   .product(name: "SystemPackage", package: "swift-system")],
+                path: "Sources/VTPProcesses", swiftSettings: strictSettings),
         .target(name: "VTPVocabulary", dependencies: [], path: "Sources/VTPVocabulary", swiftSettings: strictSettings),
 
         // MARK: Tensor kernels and model.
@@ -109,9 +116,10 @@ let package = Package(
         .target(name: "VTPStorage", dependencies: ["VTPSafeTensors", "VTPTensor", "VTPVocabulary",
                                                   .product(name: "SystemPackage", package: "swift-system")], path: "Sources/VTPStorage",
                 swiftSettings: strictSettings),
-        .target(name: "VTPQueue", dependencies: ["CLibPQ", "VTPVocabulary", "VTPConcurrency", .product(name: "Logging", package: "swift-log")],
+        .target(name: "VTPQueue", dependencies: ["CLibPQ", "VTPVocabulary", "VTPConcurrency", "VTPProcesses", .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPQueue", swiftSettings: strictSettings),
-        .target(name: "VTPTransport", dependencies: ["CZeroMQ", "VTPRandom", "VTPVocabulary", .product(name: "Logging", package: "swift-log")],
+        .target(name: "VTPTransport", dependencies: ["CZeroMQ", "VTPRandom", "VTPVocabulary", .product(name: "Logging", package: "swift-log"),
+                                                    .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/VTPTransport", swiftSettings: strictSettings),
         .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom"], path: "Sources/VTPIndex",
                 swiftSettings: strictSettings),
@@ -135,7 +143,8 @@ let package = Package(
         .target(name: "VTPRuntimeSupport", dependencies: ["VTPTransport", "VTPConcurrency"], path: "Sources/VTPRuntimeSupport",
                 swiftSettings: strictSettings),
         .target(name: "VTPCoordinator", dependencies: ["VTPRuntimeSupport", "VTPConcurrency", "VTPQueue", "VTPTransport", "VTPVocabulary", "VTPDatasets",
-                                                       .product(name: "Logging", package: "swift-log")],
+                                                       .product(name: "Logging", package: "swift-log"),
+                                                       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                 path: "Sources/VTPCoordinator", swiftSettings: strictSettings),
         .target(name: "VTPWorker", dependencies: ["VTPRuntimeSupport", "VTPTransport", "VTPVocabulary",
                                                   .product(name: "Logging", package: "swift-log")],
@@ -144,7 +153,9 @@ let package = Package(
         // MARK: `vtp run`'s orchestration (private PostgreSQL, coordinator, worker pool), a library
         // so the job tests drive the shipped road; handler and finalizer are injected.
         .target(name: "VTPLocalRun", dependencies: ["VTPCoordinator", "VTPWorker", "VTPQueue", "VTPTransport", "VTPRuntimeSupport",
-                                                    "VTPConcurrency", "VTPVocabulary", .product(name: "Logging", package: "swift-log")],
+                                                    "VTPConcurrency", "VTPProcesses", "VTPVocabulary", .product(name: "Logging", package: "swift-log"),
+                                                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                                    .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/VTPLocalRun", swiftSettings: strictSettings),
 
         // MARK: Benchmark code, out of the production modules: `vtp bench` and the Benchmarks/ suites both run it.
@@ -191,6 +202,8 @@ let package = Package(
         .testTarget(name: "VTPJobsTests", dependencies: ["VTPVocabulary", "VTPJobs", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage",
                                                          "VTPSafeTensors", "VTPTensor", "VTPTestSupport", "VTPText", "VTPIndex"],
                     path: "Tests/VTPJobsTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPProcessesTests", dependencies: ["VTPProcesses"], path: "Tests/VTPProcessesTests",
+                    swiftSettings: strictSettings),
         .testTarget(name: "VTPQueueTests", dependencies: ["VTPVocabulary", "VTPQueue", "VTPTestSupport"],
                     path: "Tests/VTPQueueTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPSettingsTests", dependencies: ["VTPVocabulary", "VTPSettings", "VTPTestSupport"],

@@ -3,6 +3,14 @@ import VTPVocabulary
 ///
 /// Quoted fields may hold commas, doubled quotes and line breaks; records end at LF or CRLF.
 /// Each record carries the line it started on so errors can point at it.
+///
+/// Hand-written, not SwiftCSV 0.10.0 or CSV.swift 2.5.2 (the CSV packages available): manifest
+/// errors name `file:line`, and neither says where it failed (SwiftCSV's `CSVParseError` carries
+/// only a message, CSV.swift's `CSVError` cases no position at all) nor which line a record that
+/// spans lines in a quoted field began on. Both also decode text before parsing (SwiftCSV takes a
+/// `String`; CSV.swift stops at the first bad byte with `unicodeDecoding`), so a path that is not
+/// valid UTF-8 could not be reported as that column of that row; here fields stay bytes until
+/// `ManifestReader` checks each one.
 struct CSVParser {
     /// One parsed row.
     struct Record: Equatable {

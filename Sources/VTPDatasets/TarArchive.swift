@@ -16,6 +16,11 @@ public struct TarMember: Sendable, Hashable {
 
 /// Reads the member table of a tar file (POSIX ustar, GNU incl. 'L'/'K' long names, pax 'x'
 /// headers, V7) without reading member data, and reads any member's bytes by offset.
+///
+/// Hand-written: no Swift package among those available reads tar (compress-nio only inflates and
+/// deflates streams), and WebDataset shards need exactly this shape of reader: one pass over the
+/// headers yielding each member's data offset and size, so an item is a (tar path, offset, size)
+/// that any worker reads directly with `pread`, never an extracted file.
 public final class TarArchive: Sendable {
     /// The archive path, named in every error.
     public let path: String

@@ -8,11 +8,17 @@ import VTPVocabulary
 /// fsync'd writes). The worker is given one, so it links none of this itself.
 public struct JobShardHandler: ShardHandling {
     public let executor: ShardExecutor
+    /// Told each executed shard's outcome (model load time, batch sizes), for metrics.
+    public let onOutcome: (@Sendable (ShardTask, ShardOutcome) -> Void)?
 
-    public init(executor: ShardExecutor = ShardExecutor()) { self.executor = executor }
+    public init(executor: ShardExecutor = ShardExecutor(), onOutcome: (@Sendable (ShardTask, ShardOutcome) -> Void)? = nil) {
+        self.executor = executor
+        self.onOutcome = onOutcome
+    }
 
     public func run(_ task: ShardTask, progress: @escaping @Sendable (Int) -> Void) async throws -> [ItemResult] {
         let outcome = try await executor.run(task) { done in progress(done) }
+        onOutcome?(task, outcome)
         // Inference and writing are timed per shard; each written item carries its share.
         let written = Double(max(1, outcome.succeeded))
         return outcome.items.map { item in

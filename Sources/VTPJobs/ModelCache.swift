@@ -23,14 +23,22 @@ public final class ModelCache: Sendable {
     /// The model at `directory`, loading it on first use. Loading happens under the lock so two
     /// shards asking at once load it once; it blocks, so call from a thread you own.
     public func model(at directory: String, precision: ComputePrecisionName = .fp32) throws(JobError) -> VTPModel {
+        try lookup(at: directory, precision: precision).model
+    }
+
+    /// ``model(at:precision:)``, also saying how long loading took: `loadSeconds` is nil when the
+    /// model was already cached (for the workers' model-load metric).
+    public func lookup(at directory: String, precision: ComputePrecisionName = .fp32) throws(JobError)
+        -> (model: VTPModel, loadSeconds: Double?) {
         let key = URL(fileURLWithPath: directory).standardizedFileURL.path + "#" + precision.rawValue
-        return try models.withLock { models throws(JobError) in
-            if let cached = models[key] { return cached }
+        return try models.withLock { (models: inout [String: VTPModel]) throws(JobError) -> (model: VTPModel, loadSeconds: Double?) in
+            if let cached = models[key] { return (cached, nil) }
+            let start = ContinuousClock.now
             do {
                 let model = try VTPModel(directory: directory, threads: threads,
                                          precision: ComputePrecision(rawValue: precision.rawValue) ?? .fp32)
                 models[key] = model
-                return model
+                return (model, (ContinuousClock.now - start).seconds)
             } catch {
                 throw .modelLoadFailed(model: directory, reason: "\(error)")
             }

@@ -71,7 +71,7 @@ public struct ShardExecutor: Sendable {
     public func execute(_ task: ShardTask, progress: (@Sendable (Int) -> Void)? = nil) throws -> ShardOutcome {
         let start = ContinuousClock.now
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
-        let model = try models.model(at: task.modelDirectory, precision: parameters.precision)
+        let (model, modelLoadSeconds) = try models.lookup(at: task.modelDirectory, precision: parameters.precision)
         do { try FileManager.default.createDirectory(atPath: task.outputDirectory, withIntermediateDirectories: true) } catch {
             throw JobError.outputNotWritable(path: task.outputDirectory, reason: FileErrorText.reason(error, at: task.outputDirectory))
         }
@@ -83,6 +83,7 @@ public struct ShardExecutor: Sendable {
         let job = try parameters.makeJob(model: model, options: options, outputDirectory: task.outputDirectory)
 
         var timings = StageTimings()
+        var batchSizes: [Int] = []
         var outcomes: [ItemResult] = []
         outcomes.reserveCapacity(task.items.count)
         var kept: [JobItem] = []
@@ -104,6 +105,7 @@ public struct ShardExecutor: Sendable {
             }
             guard !pending.isEmpty else { return }
             let batch = Self.stack(pending)
+            batchSizes.append(pending.count)
             let t0 = ContinuousClock.now
             do { try job.consume(batch) } catch {
                 throw JobError.inferenceFailed(shard: task.shardIndex, detail: "\(error)")
@@ -168,7 +170,8 @@ public struct ShardExecutor: Sendable {
         files.append(summaryName)
         timings.write = (ContinuousClock.now - t0).seconds
         timings.wall = (ContinuousClock.now - start).seconds
-        return ShardOutcome(shardIndex: task.shardIndex, items: outcomes, timings: timings, files: files)
+        return ShardOutcome(shardIndex: task.shardIndex, items: outcomes, timings: timings, files: files,
+                            modelLoadSeconds: modelLoadSeconds, batchSizes: batchSizes)
     }
 
     /// ``execute(_:progress:)`` on a dedicated thread, so async callers never block the

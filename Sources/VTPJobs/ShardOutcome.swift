@@ -25,6 +25,11 @@ public struct ShardOutcome: Sendable, Equatable, Codable {
     public var timings: StageTimings
     /// Files written (relative to the output directory), tensor file first, summary last.
     public var files: [String]
+    /// Seconds this shard spent loading its model; nil when the model was already loaded.
+    public var modelLoadSeconds: Double? = nil
+    /// Rows of each model call, in order (the last batch of a shard is often short; an isolated
+    /// shard's are all 1).
+    public var batchSizes: [Int] = []
 
     /// Items written.
     public var succeeded: Int { items.filter { $0.status == .ok }.count }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 import VTPConcurrency
 import VTPCoordinator
@@ -188,53 +189,26 @@ public struct LocalRun: Sendable {
         let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: policy, logger: logger), notifier: notifier,
                                           finalizer: finalizer, options: Coordinator.Options(bindEndpoints: [endpoint], core: core),
                                           context: context, logger: logger)
+        let pool = WorkerPool(workers, endpoint: endpoint, jobID: jobID, logDirectory: stateDirectory, context: context,
+                              logger: logger)
+        let outcome = RunOutcome()
         // SIGINT/SIGTERM interrupt the run; the process's own dispositions come back afterwards.
         let signals = SignalWatcher()
         defer { signals.stop() }
-        // One reader of the signals for the whole run (a stream is read by one iterator only): the
-        // first goes to `watch`, which ends the run; the next kills the workers and stops the
-        // coordinator without waiting.
-        let stopWorkersNow = StopWorkersNow()
-        let (firstSignal, firstSignalSink) = AsyncStream.makeStream(of: Int32.self)
-        let signalReader = Task {
-            var count = 0
-            for await number in signals.signals {
-                count += 1
-                if count == 1 {
-                    events(.stopping(signal: number))
-                    firstSignalSink.yield(number)
-                } else if count == 2 {
-                    events(.stoppingNow)
-                    stopWorkersNow.run()
-                    coordinator.requestShutdown()
-                    coordinator.requestShutdown()
-                }
-            }
+        let group = RunServices.group(coordinator: coordinator, pool: pool, signals: signals, outcome: outcome, logger: logger,
+                                      events: events) {
+            [self] in try await watch(jobID: jobID, ledger: ledger, coordinator: coordinator, pool: pool, events: events)
         }
-        defer { signalReader.cancel() }
-        let outcome = try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await coordinator.run() }
-            defer { group.cancelAll() }
-            let pool = WorkerPool(workers, endpoint: endpoint, jobID: jobID, logDirectory: stateDirectory, context: context,
-                                  logger: logger)
-            for worker in try pool.start() { group.addTask { await worker.run() } }
-            stopWorkersNow.set(pool.stopNow)
-            let result = try await watch(jobID: jobID, ledger: ledger, coordinator: coordinator, signals: firstSignal, pool: pool,
-                                         events: events)
-            stopWorkersNow.set(pool.stopNow)  // replacements may have come since
-            await pool.stop(signal: result.signal ?? SIGTERM)
-            coordinator.requestShutdown()
-            try await group.waitForAll()
-            return result
-        }
+        try await group.run()
+        let result = (finalize: outcome.finalize, signal: outcome.signal)
         // Every worker of this run is gone now; a lease one still held (it was killed, or stopped
         // at once) would only expire and count an attempt. Hand them back instead.
         let orphaned = try await ledger.handBackLeases(job: jobID, ownerPrefix: WorkerPool.workerIDPrefix(jobID: jobID))
         if orphaned > 0 { logger.info("handed back \(orphaned) shard(s) of workers that were stopped") }
         let record = try await ledger.job(jobID)
         // A signal that came as the last shard finished interrupted nothing.
-        let interrupted = outcome.signal != nil && !(record.state.isFinished && finalizer.isFinalized(outputDirectory: record.outputLocation))
-        return Report(jobID: jobID, record: record, finalize: outcome.finalize, interrupted: interrupted,
+        let interrupted = result.signal != nil && !(record.state.isFinished && finalizer.isFinalized(outputDirectory: record.outputLocation))
+        return Report(jobID: jobID, record: record, finalize: result.finalize, interrupted: interrupted,
                       failures: try await failures(jobID, ledger))
     }
 
@@ -265,23 +239,18 @@ public struct LocalRun: Sendable {
         return try await ledger.job(job.id)
     }
 
-    /// Follows the job until it is finalized or cancelled, or a signal arrives.
-    private func watch(jobID: Int64, ledger: Ledger, coordinator: Coordinator, signals: AsyncStream<Int32>, pool: WorkerPool,
-                       events: @escaping @Sendable (Event) -> Void) async throws
-        -> (finalize: CoordinatorNotification.FinalizeResult?, signal: Int32?) {
+    /// Follows the job until it is finalized, cancelled or failed, replacing worker processes that
+    /// exit; returns the finalizer's result (nil when the job ended without one). A signal ends the
+    /// run through the service group, which cancels this.
+    private func watch(jobID: Int64, ledger: Ledger, coordinator: Coordinator, pool: WorkerPool,
+                       events: @escaping @Sendable (Event) -> Void) async throws -> CoordinatorNotification.FinalizeResult? {
         // One stream of everything the loop waits on, so it never polls a shared flag.
-        enum Wake: Sendable { case finalized(Int64, CoordinatorNotification.FinalizeResult), signal(Int32), tick }
+        enum Wake: Sendable { case finalized(Int64, CoordinatorNotification.FinalizeResult), tick }
         let (wakes, wake) = AsyncStream.makeStream(of: Wake.self)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await note in coordinator.notifications {
                     if case let .jobFinalized(id, result) = note { wake.yield(.finalized(id, result)) }
-                }
-            }
-            group.addTask {
-                for await signal in signals {
-                    wake.yield(.signal(signal))
-                    return
                 }
             }
             group.addTask {
@@ -297,7 +266,6 @@ public struct LocalRun: Sendable {
                 switch event {
                 case let .finalized(id, result) where id == jobID: finalized = result
                 case .finalized: continue
-                case let .signal(number): return (nil, number)
                 case .tick: break
                 }
                 var record = try await ledger.job(jobID)
@@ -306,11 +274,11 @@ public struct LocalRun: Sendable {
                     progress.itemsInProgress = Int64(coordinator.itemsInProgress(job: jobID))
                     events(.progress(progress))
                 }
-                if record.state.isFinished, let finalized { return (finalized, nil) }
-                if record.state == .cancelled || record.state == .failed { return (finalized, nil) }
-                for (slot, status) in try pool.replaceExited() { events(.workerReplaced(slot: slot, status: status)) }
+                if record.state.isFinished, let finalized { return finalized }
+                if record.state == .cancelled || record.state == .failed { return finalized }
+                for (slot, status) in try await pool.replaceExited() { events(.workerReplaced(slot: slot, status: status)) }
             }
-            return (finalized, nil)
+            return finalized
         }
     }
 
@@ -335,13 +303,4 @@ public struct LocalRun: Sendable {
         for byte in stateDirectory.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         return "ipc:///tmp/vtp-\(String(hash, radix: 36)).ipc"
     }
-}
-
-/// How to end a run's workers at once, set once they exist (read by the signal reader).
-private final class StopWorkersNow: Sendable {
-    private let action = Mutex<(@Sendable () -> Void)?>(nil)
-
-    func set(_ stop: @escaping @Sendable () -> Void) { action.withLock { $0 = stop } }
-
-    func run() { action.withLock { $0 }?() }
 }

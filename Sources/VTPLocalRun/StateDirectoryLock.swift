@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,10 +22,10 @@ public final class StateDirectoryLock: Sendable {
 
     /// The lock file.
     public let path: String
-    /// The open lock file; -1 once released.
-    private let descriptor: Mutex<Int32>
+    /// The open lock file; nil once released.
+    private let descriptor: Mutex<FileDescriptor?>
 
-    private init(path: String, descriptor: Int32) {
+    private init(path: String, descriptor: FileDescriptor) {
         self.path = path
         self.descriptor = Mutex(descriptor)
     }
@@ -36,19 +37,27 @@ public final class StateDirectoryLock: Sendable {
     public static func attempt(_ path: String, shared: Bool = false) throws -> StateDirectoryLock? {
         // Close-on-exec: a worker or the PostgreSQL server started while the lock is held must not
         // inherit it and keep holding it after this process is gone.
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
-            throw LocalRunError.stateDirectory(path: path, reason: "cannot open the lock file: \(String(cString: strerror(errno)))")
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .closeOnExec],
+                                                 permissions: [.ownerReadWrite])
+        } catch {
+            throw LocalRunError.stateDirectory(path: path, reason: "cannot open the lock file: \(reason(error))")
         }
-        if flock(descriptor, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 {
-            return StateDirectoryLock(path: path, descriptor: descriptor)
+        do {
+            if try descriptor.tryLock(shared: shared) { return StateDirectoryLock(path: path, descriptor: descriptor) }
+            try? descriptor.close()
+            return nil
+        } catch {
+            try? descriptor.close()
+            throw LocalRunError.stateDirectory(path: path, reason: "cannot lock: \(reason(error))")
         }
-        let failure = errno
-        close(descriptor)
-        guard failure == EWOULDBLOCK || failure == EAGAIN || failure == EINTR else {
-            throw LocalRunError.stateDirectory(path: path, reason: "cannot lock: \(String(cString: strerror(failure)))")
-        }
-        return nil
+    }
+
+    /// strerror's text, as the rest of vtp words a failed system call.
+    private static func reason(_ error: any Error) -> String {
+        guard let code = error as? Errno else { return "\(error)" }
+        return String(cString: strerror(code.rawValue))
     }
 
     /// Takes the lock, trying again until `timeout` passes; nil if it is still held then.
@@ -73,10 +82,9 @@ public final class StateDirectoryLock: Sendable {
     /// Records this process's id in the file, for messages naming who holds the lock.
     public func recordHolder() {
         descriptor.withLock { descriptor in
-            guard descriptor >= 0 else { return }
-            let text = Array("\(getpid())\n".utf8)
-            _ = ftruncate(descriptor, 0)
-            _ = text.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+            guard let descriptor else { return }
+            try? descriptor.resize(to: 0)
+            _ = try? descriptor.writeAll(toAbsoluteOffset: 0, "\(getpid())\n".utf8)
         }
     }
 
@@ -90,9 +98,24 @@ public final class StateDirectoryLock: Sendable {
     /// Lets go of the lock; later calls do nothing.
     public func release() {
         descriptor.withLock { descriptor in
-            guard descriptor >= 0 else { return }
-            close(descriptor)
-            descriptor = -1
+            try? descriptor?.close()
+            descriptor = nil
+        }
+    }
+}
+
+extension FileDescriptor {
+    /// `flock(2)` without waiting, which swift-system does not wrap: true when the lock was taken,
+    /// false when someone else holds it (`EWOULDBLOCK`). A signal interrupting the call is retried.
+    func tryLock(shared: Bool) throws(Errno) -> Bool {
+        while true {
+            if flock(rawValue, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 { return true }
+            let code = Errno(rawValue: errno)
+            switch code {
+            case .interrupted: continue
+            case .wouldBlock, .resourceTemporarilyUnavailable: return false
+            default: throw code
+            }
         }
     }
 }

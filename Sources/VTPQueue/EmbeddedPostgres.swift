@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import VTPVocabulary
 import VTPConcurrency
+import VTPProcesses
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -339,8 +340,14 @@ public final class EmbeddedPostgres: Sendable {
         // Output goes to a file, not a pipe: the server pg_ctl forks would otherwise hold the pipe open.
         let outputURL = serverDirectory.appendingPathComponent(".tool-output-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: outputURL) }
-        let status = try ChildProcess.run(argv, environment: environment, directory: serverDirectory.path,
-                                          outputPath: outputURL.path)
+        let status: Int32
+        do {
+            // Blocking is safe here: every caller runs on `executor`'s thread, or on a thread of its own.
+            status = try ChildProcess.runBlocking(argv, environment: environment, directory: serverDirectory.path,
+                                                  outputPath: outputURL.path)
+        } catch {
+            throw EmbeddedPostgresError.commandFailed(command: argv[0], status: -1, output: "\(error)")
+        }
         let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
         guard status == 0 else {
             // The error carries the output; logging it too would print it twice.
@@ -353,23 +360,25 @@ public final class EmbeddedPostgres: Sendable {
         return text
     }
 
-    /// Finds initdb/pg_ctl: `pg_config --bindir`, then /usr/lib/postgresql/<newest>/bin, then PATH.
+    /// Finds initdb/pg_ctl: /usr/lib/postgresql/<newest>/bin (Debian's layout), then
+    /// `pg_config --bindir`, then PATH. pg_config is asked only when the first finds nothing: this
+    /// runs in `init`, possibly on the concurrency pool, where a child process is best avoided.
     static func findBinaries() throws -> URL {
-        var candidates: [String] = []
-        if let bindir = ChildProcess.output(of: ["/usr/bin/env", "pg_config", "--bindir"]) {
-            candidates.append(bindir.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
         let root = "/usr/lib/postgresql"
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
             .compactMap { Int($0) }.sorted(by: >)
-        candidates += versions.map { "\(root)/\($0)/bin" }
-        candidates += (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
-        for directory in candidates {
-            let manager = FileManager.default
-            if manager.isExecutableFile(atPath: directory + "/initdb") && manager.isExecutableFile(atPath: directory + "/pg_ctl") {
-                return URL(fileURLWithPath: directory)
-            }
+        var candidates = versions.map { "\(root)/\($0)/bin" }
+        if !candidates.contains(where: hasServerTools),
+           let bindir = ChildProcess.outputBlocking(of: ["/usr/bin/env", "pg_config", "--bindir"]) {
+            candidates.append(bindir.trimmingCharacters(in: .whitespacesAndNewlines))
         }
+        candidates += (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        if let directory = candidates.first(where: hasServerTools) { return URL(fileURLWithPath: directory) }
         throw EmbeddedPostgresError.binariesNotFound(searched: candidates)
+    }
+
+    private static func hasServerTools(_ directory: String) -> Bool {
+        let manager = FileManager.default
+        return manager.isExecutableFile(atPath: directory + "/initdb") && manager.isExecutableFile(atPath: directory + "/pg_ctl")
     }
 }

@@ -72,6 +72,7 @@ public final class WorkNotifier: Sendable {
             // Sleep in slices so a cancelled task is released promptly.
             var descriptor = pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0)
             let ready = poll(&descriptor, 1, Int32((min(remaining, 0.2) * 1000).rounded(.up)))
+            // libpq's own socket, polled raw (swift-system has no poll): an EINTR just loops to poll again.
             if ready < 0 && errno != EINTR {
                 throw PostgresError(kind: .connectionLost, operation: operation,
                                     message: "poll failed: \(String(cString: strerror(errno)))")

@@ -42,6 +42,7 @@ public enum FatalSignalReporter {
         let signalRead = signalPipe[0], ackWrite = ackPipe[1]
         let thread = Thread {
             var byte: UInt8 = 0
+            // Raw read(2), not swift-system: this pipe's other end is the async-signal-safe handler's, plain calls only.
             while read(signalRead, &byte, 1) < 0 && errno == EINTR {}
             report(Int32(byte))
             _ = write(ackWrite, &byte, 1)

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 import VTPTensor
 
 #if canImport(Glibc)
@@ -82,9 +83,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// match its dtype and shape, and not overlap another.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
+        let descriptor: FileDescriptor
+        do { descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) } catch {
+            throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror((error as? Errno)?.rawValue ?? EIO)))
+        }
+        defer { try? descriptor.close() }
+        // fstat and mmap have no swift-system form; the mapping outlives the descriptor.
+        let fd = descriptor.rawValue
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         let size = Int(st.st_size)

@@ -78,6 +78,11 @@ public struct ClusterSettings: Sendable, Equatable {
         /// Seconds one item's read, decode and preprocess may take before it fails (its thread is
         /// abandoned and the shard goes on); 0 for no limit.
         public var itemTimeoutSeconds: Double = 300
+        /// Prometheus metrics port of a `vtp worker`; 0 (the default) disables the endpoint, since
+        /// several workers often share a machine and each needs a port of its own.
+        public var metricsPort: Int = 0
+        /// Address a worker's metrics endpoint listens on.
+        public var metricsAddress: String = "127.0.0.1"
     }
 
     /// `[storage]`
@@ -192,6 +197,8 @@ public struct ClusterSettings: Sendable, Equatable {
             case "worker.max_image_pixels": worker.maxImagePixels = try int()
             case "worker.max_decode_bytes": worker.maxDecodeBytes = try int()
             case "worker.item_timeout_seconds": worker.itemTimeoutSeconds = try number()
+            case "worker.metrics_port": worker.metricsPort = try int()
+            case "worker.metrics_address": worker.metricsAddress = try string()
             case "storage.root": storage.root = try string()
             case "limits.shard_size": limits.shardSize = try int()
             case "limits.max_message_bytes": limits.maxMessageBytes = try int()
@@ -236,6 +243,9 @@ public struct ClusterSettings: Sendable, Equatable {
                   "must be at least 1048576 (1 MiB), got \(worker.maxDecodeBytes)")
         try check(worker.itemTimeoutSeconds.isFinite && worker.itemTimeoutSeconds >= 0 && worker.itemTimeoutSeconds <= 1e9,
                   "worker.item_timeout_seconds", "must be between 0 (no limit) and 1e9 seconds, got \(worker.itemTimeoutSeconds)")
+        try check((0...65535).contains(worker.metricsPort), "worker.metrics_port",
+                  "must be a port number (0 disables), got \(worker.metricsPort)")
+        try check(!worker.metricsAddress.isEmpty, "worker.metrics_address", "must not be empty")
         try check(!storage.root.isEmpty, "storage.root", "must not be empty")
         try check((1...1_000_000).contains(limits.shardSize), "limits.shard_size", "must be between 1 and 1000000, got \(limits.shardSize)")
         try check(limits.maxMessageBytes >= 1 << 16, "limits.max_message_bytes", "must be at least 65536, got \(limits.maxMessageBytes)")

@@ -4,6 +4,10 @@ import VTPVocabulary
 /// Emits the pickle (protocol 2) that `torch.save` writes for a dict of float32 tensors, opcode for
 /// opcode: the same memo numbering, `BINPUT`/`BINGET` reuse of the shared globals and strings,
 /// `TUPLE1..3` for short tuples, `SETITEM(S)` batching and `BINPERSID` storage references.
+///
+/// Hand-written: no Swift package among those available writes pickle at all, and the aim is not
+/// any valid pickle but torch.save's own opcode stream, so the files match the reference's byte for
+/// byte and load with `weights_only=True` (only the three globals it allows are referenced).
 struct TorchPicklePlan {
     struct Entry {
         var key: String

@@ -4,6 +4,11 @@ import VTPVocabulary
 /// Builds an uncompressed ("stored") ZIP archive whose every entry's data starts on a 64-byte
 /// boundary, as PyTorch's archive writer lays it out (padding goes in an extra field with id "FB"),
 /// so `torch.load(mmap=True)` can map tensor data in place.
+///
+/// Hand-written, not ZIPFoundation (0.9.20, the ZIP package available): its `addEntry` writes a
+/// local header whose only extra field is its own ZIP64 record, with no way to add padding, so
+/// entry data starts wherever the header ends and `torch.load(mmap=True)` could not map it; it also
+/// writes through a `FILE*` archive rather than the atomic, fsync'd output files vtp publishes.
 struct StoredZipWriter {
     static let alignment = 64
     private var body = Data()

@@ -19,10 +19,13 @@ public final class Worker: Sendable {
         public var liveness: CoordinatorLiveness.Configuration
         public var maxMessageBytes: Int
         public var tickInterval: Duration
+        /// Told what the worker did (shards resolved, busy, memory), for metrics; nil for none.
+        public var observer: (any WorkerObserver)?
 
         public init(endpoint: String, registration: RegisterMessage, curve: CurveClientSecurity? = nil,
                     liveness: CoordinatorLiveness.Configuration = .standard, maxMessageBytes: Int = WireLimits.maxFrameBytes,
-                    tickInterval: Duration = .milliseconds(200)) {
+                    tickInterval: Duration = .milliseconds(200), observer: (any WorkerObserver)? = nil) {
+            self.observer = observer
             self.endpoint = endpoint
             self.registration = registration
             self.curve = curve
@@ -100,9 +103,25 @@ public final class Worker: Sendable {
             ticker.cancel()
         }
         events.post(.started)
+        let observer = options.observer
+        var busy = false
         loop: for await event in events.events {
-            if case .tick = event { core.residentMemoryBytes = ResidentMemory.bytes() }
-            for action in core.handle(event, at: .now()) {
+            if case .tick = event {
+                core.residentMemoryBytes = ResidentMemory.bytes()
+                observer?.observe(.residentMemory(bytes: core.residentMemoryBytes))
+            }
+            // The assignments a result sent while handling this event can be about: those held
+            // before it, and one refused as it arrives. Only gathered when someone observes.
+            let concerned = observer == nil ? [] : Self.assignments(heldBy: core, or: event)
+            let actions = core.handle(event, at: .now())
+            if let observer {
+                for observation in Self.observations(of: actions, concerning: concerned) { observer.observe(observation) }
+                if (core.running != nil) != busy {
+                    busy.toggle()
+                    observer.observe(.busy(busy))
+                }
+            }
+            for action in actions {
                 switch action {
                 case let .send(message):
                     do { try await dealer.send(message) } catch {
@@ -175,6 +194,29 @@ public final class Worker: Sendable {
 }
 
 extension Worker {
+    /// The assignments held by `core` (queued and running) and the one `event` delivers, if any.
+    static func assignments(heldBy core: WorkerCore, or event: WorkerCore.Event) -> [AssignShardMessage] {
+        var all = core.queued
+        if let running = core.running { all.append(running) }
+        if case let .received(.assignShard(arriving)) = event { all.append(arriving) }
+        return all
+    }
+
+    /// The shard results among `actions` (what the coordinator will count), each with the job type
+    /// of its assignment among `concerned`.
+    static func observations(of actions: [WorkerCore.Action], concerning concerned: [AssignShardMessage]) -> [WorkerObservation] {
+        func jobType(_ token: LeaseToken) -> String { concerned.first { $0.leaseToken == token }?.jobType ?? "unknown" }
+        return actions.compactMap { action in
+            guard case let .send(message) = action else { return nil }
+            switch message {
+            case let .shardDone(done): return .shardCompleted(jobType: jobType(done.leaseToken), results: done.results)
+            case let .shardFailed(failed) where failed.isHandBack: return .shardHandedBack(jobType: jobType(failed.leaseToken))
+            case let .shardFailed(failed): return .shardFailed(jobType: jobType(failed.leaseToken))
+            default: return nil
+            }
+        }
+    }
+
     /// The job and shard an assignment is about, as log metadata (the shard's index in its job).
     static func ids(_ assignment: AssignShardMessage) -> Logger.Metadata {
         let shard = ShardDispatchID(wire: assignment.shardID).map { String($0.index) } ?? String(assignment.shardID)

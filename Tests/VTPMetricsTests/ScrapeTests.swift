@@ -101,12 +101,60 @@ struct ScrapeTests {
         for name in CoordinatorMetrics.Name.allNames { #expect(documented[name] != nil, "\(name) is not documented") }
     }
 
-    @Test func promtoolAcceptsTheExposition() throws {
-        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            return  // promtool is not installed here: nothing to check it with
+    @Test func everyDocumentedWorkerMetricIsExportedWithItsTypeAndLabelsFromTheStart() throws {
+        let documented = try MetricsDocumentation.documented(section: MetricsDocumentation.workerSection)
+        #expect(documented.count == 10, "docs/monitoring.md lists \(documented.count) worker metrics")
+        let exposed = MetricsDocumentation.exposed(WorkerMetrics().render())
+        #expect(Set(exposed.keys) == Set(documented.keys), "exposed \(exposed.keys.sorted()), documented \(documented.keys.sorted())")
+        for (name, entry) in documented {
+            #expect(exposed[name]?.type == entry.type, "\(name): exposed \(exposed[name]?.type ?? "-"), documented \(entry.type)")
+            #expect(exposed[name]?.labels == entry.labels, "\(name): labels \(exposed[name]?.labels ?? [])")
         }
+        for name in WorkerMetrics.Name.allNames { #expect(documented[name] != nil, "\(name) is not documented") }
+        // The two tables never share a name: one Prometheus may scrape both kinds of process.
+        #expect(Set(documented.keys).isDisjoint(with: try MetricsDocumentation.documented().keys))
+    }
+
+    @Test func workerSeriesAreLabelledByJobTypeOnly() {
+        let metrics = WorkerMetrics()
+        metrics.itemsProcessed(jobType: "latents").increment(by: 3)
+        metrics.itemsProcessed(jobType: "latents").increment()
+        metrics.shardsFailed(jobType: "some-future-type").increment()
+        metrics.stageDuration(.infer, jobType: "clip-embed").record(0.02)
+        metrics.batchSize(jobType: "features").record(8)
+        metrics.modelLoad.record(1.5)
+        metrics.busy.record(1)
+        let text = metrics.render()
+        #expect(text.contains("vtp_worker_items_processed_total{job_type=\"latents\"} 4\n"), "\(text)")
+        #expect(text.contains("vtp_worker_items_processed_total{job_type=\"features\"} 0\n"))
+        #expect(text.contains("vtp_worker_shards_failed_total{job_type=\"other\"} 1\n"), "an unknown type is not a label value of its own")
+        #expect(!text.contains("some-future-type"))
+        #expect(text.contains("vtp_worker_stage_duration_seconds_bucket{job_type=\"clip-embed\",stage=\"infer\",le=\"0.025\"} 1\n"), "\(text)")
+        #expect(text.contains("vtp_worker_batch_size_bucket{job_type=\"features\",le=\"8.0\"} 1\n"), "\(text)")
+        #expect(text.contains("vtp_worker_model_load_seconds_count 1\n"))
+        #expect(text.contains("vtp_worker_busy 1.0\n"))
+    }
+
+    @Test func promtoolAcceptsTheWorkerExposition() throws {
+        let metrics = WorkerMetrics()
+        metrics.stageDuration(.decode, jobType: "latents").record(0.004)
+        metrics.batchSize(jobType: "latents").record(3)
+        metrics.modelLoad.record(0.7)
+        metrics.residentMemory.record(123_456_789)
+        try checkWithPromtool(metrics.render())
+    }
+
+    @Test func promtoolAcceptsTheExposition() throws {
         let metrics = CoordinatorMetrics()
         metrics.stageDuration(.infer).record(0.2)
+        try checkWithPromtool(metrics.render())
+    }
+
+    /// `promtool check metrics` on `exposition`, when promtool is installed (else nothing to check it with).
+    func checkWithPromtool(_ exposition: String) throws {
+        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            return
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: promtool)
         process.arguments = ["check", "metrics"]
@@ -115,7 +163,7 @@ struct ScrapeTests {
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        input.fileHandleForWriting.write(Data(metrics.render().utf8))
+        input.fileHandleForWriting.write(Data(exposition.utf8))
         try input.fileHandleForWriting.close()
         let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()

@@ -75,6 +75,9 @@ import VTPTestSupport
         ("[logging]\nlevel = \"loud\"", "vtp.toml: logging.level: must be one of trace, debug, info, notice, warning, error, critical, got 'loud'"),
         ("[logging]\nformat = 1", "vtp.toml:2: logging.format: expected a string, found an integer"),
         ("[logging]\ncolour = \"on\"", "vtp.toml:2: logging.colour: unknown key"),
+        ("[worker]\nmetrics_port = \"9465\"", "vtp.toml:2: worker.metrics_port: expected an integer, found a string"),
+        ("[worker]\nmetrics_port = 70000", "vtp.toml: worker.metrics_port: must be a port number (0 disables), got 70000"),
+        ("[worker]\nmetrics_address = \"\"", "vtp.toml: worker.metrics_address: must not be empty"),
     ])
     func invalidFilesNameLineAndKey(_ text: String, _ expected: String) throws {
         let (dir, path) = try write(text)
@@ -104,6 +107,15 @@ import VTPTestSupport
         let (dir2, path2) = try write("[worker]\nitem_timeout_seconds = 0\n")
         defer { dir2.remove() }
         #expect(try ClusterSettings.load(path: path2, environment: [:]).worker.itemTimeoutSeconds == 0, "0 turns the limit off")
+    }
+
+    @Test func workerMetricsEndpointIsOffByDefaultAndRead() throws {
+        #expect(ClusterSettings().worker.metricsPort == 0 && ClusterSettings().worker.metricsAddress == "127.0.0.1")
+        let (dir, path) = try write("[worker]\nmetrics_port = 9465\nmetrics_address = \"0.0.0.0\"\n")
+        defer { dir.remove() }
+        let s = try ClusterSettings.load(path: path, environment: [:])
+        #expect(s.worker.metricsPort == 9465 && s.worker.metricsAddress == "0.0.0.0")
+        #expect(s.coordinator.metricsPort == 9464, "the coordinator's port is a key of its own")
     }
 
     @Test func missingFileIsAClearError() {

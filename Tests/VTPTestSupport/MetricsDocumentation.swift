@@ -2,11 +2,21 @@ import Foundation
 
 /// The metrics contract of docs/monitoring.md, for tests that scrape `/metrics` and compare.
 public enum MetricsDocumentation {
-    /// The metrics table of docs/monitoring.md: name → (type, label names).
-    public static func documented() throws -> [String: (type: String, labels: [String])] {
+    /// The coordinator's table (the heading of its section in docs/monitoring.md).
+    public static let coordinatorSection = "## Prometheus metrics"
+    /// The worker's table.
+    public static let workerSection = "### Worker metrics"
+
+    /// A metrics table of docs/monitoring.md, the one directly under the heading `section`
+    /// (the coordinator's by default): name → (type, label names).
+    public static func documented(section: String = coordinatorSection) throws -> [String: (type: String, labels: [String])] {
         let text = try String(contentsOfFile: Fixtures.repositoryRoot + "/docs/monitoring.md", encoding: .utf8)
         var metrics: [String: (type: String, labels: [String])] = [:]
-        for line in text.split(separator: "\n") where line.hasPrefix("| `vtp_") {
+        var heading = "", inCodeBlock = false
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("```") { inCodeBlock.toggle() }
+            if line.hasPrefix("#") && !inCodeBlock { heading = String(line) }
+            guard heading == section, line.hasPrefix("| `vtp_") else { continue }
             let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
             guard cells.count >= 2 else { continue }
             var name = cells[0].trimmingCharacters(in: CharacterSet(charactersIn: "`"))

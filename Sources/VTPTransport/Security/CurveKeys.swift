@@ -1,4 +1,5 @@
 import CZeroMQ
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -100,29 +101,47 @@ private func zmqKeyText(_ buffer: [CChar]) -> String {
 
 private func writeKeyFile(_ path: String, contents: String, mode: mode_t, overwrite: Bool) throws(TransportError) {
     if overwrite { unlink(path) }
-    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode)
-    guard fd >= 0 else {
-        throw .keyFile(path: path, reason: "cannot create: \(String(cString: strerror(errno)))")
+    let descriptor: FileDescriptor
+    do {
+        descriptor = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                                             permissions: FilePermissions(rawValue: mode))
+    } catch {
+        throw .keyFile(path: path, reason: "cannot create: \(systemReason(error))")
     }
-    defer { close(fd) }
-    // umask may have cleared bits of `mode`; the secret file must end up exactly 0600.
-    fchmod(fd, mode)
-    let bytes = Array(contents.utf8)
-    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    guard written == bytes.count else {
-        throw .keyFile(path: path, reason: "cannot write: \(String(cString: strerror(errno)))")
+    defer { try? descriptor.close() }
+    // umask may have cleared bits of `mode`; the secret file must end up exactly 0600 (no fchmod in swift-system).
+    fchmod(descriptor.rawValue, mode)
+    do { try descriptor.writeAll(contents.utf8) } catch {
+        throw .keyFile(path: path, reason: "cannot write: \(systemReason(error))")
     }
 }
 
 private func readSmallTextFile(_ path: String) throws(TransportError) -> String {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { throw .keyFile(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
+    let descriptor: FileDescriptor
+    do { descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) } catch {
+        throw .keyFile(path: path, reason: "cannot open: \(systemReason(error))")
+    }
+    defer { try? descriptor.close() }
+    var bytes: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 256)
-    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard count >= 0 else { throw .keyFile(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
-    guard count < 256 else { throw .keyFile(path: path, reason: "too large to be a Z85 key file") }
-    return String(decoding: buffer[..<count], as: UTF8.self)
+    do {
+        // To the end of the file: a key file is 41 bytes, so anything reaching 256 is not one.
+        while bytes.count < 256 {
+            let count = try buffer.withUnsafeMutableBytes { try descriptor.read(into: $0) }
+            if count == 0 { break }
+            bytes += buffer[..<count]
+        }
+    } catch {
+        throw .keyFile(path: path, reason: "cannot read: \(systemReason(error))")
+    }
+    guard bytes.count < 256 else { throw .keyFile(path: path, reason: "too large to be a Z85 key file") }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// strerror's text of a failed call, as the rest of vtp words it.
+private func systemReason(_ error: any Error) -> String {
+    guard let code = error as? Errno else { return "\(error)" }
+    return String(cString: strerror(code.rawValue))
 }
 
 extension String {

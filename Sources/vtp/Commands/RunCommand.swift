@@ -68,7 +68,8 @@ struct RunCommand: AsyncParsableCommand {
         let quiet = ClusterSetup.logger("vtp.run", level: logging.logLevel == nil ? max(setup.level, .warning) : setup.level)
         let start = ContinuousClock.now
 
-        var arguments = ["worker", "--threads", String(threadCount),
+        // The run's workers share this machine and would all ask for worker.metrics_port: none serves metrics.
+        var arguments = ["worker", "--threads", String(threadCount), "--metrics-port", "0",
                          "--log-format", setup.format.rawValue, "--log-level", setup.level.rawValue]
         if let config { arguments += ["--config", config] }
         let local = LocalRun(

@@ -35,21 +35,6 @@ enum CoordinatorServices {
     }
 }
 
-/// The coordinator's event loop; graceful shutdown is its drain.
-struct CoordinatorService: Service {
-    let coordinator: Coordinator
-    let logger: Logger
-
-    func run() async throws {
-        await withGracefulShutdownHandler {
-            await coordinator.run()
-        } onGracefulShutdown: { [coordinator, logger] in
-            logger.info("shutdown requested: no more dispatching; waiting for shards in flight")
-            coordinator.requestShutdown()
-        }
-    }
-}
-
 /// Serves `/metrics` until the group shuts down, then stops the server.
 struct MetricsEndpointService: Service {
     let server: MetricsServer
@@ -98,16 +83,19 @@ struct SecondSignalStopsNow: Service {
 /// the shard in hand, hands queued ones back and says goodbye. The signals with meanings of their
 /// own go to ``WorkerSignals``: the interrupt (SIGINT, or SIGUSR1 from `vtp run`) stops the shard
 /// after its batch and hands it back; a second SIGTERM hands the running shard back at once.
+/// The metrics endpoint, when there is one, stops after the worker has drained, so a scrape
+/// during the drain still answers (with the drain's hand-backs counted).
 enum WorkerServices {
-    static func group(worker: Worker, interruptSignal: Int32, logger: Logger) -> ServiceGroup {
-        ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [
-                .init(service: WorkerSignals(worker: worker, interruptSignal: interruptSignal), successTerminationBehavior: .ignore),
-                // The worker ending (drained, interrupted) ends the process.
-                .init(service: WorkerService(worker: worker), successTerminationBehavior: .gracefullyShutdownGroup,
-                      failureTerminationBehavior: .gracefullyShutdownGroup),
-            ],
-            gracefulShutdownSignals: [.sigterm], logger: logger))
+    static func group(worker: Worker, metrics: MetricsServer?, interruptSignal: Int32, logger: Logger) -> ServiceGroup {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: WorkerSignals(worker: worker, interruptSignal: interruptSignal), successTerminationBehavior: .ignore),
+        ]
+        if let metrics { services.append(.init(service: MetricsEndpointService(server: metrics), successTerminationBehavior: .ignore)) }
+        // The worker ending (drained, interrupted) ends the process.
+        services.append(.init(service: WorkerService(worker: worker), successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+        return ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm], logger: logger))
     }
 }
 

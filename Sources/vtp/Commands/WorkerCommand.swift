@@ -3,6 +3,7 @@ import Foundation
 import ServiceLifecycle
 import VTPConcurrency
 import VTPJobs
+import VTPMetrics
 import VTPVocabulary
 import VTPSettings
 import Logging
@@ -34,6 +35,13 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Shards held at once (overrides worker.prefetch).")
     var prefetch: Int?
 
+    @Option(name: .customLong("metrics-port"), parsing: .unconditional,
+            help: "Serve this worker's Prometheus metrics on this port (overrides worker.metrics_port; 0 disables).")
+    var metricsPort: Int?
+
+    @Option(name: .customLong("metrics-address"), help: "Address the metrics endpoint listens on (overrides worker.metrics_address).")
+    var metricsAddress: String?
+
     @Option(name: .customLong("exit-with-parent"), help: .hidden)
     var exitWithParent: Int32?
 
@@ -54,6 +62,8 @@ struct WorkerCommand: AsyncParsableCommand {
         if let endpoint { settings.coordinator.endpoint = endpoint }
         if let threads { settings.worker.threads = threads }
         if let prefetch { settings.worker.prefetch = prefetch }
+        if let metricsPort { settings.worker.metricsPort = metricsPort }
+        if let metricsAddress { settings.worker.metricsAddress = metricsAddress }
         try settings.validate(source: "command line")
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let threadCount = settings.worker.threads == 0 ? cores : settings.worker.threads
@@ -67,6 +77,18 @@ struct WorkerCommand: AsyncParsableCommand {
                                              prefetch: UInt32(settings.worker.prefetch),
                                              memoryBytes: ProcessInfo.processInfo.physicalMemory))
         let logger = ClusterSetup.logger("vtp.worker", level: setup.level)
+        var bridge: WorkerMetricsBridge?
+        var server: MetricsServer?
+        if settings.worker.metricsPort != 0 {
+            let metrics = WorkerMetrics()
+            bridge = WorkerMetricsBridge(metrics: metrics)
+            let address = settings.worker.metricsAddress
+            let started = try await MetricsServer.start(registry: metrics.factory.registry, address: address,
+                                                        port: settings.worker.metricsPort,
+                                                        logger: ClusterSetup.logger("vtp.metrics", level: setup.level))
+            server = started
+            logger.info("metrics endpoint listening", metadata: ["url": "http://\(address):\(started.port)/metrics"])
+        }
         let executor = ShardExecutor(options: ShardExecutor.Options(preprocessThreads: settings.worker.decodeThreads,
                                                                     queueCapacity: settings.worker.queueDepth,
                                                                     maxPixels: settings.worker.maxImagePixels,
@@ -76,9 +98,11 @@ struct WorkerCommand: AsyncParsableCommand {
         let options = Worker.Options(endpoint: settings.coordinator.endpoint, registration: registration,
                                      curve: try ClusterSetup.clientSecurity(settings),
                                      liveness: try ClusterSetup.workerLiveness(settings),
-                                     maxMessageBytes: settings.limits.maxMessageBytes)
-        let worker = try Worker(options: options, handler: JobShardHandler(executor: executor), context: try ZMQContext(),
-                                logger: logger)
+                                     maxMessageBytes: settings.limits.maxMessageBytes, observer: bridge)
+        var onOutcome: (@Sendable (ShardTask, ShardOutcome) -> Void)?
+        if let bridge { onOutcome = { task, outcome in bridge.observe(task, outcome) } }
+        let handler = JobShardHandler(executor: executor, onOutcome: onOutcome)
+        let worker = try Worker(options: options, handler: handler, context: try ZMQContext(), logger: logger)
         // A crash (not a kill) is reported, so the item being processed alone is blamed and no other.
         FatalSignalReporter.install { signal in worker.reportCrash(signal: signal) }
         logger.info("worker connecting", metadata: ["worker": .string(id), "endpoint": .string(settings.coordinator.endpoint),
@@ -87,7 +111,7 @@ struct WorkerCommand: AsyncParsableCommand {
         // `vtp run` both; it ignores the terminal's SIGINT and takes the one `vtp run` passes on,
         // as SIGUSR1, so each Ctrl-C counts once (the second kills it, from `vtp run`).
         if exitWithParent != nil { signal(SIGINT, SIG_IGN) }
-        try await WorkerServices.group(worker: worker, interruptSignal: exitWithParent != nil ? SIGUSR1 : SIGINT,
+        try await WorkerServices.group(worker: worker, metrics: server, interruptSignal: exitWithParent != nil ? SIGUSR1 : SIGINT,
                                        logger: logger).run()
     }
 }

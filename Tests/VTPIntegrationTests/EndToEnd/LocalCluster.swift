@@ -40,11 +40,12 @@ final class LocalCluster {
             """.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
-    /// Spawns the coordinator and one worker with id `workerID`, both given `arguments` too.
-    func startServices(workerID: String, arguments: [String] = []) throws {
+    /// Spawns the coordinator and one worker with id `workerID`, both given `arguments` too, and
+    /// the worker `workerArguments` as well.
+    func startServices(workerID: String, arguments: [String] = [], workerArguments: [String] = []) throws {
         coordinator = try SpawnedProcess.start(VTPExecutable.path, ["coordinator", "--config", config] + arguments,
                                                stdout: dir.file("coordinator.out"), stderr: dir.file("coordinator.err"))
-        try startWorker(workerID: workerID, arguments: arguments)
+        try startWorker(workerID: workerID, arguments: arguments + workerArguments)
     }
 
     /// Spawns a worker process with id `workerID` (a restart when the previous one is gone). The
