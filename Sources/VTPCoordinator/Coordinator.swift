@@ -220,7 +220,11 @@ public final class Coordinator: Sendable {
             let owner = core.workers[peer]?.workerID ?? peer.description
             calls.addTask { [ledger, events, logger] in
                 do {
-                    events.post(.claimed(peer, try await ledger.claimNextShard(owner: owner).map(LeasedShard.init)))
+                    let result = try await ledger.claim(owner: owner)
+                    events.post(.claimed(peer, result.shard.map(LeasedShard.init)))
+                    // A shard whose manifest could not be read failed inside the claim; when it
+                    // was its job's last, no completion will announce the job's end.
+                    for job in result.finishedJobs { events.post(.jobFinished(job)) }
                 } catch {
                     logger.error("claim for \(owner) failed: \(error)")
                     events.post(.claimFailed(peer))

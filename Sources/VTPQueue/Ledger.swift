@@ -277,7 +277,23 @@ public final class Ledger: Sendable {
     ///
     /// - Parameter job: restrict the claim to one job (benchmarks, tests, job-pinned workers).
     public func claimNextShard(owner: String, job: Int64? = nil) async throws -> ClaimedShard? {
+        try await claim(owner: owner, job: job).shard
+    }
+
+    /// What ``claim(owner:job:)`` did: the shard it leased, if any, and the jobs that ended on
+    /// the way, when a shard it could not run used its job's last open attempt.
+    public struct ClaimResult: Sendable, Equatable {
+        public var shard: ClaimedShard?
+        /// Jobs now finished (``JobState/isFinalizable``) by a manifest failure of this claim;
+        /// no completion will come for them, so the caller finalizes them.
+        public var finishedJobs: [Int64] = []
+    }
+
+    /// ``claimNextShard(owner:job:)`` for a coordinator: also names the jobs that the claim's
+    /// manifest failures finished, which no worker's completion would announce.
+    public func claim(owner: String, job: Int64? = nil) async throws -> ClaimResult {
         let lease = leasePolicy.leaseSeconds
+        var finished: [Int64] = []
         for _ in 0..<64 {
             // Retrying after a lost connection is safe: a claim whose reply was lost just expires.
             let claimed = try await session.run("claim next shard") { connection in
@@ -285,7 +301,7 @@ public final class Ledger: Sendable {
                                                   operation: "claim next shard")
                 return try Self.decodeClaim(result)
             }
-            guard var shard = claimed else { return nil }
+            guard var shard = claimed else { return ClaimResult(shard: nil, finishedJobs: finished) }
             do {
                 let (jobID, index, first, last, output) = (shard.shard.jobID, Int(shard.shard.index), shard.firstItem,
                                                            shard.lastItem, shard.job.outputLocation)
@@ -297,13 +313,16 @@ public final class Ledger: Sendable {
                 shard.excluded = items.compactMap { item in
                     excluded[item.ordinal].map { ExcludedItem(ordinal: $0.ordinal, sourceId: item.sourceId, reason: $0.reason) }
                 }
-                return shard
+                return ClaimResult(shard: shard, finishedJobs: finished)
             } catch let error as ShardManifestError {
                 logger.error("shard \(shard.shard) cannot run: \(error)")
-                _ = try await failShard(shard.shard, token: shard.leaseToken, error: error.description)
+                let outcome = try await failShard(shard.shard, token: shard.leaseToken, error: error.description)
+                if outcome == .failed, try await self.job(shard.shard.jobID).state.isFinalizable, !finished.contains(shard.shard.jobID) {
+                    finished.append(shard.shard.jobID)
+                }
             }
         }
-        return nil
+        return ClaimResult(shard: nil, finishedJobs: finished)
     }
 
     static let claimSQL = """
