@@ -36,8 +36,11 @@ public enum LedgerBenchmark {
         try await admin.verifySchema()
         let items = (0..<shards).map { JobItem(ordinal: $0, sourceId: "bench-\($0)", location: .file(path: "/dev/null")) }
         let enqueueStart = ContinuousClock.now
+        // Shard manifests go beside the outputs: a scratch folder, removed with the job.
+        let output = NSTemporaryDirectory() + "vtp-bench-ledger-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: output) }
         let job = try await admin.enqueue(
-            JobSpec(type: "ledger-benchmark", inputLocation: "none", outputLocation: "none", shardSize: 1), items: items)
+            JobSpec(type: "ledger-benchmark", inputLocation: "none", outputLocation: output, shardSize: 1), items: items)
         let enqueueSeconds = (ContinuousClock.now - enqueueStart).benchmarkSeconds
         let start = ContinuousClock.now
         let completed = try await withThrowingTaskGroup(of: Int.self) { group in

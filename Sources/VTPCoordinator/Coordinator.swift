@@ -228,7 +228,11 @@ public final class Coordinator: Sendable {
             let owner = core.workers[peer]?.workerID ?? peer.description
             calls.addTask { [ledger, events, logger] in
                 do {
-                    events.post(.claimed(peer, try await ledger.claimNextShard(owner: owner).map(LeasedShard.init)))
+                    let result = try await ledger.claim(owner: owner)
+                    events.post(.claimed(peer, result.shard.map(LeasedShard.init)))
+                    // A shard whose manifest could not be read failed inside the claim; when it
+                    // was its job's last, no completion will announce the job's end.
+                    for job in result.finishedJobs { events.post(.jobFinished(job)) }
                 } catch {
                     logger.error("claim for \(owner) failed: \(error)")
                     events.post(.claimFailed(peer))
@@ -372,6 +376,11 @@ public final class Coordinator: Sendable {
     /// A coordinator that stopped between a job's end (its last shard, or a cancel) and its finalizer
     /// leaves a finished job without a manifest; finalize those now (the finalizer is idempotent).
     private func finalizeUnfinishedJobs() async {
+        // Jobs from a ledger before migration 0007 keep their items as rows, unclaimable, until
+        // their shard manifests are written (here, as the coordinator can reach the outputs).
+        do { try await ledger.moveItemRowsToManifests() } catch {
+            logger.error("could not move item rows to shard manifests (those jobs' shards wait): \(error)")
+        }
         do {
             for job in try await ledger.listJobs(limit: 1000) where job.state.isFinalizable {
                 if !finalizer.isFinalized(outputDirectory: job.outputLocation) { events.post(.jobFinished(job.id)) }

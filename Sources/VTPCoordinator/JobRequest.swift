@@ -96,9 +96,10 @@ public struct JobRequest: Sendable, Equatable {
         return stored == asked
     }
 
-    /// The newest job in `ledger` matching this request (finished or not), if any.
+    /// The newest job in `ledger` matching this request (finished or not), if any; a job whose
+    /// enqueue never finished (``JobState/listing``) does not count.
     public func existingJob(in ledger: Ledger) async throws -> JobRecord? {
-        try await ledger.listJobs(limit: 1000).first { matches($0) && $0.state != .cancelled }
+        try await ledger.listJobs(limit: 1000).first { matches($0) && $0.state != .cancelled && $0.state != .listing }
     }
 
     private static func absolute(_ path: String) -> String {

@@ -145,6 +145,12 @@ public struct LocalRun: Sendable {
         let policy = leasePolicy
         let ledger = Ledger(database: url, leasePolicy: policy, logger: logger)
         try await ledger.verifySchema()
+        // Ledgers from before 0007 keep items as rows until their manifests are written.
+        try await ledger.moveItemRowsToManifests()
+        // An earlier run of this job that died while enqueueing left a job nothing can claim.
+        for stale in try await ledger.listJobs(limit: 1000) where stale.state == .listing && request.matches(stale) {
+            try await ledger.discardListingJob(stale.id)
+        }
 
         let jobID: Int64
         let request = request, maxItems = maxJobItems

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import VTPConcurrency
 import VTPVocabulary
 
 /// The coordinator's source of truth: jobs, shards, items and workers in PostgreSQL.
@@ -19,7 +20,7 @@ public final class Ledger: Sendable {
     /// How a lost connection is retried.
     public let reconnect: ReconnectPolicy
     let session: DatabaseSession
-    private let logger: Logger
+    let logger: Logger
 
     /// Creates a ledger; nothing is sent until the first operation (see `verifySchema`).
     public init(database: DatabaseURL, leasePolicy: LeasePolicy = LeasePolicy(),
@@ -42,82 +43,114 @@ public final class Ledger: Sendable {
 
     // MARK: Enqueue
 
-    /// Inserts a job, its shards and its items in one transaction (items streamed with COPY),
-    /// and notifies idle coordinators. Returns the job id.
+    /// Enqueues a job over `items` and notifies idle coordinators; returns the job id. See
+    /// ``enqueue(_:listing:end:)``, which this calls with `skipped` and `listingDigest` known upfront.
+    public func enqueue<Items: Sequence<JobItem>>(_ spec: JobSpec, items: sending Items, skipped: [SkippedSample] = [],
+                                                  listingDigest: String? = nil) async throws -> Int64 {
+        try await enqueue(spec, listing: items) { ListingEnd(skipped: skipped, listingDigest: listingDigest) }
+    }
+
+    /// Enqueues a job whose items come from `listing`, which is read once, in order, as the items
+    /// are cut into shards: the items of each shard go to its manifest file
+    /// (``ShardManifest``, under the job's output) as soon as the shard is full, so an enqueue holds
+    /// one shard of items at a time however long the listing is (it may be generated lazily).
+    /// Items get their listing positions as ordinals. `end` is called after the last item and
+    /// supplies what a streaming listing knows only then: the samples it skipped (recorded as
+    /// failed items after the real ones, in no shard, so the job's counts, `failures` and the
+    /// finalizer report them) and the listing's fingerprint (``ListingDigest``).
     ///
-    /// `items[i].ordinal` must be `i`. `skipped` (samples the listing could not turn into items)
-    /// are recorded as failed items after the real ones, in no shard, so the job's counts,
-    /// `failures` and the finalizer report them.
+    /// The job exists in state ``JobState/listing`` while its manifests are written and becomes
+    /// claimable in one transaction with all its shards, so an enqueue that dies part-way leaves
+    /// nothing runnable: the job is deleted on the way out when possible, and otherwise stays a
+    /// listing job that `vtp run` discards on its next run (``discardListingJob(_:)``).
     ///
     /// Not retried after a connection loss: the commit may have happened, so the caller decides.
-    /// `listingDigest` fingerprints the listing the items came from (``ListingDigest``), so a
-    /// later run can tell whether the input changed without reading every item back.
-    public func enqueue(_ spec: JobSpec, items: [JobItem], skipped: [SkippedSample] = [],
-                        listingDigest: String? = nil) async throws -> Int64 {
+    public func enqueue<Items: Sequence<JobItem>>(_ spec: JobSpec, listing: sending Items,
+                                                  end: @escaping @Sendable () throws -> ListingEnd) async throws -> Int64 {
         try spec.validate()
-        guard !items.isEmpty else { throw LedgerError.invalidArgument(field: "items", expected: "at least one item") }
-        if let bad = items.indices.first(where: { items[$0].ordinal != $0 }) {
-            throw LedgerError.invalidArgument(field: "items[\(bad)].ordinal", expected: "\(bad) (ordinals are the listing positions)")
+        let jobID = try await session.run("create job", retry: .never) { connection in
+            try connection.query("""
+                INSERT INTO jobs (type, parameters, model, input_location, output_location, priority, max_attempts, state)
+                VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, 'listing') RETURNING id
+                """, [spec.type, spec.parametersJSON, spec.model, spec.inputLocation, spec.outputLocation,
+                      String(spec.priority), String(spec.maxAttempts)], operation: "insert job").int64(0, 0)
         }
-        let shardSize = spec.shardSize
-        let shardCount = (items.count + shardSize - 1) / shardSize
-        guard shardCount <= Int(Int32.max) else {
-            throw LedgerError.invalidArgument(field: "job.shardSize", expected: "fewer than 2^31 shards")
-        }
-        return try await session.run("enqueue job", retry: .never) { connection in
-            try connection.transaction(operation: "enqueue job") {
-                let inserted = try connection.query("""
-                    INSERT INTO jobs (type, parameters, model, input_location, output_location, priority,
-                                      max_attempts, shard_count, item_count, items_failed, listing_digest)
-                    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id
-                    """, [spec.type, spec.parametersJSON, spec.model, spec.inputLocation, spec.outputLocation,
-                          String(spec.priority), String(spec.maxAttempts), String(shardCount),
-                          String(items.count + skipped.count), String(skipped.count), listingDigest],
-                    operation: "insert job")
-                let jobID = try inserted.int64(0, 0)
-                try connection.query("""
-                    INSERT INTO shards (job_id, shard_index, priority, first_item, last_item)
-                    SELECT $1, g, $2, g::bigint * $3, least((g::bigint + 1) * $3, $4) - 1
-                      FROM generate_series(0, $5 - 1) AS g
-                    """, [String(jobID), String(spec.priority), String(shardSize), String(items.count),
-                          String(shardCount)], operation: "insert shards")
-                try Self.copyItems(items, skipped: skipped, jobID: jobID, shardSize: shardSize, connection: connection)
-                try connection.query("SELECT pg_notify($1, $2)", [Self.workChannel, String(jobID)],
-                                     operation: "notify new work")
-                return jobID
+        do {
+            let written = try await Self.writeManifests(listing, job: jobID, outputLocation: spec.outputLocation,
+                                                        shardSize: spec.shardSize, firstShard: 0, firstOrdinal: 0, end: end)
+            guard written.items > 0 else { throw LedgerError.invalidArgument(field: "items", expected: "at least one item") }
+            try await session.run("publish job", retry: .never) { connection in
+                try connection.transaction(operation: "publish job \(jobID)") {
+                    try Self.insertShards(job: jobID, firstShard: 0, firstOrdinal: 0, written: written, shardSize: spec.shardSize,
+                                          connection: connection)
+                    try Self.copyListingFailures(written.end.skipped, job: jobID, firstOrdinal: written.items, connection: connection)
+                    try connection.query("""
+                        UPDATE jobs SET state = 'pending', shard_count = $2, item_count = $3, items_failed = $4,
+                                        listing_digest = $5, updated_at = now()
+                         WHERE id = $1 AND state = 'listing'
+                        """, [String(jobID), String(written.shards), String(written.items + Int64(written.end.skipped.count)),
+                              String(written.end.skipped.count), written.end.listingDigest], operation: "publish job \(jobID)")
+                    try connection.query("SELECT pg_notify($1, $2)", [Self.workChannel, String(jobID)],
+                                         operation: "notify new work")
+                }
             }
+        } catch {
+            _ = try? await discardListingJob(jobID)
+            throw error
         }
+        return jobID
+    }
+
+    /// Deletes `job` and its shard manifests if it is still ``JobState/listing`` (its enqueue
+    /// died before publishing it); true when it was. Safe to call on any job: others are kept.
+    @discardableResult
+    public func discardListingJob(_ job: Int64) async throws -> Bool {
+        let output = try await session.run("discard listing job", retry: .never) { connection -> String? in
+            let result = try connection.query("DELETE FROM jobs WHERE id = $1 AND state = 'listing' RETURNING output_location",
+                                              [String(job)], operation: "discard listing job \(job)")
+            return result.rowCount == 0 ? nil : try result.string(0, 0)
+        }
+        guard let output else { return false }
+        ShardManifest.removeAll(job: job, outputLocation: output)
+        return true
     }
 
     /// Adds items to an existing job (its input grew: `vtp run --update`) as new shards after its
     /// last one, so nothing already done runs again. The new items' ordinals follow the job's
-    /// last; their own `ordinal` fields are ignored. A finished job runs again for them (and is
-    /// finalized again, over everything). Returns how many shards were added.
+    /// last; their own `ordinal` fields are ignored. Their manifests are written first (streaming,
+    /// like ``enqueue(_:listing:end:)``) and the shards appear in one transaction, which refuses
+    /// if the job grew meanwhile (the files it wrote are then overwritten by the next append). A
+    /// finished job runs again for them (and is finalized again, over everything). Returns how
+    /// many shards were added.
     @discardableResult
-    public func appendItems(job: Int64, items: [JobItem], skipped: [SkippedSample] = [], shardSize: Int,
-                            listingDigest: String?) async throws -> Int {
+    public func appendItems<Items: Sequence<JobItem>>(job: Int64, items: sending Items, skipped: [SkippedSample] = [],
+                                                      shardSize: Int, listingDigest: String?) async throws -> Int {
         guard shardSize > 0 else { throw LedgerError.invalidArgument(field: "shardSize", expected: "a positive shard size") }
+        let current = try await session.run("read job") { connection -> (Int64, Int, String)? in
+            let r = try connection.query("SELECT item_count, shard_count, output_location FROM jobs WHERE id = $1",
+                                         [String(job)], operation: "read job \(job)")
+            return r.rowCount == 0 ? nil : (try r.int64(0, 0), Int(try r.int64(0, 1)), try r.string(0, 2))
+        }
+        guard let (firstOrdinal, firstShard, output) = current else { throw LedgerError.jobNotFound(job) }
+        let written = try await Self.writeManifests(items, job: job, outputLocation: output, shardSize: shardSize,
+                                                    firstShard: firstShard, firstOrdinal: firstOrdinal) {
+            ListingEnd(skipped: skipped, listingDigest: listingDigest)
+        }
+        guard firstShard + written.shards <= Int(Int32.max) else {
+            throw LedgerError.invalidArgument(field: "job.shardSize", expected: "fewer than 2^31 shards")
+        }
         return try await session.run("append items", retry: .never) { connection in
             try connection.transaction(operation: "append items to job \(job)") {
-                let current = try connection.query(
-                    "SELECT item_count, shard_count FROM jobs WHERE id = $1 FOR UPDATE", [String(job)],
-                    operation: "lock job \(job)")
-                guard current.rowCount > 0 else { throw LedgerError.jobNotFound(job) }
-                let firstOrdinal = try current.int64(0, 0), firstShard = Int(try current.int64(0, 1))
-                let newShards = (items.count + shardSize - 1) / shardSize
-                guard firstShard + newShards <= Int(Int32.max) else {
-                    throw LedgerError.invalidArgument(field: "job.shardSize", expected: "fewer than 2^31 shards")
+                let locked = try connection.query("SELECT item_count, shard_count FROM jobs WHERE id = $1 FOR UPDATE",
+                                                  [String(job)], operation: "lock job \(job)")
+                guard locked.rowCount > 0 else { throw LedgerError.jobNotFound(job) }
+                guard try locked.int64(0, 0) == firstOrdinal, Int(try locked.int64(0, 1)) == firstShard else {
+                    throw LedgerError.invalidJobState(job: job, state: "grown by another update meanwhile", operation: "append items to")
                 }
-                if newShards > 0 {
-                    try connection.query("""
-                        INSERT INTO shards (job_id, shard_index, priority, first_item, last_item)
-                        SELECT j.id, $2 + g, j.priority, $3 + g::bigint * $4, $3 + least((g::bigint + 1) * $4, $5) - 1
-                          FROM jobs j, generate_series(0, $6 - 1) AS g WHERE j.id = $1
-                        """, [String(job), String(firstShard), String(firstOrdinal), String(shardSize), String(items.count),
-                              String(newShards)], operation: "insert shards of job \(job)")
-                }
-                try Self.copyItems(items, skipped: skipped, jobID: job, shardSize: shardSize, firstOrdinal: firstOrdinal,
-                                   firstShard: firstShard, connection: connection)
+                try Self.insertShards(job: job, firstShard: firstShard, firstOrdinal: firstOrdinal, written: written,
+                                      shardSize: shardSize, connection: connection)
+                try Self.copyListingFailures(skipped, job: job, firstOrdinal: firstOrdinal + written.items, connection: connection)
+                let newShards = written.shards
                 try connection.query("""
                     UPDATE jobs
                        SET shard_count = shard_count + $2, item_count = item_count + $3, items_failed = items_failed + $4,
@@ -126,7 +159,7 @@ public final class Ledger: Sendable {
                            finished_at = CASE WHEN $2 > 0 AND state IN ('completed', 'completed_with_failures') THEN NULL ELSE finished_at END,
                            updated_at = now()
                      WHERE id = $1
-                    """, [String(job), String(newShards), String(items.count + skipped.count), String(skipped.count),
+                    """, [String(job), String(newShards), String(written.items + Int64(skipped.count)), String(skipped.count),
                           listingDigest], operation: "update job \(job)")
                 try connection.query("SELECT pg_notify($1, $2)", [Self.workChannel, String(job)], operation: "notify new work")
                 return newShards
@@ -134,79 +167,165 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// The source id of every item of `job`, the listing's skipped samples included (they have
-    /// ordinals too), for comparing the job with a new listing of its input.
-    public func sourceIDs(job: Int64) async throws -> Set<String> {
-        try await session.run("read source ids") { connection in
-            let result = try connection.query("SELECT source_id FROM items WHERE job_id = $1", [String(job)],
-                                              operation: "read source ids of job \(job)")
-            var ids = Set<String>(minimumCapacity: result.rowCount)
-            for row in 0..<result.rowCount { ids.insert(try result.string(row, 0)) }
-            return ids
+    /// What ``writeManifests`` wrote: shards and items, and the listing's end.
+    struct WrittenListing: Sendable {
+        var shards: Int
+        var items: Int64
+        var end: ListingEnd
+    }
+
+    /// Streams `listing` into shard manifests on a thread of its own (file writes block).
+    private static func writeManifests<Items: Sequence<JobItem>>(
+        _ listing: sending Items, job: Int64, outputLocation: String, shardSize: Int, firstShard: Int, firstOrdinal: Int64,
+        end: @escaping @Sendable () throws -> ListingEnd) async throws -> WrittenListing {
+        // The caller sent the sequence away; only the one thread below ever iterates it.
+        let transfer = UncheckedTransfer(AnyIterator(listing.makeIterator()))
+        return try await BlockingWork.run(name: "vtp-enqueue") {
+            var writer = ShardManifestWriter(job: job, outputLocation: outputLocation, shardSize: shardSize,
+                                             firstShard: firstShard, firstOrdinal: firstOrdinal)
+            while let item = transfer.value.next() { try writer.add(item) }
+            try writer.finish()
+            guard firstShard + writer.shardsWritten <= Int(Int32.max) else {
+                throw LedgerError.invalidArgument(field: "job.shardSize", expected: "fewer than 2^31 shards")
+            }
+            return WrittenListing(shards: writer.shardsWritten, items: writer.itemsWritten, end: try end())
         }
     }
 
-    private static func copyItems(_ items: [JobItem], skipped: [SkippedSample], jobID: Int64, shardSize: Int,
-                                  firstOrdinal: Int64 = 0, firstShard: Int = 0, connection: PGConnection) throws {
-        let operation = "copy items"
-        try connection.copyIn(
-            "COPY items (job_id, ordinal, shard_index, source_id, path, label, caption, metadata, state, error) FROM STDIN",
-            operation: operation) { send in
-            let chunkBytes = 1 << 20
-            var encoder = CopyTextEncoder(reservingCapacity: chunkBytes + 4096)
-            func flushIfFull() throws {
-                if encoder.bytes.count >= chunkBytes {
+    /// Inserts the shard rows for items `firstOrdinal..<firstOrdinal + written.items` (full shards
+    /// of `shardSize`, the last possibly shorter): one statement however many shards.
+    private static func insertShards(job: Int64, firstShard: Int, firstOrdinal: Int64, written: WrittenListing, shardSize: Int,
+                                     connection: PGConnection) throws {
+        guard written.shards > 0 else { return }
+        try connection.query("""
+            INSERT INTO shards (job_id, shard_index, priority, first_item, last_item)
+            SELECT j.id, $2 + g, j.priority, $3 + g::bigint * $4, $3 + least((g::bigint + 1) * $4, $5) - 1
+              FROM jobs j, generate_series(0, $6 - 1) AS g WHERE j.id = $1
+            """, [String(job), String(firstShard), String(firstOrdinal), String(shardSize), String(written.items),
+                  String(written.shards)], operation: "insert shards of job \(job)")
+    }
+
+    /// Records the listing's skipped samples as failed items in no shard (`shard_index` -1).
+    private static func copyListingFailures(_ skipped: [SkippedSample], job: Int64, firstOrdinal: Int64,
+                                            connection: PGConnection) throws {
+        guard !skipped.isEmpty else { return }
+        try connection.copyIn("COPY failed_items (job_id, ordinal, shard_index, source_id, path, error) FROM STDIN",
+                              operation: "copy listing failures") { send in
+            var encoder = CopyTextEncoder(reservingCapacity: 1 << 16)
+            for (k, sample) in skipped.enumerated() {
+                encoder.appendField(job)
+                encoder.appendField(firstOrdinal + Int64(k))
+                encoder.appendField(-1)
+                encoder.appendField(sample.sourceId)
+                encoder.appendField("")
+                encoder.appendField(sample.reason)
+                encoder.endRow()
+                if encoder.bytes.count >= 1 << 20 {
                     try encoder.bytes.withUnsafeBytes { try send($0) }
                     encoder.reset()
                 }
             }
-            for (position, item) in items.enumerated() {
-                encoder.appendField(jobID)
-                encoder.appendField(firstOrdinal + Int64(position))
-                encoder.appendField(Int64(firstShard + position / shardSize))
-                encoder.appendField(item.sourceId)
-                encoder.appendField(item.location.encoded)
-                encoder.appendField(item.label.map(String.init))
-                encoder.appendField(item.caption)
-                encoder.appendField(item.metadata)
-                encoder.appendField("pending")
-                encoder.appendField(nil)
-                encoder.endRow()
-                try flushIfFull()
-            }
-            for (k, sample) in skipped.enumerated() {
-                encoder.appendField(jobID)
-                encoder.appendField(firstOrdinal + Int64(items.count + k))
-                encoder.appendField(-1)
-                encoder.appendField(sample.sourceId)
-                encoder.appendField("")
-                encoder.appendField(nil)
-                encoder.appendField(nil)
-                encoder.appendField(nil)
-                encoder.appendField("failed")
-                encoder.appendField(sample.reason)
-                encoder.endRow()
-                try flushIfFull()
-            }
             try encoder.bytes.withUnsafeBytes { try send($0) }
+        }
+    }
+
+    /// The source id of every item of `job`, the listing's skipped samples included (they have
+    /// ordinals too), for comparing the job with a new listing of its input. Read from the shard
+    /// manifests one shard at a time.
+    public func sourceIDs(job: Int64) async throws -> Set<String> {
+        var ids = Set<String>()
+        try await forEachShardItems(job: job) { _, items in
+            for item in items { ids.insert(item.sourceId) }
+        }
+        for failure in try await listingFailures(job: job) { ids.insert(failure.sourceID) }
+        return ids
+    }
+
+    /// Calls `body` with each shard of `job` (by index) and its items, read from its manifest,
+    /// in shard order: a walk over every item of a job in the memory of one shard.
+    /// - Throws: ``ShardManifestError`` for a missing or broken manifest.
+    public func forEachShardItems(job: Int64, _ body: (Int, [JobItem]) throws -> Void) async throws {
+        let record = try await self.job(job)
+        var after = -1
+        while true {
+            let from = after
+            let page = try await session.run("list shards") { connection -> [(Int, Int64, Int64)] in
+                let r = try connection.query("""
+                    SELECT shard_index, first_item, last_item FROM shards WHERE job_id = $1 AND shard_index > $2
+                     ORDER BY shard_index LIMIT 1000
+                    """, [String(job), String(from)], operation: "list shards of job \(job)")
+                return try (0..<r.rowCount).map { (Int(try r.int64($0, 0)), try r.int64($0, 1), try r.int64($0, 2)) }
+            }
+            guard let last = page.last else { return }
+            for (index, first, lastItem) in page {
+                let items = try await BlockingWork.run(name: "vtp-manifest") {
+                    try ShardManifest.read(job: job, shard: index, first: first, last: lastItem, outputLocation: record.outputLocation)
+                }
+                try body(index, items)
+            }
+            after = last.0
         }
     }
 
     // MARK: Leases
 
     /// Leases the next eligible shard — highest priority, then oldest job, then lowest index —
-    /// skipping rows other claimers hold, and returns it with its unfinished items; nil when no
-    /// shard is eligible. The lease token and expiry are set in the same statement.
+    /// skipping rows other claimers hold, and returns it with its items, read from its shard
+    /// manifest; nil when no shard is eligible. The lease token and expiry are set in the same
+    /// statement.
+    ///
+    /// A shard whose manifest is missing or broken is failed under its new lease with the
+    /// manifest's error (the usual backoff and attempts: shared storage may come back), and the
+    /// claim moves on to the next shard, so one bad file never stops the coordinator.
     ///
     /// - Parameter job: restrict the claim to one job (benchmarks, tests, job-pinned workers).
     public func claimNextShard(owner: String, job: Int64? = nil) async throws -> ClaimedShard? {
+        try await claim(owner: owner, job: job).shard
+    }
+
+    /// What ``claim(owner:job:)`` did: the shard it leased, if any, and the jobs that ended on
+    /// the way, when a shard it could not run used its job's last open attempt.
+    public struct ClaimResult: Sendable, Equatable {
+        public var shard: ClaimedShard?
+        /// Jobs now finished (``JobState/isFinalizable``) by a manifest failure of this claim;
+        /// no completion will come for them, so the caller finalizes them.
+        public var finishedJobs: [Int64] = []
+    }
+
+    /// ``claimNextShard(owner:job:)`` for a coordinator: also names the jobs that the claim's
+    /// manifest failures finished, which no worker's completion would announce.
+    public func claim(owner: String, job: Int64? = nil) async throws -> ClaimResult {
         let lease = leasePolicy.leaseSeconds
-        // Retrying after a lost connection is safe: a claim whose reply was lost just expires.
-        return try await session.run("claim next shard") { connection in
-            let result = try connection.query(Self.claimSQL, [owner, String(lease), job.map { String($0) }],
-                                              operation: "claim next shard")
-            return try Self.decodeClaim(result)
+        var finished: [Int64] = []
+        for _ in 0..<64 {
+            // Retrying after a lost connection is safe: a claim whose reply was lost just expires.
+            let claimed = try await session.run("claim next shard") { connection in
+                let result = try connection.query(Self.claimSQL, [owner, String(lease), job.map { String($0) }],
+                                                  operation: "claim next shard")
+                return try Self.decodeClaim(result)
+            }
+            guard var shard = claimed else { return ClaimResult(shard: nil, finishedJobs: finished) }
+            do {
+                let (jobID, index, first, last, output) = (shard.shard.jobID, Int(shard.shard.index), shard.firstItem,
+                                                           shard.lastItem, shard.job.outputLocation)
+                let items = try await BlockingWork.run(name: "vtp-manifest") {
+                    try ShardManifest.read(job: jobID, shard: index, first: first, last: last, outputLocation: output)
+                }
+                let excluded = Dictionary(shard.excluded.map { ($0.ordinal, $0) }, uniquingKeysWith: { a, _ in a })
+                shard.items = items.filter { excluded[$0.ordinal] == nil }
+                shard.excluded = items.compactMap { item in
+                    excluded[item.ordinal].map { ExcludedItem(ordinal: $0.ordinal, sourceId: item.sourceId, reason: $0.reason) }
+                }
+                return ClaimResult(shard: shard, finishedJobs: finished)
+            } catch let error as ShardManifestError {
+                logger.error("shard \(shard.shard) cannot run: \(error)")
+                let outcome = try await failShard(shard.shard, token: shard.leaseToken, error: error.description)
+                if outcome == .failed, try await self.job(shard.shard.jobID).state.isFinalizable, !finished.contains(shard.shard.jobID) {
+                    finished.append(shard.shard.jobID)
+                }
+            }
         }
+        return ClaimResult(shard: nil, finishedJobs: finished)
     }
 
     static let claimSQL = """
@@ -214,8 +333,10 @@ public final class Ledger: Sendable {
             SELECT job_id, shard_index FROM shards
              WHERE state = 'pending' AND next_eligible_at <= now()
                AND ($3::bigint IS NULL OR job_id = $3::bigint)
-               -- A shard requeued (expired, handed back) while its job is paused or failed waits.
-               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = shards.job_id AND j.state IN ('paused', 'failed', 'cancelled'))
+               -- A shard requeued (expired, handed back) while its job is paused or failed waits, and
+               -- so do the shards of a job whose items are still rows (0007 moves them at startup).
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = shards.job_id
+                                  AND (j.state IN ('paused', 'failed', 'cancelled', 'listing') OR j.item_rows))
              ORDER BY priority DESC, job_id, shard_index
              LIMIT 1
                FOR UPDATE SKIP LOCKED
@@ -236,15 +357,13 @@ public final class Ledger: Sendable {
         SELECT c.job_id, c.shard_index, c.first_item, c.last_item, c.attempts, c.lease_token,
                extract(epoch FROM c.lease_expires_at)::float8,
                j.type, j.parameters::text, j.model, j.input_location, j.output_location,
-               i.ordinal, i.source_id, i.path, i.label, i.caption, i.metadata::text,
-               c.isolated, i.state, i.error
+               c.isolated, f.ordinal, f.error
           FROM claimed c
           JOIN jobs j ON j.id = c.job_id
-          -- Items of a claimable shard are failed only when they crashed workers (retries reset
-          -- every item of the shards they re-open): those come along as excluded.
-          LEFT JOIN items i ON i.job_id = c.job_id AND i.ordinal BETWEEN c.first_item AND c.last_item
-                           AND i.state IN ('pending', 'failed')
-         ORDER BY i.ordinal
+          -- A claimable shard has failure rows only for items that crashed workers (retries drop
+          -- the rows of the shards they re-open): those come along as excluded.
+          LEFT JOIN failed_items f ON f.job_id = c.job_id AND f.shard_index = c.shard_index
+         ORDER BY f.ordinal
         """
 
     private static func decodeClaim(_ result: PGResult) throws -> ClaimedShard? {
@@ -257,27 +376,11 @@ public final class Ledger: Sendable {
                                outputLocation: try result.string(0, 11)),
             firstItem: try result.int64(0, 2), lastItem: try result.int64(0, 3), attempt: try result.int32(0, 4),
             leaseToken: try result.uuid(0, 5), leaseExpiresAt: try result.date(0, 6), items: [])
-        shard.isolated = try result.string(0, 18) == "t"
-        shard.items.reserveCapacity(result.rowCount)
-        for row in 0..<result.rowCount where result.value(row, 12) != nil {
-            if try result.string(row, 19) == "failed" {
-                shard.excluded.append(ExcludedItem(ordinal: Int(try result.int64(row, 12)), sourceId: try result.string(row, 13),
-                                                   reason: result.value(row, 20) ?? "crashed workers"))
-                continue
-            }
-            let path = try result.string(row, 14)
-            let location: ItemLocation
-            do { location = try ItemLocation(encoded: path) } catch {
-                throw LedgerError.malformedRow(column: "items.path", expected: "an item location (\(error.detail))", value: path)
-            }
-            var label: Int?
-            if let text: String = result.value(row, 15) {
-                guard let value = Int(text) else { throw LedgerError.malformedRow(column: "items.label", expected: "an integer", value: text) }
-                label = value
-            }
-            shard.items.append(JobItem(ordinal: Int(try result.int64(row, 12)), sourceId: try result.string(row, 13),
-                                       location: location, label: label, caption: result.value(row, 16),
-                                       metadata: result.value(row, 17)))
+        shard.isolated = try result.string(0, 12) == "t"
+        for row in 0..<result.rowCount where result.value(row, 13) != nil {
+            // The source id is filled from the manifest by the caller.
+            shard.excluded.append(ExcludedItem(ordinal: Int(try result.int64(row, 13)), sourceId: "",
+                                               reason: result.value(row, 14) ?? "crashed workers"))
         }
         return shard
     }
@@ -298,8 +401,14 @@ public final class Ledger: Sendable {
     }
 
     /// Records a shard's per-item results if `token` is still its live lease; otherwise nothing
-    /// changes and the rejection is counted on the job. Items missing from `results` are marked
-    /// failed; per-item failures never fail the shard. Finishes the job after its last shard.
+    /// changes and the rejection is counted on the job. Failed items and items missing from
+    /// `results` get a failure row; every other item of the shard is done (no row: success is
+    /// implied); per-item failures never fail the shard. Finishes the job after its last shard.
+    ///
+    /// The results' output locations are not stored. They are `<shard file>#<row>` and follow
+    /// from the shard's summary file, which its worker writes beside its outputs (the file it
+    /// wrote, in item order, with an ids sidecar naming each row's source id): keeping them per
+    /// item would put one row per item back into the ledger for something the output already says.
     ///
     /// Retried after a lost connection: if the first attempt had committed, the retry reports
     /// `.duplicate` (and counts it) instead of applying twice.
@@ -483,13 +592,15 @@ public final class Ledger: Sendable {
         return reset
     }
 
-    /// Deletes a job with its shards and items.
+    /// Deletes a job with its shards, failure rows and shard manifests.
     public func deleteJob(_ job: Int64) async throws {
-        let deleted = try await session.run("delete job") { connection in
-            try connection.query("DELETE FROM jobs WHERE id = $1", [String(job)], operation: "delete job \(job)")
-                .affectedRows
+        let output = try await session.run("delete job") { connection -> String? in
+            let r = try connection.query("DELETE FROM jobs WHERE id = $1 RETURNING output_location", [String(job)],
+                                         operation: "delete job \(job)")
+            return r.rowCount == 0 ? nil : try r.string(0, 0)
         }
-        if deleted == 0 { throw LedgerError.jobNotFound(job) }
+        guard let output else { throw LedgerError.jobNotFound(job) }
+        ShardManifest.removeAll(job: job, outputLocation: output)
     }
 
     // MARK: Queries
@@ -584,17 +695,74 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// Failed items of a job in ordinal order, starting after `afterOrdinal`.
+    /// Failed items of a job in ordinal order, starting after `afterOrdinal`. Their errors come
+    /// from the failure rows; source ids and paths the rows leave out (failures reported by a
+    /// worker or a failed shard) from the shard manifests.
     public func failures(job: Int64, limit: Int = 100, afterOrdinal: Int64 = -1) async throws -> [ItemFailure] {
-        try await session.run("list failures") { connection in
+        let rows = try await session.run("list failures") { connection in
             let result = try connection.query("""
-                SELECT ordinal, source_id, path, coalesce(error, '') FROM items
-                 WHERE job_id = $1 AND state = 'failed' AND ordinal > $2 ORDER BY ordinal LIMIT $3
+                SELECT ordinal, shard_index, source_id, path, error FROM failed_items
+                 WHERE job_id = $1 AND ordinal > $2 ORDER BY ordinal LIMIT $3
                 """, [String(job), String(afterOrdinal), String(limit)], operation: "list failures of job \(job)")
-            return try (0..<result.rowCount).map { row in
-                ItemFailure(ordinal: try result.int64(row, 0), sourceID: try result.string(row, 1),
-                            path: try result.string(row, 2), error: try result.string(row, 3))
+            return try Self.decodeFailureRows(result)
+        }
+        return try await named(rows, job: job)
+    }
+
+    /// A failure row: what `failed_items` holds of one item.
+    struct FailureRow: Sendable {
+        var ordinal: Int64
+        var shard: Int
+        var sourceID: String?
+        var path: String?
+        var error: String
+    }
+
+    static func decodeFailureRows(_ result: PGResult) throws -> [FailureRow] {
+        try (0..<result.rowCount).map {
+            FailureRow(ordinal: try result.int64($0, 0), shard: Int(try result.int64($0, 1)), sourceID: result.value($0, 2),
+                       path: result.value($0, 3), error: try result.string($0, 4))
+        }
+    }
+
+    /// `rows` as ``ItemFailure``s, naming each item from its shard's manifest where the row does
+    /// not. A manifest that cannot be read leaves its items unnamed and says why in their errors,
+    /// so listing failures never fails for it.
+    func named(_ rows: [FailureRow], job: Int64) async throws -> [ItemFailure] {
+        let shards = Set(rows.filter { $0.sourceID == nil && $0.shard >= 0 }.map(\.shard)).sorted()
+        var names: [Int64: JobItem] = [:]
+        var unreadable: [Int: String] = [:]
+        if !shards.isEmpty {
+            let (output, ranges) = try await session.run("read shard ranges") { connection -> (String, [(Int, Int64, Int64)]) in
+                let r = try connection.query("""
+                    SELECT s.shard_index, s.first_item, s.last_item, j.output_location FROM shards s JOIN jobs j ON j.id = s.job_id
+                     WHERE s.job_id = $1 AND s.shard_index = ANY ($2::int[])
+                    """, [String(job), "{" + shards.map(String.init).joined(separator: ",") + "}"],
+                    operation: "read shard ranges of job \(job)")
+                return (r.rowCount == 0 ? "" : try r.string(0, 3),
+                        try (0..<r.rowCount).map { (Int(try r.int64($0, 0)), try r.int64($0, 1), try r.int64($0, 2)) })
             }
+            for (index, first, last) in ranges {
+                do {
+                    let items = try await BlockingWork.run(name: "vtp-manifest") {
+                        try ShardManifest.read(job: job, shard: index, first: first, last: last, outputLocation: output)
+                    }
+                    for item in items { names[Int64(item.ordinal)] = item }
+                } catch let error as ShardManifestError {
+                    unreadable[index] = error.description
+                }
+            }
+        }
+        return rows.map { row in
+            if let sourceID = row.sourceID {
+                return ItemFailure(ordinal: row.ordinal, sourceID: sourceID, path: row.path ?? "", error: row.error)
+            }
+            if let item = names[row.ordinal] {
+                return ItemFailure(ordinal: row.ordinal, sourceID: item.sourceId, path: item.location.encoded, error: row.error)
+            }
+            let why = unreadable[row.shard] ?? "its shard manifest does not hold it"
+            return ItemFailure(ordinal: row.ordinal, sourceID: "#\(row.ordinal)", path: "",
+                               error: row.error + " (the item cannot be named: \(why))")
         }
     }
 

@@ -37,6 +37,8 @@ public enum LedgerError: Error, CustomStringConvertible, Sendable, Equatable {
 
 /// Lifecycle of a job.
 public enum JobState: String, Sendable, CaseIterable, Codable {
+    /// Its enqueue is still writing its shard manifests; nothing of it can be claimed yet.
+    case listing
     case pending, running, paused, cancelled, completed
     case completedWithFailures = "completed_with_failures"
     /// Nothing of the job could run (its model does not load, its output is not writable...):
@@ -132,7 +134,7 @@ public struct ClaimedShard: Sendable, Equatable {
     public var attempt: Int32
     public var leaseToken: UUID
     public var leaseExpiresAt: Date
-    /// Items not yet done (a retried shard carries only its failed items), with job-wide ordinals.
+    /// The items to process, with job-wide ordinals, read from the shard's manifest.
     public var items: [JobItem]
     /// A worker ended abnormally while holding this shard: run it one item at a time.
     public var isolated: Bool = false
@@ -302,4 +304,24 @@ public struct SessionLease: Sendable, Equatable {
         self.token = token
         self.itemInHand = itemInHand
     }
+}
+
+/// What a streaming listing knows only after its last item (see `Ledger.enqueue(_:listing:end:)`).
+public struct ListingEnd: Sendable, Equatable {
+    /// Samples the listing could not turn into items, in listing order.
+    public var skipped: [SkippedSample]
+    /// The listing's fingerprint (`ListingDigest` in VTPCoordinator), or nil.
+    public var listingDigest: String?
+
+    public init(skipped: [SkippedSample] = [], listingDigest: String? = nil) {
+        self.skipped = skipped
+        self.listingDigest = listingDigest
+    }
+}
+
+/// Moves a value its owner sent away (a `sending` parameter) into a `@Sendable` closure that
+/// runs on one other thread. `@unchecked` is sound only because nothing else keeps the value.
+struct UncheckedTransfer<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
 }

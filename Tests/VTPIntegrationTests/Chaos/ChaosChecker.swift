@@ -56,7 +56,8 @@ enum ChaosChecker {
     static func orphans(_ output: String) throws -> [String] {
         let names = Set(try FileManager.default.contentsOfDirectory(atPath: output))
         return names.filter { name in
-            if name.hasPrefix(".") && name != ".vtp-state" { return true }
+            // `.vtp` holds the ledger's shard manifests.
+            if name.hasPrefix(".") && name != ".vtp-state" && name != ".vtp" { return true }
             if name.hasPrefix("ids_") { return !names.contains(name.replacingOccurrences(of: "ids_", with: "latents_")
                 .replacingOccurrences(of: ".jsonl", with: ".safetensors")) }
             if name.hasPrefix("summary_") {

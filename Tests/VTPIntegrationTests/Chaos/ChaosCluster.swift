@@ -146,14 +146,15 @@ final class ChaosCluster {
 
     /// Source ids of the job's failed items and the ledger's reason for each.
     func failedItems(job: Int64) async throws -> [String: String] {
-        let rows = try await ledger.sql("SELECT source_id || chr(9) || coalesce(error, '') FROM items WHERE job_id = $1 AND state = 'failed'",
-                                        [String(job)])
+        // `vtp failures`' own read: failure rows named from the shard manifests.
         var failures: [String: String] = [:]
-        for row in rows.compactMap({ $0 }) {
-            let parts = row.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
-            failures[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        var after: Int64 = -1
+        while true {
+            let page = try await ledger.failures(job: job, limit: 1000, afterOrdinal: after)
+            guard let last = page.last else { return failures }
+            for failure in page { failures[failure.sourceID] = failure.error }
+            after = last.ordinal
         }
-        return failures
     }
 
     /// Kills every other backend of the ledger database (the coordinator's, workers' have none).

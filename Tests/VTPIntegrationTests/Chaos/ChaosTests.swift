@@ -299,6 +299,15 @@ struct ChaosTests {
         }
         let full = try await cluster.ledger.job(job)
         #expect(full.state == .completedWithFailures, "\(full.state)")
+        // The coordinator finalizes the full run after its last shard (on the full disk its manifest
+        // cannot be written): a retry before that ends would race the finalizer's removal of the
+        // failed shards' files with the files their new attempts write.
+        func finalizerEnded() -> Bool {
+            let log = cluster.log("coordinator")
+            return log.contains("job \(job) finalized") || log.contains("finalizing job \(job) failed")
+        }
+        while ContinuousClock.now < deadline, !finalizerEnded() { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(finalizerEnded(), "the coordinator never finalized the full run: \(cluster.log("coordinator"))")
         let orphaned = try ChaosChecker.orphans(output)
         #expect(orphaned.isEmpty, "partial shard files on the full disk: \(orphaned)")
         let reasons = try await cluster.failedItems(job: job).values

@@ -162,7 +162,7 @@ struct ClusterIntegrationTests {
             let policy = LeasePolicy(leaseSeconds: lease, backoffBaseSeconds: 0, backoffCapSeconds: 0)
             let ledger = Ledger(database: url, leasePolicy: policy)
             let jobID = try await ledger.enqueue(
-                JobSpec(type: "latents", parametersJSON: "{}", model: "/m", inputLocation: "/in", outputLocation: "/out", shardSize: 2),
+                JobSpec(type: "latents", parametersJSON: "{}", model: "/m", inputLocation: "/in", outputLocation: scratchOutput(), shardSize: 2),
                 items: [JobItem(ordinal: 0, sourceId: "a", location: .file(path: "/in/a.jpg")),
                         JobItem(ordinal: 1, sourceId: "b", location: .file(path: "/in/b.jpg"))])
             let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: policy), notifier: nil, finalizer: ManifestFinalizer(),

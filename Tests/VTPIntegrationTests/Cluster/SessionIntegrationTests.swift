@@ -85,7 +85,7 @@ struct SessionIntegrationTests {
 
     func plainJob(_ ledger: Ledger, shards: Int) async throws -> Int64 {
         try await ledger.enqueue(
-            JobSpec(type: "latents", parametersJSON: "{}", model: "/m", inputLocation: "/in", outputLocation: "/out", shardSize: 1),
+            JobSpec(type: "latents", parametersJSON: "{}", model: "/m", inputLocation: "/in", outputLocation: scratchOutput(), shardSize: 1),
             items: (0..<shards).map { JobItem(ordinal: $0, sourceId: "s\($0)", location: .file(path: "/in/\($0).jpg")) })
     }
 
@@ -146,7 +146,7 @@ struct SessionIntegrationTests {
             // A result of the dead session arriving late is refused by its stale token.
             let stale = first[0]
             try await new.dealer.send(.shardDone(ShardDoneMessage(shardID: stale.shardID, leaseToken: stale.leaseToken,
-                                                                  results: stale.items.map { .success($0.ordinal, output: "stale") })))
+                                                                  results: stale.items.map { .failure($0.ordinal, error: "stale") })))
             #expect(try await eventually(5) { try await ledger.job(jobID).rejectedCompletions == 1 })
             for assignment in again {
                 try await new.dealer.send(.shardDone(ShardDoneMessage(shardID: assignment.shardID, leaseToken: assignment.leaseToken,
@@ -155,7 +155,8 @@ struct SessionIntegrationTests {
             #expect(try await eventually(5) { try await ledger.job(jobID).state == .completed })
             let job = try await ledger.job(jobID)
             #expect(job.itemsDone == 2 && job.rejectedCompletions == 1)
-            #expect(try await ledger.sql("SELECT DISTINCT output_location FROM items WHERE job_id = $1", [String(jobID)]) == ["fresh"])
+            // The stale session reported failures: had its result landed, they would be failure rows.
+            #expect(try await ledger.scalar("SELECT count(*) FROM failed_items WHERE job_id = $1", [String(jobID)]) == "0")
             // Both attempts were spent: the killed process's and the new one's.
             #expect(try await ledger.sql("SELECT DISTINCT attempts::text FROM shards WHERE job_id = $1", [String(jobID)]) == ["2"])
 

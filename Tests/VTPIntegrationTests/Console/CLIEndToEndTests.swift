@@ -33,7 +33,7 @@ struct CLIEndToEndTests {
         // Job A: 25 items in shards of 10; shard 0 completes with two failed items.
         let items = (0..<25).map { JobItem(ordinal: $0, sourceId: "img-\($0)", location: .file(path: "/data/a/\($0).jpg")) }
         let jobA = try await ledger.enqueue(JobSpec(type: "encode", model: "vtp-tiny", inputLocation: "/data/a",
-                                                    outputLocation: "/out/a", shardSize: 10), items: items)
+                                                    outputLocation: scratchOutput(), shardSize: 10), items: items)
         let claim = try #require(try await ledger.claimNextShard(owner: "w1", job: jobA))
         let results = claim.items.map { item in
             item.ordinal == 3 || item.ordinal == 7
@@ -43,7 +43,7 @@ struct CLIEndToEndTests {
         let inFlight = try await ledger.queueCounts()
         #expect(inFlight.pending == 2 && inFlight.leased == 1)
         #expect(try await ledger.completeShard(claim.shard, token: claim.leaseToken, results: results) == .applied)
-        let jobB = try await ledger.enqueue(JobSpec(type: "clip", inputLocation: "/data/b", outputLocation: "/out/b"),
+        let jobB = try await ledger.enqueue(JobSpec(type: "clip", inputLocation: "/data/b", outputLocation: scratchOutput()),
                                             items: [JobItem(ordinal: 0, sourceId: "b-0", location: .file(path: "/data/b/0.png"))])
         try await ledger.upsertWorker(WorkerReport(id: "w1", host: "node-1", state: .busy,
                                                    currentShard: ShardRef(jobID: jobA, index: 1), itemsDone: 8,

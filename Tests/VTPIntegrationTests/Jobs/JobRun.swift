@@ -9,8 +9,9 @@ import VTPStorage
 import VTPTestSupport
 import VTPVocabulary
 
-/// One item as the ledger recorded it at the end of a run: what the workers reported for it over
-/// the wire (or, for shard -1, a sample the listing skipped).
+/// One item as the run left it: listed in its shard's manifest (or, for shard -1, a sample the
+/// listing skipped), its outcome from the ledger's failure rows and shard states, and for a done
+/// item the output row its shard's summary gives it.
 struct LedgerItem: Equatable, Sendable {
     var ordinal: Int
     var shardIndex: Int
@@ -29,7 +30,7 @@ struct JobRun {
     var report: LocalRun.Report
     /// `manifest.json` as the coordinator's finalizer wrote it.
     var manifest: RunManifest
-    /// Every item of the job in ordinal order, listing failures included.
+    /// Every item of the job in ordinal order, listing failures included (``Ledger/recordedItems(job:)``).
     var items: [LedgerItem]
     /// The progress events of the run, in order.
     var progress: [JobProgress]
@@ -60,19 +61,30 @@ struct JobRun {
             #expect(!report.interrupted)
             let finalize = try #require(report.finalize, "the run ended without finalizing its job")
             if case let .failed(reason) = finalize { Issue.record("finalizer failed: \(reason)") }
-            let rows = try await Ledger(database: url).sql("""
-                SELECT json_build_array(ordinal, shard_index, source_id, path, state, output_location, error)::text
-                FROM items WHERE job_id = $1 ORDER BY ordinal
-                """, [String(report.jobID)])
+            let recorded = try await Ledger(database: url).recordedItems(job: report.jobID)
             return JobRun(report: report, manifest: try RunManifest.read(output + "/" + JobFinalizer.manifestFileName),
-                          items: try rows.map(Self.item), progress: progress.withLock { $0 })
+                          items: try Self.items(recorded, output: output), progress: progress.withLock { $0 })
         }
     }
 
-    private static func item(_ row: String?) throws -> LedgerItem {
-        let fields = try #require(try JSONSerialization.jsonObject(with: Data((row ?? "").utf8)) as? [Any])
-        return LedgerItem(ordinal: (fields[0] as? NSNumber)?.intValue ?? -1, shardIndex: (fields[1] as? NSNumber)?.intValue ?? -2,
-                          sourceId: fields[2] as? String ?? "", location: fields[3] as? String ?? "",
-                          state: fields[4] as? String ?? "", outputLocation: fields[5] as? String, error: fields[6] as? String)
+    /// The recorded items with the output location each done item has: the ledger keeps none
+    /// (migration 0007), so it comes from the shard's summary, as `<tensor file>#<row>` with rows
+    /// in ordinal order over the shard's done items, as the worker wrote them.
+    private static func items(_ recorded: [RecordedItem], output: String) throws -> [LedgerItem] {
+        var summaries: [Int: ShardSummary] = [:]
+        var rowsUsed: [Int: Int] = [:]
+        return try recorded.map { item in
+            var outputLocation: String?
+            if item.state == "done" {
+                if summaries[item.shardIndex] == nil {
+                    summaries[item.shardIndex] = try ShardSummary.read(output + "/" + ShardSummary.fileName(shard: item.shardIndex))
+                }
+                let row = rowsUsed[item.shardIndex, default: 0]
+                rowsUsed[item.shardIndex] = row + 1
+                outputLocation = summaries[item.shardIndex]?.written.map { "\($0.fileName)#\(row)" }
+            }
+            return LedgerItem(ordinal: item.ordinal, shardIndex: item.shardIndex, sourceId: item.sourceId, location: item.location,
+                              state: item.state, outputLocation: outputLocation, error: item.error)
+        }
     }
 }

@@ -99,7 +99,8 @@ import VTPTestSupport
         // Files: three tensor shards, their sidecars and summaries, the stats and the manifest; no temporaries.
         let names = try FileManager.default.contentsOfDirectory(atPath: output.path).sorted()
         // Shard 2 (empty.png, garbage.jpg) has no successful item, so it has a summary but no tensor file.
-        #expect(names == ["ids_rank00_shard000.jsonl", "ids_rank00_shard001.jsonl",
+        // `.vtp` holds the job's shard manifests.
+        #expect(names == [".vtp", "ids_rank00_shard000.jsonl", "ids_rank00_shard001.jsonl",
                           "latents_rank00_shard000.safetensors", "latents_rank00_shard001.safetensors",
                           "latents_stats.pt", "manifest.json",
                           "summary_rank00_shard000.json", "summary_rank00_shard001.json", "summary_rank00_shard002.json"])
@@ -272,10 +273,11 @@ func channelStats(_ values: [Float], channels: Int, spatial: Int) -> (mean: [Dou
     return (mean, std)
 }
 
-/// Every file's name and bytes.
+/// Every output file's name and bytes; `.vtp` holds the ledger's shard manifests, which every
+/// enqueue writes afresh, not outputs.
 func snapshot(_ directory: String) throws -> [String: Data] {
     var out: [String: Data] = [:]
-    for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+    for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name != ".vtp" {
         out[name] = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
     }
     return out

@@ -16,7 +16,8 @@ struct JobFailureAndUpdateTests {
             var record = try await ledger.job(job)
             #expect(record.state == .failed && record.error == reason && record.finishedAt != nil)
             #expect(record.itemsFailed == 0 && record.shardsFailed == 0)
-            #expect(try await ledger.scalar("SELECT count(*) FROM items WHERE job_id = \(job) AND state <> 'pending'") == "0")
+            #expect(try await ledger.scalar("SELECT count(*) FROM failed_items WHERE job_id = \(job)") == "0")
+            #expect(try await ledger.recordedItems(job: job).allSatisfy { $0.state == "pending" })
             #expect(try await ledger.scalar("SELECT string_agg(state || ':' || attempts, ',' ORDER BY shard_index) FROM shards WHERE job_id = \(job)")
                 == "paused:0,paused:0,paused:0")
             // The other holder's lease stopped matching; a second report of the same cause is no new failure.
@@ -75,9 +76,8 @@ struct JobFailureAndUpdateTests {
             #expect(record.state == .running && record.finishedAt == nil && record.listingDigest == "v1:8:new")
             #expect(record.shardCount == 4 && record.itemCount == 8 && record.itemsFailed == 2 && record.itemsDone == 3)
             // Ordinals continue after the skipped sample (3); the new skipped one follows the new items.
-            #expect(try await ledger.scalar("""
-                SELECT string_agg(source_id || '@' || ordinal || '/' || shard_index, ',' ORDER BY ordinal) FROM items WHERE job_id = \(job)
-                """) == "img-0@0/0,img-1@1/0,img-2@2/1,bad-row@3/-1,new-0@4/2,new-1@5/2,new-2@6/3,bad-2@7/-1")
+            #expect(try await ledger.recordedItems(job: job).map { "\($0.sourceId)@\($0.ordinal)/\($0.shardIndex)" }.joined(separator: ",")
+                == "img-0@0/0,img-1@1/0,img-2@2/1,bad-row@3/-1,new-0@4/2,new-1@5/2,new-2@6/3,bad-2@7/-1")
             var claimed: [Int32] = []
             while let lease = try await ledger.claimNextShard(owner: "w", job: job) {
                 claimed.append(lease.shard.index)

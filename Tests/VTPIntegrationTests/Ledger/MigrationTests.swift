@@ -18,7 +18,7 @@ struct MigrationTests {
             let tables = try await ledger.sql("""
                 SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename
                 """).compactMap { $0 }
-            #expect(tables == ["items", "jobs", "shards", "vtp_schema_migrations", "workers"])
+            #expect(tables == ["failed_items", "items", "jobs", "shards", "vtp_schema_migrations", "workers"])
 
             let second = try await Migrator.migrate(database: url)
             #expect(second.applied.isEmpty)

@@ -74,8 +74,9 @@ struct ResilienceTests {
                         while ContinuousClock.now < deadline {
                             if let lease = try await ledger.claimNextShard(owner: "w\(n)") {
                                 let results = lease.items.map { ItemResult.success($0.ordinal, output: "/o/\($0.ordinal)") }
-                                await tally.record(try await ledger.completeShard(lease.shard, token: lease.leaseToken,
-                                                                                  results: results))
+                                // The summary names the shard, so the check below sees which completion landed where.
+                                await tally.record(try await ledger.completeShard(lease.shard, token: lease.leaseToken, results: results,
+                                                                                  summaryJSON: #"{"shard": \#(lease.shard.index)}"#))
                                 continue
                             }
                             if try await ledger.job(job).state.isFinished { return }
@@ -97,7 +98,19 @@ struct ResilienceTests {
             #expect(record.shardsDone == total && record.itemsDone == Int64(total * 2) && record.itemsFailed == 0)
             // A completion whose reply was lost in the restart is retried and reported as a duplicate.
             #expect(await tally.applied + tally.duplicates == total)
-            #expect(try await admin.scalar("SELECT count(*) FROM items WHERE state = 'done' AND output_location = '/o/' || ordinal") == "\(total * 2)")
+            // Every item done exactly once: each shard completed once, with its own results, and no
+            // item of any shard failed or went missing (a lost one would have a failure row).
+            #expect(try await admin.scalar("""
+                SELECT count(*) FROM shards WHERE state = 'done' AND items_ok = 2 AND items_failed = 0
+                   AND (result_summary->>'shard')::int = shard_index
+                """) == "\(total)")
+            #expect(try await admin.scalar("SELECT count(*) FROM failed_items") == "0")
+            var listed = 0
+            try await admin.forEachShardItems(job: job) { index, shardItems in
+                #expect(shardItems.map(\.ordinal) == [2 * index, 2 * index + 1])
+                listed += shardItems.count
+            }
+            #expect(listed == total * 2)
             var reconnects = 0
             for ledger in ledgers { reconnects += try await ledger.session.reconnectCount }
             #expect(reconnects >= 3, "every claimer lived through the restart")

@@ -93,3 +93,54 @@ extension Ledger {
         }
     }
 }
+
+/// One item of a job as the ledger layout of migration 0007 records it: listed in its shard's
+/// manifest (or, shard -1, a listing failure), failed when it has a failure row or its shard
+/// failed, done when its shard completed without a failure row for it, pending otherwise.
+struct RecordedItem: Equatable, Sendable {
+    var ordinal: Int
+    var shardIndex: Int
+    var sourceId: String
+    /// The encoded ``ItemLocation`` (empty for a listing failure).
+    var location: String
+    /// `done`, `failed` or `pending`.
+    var state: String
+    var error: String?
+}
+
+extension Ledger {
+    /// Every item of `job` in ordinal order, read the way the product reads them (the shards'
+    /// manifests through ``forEachShardItems``, the failure rows), so exactly-once checks see the
+    /// new layout: each listed item once, in the shard its ordinal falls in.
+    func recordedItems(job: Int64) async throws -> [RecordedItem] {
+        var shardStates: [Int: String] = [:]
+        for row in try await sql("SELECT shard_index || chr(9) || state FROM shards WHERE job_id = $1", [String(job)]).compactMap({ $0 }) {
+            let parts = row.split(separator: "\t")
+            shardStates[Int(parts[0])!] = String(parts[1])
+        }
+        var failureRows: [Int: (shard: Int, sourceId: String?, error: String)] = [:]
+        for row in try await sql("""
+            SELECT json_build_array(ordinal, shard_index, source_id, error)::text FROM failed_items WHERE job_id = $1
+            """, [String(job)]).compactMap({ $0 }) {
+            let fields = try JSONSerialization.jsonObject(with: Data(row.utf8)) as? [Any] ?? []
+            failureRows[(fields[0] as? NSNumber)?.intValue ?? -1] = ((fields[1] as? NSNumber)?.intValue ?? -2, fields[2] as? String,
+                                                                     fields[3] as? String ?? "")
+        }
+        var items: [RecordedItem] = []
+        try await forEachShardItems(job: job) { shard, shardItems in
+            for item in shardItems {
+                let failure = failureRows[item.ordinal]
+                let shardState = shardStates[shard] ?? "?"
+                let state = failure != nil || shardState == "failed" || shardState == "cancelled" ? "failed"
+                    : shardState == "done" ? "done" : "pending"
+                items.append(RecordedItem(ordinal: item.ordinal, shardIndex: shard, sourceId: item.sourceId,
+                                          location: item.location.encoded, state: state, error: failure?.error))
+            }
+        }
+        for (ordinal, failure) in failureRows where failure.shard == -1 {
+            items.append(RecordedItem(ordinal: ordinal, shardIndex: -1, sourceId: failure.sourceId ?? "", location: "",
+                                      state: "failed", error: failure.error))
+        }
+        return items.sorted { $0.ordinal < $1.ordinal }
+    }
+}
