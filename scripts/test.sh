@@ -25,8 +25,8 @@ swift test --skip-build --parallel --skip VTPIntegrationTests 2>&1 | tee -a .bui
 # and write their own logs, which follow the third's in the output.
 bundle="$(swift build --show-bin-path)/vtpPackageTests.xctest"
 lanes=(
-    'VTPIntegrationTests\.ChaosTests'
-    'VTPIntegrationTests\.(MultiHostTests|RunStateTests|RunCommandTests|RunInterruptTests|RunResumeTests)'
+    'VTPIntegrationTests\.(ChaosTests|SessionIntegrationTests)'
+    'VTPIntegrationTests\.(MultiHostTests|RunStateTests|RunCommandTests|RunInterruptTests|RunResumeTests|ScaleTests)'
 )
 pids=()
 for index in "${!lanes[@]}"; do

@@ -29,11 +29,7 @@ public enum IndexBuilder {
         if let bad = firstNonFiniteRow(embeddings, dimension: dimension) {
             throw IndexError.nonFiniteValue(source: "embeddings", row: bad)
         }
-        do {
-            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
-        } catch {
-            throw IndexError.writeFailed(path: outputDirectory, reason: "\(error)")
-        }
+        try IndexError.createDirectory(outputDirectory)
 
         let clock = ContinuousClock()
         let started = clock.now

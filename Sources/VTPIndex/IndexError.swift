@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything that can go wrong building, writing, reading or searching an embedding index.
 /// Each case names the file or argument involved and what was expected.
 public enum IndexError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -34,6 +36,17 @@ public enum IndexError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .badEmbeddingFile(path, detail): "\(path): bad embedding file: \(detail)"
         case let .inconsistentIndex(path, detail): "\(path): inconsistent index: \(detail)"
         case let .writeFailed(path, reason): "\(path): cannot write: \(reason)"
+        }
+    }
+}
+
+extension IndexError {
+    /// Creates the index's output directory (and its parents), as `writeFailed` naming it if it cannot.
+    static func createDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw IndexError.writeFailed(path: path, reason: "\(error)")
         }
     }
 }

@@ -63,11 +63,7 @@ struct StreamingIndexBuild {
 
     func run() throws -> IndexInfo {
         let n = files.count, d = files.dimension
-        do {
-            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
-        } catch {
-            throw IndexError.writeFailed(path: outputDirectory, reason: "\(error)")
-        }
+        try IndexError.createDirectory(outputDirectory)
         let clock = ContinuousClock()
         let started = clock.now
         // Leave-one-out needs a row besides the query itself.

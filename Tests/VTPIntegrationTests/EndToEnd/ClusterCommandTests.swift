@@ -32,16 +32,7 @@ struct ClusterCommandTests {
         #expect((document?["shards"] as? NSNumber)?.intValue == 5)
 
         let ledger = Ledger(database: server.databaseURL)
-        var finished = false
-        for _ in 0..<600 {
-            let job = try await ledger.job(jobID)
-            if job.state.isFinished && FileManager.default.fileExists(atPath: dir.file("out/manifest.json")) {
-                finished = true
-                break
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(finished, "coordinator: \(cluster.log("coordinator.err"))\nworker: \(cluster.log("worker.err"))")
+        #expect(try await cluster.waitForFinish(job: jobID, ledger: ledger, output: dir.file("out")), "\(cluster.logs)")
         let job = try await ledger.job(jobID)
         #expect(job.state == .completed && job.itemsDone == 13 && job.shardsDone == 5)
         #expect(Set(try RunCommandTests.writtenIDs(dir.file("out"))) == expected)

@@ -35,15 +35,7 @@ struct CorruptManifestTests {
 
         try cluster.startServices(workerID: "bad-manifest-w1")
         let worker = try #require(cluster.worker)
-        var finished = false
-        for _ in 0..<600 {
-            if try await ledger.job(jobID).state.isFinished && FileManager.default.fileExists(atPath: dir.file("out/manifest.json")) {
-                finished = true
-                break
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(finished, "coordinator: \(cluster.log("coordinator.err"))\nworker: \(cluster.log("worker.err"))")
+        #expect(try await cluster.waitForFinish(job: jobID, ledger: ledger, output: dir.file("out")), "\(cluster.logs)")
         let job = try await ledger.job(jobID)
         #expect(job.state == .completedWithFailures && job.shardsDone == 4 && job.shardsFailed == 1, "\(job)")
         #expect(job.itemsDone == 10 && job.itemsFailed == 3)

@@ -59,6 +59,21 @@ final class LocalCluster {
     private var workerStarts = 0
 
     /// The text a service wrote to its log file.
+    /// Waits up to a minute for job `jobID` to be finished in the ledger with its manifest written
+    /// in `output`; true if it was.
+    func waitForFinish(job jobID: Int64, ledger: Ledger, output: String) async throws -> Bool {
+        for _ in 0..<600 {
+            if try await ledger.job(jobID).state.isFinished && FileManager.default.fileExists(atPath: output + "/manifest.json") {
+                return true
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+
+    /// The coordinator's and the worker's logs, for a failed expectation's message.
+    var logs: String { "coordinator: \(log("coordinator.err"))\nworker: \(log("worker.err"))" }
+
     func log(_ name: String) -> String { (try? String(contentsOfFile: dir.file(name), encoding: .utf8)) ?? "" }
 
     /// Kills whatever still runs and removes everything.

@@ -50,15 +50,7 @@ struct StructuredLogTests {
         let shardCount = try #require((document?["shards"] as? NSNumber)?.intValue)
 
         let ledger = Ledger(database: cluster.server.databaseURL)
-        var finished = false
-        for _ in 0..<600 {
-            if try await ledger.job(jobID).state.isFinished && FileManager.default.fileExists(atPath: dir.file("out/manifest.json")) {
-                finished = true
-                break
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        try #require(finished, "coordinator: \(cluster.log("coordinator.err"))\nworker: \(cluster.log("worker.err"))")
+        try #require(try await cluster.waitForFinish(job: jobID, ledger: ledger, output: dir.file("out")), "\(cluster.logs)")
         kill(worker.pid, SIGTERM)
         #expect(try await worker.wait(seconds: 20) == .exited(0))
         kill(coordinator.pid, SIGTERM)
