@@ -71,6 +71,26 @@ import VTPImage
         }
     }
 
+    /// Found by the image fuzzer (Fuzz/Corpus/image/regression-ztxt-bomb.png): a small file whose
+    /// zTXt chunk announces 1.97 GB. It is refused from the chunk table, naming the chunk, before
+    /// libpng allocates and zeroes that much (5 s under the fuzzer).
+    @Test func aChunkLongerThanTheFileIsTruncatedBeforeLibpngAllocatesIt() throws {
+        var data = Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13])
+        data.append(contentsOf: Array("IHDR".utf8) + [0, 0, 0, 37, 0, 0, 0, 23, 8, 2, 0, 0, 0, 0x03, 0x4E, 0x11, 0xF2])
+        // A 36-byte tEXt, then the zTXt at byte 81 with 9 of its bytes present.
+        data.append(contentsOf: [0, 0, 0, 36] + Array("tEXt".utf8) + Array("Comment\u{0}".utf8) + [UInt8](repeating: 0x61, count: 28) + [0, 0, 0, 0])
+        data.append(contentsOf: [0x75, 0x75, 0x75, 0x75] + Array("zTXt".utf8) + Array("Title\u{0}\u{0}".utf8) + [0x78, 0x9C])
+        let error = decodeError(data, source: "bomb.png")
+        guard case let .truncated(source: "bomb.png", format: .png, detail)? = error else {
+            Issue.record("expected truncated PNG, got \(String(describing: error))")
+            return
+        }
+        #expect(detail.contains("chunk 'zTXt' at byte 81 declares 1970632053 bytes of data, but the file has 5 left"), "\(detail)")
+        // A well-formed file with ancillary chunks before IDAT still decodes.
+        let good = try ImageDecoder().decode(try bytes(TestImages.fixture("dog.png")), source: "dog.png")
+        #expect(good.width == 256)
+    }
+
     @Test func corruptData() throws {
         // JPEG: valid SOI marker, then garbage where the tables and frame header should be.
         var jpeg = try bytes(TestImages.fixture("chelsea.jpg"))

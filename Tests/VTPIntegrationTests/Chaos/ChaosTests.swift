@@ -119,26 +119,34 @@ struct ChaosTests {
         let context = try ZMQContext()
         let greedy = try DealerEndpoint(context: context, configuration: DealerConfiguration(
             endpoint: "ipc://" + cluster.dir.file("c.ipc"), identity: PeerIdentity("greedy")))
-        let held = Mutex<[LeaseToken: Int64]>([:])
+        let held = GreedyPeerLeases()
         let reader = Task {
             for await message in greedy.inbound {
-                if case let .success(.assignShard(assignment)) = message { held.withLock { $0[assignment.leaseToken] = assignment.shardID } }
+                if case let .success(.assignShard(assignment)) = message { held.record(assignment) }
             }
         }
         defer { reader.cancel() }
         let capabilities = WorkerCapabilities(jobTypes: ["latents"], threads: 1, prefetch: 100_000, memoryBytes: 1 << 30)
         try await greedy.send(.register(RegisterMessage(workerID: "greedy", host: "greedy", capabilities: capabilities)))
         try await greedy.send(.credit(100_000))
+        // Heartbeats run on their own from the registration on, as a live worker's do: starting the
+        // workers and submitting can take longer than the 600 ms liveness window on a loaded machine,
+        // and a peer declared dead before the job exists is never offered a shard.
+        let heartbeats = Task {
+            var sequence: UInt64 = 0
+            while !Task.isCancelled {
+                sequence += 1
+                // It claims to hold everything it was given, so its leases are renewed: the worst case.
+                try? await greedy.send(.heartbeat(HeartbeatMessage(sequence: sequence, heldShards: held.shards())))
+                try? await Task.sleep(for: .milliseconds(scale.heartbeatMilliseconds / 2))
+            }
+        }
         for _ in 0..<cluster.scale.workers { try cluster.startWorker() }
         let job = try cluster.submit()
-        var mostHeld = 0, sequence: UInt64 = 0
+        var mostHeld = 0
         let deadline = ContinuousClock.now + .seconds(scale.deadlineSeconds)
-        // Heartbeat as a live worker would, until the real workers have done all they can.
+        // Watch the ledger until the real workers have done all they can.
         while ContinuousClock.now < deadline {
-            sequence += 1
-            // It claims to hold everything it was given, so its leases are renewed: the worst case.
-            let shards = Array(Set(held.withLock { $0.values })).sorted()
-            try await greedy.send(.heartbeat(HeartbeatMessage(sequence: sequence, heldShards: shards)))
             let owned = Int(try await cluster.ledger.scalar(
                 "SELECT count(*) FROM shards WHERE state = 'leased' AND lease_owner = 'greedy'") ?? "0") ?? 0
             mostHeld = max(mostHeld, owned)
@@ -148,9 +156,11 @@ struct ChaosTests {
             if record.state.isFinished || (record.shardsDone > 0 && open == owned && owned > 0) { break }
             try await Task.sleep(for: .milliseconds(100))
         }
+        heartbeats.cancel()
+        _ = await heartbeats.value
         #expect(mostHeld > 0, "the greedy peer got nothing: the test did not test the cap")
         #expect(mostHeld <= 4, "the greedy peer held \(mostHeld) leases at once")
-        #expect(held.withLock { $0.count } <= 4, "the greedy peer was sent \(held.withLock { $0.count }) assignments")
+        #expect(held.count <= 4, "the greedy peer was sent \(held.count) assignments")
         try await greedy.send(.disconnect(reason: "greedy peer leaves"))
         let start = ContinuousClock.now
         let (seconds, _) = try await cluster.waitForFinish(job: job)
@@ -321,4 +331,20 @@ struct ChaosTests {
         _ = try ChaosChecker.check("disk-full-retry", output: output, expected: expected, reference: reference,
                                    job: try await cluster.ledger.job(job), seconds: seconds, faults: 1)
     }
+}
+
+/// What the greedy peer was assigned, shared by the task reading its socket and the one sending
+/// its heartbeats.
+private final class GreedyPeerLeases: Sendable {
+    private let leases = Mutex<[LeaseToken: Int64]>([:])
+
+    func record(_ assignment: AssignShardMessage) {
+        leases.withLock { $0[assignment.leaseToken] = assignment.shardID }
+    }
+
+    /// The distinct shards it was given, in order: what it claims to hold.
+    func shards() -> [Int64] { leases.withLock { Array(Set($0.values)).sorted() } }
+
+    /// How many assignments it was sent.
+    var count: Int { leases.withLock { $0.count } }
 }
