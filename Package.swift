@@ -164,6 +164,8 @@ let package = Package(
         .target(name: "VTPBenchmarks", dependencies: ["VTPModel", "VTPTensor", "VTPRandom", "VTPText", "VTPImage", "VTPQueue", "VTPVocabulary", "VTPIndex", "VTPStorage",
                                                       // `vtp bench scale`'s simulated workers: the worker's state machine on raw sockets.
                                                       "VTPWorker", "VTPTransport", "VTPRuntimeSupport", "VTPConcurrency", "CZeroMQ",
+                                                      // `vtp bench listing` lists through the job request, as `vtp run` does.
+                                                      "VTPCoordinator", "VTPDatasets",
                                                       .product(name: "Logging", package: "swift-log")],
                 path: "Sources/VTPBenchmarks", swiftSettings: strictSettings),
 

@@ -301,23 +301,12 @@ public enum ScaleBenchmark {
 
     /// Enqueues the synthetic job: `items` items (`source_id` "scale/N", nothing to read) in shards
     /// of `shardSize`. The only place the benchmark writes items, so a change of the ledger's
-    /// item API is adapted here alone. Items go in chunks of about a million (the first with
-    /// `enqueue`, the rest appended as whole shards), so a job of 1e7 never sits in memory at once.
+    /// item API is adapted here alone. The items are generated as the ledger cuts them into shards
+    /// (a streaming listing, as a manifest's is), so a job of 1e8 never sits in memory.
     static func enqueueSyntheticJob(ledger: Ledger, items: Int, shardSize: Int, outputDirectory: String) async throws -> Int64 {
-        let chunk = max(1, 1_000_000 / shardSize) * shardSize
-        func generate(_ range: Range<Int>) -> [JobItem] {
-            range.map { JobItem(ordinal: $0, sourceId: "scale/\($0)", location: .file(path: "/dev/null")) }
-        }
         let spec = JobSpec(type: jobType, inputLocation: "synthetic:\(items)", outputLocation: outputDirectory, shardSize: shardSize)
-        let first = min(items, chunk)
-        let jobID = try await ledger.enqueue(spec, items: generate(0..<first))
-        var next = first
-        while next < items {
-            let end = min(items, next + chunk)
-            try await ledger.appendItems(job: jobID, items: generate(next..<end), shardSize: shardSize, listingDigest: nil)
-            next = end
-        }
-        return jobID
+        let listing = (0..<items).lazy.map { JobItem(ordinal: $0, sourceId: "scale/\($0)", location: .file(path: "/dev/null")) }
+        return try await ledger.enqueue(spec, listing: listing) { ListingEnd(skipped: [], listingDigest: nil) }
     }
 
     // MARK: Measurements

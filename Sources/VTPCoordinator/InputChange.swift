@@ -6,18 +6,30 @@ import VTPVocabulary
 /// equal digests, so a re-run that finds the stored digest again skips reading the job's items
 /// back; any added, removed or renamed sample changes it. Not a cryptographic hash: it guards
 /// against accidents, not adversaries.
-public enum ListingDigest {
+public struct ListingDigest: Sendable {
+    private var low: UInt64 = 0, high: UInt64 = 0, count = 0
+
+    /// An empty listing's digest, to ``add(_:)`` source ids to one at a time.
+    public init() {}
+
+    /// Adds one sample (an item or a skipped sample) by its source id.
+    public mutating func add(_ id: String) {
+        let (a, b) = Self.hashes(id)
+        let (sum, carry) = low.addingReportingOverflow(a)
+        low = sum
+        high = high &+ b &+ (carry ? 1 : 0)
+        count += 1
+    }
+
+    /// The fingerprint of what was added: `v1:<count>:<128-bit sum in hex>`.
+    public var value: String { "v1:\(count):" + Self.hex(high) + Self.hex(low) }
+
+    /// The fingerprint of a listing held in memory.
     public static func of(items: [JobItem], skipped: [SkippedSample]) -> String {
-        var low: UInt64 = 0, high: UInt64 = 0
-        func add(_ id: String) {
-            let (a, b) = hashes(id)
-            let (sum, carry) = low.addingReportingOverflow(a)
-            low = sum
-            high = high &+ b &+ (carry ? 1 : 0)
-        }
-        for item in items { add(item.sourceId) }
-        for sample in skipped { add(sample.sourceId) }
-        return "v1:\(items.count + skipped.count):" + hex(high) + hex(low)
+        var digest = ListingDigest()
+        for item in items { digest.add(item.sourceId) }
+        for sample in skipped { digest.add(sample.sourceId) }
+        return digest.value
     }
 
     /// Two FNV-1a 64 hashes with different offset bases, each finished with a 64-bit mix so

@@ -36,7 +36,7 @@ public struct JobRequest: Sendable, Equatable {
     public var spec: JobSpec { spec(labelClasses: parameters.labelClasses) }
 
     /// The ledger's description of the job with the class names its listing found
-    /// (``listItems(maxItems:)``), which travel in the parameters to the finalizer's manifest.
+    /// (``list(maxItems:)``), which travel in the parameters to the finalizer's manifest.
     public func spec(labelClasses: [String]) -> JobSpec {
         var parameters = parameters
         parameters.labelClasses = labelClasses
@@ -44,19 +44,40 @@ public struct JobRequest: Sendable, Equatable {
                        outputLocation: output, priority: priority, maxAttempts: maxAttempts, shardSize: shardSize)
     }
 
-    /// Lists the input (blocking: call from a thread you own) as ledger items. Samples the reader
-    /// skipped come back separately so they can be reported; `classes` names the labels
-    /// (`classes[label]`), empty when the input names none.
+    /// Lists the input (blocking: call from a thread you own) as ledger items held in memory.
+    /// Samples the reader skipped come back separately so they can be reported; `classes` names
+    /// the labels (`classes[label]`), empty when the input names none.
     public func listItems(maxItems: Int = .max) throws -> (items: [JobItem], skipped: [SkippedSample], classes: [String]) {
-        let listing = try DatasetSource.enumerate(input: input, classes: labelClasses)
-        guard !listing.items.isEmpty else { throw JobError.badInput(path: input, detail: "no images found") }
-        guard listing.items.count <= maxItems else {
-            throw JobError.badInput(path: input, detail: "\(listing.items.count) items exceed the limit of \(maxItems) per job")
+        let listing = try list(maxItems: maxItems)
+        return (try listing.collect(), listing.skipped, listing.classes)
+    }
+
+    /// Lists the input (blocking: call from a thread you own) for enqueueing. A manifest is read
+    /// through once here, checked and fingerprinted, and stays on disk: ``JobListing/items()``
+    /// reads it again as the ledger cuts it into shards, so its size is not bounded by memory.
+    /// Folders and WebDataset shards are listed into memory.
+    public func list(maxItems: Int = .max) throws -> JobListing {
+        let listing: JobListing
+        if (try? DatasetSource.detect(input: input)) == .manifest {
+            var digest = ListingDigest()
+            let scan: ManifestScan
+            do { scan = try ManifestReader.scan(manifest: input, classes: labelClasses) { digest.add($0) } } catch {
+                throw JobError.badInput(path: input, detail: "\(DatasetSource.Kind.manifest.rawValue): \(error)")
+            }
+            listing = JobListing(manifest: scan, digest: digest.value)
+        } else {
+            let found = try DatasetSource.enumerate(input: input, classes: labelClasses)
+            listing = JobListing(items: found.items, skipped: found.skipped, classes: found.classes,
+                                 digest: ListingDigest.of(items: found.items, skipped: found.skipped))
         }
-        if needsCaptions, !listing.items.contains(where: { $0.caption?.contains(where: { !$0.isWhitespace }) == true }) {
-            throw Self.nothingToScore("none of the \(listing.items.count) items of \(input) has a caption")
+        guard listing.itemCount > 0 else { throw JobError.badInput(path: input, detail: "no images found") }
+        guard listing.itemCount <= maxItems else {
+            throw JobError.badInput(path: input, detail: "\(listing.itemCount) items exceed the limit of \(maxItems) per job")
         }
-        return (listing.items, listing.skipped, listing.classes)
+        if needsCaptions, listing.captionedItems == 0 {
+            throw Self.nothingToScore("none of the \(listing.itemCount) items of \(input) has a caption")
+        }
+        return listing
     }
 
     /// A clip-score job without classes scores only captions: without any it would write rows of ids only.
@@ -67,7 +88,7 @@ public struct JobRequest: Sendable, Equatable {
 
     /// Refuses, before anything is started or listed, a job that cannot produce anything from
     /// this kind of input: a clip-score job without classes over image folders (which carry no
-    /// captions). Inputs that may carry captions are checked when listed (``listItems(maxItems:)``).
+    /// captions). Inputs that may carry captions are checked when listed (``list(maxItems:)``).
     public func checkBeforeListing() throws(JobError) {
         guard needsCaptions else { return }
         let kind = try DatasetSource.detect(input: input)
@@ -104,5 +125,110 @@ public struct JobRequest: Sendable, Equatable {
 
     private static func absolute(_ path: String) -> String {
         URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+}
+
+/// A job's input as listed for enqueueing: its size, class names, skipped samples and fingerprint,
+/// and its items, which a manifest reads again from disk (``JobRequest/list(maxItems:)``).
+public struct JobListing: Sendable {
+    private enum Source: Sendable {
+        case memory([JobItem])
+        case manifest(ManifestScan)
+    }
+
+    private let source: Source
+    /// How many items the input lists.
+    public let itemCount: Int
+    /// Samples the reader saw but could not list.
+    public let skipped: [SkippedSample]
+    /// The class names labels index (`classes[label]`), empty when the input names none.
+    public let classes: [String]
+    /// The listing's fingerprint (``ListingDigest``), items and skipped samples alike.
+    public let digest: String
+    /// How many items carry a caption with more than whitespace.
+    public let captionedItems: Int
+
+    init(items: [JobItem], skipped: [SkippedSample], classes: [String], digest: String) {
+        source = .memory(items)
+        itemCount = items.count
+        self.skipped = skipped
+        self.classes = classes
+        self.digest = digest
+        captionedItems = items.count { $0.caption?.contains(where: { !$0.isWhitespace }) == true }
+    }
+
+    init(manifest: ManifestScan, digest: String) {
+        source = .manifest(manifest)
+        itemCount = manifest.itemCount
+        skipped = []
+        classes = manifest.classes
+        self.digest = digest
+        captionedItems = manifest.captionedItems
+    }
+
+    /// The items in listing order, for one pass; its ``ListedItems/check()`` afterwards throws what
+    /// ended the pass early (a manifest that changed on disk).
+    public func items() -> ListedItems {
+        switch source {
+        case let .memory(items): ListedItems(storage: .memory(items))
+        case let .manifest(scan): ListedItems(storage: .manifest(scan.items()))
+        }
+    }
+
+    /// All items in memory: for comparing a listing with a job's (`vtp run --update`) and for tests.
+    public func collect() throws -> [JobItem] {
+        if case let .memory(items) = source { return items }
+        let pass = items()
+        var collected: [JobItem] = []
+        collected.reserveCapacity(itemCount)
+        for item in pass { collected.append(item) }
+        try pass.check()
+        return collected
+    }
+}
+
+/// One pass over a ``JobListing``'s items.
+public struct ListedItems: Sequence, Sendable {
+    enum Storage: Sendable {
+        case memory([JobItem])
+        case manifest(ManifestItems)
+    }
+
+    let storage: Storage
+
+    /// Throws what ended the pass early, if anything did.
+    public func check() throws {
+        if case let .manifest(items) = storage { try items.check() }
+    }
+
+    public func makeIterator() -> Iterator {
+        switch storage {
+        case let .memory(items): Iterator(memory: items.makeIterator(), manifest: nil)
+        case let .manifest(items): Iterator(memory: nil, manifest: items.makeIterator())
+        }
+    }
+
+    public struct Iterator: IteratorProtocol {
+        var memory: IndexingIterator<[JobItem]>?
+        var manifest: ManifestItems.Iterator?
+
+        public mutating func next() -> JobItem? {
+            if memory != nil { return memory?.next() }
+            return manifest?.next()
+        }
+    }
+}
+
+extension Ledger {
+    /// Enqueues a job over `listing` (``enqueue(_:listing:end:)``), reading a manifest's items as
+    /// the shards are cut; a manifest that changed since it was listed fails the enqueue and leaves
+    /// no job behind.
+    public func enqueue(_ spec: JobSpec, listing: JobListing) async throws -> Int64 {
+        let items = listing.items()
+        let skipped = listing.skipped, digest = listing.digest
+        return try await enqueue(spec, listing: items) {
+            try items.check()
+            return ListingEnd(skipped: skipped, listingDigest: digest)
+        }
     }
 }

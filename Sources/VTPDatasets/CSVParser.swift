@@ -31,7 +31,8 @@ struct CSVParser {
     private var field: [UInt8] = []
     private var fields: [[UInt8]] = []
     private var line = 1
-    private var recordLine = 1
+    /// The line the record being parsed started on.
+    private(set) var recordLine = 1
     private var quoteLine = 1
     private(set) var records: [Record] = []
 
@@ -106,6 +107,16 @@ struct CSVParser {
         recordLine = line
         state = .fieldStart
     }
+
+    /// The records completed since the last call, handed over so a streaming reader holds only
+    /// those of one block.
+    mutating func takeRecords() -> [Record] {
+        defer { records = [] }
+        return records
+    }
+
+    /// Bytes of the record not yet completed, which a streaming reader caps.
+    var pendingBytes: Int { fields.reduce(field.count) { $0 + $1.count } }
 
     /// Parses a whole document.
     static func parse(_ bytes: some Sequence<UInt8>) throws -> [Record] {

@@ -18,6 +18,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case unknownFormat(path: String)
     /// A `--classes` file that cannot serve as a class list.
     case badClassList(path: String, detail: String)
+    /// A manifest read in several passes that differed between them.
+    case changedWhileListed(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
         case let .badSample(path, member, detail): "\(path): member '\(member)': \(detail)"
         case let .unknownFormat(path): "\(path): not a directory, .jsonl, .csv or .tar input"
         case let .badClassList(path, detail): "\(path): \(detail) (expected a UTF-8 text file with one class name per line)"
+        case let .changedWhileListed(path, detail): "\(path): changed while it was being listed (\(detail)); nothing was enqueued, run again once it is complete"
         }
     }
 }

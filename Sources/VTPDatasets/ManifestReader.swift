@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VTPVocabulary
 
 /// Reads a JSONL or CSV manifest: one row per image with `path` and optional `label`, `caption`
@@ -12,89 +13,155 @@ import VTPVocabulary
 /// ImageFolder numbers its class folders (sorted by code point), and a manifest mixing names
 /// with integers is refused, since the two numberings would collide.
 public enum ManifestReader {
-    /// Lists a manifest, choosing the format by extension (`.jsonl`/`.ndjson` or `.csv`).
+    /// The two manifest formats, told apart by extension.
+    enum Format { case jsonl, csv }
+
+    /// Lists a manifest into memory, choosing the format by extension (`.jsonl`/`.ndjson` or
+    /// `.csv`): ``scan(manifest:classes:eachSourceId:)`` and its items collected.
     public static func list(manifest path: String, classes: ClassList? = nil) throws -> DatasetListing {
+        let scan = try scan(manifest: path, classes: classes)
+        let items = scan.items()
+        var listed: [JobItem] = []
+        listed.reserveCapacity(scan.itemCount)
+        for item in items { listed.append(item) }
+        try items.check()
+        return DatasetListing(items: listed, classes: scan.classes)
+    }
+
+    /// Reads the whole manifest once without keeping its rows: every row is checked (the errors
+    /// ``list(manifest:classes:)`` gives), ids must be unique, labels must be of one kind or in
+    /// `classes`, and the class names are collected. `eachSourceId` sees every item's id in order.
+    /// The result lists the items again, from the file, as often as asked (``ManifestScan/items()``).
+    ///
+    /// Memory is a block of the file, the class names, and 8 bytes per row for the duplicate-id
+    /// check (a set of 64-bit id hashes; a repeated hash is confirmed against the ids themselves in
+    /// a further pass, so a collision never refuses a good manifest). A duplicate id is therefore
+    /// reported after the rest of the file was checked.
+    public static func scan(manifest path: String, classes: ClassList? = nil,
+                            eachSourceId: (String) -> Void = { _ in }) throws -> ManifestScan {
+        let format = try format(of: path)
+        var rows = try ManifestRowReader(path: path, format: format)
+        var seen = Set<UInt64>()
+        var repeated: Set<String> = []
+        var checksum: UInt64 = 0, count = 0, captioned = 0
+        var labels = LabelCollector(manifestPath: path, classes: classes)
+        while let (row, line) = try rows.next() {
+            try validate(row, line: line, manifestPath: path)
+            let id = row.id ?? row.path
+            let hash = idHash(id)
+            if !seen.insert(hash).inserted { repeated.insert(id) }
+            checksum &+= hash
+            if let label = row.label { try labels.add(label, line: line) }
+            if row.caption?.contains(where: { !$0.isWhitespace }) == true { captioned += 1 }
+            eachSourceId(id)
+            count += 1
+        }
+        if !repeated.isEmpty { try confirmDuplicates(among: repeated, manifest: path, format: format) }
+        let (names, resolution) = labels.finish()
+        return ManifestScan(path: path, format: format, itemCount: count, classes: names, captionedItems: captioned,
+                            labels: resolution, checksum: checksum)
+    }
+
+    static func format(of path: String) throws -> Format {
         let lower = path.lowercased()
-        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") { return try listJSONL(manifest: path, classes: classes) }
-        if lower.hasSuffix(".csv") { return try listCSV(manifest: path, classes: classes) }
+        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") { return .jsonl }
+        if lower.hasSuffix(".csv") { return .csv }
         throw DatasetError.unknownFormat(path: path)
     }
 
-    /// Lists a JSON Lines manifest; blank lines are skipped.
-    public static func listJSONL(manifest path: String, classes: ClassList? = nil) throws -> DatasetListing {
-        let data = try readAll(path)
-        var builder = Builder(manifestPath: path)
-        var lineNumber = 0
-        for lineBytes in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
-            lineNumber += 1
-            var slice = lineBytes[...]
-            if lineNumber == 1 { slice = stripBOM(slice) }
-            if slice.last == 0x0D { slice = slice.dropLast() }
-            if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            let object: Any
-            do { object = try JSONSerialization.jsonObject(with: Data(slice)) } catch {
-                throw DatasetError.badManifestRow(path: path, line: lineNumber, detail: "not valid JSON")
-            }
-            guard let dict = object as? [String: Any] else {
-                throw DatasetError.badManifestRow(path: path, line: lineNumber, detail: "expected a JSON object")
-            }
-            var row = try Row(json: dict, path: path, line: lineNumber)
-            let extra = dict.filter { !Row.columns.contains($0.key) }
-            if !extra.isEmpty {
-                // Re-parse the line as JSONValue so numbers and nesting survive exactly.
-                guard case let .object(fields)? = try? JSONValue(json: String(decoding: slice, as: UTF8.self)) else {
-                    throw DatasetError.badManifestRow(path: path, line: lineNumber, detail: "not valid JSON")
-                }
-                row.metadata = JSONValue.object(fields.filter { !Row.columns.contains($0.key) }).jsonText
-            }
-            try builder.add(row, line: lineNumber)
+    /// What every row must satisfy, checked on every pass.
+    static func validate(_ row: Row, line: Int, manifestPath: String) throws(DatasetError) {
+        guard !row.path.isEmpty else { throw .badManifestRow(path: manifestPath, line: line, detail: "'path' is empty") }
+        if row.id == "" { throw .badManifestRow(path: manifestPath, line: line, detail: "'id' is empty") }
+        // The ledger's text columns cannot hold NUL (its COPY drops them), so such a path would name
+        // another file there and the location could not travel to a worker.
+        guard !row.path.utf8.contains(0) else {
+            throw .badManifestRow(path: manifestPath, line: line, detail: "'path' contains a NUL byte")
         }
-        return try builder.finish(classes: classes)
+        if let id = row.id, id.utf8.contains(0) {
+            throw .badManifestRow(path: manifestPath, line: line, detail: "'id' contains a NUL byte")
+        }
     }
 
-    /// Lists an RFC 4180 CSV manifest whose first row names the columns.
-    public static func listCSV(manifest path: String, classes: ClassList? = nil) throws -> DatasetListing {
-        let data = try readAll(path)
-        let records: [CSVParser.Record]
-        do { records = try CSVParser.parse(stripBOM(data[...])) } catch let e as CSVParser.SyntaxError {
-            throw DatasetError.badManifestRow(path: path, line: e.line, detail: e.detail)
+    /// The ids whose hashes repeated, looked up exactly: the first that really repeats is reported
+    /// at its second row; hash collisions between different ids pass.
+    private static func confirmDuplicates(among candidates: Set<String>, manifest path: String, format: Format) throws {
+        var rows = try ManifestRowReader(path: path, format: format)
+        var firstLine: [String: Int] = [:]
+        while let (row, line) = try rows.next() {
+            let id = row.id ?? row.path
+            guard candidates.contains(id) else { continue }
+            if let first = firstLine[id] { throw DatasetError.duplicateId(path: path, id: id, firstLine: first, line: line) }
+            firstLine[id] = line
         }
-        guard let header = records.first else { throw DatasetError.badManifestHeader(path: path, detail: "file is empty") }
-        let names = try header.fields.map { try text($0, path: path, line: header.line, column: "header") }
-        var column: [String: Int] = [:]
-        for (i, name) in names.enumerated() {
-            let key = name.trimmingCharacters(in: .whitespaces)
-            guard column[key] == nil else { throw DatasetError.badManifestHeader(path: path, detail: "column '\(key)' appears twice") }
-            column[key] = i
+    }
+
+    /// FNV-1a over the id's UTF-8, finished with a 64-bit mix so that sums of similar ids do not cancel.
+    static func idHash(_ id: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in id.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        hash = (hash ^ (hash >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        hash = (hash ^ (hash >> 27)) &* 0x94d0_49bb_1331_11eb
+        return hash ^ (hash >> 31)
+    }
+
+    /// Checks labels as rows arrive and decides at the end how they become indices: with a
+    /// ``ClassList`` names map to their index in it and integers must index it; without one, one
+    /// kind throughout, names numbered like ImageFolder's class folders.
+    struct LabelCollector {
+        let manifestPath: String
+        let classes: ClassList?
+        private let indices: [[UInt8]: [Int]]
+        private var first: (label: RawLabel, line: Int)?
+        /// Keyed by UTF-8 bytes: Swift's String equality would merge canonically equivalent
+        /// spellings (composed and decomposed accents) that Python, and so ImageFolder, keeps apart.
+        private var spelled: [[UInt8]: String] = [:]
+
+        init(manifestPath: String, classes: ClassList?) {
+            self.manifestPath = manifestPath
+            self.classes = classes
+            indices = classes?.indicesByName ?? [:]
         }
-        guard let pathColumn = column["path"] else {
-            throw DatasetError.badManifestHeader(path: path, detail: "no 'path' column (found \(names.joined(separator: ", ")))")
-        }
-        var builder = Builder(manifestPath: path)
-        for record in records.dropFirst() {
-            guard record.fields.count == names.count else {
-                throw DatasetError.badManifestRow(path: path, line: record.line,
-                    detail: "\(record.fields.count) fields, header has \(names.count)")
+
+        mutating func add(_ label: RawLabel, line: Int) throws(DatasetError) {
+            if let classes {
+                switch label {
+                case let .index(n):
+                    guard classes.names.indices.contains(n) else {
+                        throw .badManifestRow(path: manifestPath, line: line,
+                            detail: "label \(n) is not an index of the \(classes.names.count) classes in \(classes.source) (0...\(classes.names.count - 1))")
+                    }
+                case let .name(name):
+                    guard let found = indices[Array(name.utf8)] else {
+                        throw .badManifestRow(path: manifestPath, line: line,
+                            detail: "label '\(name)' is not one of the \(classes.names.count) classes in \(classes.source)")
+                    }
+                    guard found.count == 1 else {
+                        throw .badManifestRow(path: manifestPath, line: line,
+                            detail: "label '\(name)' is ambiguous: \(classes.source) lists it \(found.count) times (as labels \(found.map(String.init).joined(separator: ", ")))")
+                    }
+                }
+                return
             }
-            func cell(_ name: String) throws -> String? {
-                guard let i = column[name] else { return nil }
-                return try text(record.fields[i], path: path, line: record.line, column: name)
+            guard let first else {
+                self.first = (label, line)
+                if case let .name(name) = label { spelled[Array(name.utf8)] = name }
+                return
             }
-            var label: RawLabel?
-            if let raw = try cell("label")?.trimmingCharacters(in: .whitespaces), !raw.isEmpty { label = RawLabel(text: raw) }
-            // CSV cannot tell an empty cell from a missing value, so empty id and caption mean "none".
-            let idCell = try cell("id"), captionCell = try cell("caption")
-            var row = Row(path: try text(record.fields[pathColumn], path: path, line: record.line, column: "path"),
-                          label: label, caption: (captionCell?.isEmpty ?? true) ? nil : captionCell,
-                          id: (idCell?.isEmpty ?? true) ? nil : idCell)
-            var extra: [String: JSONValue] = [:]
-            for (name, _) in column where !Row.columns.contains(name) {
-                if let value = try cell(name), !value.isEmpty { extra[name] = .string(value) }
+            if label.isIndex != first.label.isIndex {
+                throw .badManifestRow(path: manifestPath, line: line,
+                    detail: "label \(label.quoted) is \(label.isIndex ? "an integer" : "a class name"), but line \(first.line)'s label \(first.label.quoted) is \(first.label.isIndex ? "an integer" : "a class name"); labels must be all integers or all class names, unless --classes FILE lists the classes (names then map to their index in it and integers index it)")
             }
-            if !extra.isEmpty { row.metadata = JSONValue.object(extra).jsonText }
-            try builder.add(row, line: record.line)
+            if case let .name(name) = label { spelled[Array(name.utf8)] = name }
         }
-        return try builder.finish(classes: classes)
+
+        /// The class names labels index (empty when they are integers and no list was given), and
+        /// how a label as written becomes its index.
+        func finish() -> ([String], LabelResolution) {
+            if let classes { return (classes.names, LabelResolution(byName: indices.mapValues { $0[0] })) }
+            let sorted = CodePointOrder.sorted(Array(spelled.values))
+            return (sorted, LabelResolution(byName: Dictionary(uniqueKeysWithValues: sorted.enumerated().map { (Array($1.utf8), $0) })))
+        }
     }
 
     /// A label as the manifest writes it, before names become indices.
@@ -176,112 +243,308 @@ public enum ManifestReader {
         }
     }
 
-    /// Accumulates rows into items, resolving paths and rejecting duplicate ids; labels are
-    /// resolved at the end, when every name the manifest uses is known.
-    struct Builder {
-        let manifestPath: String
-        let baseDirectory: String
-        var listing = DatasetListing(items: [])
-        var firstLine: [String: Int] = [:]
-        /// Each labelled item's label as written, with its line.
-        var labels: [(item: Int, label: RawLabel, line: Int)] = []
-
-        init(manifestPath: String) {
-            self.manifestPath = manifestPath
-            let dir = (manifestPath as NSString).deletingLastPathComponent
-            baseDirectory = dir.isEmpty ? "." : dir
+    /// One JSON Lines row; `slice` is the line without its line break.
+    static func jsonRow(_ slice: ArraySlice<UInt8>, path: String, line lineNumber: Int) throws -> Row {
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: Data(slice)) } catch {
+            throw DatasetError.badManifestRow(path: path, line: lineNumber, detail: "not valid JSON")
         }
-
-        mutating func add(_ row: Row, line: Int) throws {
-            guard !row.path.isEmpty else {
-                throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'path' is empty")
-            }
-            if row.id == "" { throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'id' is empty") }
-            // The ledger's text columns cannot hold NUL (its COPY drops them), so such a path would name
-            // another file there and the location could not travel to a worker.
-            guard !row.path.utf8.contains(0) else {
-                throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'path' contains a NUL byte")
-            }
-            if let id = row.id, id.utf8.contains(0) {
-                throw DatasetError.badManifestRow(path: manifestPath, line: line, detail: "'id' contains a NUL byte")
-            }
-            let id = row.id ?? row.path
-            if let first = firstLine[id] {
-                throw DatasetError.duplicateId(path: manifestPath, id: id, firstLine: first, line: line)
-            }
-            firstLine[id] = line
-            let resolved = row.path.hasPrefix("/") ? row.path : baseDirectory + "/" + row.path
-            if let label = row.label { labels.append((listing.items.count, label, line)) }
-            listing.items.append(JobItem(ordinal: listing.items.count, sourceId: id, location: .file(path: resolved),
-                                             caption: row.caption, metadata: row.metadata))
+        guard let dict = object as? [String: Any] else {
+            throw DatasetError.badManifestRow(path: path, line: lineNumber, detail: "expected a JSON object")
         }
-
-        /// The listing with integer labels, and the class list they index (empty when the
-        /// manifest's labels are integers and no list was given).
-        func finish(classes: ClassList?) throws(DatasetError) -> DatasetListing {
-            var result = listing
-            if let classes {
-                let indices = classes.indicesByName
-                for entry in labels {
-                    switch entry.label {
-                    case let .index(n):
-                        guard classes.names.indices.contains(n) else {
-                            throw .badManifestRow(path: manifestPath, line: entry.line,
-                                detail: "label \(n) is not an index of the \(classes.names.count) classes in \(classes.source) (0...\(classes.names.count - 1))")
-                        }
-                        result.items[entry.item].label = n
-                    case let .name(name):
-                        guard let found = indices[Array(name.utf8)] else {
-                            throw .badManifestRow(path: manifestPath, line: entry.line,
-                                detail: "label '\(name)' is not one of the \(classes.names.count) classes in \(classes.source)")
-                        }
-                        guard found.count == 1 else {
-                            throw .badManifestRow(path: manifestPath, line: entry.line,
-                                detail: "label '\(name)' is ambiguous: \(classes.source) lists it \(found.count) times (as labels \(found.map(String.init).joined(separator: ", ")))")
-                        }
-                        result.items[entry.item].label = found[0]
-                    }
-                }
-                result.classes = classes.names
-                return result
+        var row = try Row(json: dict, path: path, line: lineNumber)
+        let extra = dict.filter { !Row.columns.contains($0.key) }
+        if !extra.isEmpty {
+            // Re-parse the line as JSONValue so numbers and nesting survive exactly.
+            guard case let .object(fields)? = try? JSONValue(json: String(decoding: slice, as: UTF8.self)) else {
+                throw DatasetError.badManifestRow(path: path, line: lineNumber, detail: "not valid JSON")
             }
-            guard let first = labels.first else { return result }
-            // One kind of label throughout: integers stay as written, names are numbered like
-            // ImageFolder's class folders.
-            if let other = labels.first(where: { ($0.label.isIndex) != first.label.isIndex }) {
-                throw .badManifestRow(path: manifestPath, line: other.line,
-                    detail: "label \(other.label.quoted) is \(other.label.isIndex ? "an integer" : "a class name"), but line \(first.line)'s label \(first.label.quoted) is \(first.label.isIndex ? "an integer" : "a class name"); labels must be all integers or all class names, unless --classes FILE lists the classes (names then map to their index in it and integers index it)")
-            }
-            guard !first.label.isIndex else {
-                for entry in labels { if case let .index(n) = entry.label { result.items[entry.item].label = n } }
-                return result
-            }
-            // Keyed by UTF-8 bytes: Swift's String equality would merge canonically equivalent
-            // spellings (composed and decomposed accents) that Python, and so ImageFolder, keeps apart.
-            var spelled: [[UInt8]: String] = [:]
-            for entry in labels { if case let .name(name) = entry.label { spelled[Array(name.utf8)] = name } }
-            let sorted = CodePointOrder.sorted(Array(spelled.values))
-            let index = Dictionary(uniqueKeysWithValues: sorted.enumerated().map { (Array($1.utf8), $0) })
-            for entry in labels { if case let .name(name) = entry.label { result.items[entry.item].label = index[Array(name.utf8)] } }
-            result.classes = sorted
-            return result
+            row.metadata = JSONValue.object(fields.filter { !Row.columns.contains($0.key) }).jsonText
         }
+        return row
     }
 
-    /// Through ``ReadOnlyFile``, so a FIFO given as the manifest is refused rather than waited on.
-    private static func readAll(_ path: String) throws -> [UInt8] {
-        let file = try ReadOnlyFile(path: path)
-        return try file.read(at: 0, count: Int(file.size))
-    }
-
-    private static func stripBOM(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? bytes.dropFirst(3) : bytes
-    }
-
-    private static func text(_ bytes: [UInt8], path: String, line: Int, column: String) throws -> String {
+    static func text(_ bytes: [UInt8], path: String, line: Int, column: String) throws -> String {
         guard let s = String(validating: bytes, as: UTF8.self) else {
             throw DatasetError.badManifestRow(path: path, line: line, detail: "column '\(column)' is not valid UTF-8")
         }
         return s
+    }
+}
+
+/// How a label as the manifest writes it becomes an index: integers stand for themselves, names
+/// are looked up by their UTF-8 bytes.
+struct LabelResolution: Sendable {
+    let byName: [[UInt8]: Int]
+
+    func index(_ label: ManifestReader.RawLabel) -> Int? {
+        switch label {
+        case let .index(n): n
+        case let .name(name): byName[Array(name.utf8)]
+        }
+    }
+}
+
+/// A manifest that ``ManifestReader/scan(manifest:classes:eachSourceId:)`` has checked: its size,
+/// its class names, and its items, read again from the file on demand.
+public struct ManifestScan: Sendable {
+    /// The manifest file.
+    public let path: String
+    let format: ManifestReader.Format
+    /// How many items it lists.
+    public let itemCount: Int
+    /// The class names its labels index (`classes[label]`), empty when it has integer labels only.
+    public let classes: [String]
+    /// How many items have a caption with more than whitespace.
+    public let captionedItems: Int
+    let labels: LabelResolution
+    /// The sum of the items' id hashes, which a later pass must reproduce.
+    let checksum: UInt64
+
+    /// The items in file order, parsed again from the file one block at a time. A read error, or a
+    /// file that no longer matches the scan (rows, ids or labels changed), ends the sequence early
+    /// and is thrown by ``ManifestItems/check()``.
+    public func items() -> ManifestItems { ManifestItems(scan: self) }
+}
+
+/// The items of a scanned manifest as a sequence that holds one block of the file at a time.
+/// `Sequence` cannot throw, so the error that ended it is kept for ``check()``.
+public struct ManifestItems: Sequence, Sendable {
+    let scan: ManifestScan
+    private let failure = ListingFailure()
+
+    init(scan: ManifestScan) { self.scan = scan }
+
+    /// Throws what ended an iteration early, if anything did.
+    public func check() throws {
+        if let error = failure.error { throw error }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(scan: scan, failure: failure) }
+
+    public struct Iterator: IteratorProtocol {
+        let scan: ManifestScan
+        let failure: ListingFailure
+        private var rows: ManifestRowReader?
+        private var count = 0
+        private var checksum: UInt64 = 0
+        private var finished = false
+        private let baseDirectory: String
+
+        init(scan: ManifestScan, failure: ListingFailure) {
+            self.scan = scan
+            self.failure = failure
+            let directory = (scan.path as NSString).deletingLastPathComponent
+            baseDirectory = directory.isEmpty ? "." : directory
+        }
+
+        public mutating func next() -> JobItem? {
+            guard !finished else { return nil }
+            do {
+                if rows == nil { rows = try ManifestRowReader(path: scan.path, format: scan.format) }
+                guard let (row, line) = try rows?.next() else {
+                    finished = true
+                    if count != scan.itemCount || checksum != scan.checksum {
+                        throw DatasetError.changedWhileListed(path: scan.path,
+                            detail: "it listed \(scan.itemCount) items when checked and \(count) when read again, or other ids")
+                    }
+                    return nil
+                }
+                try ManifestReader.validate(row, line: line, manifestPath: scan.path)
+                let id = row.id ?? row.path
+                checksum &+= ManifestReader.idHash(id)
+                var label: Int?
+                if let written = row.label {
+                    guard let index = scan.labels.index(written) else {
+                        throw DatasetError.changedWhileListed(path: scan.path, detail: "line \(line) has label \(written.quoted), which it did not have when checked")
+                    }
+                    label = index
+                }
+                guard count < scan.itemCount else {
+                    throw DatasetError.changedWhileListed(path: scan.path, detail: "it has more than the \(scan.itemCount) items it had when checked")
+                }
+                let resolved = row.path.hasPrefix("/") ? row.path : baseDirectory + "/" + row.path
+                defer { count += 1 }
+                return JobItem(ordinal: count, sourceId: id, location: .file(path: resolved), label: label,
+                               caption: row.caption, metadata: row.metadata)
+            } catch {
+                finished = true
+                failure.record(error)
+                return nil
+            }
+        }
+    }
+}
+
+/// The first error of a listing pass, shared by the sequence and its iterators.
+final class ListingFailure: Sendable {
+    private let first = Mutex<(any Error)?>(nil)
+
+    func record(_ error: any Error) { first.withLock { if $0 == nil { $0 = error } } }
+
+    var error: (any Error)? { first.withLock { $0 } }
+}
+
+/// Reads a manifest's rows one at a time from fixed-size blocks of the file, so memory is a block
+/// and the longest row whatever the file's size.
+struct ManifestRowReader {
+    private static let blockSize = 1 << 20
+    /// A line this long is not a manifest row; the cap keeps a file without line breaks from being
+    /// read whole into memory.
+    static let maxRowBytes = 16 << 20
+
+    private let path: String
+    private let format: ManifestReader.Format
+    private let file: ReadOnlyFile
+    private var offset: Int64 = 0
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var lineNumber = 0
+    private var atEnd = false
+    private var yieldedLastLine = false
+    // CSV: the parser and the records of the last block it was fed.
+    private var parser = CSVParser()
+    private var records: [CSVParser.Record] = []
+    private var recordIndex = 0
+    private var columns = CSVColumns()
+
+    init(path: String, format: ManifestReader.Format) throws {
+        self.path = path
+        self.format = format
+        file = try ReadOnlyFile(path: path)
+        if format == .csv { try readCSVHeader() }
+    }
+
+    /// The next row and the line it starts on, nil at the end of the file.
+    mutating func next() throws -> (row: ManifestReader.Row, line: Int)? {
+        switch format {
+        case .jsonl: return try nextJSONL()
+        case .csv: return try nextCSV()
+        }
+    }
+
+    /// The next block of the file (the first without a UTF-8 byte order mark), nil at the size it had when opened.
+    private mutating func readBlock() throws -> [UInt8]? {
+        guard offset < file.size else { return nil }
+        let first = offset == 0
+        var block = try file.read(at: offset, count: Int(min(Int64(Self.blockSize), file.size - offset)))
+        offset += Int64(block.count)
+        if first, block.starts(with: [0xEF, 0xBB, 0xBF]) { block.removeFirst(3) }
+        return block
+    }
+
+    /// The next line without its line break, as `split(separator: LF, omittingEmptySubsequences:
+    /// false)` cuts the whole file: what follows the last line break is a last line, empty when the
+    /// file ends with one.
+    private mutating func nextLine() throws -> ArraySlice<UInt8>? {
+        while true {
+            if let lf = buffer[start...].firstIndex(of: 0x0A) {
+                defer { start = lf + 1 }
+                lineNumber += 1
+                return buffer[start..<lf]
+            }
+            if atEnd {
+                guard !yieldedLastLine else { return nil }
+                yieldedLastLine = true
+                lineNumber += 1
+                return buffer[start...]
+            }
+            guard buffer.count - start <= Self.maxRowBytes else {
+                throw DatasetError.badManifestRow(path: path, line: lineNumber + 1, detail: "line is longer than \(Self.maxRowBytes) bytes")
+            }
+            buffer.removeFirst(start)
+            start = 0
+            if let block = try readBlock() { buffer.append(contentsOf: block) } else { atEnd = true }
+        }
+    }
+
+    private mutating func nextJSONL() throws -> (row: ManifestReader.Row, line: Int)? {
+        while let line = try nextLine() {
+            var slice = line
+            if slice.last == 0x0D { slice = slice.dropLast() }
+            if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            return (try ManifestReader.jsonRow(slice, path: path, line: lineNumber), lineNumber)
+        }
+        return nil
+    }
+
+    private mutating func nextRecord() throws -> CSVParser.Record? {
+        while recordIndex == records.count {
+            if atEnd { return nil }
+            records = []
+            recordIndex = 0
+            do {
+                if let block = try readBlock() {
+                    for byte in block { try parser.feed(byte) }
+                    guard parser.pendingBytes <= Self.maxRowBytes else {
+                        throw DatasetError.badManifestRow(path: path, line: parser.recordLine, detail: "record is longer than \(Self.maxRowBytes) bytes")
+                    }
+                } else {
+                    atEnd = true
+                    try parser.finish()
+                }
+            } catch let error as CSVParser.SyntaxError {
+                throw DatasetError.badManifestRow(path: path, line: error.line, detail: error.detail)
+            }
+            records = parser.takeRecords()
+        }
+        defer { recordIndex += 1 }
+        return records[recordIndex]
+    }
+
+    private mutating func readCSVHeader() throws {
+        guard let header = try nextRecord() else { throw DatasetError.badManifestHeader(path: path, detail: "file is empty") }
+        columns = try CSVColumns(header: header, path: path)
+    }
+
+    private mutating func nextCSV() throws -> (row: ManifestReader.Row, line: Int)? {
+        guard let record = try nextRecord() else { return nil }
+        return (try columns.row(record, path: path), record.line)
+    }
+}
+
+/// A CSV manifest's columns, from its header.
+struct CSVColumns {
+    private var names: [String] = []
+    private var column: [String: Int] = [:]
+    private var pathColumn = 0
+
+    init() {}
+
+    init(header: CSVParser.Record, path: String) throws {
+        names = try header.fields.map { try ManifestReader.text($0, path: path, line: header.line, column: "header") }
+        for (i, name) in names.enumerated() {
+            let key = name.trimmingCharacters(in: .whitespaces)
+            guard column[key] == nil else { throw DatasetError.badManifestHeader(path: path, detail: "column '\(key)' appears twice") }
+            column[key] = i
+        }
+        guard let pathColumn = column["path"] else {
+            throw DatasetError.badManifestHeader(path: path, detail: "no 'path' column (found \(names.joined(separator: ", ")))")
+        }
+        self.pathColumn = pathColumn
+    }
+
+    func row(_ record: CSVParser.Record, path: String) throws -> ManifestReader.Row {
+        guard record.fields.count == names.count else {
+            throw DatasetError.badManifestRow(path: path, line: record.line,
+                detail: "\(record.fields.count) fields, header has \(names.count)")
+        }
+        func cell(_ name: String) throws -> String? {
+            guard let i = column[name] else { return nil }
+            return try ManifestReader.text(record.fields[i], path: path, line: record.line, column: name)
+        }
+        var label: ManifestReader.RawLabel?
+        if let raw = try cell("label")?.trimmingCharacters(in: .whitespaces), !raw.isEmpty { label = ManifestReader.RawLabel(text: raw) }
+        // CSV cannot tell an empty cell from a missing value, so empty id and caption mean "none".
+        let idCell = try cell("id"), captionCell = try cell("caption")
+        var row = ManifestReader.Row(path: try ManifestReader.text(record.fields[pathColumn], path: path, line: record.line, column: "path"),
+                                     label: label, caption: (captionCell?.isEmpty ?? true) ? nil : captionCell,
+                                     id: (idCell?.isEmpty ?? true) ? nil : idCell)
+        var extra: [String: JSONValue] = [:]
+        for (name, _) in column where !ManifestReader.Row.columns.contains(name) {
+            if let value = try cell(name), !value.isEmpty { extra[name] = .string(value) }
+        }
+        if !extra.isEmpty { row.metadata = JSONValue.object(extra).jsonText }
+        return row
     }
 }

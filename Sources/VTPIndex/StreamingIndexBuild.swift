@@ -1,3 +1,4 @@
+import CFaissShim
 import Foundation
 import VTPStorage
 
@@ -99,37 +100,51 @@ struct StreamingIndexBuild {
 
         var probes: Int?
         var written: [IndexInfo.Part] = []
+        // Each part's approximate top-(k+1) of the queries, searched while the part is in memory.
+        var partResults: [(EmbeddingIndex.RawResults, firstRow: Int)] = []
         for (p, range) in plan.parts.enumerated() {
-            let index = try template.clone()
-            if let probes { try index.setProbeCount(probes) }
-            try add(range, to: index, kind: plan.index.kind, queries: queryBuffer, truth: &truth)
-            if p == 0, case let .invertedFile(lists, _, _) = plan.index.kind {
-                // The running truth covers exactly this part's rows now: tune nprobe on it, baked into every file.
-                let meter = LeaveOneOutRecall(queries: queryBuffer, queryRows: queryRows, truth: truth, k: k)
-                var tuner = ProbeTuner(lists: lists, targetRecall: options.targetRecall)
-                var step = tuner.first
-                while case let .measure(count) = step {
-                    try index.setProbeCount(count)
-                    step = tuner.observe(recall: try meter.measure { try index.rawSearch(queries: $0, k: $1) })
+            do {
+                let index = try template.clone()
+                if let probes { try index.setProbeCount(probes) }
+                try add(range, to: index, kind: plan.index.kind, queries: queryBuffer, truth: &truth)
+                if p == 0, case let .invertedFile(lists, _, _) = plan.index.kind {
+                    // The running truth covers exactly this part's rows now: tune nprobe on it, baked into every file.
+                    let meter = LeaveOneOutRecall(queries: queryBuffer, queryRows: queryRows, truth: truth, k: k)
+                    var tuner = ProbeTuner(lists: lists, targetRecall: options.targetRecall)
+                    var step = tuner.first
+                    while case let .measure(count) = step {
+                        try index.setProbeCount(count)
+                        step = tuner.observe(recall: try meter.measure { try index.rawSearch(queries: $0, k: $1) })
+                    }
+                    guard case let .done(chosen, _) = step else { preconditionFailure("tuner stopped without a result") }
+                    try index.setProbeCount(chosen)
+                    probes = chosen
                 }
-                guard case let .done(chosen, _) = step else { preconditionFailure("tuner stopped without a result") }
-                try index.setProbeCount(chosen)
-                probes = chosen
+                if queryCount > 0 { partResults.append((try index.rawSearch(queries: queryBuffer, k: k + 1), range.lowerBound)) }
+                let name = plan.parts.count == 1 ? IndexBuilder.indexFileName : IndexBuilder.partFileName(p)
+                let path = (outputDirectory as NSString).appendingPathComponent(name)
+                try IndexBuilder.writeIndexAtomically(index, to: path)
+                let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                written.append(IndexInfo.Part(indexPath: name, firstRow: range.lowerBound, count: range.count, sizeInBytes: size))
             }
-            let name = plan.parts.count == 1 ? IndexBuilder.indexFileName : IndexBuilder.partFileName(p)
-            let path = (outputDirectory as NSString).appendingPathComponent(name)
-            try IndexBuilder.writeIndexAtomically(index, to: path)
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-            written.append(IndexInfo.Part(indexPath: name, firstRow: range.lowerBound, count: range.count, sizeInBytes: size))
+            // The part is freed now. Its inverted lists are thousands of heap blocks below glibc's mmap
+            // threshold, which would stay resident with the next part's on top of them.
+            vtp_faiss_release_free_memory()
         }
 
-        // Recall of what search will open: every part mapped from its file, results merged.
+        // The files open as search opens them (lists memory-mapped, counts checked against the
+        // plan). Recall merges the parts' results as that search does; the parts were searched in
+        // memory, because searching the mapped files would bring every probed list of every part
+        // into this process at once, which is what the budget forbids.
+        _ = try EmbeddingIndexSet(files: written.map { ((outputDirectory as NSString).appendingPathComponent($0.indexPath), $0.firstRow, $0.count) },
+                                  infosPath: (outputDirectory as NSString).appendingPathComponent(IndexBuilder.infosFileName))
         let recall: Double
         if queryCount > 0 {
-            let opened = try EmbeddingIndexSet(files: written.map { ((outputDirectory as NSString).appendingPathComponent($0.indexPath), $0.firstRow, $0.count) },
-                                               infosPath: (outputDirectory as NSString).appendingPathComponent(IndexBuilder.infosFileName))
-            recall = try LeaveOneOutRecall(queries: queryBuffer, queryRows: queryRows, truth: truth, k: k)
-                .measure { try opened.rawSearch(queries: $0, k: $1) }
+            let merged = EmbeddingIndexSet.merge(partResults, k: k + 1)
+            recall = try LeaveOneOutRecall(queries: queryBuffer, queryRows: queryRows, truth: truth, k: k).measure { _, kk in
+                precondition(kk == k + 1)
+                return merged
+            }
         } else {
             recall = 1
         }

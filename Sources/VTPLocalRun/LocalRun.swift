@@ -154,8 +154,8 @@ public struct LocalRun: Sendable {
 
         let jobID: Int64
         let request = request, maxItems = maxJobItems
-        let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
-        let digest = ListingDigest.of(items: listing.items, skipped: listing.skipped)
+        let listing = try await BlockingWork.run(name: "vtp-list") { try request.list(maxItems: maxItems) }
+        let digest = listing.digest
         if var existing = try await request.existingJob(in: ledger) {
             jobID = existing.id
             if existing.listingDigest != digest {
@@ -175,10 +175,9 @@ public struct LocalRun: Sendable {
             if existing.state == .paused { try await ledger.resume(job: jobID) }
             events(.resumed(jobID: jobID, done: existing.itemsDone + existing.itemsFailed, total: existing.itemCount))
         } else {
-            jobID = try await ledger.enqueue(request.spec(labelClasses: listing.classes), items: listing.items, skipped: listing.skipped,
-                                             listingDigest: digest)
-            events(.enqueued(jobID: jobID, items: listing.items.count,
-                             shards: (listing.items.count + request.shardSize - 1) / request.shardSize, skipped: listing.skipped))
+            jobID = try await ledger.enqueue(request.spec(labelClasses: listing.classes), listing: listing)
+            events(.enqueued(jobID: jobID, items: listing.itemCount,
+                             shards: (listing.itemCount + request.shardSize - 1) / request.shardSize, skipped: listing.skipped))
         }
 
         let endpoint = Self.ipcEndpoint(stateDirectory: stateDirectory)
@@ -215,10 +214,12 @@ public struct LocalRun: Sendable {
     /// The input listing differs from the one `job` was made from: with ``update`` the new items
     /// join the job as new shards (nothing done runs again; the finalizer then covers
     /// everything), otherwise the run stops with what changed. Returns the job as it is now.
-    private func takeInputChanges(of job: JobRecord, listing: (items: [JobItem], skipped: [SkippedSample], classes: [String]),
+    private func takeInputChanges(of job: JobRecord, listing: JobListing,
                                   digest: String, ledger: Ledger, events: @escaping @Sendable (Event) -> Void) async throws -> JobRecord {
         let known = try await ledger.sourceIDs(job: job.id)
-        let change = InputChange(listing: listing.items, skipped: listing.skipped, known: known)
+        // The comparison holds both listings in memory, as the job's source ids already are.
+        let items = try await BlockingWork.run(name: "vtp-list") { try listing.collect() }
+        let change = InputChange(listing: items, skipped: listing.skipped, known: known)
         if change.isEmpty {
             // Same samples (a job from before digests were stored): remember the digest.
             try await ledger.appendItems(job: job.id, items: [], shardSize: request.shardSize, listingDigest: digest)

@@ -15,6 +15,9 @@
 #include <faiss/utils/distances.h>
 
 #include <cstdio>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -307,6 +310,12 @@ int vtp_faiss_knn_inner_product(const float *queries, int64_t nx, const float *d
         faiss::knn_inner_product(queries, database, size_t(dimension), size_t(nx), size_t(ny), size_t(k), distances, labels);
         return int(VTP_FAISS_OK);
     });
+}
+
+void vtp_faiss_release_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 }  // extern "C"

@@ -16,7 +16,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput on this machine.",
-        subcommands: [Model.self, Tokenizer.self, Image.self, LedgerCommand.self, IndexCommand.self, Scale.self]
+        subcommands: [Model.self, Tokenizer.self, Image.self, LedgerCommand.self, IndexCommand.self, Scale.self, Listing.self]
     )
 
     struct Model: AsyncParsableCommand {
@@ -225,6 +225,31 @@ struct BenchCommand: AsyncParsableCommand {
                          info.recallAt10, info.recallQueries))
             print("memory: budget \(mib(budget)), estimate \(mib(info.memoryEstimate ?? 0)), peak resident \(mib(result.residentAfterBuild)) "
                   + "(\(mib(result.residentBeforeBuild)) before the build)")
+        }
+    }
+
+    struct Listing: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Lists a large JSONL manifest as vtp run does and reports time and peak resident memory.",
+            discussion: """
+                Writes a synthetic manifest of --lines rows to --manifest unless that file exists, lists it through the \
+                job request (a checking pass, then the items read again) and, with --enqueue, enqueues it into a private \
+                PostgreSQL in a temporary directory (shard manifests included). docs/scale.md has measured numbers.
+                """)
+
+        @Option(parsing: .unconditional, help: "Rows of the synthetic manifest.") var lines: Int = 10_000_000
+        @Option(help: "The manifest (.jsonl); written when it does not exist.") var manifest: String = "/tmp/vtp-bench-listing.jsonl"
+        @Flag(help: "Enqueue into a private PostgreSQL instead of only reading the items again.") var enqueue = false
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            guard lines >= 1 else { throw ValidationError("--lines must be at least 1, got \(lines)") }
+            let report = try await ListingBenchmark.run(manifest: manifest, lines: lines, enqueue: enqueue)
+            if json {
+                print(String(decoding: try JSONSerialization.data(withJSONObject: report.jsonObject, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print(report.table)
+            }
         }
     }
 

@@ -35,16 +35,15 @@ struct SubmitCommand: AsyncParsableCommand {
         let ledger = Ledger(database: url)
         try await ledger.verifySchema()
         let maxItems = settings.limits.maxJobItems
-        let listing = try await BlockingWork.run(name: "vtp-list") { try request.listItems(maxItems: maxItems) }
-        let id = try await ledger.enqueue(request.spec(labelClasses: listing.classes), items: listing.items, skipped: listing.skipped,
-                                          listingDigest: ListingDigest.of(items: listing.items, skipped: listing.skipped))
-        let shards = (listing.items.count + request.shardSize - 1) / request.shardSize
+        let listing = try await BlockingWork.run(name: "vtp-list") { try request.list(maxItems: maxItems) }
+        let id = try await ledger.enqueue(request.spec(labelClasses: listing.classes), listing: listing)
+        let shards = (listing.itemCount + request.shardSize - 1) / request.shardSize
         if json {
-            let object: [String: Any] = ["job_id": id, "items": listing.items.count, "shards": shards,
+            let object: [String: Any] = ["job_id": id, "items": listing.itemCount, "shards": shards,
                                          "skipped": listing.skipped.count, "output": request.output]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print("job \(id): \(listing.items.count) items in \(shards) shards -> \(request.output)")
+            print("job \(id): \(listing.itemCount) items in \(shards) shards -> \(request.output)")
             for sample in listing.skipped { print("skipped \(sample.sourceId): \(sample.reason)") }
         }
     }

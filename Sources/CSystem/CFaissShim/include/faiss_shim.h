@@ -145,6 +145,10 @@ void vtp_faiss_index_free(vtp_faiss_index *index);
 int vtp_faiss_knn_inner_product(const float *queries, int64_t nx, const float *database, int64_t ny, int64_t dimension,
                                 int64_t k, float *distances, int64_t *labels, vtp_faiss_error *error);
 
+/* Returns the heap's free pages to the system (glibc malloc_trim). A freed index's inverted lists
+   are many blocks below malloc's mmap threshold, which otherwise stay resident. */
+void vtp_faiss_release_free_memory(void);
+
 #ifdef __cplusplus
 }
 #endif
