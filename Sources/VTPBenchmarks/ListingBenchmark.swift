@@ -81,6 +81,53 @@ public enum ListingBenchmark {
         try handle.write(contentsOf: buffer)
     }
 
+    /// The items of the synthetic manifest, generated instead of parsed: what enqueueing costs
+    /// without the listing (`--synthetic`).
+    static func syntheticItems(_ count: Int, directory: String) -> some Sequence<JobItem> {
+        (0..<count).lazy.map { line in
+            JobItem(ordinal: line, sourceId: "sample-\(line)", location: .file(path: "\(directory)/images/\(line % 1000)/\(line).jpg"),
+                    label: line % 1000, caption: "a photo of item \(line)")
+        }
+    }
+
+    /// Enqueues `lines` generated items (no manifest, no checking pass) into a private PostgreSQL:
+    /// the ledger's side of a job that size.
+    public static func runSynthetic(lines: Int, logger: Logger = Logger(label: "vtp.bench.listing")) async throws -> Report {
+        let scratch = NSTemporaryDirectory() + "vtp-bench-listing-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let before = ModelBenchmark.maxResidentBytes
+        let start = ContinuousClock.now
+        let (ledgerBytes, manifestBytes) = try await withPrivateLedger(logger: logger) { ledger in
+            let spec = JobSpec(type: "latents", inputLocation: "synthetic:\(lines)", outputLocation: scratch + "/out", shardSize: 1000)
+            _ = try await ledger.enqueue(spec, listing: syntheticItems(lines, directory: scratch)) { ListingEnd() }
+            return (try await jobBytes(ledger), directoryBytes(scratch + "/out"))
+        }
+        return Report(lines: lines, manifestBytes: 0, generateSeconds: 0, scanSeconds: 0,
+                      itemsSeconds: (ContinuousClock.now - start).benchmarkSeconds, enqueued: true,
+                      ledgerBytesPerItem: Double(ledgerBytes) / Double(lines), shardManifestBytesPerItem: Double(manifestBytes) / Double(lines),
+                      residentBeforeBytes: before, maxResidentBytes: ModelBenchmark.maxResidentBytes)
+    }
+
+    /// A private PostgreSQL in a temporary directory, migrated, for `body`.
+    private static func withPrivateLedger<T: Sendable>(logger: Logger, _ body: (Ledger) async throws -> T) async throws -> T {
+        let server = try EmbeddedPostgres.temporary(configuration: EmbeddedPostgres.Configuration(unsafeFastWrites: true), logger: logger)
+        try await server.start()
+        do {
+            _ = try await Migrator.migrate(database: server.databaseURL, logger: logger)
+            let result = try await body(Ledger(database: server.databaseURL, logger: logger))
+            try await server.stop()
+            return result
+        } catch {
+            try? await server.stop()
+            throw error
+        }
+    }
+
+    /// PostgreSQL's bytes for jobs: every ledger table but the worker rows and the migration log.
+    private static func jobBytes(_ ledger: Ledger) async throws -> Int64 {
+        try await ledger.relationBytes().filter { $0.key != "workers" && !$0.key.hasSuffix("schema_migrations") }.values.reduce(0, +)
+    }
+
     /// Lists `manifest` (written first with `lines` rows when it does not exist) and, with
     /// `enqueue`, enqueues it into a private PostgreSQL started in a temporary directory.
     public static func run(manifest: String, lines: Int, enqueue: Bool,
@@ -103,22 +150,12 @@ public enum ListingBenchmark {
         let itemsStart = ContinuousClock.now
         var ledgerBytesPerItem: Double?, shardManifestBytesPerItem: Double?
         if enqueue {
-            let server = try EmbeddedPostgres.temporary(configuration: EmbeddedPostgres.Configuration(unsafeFastWrites: true),
-                                                        logger: logger)
-            try await server.start()
-            do {
-                _ = try await Migrator.migrate(database: server.databaseURL, logger: logger)
-                let ledger = Ledger(database: server.databaseURL, logger: logger)
+            let (ledgerBytes, manifestBytes) = try await withPrivateLedger(logger: logger) { ledger in
                 _ = try await ledger.enqueue(request.spec(labelClasses: listing.classes), listing: listing)
-                let relations = try await ledger.relationBytes()
-                let jobBytes = relations.filter { $0.key != "workers" && !$0.key.hasSuffix("schema_migrations") }.values.reduce(0, +)
-                ledgerBytesPerItem = Double(jobBytes) / Double(listing.itemCount)
-                shardManifestBytesPerItem = Double(directoryBytes(scratch + "/out")) / Double(listing.itemCount)
-                try await server.stop()
-            } catch {
-                try? await server.stop()
-                throw error
+                return (try await jobBytes(ledger), directoryBytes(scratch + "/out"))
             }
+            ledgerBytesPerItem = Double(ledgerBytes) / Double(listing.itemCount)
+            shardManifestBytesPerItem = Double(manifestBytes) / Double(listing.itemCount)
         } else {
             try await BlockingWork.run(name: "vtp-bench-list") {
                 let items = listing.items()

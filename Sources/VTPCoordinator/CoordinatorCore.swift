@@ -206,6 +206,13 @@ public struct CoordinatorCore: Sendable {
     public let configuration: Configuration
     public private(set) var workers: [PeerIdentity: WorkerEntry] = [:]
     public private(set) var leases: [LeaseToken: LeaseEntry] = [:]
+    /// The tokens of ``leases`` by the peer holding them: heartbeats, progress and reports are per
+    /// peer, and with a thousand workers a scan of every lease per message was most of the
+    /// coordinator's time. Changed only by ``storeLease(_:_:)`` and ``dropLease(_:)``.
+    private var tokensByPeer: [PeerIdentity: Set<LeaseToken>] = [:]
+    /// The sum of ``LeaseEntry/itemsDone`` over ``leases`` by job, kept as they change: the shell
+    /// reads it after every event.
+    private var itemsDoneByJob: [Int64: Int] = [:]
     public private(set) var counters = Counters()
     /// Jobs finalized (or being finalized) by this coordinator.
     public private(set) var finalizedJobs: Set<Int64> = []
@@ -308,7 +315,12 @@ public struct CoordinatorCore: Sendable {
                 drainDeadline = now
             }
         }
-        dispatchClaims(into: &actions)
+        // Heartbeats and progress, most of the traffic of a large cluster, change no worker's
+        // credit or claims in flight, so they open no slot: the scan of every worker is skipped.
+        switch event {
+        case .received(_, .heartbeat), .received(_, .progress): break
+        default: dispatchClaims(into: &actions)
+        }
         if draining { checkDrained(at: now, into: &actions) }
         return actions
     }
@@ -353,9 +365,10 @@ public struct CoordinatorCore: Sendable {
             workers[peer]!.window.grant(n)
         case let .progress(shardID, itemsDone):
             renewLeases(of: peer, held: [shardID], at: now, into: &actions)
-            if let (token, entry) = leases.first(where: { $0.value.peer == peer && key($0.value.shard) == shardID }) {
+            if let (token, entry) = leases(of: peer).first(where: { key($0.entry.shard) == shardID }) {
                 workers[peer]!.runningShard = entry.shard
                 leases[token]!.itemsDone = Int(itemsDone)
+                itemsDoneByJob[entry.shard.jobID, default: 0] += Int(itemsDone) - entry.itemsDone
                 if let ordinals = entry.isolatedItems {
                     leases[token]!.itemInHand = Int(itemsDone) < ordinals.count ? ordinals[Int(itemsDone)] : nil
                 }
@@ -454,7 +467,7 @@ public struct CoordinatorCore: Sendable {
         let revoked = leases.filter { $0.value.shard.jobID == jobID }
         var peers: [PeerIdentity] = []
         for (token, entry) in revoked.sorted(by: { ($0.value.shard.index) < ($1.value.shard.index) }) {
-            leases[token] = nil
+            dropLease(token)
             guard workers[entry.peer] != nil else { continue }
             workers[entry.peer]!.window.complete(key(entry.shard))
             if workers[entry.peer]!.runningShard == entry.shard { workers[entry.peer]!.runningShard = nil }
@@ -469,20 +482,16 @@ public struct CoordinatorCore: Sendable {
     /// Items of job `jobID` that workers reported done in shards still leased (their results are
     /// not in the ledger yet): added to the ledger's count, progress moves per batch, not per shard.
     public func itemsInProgress(job jobID: Int64) -> Int {
-        leases.values.filter { $0.shard.jobID == jobID }.reduce(0) { $0 + $1.itemsDone }
+        itemsDoneByJob[jobID] ?? 0
     }
 
     /// ``itemsInProgress(job:)`` for every job with items reported, at once.
-    public var itemsInProgressByJob: [Int64: Int] {
-        leases.values.reduce(into: [:]) { totals, lease in
-            if lease.itemsDone > 0 { totals[lease.shard.jobID, default: 0] += lease.itemsDone }
-        }
-    }
+    public var itemsInProgressByJob: [Int64: Int] { itemsDoneByJob.filter { $0.value > 0 } }
 
     /// Frees the credit slot of a resolved lease and names its shard (from the lease table, or
     /// from the wire id for leases this coordinator did not issue or already released).
     private mutating func release(token: LeaseToken, wireID: Int64) -> ShardRef? {
-        if let entry = leases.removeValue(forKey: token) {
+        if let entry = dropLease(token) {
             if workers[entry.peer] != nil {
                 workers[entry.peer]!.window.complete(key(entry.shard))
                 if workers[entry.peer]!.runningShard == entry.shard { workers[entry.peer]!.runningShard = nil }
@@ -493,10 +502,32 @@ public struct CoordinatorCore: Sendable {
         return ShardRef(jobID: id.jobID, index: id.index)
     }
 
+    private mutating func storeLease(_ token: LeaseToken, _ entry: LeaseEntry) {
+        leases[token] = entry
+        tokensByPeer[entry.peer, default: []].insert(token)
+    }
+
+    @discardableResult
+    private mutating func dropLease(_ token: LeaseToken) -> LeaseEntry? {
+        guard let entry = leases.removeValue(forKey: token) else { return nil }
+        tokensByPeer[entry.peer]?.remove(token)
+        if entry.itemsDone != 0 {
+            let left = itemsDoneByJob[entry.shard.jobID, default: 0] - entry.itemsDone
+            itemsDoneByJob[entry.shard.jobID] = left == 0 ? nil : left
+        }
+        if tokensByPeer[entry.peer]?.isEmpty == true { tokensByPeer[entry.peer] = nil }
+        return entry
+    }
+
+    /// The leases `peer` holds, in no particular order.
+    private func leases(of peer: PeerIdentity) -> [(token: LeaseToken, entry: LeaseEntry)] {
+        (tokensByPeer[peer] ?? []).compactMap { token in leases[token].map { (token, $0) } }
+    }
+
     /// Renews the leases of `peer` whose dispatch ids are in `held`.
     private mutating func renewLeases(of peer: PeerIdentity, held: Set<Int64>, at now: MonotonicInstant, into actions: inout [Action]) {
-        for (token, entry) in leases.sorted(by: { ($0.value.shard.jobID, $0.value.shard.index) < ($1.value.shard.jobID, $1.value.shard.index) })
-        where entry.peer == peer && !entry.renewalInFlight && now - entry.lastRenewal >= configuration.leaseRenewalInterval {
+        for (token, entry) in leases(of: peer).sorted(by: { ($0.entry.shard.jobID, $0.entry.shard.index) < ($1.entry.shard.jobID, $1.entry.shard.index) })
+        where !entry.renewalInFlight && now - entry.lastRenewal >= configuration.leaseRenewalInterval {
             guard held.contains(key(entry.shard)) else { continue }
             leases[token]!.renewalInFlight = true
             leases[token]!.lastRenewal = now
@@ -537,8 +568,8 @@ public struct CoordinatorCore: Sendable {
             actions.append(.abandonLease(claimed.shard))
             return
         }
-        leases[token] = LeaseEntry(shard: claimed.shard, peer: target, lastRenewal: now,
-                                   isolatedItems: claimed.isolated ? claimed.items.map(\.ordinal) : nil)
+        storeLease(token, LeaseEntry(shard: claimed.shard, peer: target, lastRenewal: now,
+                                     isolatedItems: claimed.isolated ? claimed.items.map(\.ordinal) : nil))
         counters.assigned += 1
         if claimed.isolated { counters.isolatedAssignments += 1 }
         let message = AssignShardMessage(jobID: claimed.shard.jobID, shardID: wire, leaseToken: token, jobType: claimed.jobType,
@@ -552,7 +583,7 @@ public struct CoordinatorCore: Sendable {
     /// Drops a lease the ledger no longer honours: the worker's slot is freed and it is told to
     /// stop the shard.
     private mutating func revoke(_ token: LeaseToken, reason: String, at now: MonotonicInstant, into actions: inout [Action]) {
-        guard let entry = leases.removeValue(forKey: token), workers[entry.peer] != nil else { return }
+        guard let entry = dropLease(token), workers[entry.peer] != nil else { return }
         workers[entry.peer]!.window.complete(key(entry.shard))
         if workers[entry.peer]!.runningShard == entry.shard { workers[entry.peer]!.runningShard = nil }
         if let wire = ShardDispatchID(jobID: entry.shard.jobID, index: entry.shard.index).wire {
@@ -608,11 +639,11 @@ public struct CoordinatorCore: Sendable {
         _ = workers[peer]?.window.reset()
         // Only a crash report blames an item: a process killed from outside (an operator, a
         // restart, a partition) died holding whatever it held, through no fault of the item.
-        let held = leases.filter { $0.value.peer == peer }
-            .map { HeldLease(shard: $0.value.shard, token: $0.key, itemInHand: crashed ? $0.value.itemInHand : nil) }
+        let held = leases(of: peer)
+            .map { HeldLease(shard: $0.entry.shard, token: $0.token, itemInHand: crashed ? $0.entry.itemInHand : nil) }
             .sorted { ($0.shard.jobID, $0.shard.index) < ($1.shard.jobID, $1.shard.index) }
         guard !held.isEmpty else { return }
-        for lease in held { leases[lease.token] = nil }
+        for lease in held { dropLease(lease.token) }
         counters.leasesReleasedOnSessionEnd += held.count
         actions.append(.releaseLeases(held, reason: reason))
     }
@@ -658,7 +689,8 @@ public struct CoordinatorCore: Sendable {
     private func report(for peer: PeerIdentity, state: WorkerState?) -> WorkerReport {
         let entry = workers[peer]!
         let busy = !entry.window.outstanding.isEmpty
-        let held = leases.values.filter { $0.peer == peer }.map(\.shard)
+        let mine = leases(of: peer).map(\.entry)
+        let held = mine.map(\.shard)
         // The shard it reports progress on, else the oldest it holds; none once it is offline.
         let current = state == .offline ? nil
             : entry.runningShard.flatMap { held.contains($0) ? $0 : nil } ?? held.min { ($0.jobID, $0.index) < ($1.jobID, $1.index) }
@@ -666,7 +698,7 @@ public struct CoordinatorCore: Sendable {
             + "\"prefetch\":\(entry.capabilities.prefetch),\"prefetch_granted\":\(entry.window.prefetch),"
             + "\"memory_bytes\":\(entry.capabilities.memoryBytes)}"
         // What it reported of that shard, so monitors see progress between the shard's records.
-        let inProgress = current.flatMap { shard in leases.values.first { $0.peer == peer && $0.shard == shard }?.itemsDone } ?? 0
+        let inProgress = current.flatMap { shard in mine.first { $0.shard == shard }?.itemsDone } ?? 0
         return WorkerReport(id: entry.workerID, host: entry.host, capabilitiesJSON: capabilities,
                             state: state ?? (entry.draining ? .draining : busy ? .busy : .idle),
                             currentShard: current, itemsDone: Int64(clamping: entry.itemsCompleted),

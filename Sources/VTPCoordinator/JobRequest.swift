@@ -177,13 +177,10 @@ public struct JobListing: Sendable {
 
     /// All items in memory: for comparing a listing with a job's (`vtp run --update`) and for tests.
     public func collect() throws -> [JobItem] {
-        if case let .memory(items) = source { return items }
-        let pass = items()
-        var collected: [JobItem] = []
-        collected.reserveCapacity(itemCount)
-        for item in pass { collected.append(item) }
-        try pass.check()
-        return collected
+        switch source {
+        case let .memory(items): items
+        case let .manifest(scan): try scan.collectItems()
+        }
     }
 }
 

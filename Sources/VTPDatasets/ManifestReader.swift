@@ -20,12 +20,7 @@ public enum ManifestReader {
     /// `.csv`): ``scan(manifest:classes:eachSourceId:)`` and its items collected.
     public static func list(manifest path: String, classes: ClassList? = nil) throws -> DatasetListing {
         let scan = try scan(manifest: path, classes: classes)
-        let items = scan.items()
-        var listed: [JobItem] = []
-        listed.reserveCapacity(scan.itemCount)
-        for item in items { listed.append(item) }
-        try items.check()
-        return DatasetListing(items: listed, classes: scan.classes)
+        return DatasetListing(items: try scan.collectItems(), classes: scan.classes)
     }
 
     /// Reads the whole manifest once without keeping its rows: every row is checked (the errors
@@ -305,6 +300,16 @@ public struct ManifestScan: Sendable {
     /// file that no longer matches the scan (rows, ids or labels changed), ends the sequence early
     /// and is thrown by ``ManifestItems/check()``.
     public func items() -> ManifestItems { ManifestItems(scan: self) }
+
+    /// ``items()`` read into memory; throws what ended the pass early.
+    public func collectItems() throws -> [JobItem] {
+        let items = items()
+        var collected: [JobItem] = []
+        collected.reserveCapacity(itemCount)
+        for item in items { collected.append(item) }
+        try items.check()
+        return collected
+    }
 }
 
 /// The items of a scanned manifest as a sequence that holds one block of the file at a time.

@@ -2,8 +2,8 @@ import FuzzSupport
 import VTPDatasets
 import VTPVocabulary
 
-/// `ManifestReader.list(manifest:)` (what `vtp run`/`vtp job submit` call on a `.csv` or `.jsonl`
-/// input) on the same bytes as both formats: the RFC 4180 state machine with header mapping, and the
+/// `ManifestReader.list(manifest:)` (the checking pass and the item pass that `vtp run`/`vtp job
+/// submit` run on a `.csv` or `.jsonl` input, read in 1 MiB blocks) on the same bytes as both formats: the RFC 4180 state machine with header mapping, and the
 /// JSON Lines reader with its metadata re-encoding.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzManifest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

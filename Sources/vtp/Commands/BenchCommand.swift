@@ -240,11 +240,13 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(parsing: .unconditional, help: "Rows of the synthetic manifest.") var lines: Int = 10_000_000
         @Option(help: "The manifest (.jsonl); written when it does not exist.") var manifest: String = "/tmp/vtp-bench-listing.jsonl"
         @Flag(help: "Enqueue into a private PostgreSQL instead of only reading the items again.") var enqueue = false
+        @Flag(help: "Enqueue --lines generated items (no manifest, no checking pass): the ledger's cost alone.") var synthetic = false
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
             guard lines >= 1 else { throw ValidationError("--lines must be at least 1, got \(lines)") }
-            let report = try await ListingBenchmark.run(manifest: manifest, lines: lines, enqueue: enqueue)
+            let report = synthetic ? try await ListingBenchmark.runSynthetic(lines: lines)
+                : try await ListingBenchmark.run(manifest: manifest, lines: lines, enqueue: enqueue)
             if json {
                 print(String(decoding: try JSONSerialization.data(withJSONObject: report.jsonObject, options: [.sortedKeys]), as: UTF8.self))
             } else {
