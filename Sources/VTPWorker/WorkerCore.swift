@@ -121,7 +121,7 @@ public struct WorkerCore: Sendable {
                                                                      residentMemoryBytes: residentMemoryBytes,
                                                                      itemsCompleted: itemsCompleted, heldShards: heldShardIDs))))
                 case .coordinatorLost:
-                    break  // the socket is replaced when `.reconnect` comes due
+                    break  // the socket is replaced when `.reconnect` comes due, unless the coordinator is heard first
                 case .reconnect:
                     actions.append(.reconnect)
                     announce(at: now, into: &actions)

@@ -180,12 +180,20 @@ private func at(_ milliseconds: Int64) -> MonotonicInstant { MonotonicInstant(na
         #expect(liveness.tick(at: at(1900)) == [.sendHeartbeat])
     }
 
-    @Test func messagesWhileWaitingDoNotCancelTheReconnect() throws {
+    /// The socket stays open through the backoff and libzmq reconnects it underneath; a coordinator
+    /// heard on it is reachable, and replacing that socket would drop what is in flight on it.
+    @Test func hearingTheCoordinatorWhileWaitingCancelsTheReconnect() throws {
         var liveness = CoordinatorLiveness(configuration: try noJitter(), now: at(0), seed: 1)
-        _ = liveness.tick(at: at(3000))
+        #expect(liveness.tick(at: at(3000)) == [.coordinatorLost(reconnectAfter: .milliseconds(1000))])
         liveness.received(at: at(3100))
-        #expect(liveness.state == .waiting(reconnectAt: at(4000)))
-        #expect(liveness.nextDeadline == at(4000))
+        // Connected again, with a full silence allowance and a heartbeat due at once (none went out while waiting).
+        #expect(liveness.state == .connected(lastHeard: at(3100), lastSent: at(2100)))
+        #expect(liveness.consecutiveFailures == 0)
+        #expect(liveness.tick(at: at(3100)) == [.sendHeartbeat])
+        #expect(liveness.tick(at: at(4000)).isEmpty)
+        #expect(liveness.tick(at: at(6099)).allSatisfy { $0 == .sendHeartbeat })
+        // Lost again: the backoff starts over from the initial delay.
+        #expect(liveness.tick(at: at(6100)) == [.coordinatorLost(reconnectAfter: .milliseconds(1000))])
     }
 }
 

@@ -119,6 +119,28 @@ struct WorkerCoreTests {
         #expect(core.handle(.tick, at: Self.at(9.0)).contains(.reconnect))
     }
 
+    /// The CI timeline of `workerReconnectsToARestartedCoordinatorAndKeepsWorking`: lost during a
+    /// coordinator restart, the worker's socket reconnected underneath and the new coordinator
+    /// assigned it a shard within the backoff. Replacing the socket when the backoff ran out dropped
+    /// the next assignment on the way, which then waited for its lease to expire.
+    @Test func aCoordinatorHeardDuringTheBackoffKeepsTheSocket() {
+        var core = makeCore()
+        _ = core.handle(.started, at: Self.at(0))
+        _ = core.handle(.tick, at: Self.at(1.0))
+        _ = core.handle(.tick, at: Self.at(2.0))
+        #expect(!core.handle(.tick, at: Self.at(3.0)).contains(.reconnect))  // lost; reconnect due at 4.0
+        let a = assignment(0)
+        #expect(core.handle(.received(.assignShard(a)), at: Self.at(3.2)) == [.execute(a)])
+        // Heard again: the heartbeat (none went out while waiting) is due at once, and no reconnect follows.
+        let resumed = core.handle(.tick, at: Self.at(3.3))
+        #expect(sent(resumed).count == 1)
+        if case .heartbeat(let beat)? = sent(resumed).first { #expect(beat.heldShards == [a.shardID]) }
+        for tick in [4.0, 4.5, 5.0, 6.0] { #expect(!core.handle(.tick, at: Self.at(tick)).contains(.reconnect)) }
+        // Silent again for three intervals after the assignment: lost, and the first backoff (1 s) applies.
+        #expect(!core.handle(.tick, at: Self.at(6.2)).contains(.reconnect))
+        #expect(core.handle(.tick, at: Self.at(7.2)).contains(.reconnect))
+    }
+
     /// A busy worker reports progress several times a second; its heartbeats (which carry the
     /// shards it holds and keep its row fresh) must go out on their own clock anyway.
     @Test func heartbeatsKeepTheirPaceWhileProgressFlowsAndListTheShardsHeld() {

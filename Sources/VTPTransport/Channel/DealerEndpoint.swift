@@ -82,9 +82,9 @@ public final class DealerEndpoint: Sendable {
     /// until a handshake succeeds; nil when it never refused. The refusal is also logged once.
     public var handshakeRejection: HandshakeRejection? { handshakes.rejection }
 
-    /// Queues `message` for the coordinator. Throws `.wouldBlock` when the outgoing queue is full, or
-    /// when libzmq dropped the session after a failed handshake (e.g. the coordinator refused this
-    /// worker's key); `CoordinatorLiveness` then drives a `reconnect()`.
+    /// Queues `message` for the coordinator. Throws `.wouldBlock` when the outgoing queue is full, when
+    /// libzmq dropped the session after a failed handshake (e.g. the coordinator refused this worker's
+    /// key), or while the last `reconnect()` failed; `CoordinatorLiveness` then drives a `reconnect()`.
     public func send(_ message: WireMessage) async throws(TransportError) {
         guard message.type.direction.allows(.workerToCoordinator) else {
             throw .encode(.invalidValue(field: "type", reason: "\(message.type) cannot be sent from the worker side"))
@@ -109,7 +109,9 @@ public final class DealerEndpoint: Sendable {
     }
 
     /// Closes the socket, dropping anything still queued, and connects a fresh one with the same
-    /// identity. The caller sends `register` again afterwards.
+    /// identity. The caller sends `register` again afterwards. When the fresh socket cannot be made
+    /// this throws and the endpoint stays without one (sends fail, `inbound` goes on) until a later
+    /// `reconnect()` succeeds.
     public func reconnect() async throws(TransportError) {
         try await core.perform { .replaceSocket(completion: $0) }.get()
     }

@@ -9,6 +9,10 @@ import Synchronization
 /// `@unchecked Sendable`: callers only touch `shared` (a `Mutex`) and `wakeup` (a pipe, safe from
 /// any thread). `socket` is set before the thread starts and afterwards read and replaced only by that
 /// thread, as libzmq requires.
+///
+/// Every submitted command is completed: by the thread, or with `.shutDown` once the thread has ended
+/// for whatever reason. A replacement that cannot create its socket leaves the endpoint without one
+/// but running: sends fail with `.wouldBlock` and the next `replaceSocket` tries again.
 final class EndpointCore: @unchecked Sendable {
     typealias Completion = @Sendable (Result<Void, TransportError>) -> Void
 
@@ -112,6 +116,8 @@ final class EndpointCore: @unchecked Sendable {
         loop()
         socket = nil
         let (leftovers, waiters) = shared.withLock { state in
+            // Also when the loop ended on its own (a failed poll): nobody would run later commands.
+            state.stopping = true
             state.finished = true
             defer {
                 state.queue = []
@@ -126,31 +132,42 @@ final class EndpointCore: @unchecked Sendable {
 
     private func loop() {
         while true {
-            guard let current = socket else { return }
-            let monitor = observe == nil ? nil : current.monitor
-            let readiness: ZMQPoll.Readiness
-            do {
-                readiness = try ZMQPoll.readable(sockets: [current] + (monitor.map { [$0.socket] } ?? []),
-                                                 fileDescriptors: [wakeup.readDescriptor], timeoutMilliseconds: -1)
-            } catch {
+            let readable: (socket: Bool, monitor: Bool)
+            do { readable = try waitForActivity() } catch {
                 logger.error("poll failed; closing endpoint", metadata: ["error": "\(error)"])
                 return
             }
-            if readiness.fileDescriptors[0] { wakeup.drain() }
             let commands = shared.withLock { state in
                 defer { state.queue = [] }
                 return state.queue
             }
+            var replaced = false
             for (index, command) in commands.enumerated() {
                 if case .stop = command {
                     commands[(index + 1)...].forEach(Self.fail)
                     return
                 }
+                if case .replaceSocket = command { replaced = true }
                 execute(command)
             }
-            if readiness.sockets[0] || !commands.isEmpty { receiveAvailable() }
-            if let monitor, readiness.sockets[1] { observeEvents(monitor) }
+            if readable.socket || !commands.isEmpty { receiveAvailable() }
+            // After a replacement the readiness was the old monitor's; the new one is polled next round.
+            if readable.monitor, !replaced, let monitor = socket?.monitor { observeEvents(monitor) }
         }
+    }
+
+    /// Blocks until the socket, its monitor (when observed) or the wake-up pipe is readable, and
+    /// empties the pipe. Without a socket only the pipe is polled, so commands still run. Holds no
+    /// reference to the socket afterwards: a `replaceSocket` must be able to close it.
+    private func waitForActivity() throws(ZMQError) -> (socket: Bool, monitor: Bool) {
+        var sockets: [ZMQSocket] = []
+        if let socket {
+            sockets.append(socket)
+            if observe != nil, let monitor = socket.monitor { sockets.append(monitor.socket) }
+        }
+        let readiness = try ZMQPoll.readable(sockets: sockets, fileDescriptors: [wakeup.readDescriptor], timeoutMilliseconds: -1)
+        if readiness.fileDescriptors[0] { wakeup.drain() }
+        return (readiness.sockets.first ?? false, readiness.sockets.count > 1 && readiness.sockets[1])
     }
 
     private func observeEvents(_ monitor: ZMQSocketMonitor) {
@@ -166,7 +183,8 @@ final class EndpointCore: @unchecked Sendable {
     private func execute(_ command: Command) {
         switch command {
         case .send(let frames, let peer, let completion):
-            guard let socket else { return completion(.failure(.shutDown)) }
+            // No socket: the last replacement failed; the caller's liveness asks for another.
+            guard let socket else { return completion(.failure(.wouldBlock)) }
             do {
                 let queued = try socket.send(frames, dontWait: true)
                 completion(queued ? .success(()) : .failure(.wouldBlock))
@@ -179,7 +197,8 @@ final class EndpointCore: @unchecked Sendable {
             }
         case .replaceSocket(let completion):
             // Drop what the old socket still queues (stale heartbeats must not reach a restarted
-            // coordinator before the new `register`), and close it first so its routing id is free.
+            // coordinator before the new `register`), and close it first so its routing id is free:
+            // this is its last reference (`waitForActivity` keeps none), so `zmq_close` runs here.
             try? socket?.setOption(ZMQ_LINGER, 0, name: "ZMQ_LINGER")
             socket = nil
             do {

@@ -5,8 +5,8 @@ import VTPRandom
 /// A pure state machine. The worker reports every message it receives (`received(at:)`) and sends
 /// (`sent(at:)`), and calls `tick(at:)` at the latest at `nextDeadline`. When the coordinator has been
 /// silent for `missedHeartbeatsBeforeLost` intervals the machine reports it lost and, after an exponential
-/// backoff with jitter (never above `maxBackoff`), asks the worker to reconnect. The backoff resets once
-/// the coordinator is heard again.
+/// backoff with jitter (never above `maxBackoff`), asks the worker to reconnect. The backoff resets, and a
+/// pending reconnect is cancelled, once the coordinator is heard again.
 public struct CoordinatorLiveness: Sendable {
     public struct Configuration: Sendable, Equatable {
         public var heartbeatInterval: Duration
@@ -56,7 +56,8 @@ public struct CoordinatorLiveness: Sendable {
     public enum Action: Hashable, Sendable {
         /// Send a heartbeat to the coordinator.
         case sendHeartbeat
-        /// The coordinator stopped answering; close the socket. A reconnect follows after `reconnectAfter`.
+        /// The coordinator stopped answering. A reconnect follows after `reconnectAfter`, unless the
+        /// coordinator is heard first.
         case coordinatorLost(reconnectAfter: Duration)
         /// Open a new socket, connect and register again.
         case reconnect
@@ -76,10 +77,20 @@ public struct CoordinatorLiveness: Sendable {
     }
 
     /// Anything from the coordinator proves it alive and resets the backoff.
+    ///
+    /// Heard while waiting to reconnect, it also cancels the reconnect: the worker keeps its socket
+    /// through the backoff and libzmq reconnects it underneath, so a coordinator that answers on it
+    /// is reachable, and replacing that working socket would drop what is in flight on it (an
+    /// assignment sent then is lost until its lease expires). The heartbeat is due at once, since
+    /// none went out while waiting.
     public mutating func received(at now: MonotonicInstant) {
-        guard case .connected(let lastHeard, let lastSent) = state else { return }
-        state = .connected(lastHeard: max(lastHeard, now), lastSent: lastSent)
         consecutiveFailures = 0
+        switch state {
+        case .connected(let lastHeard, let lastSent):
+            state = .connected(lastHeard: max(lastHeard, now), lastSent: lastSent)
+        case .waiting:
+            state = .connected(lastHeard: now, lastSent: now + (.zero - configuration.heartbeatInterval))
+        }
     }
 
     /// Anything sent to the coordinator replaces a heartbeat for that interval.

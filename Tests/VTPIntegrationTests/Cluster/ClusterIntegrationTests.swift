@@ -227,8 +227,11 @@ struct ClusterIntegrationTests {
         let (input, _) = try makeInput(dir, good: 3)
         try await withDatabase { url in
             let endpoint = "ipc://" + dir.file("c.ipc")
+            // The lease fastCore's renewals are paced for: a shard whose assignment a reconnect drops
+            // comes back in seconds, not after the default five minutes (past this test's limit).
+            let policy = LeasePolicy(leaseSeconds: 10, backoffBaseSeconds: 0, backoffCapSeconds: 0)
             func startCoordinator() throws -> (Coordinator, Task<Void, Never>) {
-                let coordinator = try Coordinator(ledger: Ledger(database: url), notifier: nil, finalizer: ManifestFinalizer(),
+                let coordinator = try Coordinator(ledger: Ledger(database: url, leasePolicy: policy), notifier: nil, finalizer: ManifestFinalizer(),
                                                   options: Coordinator.Options(bindEndpoints: [endpoint], core: fastCore(leaseSeconds: 10)),
                                                   context: try ZMQContext())
                 return (coordinator, Task { await coordinator.run() })
@@ -265,6 +268,59 @@ struct ClusterIntegrationTests {
             coordinator.requestShutdown()
             await serving.value
         }
+    }
+
+    /// A worker that lost the coordinator keeps its socket through the backoff, and libzmq
+    /// reconnects it underneath. A coordinator heard on it in that time is back: the worker resumes
+    /// heartbeats and keeps the socket. It used to replace it when the backoff ran out, dropping
+    /// what was on the way (in CI an assignment, whose job then waited minutes for the lease).
+    @Test(.timeLimit(.minutes(1)))
+    func aCoordinatorHeardDuringTheBackoffKeepsTheWorkersConnection() async throws {
+        let dir = try TemporaryDirectory("cluster-backoff")
+        defer { dir.remove() }
+        let endpoint = "ipc://" + dir.file("c.ipc")
+        let context = try ZMQContext()
+        let router = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: [endpoint]))
+        let atRouter = Collector(router.inbound)
+        let backoff = Duration.seconds(3)
+        let liveness = try CoordinatorLiveness.Configuration(heartbeatInterval: .milliseconds(100), missedHeartbeatsBeforeLost: 3,
+                                                             initialBackoff: backoff, maxBackoff: backoff, jitterFraction: 0)
+        let worker = try Worker(options: Worker.Options(endpoint: endpoint, registration: registration("phoenix"), liveness: liveness,
+                                                        tickInterval: .milliseconds(20)),
+                                handler: JobShardHandler(), context: context)
+        let working = Task { await worker.run() }
+        let peer = PeerIdentity("phoenix")
+        func registers() -> Int { atRouter.snapshot.filter { $0.decoded?.type == .register }.count }
+        func heartbeats() -> Int { atRouter.snapshot.filter { $0.peer == peer && $0.decoded?.type == .heartbeat }.count }
+
+        #expect(await waitFor(timeout: .seconds(5)) { registers() == 1 })
+        // Silent "coordinator": the worker declares it lost after 300 ms and stops heartbeating.
+        var quietSince = ContinuousClock.now, seen = heartbeats()
+        while ContinuousClock.now - quietSince < .milliseconds(500) {
+            if heartbeats() != seen {
+                seen = heartbeats()
+                quietSince = .now
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let beforeHeard = heartbeats()
+        // Now it speaks, as a coordinator does: a heartbeat every interval, for longer than the backoff.
+        let speaking = Task {
+            var sequence: UInt64 = 0
+            while !Task.isCancelled {
+                sequence += 1
+                try? await router.send(.heartbeat(HeartbeatMessage(sequence: sequence)), to: peer)
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(await waitFor(timeout: .seconds(1)) { heartbeats() > beforeHeard }, "the worker did not resume heartbeats")
+        try await Task.sleep(for: backoff + .seconds(1))
+        speaking.cancel()
+        #expect(registers() == 1, "the worker replaced a socket the coordinator was answering on")
+
+        worker.requestShutdown()
+        await working.value
+        await router.shutdown()
     }
 
     @Test(.timeLimit(.minutes(2)))

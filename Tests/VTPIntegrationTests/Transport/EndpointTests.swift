@@ -1,5 +1,7 @@
 import CZeroMQ
 import Foundation
+import Logging
+import Synchronization
 import Testing
 import VTPTestSupport
 import VTPTransportTestSupport
@@ -154,6 +156,64 @@ import VTPVocabulary
         try await dealer.send(.credit(2))
         #expect(await atRouter.wait(count: 1).first?.decoded == .credit(2))
         await dealer.shutdown()
+        await router.shutdown()
+    }
+
+    /// A replacement whose socket cannot be made (here `makeSocket` throws the EMFILE a process out
+    /// of descriptors gets) leaves the endpoint without a socket but serving: sends fail at once,
+    /// and the next replacement connects again. The I/O thread used to end instead, after which
+    /// every send and reconnect waited forever (a worker's event loop hung in its first send).
+    @Test func aFailedSocketReplacementLeavesTheEndpointServing() async throws {
+        let context = try ZMQContext()
+        let router = try RouterEndpoint(context: context, configuration: RouterConfiguration(bindEndpoints: ["tcp://127.0.0.1:*"]))
+        let endpoint = router.boundEndpoints[0]
+        let atRouter = Collector(router.inbound)
+        let failNextSocket = Mutex(false)
+        let makeDealer: @Sendable () throws -> ZMQSocket = {
+            if failNextSocket.withLock({ $0 }) { throw ZMQError(operation: "zmq_socket(dealer)", code: EMFILE) }
+            let socket = try ZMQSocket(context: context, type: .dealer)
+            try socket.setOption(ZMQ_ROUTING_ID, bytes: Array("flaky".utf8), name: "ZMQ_ROUTING_ID")
+            try socket.connect(endpoint)
+            return socket
+        }
+        let delivered = Mutex<[ReceivedMessage]>([])
+        let core = try EndpointCore(socket: try makeDealer(), makeSocket: makeDealer,
+                                    deliver: { message in delivered.withLock { $0.append(message) } },
+                                    onFinish: {}, logger: Logger(label: "vtp.test.endpoint-core"))
+        core.start(name: "vtp-test-io")
+        enum Outcome: Equatable, Sendable { case done, failed(TransportError), stillWaiting }
+        /// How the command ended; `stillWaiting` when its completion did not come within 5 s.
+        func result(of make: @escaping @Sendable (@escaping EndpointCore.Completion) -> EndpointCore.Command) async -> Outcome {
+            let outcome = Mutex<Outcome>(.stillWaiting)
+            Task {
+                let ended: Outcome = switch await core.perform(make) {
+                case .success: .done
+                case let .failure(error): .failed(error)
+                }
+                outcome.withLock { $0 = ended }
+            }
+            _ = await waitFor(timeout: .seconds(5)) { outcome.withLock { $0 } != .stillWaiting }
+            return outcome.withLock { $0 }
+        }
+        let register = try registerMessage("flaky").encoded()
+
+        #expect(await result { .send(frames: [register], peer: nil, completion: $0) } == .done)
+        #expect(await atRouter.wait(count: 1).first?.peer == PeerIdentity("flaky"))
+
+        failNextSocket.withLock { $0 = true }
+        #expect(await result { .replaceSocket(completion: $0) } == .failed(.zmq(ZMQError(operation: "zmq_socket(dealer)", code: EMFILE))))
+        #expect(await result { .send(frames: [register], peer: nil, completion: $0) } == .failed(.wouldBlock))
+
+        failNextSocket.withLock { $0 = false }
+        #expect(await result { .replaceSocket(completion: $0) } == .done)
+        #expect(await result { .send(frames: [register], peer: nil, completion: $0) } == .done)
+        #expect(await atRouter.wait(count: 2).map(\.peer) == [PeerIdentity("flaky"), PeerIdentity("flaky")])
+        // Messages still arrive on the new socket.
+        try await router.send(.heartbeat(HeartbeatMessage(sequence: 7)), to: PeerIdentity("flaky"))
+        #expect(await waitFor(timeout: .seconds(5)) { delivered.withLock { $0.count } == 1 })
+
+        await core.stop()
+        #expect(await result { .send(frames: [register], peer: nil, completion: $0) } == .failed(.shutDown))
         await router.shutdown()
     }
 
