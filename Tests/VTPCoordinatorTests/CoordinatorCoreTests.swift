@@ -645,6 +645,10 @@ struct CoordinatorCoreTests {
         // Once a result is in, the ledger counts those items; they leave the in-progress count.
         _ = core.handle(.received(alice, .shardDone(ShardDoneMessage(shardID: wire(a), leaseToken: a.token, results: []))), at: Self.at(2))
         #expect(core.itemsInProgress(job: 7) == 2)
+        // A worker that leaves takes its leases and their counts along; the other's are untouched.
+        _ = core.handle(.received(bob, .disconnect(reason: "bye")), at: Self.at(3))
+        #expect(core.itemsInProgressByJob.isEmpty)
+        #expect(core.leases.values.allSatisfy { $0.peer == alice })
     }
 
     @Test func aSecondShutdownStopsWaitingForShardsInFlight() {
