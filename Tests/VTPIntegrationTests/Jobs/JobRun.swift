@@ -9,19 +9,15 @@ import VTPStorage
 import VTPTestSupport
 import VTPVocabulary
 
-/// One item as the run left it: listed in its shard's manifest (or, for shard -1, a sample the
-/// listing skipped), its outcome from the ledger's failure rows and shard states, and for a done
-/// item the output row its shard's summary gives it.
+/// One item as the run left it: what the ledger records of it (``RecordedItem``: its shard, its
+/// outcome; `pending` would mean the job never finished) and, for a done item, the output row its
+/// shard's summary gives it. The recorded fields read as the item's own (`item.state`).
+@dynamicMemberLookup
 struct LedgerItem: Equatable, Sendable {
-    var ordinal: Int
-    var shardIndex: Int
-    var sourceId: String
-    /// The encoded ``ItemLocation`` the worker read.
-    var location: String
-    /// `done` or `failed` (`pending` would mean the job never finished).
-    var state: String
+    var recorded: RecordedItem
     var outputLocation: String?
-    var error: String?
+
+    subscript<Value>(dynamicMember field: KeyPath<RecordedItem, Value>) -> Value { recorded[keyPath: field] }
 }
 
 /// What a job run the way `vtp run` runs it left behind, read back from the ledger and the
@@ -83,8 +79,7 @@ struct JobRun {
                 rowsUsed[item.shardIndex] = row + 1
                 outputLocation = summaries[item.shardIndex]?.written.map { "\($0.fileName)#\(row)" }
             }
-            return LedgerItem(ordinal: item.ordinal, shardIndex: item.shardIndex, sourceId: item.sourceId, location: item.location,
-                              state: item.state, outputLocation: outputLocation, error: item.error)
+            return LedgerItem(recorded: item, outputLocation: outputLocation)
         }
     }
 }
