@@ -35,19 +35,7 @@ public struct ListingDigest: Sendable {
     /// Two FNV-1a 64 hashes with different offset bases, each finished with a 64-bit mix so
     /// that sums of similar ids do not cancel.
     private static func hashes(_ id: String) -> (UInt64, UInt64) {
-        var a: UInt64 = 0xcbf2_9ce4_8422_2325, b: UInt64 = 0x6c62_272e_07bb_0142
-        for byte in id.utf8 {
-            a = (a ^ UInt64(byte)) &* 0x100_0000_01b3
-            b = (b ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
-        return (mix(a), mix(b ^ 0x9e37_79b9_7f4a_7c15))
-    }
-
-    private static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
+        (SourceIdHash.of(id), SourceIdHash.mix(SourceIdHash.fnv1a(id, basis: 0x6c62_272e_07bb_0142) ^ 0x9e37_79b9_7f4a_7c15))
     }
 
     private static func hex(_ value: UInt64) -> String {

@@ -91,14 +91,8 @@ public enum ManifestReader {
         }
     }
 
-    /// FNV-1a over the id's UTF-8, finished with a 64-bit mix so that sums of similar ids do not cancel.
-    static func idHash(_ id: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in id.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        hash = (hash ^ (hash >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        hash = (hash ^ (hash >> 27)) &* 0x94d0_49bb_1331_11eb
-        return hash ^ (hash >> 31)
-    }
+    /// The id's ``SourceIdHash``, the hash the listing digest also sums.
+    static func idHash(_ id: String) -> UInt64 { SourceIdHash.of(id) }
 
     /// Checks labels as rows arrive and decides at the end how they become indices: with a
     /// ``ClassList`` names map to their index in it and integers must index it; without one, one
