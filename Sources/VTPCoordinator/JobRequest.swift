@@ -58,15 +58,16 @@ public struct JobRequest: Sendable, Equatable {
     /// Folders and WebDataset shards are listed into memory.
     public func list(maxItems: Int = .max) throws -> JobListing {
         let listing: JobListing
-        if (try? DatasetSource.detect(input: input)) == .manifest {
+        let kind = try DatasetSource.detect(input: input)
+        if kind == .manifest {
             var digest = ListingDigest()
             let scan: ManifestScan
             do { scan = try ManifestReader.scan(manifest: input, classes: labelClasses) { digest.add($0) } } catch {
-                throw JobError.badInput(path: input, detail: "\(DatasetSource.Kind.manifest.rawValue): \(error)")
+                throw JobError.badInput(path: input, detail: "\(kind.rawValue): \(error)")
             }
             listing = JobListing(manifest: scan, digest: digest.value)
         } else {
-            let found = try DatasetSource.enumerate(input: input, classes: labelClasses)
+            let found = try DatasetSource.enumerate(input: input, as: kind, classes: labelClasses)
             listing = JobListing(items: found.items, skipped: found.skipped, classes: found.classes,
                                  digest: ListingDigest.of(items: found.items, skipped: found.skipped))
         }
