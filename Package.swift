@@ -152,7 +152,7 @@ let package = Package(
 
         // MARK: `vtp run`'s orchestration (private PostgreSQL, coordinator, worker pool), a library
         // so the job tests drive the shipped road; handler and finalizer are injected.
-        .target(name: "VTPLocalRun", dependencies: ["VTPCoordinator", "VTPWorker", "VTPQueue", "VTPTransport", "VTPRuntimeSupport",
+        .target(name: "VTPLocalRun", dependencies: ["VTPCoordinator", "VTPDatasets", "VTPWorker", "VTPQueue", "VTPTransport", "VTPRuntimeSupport",
                                                     "VTPConcurrency", "VTPProcesses", "VTPVocabulary", .product(name: "Logging", package: "swift-log"),
                                                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                                     .product(name: "SystemPackage", package: "swift-system")],

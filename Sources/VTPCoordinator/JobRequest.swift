@@ -52,25 +52,14 @@ public struct JobRequest: Sendable, Equatable {
         return (try listing.collect(), listing.skipped, listing.classes)
     }
 
-    /// Lists the input (blocking: call from a thread you own) for enqueueing. A manifest is read
+    /// Lists the input (blocking: call from a thread you own) for enqueueing. The input is read
     /// through once here, checked and fingerprinted, and stays on disk: ``JobListing/items()``
     /// reads it again as the ledger cuts it into shards, so its size is not bounded by memory.
-    /// Folders and WebDataset shards are listed into memory.
     public func list(maxItems: Int = .max) throws -> JobListing {
-        let listing: JobListing
         let kind = try DatasetSource.detect(input: input)
-        if kind == .manifest {
-            var digest = ListingDigest()
-            let scan: ManifestScan
-            do { scan = try ManifestReader.scan(manifest: input, classes: labelClasses) { digest.add($0) } } catch {
-                throw JobError.badInput(path: input, detail: "\(kind.rawValue): \(error)")
-            }
-            listing = JobListing(manifest: scan, digest: digest.value)
-        } else {
-            let found = try DatasetSource.enumerate(input: input, as: kind, classes: labelClasses)
-            listing = JobListing(items: found.items, skipped: found.skipped, classes: found.classes,
-                                 digest: ListingDigest.of(items: found.items, skipped: found.skipped))
-        }
+        var digest = ListingDigest()
+        let scan = try DatasetSource.scan(input: input, as: kind, classes: labelClasses) { digest.add($0) }
+        let listing = JobListing(scan: scan, digest: digest.value)
         guard listing.itemCount > 0 else { throw JobError.badInput(path: input, detail: "no images found") }
         guard listing.itemCount <= maxItems else {
             throw JobError.badInput(path: input, detail: "\(listing.itemCount) items exceed the limit of \(maxItems) per job")
@@ -130,91 +119,31 @@ public struct JobRequest: Sendable, Equatable {
 }
 
 /// A job's input as listed for enqueueing: its size, class names, skipped samples and fingerprint,
-/// and its items, which a manifest reads again from disk (``JobRequest/list(maxItems:)``).
+/// and its items, which are read again from disk (``JobRequest/list(maxItems:)``).
 public struct JobListing: Sendable {
-    private enum Source: Sendable {
-        case memory([JobItem])
-        case manifest(ManifestScan)
-    }
-
-    private let source: Source
+    private let scan: DatasetScan
     /// How many items the input lists.
-    public let itemCount: Int
+    public var itemCount: Int { scan.itemCount }
     /// Samples the reader saw but could not list.
-    public let skipped: [SkippedSample]
+    public var skipped: [SkippedSample] { scan.skipped }
     /// The class names labels index (`classes[label]`), empty when the input names none.
-    public let classes: [String]
+    public var classes: [String] { scan.classes }
+    /// How many items carry a caption with more than whitespace.
+    public var captionedItems: Int { scan.captionedItems }
     /// The listing's fingerprint (``ListingDigest``), items and skipped samples alike.
     public let digest: String
-    /// How many items carry a caption with more than whitespace.
-    public let captionedItems: Int
 
-    init(items: [JobItem], skipped: [SkippedSample], classes: [String], digest: String) {
-        source = .memory(items)
-        itemCount = items.count
-        self.skipped = skipped
-        self.classes = classes
+    init(scan: DatasetScan, digest: String) {
+        self.scan = scan
         self.digest = digest
-        captionedItems = items.count { $0.caption?.contains(where: { !$0.isWhitespace }) == true }
     }
 
-    init(manifest: ManifestScan, digest: String) {
-        source = .manifest(manifest)
-        itemCount = manifest.itemCount
-        skipped = []
-        classes = manifest.classes
-        self.digest = digest
-        captionedItems = manifest.captionedItems
-    }
+    /// The items in listing order, for one pass; its ``DatasetItems/check()`` afterwards throws
+    /// what ended the pass early (an input that changed on disk).
+    public func items() -> DatasetItems { scan.items() }
 
-    /// The items in listing order, for one pass; its ``ListedItems/check()`` afterwards throws what
-    /// ended the pass early (a manifest that changed on disk).
-    public func items() -> ListedItems {
-        switch source {
-        case let .memory(items): ListedItems(storage: .memory(items))
-        case let .manifest(scan): ListedItems(storage: .manifest(scan.items()))
-        }
-    }
-
-    /// All items in memory: for comparing a listing with a job's (`vtp run --update`) and for tests.
-    public func collect() throws -> [JobItem] {
-        switch source {
-        case let .memory(items): items
-        case let .manifest(scan): try scan.collectItems()
-        }
-    }
-}
-
-/// One pass over a ``JobListing``'s items.
-public struct ListedItems: Sequence, Sendable {
-    enum Storage: Sendable {
-        case memory([JobItem])
-        case manifest(ManifestItems)
-    }
-
-    let storage: Storage
-
-    /// Throws what ended the pass early, if anything did.
-    public func check() throws {
-        if case let .manifest(items) = storage { try items.check() }
-    }
-
-    public func makeIterator() -> Iterator {
-        switch storage {
-        case let .memory(items): Iterator(memory: items.makeIterator(), manifest: nil)
-        case let .manifest(items): Iterator(memory: nil, manifest: items.makeIterator())
-        }
-    }
-
-    public struct Iterator: IteratorProtocol {
-        var memory: IndexingIterator<[JobItem]>?
-        var manifest: ManifestItems.Iterator?
-
-        public mutating func next() -> JobItem? {
-            if memory != nil { return memory?.next() }
-            return manifest?.next()
-        }
-    }
+    /// All items in memory (tests).
+    public func collect() throws -> [JobItem] { try scan.collectItems() }
 }
 
 extension Ledger {

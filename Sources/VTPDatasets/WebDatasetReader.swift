@@ -17,42 +17,90 @@ public enum WebDatasetReader {
 
     /// Lists every `*.tar` directly in `directory`, in code-point order of file name.
     public static func list(directory: String) throws -> DatasetListing {
+        try scan(directory: directory) { _ in }.collect()
+    }
+
+    /// Lists the given shards in the given order.
+    public static func list(shards: [String]) throws -> DatasetListing {
+        try scan(shards: shards, path: shards.first ?? "") { _ in }.collect()
+    }
+
+    /// ``list(directory:)`` without holding the items: one pass reads every shard's member table
+    /// (one shard at a time) to count and check the samples, and the scan's
+    /// ``StreamedScan/items()`` reads them again.
+    public static func scan(directory: String, eachSourceId: (String) -> Void) throws -> StreamedScan {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
             throw DatasetError.cannotRead(path: directory, reason: FileErrorText.reason(error, at: directory))
         }
         let tars = CodePointOrder.sorted(names.filter { $0.lowercased().hasSuffix(".tar") })
-        return try list(shards: tars.map { directory + "/" + $0 })
+        return try scan(shards: tars.map { directory + "/" + $0 }, path: directory, eachSourceId: eachSourceId)
     }
 
-    /// Lists the given shards in the given order.
-    public static func list(shards: [String]) throws -> DatasetListing {
-        var listing = DatasetListing(items: [])
-        var seen: [String: String] = [:]
+    /// ``list(shards:)`` without holding the items; `path` names the input in errors.
+    public static func scan(shards: [String], path: String, eachSourceId: (String) -> Void) throws -> StreamedScan {
+        // Sample ids are "<tar file name>/<key>", so two shards of one name could repeat ids; with
+        // distinct names, repeated ids can only come from one shard, which is checked as it is read.
+        var shardByName: [String: String] = [:]
         for shard in shards {
-            let archive = try TarArchive(path: shard)
-            let tarName = (shard as NSString).lastPathComponent
-            for sample in try samples(of: archive) {
-                let id = tarName + "/" + sample.key
-                if let other = seen[id] {
-                    throw DatasetError.badSample(path: shard, member: sample.key,
-                        detail: "sample id '\(id)' repeats one from \(other); keys must be unique and contiguous")
-                }
-                seen[id] = shard
-                do {
-                    guard var item = try makeItem(sample, archive: archive, id: id) else {
-                        listing.skipped.append(SkippedSample(sourceId: id,
-                            reason: "no image member (\(imageExtensions.map { "." + $0 }.joined(separator: " "))); has \(sample.parts.keys.sorted().joined(separator: ", "))"))
-                        continue
+            let name = (shard as NSString).lastPathComponent
+            if let other = shardByName[name] {
+                throw DatasetError.badSample(path: shard, member: "",
+                    detail: "shard has the same file name as \(other); sample ids '\(name)/<key>' would repeat")
+            }
+            shardByName[name] = shard
+        }
+        return try StreamedScan.scan(path: path, open: { ShardCursor(shards: shards) }, eachSourceId: eachSourceId)
+    }
+
+    /// Reads the shards one after another, holding one shard's member table.
+    private struct ShardCursor: ListingCursor {
+        let shards: [String]
+        let classes: [String] = []
+        private var shardIndex = 0
+        private var archive: TarArchive?
+        private var tarName = ""
+        private var samples: [Sample] = []
+        private var sampleIndex = 0
+
+        init(shards: [String]) { self.shards = shards }
+
+        mutating func next() throws -> ListingEntry? {
+            while true {
+                if let archive, sampleIndex < samples.count {
+                    let sample = samples[sampleIndex]
+                    sampleIndex += 1
+                    let id = tarName + "/" + sample.key
+                    do {
+                        guard let item = try makeItem(sample, archive: archive, id: id) else {
+                            return .skipped(SkippedSample(sourceId: id,
+                                reason: "no image member (\(imageExtensions.map { "." + $0 }.joined(separator: " "))); has \(sample.parts.keys.sorted().joined(separator: ", "))"))
+                        }
+                        return .item(item)
+                    } catch let e as SampleProblem {
+                        return .skipped(SkippedSample(sourceId: id, reason: e.reason))
                     }
-                    item.ordinal = listing.items.count
-                    listing.items.append(item)
-                } catch let e as SampleProblem {
-                    listing.skipped.append(SkippedSample(sourceId: id, reason: e.reason))
                 }
+                archive = nil
+                samples = []
+                sampleIndex = 0
+                guard shardIndex < shards.count else { return nil }
+                let shard = shards[shardIndex]
+                shardIndex += 1
+                let opened = try TarArchive(path: shard)
+                samples = try WebDatasetReader.samples(of: opened)
+                var keys = [String: Int](minimumCapacity: samples.count)
+                for (k, sample) in samples.enumerated() {
+                    if let first = keys[sample.key] {
+                        throw DatasetError.badSample(path: shard, member: sample.key,
+                            detail: "sample key '\(sample.key)' repeats sample \(first + 1) of the shard; keys must be unique and contiguous")
+                    }
+                    keys[sample.key] = k
+                }
+                tarName = (shard as NSString).lastPathComponent
+                archive = opened
             }
         }
-        return listing
     }
 
     /// A group of consecutive members sharing a key.

@@ -4,6 +4,7 @@ import ServiceLifecycle
 import Synchronization
 import VTPConcurrency
 import VTPCoordinator
+import VTPDatasets
 import VTPQueue
 import VTPRuntimeSupport
 import VTPTransport
@@ -216,10 +217,19 @@ public struct LocalRun: Sendable {
     /// everything), otherwise the run stops with what changed. Returns the job as it is now.
     private func takeInputChanges(of job: JobRecord, listing: JobListing,
                                   digest: String, ledger: Ledger, events: @escaping @Sendable (Event) -> Void) async throws -> JobRecord {
-        let known = try await ledger.sourceIDs(job: job.id)
-        // The comparison holds both listings in memory, as the job's source ids already are.
-        let items = try await BlockingWork.run(name: "vtp-list") { try listing.collect() }
-        let change = InputChange(listing: items, skipped: listing.skipped, known: known)
+        // The job's ids as 16-byte hashes and the new listing walked from disk, so the
+        // comparison's memory is 16 bytes per item of the job, not the two listings.
+        let jobIds = try await JobSourceIds.of(job: job.id, ledger: ledger)
+        let compared = try await BlockingWork.run(name: "vtp-list") {
+            var known = jobIds
+            let items = listing.items()
+            let change = InputChange(listing: items, skipped: listing.skipped, known: &known)
+            try items.check()
+            return (change, known)
+        }
+        var change = compared.0
+        let known = compared.1
+        change.missingExamples = try await known.firstUnseen(in: job.id, ledger: ledger)
         if change.isEmpty {
             // Same samples (a job from before digests were stored): remember the digest.
             try await ledger.appendItems(job: job.id, items: [], shardSize: request.shardSize, listingDigest: digest)
@@ -234,8 +244,11 @@ public struct LocalRun: Sendable {
                                                detail: "new: \(added.isEmpty ? "none" : added.joined(separator: ", ")); "
                                                    + "gone: \(removed.isEmpty ? "none" : removed.joined(separator: ", "))")
         }
-        let shards = try await ledger.appendItems(job: job.id, items: change.added, skipped: change.addedSkipped,
-                                                  shardSize: request.shardSize, listingDigest: digest)
+        // A second walk of the input hands the new items to the ledger as it writes their shards.
+        let newItems = listing.items()
+        let shards = try await ledger.appendItems(job: job.id, items: newItems.lazy.filter { [known] in !known.contains($0.sourceId) },
+                                                  skipped: change.addedSkipped, shardSize: request.shardSize,
+                                                  listingDigest: digest, afterItems: { try newItems.check() })
         events(.updated(jobID: job.id, change: change, shards: shards))
         return try await ledger.job(job.id)
     }

@@ -120,11 +120,13 @@ public final class Ledger: Sendable {
     /// last; their own `ordinal` fields are ignored. Their manifests are written first (streaming,
     /// like ``enqueue(_:listing:end:)``) and the shards appear in one transaction, which refuses
     /// if the job grew meanwhile (the files it wrote are then overwritten by the next append). A
-    /// finished job runs again for them (and is finalized again, over everything). Returns how
-    /// many shards were added.
+    /// finished job runs again for them (and is finalized again, over everything). `afterItems`
+    /// runs once the items are written and before any shard appears: a throw (the input changed
+    /// while it was read) adds nothing. Returns how many shards were added.
     @discardableResult
     public func appendItems<Items: Sequence<JobItem>>(job: Int64, items: sending Items, skipped: [SkippedSample] = [],
-                                                      shardSize: Int, listingDigest: String?) async throws -> Int {
+                                                      shardSize: Int, listingDigest: String?,
+                                                      afterItems: @escaping @Sendable () throws -> Void = {}) async throws -> Int {
         guard shardSize > 0 else { throw LedgerError.invalidArgument(field: "shardSize", expected: "a positive shard size") }
         let current = try await session.run("read job") { connection -> (Int64, Int, String)? in
             let r = try connection.query("SELECT item_count, shard_count, output_location FROM jobs WHERE id = $1",
@@ -134,7 +136,8 @@ public final class Ledger: Sendable {
         guard let (firstOrdinal, firstShard, output) = current else { throw LedgerError.jobNotFound(job) }
         let written = try await Self.writeManifests(items, job: job, outputLocation: output, shardSize: shardSize,
                                                     firstShard: firstShard, firstOrdinal: firstOrdinal) {
-            ListingEnd(skipped: skipped, listingDigest: listingDigest)
+            try afterItems()
+            return ListingEnd(skipped: skipped, listingDigest: listingDigest)
         }
         guard firstShard + written.shards <= Int(Int32.max) else {
             throw LedgerError.invalidArgument(field: "job.shardSize", expected: "fewer than 2^31 shards")

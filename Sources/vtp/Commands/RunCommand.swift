@@ -88,8 +88,8 @@ struct RunCommand: AsyncParsableCommand {
             case let .resumed(jobID, done, total): printError("resuming job \(jobID): \(done)/\(total) items already done")
             case let .alreadyFinished(jobID): printError("job \(jobID) already finished")
             case let .updated(jobID, change, shards):
-                printError("input changed: \(change.summary()); job \(jobID) gets \(change.added.count) new items in \(shards) new shards"
-                           + (change.missing.isEmpty ? "" : "; missing items keep their outputs"))
+                printError("input changed: \(change.summary()); job \(jobID) gets \(change.addedCount) new items in \(shards) new shards"
+                           + (change.missingCount == 0 ? "" : "; missing items keep their outputs"))
                 for sample in change.addedSkipped { printError("skipped \(sample.sourceId): \(sample.reason)") }
             case let .retrying(jobID, items, error):
                 printError("job \(jobID) " + (error.map { "had failed (\($0))" } ?? "finished with failures")

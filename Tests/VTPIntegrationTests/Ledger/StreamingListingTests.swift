@@ -5,9 +5,10 @@ import VTPDatasets
 import VTPQueue
 import VTPVocabulary
 
-/// A manifest job as `vtp run` and `vtp submit` enqueue it: listed once to check and fingerprint
-/// it (``JobRequest/list(maxItems:)``), then read again from the file as the ledger cuts shards.
-@Suite("Streaming manifest listing into a real PostgreSQL")
+/// A job as `vtp run` and `vtp submit` enqueue it: its input (manifest, ImageFolder tree) listed
+/// once to check and fingerprint it (``JobRequest/list(maxItems:)``), then read again from disk as
+/// the ledger cuts shards.
+@Suite("Streaming listing into a real PostgreSQL")
 struct StreamingListingTests {
     private static func writeManifest(rows: Int, at path: String, renaming renamed: Int? = nil) throws {
         var text = ""
@@ -72,6 +73,46 @@ struct StreamingListingTests {
             let shards = output + "/out/.vtp/shards"
             let left = (try? FileManager.default.contentsOfDirectory(atPath: shards)) ?? []
             #expect(left.isEmpty, "shard manifests left behind: \(left)")
+        }
+    }
+
+    @Test func anImageFolderIsWalkedAgainAsItIsEnqueuedAndAChangeMeanwhileLeavesNoJob() async throws {
+        try await withLedgerDatabase { url in
+            let output = scratchOutput()
+            defer { try? FileManager.default.removeItem(atPath: output) }
+            let input = output + "/in"
+            for c in 0..<4 {
+                for i in 0..<(60 + c) {
+                    let dir = input + "/c\(c)/part\(i % 2)"
+                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    FileManager.default.createFile(atPath: dir + "/\(i).jpg", contents: Data("x".utf8))
+                }
+            }
+            let request = Self.request(input, output: output + "/out")
+            let listing = try request.list()
+            #expect(listing.itemCount == 246 && listing.classes == ["c0", "c1", "c2", "c3"])
+            let collected = try listing.collect()
+            #expect(listing.digest == ListingDigest.of(items: collected, skipped: []))
+            let ledger = Ledger(database: url, leasePolicy: quickLeases(30))
+
+            // A file added after the check: the enqueue's walk finds it and refuses.
+            FileManager.default.createFile(atPath: input + "/c3/late.jpg", contents: Data("x".utf8))
+            await #expect {
+                _ = try await ledger.enqueue(request.spec(labelClasses: listing.classes), listing: listing)
+            } throws: { error in
+                guard case .changedWhileListed(path: input, _)? = error as? DatasetError else { return false }
+                return true
+            }
+            #expect(try await ledger.listJobs().isEmpty)
+
+            try FileManager.default.removeItem(atPath: input + "/c3/late.jpg")
+            let job = try await ledger.enqueue(request.spec(labelClasses: listing.classes), listing: listing)
+            let record = try await ledger.job(job)
+            #expect(record.itemCount == 246 && record.shardCount == 3 && record.listingDigest == listing.digest)
+            var claimed: [JobItem] = []
+            while let shard = try await ledger.claimNextShard(owner: "reader", job: job) { claimed += shard.items }
+            #expect(claimed.sorted { $0.ordinal < $1.ordinal } == collected)
+            #expect(Set(claimed.map(\.label)) == [0, 1, 2, 3])
         }
     }
 }
