@@ -6,13 +6,18 @@ import VTPDatasets
 import VTPQueue
 import VTPVocabulary
 
-/// Lists a large JSONL manifest the way `vtp run` and `vtp submit` do (``JobRequest/list(maxItems:)``,
-/// then its items read again as they are enqueued) and measures time and this process's peak
-/// resident memory, which is what bounds the size of an input. `vtp bench listing`.
+/// Lists a large JSONL manifest or ImageFolder tree the way `vtp run` and `vtp submit` do
+/// (``JobRequest/list(maxItems:)``, then its items read again as they are enqueued) and measures
+/// time and this process's peak resident memory, which is what bounds the size of an input.
+/// `vtp bench listing`.
 public enum ListingBenchmark {
     /// What one run measured.
     public struct Report: Sendable {
+        /// Items listed (manifest lines, or image files of a folder).
         public var lines: Int
+        /// What was listed: `manifest`, `image-folder` or `synthetic`.
+        public var inputKind: String
+        /// The manifest's size; 0 for a folder.
         public var manifestBytes: Int64
         /// Seconds spent writing the synthetic manifest (0 when it existed).
         public var generateSeconds: Double
@@ -31,7 +36,7 @@ public enum ListingBenchmark {
 
         public var jsonObject: [String: Any] {
             var object: [String: Any] = [
-                "lines": lines, "manifest_bytes": manifestBytes, "generate_seconds": generateSeconds, "scan_seconds": scanSeconds,
+                "lines": lines, "input_kind": inputKind, "manifest_bytes": manifestBytes, "generate_seconds": generateSeconds, "scan_seconds": scanSeconds,
                 "items_seconds": itemsSeconds, "enqueued": enqueued, "max_rss_bytes": maxResidentBytes,
                 "max_rss_before_bytes": residentBeforeBytes,
                 "lines_per_second": Double(lines) / max(1e-9, scanSeconds + itemsSeconds),
@@ -44,7 +49,7 @@ public enum ListingBenchmark {
         public var table: String {
             func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
             var lines = [
-                "\(self.lines) manifest lines, \(mib(Int(manifestBytes)))"
+                (inputKind == "image-folder" ? "\(self.lines) image files in a folder tree" : "\(self.lines) manifest lines, \(mib(Int(manifestBytes)))")
                     + (generateSeconds > 0 ? String(format: ", written in %.1f s", generateSeconds) : ""),
                 String(format: "checking pass %.1f s (%.0f lines/s)", scanSeconds, Double(self.lines) / max(1e-9, scanSeconds)),
                 String(format: "%@ %.1f s (%.0f items/s)", enqueued ? "enqueue (second pass)" : "second pass", itemsSeconds,
@@ -102,7 +107,7 @@ public enum ListingBenchmark {
             _ = try await ledger.enqueue(spec, listing: syntheticItems(lines, directory: scratch)) { ListingEnd() }
             return (try await jobBytes(ledger), directoryBytes(scratch + "/out"))
         }
-        return Report(lines: lines, manifestBytes: 0, generateSeconds: 0, scanSeconds: 0,
+        return Report(lines: lines, inputKind: "synthetic", manifestBytes: 0, generateSeconds: 0, scanSeconds: 0,
                       itemsSeconds: (ContinuousClock.now - start).benchmarkSeconds, enqueued: true,
                       ledgerBytesPerItem: Double(ledgerBytes) / Double(lines), shardManifestBytesPerItem: Double(manifestBytes) / Double(lines),
                       residentBeforeBytes: before, maxResidentBytes: ModelBenchmark.maxResidentBytes)
@@ -128,17 +133,34 @@ public enum ListingBenchmark {
         try await ledger.relationBytes().filter { $0.key != "workers" && !$0.key.hasSuffix("schema_migrations") }.values.reduce(0, +)
     }
 
-    /// Lists `manifest` (written first with `lines` rows when it does not exist) and, with
-    /// `enqueue`, enqueues it into a private PostgreSQL started in a temporary directory.
-    public static func run(manifest: String, lines: Int, enqueue: Bool,
+    /// Writes an ImageFolder tree of `items` empty `.jpg` files in 1,000 class folders (ImageNet's
+    /// shape; listing never opens the files).
+    public static func writeImageFolder(items: Int, to root: String) throws {
+        for c in 0..<min(1000, items) {
+            try FileManager.default.createDirectory(atPath: root + "/" + className(c), withIntermediateDirectories: true)
+        }
+        for item in 0..<items {
+            let fd = open(root + "/" + className(item % 1000) + "/\(item).jpg", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: root]) }
+            close(fd)
+        }
+    }
+
+    private static func className(_ c: Int) -> String { "n" + String(repeating: "0", count: 3 - String(c).count) + String(c) }
+
+    /// Lists `input` and, with `enqueue`, enqueues it into a private PostgreSQL started in a
+    /// temporary directory. A missing input is written first with `lines` items: a JSONL manifest,
+    /// or with `folder` an ImageFolder tree (``writeImageFolder(items:to:)``).
+    public static func run(input: String, folder: Bool = false, lines: Int, enqueue: Bool,
                            logger: Logger = Logger(label: "vtp.bench.listing")) async throws -> Report {
         var generateSeconds = 0.0
-        if !FileManager.default.fileExists(atPath: manifest) {
+        if !FileManager.default.fileExists(atPath: input) {
             let start = ContinuousClock.now
-            try writeManifest(lines: lines, to: manifest)
+            if folder { try writeImageFolder(items: lines, to: input) } else { try writeManifest(lines: lines, to: input) }
             generateSeconds = (ContinuousClock.now - start).benchmarkSeconds
         }
-        let manifestBytes = (try FileManager.default.attributesOfItem(atPath: manifest)[.size] as? NSNumber)?.int64Value ?? 0
+        let manifest = input
+        let manifestBytes = folder ? 0 : (try FileManager.default.attributesOfItem(atPath: manifest)[.size] as? NSNumber)?.int64Value ?? 0
         let scratch = NSTemporaryDirectory() + "vtp-bench-listing-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let request = JobRequest(parameters: .latents(LatentsParameters()), input: manifest, output: scratch + "/out",
@@ -168,7 +190,7 @@ public enum ListingBenchmark {
             }
         }
         let itemsSeconds = (ContinuousClock.now - itemsStart).benchmarkSeconds
-        return Report(lines: listing.itemCount, manifestBytes: manifestBytes, generateSeconds: generateSeconds, scanSeconds: scanSeconds,
+        return Report(lines: listing.itemCount, inputKind: folder ? "image-folder" : "manifest", manifestBytes: manifestBytes, generateSeconds: generateSeconds, scanSeconds: scanSeconds,
                       itemsSeconds: itemsSeconds, enqueued: enqueue, ledgerBytesPerItem: ledgerBytesPerItem,
                       shardManifestBytesPerItem: shardManifestBytesPerItem, residentBeforeBytes: before,
                       maxResidentBytes: ModelBenchmark.maxResidentBytes)

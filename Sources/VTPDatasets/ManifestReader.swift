@@ -28,30 +28,37 @@ public enum ManifestReader {
     /// `classes`, and the class names are collected. `eachSourceId` sees every item's id in order.
     /// The result lists the items again, from the file, as often as asked (``ManifestScan/items()``).
     ///
-    /// Memory is a block of the file, the class names, and 8 bytes per row for the duplicate-id
-    /// check (a set of 64-bit id hashes; a repeated hash is confirmed against the ids themselves in
-    /// a further pass, so a collision never refuses a good manifest). A duplicate id is therefore
+    /// Memory is a block of the file, the class names, and a bounded duplicate-id check: the rows'
+    /// 64-bit id hashes are sorted in runs of `duplicateCheckRun` (8M, 64 MB), spilled to a
+    /// scratch file under `$TMPDIR` when there is more than one run, and merged
+    /// (``RepeatedValueFinder``). A repeated hash is confirmed against the ids themselves in a
+    /// further pass, so a collision never refuses a good manifest. A duplicate id is therefore
     /// reported after the rest of the file was checked.
     public static func scan(manifest path: String, classes: ClassList? = nil,
                             eachSourceId: (String) -> Void = { _ in }) throws -> ManifestScan {
+        try scan(manifest: path, classes: classes, duplicateCheckRun: RepeatedValueFinder.defaultRunCapacity, eachSourceId: eachSourceId)
+    }
+
+    static func scan(manifest path: String, classes: ClassList?, duplicateCheckRun: Int,
+                     eachSourceId: (String) -> Void) throws -> ManifestScan {
         let format = try format(of: path)
         var rows = try ManifestRowReader(path: path, format: format)
-        var seen = Set<UInt64>()
-        var repeated: Set<String> = []
+        var hashes = RepeatedValueFinder(runCapacity: duplicateCheckRun)
         var checksum: UInt64 = 0, count = 0, captioned = 0
         var labels = LabelCollector(manifestPath: path, classes: classes)
         while let (row, line) = try rows.next() {
             try validate(row, line: line, manifestPath: path)
             let id = row.id ?? row.path
             let hash = idHash(id)
-            if !seen.insert(hash).inserted { repeated.insert(id) }
+            try hashes.add(hash)
             checksum &+= hash
             if let label = row.label { try labels.add(label, line: line) }
             if row.caption?.contains(where: { !$0.isWhitespace }) == true { captioned += 1 }
             eachSourceId(id)
             count += 1
         }
-        if !repeated.isEmpty { try confirmDuplicates(among: repeated, manifest: path, format: format) }
+        let repeated = try hashes.finish()
+        if !repeated.isEmpty { try confirmDuplicates(amongHashes: repeated, manifest: path, format: format) }
         let (names, resolution) = labels.finish()
         return ManifestScan(path: path, format: format, itemCount: count, classes: names, captionedItems: captioned,
                             labels: resolution, checksum: checksum)
@@ -80,12 +87,12 @@ public enum ManifestReader {
 
     /// The ids whose hashes repeated, looked up exactly: the first that really repeats is reported
     /// at its second row; hash collisions between different ids pass.
-    private static func confirmDuplicates(among candidates: Set<String>, manifest path: String, format: Format) throws {
+    private static func confirmDuplicates(amongHashes candidates: Set<UInt64>, manifest path: String, format: Format) throws {
         var rows = try ManifestRowReader(path: path, format: format)
         var firstLine: [String: Int] = [:]
         while let (row, line) = try rows.next() {
             let id = row.id ?? row.path
-            guard candidates.contains(id) else { continue }
+            guard candidates.contains(idHash(id)) else { continue }
             if let first = firstLine[id] { throw DatasetError.duplicateId(path: path, id: id, firstLine: first, line: line) }
             firstLine[id] = line
         }

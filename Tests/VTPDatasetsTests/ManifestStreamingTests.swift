@@ -70,6 +70,39 @@ import VTPVocabulary
         }
     }
 
+    @Test func theDuplicateCheckSpillsSortedRunsAndStillFindsBothLines() throws {
+        let t = try TempDir()
+        var text = ""
+        for i in 0..<5_000 { text += "{\"path\": \"img/\(i).jpg\"}\n" }
+        let unique = try t.file("unique.jsonl", text)
+        // Runs of 700 hashes: eight runs merged from the scratch file.
+        #expect(try ManifestReader.scan(manifest: unique, classes: nil, duplicateCheckRun: 700) { _ in }.itemCount == 5_000)
+        text += "{\"path\": \"late.jpg\", \"id\": \"img/3.jpg\"}\n"
+        let dup = try t.file("dup.jsonl", text)
+        #expect(throws: DatasetError.duplicateId(path: dup, id: "img/3.jpg", firstLine: 4, line: 5_001)) {
+            try ManifestReader.scan(manifest: dup, classes: nil, duplicateCheckRun: 700) { _ in }
+        }
+    }
+
+    @Test func repeatedValuesAreFoundAcrossRunsInMemoryAndOnDisk() throws {
+        var generator = SystemRandomNumberGenerator()
+        var values = (0..<20_000).map { _ in UInt64.random(in: 0...UInt64.max, using: &generator) }
+        let twice: Set<UInt64> = [values[3], values[19_999], values[10_000]]
+        values += [values[10_000], values[3], values[19_999], values[3]]
+        values.shuffle(using: &generator)
+        for capacity in [1, 999, 1 << 15, 1 << 20] {
+            let t = try TempDir()
+            var finder = RepeatedValueFinder(runCapacity: capacity, scratchDirectory: t.path)
+            for value in values { try finder.add(value) }
+            #expect(try finder.finish() == twice, "runs of \(capacity)")
+            // The scratch file is unlinked at once: nothing is left in the directory.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: t.path).isEmpty)
+        }
+        var nowhere = RepeatedValueFinder(runCapacity: 2, scratchDirectory: "/nonexistent-vtp-scratch")
+        try nowhere.add(1)
+        #expect(throws: DatasetError.self) { try nowhere.add(2) }
+    }
+
     @Test func aManifestThatChangesBetweenThePassesEndsTheItemsWithAnError() throws {
         let t = try TempDir()
         let rows = (0..<100).map { "{\"path\": \"img/\($0).jpg\"}\n" }

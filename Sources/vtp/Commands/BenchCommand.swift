@@ -230,15 +230,17 @@ struct BenchCommand: AsyncParsableCommand {
 
     struct Listing: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Lists a large JSONL manifest as vtp run does and reports time and peak resident memory.",
+            abstract: "Lists a large JSONL manifest or ImageFolder tree as vtp run does and reports time and peak resident memory.",
             discussion: """
-                Writes a synthetic manifest of --lines rows to --manifest unless that file exists, lists it through the \
-                job request (a checking pass, then the items read again) and, with --enqueue, enqueues it into a private \
-                PostgreSQL in a temporary directory (shard manifests included). docs/scale.md has measured numbers.
+                Writes a synthetic manifest of --lines rows to --manifest unless that file exists (or, with --folder, an \
+                ImageFolder tree of --lines empty .jpg files in 1,000 classes unless that directory exists), lists it \
+                through the job request (a checking pass, then the items read again) and, with --enqueue, enqueues it into \
+                a private PostgreSQL in a temporary directory (shard manifests included). docs/scale.md has measured numbers.
                 """)
 
         @Option(parsing: .unconditional, help: "Rows of the synthetic manifest.") var lines: Int = 10_000_000
         @Option(help: "The manifest (.jsonl); written when it does not exist.") var manifest: String = "/tmp/vtp-bench-listing.jsonl"
+        @Option(help: "List this ImageFolder tree instead of a manifest; written when it does not exist.") var folder: String?
         @Flag(help: "Enqueue into a private PostgreSQL instead of only reading the items again.") var enqueue = false
         @Flag(help: "Enqueue --lines generated items (no manifest, no checking pass): the ledger's cost alone.") var synthetic = false
         @Flag(help: "Print one JSON object.") var json = false
@@ -246,7 +248,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             guard lines >= 1 else { throw ValidationError("--lines must be at least 1, got \(lines)") }
             let report = synthetic ? try await ListingBenchmark.runSynthetic(lines: lines)
-                : try await ListingBenchmark.run(manifest: manifest, lines: lines, enqueue: enqueue)
+                : try await ListingBenchmark.run(input: folder ?? manifest, folder: folder != nil, lines: lines, enqueue: enqueue)
             if json {
                 print(String(decoding: try JSONSerialization.data(withJSONObject: report.jsonObject, options: [.sortedKeys]), as: UTF8.self))
             } else {
