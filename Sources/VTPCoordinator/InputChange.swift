@@ -110,7 +110,8 @@ public struct JobSourceIds: Sendable {
     }
 
     private init(keys unsorted: [Key]) {
-        keys = unsorted.sorted()
+        keys = unsorted
+        keys.sort()
         seen = [UInt64](repeating: 0, count: (keys.count + 63) / 64)
         unseenCount = keys.count
     }
@@ -119,6 +120,7 @@ public struct JobSourceIds: Sendable {
     /// listing failures.
     public static func of(job: Int64, ledger: Ledger) async throws -> JobSourceIds {
         var keys: [Key] = []
+        keys.reserveCapacity(Int(try await ledger.job(job).itemCount))
         try await ledger.forEachShardItems(job: job) { _, items in
             for item in items { keys.append(key(item.sourceId)) }
         }

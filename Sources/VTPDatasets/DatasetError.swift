@@ -20,6 +20,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case badClassList(path: String, detail: String)
     /// A manifest read in several passes that differed between them.
     case changedWhileListed(path: String, detail: String)
+    /// Two WebDataset shards of one file name: their sample ids (`<tar name>/<key>`) would repeat.
+    case duplicateShardName(path: String, other: String)
     /// The scratch directory a large listing spills to (duplicate-id check) cannot be used.
     case scratchSpace(path: String, reason: String)
 
@@ -40,6 +42,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
         case let .unknownFormat(path): "\(path): not a directory, .jsonl, .csv or .tar input"
         case let .badClassList(path, detail): "\(path): \(detail) (expected a UTF-8 text file with one class name per line)"
         case let .changedWhileListed(path, detail): "\(path): changed while it was being listed (\(detail)); nothing was enqueued, run again once it is complete"
+        case let .duplicateShardName(path, other):
+            "\(path): a shard with the same file name as \(other); sample ids ('<tar name>/<key>') would repeat, rename one"
         case let .scratchSpace(path, reason):
             "\(path): cannot hold the scratch file of the duplicate-id check (\(reason)); it needs 8 bytes per manifest row, set TMPDIR to a directory with room"
         }

@@ -28,7 +28,7 @@ struct DirectoryWalk {
         var inode: UInt64
     }
 
-    private var frontier = PathHeap<Pending>(path: \.path)
+    private var frontier = MinHeap<Pending> { CodePointOrder.less($0.path, $1.path) }
 
     init(_ top: String) {
         frontier.push(Pending(path: top, ancestors: []))
@@ -82,23 +82,21 @@ struct DirectoryWalk {
     }
 }
 
-/// A binary min-heap of values ordered by a path in code-point order.
-private struct PathHeap<Element> {
+/// A binary min-heap: `pop()` returns the smallest element by `less`.
+struct MinHeap<Element> {
     private var elements: [Element] = []
-    private let path: KeyPath<Element, String>
+    private let less: (Element, Element) -> Bool
 
-    init(path: KeyPath<Element, String>) { self.path = path }
+    init(by less: @escaping (Element, Element) -> Bool) { self.less = less }
 
-    private func less(_ i: Int, _ j: Int) -> Bool {
-        CodePointOrder.less(elements[i][keyPath: path], elements[j][keyPath: path])
-    }
+    var isEmpty: Bool { elements.isEmpty }
 
     mutating func push(_ element: Element) {
         elements.append(element)
         var child = elements.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard less(child, parent) else { break }
+            guard less(elements[child], elements[parent]) else { break }
             elements.swapAt(child, parent)
             child = parent
         }
@@ -112,8 +110,8 @@ private struct PathHeap<Element> {
         while true {
             let left = 2 * parent + 1, right = left + 1
             var smallest = parent
-            if left < elements.count, less(left, smallest) { smallest = left }
-            if right < elements.count, less(right, smallest) { smallest = right }
+            if left < elements.count, less(elements[left], elements[smallest]) { smallest = left }
+            if right < elements.count, less(elements[right], elements[smallest]) { smallest = right }
             guard smallest != parent else { break }
             elements.swapAt(parent, smallest)
             parent = smallest

@@ -93,6 +93,7 @@ public enum ImageFolderReader {
                         foundInClass = false
                         continue
                     }
+                    walk = nil
                     if !emptyClasses.isEmpty && !allowEmptyClasses {
                         throw DatasetError.emptyClasses(path: root, classes: emptyClasses)
                     }

@@ -38,12 +38,21 @@ struct RepeatedValueFinder {
         if buffer.count >= runCapacity { try spill() }
     }
 
-    /// Every value that was added more than once, each named once.
+    /// Repeated values ``finish()`` names at most: enough to confirm a real duplicate among
+    /// them (a 64-bit hash collision between different ids is rare), without a manifest that is
+    /// all duplicates (`cat a.jsonl a.jsonl`) making the answer as large as the input.
+    static let maxRepeated = 4096
+
+    /// The values that were added more than once, each named once, the smallest
+    /// ``maxRepeated`` of them when there are more.
     mutating func finish() throws -> Set<UInt64> {
         if runs.isEmpty {
             buffer.sort()
             var repeated = Set<UInt64>()
-            for i in buffer.indices.dropFirst() where buffer[i] == buffer[i - 1] { repeated.insert(buffer[i]) }
+            for i in buffer.indices.dropFirst() where buffer[i] == buffer[i - 1] {
+                repeated.insert(buffer[i])
+                if repeated.count >= Self.maxRepeated { break }
+            }
             buffer = []
             return repeated
         }
@@ -66,42 +75,19 @@ struct RepeatedValueFinder {
     private func mergeRuns() throws -> Set<UInt64> {
         guard let scratch else { return [] }
         var cursors = runs.map { RunCursor(offset: $0.offset, remaining: $0.count) }
-        // Heap of (value, run), smallest value on top.
-        var heap: [(UInt64, Int)] = []
-        func less(_ a: (UInt64, Int), _ b: (UInt64, Int)) -> Bool { a.0 < b.0 }
-        func push(_ entry: (UInt64, Int)) {
-            heap.append(entry)
-            var child = heap.count - 1
-            while child > 0, less(heap[child], heap[(child - 1) / 2]) {
-                heap.swapAt(child, (child - 1) / 2)
-                child = (child - 1) / 2
-            }
-        }
-        func pop() -> (UInt64, Int)? {
-            guard !heap.isEmpty else { return nil }
-            heap.swapAt(0, heap.count - 1)
-            let top = heap.removeLast()
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1, right = left + 1
-                var smallest = parent
-                if left < heap.count, less(heap[left], heap[smallest]) { smallest = left }
-                if right < heap.count, less(heap[right], heap[smallest]) { smallest = right }
-                if smallest == parent { break }
-                heap.swapAt(parent, smallest)
-                parent = smallest
-            }
-            return top
-        }
+        var heap = MinHeap<(value: UInt64, run: Int)> { $0.value < $1.value }
         for run in cursors.indices {
-            if let value = try cursors[run].next(scratch, blockValues: Self.blockValues) { push((value, run)) }
+            if let value = try cursors[run].next(scratch, blockValues: Self.blockValues) { heap.push((value, run)) }
         }
         var repeated = Set<UInt64>()
         var previous: UInt64?
-        while let (value, run) = pop() {
-            if value == previous { repeated.insert(value) }
+        while let (value, run) = heap.pop() {
+            if value == previous {
+                repeated.insert(value)
+                if repeated.count >= Self.maxRepeated { break }
+            }
             previous = value
-            if let next = try cursors[run].next(scratch, blockValues: Self.blockValues) { push((next, run)) }
+            if let next = try cursors[run].next(scratch, blockValues: Self.blockValues) { heap.push((next, run)) }
         }
         return repeated
     }

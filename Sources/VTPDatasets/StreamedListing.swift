@@ -12,7 +12,8 @@ enum ListingEntry {
 protocol ListingCursor {
     /// Class names labels index (`classes[label]`), known from the start of the walk.
     var classes: [String] { get }
-    /// The next entry; nil once the walk is over. Items' ordinals are left for the caller.
+    /// The next entry; nil once the walk is over. Items' ordinals are left for the caller, who
+    /// does not call it again after it returned nil or threw (a walk does not resume after an error).
     mutating func next() throws -> ListingEntry?
 }
 

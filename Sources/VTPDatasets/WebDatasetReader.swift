@@ -45,8 +45,7 @@ public enum WebDatasetReader {
         for shard in shards {
             let name = (shard as NSString).lastPathComponent
             if let other = shardByName[name] {
-                throw DatasetError.badSample(path: shard, member: "",
-                    detail: "shard has the same file name as \(other); sample ids '\(name)/<key>' would repeat")
+                throw DatasetError.duplicateShardName(path: shard, other: other)
             }
             shardByName[name] = shard
         }

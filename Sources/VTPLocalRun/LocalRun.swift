@@ -245,10 +245,16 @@ public struct LocalRun: Sendable {
                                                    + "gone: \(removed.isEmpty ? "none" : removed.joined(separator: ", "))")
         }
         // A second walk of the input hands the new items to the ledger as it writes their shards.
-        let newItems = listing.items()
-        let shards = try await ledger.appendItems(job: job.id, items: newItems.lazy.filter { [known] in !known.contains($0.sourceId) },
+        let shards: Int
+        if change.addedCount > 0 {
+            let newItems = listing.items()
+            shards = try await ledger.appendItems(job: job.id, items: newItems.lazy.filter { [known] in !known.contains($0.sourceId) },
                                                   skipped: change.addedSkipped, shardSize: request.shardSize,
                                                   listingDigest: digest, afterItems: { try newItems.check() })
+        } else {
+            shards = try await ledger.appendItems(job: job.id, items: [], skipped: change.addedSkipped,
+                                                  shardSize: request.shardSize, listingDigest: digest)
+        }
         events(.updated(jobID: job.id, change: change, shards: shards))
         return try await ledger.job(job.id)
     }

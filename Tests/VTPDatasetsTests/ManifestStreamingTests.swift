@@ -98,6 +98,13 @@ import VTPVocabulary
             // The scratch file is unlinked at once: nothing is left in the directory.
             #expect(try FileManager.default.contentsOfDirectory(atPath: t.path).isEmpty)
         }
+        // A stream of nothing but duplicates names the smallest maxRepeated, not all of them.
+        for capacity in [1 << 20, 3_000] {
+            let t = try TempDir()
+            var all = RepeatedValueFinder(runCapacity: capacity, scratchDirectory: t.path)
+            for _ in 0..<2 { for v in (0..<10_000).reversed() { try all.add(UInt64(v * 2)) } }
+            #expect(try all.finish() == Set((0..<RepeatedValueFinder.maxRepeated).map { UInt64($0 * 2) }))
+        }
         var nowhere = RepeatedValueFinder(runCapacity: 2, scratchDirectory: "/nonexistent-vtp-scratch")
         try nowhere.add(1)
         #expect(throws: DatasetError.self) { try nowhere.add(2) }
