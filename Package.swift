@@ -124,6 +124,9 @@ let package = Package(
         .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom", "VTPVocabulary", "VTPTensor"], path: "Sources/VTPIndex",
                 swiftSettings: strictSettings),
 
+        // Upstream's evaluation metrics (PSNR, SSIM) on plain float images: no model, no I/O.
+        .target(name: "VTPEvaluation", path: "Sources/VTPEvaluation", swiftSettings: strictSettings),
+
         .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex"],
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
@@ -225,6 +228,8 @@ let package = Package(
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPVocabulary", "VTPTransport", "VTPRandom", "VTPTestSupport",
                                                               "VTPTransportTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
+        .testTarget(name: "VTPEvaluationTests", dependencies: ["VTPEvaluation", "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
+                    path: "Tests/VTPEvaluationTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPIndexTests", dependencies: ["VTPVocabulary", "VTPIndex", "VTPStorage", "VTPTestSupport"],
                     path: "Tests/VTPIndexTests", swiftSettings: strictSettings),
 

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+import VTPEvaluation
+import VTPSafeTensors
+import VTPTensor
+import VTPTestSupport
+
+/// PSNR and SSIM against the reference's own numbers (`Tests/Fixtures/reconstruction-metrics.json`,
+/// written by scripts/reference/reconstruction_metrics.py with upstream's `calculate_psnr` and
+/// torchmetrics' `StructuralSimilarityIndexMeasure(data_range=1.0)`), on the fixture's inputs and
+/// the reference decoder's outputs.
+struct ReconstructionMetricsTests {
+    struct Golden: Decodable {
+        struct Pair: Decodable { var psnr: Double; var ssim: Double }
+        var images: [Pair]
+        var perturbed: [Pair]
+    }
+
+    static let imagenetMean = [0.485, 0.456, 0.406], imagenetStd = [0.229, 0.224, 0.225]
+
+    /// Image `i` of a (B, 3, S, S) tensor, denormalized and clamped as upstream does.
+    static func image(_ t: Tensor, _ i: Int) -> [Float] {
+        let per = t.shape[1] * t.shape[2] * t.shape[3]
+        return withExtendedLifetime(t) {
+            ReconstructionMetrics.denormalize(UnsafeBufferPointer(rebasing: t.buffer[i * per..<(i + 1) * per]), channels: 3,
+                                              mean: imagenetMean, std: imagenetStd)
+        }
+    }
+
+    static func relative(_ ours: Double, _ reference: Double) -> Double { abs(ours - reference) / abs(reference) }
+
+    @Test func psnrAndSsimMatchTheReferenceOnTheFixtureImages() throws {
+        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("reconstruction-metrics.json"))))
+        let expected = try Fixtures.safetensors("vtp-tiny.expected.safetensors")
+        let pixels = try expected.tensor("pixel_values"), decoded = try expected.tensor("decoded_images")
+        let side = pixels.shape[2]
+        #expect(golden.images.count == pixels.shape[0])
+        for i in 0..<pixels.shape[0] {
+            let original = Self.image(pixels, i), reconstruction = Self.image(decoded, i)
+            // The close pair: the original plus a fixed wave, as the generator made it.
+            let close = original.indices.map { k in min(1, max(0, original[k] + Float(sin(Double(k) * 0.37) * 0.03))) }
+            for (pair, other) in [(golden.images[i], reconstruction), (golden.perturbed[i], close)] {
+                let psnr = try original.withUnsafeBufferPointer { a in
+                    try other.withUnsafeBufferPointer { b in try ReconstructionMetrics.psnr(original: a, reconstruction: b) }
+                }
+                let ssim = try original.withUnsafeBufferPointer { a in
+                    try other.withUnsafeBufferPointer { b in
+                        try ReconstructionMetrics.ssim(original: a, reconstruction: b, channels: 3, height: side, width: side)
+                    }
+                }
+                #expect(Self.relative(psnr, pair.psnr) < 1e-5, "image \(i): PSNR \(psnr), reference \(pair.psnr)")
+                #expect(Self.relative(ssim, pair.ssim) < 1e-4, "image \(i): SSIM \(ssim), reference \(pair.ssim)")
+            }
+        }
+    }
+
+    @Test func identicalImagesAndBadShapes() throws {
+        let image = (0..<(3 * 8 * 8)).map { Float($0 % 17) / 16 }
+        try image.withUnsafeBufferPointer { (a: UnsafeBufferPointer<Float>) throws -> Void in
+            let psnr = try ReconstructionMetrics.psnr(original: a, reconstruction: a)
+            let ssim = try ReconstructionMetrics.ssim(original: a, reconstruction: a, channels: 3, height: 8, width: 8)
+            #expect(psnr == .infinity)
+            #expect(abs(ssim - 1) < 1e-12)
+            #expect(throws: ImageMetricError.tooSmall(height: 4, width: 16)) {
+                try ReconstructionMetrics.ssim(original: a, reconstruction: a, channels: 3, height: 4, width: 16)
+            }
+            #expect(throws: ImageMetricError.shapeMismatch(expected: 3 * 81, original: 192, reconstruction: 192)) {
+                try ReconstructionMetrics.ssim(original: a, reconstruction: a, channels: 3, height: 9, width: 9)
+            }
+        }
+    }
+}
