@@ -121,7 +121,7 @@ public struct JobRequest: Sendable, Equatable {
 /// A job's input as listed for enqueueing: its size, class names, skipped samples and fingerprint,
 /// and its items, which are read again from disk (``JobRequest/list(maxItems:)``).
 public struct JobListing: Sendable {
-    private let scan: DatasetScan
+    private let scan: StreamedScan
     /// How many items the input lists.
     public var itemCount: Int { scan.itemCount }
     /// Samples the reader saw but could not list.
@@ -133,14 +133,14 @@ public struct JobListing: Sendable {
     /// The listing's fingerprint (``ListingDigest``), items and skipped samples alike.
     public let digest: String
 
-    init(scan: DatasetScan, digest: String) {
+    init(scan: StreamedScan, digest: String) {
         self.scan = scan
         self.digest = digest
     }
 
-    /// The items in listing order, for one pass; its ``DatasetItems/check()`` afterwards throws
+    /// The items in listing order, for one pass; its ``StreamedItems/check()`` afterwards throws
     /// what ended the pass early (an input that changed on disk).
-    public func items() -> DatasetItems { scan.items() }
+    public func items() -> StreamedItems { scan.items() }
 
     /// All items in memory (tests).
     public func collect() throws -> [JobItem] { try scan.collectItems() }

@@ -59,139 +59,33 @@ public enum DatasetSource {
         try enumerate(input: input, as: detect(input: input), classes: classes)
     }
 
-    /// Lists `input` with an explicitly chosen reader.
+    /// Lists `input` with an explicitly chosen reader, into memory.
     public static func enumerate(input: String, as kind: Kind, classes: ClassList? = nil) throws(JobError) -> DatasetListing {
-        do {
-            switch kind {
-            case .imageFolder: return try ImageFolderReader.listClasses(root: input)
-            case .plainFolder: return try ImageFolderReader.listImages(root: input)
-            case .manifest: return try ManifestReader.list(manifest: input, classes: classes)
-            case .webDatasetTar: return try WebDatasetReader.list(shards: [input])
-            case .webDatasetDirectory: return try WebDatasetReader.list(directory: input)
-            }
-        } catch let error as DatasetError {
-            throw .badInput(path: input, detail: "\(kind.rawValue): \(error)")
-        } catch {
+        let scan = try scan(input: input, as: kind, classes: classes) { _ in }
+        do { return try scan.collect() } catch {
             throw .badInput(path: input, detail: "\(kind.rawValue): \(error)")
         }
     }
 }
 
 extension DatasetSource {
-    /// Lists `input` without holding its items (see ``DatasetScan``): a first pass counts, checks
+    /// Lists `input` without holding its items (``StreamedScan``): a first pass counts, checks
     /// and fingerprints it (`eachSourceId` sees every item's and skipped sample's id, in order),
-    /// and ``DatasetScan/items()`` reads it again. Blocking: call from a thread you own.
+    /// and ``StreamedScan/items()`` reads it again, in the memory of the reader's cursor (one
+    /// manifest block, one tar's member table, a folder walk's frontier). Blocking: call from a
+    /// thread you own.
     public static func scan(input: String, as kind: Kind, classes: ClassList? = nil,
-                            eachSourceId: (String) -> Void) throws(JobError) -> DatasetScan {
+                            eachSourceId: (String) -> Void) throws(JobError) -> StreamedScan {
         do {
             switch kind {
-            case .manifest: return DatasetScan(.manifest(try ManifestReader.scan(manifest: input, classes: classes, eachSourceId: eachSourceId)))
-            case .imageFolder: return DatasetScan(.streamed(try ImageFolderReader.scanClasses(root: input, eachSourceId: eachSourceId)))
-            case .plainFolder: return DatasetScan(.streamed(try ImageFolderReader.scanImages(root: input, eachSourceId: eachSourceId)))
-            case .webDatasetTar:
-                return DatasetScan(.streamed(try WebDatasetReader.scan(shards: [input], path: input, eachSourceId: eachSourceId)))
-            case .webDatasetDirectory: return DatasetScan(.streamed(try WebDatasetReader.scan(directory: input, eachSourceId: eachSourceId)))
+            case .manifest: return try ManifestReader.scan(manifest: input, classes: classes, eachSourceId: eachSourceId)
+            case .imageFolder: return try ImageFolderReader.scanClasses(root: input, eachSourceId: eachSourceId)
+            case .plainFolder: return try ImageFolderReader.scanImages(root: input, eachSourceId: eachSourceId)
+            case .webDatasetTar: return try WebDatasetReader.scan(shards: [input], path: input, eachSourceId: eachSourceId)
+            case .webDatasetDirectory: return try WebDatasetReader.scan(directory: input, eachSourceId: eachSourceId)
             }
         } catch {
             throw .badInput(path: input, detail: "\(kind.rawValue): \(error)")
-        }
-    }
-}
-
-/// An input counted and checked by ``DatasetSource/scan(input:as:classes:eachSourceId:)``, whose
-/// items stay on disk until ``items()`` reads them again; any kind of input, in the memory of its
-/// reader's cursor (one manifest block, one tar's member table, a folder walk's frontier).
-public struct DatasetScan: Sendable {
-    enum Storage: Sendable {
-        case manifest(ManifestScan)
-        case streamed(StreamedScan)
-    }
-
-    let storage: Storage
-
-    init(_ storage: Storage) { self.storage = storage }
-
-    /// How many items the input lists.
-    public var itemCount: Int {
-        switch storage {
-        case let .manifest(scan): scan.itemCount
-        case let .streamed(scan): scan.itemCount
-        }
-    }
-
-    /// Samples the reader saw and could not list (a manifest refuses bad rows instead).
-    public var skipped: [SkippedSample] {
-        switch storage {
-        case .manifest: []
-        case let .streamed(scan): scan.skipped
-        }
-    }
-
-    /// The class names labels index (`classes[label]`), empty when the input names none.
-    public var classes: [String] {
-        switch storage {
-        case let .manifest(scan): scan.classes
-        case let .streamed(scan): scan.classes
-        }
-    }
-
-    /// How many items carry a caption with more than whitespace.
-    public var captionedItems: Int {
-        switch storage {
-        case let .manifest(scan): scan.captionedItems
-        case let .streamed(scan): scan.captionedItems
-        }
-    }
-
-    /// The items in listing order (ordinals from 0), for one pass; its ``DatasetItems/check()``
-    /// afterwards throws what ended the pass early (an input that changed on disk).
-    public func items() -> DatasetItems {
-        switch storage {
-        case let .manifest(scan): DatasetItems(storage: .manifest(scan.items()))
-        case let .streamed(scan): DatasetItems(storage: .streamed(scan.items()))
-        }
-    }
-
-    /// All items in memory (tests, small inputs); throws what ended the pass early.
-    public func collectItems() throws -> [JobItem] {
-        switch storage {
-        case let .manifest(scan): try scan.collectItems()
-        case let .streamed(scan): try scan.collectItems()
-        }
-    }
-}
-
-/// One pass over a ``DatasetScan``'s items.
-public struct DatasetItems: Sequence, Sendable {
-    enum Storage: Sendable {
-        case manifest(ManifestItems)
-        case streamed(StreamedItems)
-    }
-
-    let storage: Storage
-
-    /// Throws what ended the pass early, if anything did.
-    public func check() throws {
-        switch storage {
-        case let .manifest(items): try items.check()
-        case let .streamed(items): try items.check()
-        }
-    }
-
-    public func makeIterator() -> Iterator {
-        switch storage {
-        case let .manifest(items): Iterator(manifest: items.makeIterator(), streamed: nil)
-        case let .streamed(items): Iterator(manifest: nil, streamed: items.makeIterator())
-        }
-    }
-
-    public struct Iterator: IteratorProtocol {
-        var manifest: ManifestItems.Iterator?
-        var streamed: StreamedItems.Iterator?
-
-        public mutating func next() -> JobItem? {
-            if manifest != nil { return manifest!.next() }
-            return streamed?.next()
         }
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import VTPVocabulary
 
 /// Reads a JSONL or CSV manifest: one row per image with `path` and optional `label`, `caption`
@@ -26,7 +25,7 @@ public enum ManifestReader {
     /// Reads the whole manifest once without keeping its rows: every row is checked (the errors
     /// ``list(manifest:classes:)`` gives), ids must be unique, labels must be of one kind or in
     /// `classes`, and the class names are collected. `eachSourceId` sees every item's id in order.
-    /// The result lists the items again, from the file, as often as asked (``ManifestScan/items()``).
+    /// The result lists the items again, from the file, as often as asked (``StreamedScan/items()``).
     ///
     /// Memory is a block of the file, the class names, and a bounded duplicate-id check: the rows'
     /// 64-bit id hashes are sorted in runs of `duplicateCheckRun` (8M, 64 MB), spilled to a
@@ -35,23 +34,24 @@ public enum ManifestReader {
     /// further pass, so a collision never refuses a good manifest. A duplicate id is therefore
     /// reported after the rest of the file was checked.
     public static func scan(manifest path: String, classes: ClassList? = nil,
-                            eachSourceId: (String) -> Void = { _ in }) throws -> ManifestScan {
+                            eachSourceId: (String) -> Void = { _ in }) throws -> StreamedScan {
         try scan(manifest: path, classes: classes, duplicateCheckRun: RepeatedValueFinder.defaultRunCapacity, eachSourceId: eachSourceId)
     }
 
     static func scan(manifest path: String, classes: ClassList?, duplicateCheckRun: Int,
-                     eachSourceId: (String) -> Void) throws -> ManifestScan {
+                     eachSourceId: (String) -> Void) throws -> StreamedScan {
         let format = try format(of: path)
         var rows = try ManifestRowReader(path: path, format: format)
         var hashes = RepeatedValueFinder(runCapacity: duplicateCheckRun)
-        var checksum: UInt64 = 0, count = 0, captioned = 0
+        var checksum = EntryChecksum()
+        var count = 0, captioned = 0
         var labels = LabelCollector(manifestPath: path, classes: classes)
         while let (row, line) = try rows.next() {
             try validate(row, line: line, manifestPath: path)
             let id = row.id ?? row.path
             let hash = idHash(id)
             try hashes.add(hash)
-            checksum &+= hash
+            checksum.add(id: id, listed: true)
             if let label = row.label { try labels.add(label, line: line) }
             if row.caption?.contains(where: { !$0.isWhitespace }) == true { captioned += 1 }
             eachSourceId(id)
@@ -60,8 +60,10 @@ public enum ManifestReader {
         let repeated = try hashes.finish()
         if !repeated.isEmpty { try confirmDuplicates(amongHashes: repeated, manifest: path, format: format) }
         let (names, resolution) = labels.finish()
-        return ManifestScan(path: path, format: format, itemCount: count, classes: names, captionedItems: captioned,
-                            labels: resolution, checksum: checksum)
+        return StreamedScan(path: path, itemCount: count, skipped: [], classes: names, captionedItems: captioned,
+                            checksum: checksum.value) {
+            try ManifestCursor(path: path, format: format, classes: names, labels: resolution)
+        }
     }
 
     static func format(of path: String) throws -> Format {
@@ -281,114 +283,38 @@ struct LabelResolution: Sendable {
     }
 }
 
-/// A manifest that ``ManifestReader/scan(manifest:classes:eachSourceId:)`` has checked: its size,
-/// its class names, and its items, read again from the file on demand.
-public struct ManifestScan: Sendable {
-    /// The manifest file.
-    public let path: String
-    let format: ManifestReader.Format
-    /// How many items it lists.
-    public let itemCount: Int
-    /// The class names its labels index (`classes[label]`), empty when it has integer labels only.
-    public let classes: [String]
-    /// How many items have a caption with more than whitespace.
-    public let captionedItems: Int
-    let labels: LabelResolution
-    /// The sum of the items' id hashes, which a later pass must reproduce.
-    let checksum: UInt64
+/// A checked manifest's rows read again as items, one block of the file at a time; a label the
+/// checking pass did not see means the file changed in between.
+struct ManifestCursor: ListingCursor {
+    let classes: [String]
+    private let path: String
+    private let labels: LabelResolution
+    private var rows: ManifestRowReader
+    private let baseDirectory: String
 
-    /// The items in file order, parsed again from the file one block at a time. A read error, or a
-    /// file that no longer matches the scan (rows, ids or labels changed), ends the sequence early
-    /// and is thrown by ``ManifestItems/check()``.
-    public func items() -> ManifestItems { ManifestItems(scan: self) }
-
-    /// ``items()`` read into memory; throws what ended the pass early.
-    public func collectItems() throws -> [JobItem] {
-        let items = items()
-        var collected: [JobItem] = []
-        collected.reserveCapacity(itemCount)
-        for item in items { collected.append(item) }
-        try items.check()
-        return collected
-    }
-}
-
-/// The items of a scanned manifest as a sequence that holds one block of the file at a time.
-/// `Sequence` cannot throw, so the error that ended it is kept for ``check()``.
-public struct ManifestItems: Sequence, Sendable {
-    let scan: ManifestScan
-    private let failure = ListingFailure()
-
-    init(scan: ManifestScan) { self.scan = scan }
-
-    /// Throws what ended an iteration early, if anything did.
-    public func check() throws {
-        if let error = failure.error { throw error }
+    init(path: String, format: ManifestReader.Format, classes: [String], labels: LabelResolution) throws {
+        self.path = path
+        self.classes = classes
+        self.labels = labels
+        rows = try ManifestRowReader(path: path, format: format)
+        let directory = (path as NSString).deletingLastPathComponent
+        baseDirectory = directory.isEmpty ? "." : directory
     }
 
-    public func makeIterator() -> Iterator { Iterator(scan: scan, failure: failure) }
-
-    public struct Iterator: IteratorProtocol {
-        let scan: ManifestScan
-        let failure: ListingFailure
-        private var rows: ManifestRowReader?
-        private var count = 0
-        private var checksum: UInt64 = 0
-        private var finished = false
-        private let baseDirectory: String
-
-        init(scan: ManifestScan, failure: ListingFailure) {
-            self.scan = scan
-            self.failure = failure
-            let directory = (scan.path as NSString).deletingLastPathComponent
-            baseDirectory = directory.isEmpty ? "." : directory
-        }
-
-        public mutating func next() -> JobItem? {
-            guard !finished else { return nil }
-            do {
-                if rows == nil { rows = try ManifestRowReader(path: scan.path, format: scan.format) }
-                guard let (row, line) = try rows?.next() else {
-                    finished = true
-                    if count != scan.itemCount || checksum != scan.checksum {
-                        throw DatasetError.changedWhileListed(path: scan.path,
-                            detail: "it listed \(scan.itemCount) items when checked and \(count) when read again, or other ids")
-                    }
-                    return nil
-                }
-                try ManifestReader.validate(row, line: line, manifestPath: scan.path)
-                let id = row.id ?? row.path
-                checksum &+= ManifestReader.idHash(id)
-                var label: Int?
-                if let written = row.label {
-                    guard let index = scan.labels.index(written) else {
-                        throw DatasetError.changedWhileListed(path: scan.path, detail: "line \(line) has label \(written.quoted), which it did not have when checked")
-                    }
-                    label = index
-                }
-                guard count < scan.itemCount else {
-                    throw DatasetError.changedWhileListed(path: scan.path, detail: "it has more than the \(scan.itemCount) items it had when checked")
-                }
-                let resolved = row.path.hasPrefix("/") ? row.path : baseDirectory + "/" + row.path
-                defer { count += 1 }
-                return JobItem(ordinal: count, sourceId: id, location: .file(path: resolved), label: label,
-                               caption: row.caption, metadata: row.metadata)
-            } catch {
-                finished = true
-                failure.record(error)
-                return nil
+    mutating func next() throws -> ListingEntry? {
+        guard let (row, line) = try rows.next() else { return nil }
+        try ManifestReader.validate(row, line: line, manifestPath: path)
+        var label: Int?
+        if let written = row.label {
+            guard let index = labels.index(written) else {
+                throw DatasetError.changedWhileListed(path: path, detail: "line \(line) has label \(written.quoted), which it did not have when checked")
             }
+            label = index
         }
+        let resolved = row.path.hasPrefix("/") ? row.path : baseDirectory + "/" + row.path
+        return .item(JobItem(ordinal: 0, sourceId: row.id ?? row.path, location: .file(path: resolved), label: label,
+                             caption: row.caption, metadata: row.metadata))
     }
-}
-
-/// The first error of a listing pass, shared by the sequence and its iterators.
-final class ListingFailure: Sendable {
-    private let first = Mutex<(any Error)?>(nil)
-
-    func record(_ error: any Error) { first.withLock { if $0 == nil { $0 = error } } }
-
-    var error: (any Error)? { first.withLock { $0 } }
 }
 
 /// Reads a manifest's rows one at a time from fixed-size blocks of the file, so memory is a block

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VTPVocabulary
 
 /// One sample a reader came to: an item to enqueue, or a sample it saw and could not list.
@@ -35,6 +36,17 @@ public struct StreamedScan: Sendable {
     /// An order-sensitive hash of every entry's source id, which a later pass must reproduce.
     let checksum: UInt64
     let open: @Sendable () throws -> any ListingCursor
+
+    init(path: String, itemCount: Int, skipped: [SkippedSample], classes: [String], captionedItems: Int, checksum: UInt64,
+         open: @escaping @Sendable () throws -> any ListingCursor) {
+        self.path = path
+        self.itemCount = itemCount
+        self.skipped = skipped
+        self.classes = classes
+        self.captionedItems = captionedItems
+        self.checksum = checksum
+        self.open = open
+    }
 
     /// Walks `open()` once. `eachSourceId` sees every item's and skipped sample's id in order
     /// (for the listing's digest).
@@ -153,8 +165,21 @@ struct EntryChecksum {
 
     mutating func add(_ entry: ListingEntry) {
         switch entry {
-        case let .item(item): value = SourceIdHash.mix(value ^ SourceIdHash.of(item.sourceId))
-        case let .skipped(sample): value = SourceIdHash.mix(value ^ SourceIdHash.of(sample.sourceId) ^ 1)
+        case let .item(item): add(id: item.sourceId, listed: true)
+        case let .skipped(sample): add(id: sample.sourceId, listed: false)
         }
     }
+
+    mutating func add(id: String, listed: Bool) {
+        value = SourceIdHash.mix(value ^ SourceIdHash.of(id) ^ (listed ? 0 : 1))
+    }
+}
+
+/// The first error of a listing pass, shared by the sequence and its iterators.
+final class ListingFailure: Sendable {
+    private let first = Mutex<(any Error)?>(nil)
+
+    func record(_ error: any Error) { first.withLock { if $0 == nil { $0 = error } } }
+
+    var error: (any Error)? { first.withLock { $0 } }
 }
