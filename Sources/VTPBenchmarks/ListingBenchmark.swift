@@ -159,11 +159,10 @@ public enum ListingBenchmark {
             if folder { try writeImageFolder(items: lines, to: input) } else { try writeManifest(lines: lines, to: input) }
             generateSeconds = (ContinuousClock.now - start).benchmarkSeconds
         }
-        let manifest = input
-        let manifestBytes = folder ? 0 : (try FileManager.default.attributesOfItem(atPath: manifest)[.size] as? NSNumber)?.int64Value ?? 0
+        let manifestBytes = folder ? 0 : (try FileManager.default.attributesOfItem(atPath: input)[.size] as? NSNumber)?.int64Value ?? 0
         let scratch = NSTemporaryDirectory() + "vtp-bench-listing-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let request = JobRequest(parameters: .latents(LatentsParameters()), input: manifest, output: scratch + "/out",
+        let request = JobRequest(parameters: .latents(LatentsParameters()), input: input, output: scratch + "/out",
                                  model: "/dev/null", shardSize: 1000)
         let before = ModelBenchmark.maxResidentBytes
         let scanStart = ContinuousClock.now
@@ -185,7 +184,7 @@ public enum ListingBenchmark {
                 for _ in items { count += 1 }
                 try items.check()
                 guard count == listing.itemCount else {
-                    throw JobError.badInput(path: manifest, detail: "second pass read \(count) items, the first \(listing.itemCount)")
+                    throw JobError.badInput(path: input, detail: "second pass read \(count) items, the first \(listing.itemCount)")
                 }
             }
         }

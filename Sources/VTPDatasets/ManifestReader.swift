@@ -51,7 +51,7 @@ public enum ManifestReader {
             let id = row.id ?? row.path
             let hash = idHash(id)
             try hashes.add(hash)
-            checksum.add(id: id, listed: true)
+            checksum.add(idHash: hash, listed: true)
             if let label = row.label { try labels.add(label, line: line) }
             if row.caption?.contains(where: { !$0.isWhitespace }) == true { captioned += 1 }
             eachSourceId(id)

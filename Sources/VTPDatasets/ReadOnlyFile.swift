@@ -56,7 +56,8 @@ public final class ReadOnlyFile: @unchecked Sendable {
 
     deinit { try? descriptor.close() }
 
-    private static func reason(_ error: any Error) -> String {
+    /// A swift-system error as `strerror` words it (other errors as they describe themselves).
+    static func reason(_ error: any Error) -> String {
         if let code = error as? Errno { return String(cString: strerror(code.rawValue)) }
         return "\(error)"
     }

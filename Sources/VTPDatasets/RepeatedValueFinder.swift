@@ -127,7 +127,7 @@ private final class ScratchFile {
             descriptor = try FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .exclusiveCreate, .closeOnExec],
                                                  permissions: [.ownerReadWrite])
         } catch {
-            throw DatasetError.scratchSpace(path: directory, reason: Self.reason(error))
+            throw DatasetError.scratchSpace(path: directory, reason: ReadOnlyFile.reason(error))
         }
         _ = unlink(path)
     }
@@ -138,7 +138,7 @@ private final class ScratchFile {
         do {
             _ = try values.withUnsafeBytes { try descriptor.writeAll(toAbsoluteOffset: offset, $0) }
         } catch {
-            throw DatasetError.scratchSpace(path: directory, reason: Self.reason(error))
+            throw DatasetError.scratchSpace(path: directory, reason: ReadOnlyFile.reason(error))
         }
     }
 
@@ -152,17 +152,12 @@ private final class ScratchFile {
                     n = try descriptor.read(fromAbsoluteOffset: offset + Int64(done),
                                             into: UnsafeMutableRawBufferPointer(rebasing: bytes[done...]), retryOnInterrupt: true)
                 } catch {
-                    throw DatasetError.scratchSpace(path: directory, reason: Self.reason(error))
+                    throw DatasetError.scratchSpace(path: directory, reason: ReadOnlyFile.reason(error))
                 }
                 guard n > 0 else { throw DatasetError.scratchSpace(path: directory, reason: "the scratch file ended early") }
                 done += n
             }
         }
         return values
-    }
-
-    private static func reason(_ error: any Error) -> String {
-        if let code = error as? Errno { return String(cString: strerror(code.rawValue)) }
-        return "\(error)"
     }
 }

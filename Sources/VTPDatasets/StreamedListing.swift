@@ -170,8 +170,11 @@ struct EntryChecksum {
         }
     }
 
-    mutating func add(id: String, listed: Bool) {
-        value = SourceIdHash.mix(value ^ SourceIdHash.of(id) ^ (listed ? 0 : 1))
+    mutating func add(id: String, listed: Bool) { add(idHash: SourceIdHash.of(id), listed: listed) }
+
+    /// ``add(id:listed:)`` with the id's ``SourceIdHash`` already computed.
+    mutating func add(idHash: UInt64, listed: Bool) {
+        value = SourceIdHash.mix(value ^ idHash ^ (listed ? 0 : 1))
     }
 }
 
