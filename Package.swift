@@ -124,10 +124,11 @@ let package = Package(
         .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom", "VTPVocabulary", "VTPTensor"], path: "Sources/VTPIndex",
                 swiftSettings: strictSettings),
 
-        // Upstream's evaluation metrics (PSNR, SSIM) on plain float images: no model, no I/O.
-        .target(name: "VTPEvaluation", path: "Sources/VTPEvaluation", swiftSettings: strictSettings),
+        // Upstream's evaluation metrics (PSNR, SSIM) on plain float images: no model, no I/O; optimized
+        // even in debug builds, as the job tests score full-size images.
+        .target(name: "VTPEvaluation", path: "Sources/VTPEvaluation", swiftSettings: optimizedSettings),
 
-        .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex"],
+        .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex", "VTPEvaluation"],
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
         // MARK: Observability: Prometheus metrics, structured logs, console rendering.

@@ -83,6 +83,9 @@ enum ClipFinalizing {
                 zeroShot["top1_accuracy"] = Double(top1) / Double(labeled)
                 // With top_k below 5 only the stored classes can match, so top-5 is not reported.
                 zeroShot["top5_accuracy"] = parameters.topK >= 5 ? Double(top5) / Double(labeled) : NSNull()
+                // As upstream's zero-shot script prints them (tools/test_zero_shot_hf.py: correct / n * 100).
+                zeroShot["top1_percent"] = Double(top1) / Double(labeled) * 100
+                zeroShot["top5_percent"] = parameters.topK >= 5 ? Double(top5) / Double(labeled) * 100 : NSNull()
             }
             out["zero_shot"] = zeroShot
         }

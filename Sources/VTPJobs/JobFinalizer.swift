@@ -121,6 +121,15 @@ public enum JobFinalizer {
             for (key, value) in try ClipFinalizing.scoreSummary(shards: written, parameters: p, outputDirectory: outputDirectory) {
                 extras[key] = value
             }
+        case let .reconstruction(p):
+            format = "reconstruction-metrics"
+            dtype = .float32
+            preprocessing = [
+                "transform": TransformOption.admCenterCrop.rawValue, "image_size": String(p.resolvedImageSize(modelImageSize: config.imageSize)),
+                "normalize": NormalizeOption.imagenet.rawValue, "pillow": p.pillow.rawValue,
+                "denormalize": "Normalize(-mean/std, 1/std) then clamp(0, 1), as upstream's transform_rev",
+            ]
+            extras["reconstruction"] = try ReconstructionFinalizing.summary(shards: written, parameters: p, outputDirectory: outputDirectory)
         }
 
         let shards = written
@@ -177,11 +186,13 @@ public enum JobFinalizer {
             // Shards past the naming range were refused when written and have no files.
             guard let files = try? ClipLayout.shardFiles(jobType: jobType, shard: shard), let main = files.first else { continue }
             if failedShards.contains(shard) {
+                if jobType == .reconstruction { try ReconstructionFinalizing.removeImages(ofFailedShard: shard, outputDirectory: outputDirectory) }
                 for file in files { try remove(file) }  // main file first: the shard disappears at once
             } else if !exists(main) {
                 for file in files.dropFirst() { try remove(file) }
             }
         }
+        if jobType == .reconstruction { try ReconstructionFinalizing.removeStaging(outputDirectory: outputDirectory) }
         let directories = Set(((try? ClipLayout.shardFiles(jobType: jobType, shard: 0)) ?? []).map { split($0).directory })
         for directory in directories.sorted() {
             for name in names(in: directory) where TemporaryName.matches(name) {

@@ -43,6 +43,7 @@ extension JobParameters {
         case let .features(p): try FeaturesJob(parameters: p, model: model, options: options)
         case let .clipEmbed(p): try ClipEmbedJob(parameters: p, model: model, options: options)
         case let .clipScore(p): try ClipScoreJob(parameters: p, model: model, options: options, outputDirectory: outputDirectory)
+        case let .reconstruction(p): try ReconstructionJob(parameters: p, model: model, options: options, outputDirectory: outputDirectory)
         }
     }
 }

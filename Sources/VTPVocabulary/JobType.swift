@@ -15,6 +15,8 @@ public enum JobType: String, Sendable, Codable, CaseIterable {
     case clipEmbed = "clip-embed"
     /// Image–caption CLIP scores and zero-shot classification (issue 9).
     case clipScore = "clip-score"
+    /// Upstream's reconstruction evaluation: PSNR and SSIM of each image's encode-decode round trip (issue 18).
+    case reconstruction
 
     /// Parses the ledger / wire name.
     public init(name: String) throws(JobError) {
@@ -29,6 +31,7 @@ public enum JobParameters: Sendable, Equatable {
     case features(FeaturesParameters)
     case clipEmbed(ClipEmbedParameters)
     case clipScore(ClipScoreParameters)
+    case reconstruction(ReconstructionParameters)
 
     /// The compute precision every shard of the job runs its model in.
     public var precision: ComputePrecisionName {
@@ -37,6 +40,7 @@ public enum JobParameters: Sendable, Equatable {
         case let .features(p): p.precision
         case let .clipEmbed(p): p.precision
         case let .clipScore(p): p.precision
+        case let .reconstruction(p): p.precision
         }
     }
 
@@ -47,6 +51,7 @@ public enum JobParameters: Sendable, Equatable {
         case let .features(p): p.pillow
         case let .clipEmbed(p): p.preprocessing.pillow
         case let .clipScore(p): p.preprocessing.pillow
+        case let .reconstruction(p): p.pillow
         }
     }
 
@@ -61,6 +66,7 @@ public enum JobParameters: Sendable, Equatable {
             case let .features(p): p.labelClasses
             case let .clipEmbed(p): p.labelClasses
             case let .clipScore(p): p.labelClasses
+            case let .reconstruction(p): p.labelClasses
             }
         }
         set {
@@ -69,6 +75,7 @@ public enum JobParameters: Sendable, Equatable {
             case var .features(p): p.labelClasses = newValue; self = .features(p)
             case var .clipEmbed(p): p.labelClasses = newValue; self = .clipEmbed(p)
             case var .clipScore(p): p.labelClasses = newValue; self = .clipScore(p)
+            case var .reconstruction(p): p.labelClasses = newValue; self = .reconstruction(p)
             }
         }
     }
@@ -80,6 +87,7 @@ public enum JobParameters: Sendable, Equatable {
         case .features: .features
         case .clipEmbed: .clipEmbed
         case .clipScore: .clipScore
+        case .reconstruction: .reconstruction
         }
     }
 
@@ -91,6 +99,7 @@ public enum JobParameters: Sendable, Equatable {
         case .features: .features(try ParameterDecoding.decode(FeaturesParameters.self, json: json))
         case .clipEmbed: .clipEmbed(try ParameterDecoding.decode(ClipEmbedParameters.self, json: json))
         case .clipScore: .clipScore(try ParameterDecoding.decode(ClipScoreParameters.self, json: json))
+        case .reconstruction: .reconstruction(try ParameterDecoding.decode(ReconstructionParameters.self, json: json))
         }
     }
 
@@ -101,6 +110,7 @@ public enum JobParameters: Sendable, Equatable {
         case let .features(p): ParameterDecoding.encode(p)
         case let .clipEmbed(p): ParameterDecoding.encode(p)
         case let .clipScore(p): ParameterDecoding.encode(p)
+        case let .reconstruction(p): ParameterDecoding.encode(p)
         }
     }
 
@@ -111,6 +121,7 @@ public enum JobParameters: Sendable, Equatable {
         case let .features(p): p.batchSize
         case let .clipEmbed(p): p.batchSize
         case let .clipScore(p): p.batchSize
+        case let .reconstruction(p): p.batchSize
         }
     }
 }

@@ -102,6 +102,27 @@ import VTPStorage
         #expect(try JobType(name: "latents") == .latents)
         #expect(try JobType(name: "clip-embed") == .clipEmbed)
         #expect(throws: JobError.unknownJobType("clip_embed")) { try JobType(name: "clip_embed") }
-        #expect(JobError.unknownJobType("x").description == "unknown job type 'x' (known: latents, features, clip-embed, clip-score)")
+        #expect(JobError.unknownJobType("x").description == "unknown job type 'x' (known: latents, features, clip-embed, clip-score, reconstruction)")
+        #expect(try JobType(name: "reconstruction") == .reconstruction)
+    }
+
+    @Test func reconstructionParametersDefaultToTheModelSizeAndRoundTrip() throws {
+        let defaults = try JobParameters.decode(jobType: .reconstruction, json: "{}")
+        #expect(defaults == .reconstruction(ReconstructionParameters(pillow: .pillow12)))
+        guard case let .reconstruction(p) = defaults else { return }
+        #expect(p.imageSize == nil && p.resolvedImageSize(modelImageSize: 512) == 512 && !p.saveImages && p.batchSize == 32)
+        let chosen = JobParameters.reconstruction(ReconstructionParameters(imageSize: 128, batchSize: 5, saveImages: true))
+        #expect(try JobParameters.decode(jobType: .reconstruction, json: chosen.json()) == chosen)
+        #expect(chosen.json().contains(#""save_images":true"#) && !defaults.json().contains("image_size"))
+        // Normalization is upstream's fixed ImageNet statistics, and nothing is stored but scores.
+        for key in ["normalize", "dtype", "flip", "transform"] {
+            #expect { try JobParameters.decode(jobType: .reconstruction, json: #"{"\#(key)": "x"}"#) } throws: {
+                guard case let .invalidParameter(field, detail) = $0 as? JobError else { return false }
+                return field == key && detail.contains("unknown parameter")
+            }
+        }
+        #expect(throws: JobError.invalidParameter(field: "image_size", detail: "must lie in 16...4096, got 8")) {
+            try JobParameters.decode(jobType: .reconstruction, json: #"{"image_size": 8}"#)
+        }
     }
 }

@@ -11,8 +11,13 @@ import VTPSettings
 /// parameters of the job layer. Only parameters given on the command line are set; the rest keep
 /// the job's defaults, and a parameter the job kind does not take is rejected by name.
 struct JobOptions: ParsableArguments {
-    @Argument(help: "Job kind: \(JobType.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Argument(help: ArgumentHelp(
+        "Job kind: \(JobType.allCases.map(\.rawValue).joined(separator: ", ")), or \(Self.zeroShotPreset).",
+        discussion: "\(Self.zeroShotPreset) is upstream's zero-shot evaluation (tools/test_zero_shot_hf.py) as a clip-score job: --classes imagenet and the OpenAI templates unless given, Resize((S, S)), top-5 kept, and top-1/top-5 accuracy over all labeled items in manifest.json."))
     var jobType: String
+
+    /// The job kind name that runs `clip-score` with upstream's zero-shot evaluation settings.
+    static let zeroShotPreset = "zero-shot"
 
     @Option(name: .long, help: "Model directory (config.json + model.safetensors).")
     var model: String
@@ -101,10 +106,26 @@ struct JobOptions: ParsableArguments {
     @Flag(name: .customLong("save-logits"), help: "clip-score: also store every image's logits against every class.")
     var saveLogits = false
 
+    @Flag(name: .customLong("save-images"), help: ArgumentHelp(
+        "reconstruction: also write originals and reconstructions as PNG (reference/ref_NNNNNN.png, reconstructed/rec_NNNNNN.png).",
+        discussion: "NNNNNN is the item's position in the listing, as upstream names them; point any FID tool at the two folders."))
+    var saveImages = false
+
     /// The validated request; `settings` supplies defaults the flags leave open.
     func request(settings: ClusterSettings) throws -> JobRequest {
         let type: JobType
-        do { type = try JobType(name: jobType) } catch { throw ValidationError("\(error)") }
+        // zero-shot is clip-score with upstream's settings, so it shares its outputs, cache and resume.
+        let zeroShot = jobType == Self.zeroShotPreset
+        do { type = zeroShot ? .clipScore : try JobType(name: jobType) } catch {
+            throw ValidationError("\(error); or \(Self.zeroShotPreset)")
+        }
+        let classes = classes ?? (zeroShot ? "imagenet" : nil)
+        if zeroShot {
+            if let transform, transform != TransformOption.resize.rawValue {
+                throw ValidationError("zero-shot: upstream resizes to (S, S); --transform \(transform) is a clip-score option")
+            }
+            if let topK, topK < 5 { throw ValidationError("zero-shot: --top-k must be at least 5 for top-5 accuracy, got \(topK)") }
+        }
         var document: [String: Any] = [:]
         if let imageSize { document["image_size"] = imageSize }
         if let normalize { document["normalize"] = normalize }
@@ -154,6 +175,7 @@ struct JobOptions: ParsableArguments {
         if let templates { document["templates"] = templates == "openai" ? templates : settings.resolveOutput(templates) }
         if let topK { document["top_k"] = topK }
         if saveLogits { document["save_logits"] = true }
+        if saveImages { document["save_images"] = true }
         let json = String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self)
         let parameters: JobParameters
         do { parameters = try JobParameters.decode(jobType: type, json: json) } catch {
