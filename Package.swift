@@ -124,11 +124,15 @@ let package = Package(
         .target(name: "VTPIndex", dependencies: ["CFaissShim", "VTPStorage", "VTPSafeTensors", "VTPRandom", "VTPVocabulary", "VTPTensor"], path: "Sources/VTPIndex",
                 swiftSettings: strictSettings),
 
-        // Upstream's evaluation metrics (PSNR, SSIM) on plain float images: no model, no I/O; optimized
-        // even in debug builds, as the job tests score full-size images.
-        .target(name: "VTPEvaluation", path: "Sources/VTPEvaluation", swiftSettings: optimizedSettings),
+        // Upstream's evaluation metrics (PSNR, SSIM, the Fréchet distance) on plain float images and
+        // features: no model, no I/O; optimized even in debug builds, as the job tests score full-size images.
+        .target(name: "VTPEvaluation", dependencies: ["VTPTensor"], path: "Sources/VTPEvaluation", swiftSettings: optimizedSettings),
+        // The metric networks: pytorch-fid's Inception (FID features) and LPIPS' VGG16, on the
+        // convolution kernels of VTPTensor, loaded from safetensors.
+        .target(name: "VTPMetricNets", dependencies: ["VTPTensor", "VTPSafeTensors"], path: "Sources/VTPMetricNets",
+                swiftSettings: optimizedSettings),
 
-        .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex", "VTPEvaluation"],
+        .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex", "VTPEvaluation", "VTPMetricNets"],
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
         // MARK: Observability: Prometheus metrics, structured logs, console rendering.
@@ -229,7 +233,7 @@ let package = Package(
         .testTarget(name: "VTPTransportTests", dependencies: ["VTPVocabulary", "VTPTransport", "VTPRandom", "VTPTestSupport",
                                                               "VTPTransportTestSupport"],
                     path: "Tests/VTPTransportTests", swiftSettings: strictSettings),
-        .testTarget(name: "VTPEvaluationTests", dependencies: ["VTPEvaluation", "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
+        .testTarget(name: "VTPEvaluationTests", dependencies: ["VTPEvaluation", "VTPMetricNets", "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
                     path: "Tests/VTPEvaluationTests", swiftSettings: strictSettings),
         .testTarget(name: "VTPIndexTests", dependencies: ["VTPVocabulary", "VTPIndex", "VTPStorage", "VTPTestSupport"],
                     path: "Tests/VTPIndexTests", swiftSettings: strictSettings),

@@ -45,7 +45,8 @@ public enum ClipLayout {
         switch jobType {
         case .clipEmbed: [try imageEmbeddings(shard: shard), try textEmbeddings(shard: shard), try metadata(shard: shard)]
         case .clipScore: [try scores(shard: shard), try logits(shard: shard)]
-        case .reconstruction: [try ReconstructionLayout.metrics(shard: shard)]
+        case .reconstruction: [try ReconstructionLayout.metrics(shard: shard), try ReconstructionLayout.fidFeatures(.reference, shard: shard),
+                               try ReconstructionLayout.fidFeatures(.reconstructed, shard: shard)]
         case .latents: [ShardNaming.tensorShard(prefix: "latents", rank: 0, shard: shard), ShardNaming.idSidecar(rank: 0, shard: shard)]
         case .features: [ShardNaming.tensorShard(prefix: "features", rank: 0, shard: shard), ShardNaming.idSidecar(rank: 0, shard: shard)]
         }

@@ -129,7 +129,8 @@ public enum JobFinalizer {
                 "normalize": NormalizeOption.imagenet.rawValue, "pillow": p.pillow.rawValue,
                 "denormalize": "Normalize(-mean/std, 1/std) then clamp(0, 1), as upstream's transform_rev",
             ]
-            extras["reconstruction"] = try ReconstructionFinalizing.summary(shards: written, parameters: p, outputDirectory: outputDirectory)
+            let indexed = summaries.compactMap { summary in summary.written.map { (index: summary.shardIndex, written: $0) } }
+            extras["reconstruction"] = try ReconstructionFinalizing.summary(shards: indexed, parameters: p, outputDirectory: outputDirectory)
         }
 
         let shards = written

@@ -3,6 +3,7 @@ import VTPVocabulary
 import VTPDatasets
 import VTPEvaluation
 import VTPImage
+import VTPMetricNets
 import VTPModel
 import VTPStorage
 import VTPTensor
@@ -20,9 +21,11 @@ public struct ReconstructionRow: Codable, Sendable, Equatable {
     public var psnr: Double?
     /// torchmetrics' SSIM (data range 1, Gaussian 11×11, σ 1.5) of the pair.
     public var ssim: Double
+    /// Upstream's LPIPS of the pair, with `lpips_weights`.
+    public var lpips: Double?
 
     enum CodingKeys: String, CodingKey {
-        case row, ordinal, sourceId = "source_id", path, label, psnr, ssim
+        case row, ordinal, sourceId = "source_id", path, label, psnr, ssim, lpips
     }
 }
 
@@ -30,6 +33,8 @@ public struct ReconstructionRow: Codable, Sendable, Equatable {
 ///
 /// - `metrics/metrics_{i:05d}.jsonl`: one ``ReconstructionRow`` per image of shard i (the shard's
 ///   main file and its id sidecar).
+/// - with `inception_weights`: `fid/reference_{i:05d}.npy` and `fid/reconstructed_{i:05d}.npy`, the
+///   (N, 2048) float32 FID Inception features of the shard's 8-bit images, rows as in the metrics file.
 /// - with `save_images`: `reference/ref_{ordinal:06d}.png` and `reconstructed/rec_{ordinal:06d}.png`,
 ///   upstream's folders and names (its `global_idx` is the item's position in the ImageFolder listing,
 ///   which is the ordinal), so any FID tool can compare the two folders.
@@ -38,6 +43,15 @@ public struct ReconstructionRow: Codable, Sendable, Equatable {
 ///   stopped or killed execution left here, so the folders hold images of written rows only.
 public enum ReconstructionLayout {
     public static func metrics(shard: Int) throws(JobError) -> String { "metrics/metrics_\(try ClipLayout.number(shard)).jsonl" }
+
+    /// The two image sets FID compares.
+    public enum Side: String, Sendable, CaseIterable {
+        case reference, reconstructed
+    }
+
+    public static func fidFeatures(_ side: Side, shard: Int) throws(JobError) -> String {
+        "fid/\(side.rawValue)_\(try ClipLayout.number(shard)).npy"
+    }
     public static let referenceDirectory = "reference"
     public static let reconstructedDirectory = "reconstructed"
     static let stagingDirectory = ".reconstruction-staging"
@@ -62,6 +76,10 @@ final class ReconstructionJob: ShardJob {
     /// This execution's private folder for PNGs, created on the first batch.
     private var staging: String?
     private var rows: [ReconstructionRow] = []
+    private let inception: FIDInception?
+    private let lpips: LPIPS?
+    private var referenceFeatures = RowBuffer(rowElements: FIDInception.featureCount)
+    private var reconstructedFeatures = RowBuffer(rowElements: FIDInception.featureCount)
 
     init(parameters: ReconstructionParameters, model: VTPModel, options: ShardExecutor.Options, outputDirectory: String) throws(JobError) {
         guard model.config.trainReconstruction else {
@@ -74,6 +92,12 @@ final class ReconstructionJob: ShardJob {
         self.outputDirectory = outputDirectory
         plan = options.plan(transform: .admCenterCrop(size: imageSize), normalization: .imagenet, alsoFlipped: false,
                             pillow: parameters.pillow)
+        do {
+            inception = try parameters.inceptionWeights.map { path throws(MetricNetError) in try FIDInception(weightsAt: path) }
+            lpips = try parameters.lpipsWeights.map { path throws(MetricNetError) in try LPIPS(weightsAt: path) }
+        } catch {
+            throw .invalidParameter(field: "weights", detail: "\(error)")
+        }
     }
 
     deinit {
@@ -104,14 +128,36 @@ final class ReconstructionJob: ShardJob {
                          try ReconstructionMetrics.ssim(original: o, reconstruction: r, channels: 3, height: s, width: s))
                     }
                 }
-                rows.append(ReconstructionRow(row: rows.count, ordinal: item.ordinal, sourceId: item.sourceId, path: item.location.encoded,
-                                              label: item.label, psnr: psnr.isFinite ? psnr : nil, ssim: ssim))
+                var row = ReconstructionRow(row: rows.count, ordinal: item.ordinal, sourceId: item.sourceId, path: item.location.encoded,
+                                            label: item.label, psnr: psnr.isFinite ? psnr : nil, ssim: ssim)
+                if let lpips {
+                    // Upstream feeds LPIPS the float pair mapped to [-1, 1], not the 8-bit images.
+                    let a = original.map { $0 * 2 - 1 }, b = reconstruction.map { $0 * 2 - 1 }
+                    row.lpips = lpips.distance(a, b, height: s, width: s, pool: model.pool)
+                }
+                rows.append(row)
+                let referencePixels = Self.rgb8(original, size: s), reconstructedPixels = Self.rgb8(reconstruction, size: s)
+                if let inception {
+                    referenceFeatures.append(Self.features(inception, referencePixels, size: s, pool: model.pool))
+                    reconstructedFeatures.append(Self.features(inception, reconstructedPixels, size: s, pool: model.pool))
+                }
                 if parameters.saveImages {
-                    try stage(original, as: ReconstructionLayout.referenceImage(ordinal: item.ordinal))
-                    try stage(reconstruction, as: ReconstructionLayout.reconstructedImage(ordinal: item.ordinal))
+                    try stage(referencePixels, as: ReconstructionLayout.referenceImage(ordinal: item.ordinal))
+                    try stage(reconstructedPixels, as: ReconstructionLayout.reconstructedImage(ordinal: item.ordinal))
                 }
             }
         }
+    }
+
+    /// pytorch-fid's view of a saved image: `ToTensor` (the 8-bit values over 255, channel-major)
+    /// through the Inception network.
+    static func features(_ network: FIDInception, _ rgb: [UInt8], size: Int, pool: ComputePool) -> Tensor {
+        let plane = size * size
+        var image = [Float](repeating: 0, count: 3 * plane)
+        for p in 0..<plane { for c in 0..<3 { image[c * plane + p] = Float(rgb[3 * p + c]) / 255 } }
+        let out = Tensor(uninitialized: [1, FIDInception.featureCount])
+        image.withUnsafeBufferPointer { network.features($0.baseAddress!, height: size, width: size, into: out.mutablePointer, pool: pool) }
+        return out
     }
 
     /// Upstream's `(x · 255).astype(uint8)` on a (3, H, W) image in [0, 1]: the product in float32,
@@ -129,7 +175,7 @@ final class ReconstructionJob: ShardJob {
         return out
     }
 
-    private func stage(_ image: [Float], as relative: String) throws {
+    private func stage(_ pixels: [UInt8], as relative: String) throws {
         let directory: String
         if let staging {
             directory = staging
@@ -143,7 +189,7 @@ final class ReconstructionJob: ShardJob {
             }
             staging = directory
         }
-        let png = try ImageEncoder.png(try RGBImage(width: imageSize, height: imageSize, pixels: Self.rgb8(image, size: imageSize)))
+        let png = try ImageEncoder.png(try RGBImage(width: imageSize, height: imageSize, pixels: pixels))
         let path = directory + "/" + relative
         do { try png.write(to: URL(fileURLWithPath: path)) } catch {
             throw JobError.writeFailed(path: path, reason: FileErrorText.reason(error, at: path))
@@ -156,10 +202,25 @@ final class ReconstructionJob: ShardJob {
         guard !items.isEmpty else { return ShardWriteResult(written: nil, stats: nil) }
         try ClipLayout.createParent(of: metricsPath, in: directory)
         let files = ShardFileSet(directory: directory)
+        var extra: [String] = []
+        for (side, features) in [(ReconstructionLayout.Side.reference, referenceFeatures), (.reconstructed, reconstructedFeatures)] {
+            let path = try ReconstructionLayout.fidFeatures(side, shard: shard)
+            if inception != nil {
+                precondition(features.rows == rows.count, "feature rows and metric rows disagree")
+                try ClipLayout.createParent(of: path, in: directory)
+                try features.values.withUnsafeBufferPointer {
+                    try files.stageNpy(shape: [features.rows, FIDInception.featureCount], values: $0, element: .float32, as: path)
+                }
+                extra.append(path)
+            } else {
+                files.removeOnPublish(path)
+            }
+        }
         try files.stageJSONL(rows, as: metricsPath, isMain: true)
         try files.publish()
         if parameters.saveImages { try publishImages(into: directory) }
-        return ShardWriteResult(written: WrittenShard(fileName: metricsPath, sidecarName: metricsPath, rows: rows.count), stats: nil)
+        return ShardWriteResult(written: WrittenShard(fileName: metricsPath, sidecarName: metricsPath, rows: rows.count), stats: nil,
+                                extraFiles: extra)
     }
 
     /// Renames the staged PNGs into the output folders, replacing those of an earlier attempt. It
@@ -188,17 +249,19 @@ enum ReconstructionFinalizing {
     /// The manifest's `reconstruction` section: per-image means over every written row, in shard
     /// order, summed in double (upstream's `np.mean` of its per-image PSNRs; its SSIM is a mean of
     /// per-batch means, which equals this one when every batch is full).
-    static func summary(shards: [WrittenShard], parameters: ReconstructionParameters, outputDirectory: String) throws(JobError) -> [String: Any] {
-        var images = 0, identical = 0, psnrSum = 0.0, ssimSum = 0.0
+    static func summary(shards: [(index: Int, written: WrittenShard)], parameters: ReconstructionParameters,
+                        outputDirectory: String) throws(JobError) -> [String: Any] {
+        var images = 0, identical = 0, psnrSum = 0.0, ssimSum = 0.0, lpipsSum = 0.0, lpipsCount = 0
         for shard in shards {
-            for row in try readMetrics(outputDirectory + "/" + shard.fileName) {
+            for row in try readMetrics(outputDirectory + "/" + shard.written.fileName) {
                 images += 1
                 ssimSum += row.ssim
                 if let psnr = row.psnr { psnrSum += psnr } else { identical += 1 }
+                if let lpips = row.lpips { lpipsSum += lpips; lpipsCount += 1 }
             }
         }
         let mean: (Double) -> Any = { images > 0 ? $0 / Double(images) : NSNull() }
-        return [
+        var section: [String: Any] = [
             "images": images,
             // One identical pair makes upstream's mean infinite; JSON has no infinity.
             "psnr": identical > 0 ? NSNull() : mean(psnrSum),
@@ -212,6 +275,46 @@ enum ReconstructionFinalizing {
                    "reconstructed": ReconstructionLayout.reconstructedDirectory + "/rec_{ordinal:06d}.png"] as Any
                 : NSNull(),
         ]
+        if let weights = parameters.lpipsWeights {
+            section["lpips"] = lpipsCount > 0 ? lpipsSum / Double(lpipsCount) : NSNull()
+            section["lpips_weights"] = weights
+            section["lpips_definition"] = "per image: upstream's LPIPS (VGG16) on the denormalized pair mapped to [-1, 1], then averaged"
+        }
+        if let weights = parameters.inceptionWeights {
+            section["inception_weights"] = weights
+            section["fid_features"] = "fid/{reference,reconstructed}_{i:05d}.npy (rows as in the metrics files)"
+            do {
+                section["fid"] = try fid(shards: shards, outputDirectory: outputDirectory)
+            } catch let error as JobError {
+                throw error
+            } catch {
+                // Too few images for a covariance is an answer, not a failed job.
+                section["fid"] = NSNull()
+                section["fid_error"] = "\(error)"
+            }
+        }
+        return section
+    }
+
+    /// pytorch-fid's FID between the reference and reconstructed feature sets of every written
+    /// shard, streamed from the shards' files one at a time (two passes per set).
+    static func fid(shards: [(index: Int, written: WrittenShard)], outputDirectory: String) throws -> Double {
+        func statistics(_ side: ReconstructionLayout.Side) throws -> GaussianStatistics {
+            try GaussianStatistics.of(dimension: FIDInception.featureCount) { body in
+                for (index, shard) in shards {
+                    let path = outputDirectory + "/" + (try ReconstructionLayout.fidFeatures(side, shard: index))
+                    let array: NpyFile.Array
+                    do { array = try NpyFile.read(path) } catch {
+                        throw JobError.badShardSummary(path: path, detail: "cannot read FID features: \(error)")
+                    }
+                    guard array.shape == [shard.rows, FIDInception.featureCount] else {
+                        throw JobError.badShardSummary(path: path, detail: "FID features have shape \(array.shape), expected [\(shard.rows), \(FIDInception.featureCount)]")
+                    }
+                    try array.values.withUnsafeBufferPointer { try body($0) }
+                }
+            }
+        }
+        return try FrechetDistance.distance(try statistics(.reference), try statistics(.reconstructed))
     }
 
     static func readMetrics(_ path: String) throws(JobError) -> [ReconstructionRow] {

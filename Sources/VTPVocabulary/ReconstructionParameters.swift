@@ -11,8 +11,11 @@ import Foundation
 /// `image_size` (default: the model's `config.image_size`, as upstream), `batch_size` (32), `pillow`
 /// (see ``PillowOption``; absent means `12`, new jobs get `13`), `save_images` (false: with true,
 /// `reference/ref_{ordinal:06d}.png` and `reconstructed/rec_{ordinal:06d}.png` are written, upstream's
-/// names and its truncating 8-bit conversion, for any FID tool) and `label_classes` (see
-/// ``JobParameters/labelClasses``).
+/// names and its truncating 8-bit conversion, for any FID tool), `inception_weights` (a safetensors
+/// file of pytorch-fid's FID Inception: each pair's 8-bit images are also run through it and the
+/// manifest gets the rFID of the two sets), `lpips_weights` (a safetensors file of upstream's LPIPS,
+/// VGG16 and its linear layers: each pair also gets its LPIPS) and `label_classes` (see
+/// ``JobParameters/labelClasses``). Weight paths are absolute, as every worker reads them.
 public struct ReconstructionParameters: Sendable, Equatable, JobParameterSet {
     /// Compute precision of the model, the same for every shard.
     public var precision: ComputePrecisionName = .fp32
@@ -23,14 +26,21 @@ public struct ReconstructionParameters: Sendable, Equatable, JobParameterSet {
     public var pillow: PillowOption
     /// Whether originals and reconstructions are written as PNG.
     public var saveImages: Bool
+    /// pytorch-fid's Inception weights (safetensors), for rFID; nil: no FID.
+    public var inceptionWeights: String?
+    /// LPIPS weights (safetensors), for per-image LPIPS; nil: no LPIPS.
+    public var lpipsWeights: String?
     /// Class names by label, recorded in the output manifest; empty when the input names none.
     public var labelClasses: [String] = []
 
-    public init(imageSize: Int? = nil, batchSize: Int = 32, pillow: PillowOption = .newJobDefault, saveImages: Bool = false) {
+    public init(imageSize: Int? = nil, batchSize: Int = 32, pillow: PillowOption = .newJobDefault, saveImages: Bool = false,
+                inceptionWeights: String? = nil, lpipsWeights: String? = nil) {
         self.imageSize = imageSize
         self.batchSize = batchSize
         self.pillow = pillow
         self.saveImages = saveImages
+        self.inceptionWeights = inceptionWeights
+        self.lpipsWeights = lpipsWeights
     }
 
     /// The input side for `modelImageSize`.
@@ -38,6 +48,7 @@ public struct ReconstructionParameters: Sendable, Equatable, JobParameterSet {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case precision, imageSize = "image_size", batchSize = "batch_size", pillow, saveImages = "save_images"
+        case inceptionWeights = "inception_weights", lpipsWeights = "lpips_weights"
         case labelClasses = "label_classes"
     }
 
@@ -51,6 +62,8 @@ public struct ReconstructionParameters: Sendable, Equatable, JobParameterSet {
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
         pillow = try c.pillow(.pillow)
         saveImages = try c.decodeIfPresent(Bool.self, forKey: .saveImages) ?? d.saveImages
+        inceptionWeights = try c.decodeIfPresent(String.self, forKey: .inceptionWeights)
+        lpipsWeights = try c.decodeIfPresent(String.self, forKey: .lpipsWeights)
         labelClasses = try c.decodeIfPresent([String].self, forKey: .labelClasses) ?? []
     }
 
@@ -61,6 +74,8 @@ public struct ReconstructionParameters: Sendable, Equatable, JobParameterSet {
         try c.encode(batchSize, forKey: .batchSize)
         try c.encode(pillow, forKey: .pillow)
         try c.encode(saveImages, forKey: .saveImages)
+        try c.encodeIfPresent(inceptionWeights, forKey: .inceptionWeights)
+        try c.encodeIfPresent(lpipsWeights, forKey: .lpipsWeights)
         if !labelClasses.isEmpty { try c.encode(labelClasses, forKey: .labelClasses) }
     }
 
@@ -68,5 +83,10 @@ public struct ReconstructionParameters: Sendable, Equatable, JobParameterSet {
     public func validate() throws(JobError) {
         if let imageSize { try ParameterRanges.imageSize(imageSize) }
         try ParameterRanges.batchSize(batchSize)
+        for (field, path) in [("inception_weights", inceptionWeights), ("lpips_weights", lpipsWeights)] {
+            if let path, path.isEmpty || !path.hasPrefix("/") {
+                throw .invalidParameter(field: field, detail: "expected an absolute path to a .safetensors file, got '\(path)'")
+            }
+        }
     }
 }

@@ -70,3 +70,38 @@ struct ReconstructionMetricsTests {
         }
     }
 }
+
+/// The Fréchet distance against pytorch-fid's `calculate_frechet_distance` on generated features
+/// (`fid_synthetic` of `Tests/Fixtures/reconstruction-eval.json`), and the statistics' streaming.
+struct FrechetDistanceTests {
+    struct Golden: Decodable {
+        struct Synthetic: Decodable { var samples: Int; var dimension: Int; var fid: Double }
+        var fid_synthetic: Synthetic
+    }
+
+    @Test func fidMatchesPytorchFidOnWellConditionedFeatures() throws {
+        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("reconstruction-eval.json"))))
+        let n = golden.fid_synthetic.samples, d = golden.fid_synthetic.dimension
+        let a = StandInWeights.uniforms("fid-features-a", count: n * d).map { Float($0) }
+        let b = StandInWeights.uniforms("fid-features-b", count: n * d).map { Float($0 * $0 + 0.05) }
+        // Chunks of uneven size: the result must not depend on how the rows arrive.
+        func statistics(_ rows: [Float]) throws -> GaussianStatistics {
+            try GaussianStatistics.of(dimension: d) { body in
+                var start = 0
+                for take in [7, 100, 149] {
+                    try rows[(start * d)..<((start + take) * d)].withUnsafeBufferPointer { try body($0) }
+                    start += take
+                }
+            }
+        }
+        let sa = try statistics(a), sb = try statistics(b)
+        #expect(sa.count == n && sa.covariance.count == d * d)
+        let fid = try FrechetDistance.distance(sa, sb)
+        #expect(abs(fid - golden.fid_synthetic.fid) / golden.fid_synthetic.fid < 1e-6, "FID \(fid) vs pytorch-fid's \(golden.fid_synthetic.fid)")
+        let same = try FrechetDistance.distance(sa, sa)
+        #expect(abs(same) < 1e-9, "the distance of a set to itself is \(same)")
+        #expect(throws: FrechetDistanceError.tooFewSamples(1)) {
+            try FrechetDistance.distance(GaussianStatistics(count: 1, dimension: d, mean: sa.mean, covariance: sa.covariance), sb)
+        }
+    }
+}

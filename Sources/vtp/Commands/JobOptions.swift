@@ -111,6 +111,16 @@ struct JobOptions: ParsableArguments {
         discussion: "NNNNNN is the item's position in the listing, as upstream names them; point any FID tool at the two folders."))
     var saveImages = false
 
+    @Option(name: .customLong("inception-weights"), help: ArgumentHelp(
+        "reconstruction: pytorch-fid's FID Inception as safetensors (scripts/convert_inception_weights.py): also compute rFID.",
+        discussion: "Each pair's 8-bit images (the ones --save-images writes) go through the network; the 2048-wide features are kept per shard under fid/ and the finalizer computes the Fréchet distance as pytorch-fid does."))
+    var inceptionWeights: String?
+
+    @Option(name: .customLong("lpips-weights"), help: ArgumentHelp(
+        "reconstruction: upstream's LPIPS (VGG16 and its linear layers) as safetensors (scripts/convert_lpips_weights.py): also compute LPIPS.",
+        discussion: "Per image, on the denormalized pair mapped to [-1, 1], as tools/test_reconstruction_hf.py does; the manifest gets the mean."))
+    var lpipsWeights: String?
+
     /// The validated request; `settings` supplies defaults the flags leave open.
     func request(settings: ClusterSettings) throws -> JobRequest {
         let type: JobType
@@ -176,6 +186,14 @@ struct JobOptions: ParsableArguments {
         if let topK { document["top_k"] = topK }
         if saveLogits { document["save_logits"] = true }
         if saveImages { document["save_images"] = true }
+        for (key, path, option) in [("inception_weights", inceptionWeights, "--inception-weights"), ("lpips_weights", lpipsWeights, "--lpips-weights")] {
+            guard let path else { continue }
+            let resolved = settings.resolveOutput(path)
+            guard FileManager.default.isReadableFile(atPath: resolved) else {
+                throw ValidationError("\(option) \(path): no readable file there (expected a .safetensors file)")
+            }
+            document[key] = resolved
+        }
         let json = String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self)
         let parameters: JobParameters
         do { parameters = try JobParameters.decode(jobType: type, json: json) } catch {

@@ -2,7 +2,9 @@ import Foundation
 import Testing
 import VTPImage
 import VTPJobs
+import VTPSafeTensors
 import VTPStorage
+import VTPTensor
 import VTPTestSupport
 import VTPVocabulary
 
@@ -18,12 +20,15 @@ import VTPVocabulary
             var reference_fnv1a64: String
             var reconstructed_fnv1a64: String
             var reconstructed_sum: Int
+            var lpips: Double
         }
         struct Generator: Decodable { var pillow: String }
         var generator: Generator
         var tree: [String: [String]]
         var psnr: Double
         var ssim: Double
+        var lpips: Double
+        var rfid_by_script: Double
         var images: [Image]
     }
 
@@ -94,6 +99,53 @@ import VTPVocabulary
         let reconstructedFiles = try FileManager.default.contentsOfDirectory(atPath: output.path + "/" + ReconstructionLayout.reconstructedDirectory)
         #expect(referenceFiles.count == golden.images.count && reconstructedFiles.count == golden.images.count)
         #expect(!FileManager.default.fileExists(atPath: output.path + "/.reconstruction-staging"))
+    }
+
+    /// With stand-in weights for both networks (the ones the golden script gave the reference):
+    /// each pair's LPIPS equals upstream's LPIPS, the FID features of the saved originals equal
+    /// pytorch-fid's activations of upstream's PNGs, those of the reconstructions agree to 1e-3 (a
+    /// few of their pixels differ by a level), and the manifest's rFID is the one
+    /// upstream's script computed from its two folders.
+    @Test(.timeLimit(.minutes(5)))
+    func lpipsAndFidMatchTheOfficialEvaluation() async throws {
+        let golden = try Self.golden()
+        let input = try Self.imageFolder(golden)
+        let output = try TemporaryDirectory("reconstruction-nets-out")
+        let weights = try TemporaryDirectory("reconstruction-weights")
+        defer { input.dir.remove(); output.remove(); weights.remove() }
+        try StandInWeights.write(network: "inception", to: weights.file("inception.safetensors"))
+        try StandInWeights.write(network: "lpips", to: weights.file("lpips.safetensors"))
+        let pillow = try #require(PillowOption(name: String(golden.generator.pillow.prefix(while: { $0 != "." }))))
+        let parameters = ReconstructionParameters(batchSize: 4, pillow: pillow, inceptionWeights: weights.file("inception.safetensors"),
+                                                  lpipsWeights: weights.file("lpips.safetensors"))
+        let result = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory,
+                                          parameters: .reconstruction(parameters), shardSize: 6, workers: 2)
+        #expect(result.manifest.counts.written == golden.images.count && result.manifest.counts.shards == 2)
+
+        let out = ClipOutput(directory: output.path)
+        let rows = try out.jsonl(try ReconstructionLayout.metrics(shard: 0), as: ReconstructionRow.self)
+            + out.jsonl(try ReconstructionLayout.metrics(shard: 1), as: ReconstructionRow.self)
+        for (row, expected) in zip(rows, golden.images) {
+            let lpips = try #require(row.lpips)
+            #expect(Self.relative(lpips, expected.lpips) < 1e-4, "\(expected.path) LPIPS \(lpips) vs \(expected.lpips)")
+        }
+        let reference = try SafeTensorsFile(path: Fixtures.path("reconstruction-eval-fid-features.safetensors"))
+        for side in ReconstructionLayout.Side.allCases {
+            let expected = try reference.tensor(side.rawValue).toArray()
+            let ours = try out.npy(try ReconstructionLayout.fidFeatures(side, shard: 0)).values
+                + out.npy(try ReconstructionLayout.fidFeatures(side, shard: 1)).values
+            #expect(ours.count == expected.count)
+            for i in 0..<golden.images.count {
+                let report = ToleranceReport(ours: ours[(i * 2048)..<((i + 1) * 2048)], reference: expected[(i * 2048)..<((i + 1) * 2048)])
+                // The originals are upstream's exact pixels; a few reconstruction pixels sit a level apart.
+                let (mean, max) = side == .reference ? (1e-5, 1e-4) : (1e-3, 5e-3)
+                #expect(report.meanRelative < mean && report.maxRelative < max, "\(side) features of \(golden.images[i].path): \(report)")
+            }
+        }
+        let section = try #require(try out.manifestObject()["reconstruction"] as? [String: Any])
+        let lpips = try #require(section["lpips"] as? Double), fid = try #require(section["fid"] as? Double, "\(section)")
+        #expect(Self.relative(lpips, golden.lpips) < 1e-4, "LPIPS \(lpips) vs upstream's \(golden.lpips)")
+        #expect(Self.relative(fid, golden.rfid_by_script) < 1e-4, "rFID \(fid) vs upstream's \(golden.rfid_by_script)")
     }
 
     /// An unreadable image is a failed row, not a failed shard; the others are scored and saved,
