@@ -39,4 +39,29 @@ import VTPTestSupport
                                       modelDirectory: TinyModel.directory, shardCount: 2)
         }
     }
+
+    /// A reconstruction shard that ends failed after an attempt published its metrics and images
+    /// (its result was rejected) loses them all, so the two image folders hold only written rows;
+    /// images a killed execution left in the staging folder go too.
+    @Test func aFailedReconstructionShardLeavesNoImages() async throws {
+        let input = try InputTree("failed-recon")
+        let output = try TemporaryDirectory("failed-recon-out")
+        defer { input.dir.remove(); output.remove() }
+        for (i, name) in ["chelsea_tiny.jpg", "coffee.jpg", "dog.png"].enumerated() { try input.copy(name, to: "img\(i)_\(name)") }
+        let parameters = JobParameters.reconstruction(ReconstructionParameters(imageSize: 64, batchSize: 2, saveImages: true))
+        let first = try await JobRun.run(input: input.path, output: output.path, model: TinyModel.directory, parameters: parameters, shardSize: 2)
+        #expect(first.manifest.counts.written == 3)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output.file("reconstructed")).count == 3)
+        try FileManager.default.removeItem(atPath: output.file(ShardSummary.fileName(shard: 1)))
+        try FileManager.default.createDirectory(atPath: output.file(".reconstruction-staging/dead/reference"), withIntermediateDirectories: true)
+        try Data([1]).write(to: URL(fileURLWithPath: output.file(".reconstruction-staging/dead/reference/ref_000009.png")))
+        let lost = [RunManifest.Failure(sourceId: "img2_dog.png", reason: "worker crashed 3 times")]
+        let manifest = try JobFinalizer.finalize(jobType: .reconstruction, parametersJSON: parameters.json(), outputDirectory: output.path,
+                                                 modelDirectory: TinyModel.directory, shardCount: 2, failedShards: [1: lost])
+        #expect(manifest.counts.written == 2 && manifest.counts.failed == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output.file("reference")).sorted() == ["ref_000000.png", "ref_000001.png"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output.file("reconstructed")).sorted() == ["rec_000000.png", "rec_000001.png"])
+        #expect(!FileManager.default.fileExists(atPath: output.file(try ReconstructionLayout.metrics(shard: 1))))
+        #expect(!FileManager.default.fileExists(atPath: output.file(".reconstruction-staging")))
+    }
 }
