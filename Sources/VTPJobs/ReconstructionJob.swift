@@ -136,6 +136,8 @@ final class ReconstructionJob: ShardJob {
                     row.lpips = lpips.distance(a, b, height: s, width: s, pool: model.pool)
                 }
                 rows.append(row)
+                // The 8-bit pair exists only for what reads it: the FID network and the PNGs.
+                guard inception != nil || parameters.saveImages else { continue }
                 let referencePixels = Self.rgb8(original, size: s), reconstructedPixels = Self.rgb8(reconstruction, size: s)
                 if let inception {
                     referenceFeatures.append(Self.features(inception, referencePixels, size: s, pool: model.pool))
