@@ -40,15 +40,21 @@ public enum KernelISA: String, Sendable, CaseIterable, Codable {
         }
     }()
 
+    /// The path used when `VTP_ISA` does not name one: the best detected, except that a CPU whose
+    /// `vdpbf16ps` is slower than its float32 FMA (Intel's, measured at half the rate) runs bf16
+    /// on the `avx512` widening tiles, which reach the FMA rate on half the weight bytes.
+    /// `VTP_ISA=avx512bf16` still selects the `vdpbf16ps` tiles there.
+    public static let preferred: KernelISA = detected == .avx512bf16 && vtp_cpu_dpbf16_is_fast() == 0 ? .avx512 : detected
+
     /// Whether this CPU can run the path.
     public var isSupported: Bool {
         let rank: (KernelISA) -> Int = { [.blas: 0, .avx2: 1, .check: 1, .checkDPBF16: 1, .avx512: 2, .avx512bf16: 3][$0]! }
         return rank(self) <= rank(Self.detected)
     }
 
-    /// The path named by `VTP_ISA`, or the detected one when it is unset.
+    /// The path named by `VTP_ISA`, or ``preferred`` when it is unset.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> KernelISA {
-        guard let name = environment["VTP_ISA"], !name.isEmpty else { return detected }
+        guard let name = environment["VTP_ISA"], !name.isEmpty else { return preferred }
         guard let isa = KernelISA(rawValue: name) else {
             throw KernelError.unknownISA(name)
         }

@@ -145,6 +145,34 @@ import VTPTensor
         }
     }
 
+    /// The pair layout puts depth 2k in the high half of a word because Intel's vdpbf16ps adds that
+    /// product first: so its chain over k is the FMA tiles' chain, and the widening tiles, the
+    /// emulated vdpbf16ps of `check-avx512bf16` and (on Intel) the instruction itself give the same
+    /// bits, for GEMMs and attention alike.
+    @Test func bf16PathsAccumulateInOneOrder() {
+        let intel = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains("GenuineIntel") ?? false
+        let same: [KernelISA] = [.avx512, .check, .checkDPBF16] + (intel ? [.avx512bf16] : [])
+        let isas = same.filter(\.isSupported)
+        let pool = ComputePool(threads: 2)
+        let (m, n, k) = (67, 70, 515)
+        let a = Self.values(m * k, seed: 3), w = Self.values(n * k, seed: 4)
+        var outputs: [(KernelISA, [Float])] = []
+        for isa in isas {
+            let weight = PackedWeight(Tensor(shape: [n, k], values: w), n: n, k: k, engine: MatmulEngine(isa: isa, precision: .bf16))
+            let out = Tensor(zeros: [m, n])
+            a.withUnsafeBufferPointer { Matmul.apply(weight, $0.baseAddress!, rows: m, into: out.mutablePointer, pool: pool) }
+            let (tokens, dim, heads) = (77, 128, 2)
+            let qkv = Tensor(shape: [tokens, 3 * dim], values: Self.values(tokens * 3 * dim, seed: 5))
+            let attended = Tensor(zeros: [tokens, dim])
+            _ = FusedAttention.run(engine: MatmulEngine(isa: isa, precision: .bf16), qkv: qkv.pointer, batch: 1, tokens: tokens,
+                                   dim: dim, heads: heads, causal: true, into: attended.mutablePointer, pool: pool)
+            outputs.append((isa, Array(out.buffer) + Array(attended.buffer)))
+        }
+        for (isa, values) in outputs.dropFirst() {
+            #expect(values == outputs[0].1, "\(isa) and \(outputs[0].0) differ in bf16")
+        }
+    }
+
     @Test func detectionAgreesWithTheCPUFlagsAndUnsupportedPathsAreRefused() throws {
         let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
             .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) }
@@ -154,7 +182,9 @@ import VTPTensor
                 : (flags.contains("avx2") && flags.contains("fma") ? .avx2 : .blas)
             #expect(KernelISA.detected == expected)
         }
-        #expect(try KernelISA.fromEnvironment([:]) == KernelISA.detected)
+        // By default the detected path, except that Intel's slow vdpbf16ps gives way to widening.
+        let intel = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains("GenuineIntel") ?? false
+        #expect(try KernelISA.fromEnvironment([:]) == (KernelISA.detected == .avx512bf16 && intel ? .avx512 : KernelISA.detected))
         #expect(try KernelISA.fromEnvironment(["VTP_ISA": "blas"]) == .blas)
         #expect(throws: KernelError.unknownISA("sse9")) { try KernelISA.fromEnvironment(["VTP_ISA": "sse9"]) }
         for isa in KernelISA.allCases where !isa.isSupported {

@@ -29,15 +29,22 @@ typedef enum {
 /// The best ISA this CPU and OS support (CPUID, and XGETBV for the register state the OS saves).
 int vtp_cpu_isa(void);
 
+/// Whether vdpbf16ps outpaces float32 FMA on this CPU, so that bf16 products should run on it
+/// rather than on bf16 weights widened to float32. AMD's Zen 4 and Zen 5 run it at twice the FMA
+/// rate in flops; the Intel Xeons measured here at half (0.5 instructions per cycle against two
+/// FMAs), so on GenuineIntel CPUs this is 0. Decided from CPUID alone, never by timing, so a machine
+/// always picks the same path and its outputs keep the same bits.
+int vtp_cpu_dpbf16_is_fast(void);
+
 /// A kernel path: instruction set, tile geometry, and the formats of packed A and B.
 typedef enum {
-    VTP_PATH_CHECK_F32 = 0,      ///< the AVX-512 12×32 float32 tiles, compiled for AVX2
-    VTP_PATH_CHECK_BF16 = 1,     ///< the AVX-512 12×32 widening bf16 tiles, compiled for AVX2
+    VTP_PATH_CHECK_F32 = 0,      ///< the AVX-512 28×16 float32 tiles, compiled for AVX2
+    VTP_PATH_CHECK_BF16 = 1,     ///< the AVX-512 28×16 widening bf16 tiles, compiled for AVX2
     VTP_PATH_AVX2_F32 = 2,       ///< 6×16 float32 FMA tiles
     VTP_PATH_AVX2_BF16 = 3,      ///< 6×16 tiles, bf16 weights widened to float32
-    VTP_PATH_AVX512_F32 = 4,     ///< 12×32 float32 FMA tiles
-    VTP_PATH_AVX512_BF16 = 5,    ///< 12×32 tiles, bf16 weights widened to float32
-    VTP_PATH_AVX512BF16 = 6,     ///< 12×32 vdpbf16ps tiles
+    VTP_PATH_AVX512_F32 = 4,     ///< 28×16 float32 FMA tiles
+    VTP_PATH_AVX512_BF16 = 5,    ///< 28×16 tiles, bf16 weights widened to float32 in registers
+    VTP_PATH_AVX512BF16 = 6,     ///< 28×16 vdpbf16ps tiles
     VTP_PATH_CHECK_DPBF16 = 7,   ///< the vdpbf16ps path's packing and tiles, the instruction emulated on AVX2
 } vtp_path;
 
