@@ -16,9 +16,9 @@ public enum ComputePrecision: String, Sendable, CaseIterable, Codable {
 public enum KernelISA: String, Sendable, CaseIterable, Codable {
     /// AVX-512F with AVX512_BF16: `vdpbf16ps` tiles for bf16, FMA tiles for fp32.
     case avx512bf16
-    /// AVX-512F: FMA tiles; bf16 weights are widened to float32 per panel.
+    /// AVX-512F: 28×16 FMA tiles; bf16 weights are widened to float32 in registers as the tile reads them.
     case avx512
-    /// AVX2 + FMA: 6×16 FMA tiles; bf16 weights widened per panel.
+    /// AVX2 + FMA: 6×16 FMA tiles; bf16 weights widened in registers.
     case avx2
     /// The AVX-512 tile geometry and code compiled for AVX2, so machines without AVX-512 can test
     /// the packing, tiling and epilogues the AVX-512 paths run. Slower; never picked by itself.
