@@ -130,10 +130,11 @@ struct FeedForward {
     /// Runs the feed-forward on `rows` rows of `x` into `out`; with `residual`, the last product
     /// writes `residual + scale ⊙ ffn(x)` (`out` must be another buffer than `residual`).
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
-                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, pool: ComputePool) {
+                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, scratch: BlockScratch = BlockScratch(),
+                        pool: ComputePool) {
         switch kind {
         case let .mlp(fc1, fc2):
-            let h = Tensor(uninitialized: [rows, fc1.outFeatures])
+            let h = scratch.buffer(.hidden, count: rows * fc1.outFeatures)
             let width = fc1.outFeatures
             pool.parallelFor(rows, grain: 64) { r in
                 let block = h.mutablePointer + r.lowerBound * width
@@ -143,8 +144,8 @@ struct FeedForward {
             fc2(h.pointer, rows: rows, into: out, residual: residual, scale: scale, pool: pool)
             withExtendedLifetime(h) {}
         case let .swiglu(w1, w2, w3):
-            let a = Tensor(uninitialized: [rows, w1.outFeatures])
-            let b = Tensor(uninitialized: [rows, w2.outFeatures])
+            let a = scratch.buffer(.hidden, count: rows * w1.outFeatures)
+            let b = scratch.buffer(.gate, count: rows * w2.outFeatures)
             let width = w1.outFeatures
             pool.parallelFor(rows, grain: 64) { r in
                 let (xa, pa, pb) = (x + r.lowerBound * w1.inFeatures, a.mutablePointer + r.lowerBound * width,

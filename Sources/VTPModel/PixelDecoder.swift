@@ -40,7 +40,10 @@ struct PixelDecoder {
         let x = Tensor(uninitialized: [b, hw, dim])
         projIn(tokensIn.pointer, rows: b * hw, into: x.mutablePointer, pool: pool)
         let (sin, cos) = rope.tables(height: h, width: w)
-        for block in blocks { block.forward(x, batch: b, tokens: hw, sin: sin, cos: cos, pool: pool) }
+        do {  // the blocks' buffers go before the output layers allocate theirs
+            let scratch = BlockScratch()
+            for block in blocks { block.forward(x, batch: b, tokens: hw, sin: sin, cos: cos, scratch: scratch, pool: pool) }
+        }
         let normed = norm(x, pool: pool)
         let r = Self.upscale
         let channels = projOut.outFeatures

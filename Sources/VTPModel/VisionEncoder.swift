@@ -86,8 +86,9 @@ struct VisionEncoder {
         let (x, gh, gw) = try embed(images, pool: pool)
         let (sin, cos) = rope.tables(height: gh, width: gw)
         let b = images.shape[0], n = gh * gw + 1
+        let scratch = BlockScratch()
         for (i, block) in blocks.enumerated() {
-            block.forward(x, batch: b, tokens: n, sin: sin, cos: cos, pool: pool)
+            block.forward(x, batch: b, tokens: n, sin: sin, cos: cos, scratch: scratch, pool: pool)
             observe(i, x)
         }
         return (x, gh, gw)
