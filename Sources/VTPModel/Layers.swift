@@ -130,7 +130,7 @@ struct FeedForward {
     /// Runs the feed-forward on `rows` rows of `x` into `out`; with `residual`, the last product
     /// writes `residual + scale ⊙ ffn(x)` (`out` must be another buffer than `residual`).
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
-                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, scratch: BlockScratch = BlockScratch(),
+                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, scratch: BlockScratch,
                         pool: ComputePool) {
         switch kind {
         case let .mlp(fc1, fc2):

@@ -9,6 +9,8 @@ import VTPTensor
     static let paths: [KernelISA] = KernelISA.allCases.filter(\.isSupported)
     static let kernelPaths: [KernelISA] = paths.filter { $0 != .blas }
     static let awkward = [1, 7, 17, 63, 65, 255, 257, 768, 3072]
+    /// Read from /proc/cpuinfo, apart from the CPUID check the engine makes.
+    static let cpuIsIntel = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains("GenuineIntel") ?? false
 
     /// Deterministic values in [-0.5, 0.5).
     static func values(_ count: Int, seed: UInt64) -> [Float] {
@@ -150,8 +152,7 @@ import VTPTensor
     /// emulated vdpbf16ps of `check-avx512bf16` and (on Intel) the instruction itself give the same
     /// bits, for GEMMs and attention alike.
     @Test func bf16PathsAccumulateInOneOrder() {
-        let intel = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains("GenuineIntel") ?? false
-        let same: [KernelISA] = [.avx512, .check, .checkDPBF16] + (intel ? [.avx512bf16] : [])
+        let same: [KernelISA] = [.avx512, .check, .checkDPBF16] + (Self.cpuIsIntel ? [.avx512bf16] : [])
         let isas = same.filter(\.isSupported)
         let pool = ComputePool(threads: 2)
         let (m, n, k) = (67, 70, 515)
@@ -183,8 +184,7 @@ import VTPTensor
             #expect(KernelISA.detected == expected)
         }
         // By default the detected path, except that Intel's slow vdpbf16ps gives way to widening.
-        let intel = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains("GenuineIntel") ?? false
-        #expect(try KernelISA.fromEnvironment([:]) == (KernelISA.detected == .avx512bf16 && intel ? .avx512 : KernelISA.detected))
+        #expect(try KernelISA.fromEnvironment([:]) == (KernelISA.detected == .avx512bf16 && Self.cpuIsIntel ? .avx512 : KernelISA.detected))
         #expect(try KernelISA.fromEnvironment(["VTP_ISA": "blas"]) == .blas)
         #expect(throws: KernelError.unknownISA("sse9")) { try KernelISA.fromEnvironment(["VTP_ISA": "sse9"]) }
         for isa in KernelISA.allCases where !isa.isSupported {
