@@ -14,6 +14,10 @@ public enum ComputePrecision: String, Sendable, CaseIterable, Codable {
 
 /// The instruction-set path the kernels run on.
 public enum KernelISA: String, Sendable, CaseIterable, Codable {
+    /// AMX-BF16 (with AVX-512F and AVX512_BF16): 32×32 `tdpbf16ps` tiles for bf16, the AVX-512 FMA
+    /// tiles for fp32. Its bf16 bits are its own: the instruction sums 32 products in an order of its
+    /// own, so they differ from the other paths' by rounding (still the same whatever the batch).
+    case amx
     /// AVX-512F with AVX512_BF16: `vdpbf16ps` tiles for bf16, FMA tiles for fp32.
     case avx512bf16
     /// AVX-512F: 28×16 FMA tiles; bf16 weights are widened to float32 in registers as the tile reads them.
@@ -33,6 +37,7 @@ public enum KernelISA: String, Sendable, CaseIterable, Codable {
     /// The best path this CPU supports.
     public static let detected: KernelISA = {
         switch Int32(vtp_cpu_isa()) {
+        case Int32(VTP_ISA_AMX.rawValue): .amx
         case Int32(VTP_ISA_AVX512BF16.rawValue): .avx512bf16
         case Int32(VTP_ISA_AVX512.rawValue): .avx512
         case Int32(VTP_ISA_AVX2.rawValue): .avx2
@@ -48,7 +53,7 @@ public enum KernelISA: String, Sendable, CaseIterable, Codable {
 
     /// Whether this CPU can run the path.
     public var isSupported: Bool {
-        let rank: (KernelISA) -> Int = { [.blas: 0, .avx2: 1, .check: 1, .checkDPBF16: 1, .avx512: 2, .avx512bf16: 3][$0]! }
+        let rank: (KernelISA) -> Int = { [.blas: 0, .avx2: 1, .check: 1, .checkDPBF16: 1, .avx512: 2, .avx512bf16: 3, .amx: 4][$0]! }
         return rank(self) <= rank(Self.detected)
     }
 
@@ -97,6 +102,7 @@ public struct MatmulEngine: Sendable, Equatable {
         self.precision = precision
         let bf16 = precision == .bf16
         switch isa {
+        case .amx: path = Int32((bf16 ? VTP_PATH_AMX_BF16 : VTP_PATH_AVX512_F32).rawValue)
         case .avx512bf16: path = Int32((bf16 ? VTP_PATH_AVX512BF16 : VTP_PATH_AVX512_F32).rawValue)
         case .avx512: path = Int32((bf16 ? VTP_PATH_AVX512_BF16 : VTP_PATH_AVX512_F32).rawValue)
         case .avx2: path = Int32((bf16 ? VTP_PATH_AVX2_BF16 : VTP_PATH_AVX2_F32).rawValue)

@@ -18,6 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #if defined(__x86_64__)
 #define VTP_X86 1
 #include <cpuid.h>
@@ -34,9 +39,10 @@ enum { KEY_TILE = 64, QUERY_BLOCK = 48, MC = 120, PREFETCH_DEPTHS = 8 };
 typedef struct {
     int mr, nr, kc;
     int b_bf16;        // packed B holds bf16 pair words
-    int a_pairs;       // packed A holds bf16 pair words (vdpbf16ps); else floats
+    int a_pairs;       // packed A holds bf16 pair words (vdpbf16ps, AMX); else floats
     int a_rounded;     // float A rounded to bf16 values
     int isa;
+    int k_align;       // depths of packed A and B are padded to a multiple of this
 } path_info;
 
 // The AVX-512 tiles are 28 rows × 16 columns: 28 accumulators, one B vector per depth and every
@@ -45,15 +51,20 @@ typedef struct {
 // 166 peak, where 12 × 32 (a broadcast register shared by two multiply-adds) reached 137. Depth
 // blocks of 768 (all of a ViT-B product's depth, so C is written once) in blocks of 120 rows, with
 // A and B prefetched 8 depths ahead, ran 5-15% faster in whole GEMMs than 256 × 240 without.
+//
+// The AMX tiles are 32 × 32: four 16 × 16 accumulator tiles fed by two A tiles (16 rows × 32
+// depths) and two B tiles (32 depths × 16 columns), each A and B tile used twice per load. A is
+// packed row-major (the tile loads rows with a stride), B in the same pair words as vdpbf16ps.
 static const path_info PATHS[] = {
-    [VTP_PATH_CHECK_F32] = {28, 16, 768, 0, 0, 0, VTP_ISA_AVX2},
-    [VTP_PATH_CHECK_BF16] = {28, 16, 768, 1, 0, 1, VTP_ISA_AVX2},
-    [VTP_PATH_AVX2_F32] = {6, 16, 384, 0, 0, 0, VTP_ISA_AVX2},
-    [VTP_PATH_AVX2_BF16] = {6, 16, 384, 1, 0, 1, VTP_ISA_AVX2},
-    [VTP_PATH_AVX512_F32] = {28, 16, 768, 0, 0, 0, VTP_ISA_AVX512},
-    [VTP_PATH_AVX512_BF16] = {28, 16, 768, 1, 0, 1, VTP_ISA_AVX512},
-    [VTP_PATH_AVX512BF16] = {28, 16, 768, 1, 1, 0, VTP_ISA_AVX512BF16},
-    [VTP_PATH_CHECK_DPBF16] = {28, 16, 768, 1, 1, 0, VTP_ISA_AVX2},
+    [VTP_PATH_CHECK_F32] = {28, 16, 768, 0, 0, 0, VTP_ISA_AVX2, 1},
+    [VTP_PATH_CHECK_BF16] = {28, 16, 768, 1, 0, 1, VTP_ISA_AVX2, 2},
+    [VTP_PATH_AVX2_F32] = {6, 16, 384, 0, 0, 0, VTP_ISA_AVX2, 1},
+    [VTP_PATH_AVX2_BF16] = {6, 16, 384, 1, 0, 1, VTP_ISA_AVX2, 2},
+    [VTP_PATH_AVX512_F32] = {28, 16, 768, 0, 0, 0, VTP_ISA_AVX512, 1},
+    [VTP_PATH_AVX512_BF16] = {28, 16, 768, 1, 0, 1, VTP_ISA_AVX512, 2},
+    [VTP_PATH_AVX512BF16] = {28, 16, 768, 1, 1, 0, VTP_ISA_AVX512BF16, 1},
+    [VTP_PATH_CHECK_DPBF16] = {28, 16, 768, 1, 1, 0, VTP_ISA_AVX2, 1},
+    [VTP_PATH_AMX_BF16] = {32, 16, 1536, 1, 1, 0, VTP_ISA_AMX, 32},
 };
 
 /// Rows of A packed per block: about MC, in whole tiles.
@@ -91,6 +102,16 @@ void vtp_round_bf16_inplace(float *values, size_t count) {
     for (size_t i = 0; i < count; i++) values[i] = bf16_value(values[i]);
 }
 
+/// Asks Linux for this process's leave to use AMX tile data (granted once, for every thread).
+static int amx_permitted(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
+
 int vtp_cpu_isa(void) {
 #ifdef VTP_X86
     unsigned a, b, c, d;
@@ -106,8 +127,14 @@ int vtp_cpu_isa(void) {
     if (!((b >> 5) & 1)) return VTP_ISA_NONE;  // AVX2
     // AVX-512F, with opmask, ZMM_Hi256 and Hi16_ZMM state saved by the OS.
     if (!((b >> 16) & 1) || (lo & 0xe0u) != 0xe0u) return VTP_ISA_AVX2;
+    unsigned amx = d;  // leaf 7.0 EDX: AMX-BF16 bit 22, AMX-TILE bit 24
     __cpuid_count(7, 1, a, b, c, d);
-    return ((a >> 5) & 1) ? VTP_ISA_AVX512BF16 : VTP_ISA_AVX512;
+    if (!((a >> 5) & 1)) return VTP_ISA_AVX512;
+    // AMX: both features, the tile state enabled in XCR0 (bits 17, 18), and Linux's per-process
+    // leave to use tile data, which a first tile instruction without it would die on (SIGILL).
+    if (((amx >> 22) & 1) && ((amx >> 24) & 1) && (lo & 0x60000u) == 0x60000u && amx_permitted())
+        return VTP_ISA_AMX;
+    return VTP_ISA_AVX512BF16;
 #else
     return VTP_ISA_NONE;
 #endif
@@ -135,8 +162,12 @@ static size_t b_bytes(int format, int nr, int n, int k_padded) {
     return panels * (size_t)ceil_div(k_padded, 2) * nr * sizeof(uint32_t);
 }
 
+/// Depth of packed A and B for `k` depths: padded to the path's multiple (zeros past k).
+static inline int padded_depth(const path_info *P, int k) { return round_up(k, P->k_align); }
+
 size_t vtp_packed_bytes(int path, int n, int k_padded) {
-    return b_bytes(PATHS[path].b_bf16 ? B_PAIRS : B_FLOATS, PATHS[path].nr, n, k_padded);
+    const path_info *P = &PATHS[path];
+    return b_bytes(P->b_bf16 ? B_PAIRS : B_FLOATS, P->nr, n, padded_depth(P, k_padded));
 }
 
 static void pack_b(int format, int nr, const float *src, long ld, int transposed, int n, int k, int k_padded, void *dst) {
@@ -164,12 +195,13 @@ static void pack_b(int format, int nr, const float *src, long ld, int transposed
 }
 
 void vtp_pack_b_f32(int path, const float *src, long ld, int transposed, int n, int k, int k_padded, void *dst) {
-    pack_b(PATHS[path].b_bf16 ? B_PAIRS : B_FLOATS, PATHS[path].nr, src, ld, transposed, n, k, k_padded, dst);
+    const path_info *P = &PATHS[path];
+    pack_b(P->b_bf16 ? B_PAIRS : B_FLOATS, P->nr, src, ld, transposed, n, k, padded_depth(P, k_padded), dst);
 }
 
 void vtp_pack_b_bf16(int path, const uint16_t *src, long ld, int transposed, int n, int k, int k_padded, void *dst) {
     const path_info *P = &PATHS[path];
-    int nr = P->nr, pairs = ceil_div(k_padded, 2);
+    int nr = P->nr, pairs = ceil_div(padded_depth(P, k_padded), 2);
     uint16_t *out = (uint16_t *)dst;
     memset(out, 0, vtp_packed_bytes(path, n, k_padded));
     for (int col = 0; col < n; col++) {
@@ -179,12 +211,12 @@ void vtp_pack_b_bf16(int path, const uint16_t *src, long ld, int transposed, int
     }
 }
 
-/// Depth of packed A for `kc` depths: widening paths read depths in pairs, so pad to even.
-static inline int a_depth(const path_info *P, int kc) { return (P->b_bf16 && !P->a_pairs) ? round_up(kc, 2) : kc; }
+/// Depth of packed A for `kc` depths: widening paths read depths in pairs, AMX in 32s.
+static inline int a_depth(const path_info *P, int kc) { return padded_depth(P, kc); }
 
 /// Bytes of one packed A micro-panel of depth kc.
 static inline size_t a_panel_bytes(const path_info *P, int kc) {
-    return P->a_pairs ? (size_t)ceil_div(kc, 2) * P->mr * 4 : (size_t)a_depth(P, kc) * P->mr * 4;
+    return P->a_pairs ? (size_t)ceil_div(a_depth(P, kc), 2) * P->mr * 4 : (size_t)a_depth(P, kc) * P->mr * 4;
 }
 
 #ifdef VTP_X86
@@ -253,9 +285,42 @@ __attribute__((target("avx512f"))) static void pack_a_avx512(const path_info *P,
 }
 #endif
 
+#ifdef VTP_X86
+/// pack_a for AMX: row-major pair words (as B's: depth 2k in the high half), depth padded to 32
+/// with zeros, so a tile load takes 16 rows of 32 depths with the row length as its stride.
+__attribute__((target("avx512f"))) static void pack_a_amx(const path_info *P, const float *a, long lda, int rows,
+                                                          int kc, uint32_t *out) {
+    int depth = a_depth(P, kc), words = depth / 2, padded_rows = round_up(rows, P->mr);
+    for (int r = 0; r < padded_rows; r++) {
+        uint32_t *dst = out + (size_t)r * words;
+        if (r >= rows) {
+            memset(dst, 0, (size_t)words * 4);
+            continue;
+        }
+        const float *src = a + (long)r * lda;
+        for (int kk = 0; kk < depth; kk += 32) {
+            int left = kc - kk;
+            __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(m0, src + kk), x1 = _mm512_maskz_loadu_ps(m1, src + kk + 16);
+            // bf16 bits to the low halves, narrowed to 32 words in depth order, then each pair's
+            // halves swapped so the even depth sits high.
+            __m256i h0 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round16(x0), 16));
+            __m256i h1 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round16(x1), 16));
+            __m512i natural = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
+            _mm512_storeu_si512((void *)(dst + kk / 2), _mm512_rol_epi32(natural, 16));
+        }
+    }
+}
+#endif
+
 /// Packs rows 0..<rows of A (whole tiles, zero rows past `rows`), depths 0..<kc.
 static void pack_a(const path_info *P, const float *a, long lda, int rows, int kc, void *out) {
 #ifdef VTP_X86
+    if (P->isa == VTP_ISA_AMX) {
+        pack_a_amx(P, a, lda, rows, kc, out);
+        return;
+    }
     if (P->isa >= VTP_ISA_AVX512 && P->mr == 28) {
         pack_a_avx512(P, a, lda, rows, kc, out);
         return;
@@ -498,6 +563,89 @@ __attribute__((target("avx2,fma"))) static void dpbf16_check_tile(int kc, const 
 }
 #endif
 
+#ifdef VTP_X86
+/// The tile configuration every AMX tile function runs under (see PATHS): eight tiles of 16 rows
+/// of 64 bytes. Tile state is per thread, so each call that runs AMX tiles loads it first.
+typedef struct __attribute__((packed)) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+} amx_config;
+
+__attribute__((target("amx-tile"))) static void amx_configure(void) {
+    amx_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.rows[t] = 16;
+        config.bytes_per_row[t] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+/// Loads one 32 × 16 output's partial sums into accumulator tiles T0 (rows 0-15) and T1 (16-31):
+/// zeros on a first block, straight from C for a whole tile, through `buf` at an edge.
+#define AMX_LOAD_C(T0, T1, o, buf)                                                                      \
+    do {                                                                                                \
+        if ((o)->first) {                                                                               \
+            _tile_zero(T0);                                                                             \
+            _tile_zero(T1);                                                                             \
+        } else if ((o)->rows == 32 && (o)->cols == 16) {                                                \
+            _tile_loadd(T0, (o)->c, (o)->ldc * 4);                                                      \
+            _tile_loadd(T1, (o)->c + 16 * (o)->ldc, (o)->ldc * 4);                                      \
+        } else {                                                                                        \
+            tile_begin(buf, 32, 16, o);                                                                 \
+            _tile_loadd(T0, buf, 64);                                                                   \
+            _tile_loadd(T1, buf + 256, 64);                                                             \
+        }                                                                                               \
+    } while (0)
+
+/// Stores accumulator tiles T0, T1 through `buf` and applies the epilogue in registers.
+#define AMX_FINISH(T0, T1, o, buf)                                                                      \
+    do {                                                                                                \
+        _tile_stored(T0, buf, 64);                                                                      \
+        _tile_stored(T1, buf + 256, 64);                                                                \
+        vf16 acc[32][1];                                                                                \
+        memcpy(acc, buf, sizeof acc);                                                                   \
+        TILE_FINISH(vf16, 32, 16, 1, acc, buf, o);                                                      \
+    } while (0)
+
+/// One or two 32 × 16 outputs (columns of B panels pb0 and, when not NULL, pb1) over `kc` depths
+/// (a multiple of 32) of a row-major pair-packed A. With two panels every A tile load feeds two
+/// tdpbf16ps and every B tile load two.
+__attribute__((target("avx512f,amx-tile,amx-bf16"))) static void amx_tiles(int kc, const uint32_t *pa,
+                                                                          const uint32_t *pb0, const uint32_t *pb1,
+                                                                          const tile_out *o0, const tile_out *o1) {
+    float buf[32 * 16] __attribute__((aligned(64)));
+    long stride = (long)kc * 2;  // bytes of one packed A row: kc / 2 words
+    const uint32_t *pa16 = pa + (size_t)16 * (kc / 2);  // rows 16-31
+    AMX_LOAD_C(0, 1, o0, buf);
+    if (pb1) {
+        AMX_LOAD_C(2, 3, o1, buf);
+        for (int k0 = 0; k0 < kc; k0 += 32) {
+            _tile_loadd(4, pa + k0 / 2, stride);
+            _tile_loadd(6, pb0 + (size_t)(k0 / 2) * 16, 64);
+            _tile_loadd(7, pb1 + (size_t)(k0 / 2) * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(2, 4, 7);
+            _tile_loadd(5, pa16 + k0 / 2, stride);
+            _tile_dpbf16ps(1, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+        AMX_FINISH(2, 3, o1, buf);
+    } else {
+        for (int k0 = 0; k0 < kc; k0 += 32) {
+            _tile_loadd(4, pa + k0 / 2, stride);
+            _tile_loadd(6, pb0 + (size_t)(k0 / 2) * 16, 64);
+            _tile_loadd(5, pa16 + k0 / 2, stride);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 5, 6);
+        }
+    }
+    AMX_FINISH(0, 1, o0, buf);
+}
+#endif
+
 /// Runs one tile of `path` over `kc` depths of a B stored as `b_format`: the vdpbf16ps tile on
 /// pair-packed A and B, the widening tile on float A and pair-packed B, else the float32 tile.
 static void run_tile(int path, int b_format, int kc, const void *pa, const void *pb, const tile_out *o) {
@@ -521,6 +669,7 @@ static void run_tile(int path, int b_format, int kc, const void *pa, const void 
         return;
     case VTP_PATH_AVX512BF16: dpbf16_tile(kc, pa, pb, o); return;
     case VTP_PATH_CHECK_DPBF16: dpbf16_check_tile(kc, pa, pb, o); return;
+    case VTP_PATH_AMX_BF16: amx_tiles(kc, pa, pb, NULL, o, NULL); return;
 #endif
     default: abort();
     }
@@ -569,8 +718,13 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
     }
     size_t panel_stride = vtp_packed_bytes(path, nr, k);
     int mcmax = block_rows(P), b_format = P->b_bf16 ? B_PAIRS : B_FLOATS;
+    // AMX tiles take two panels at once (see amx_tiles); every other path one.
+    int amx = P->isa == VTP_ISA_AMX, step = amx ? 2 : 1;
     void *abuf = scratch(&scratch_a, (size_t)(mcmax / P->mr) * a_panel_bytes(P, P->kc));
     if (!abuf) return -1;
+#ifdef VTP_X86
+    if (amx) amx_configure();
+#endif
     for (int k0 = 0; k0 < k; k0 += P->kc) {
         int kc = k - k0 < P->kc ? k - k0 : P->kc;
         size_t apanel = a_panel_bytes(P, kc);
@@ -578,21 +732,34 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
         for (int m0 = 0; m0 < m; m0 += mcmax) {
             int mc = m - m0 < mcmax ? m - m0 : mcmax;
             pack_a(P, a + (long)m0 * lda + k0, lda, mc, kc, abuf);
-            for (int p = panel_begin; p < panel_end; p++) {
+            for (int p = panel_begin; p < panel_end; p += step) {
                 int col0 = p * nr;
                 if (col0 >= n) break;
+                int pair = amx && p + 1 < panel_end && col0 + nr < n;
                 const char *bp = (const char *)packed_b + (size_t)p * panel_stride + b_depth_offset(P, k0);
                 for (int r = 0; r < mc; r += P->mr) {
                     int row = m0 + r;
-                    tile_out o = {
-                        .c = c + (long)row * ldc + col0, .ldc = ldc,
-                        .rows = mc - r < P->mr ? mc - r : P->mr, .cols = n - col0 < nr ? n - col0 : nr,
-                        .first = k0 == 0, .last = k0 + kc >= k, .alpha = ep->alpha,
-                        .bias = ep->bias ? ep->bias + col0 : NULL,
-                        .residual = ep->residual ? ep->residual + (long)row * ep->ldr + col0 : NULL,
-                        .scale = ep->scale ? ep->scale + col0 : NULL, .ldr = ep->ldr,
-                    };
-                    run_tile(path, b_format, depth, (const char *)abuf + (size_t)(r / P->mr) * apanel, bp, &o);
+                    tile_out o[2];
+                    for (int h = 0; h <= pair; h++) {
+                        int col = col0 + h * nr;
+                        o[h] = (tile_out){
+                            .c = c + (long)row * ldc + col, .ldc = ldc,
+                            .rows = mc - r < P->mr ? mc - r : P->mr, .cols = n - col < nr ? n - col : nr,
+                            .first = k0 == 0, .last = k0 + kc >= k, .alpha = ep->alpha,
+                            .bias = ep->bias ? ep->bias + col : NULL,
+                            .residual = ep->residual ? ep->residual + (long)row * ep->ldr + col : NULL,
+                            .scale = ep->scale ? ep->scale + col : NULL, .ldr = ep->ldr,
+                        };
+                    }
+                    const char *pa = (const char *)abuf + (size_t)(r / P->mr) * apanel;
+#ifdef VTP_X86
+                    if (amx) {
+                        amx_tiles(depth, (const uint32_t *)pa, (const uint32_t *)bp,
+                                  pair ? (const uint32_t *)(bp + panel_stride) : NULL, &o[0], pair ? &o[1] : NULL);
+                        continue;
+                    }
+#endif
+                    run_tile(path, b_format, depth, pa, bp, &o[0]);
                 }
             }
         }
@@ -621,7 +788,7 @@ static attention_layout attention_regions(int path, int n, int hd, char *base) {
     int qtiles = query_block(P) / P->mr;
     int format = attention_b_format(P);
     size_t sizes[8] = {
-        b_bytes(format, P->nr, npad, hd),               // K as B: keys are the columns
+        b_bytes(format, P->nr, npad, a_depth(P, hd)),   // K as B: keys are the columns
         b_bytes(format, P->nr, hd, npad),               // V as B: keys are the depth
         (size_t)qtiles * a_panel_bytes(P, hd),
         (size_t)qtiles * a_panel_bytes(P, KEY_TILE),
@@ -727,9 +894,33 @@ static void softmax_tile(int path, float *scores, int rows, int q0, int key0, in
 #ifdef VTP_X86
     case VTP_ISA_AVX2: softmax_tile_avx2(scores, rows, q0, key0, n, causal, scale, rowmax, rowsum, acc, hdp); return;
     case VTP_ISA_AVX512:
-    case VTP_ISA_AVX512BF16: softmax_tile_avx512(scores, rows, q0, key0, n, causal, scale, rowmax, rowsum, acc, hdp); return;
+    case VTP_ISA_AVX512BF16:
+    case VTP_ISA_AMX: softmax_tile_avx512(scores, rows, q0, key0, n, causal, scale, rowmax, rowsum, acc, hdp); return;
 #endif
     default: softmax_tile_generic(scores, rows, q0, key0, n, causal, scale, rowmax, rowsum, acc, hdp); return;
+    }
+}
+
+/// One row tile of an attention product against `panels` B panels `stride` bytes apart: the
+/// outputs go to `c` (row stride ldc), panel h at columns h·nr. AMX tiles take panels in twos.
+static void attention_row(int path, int format, int depth, const void *pa, const char *pb, size_t stride, int panels,
+                          float *c, int ldc, int first) {
+    const path_info *P = &PATHS[path];
+    int amx = P->isa == VTP_ISA_AMX;
+    for (int h = 0; h < panels; h += amx ? 2 : 1) {
+        tile_out o[2];
+        int pair = amx && h + 1 < panels;
+        for (int i = 0; i <= pair; i++)
+            o[i] = (tile_out){.c = c + (h + i) * P->nr, .ldc = ldc, .rows = P->mr, .cols = P->nr, .first = first,
+                              .last = 1, .alpha = 1.0f};
+#ifdef VTP_X86
+        if (amx) {
+            amx_tiles(depth, pa, (const uint32_t *)(pb + (size_t)h * stride),
+                      pair ? (const uint32_t *)(pb + (size_t)(h + 1) * stride) : NULL, &o[0], pair ? &o[1] : NULL);
+            continue;
+        }
+#endif
+        run_tile(path, format, depth, pa, pb + (size_t)h * stride, &o[0]);
     }
 }
 
@@ -740,13 +931,17 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
     if (!base) return -1;
     attention_layout L = attention_regions(path, n, hd, base);
     int npad = round_up(n, KEY_TILE), hdp = round_up(hd, P->nr), mr = P->mr, nr = P->nr;
-    int format = attention_b_format(P);
-    size_t kstride = b_bytes(format, nr, nr, hd), vstride = b_bytes(format, nr, nr, npad);
+    int format = attention_b_format(P), kd = a_depth(P, hd);
+    size_t kstride = b_bytes(format, nr, nr, kd), vstride = b_bytes(format, nr, nr, npad);
     size_t kreal = (size_t)ceil_div(n, nr), kpanels = (size_t)npad / nr;
-    pack_b(format, nr, k, ld, 1, n, hd, hd, L.kpack);
+#ifdef VTP_X86
+    if (P->isa == VTP_ISA_AMX) amx_configure();
+#endif
+    pack_b(format, nr, k, ld, 1, n, hd, kd, L.kpack);
     memset((char *)L.kpack + kreal * kstride, 0, (kpanels - kreal) * kstride);
     pack_b(format, nr, v, ld, 0, hd, n, npad, L.vpack);
     size_t qpanel = a_panel_bytes(P, hd), ppanel = a_panel_bytes(P, KEY_TILE);
+    size_t key_offset = format == B_PAIRS ? (size_t)(KEY_TILE / 2) * nr * 4 : (size_t)KEY_TILE * nr * 4;
     int qblock = query_block(P);
     for (int q0 = 0; q0 < n; q0 += qblock) {
         int qb = n - q0 < qblock ? n - q0 : qblock;
@@ -758,22 +953,15 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
         int key_tiles = ceil_div(visible, KEY_TILE);
         for (int t = 0; t < key_tiles; t++) {
             for (int r = 0; r < tiles; r++)
-                for (int h = 0; h < KEY_TILE / nr; h++) {
-                    tile_out o = {.c = L.scores + (size_t)r * mr * KEY_TILE + h * nr, .ldc = KEY_TILE, .rows = mr,
-                                  .cols = nr, .first = 1, .last = 1, .alpha = 1.0f};
-                    run_tile(path, format, hd, (const char *)L.qpack + (size_t)r * qpanel,
-                             (const char *)L.kpack + (size_t)(t * (KEY_TILE / nr) + h) * kstride, &o);
-                }
+                attention_row(path, format, kd, (const char *)L.qpack + (size_t)r * qpanel,
+                              (const char *)L.kpack + (size_t)t * (KEY_TILE / nr) * kstride, kstride, KEY_TILE / nr,
+                              L.scores + (size_t)r * mr * KEY_TILE, KEY_TILE, 1);
             softmax_tile(path, L.scores, rows, q0, t * KEY_TILE, n, causal, scale, L.rowmax, L.rowsum, L.acc, hdp);
             pack_a(P, L.scores, KEY_TILE, rows, KEY_TILE, L.ppack);
             for (int r = 0; r < tiles; r++)
-                for (int p = 0; p < hdp / nr; p++) {
-                    tile_out o = {.c = L.acc + (size_t)r * mr * hdp + p * nr, .ldc = hdp, .rows = mr, .cols = nr,
-                                  .first = 0, .last = 1, .alpha = 1.0f};
-                    run_tile(path, format, KEY_TILE, (const char *)L.ppack + (size_t)r * ppanel,
-                             (const char *)L.vpack + (size_t)p * vstride +
-                                 (format == B_PAIRS ? (size_t)(t * KEY_TILE / 2) * nr * 4 : (size_t)t * KEY_TILE * nr * 4), &o);
-                }
+                attention_row(path, format, KEY_TILE, (const char *)L.ppack + (size_t)r * ppanel,
+                              (const char *)L.vpack + (size_t)t * key_offset, vstride, hdp / nr,
+                              L.acc + (size_t)r * mr * hdp, hdp, 0);
         }
         for (int i = 0; i < qb; i++) {
             float inv = 1.0f / L.rowsum[i];

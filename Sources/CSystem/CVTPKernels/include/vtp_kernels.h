@@ -1,6 +1,7 @@
 #pragma once
 /// vtp's own GEMM and attention kernels: register-tiled float32 FMA tiles for AVX2 and AVX-512F,
-/// bfloat16 tiles that widen to float32 on those, and AVX512_BF16 (`vdpbf16ps`) tiles.
+/// bfloat16 tiles that widen to float32 on those, AVX512_BF16 (`vdpbf16ps`) tiles, and AMX-BF16
+/// (`tdpbf16ps`) tiles.
 ///
 /// Each kernel is compiled for its instruction set with a per-function target attribute, so the
 /// package needs no global -m flags; callers pick a path from vtp_cpu_isa() at run time and must
@@ -9,8 +10,11 @@
 /// the AVX-512 paths run. All matrices are row-major float32.
 ///
 /// Reduction order: every output element is one chain of multiply-adds over k in increasing order
-/// (pairs of k for vdpbf16ps), whatever the m/n tiling and whatever rows share a call, so results do
-/// not depend on how a batch was formed or how work was split over threads (K is never split).
+/// (pairs of k for vdpbf16ps, 32 depths per tdpbf16ps), whatever the m/n tiling and whatever rows
+/// share a call, so results do not depend on how a batch was formed or how work was split over
+/// threads (K is never split). tdpbf16ps sums its 32 products in an order and precision of its own
+/// (measured: neither order of fused multiply-adds), so the AMX path has bits of its own; they too
+/// depend on nothing but the row, the column and the path.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,9 +28,12 @@ typedef enum {
     VTP_ISA_AVX2 = 1,        ///< AVX2 + FMA
     VTP_ISA_AVX512 = 2,      ///< AVX-512F
     VTP_ISA_AVX512BF16 = 3,  ///< AVX-512F + AVX512_BF16
+    VTP_ISA_AMX = 4,         ///< the above + AMX-TILE and AMX-BF16, with the OS's leave to use tile data
 } vtp_isa;
 
 /// The best ISA this CPU and OS support (CPUID, and XGETBV for the register state the OS saves).
+/// On Linux, AMX needs the process's permission for the tile data state: this asks for it
+/// (arch_prctl ARCH_REQ_XCOMP_PERM, once per process) and reports AMX only when it is granted.
 int vtp_cpu_isa(void);
 
 /// Whether vdpbf16ps outpaces float32 FMA on this CPU, so that bf16 products should run on it
@@ -46,6 +53,7 @@ typedef enum {
     VTP_PATH_AVX512_BF16 = 5,    ///< 28×16 tiles, bf16 weights widened to float32 in registers
     VTP_PATH_AVX512BF16 = 6,     ///< 28×16 vdpbf16ps tiles
     VTP_PATH_CHECK_DPBF16 = 7,   ///< the vdpbf16ps path's packing and tiles, the instruction emulated on AVX2
+    VTP_PATH_AMX_BF16 = 8,       ///< 32×32 tdpbf16ps tiles (four 16×16 accumulator tiles), depths padded to 32
 } vtp_path;
 
 /// Whether `path` keeps its weights (packed B) in bfloat16.
