@@ -675,6 +675,19 @@ static void run_tile(int path, int b_format, int kc, const void *pa, const void 
     }
 }
 
+/// Runs the tile at `o[0]` (B panel `pb`) and, with `pair` (AMX only: its tiles take two panels),
+/// the one at `o[1]` on the next panel, `panel_stride` bytes on, in the same call.
+static void run_tiles(int path, int b_format, int kc, const void *pa, const char *pb, size_t panel_stride,
+                      const tile_out *o, int pair) {
+#ifdef VTP_X86
+    if (pair) {
+        amx_tiles(kc, pa, (const uint32_t *)pb, (const uint32_t *)(pb + panel_stride), &o[0], &o[1]);
+        return;
+    }
+#endif
+    run_tile(path, b_format, kc, pa, pb, &o[0]);
+}
+
 /// Byte offset of depth k0 (even on bf16 paths) inside a B panel.
 static inline size_t b_depth_offset(const path_info *P, int k0) {
     return P->b_bf16 ? (size_t)(k0 / 2) * P->nr * 4 : (size_t)k0 * P->nr * 4;
@@ -751,15 +764,8 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
                             .scale = ep->scale ? ep->scale + col : NULL, .ldr = ep->ldr,
                         };
                     }
-                    const char *pa = (const char *)abuf + (size_t)(r / P->mr) * apanel;
-#ifdef VTP_X86
-                    if (amx) {
-                        amx_tiles(depth, (const uint32_t *)pa, (const uint32_t *)bp,
-                                  pair ? (const uint32_t *)(bp + panel_stride) : NULL, &o[0], pair ? &o[1] : NULL);
-                        continue;
-                    }
-#endif
-                    run_tile(path, b_format, depth, pa, bp, &o[0]);
+                    run_tiles(path, b_format, depth, (const char *)abuf + (size_t)(r / P->mr) * apanel, bp,
+                              panel_stride, o, pair);
                 }
             }
         }
@@ -913,14 +919,7 @@ static void attention_row(int path, int format, int depth, const void *pa, const
         for (int i = 0; i <= pair; i++)
             o[i] = (tile_out){.c = c + (h + i) * P->nr, .ldc = ldc, .rows = P->mr, .cols = P->nr, .first = first,
                               .last = 1, .alpha = 1.0f};
-#ifdef VTP_X86
-        if (amx) {
-            amx_tiles(depth, pa, (const uint32_t *)(pb + (size_t)h * stride),
-                      pair ? (const uint32_t *)(pb + (size_t)(h + 1) * stride) : NULL, &o[0], pair ? &o[1] : NULL);
-            continue;
-        }
-#endif
-        run_tile(path, format, depth, pa, pb + (size_t)h * stride, &o[0]);
+        run_tiles(path, format, depth, pa, pb + (size_t)h * stride, stride, o, pair);
     }
 }
 
