@@ -126,13 +126,13 @@ let package = Package(
 
         // Upstream's evaluation metrics (PSNR, SSIM, the Fréchet distance) on plain float images and
         // features: no model, no I/O; optimized even in debug builds, as the job tests score full-size images.
-        .target(name: "VTPEvaluation", dependencies: ["VTPTensor"], path: "Sources/VTPEvaluation", swiftSettings: optimizedSettings),
+        .target(name: "VTPEvaluation", dependencies: ["VTPTensor", "VTPRandom"], path: "Sources/VTPEvaluation", swiftSettings: optimizedSettings),
         // The metric networks: pytorch-fid's Inception (FID features) and LPIPS' VGG16, on the
         // convolution kernels of VTPTensor, loaded from safetensors.
         .target(name: "VTPMetricNets", dependencies: ["VTPTensor", "VTPSafeTensors"], path: "Sources/VTPMetricNets",
                 swiftSettings: optimizedSettings),
 
-        .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex", "VTPEvaluation", "VTPMetricNets"],
+        .target(name: "VTPJobs", dependencies: ["VTPVocabulary", "VTPConcurrency", "VTPDatasets", "VTPImage", "VTPModel", "VTPStorage", "VTPTensor", "VTPText", "VTPIndex", "VTPEvaluation", "VTPMetricNets", "VTPSafeTensors"],
                 path: "Sources/VTPJobs", swiftSettings: strictSettings),
 
         // MARK: Observability: Prometheus metrics, structured logs, console rendering.

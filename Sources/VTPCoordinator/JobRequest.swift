@@ -56,9 +56,16 @@ public struct JobRequest: Sendable, Equatable {
     /// through once here, checked and fingerprinted, and stays on disk: ``JobListing/items()``
     /// reads it again as the ledger cuts it into shards, so its size is not bounded by memory.
     public func list(maxItems: Int = .max) throws -> JobListing {
-        let kind = try DatasetSource.detect(input: input)
         var digest = ListingDigest()
-        let scan = try DatasetSource.scan(input: input, as: kind, classes: labelClasses) { digest.add($0) }
+        let scan: StreamedScan
+        if case let .linearProbe(probe) = parameters {
+            // A linear probe's items are the heads of its sweep; the input is read by the workers.
+            let heads = probe.heads.map { JobItem(ordinal: 0, sourceId: $0.key, location: .file(path: input)) }
+            scan = StreamedScan.listed(path: input, items: heads) { digest.add($0) }
+        } else {
+            let kind = try DatasetSource.detect(input: input)
+            scan = try DatasetSource.scan(input: input, as: kind, classes: labelClasses) { digest.add($0) }
+        }
         let listing = JobListing(scan: scan, digest: digest.value)
         guard listing.itemCount > 0 else { throw JobError.badInput(path: input, detail: "no images found") }
         guard listing.itemCount <= maxItems else {

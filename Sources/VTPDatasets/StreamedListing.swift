@@ -186,3 +186,33 @@ final class ListingFailure: Sendable {
 
     var error: (any Error)? { first.withLock { $0 } }
 }
+
+extension StreamedScan {
+    /// A listing of items made in memory rather than read from disk (a linear-probe job's sweep of
+    /// heads), with the same ordinals, fingerprint and re-walk as a reader's. `eachSourceId` sees
+    /// every id in order, for the listing's digest.
+    public static func listed(path: String, items: [JobItem], eachSourceId: (String) -> Void) -> StreamedScan {
+        let numbered = items.enumerated().map { index, item in
+            var item = item
+            item.ordinal = index
+            return item
+        }
+        // An in-memory cursor cannot fail.
+        return try! scan(path: path, open: { InMemoryCursor(items: numbered) }, eachSourceId: eachSourceId)
+    }
+}
+
+/// Walks items already in memory.
+private struct InMemoryCursor: ListingCursor {
+    let items: [JobItem]
+    var position = 0
+    var classes: [String] { [] }
+
+    init(items: [JobItem]) { self.items = items }
+
+    mutating func next() throws -> ListingEntry? {
+        guard position < items.count else { return nil }
+        defer { position += 1 }
+        return .item(items[position])
+    }
+}

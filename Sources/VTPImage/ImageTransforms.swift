@@ -4,11 +4,15 @@ public enum PreprocessTransform: Sendable, Equatable {
     case admCenterCrop(size: Int)
     /// torchvision `Resize((size, size))` on a PIL image: `image.resize((size, size), BILINEAR)`.
     case resize(size: Int)
+    /// The evaluation transform of DINO-style linear probing (upstream's `make_eval_transform`):
+    /// torchvision `Resize(size · 256 / 224, BICUBIC)` (short side, aspect kept) then
+    /// `CenterCrop(size)`; 256 then 224 at `size` 224.
+    case resizeCenterCrop(size: Int)
 
     /// Side length of the square output.
     public var size: Int {
         switch self {
-        case let .admCenterCrop(size), let .resize(size): return size
+        case let .admCenterCrop(size), let .resize(size), let .resizeCenterCrop(size): return size
         }
     }
 
@@ -19,6 +23,8 @@ public enum PreprocessTransform: Sendable, Equatable {
             return try image.admCenterCrop(size: size, compatibility: compatibility)
         case let .resize(size):
             return try image.resized(width: size, height: size, filter: .bilinear, compatibility: compatibility)
+        case let .resizeCenterCrop(size):
+            return try image.resizeCenterCrop(size: size, compatibility: compatibility)
         }
     }
 }
@@ -51,6 +57,10 @@ extension PreprocessTransform {
                                               height: geometry.scaledHeight, filter: .bicubic, columns: size, rows: size,
                                               compatibility: compatibility)
             return max(peak, current.bytes + last)
+        case let .resizeCenterCrop(size):
+            guard let geometry = try? ResizeCenterCropGeometry(width: width, height: height, size: size), geometry.resizes else { return 0 }
+            return Resampler.workingBytes(inWidth: width, inHeight: height, width: geometry.scaledWidth, height: geometry.scaledHeight,
+                                          filter: .bicubic, columns: size, rows: size, compatibility: compatibility)
         }
     }
 
@@ -62,7 +72,39 @@ extension PreprocessTransform {
         switch self {
         case let .admCenterCrop(size): return min(width, height) >= size
         case let .resize(size): return width >= min(size, fullWidth) && height >= min(size, fullHeight)
+        case let .resizeCenterCrop(size):
+            let short = ResizeCenterCropGeometry.resizeSize(crop: size)
+            return min(width, height) >= min(short, min(fullWidth, fullHeight))
         }
+    }
+}
+
+/// torchvision's `Resize(R)` + `CenterCrop(size)` on a PIL image: the short side becomes R and the
+/// long side `int(R · long / short)` (truncated, as `_compute_resized_output_size`), an image
+/// already that size is not resampled, and the crop's offsets are `int(round((side − size) / 2))`
+/// (Python's round, half to even).
+struct ResizeCenterCropGeometry {
+    var scaledWidth: Int
+    var scaledHeight: Int
+    var cropX: Int
+    var cropY: Int
+    /// Whether the resize changes the image (torchvision returns it untouched otherwise).
+    var resizes: Bool
+
+    /// The short side the crop is taken from: 256 for 224, as upstream's eval transform.
+    static func resizeSize(crop: Int) -> Int { crop * 256 / 224 }
+
+    init(width: Int, height: Int, size: Int) throws(ImageError) {
+        guard size > 0, width > 0, height > 0 else { throw .invalidArgument("resize + center crop of \(width)x\(height) to \(size) needs positive sizes") }
+        let short = Self.resizeSize(crop: size)
+        let long = Int(min(Double(short) * Double(max(width, height)) / Double(min(width, height)), 1e18))
+        (scaledWidth, scaledHeight) = width <= height ? (short, long) : (long, short)
+        guard scaledWidth >= size, scaledHeight >= size else {
+            throw .invalidArgument("resize + center crop: \(scaledWidth)x\(scaledHeight) after resizing is smaller than \(size)")
+        }
+        resizes = scaledWidth != width || scaledHeight != height
+        cropX = Int((Double(scaledWidth - size) / 2).rounded(.toNearestOrEven))
+        cropY = Int((Double(scaledHeight - size) / 2).rounded(.toNearestOrEven))
     }
 }
 
@@ -132,6 +174,16 @@ extension RGBImage {
             image = try image.resized(width: halved.width, height: halved.height, filter: .box, compatibility: compatibility)
         }
         return Resampler.resample(image, width: geometry.scaledWidth, height: geometry.scaledHeight, filter: .bicubic,
+                                  xs: geometry.cropX..<(geometry.cropX + size), ys: geometry.cropY..<(geometry.cropY + size),
+                                  compatibility: compatibility)
+    }
+
+    /// torchvision `Resize(size · 256 / 224, BICUBIC)` + `CenterCrop(size)` (see
+    /// ``ResizeCenterCropGeometry``), the resize and crop fused: only the kept pixels are computed.
+    public func resizeCenterCrop(size: Int, compatibility: PillowCompatibility = .pillow13) throws(ImageError) -> RGBImage {
+        let geometry = try ResizeCenterCropGeometry(width: width, height: height, size: size)
+        guard geometry.resizes else { return try cropped(x: geometry.cropX, y: geometry.cropY, width: size, height: size) }
+        return Resampler.resample(self, width: geometry.scaledWidth, height: geometry.scaledHeight, filter: .bicubic,
                                   xs: geometry.cropX..<(geometry.cropX + size), ys: geometry.cropY..<(geometry.cropY + size),
                                   compatibility: compatibility)
     }

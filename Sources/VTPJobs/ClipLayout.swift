@@ -49,6 +49,7 @@ public enum ClipLayout {
                                try ReconstructionLayout.fidFeatures(.reconstructed, shard: shard)]
         case .latents: [ShardNaming.tensorShard(prefix: "latents", rank: 0, shard: shard), ShardNaming.idSidecar(rank: 0, shard: shard)]
         case .features: [ShardNaming.tensorShard(prefix: "features", rank: 0, shard: shard), ShardNaming.idSidecar(rank: 0, shard: shard)]
+        case .linearProbe: [try LinearProbeLayout.results(shard: shard), try LinearProbeLayout.heads(shard: shard)]
         }
     }
 

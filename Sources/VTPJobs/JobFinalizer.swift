@@ -60,6 +60,7 @@ public enum JobFinalizer {
         let format: String, preprocessing: [String: String], dtype: OutputDType
         var extras: [String: Any] = [:]
         let written = summaries.compactMap(\.written)
+        var classes = parameters.labelClasses.isEmpty ? nil : parameters.labelClasses
         switch parameters {
         case let .latents(p):
             format = "lightningdit-latents"
@@ -131,6 +132,17 @@ public enum JobFinalizer {
             ]
             let indexed = summaries.compactMap { summary in summary.written.map { (index: summary.shardIndex, written: $0) } }
             extras["reconstruction"] = try ReconstructionFinalizing.summary(shards: indexed, parameters: p, outputDirectory: outputDirectory)
+        case let .linearProbe(p):
+            format = "linear-probe"
+            dtype = .float32
+            // The features' preprocessing is what the heads saw.
+            var entries = ["train_features": p.train, "val_features": p.val]
+            if let train = try? RunManifest.read(p.train + "/" + manifestFileName) {
+                for (key, value) in train.preprocessing { entries["features_" + key] = value }
+                classes = train.classes
+            }
+            preprocessing = entries
+            extras["linear_probe"] = try LinearProbeFinalizing.summary(shards: written, parameters: p, outputDirectory: outputDirectory)
         }
 
         let shards = written
@@ -142,7 +154,7 @@ public enum JobFinalizer {
                                    counts: .init(inputs: inputs, written: shards.reduce(0) { $0 + $1.rows }, failed: failures.count,
                                                  shards: shardCount),
                                    shards: shards, failures: failures,
-                                   classes: parameters.labelClasses.isEmpty ? nil : parameters.labelClasses)
+                                   classes: classes)
         let manifestPath = outputDirectory + "/" + manifestFileName
         do {
             if extras.isEmpty {

@@ -31,6 +31,7 @@ extension TransformOption {
         switch self {
         case .admCenterCrop: .admCenterCrop(size: size)
         case .resize: .resize(size: size)
+        case .resizeCenterCrop: .resizeCenterCrop(size: size)
         }
     }
 }

@@ -71,15 +71,12 @@ public struct ShardExecutor: Sendable {
     public func execute(_ task: ShardTask, progress: (@Sendable (Int) -> Void)? = nil) throws -> ShardOutcome {
         let start = ContinuousClock.now
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
+        if case let .linearProbe(probe) = parameters {
+            try Self.prepareOutput(task.outputDirectory)
+            return try LinearProbeShard.execute(task, parameters: probe, progress: progress)
+        }
         let (model, modelLoadSeconds) = try models.lookup(at: task.modelDirectory, precision: parameters.precision)
-        do { try FileManager.default.createDirectory(atPath: task.outputDirectory, withIntermediateDirectories: true) } catch {
-            throw JobError.outputNotWritable(path: task.outputDirectory, reason: FileErrorText.reason(error, at: task.outputDirectory))
-        }
-        // An existing directory the worker may not write to would fail every shard alike at its write.
-        if access(task.outputDirectory, W_OK | X_OK) != 0 {
-            let code = errno
-            throw JobError.outputNotWritable(path: task.outputDirectory, reason: String(cString: strerror(code)))
-        }
+        try Self.prepareOutput(task.outputDirectory)
         let job = try parameters.makeJob(model: model, options: options, outputDirectory: task.outputDirectory)
 
         var timings = StageTimings()
@@ -172,6 +169,18 @@ public struct ShardExecutor: Sendable {
         timings.wall = (ContinuousClock.now - start).seconds
         return ShardOutcome(shardIndex: task.shardIndex, items: outcomes, timings: timings, files: files,
                             modelLoadSeconds: modelLoadSeconds, batchSizes: batchSizes)
+    }
+
+    /// Creates the output directory and checks it is writable.
+    private static func prepareOutput(_ directory: String) throws(JobError) {
+        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+            throw JobError.outputNotWritable(path: directory, reason: FileErrorText.reason(error, at: directory))
+        }
+        // An existing directory the worker may not write to would fail every shard alike at its write.
+        if access(directory, W_OK | X_OK) != 0 {
+            let code = errno
+            throw JobError.outputNotWritable(path: directory, reason: String(cString: strerror(code)))
+        }
     }
 
     /// ``execute(_:progress:)`` on a dedicated thread, so async callers never block the

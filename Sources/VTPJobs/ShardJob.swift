@@ -44,6 +44,7 @@ extension JobParameters {
         case let .clipEmbed(p): try ClipEmbedJob(parameters: p, model: model, options: options)
         case let .clipScore(p): try ClipScoreJob(parameters: p, model: model, options: options, outputDirectory: outputDirectory)
         case let .reconstruction(p): try ReconstructionJob(parameters: p, model: model, options: options, outputDirectory: outputDirectory)
+        case .linearProbe: throw .badParameters(detail: "a linear-probe shard trains heads on cached features and runs no model (LinearProbeShard)")
         }
     }
 }

@@ -17,6 +17,8 @@ public enum JobType: String, Sendable, Codable, CaseIterable {
     case clipScore = "clip-score"
     /// Upstream's reconstruction evaluation: PSNR and SSIM of each image's encode-decode round trip (issue 18).
     case reconstruction
+    /// Upstream's linear probing over cached features: a sweep of linear heads (issue 18).
+    case linearProbe = "linear-probe"
 
     /// Parses the ledger / wire name.
     public init(name: String) throws(JobError) {
@@ -32,6 +34,7 @@ public enum JobParameters: Sendable, Equatable {
     case clipEmbed(ClipEmbedParameters)
     case clipScore(ClipScoreParameters)
     case reconstruction(ReconstructionParameters)
+    case linearProbe(LinearProbeParameters)
 
     /// The compute precision every shard of the job runs its model in.
     public var precision: ComputePrecisionName {
@@ -41,6 +44,8 @@ public enum JobParameters: Sendable, Equatable {
         case let .clipEmbed(p): p.precision
         case let .clipScore(p): p.precision
         case let .reconstruction(p): p.precision
+        // The heads train in float32 on features already computed.
+        case .linearProbe: .fp32
         }
     }
 
@@ -52,6 +57,8 @@ public enum JobParameters: Sendable, Equatable {
         case let .clipEmbed(p): p.preprocessing.pillow
         case let .clipScore(p): p.preprocessing.pillow
         case let .reconstruction(p): p.pillow
+        // No image is read: the features job that made the input recorded its own.
+        case .linearProbe: .newJobDefault
         }
     }
 
@@ -67,6 +74,7 @@ public enum JobParameters: Sendable, Equatable {
             case let .clipEmbed(p): p.labelClasses
             case let .clipScore(p): p.labelClasses
             case let .reconstruction(p): p.labelClasses
+            case let .linearProbe(p): p.labelClasses
             }
         }
         set {
@@ -76,6 +84,7 @@ public enum JobParameters: Sendable, Equatable {
             case var .clipEmbed(p): p.labelClasses = newValue; self = .clipEmbed(p)
             case var .clipScore(p): p.labelClasses = newValue; self = .clipScore(p)
             case var .reconstruction(p): p.labelClasses = newValue; self = .reconstruction(p)
+            case var .linearProbe(p): p.labelClasses = newValue; self = .linearProbe(p)
             }
         }
     }
@@ -88,6 +97,7 @@ public enum JobParameters: Sendable, Equatable {
         case .clipEmbed: .clipEmbed
         case .clipScore: .clipScore
         case .reconstruction: .reconstruction
+        case .linearProbe: .linearProbe
         }
     }
 
@@ -100,6 +110,7 @@ public enum JobParameters: Sendable, Equatable {
         case .clipEmbed: .clipEmbed(try ParameterDecoding.decode(ClipEmbedParameters.self, json: json))
         case .clipScore: .clipScore(try ParameterDecoding.decode(ClipScoreParameters.self, json: json))
         case .reconstruction: .reconstruction(try ParameterDecoding.decode(ReconstructionParameters.self, json: json))
+        case .linearProbe: .linearProbe(try ParameterDecoding.decode(LinearProbeParameters.self, json: json))
         }
     }
 
@@ -111,6 +122,7 @@ public enum JobParameters: Sendable, Equatable {
         case let .clipEmbed(p): ParameterDecoding.encode(p)
         case let .clipScore(p): ParameterDecoding.encode(p)
         case let .reconstruction(p): ParameterDecoding.encode(p)
+        case let .linearProbe(p): ParameterDecoding.encode(p)
         }
     }
 
@@ -122,6 +134,7 @@ public enum JobParameters: Sendable, Equatable {
         case let .clipEmbed(p): p.batchSize
         case let .clipScore(p): p.batchSize
         case let .reconstruction(p): p.batchSize
+        case let .linearProbe(p): p.batchSize
         }
     }
 }

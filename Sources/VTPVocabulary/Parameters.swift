@@ -56,6 +56,9 @@ public enum TransformOption: String, Sendable, Codable, CaseIterable {
     case admCenterCrop = "adm-center-crop"
     /// torchvision `Resize((size, size))` bilinear (aspect not kept), as VTP's quick start.
     case resize
+    /// torchvision `Resize(size · 256/224)` bicubic (short side) + `CenterCrop(size)`: the
+    /// evaluation transform of upstream's linear probing (256 then 224).
+    case resizeCenterCrop = "resize-center-crop"
 }
 
 /// Parameters of a `latents` job: what LightningDiT's `extract_features.py` does with a VTP encoder.

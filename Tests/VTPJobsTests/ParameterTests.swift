@@ -18,7 +18,8 @@ import VTPStorage
         for (json, expected) in [(#"{"pillow": "13"}"#, PillowOption.pillow13), (#"{"pillow": 12}"#, .pillow12),
                                  (#"{"pillow": "pillow13"}"#, .pillow13), (#"{"pillow": " 12 "}"#, .pillow12),
                                  (#"{"pillow": null}"#, .pillow12), ("{}", .pillow12)] {
-            for type in JobType.allCases {
+            // A linear probe reads no image: the features job that made its input chose.
+            for type in JobType.allCases where type != .linearProbe {
                 #expect(try JobParameters.decode(jobType: type, json: json).pillow == expected, "\(type): \(json)")
             }
         }
@@ -37,7 +38,8 @@ import VTPStorage
 
     @Test func labelClassesRoundTripAndStayOutOfDocumentsWithoutThem() throws {
         for type in JobType.allCases {
-            var parameters = try JobParameters.decode(jobType: type, json: "{}")
+            // A linear probe's two feature folders have no default.
+            var parameters = try JobParameters.decode(jobType: type, json: type == .linearProbe ? #"{"train": "/t", "val": "/v"}"# : "{}")
             #expect(parameters.labelClasses.isEmpty && !parameters.json().contains("label_classes"))
             parameters.labelClasses = ["cat", "dog"]
             #expect(parameters.json().contains(#""label_classes":["cat","dog"]"#))
@@ -102,7 +104,7 @@ import VTPStorage
         #expect(try JobType(name: "latents") == .latents)
         #expect(try JobType(name: "clip-embed") == .clipEmbed)
         #expect(throws: JobError.unknownJobType("clip_embed")) { try JobType(name: "clip_embed") }
-        #expect(JobError.unknownJobType("x").description == "unknown job type 'x' (known: latents, features, clip-embed, clip-score, reconstruction)")
+        #expect(JobError.unknownJobType("x").description == "unknown job type 'x' (known: latents, features, clip-embed, clip-score, reconstruction, linear-probe)")
         #expect(try JobType(name: "reconstruction") == .reconstruction)
     }
 
@@ -125,4 +127,30 @@ import VTPStorage
             try JobParameters.decode(jobType: .reconstruction, json: #"{"image_size": 8}"#)
         }
     }
+
+    /// Upstream's sweep: 2 block counts x 13 rates, keyed by the scaled rate printed with 5
+    /// decimals, where 1e-5 and 2e-5 (5e-6 and 1e-5 at batch 128) print alike and the later wins.
+    @Test func linearProbeSweepKeysHeadsAsUpstream() throws {
+        let p = LinearProbeParameters(train: "/t", val: "/v")
+        let heads = p.heads
+        #expect(heads.count == 24 && heads.filter { $0.blocks == 4 }.count == 12)
+        #expect(heads.prefix(12).map { String($0.key.split(separator: "_").last!) } ==
+                ["00001", "00003", "00005", "00010", "00025", "00050", "00100", "00250", "00500", "01000", "02500", "05000"])
+        #expect(heads[0].key == "classifier_1_blocks_avgpool_True_lr_0_00001" && heads[0].learningRate == 2e-5)
+        #expect(heads[23].key == "classifier_4_blocks_avgpool_True_lr_0_05000" && heads[23].scaledLearningRate == 0.05)
+        let decoded = try JobParameters.decode(jobType: .linearProbe, json: JobParameters.linearProbe(p).json())
+        #expect(decoded == .linearProbe(p))
+        #expect(throws: JobError.invalidParameter(field: "val", detail: "required: the validation features' folder (a features job's output)")) {
+            try JobParameters.decode(jobType: .linearProbe, json: #"{"train": "/t"}"#)
+        }
+        for (json, field) in [(#"{"train": "/t", "val": "v"}"#, "val"), (#"{"train": "/t", "val": "/v", "blocks": [1, 1]}"#, "blocks"),
+                              (#"{"train": "/t", "val": "/v", "learning_rates": [0]}"#, "learning_rates"),
+                              (#"{"train": "/t", "val": "/v", "epochs": 0}"#, "epochs"), (#"{"train": "/t", "val": "/v", "pillow": "13"}"#, "pillow")] {
+            #expect { try JobParameters.decode(jobType: .linearProbe, json: json) } throws: {
+                guard case let .invalidParameter(f, _) = $0 as? JobError else { return false }
+                return f == field
+            }
+        }
+    }
 }
+

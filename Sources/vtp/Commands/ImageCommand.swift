@@ -24,11 +24,13 @@ struct ImageCommand: ParsableCommand {
     enum TransformName: String, ExpressibleByArgument, CaseIterable {
         case admCenterCrop = "adm-center-crop"
         case resize
+        case resizeCenterCrop = "resize-center-crop"
 
         func transform(size: Int) -> PreprocessTransform {
             switch self {
             case .admCenterCrop: return .admCenterCrop(size: size)
             case .resize: return .resize(size: size)
+            case .resizeCenterCrop: return .resizeCenterCrop(size: size)
             }
         }
     }
@@ -36,7 +38,7 @@ struct ImageCommand: ParsableCommand {
     /// `vtp image preprocess`: one image through one transform, written as an 8-bit RGB PNG.
     struct Preprocess: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Apply adm-center-crop or resize to an image and write the uint8 RGB result as PNG."
+            abstract: "Apply adm-center-crop, resize or resize-center-crop to an image and write the uint8 RGB result as PNG."
         )
 
         @Option(help: "adm-center-crop (ADM center_crop_arr) or resize (torchvision Resize((N, N)), bilinear).")

@@ -19,10 +19,10 @@ struct JobOptions: ParsableArguments {
     /// The job kind name that runs `clip-score` with upstream's zero-shot evaluation settings.
     static let zeroShotPreset = "zero-shot"
 
-    @Option(name: .long, help: "Model directory (config.json + model.safetensors).")
-    var model: String
+    @Option(name: .long, help: "Model directory (config.json + model.safetensors); linear-probe: the features' model, the default.")
+    var model: String?
 
-    @Option(name: .long, help: "Input: an ImageFolder tree, a folder of images, a .jsonl/.csv manifest or WebDataset .tar shards.")
+    @Option(name: .long, help: "Input: an ImageFolder tree, a folder of images, a .jsonl/.csv manifest or WebDataset .tar shards; linear-probe: the train features' folder.")
     var input: String
 
     @Option(name: .long, help: "Output directory.")
@@ -60,7 +60,7 @@ struct JobOptions: ParsableArguments {
     @Flag(name: .long, inversion: .prefixedNo, help: "latents: also store horizontally flipped latents.")
     var flip: Bool?
 
-    @Option(name: .long, help: "features: adm-center-crop or resize.")
+    @Option(name: .long, help: "features: adm-center-crop, resize or resize-center-crop (Resize(S·256/224) bicubic + CenterCrop(S), the linear-probing eval transform).")
     var transform: String?
 
     @Option(name: .long, help: "features: 'last' or the number of last blocks to read.")
@@ -121,8 +121,33 @@ struct JobOptions: ParsableArguments {
         discussion: "Per image, on the denormalized pair mapped to [-1, 1], as tools/test_reconstruction_hf.py does; the manifest gets the mean."))
     var lpipsWeights: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "linear-probe: the val features' folder (a features job's output, like --input).",
+        discussion: "Both come from `vtp run features --layers 4 --pool cls+mean --transform resize-center-crop --image-size 224` (upstream's eval transform), one over the train and one over the val ImageFolder."))
+    var val: String?
+
+    @Option(name: .long, help: "linear-probe: numbers of last blocks the heads read, comma-separated (default 1,4).")
+    var blocks: String?
+
+    @Option(name: .customLong("learning-rates"), help: "linear-probe: learning rates before batch scaling, comma-separated (default: upstream's 13, 1e-5 ... 0.1).")
+    var learningRates: String?
+
+    @Option(name: .long, parsing: .unconditional, help: "linear-probe: epochs (default 10), each --epoch-length iterations and then an evaluation.")
+    var epochs: Int?
+
+    @Option(name: .customLong("epoch-length"), parsing: .unconditional, help: "linear-probe: iterations per epoch (default 1250, upstream's).")
+    var epochLength: Int?
+
+    @Option(name: .long, parsing: .unconditional, help: "linear-probe: seed of the training order and the initial weights (default 0).")
+    var seed: UInt64?
+
     /// The validated request; `settings` supplies defaults the flags leave open.
     func request(settings: ClusterSettings) throws -> JobRequest {
+        if jobType == JobType.linearProbe.rawValue { return try linearProbeRequest(settings: settings) }
+        guard let model else { throw ValidationError("--model is required for \(jobType)") }
+        if val != nil || blocks != nil || learningRates != nil || epochs != nil || epochLength != nil || seed != nil {
+            throw ValidationError("--val, --blocks, --learning-rates, --epochs, --epoch-length and --seed are linear-probe options, not \(jobType)'s")
+        }
         let type: JobType
         // zero-shot is clip-score with upstream's settings, so it shares its outputs, cache and resume.
         let zeroShot = jobType == Self.zeroShotPreset
@@ -212,5 +237,65 @@ struct JobOptions: ParsableArguments {
                                  labelClasses: labelClasses)
         do { try request.checkBeforeListing() } catch { throw CLIError("\(error)") }
         return request
+    }
+
+    /// `linear-probe`: heads over cached features, whose own manifests name the model.
+    private func linearProbeRequest(settings: ClusterSettings) throws -> JobRequest {
+        let imageOptions: [(String, Bool)] = [
+            ("--image-size", imageSize != nil), ("--normalize", normalize != nil), ("--dtype", dtype != nil), ("--pillow", pillow != nil),
+            ("--flip", flip != nil), ("--transform", transform != nil), ("--layers", layers != nil), ("--pool", pool != nil),
+            ("--norm", norm != nil), ("--keep-patch-tokens", keepPatchTokens), ("--classes", classes != nil), ("--templates", templates != nil),
+            ("--top-k", topK != nil), ("--save-logits", saveLogits), ("--save-images", saveImages),
+            ("--inception-weights", inceptionWeights != nil), ("--lpips-weights", lpipsWeights != nil),
+        ]
+        if let (option, _) = imageOptions.first(where: { $0.1 }) {
+            throw ValidationError("linear-probe: \(option) is an option of the jobs that read images; the features job that made --input took it")
+        }
+        if let precision, precision != ComputePrecisionName.fp32.rawValue {
+            throw ValidationError("linear-probe: the heads train in float32 (--precision \(precision) applies to the features job)")
+        }
+        guard let val else { throw ValidationError("linear-probe: --val is required (the val features' folder)") }
+        let train = settings.resolveOutput(input), valPath = settings.resolveOutput(val)
+        var document: [String: Any] = ["train": train, "val": valPath]
+        func list<T>(_ text: String, option: String, _ parse: (String) -> T?) throws -> [T] {
+            let values = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let parsed = values.compactMap(parse)
+            guard !values.isEmpty, parsed.count == values.count else { throw ValidationError("\(option): expected comma-separated numbers, got '\(text)'") }
+            return parsed
+        }
+        if let blocks { document["blocks"] = try list(blocks, option: "--blocks") { Int($0) } }
+        if let learningRates { document["learning_rates"] = try list(learningRates, option: "--learning-rates") { Double($0) } }
+        if let batchSize { document["batch_size"] = batchSize }
+        if let epochs { document["epochs"] = epochs }
+        if let epochLength { document["epoch_length"] = epochLength }
+        if let seed { document["seed"] = seed }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self)
+        let parameters: LinearProbeParameters
+        do {
+            guard case let .linearProbe(p) = try JobParameters.decode(jobType: .linearProbe, json: json) else { fatalError("decoded another kind") }
+            parameters = p
+        } catch { throw ValidationError("linear-probe: \(error)") }
+        // Refused here, before anything starts, rather than by every worker.
+        let inputs: LinearProbeInputs
+        do { inputs = try LinearProbeInputs.check(parameters) } catch { throw CLIError("linear-probe: \(error)") }
+        var modelDirectory = inputs.modelDirectory
+        if let model {
+            let resolved = settings.resolveOutput(model)
+            if let recorded = modelDirectory, recorded != resolved {
+                throw ValidationError("linear-probe: --model \(model) is not the model the features were extracted with (\(recorded))")
+            }
+            modelDirectory = resolved
+        }
+        guard let modelDirectory, FileManager.default.fileExists(atPath: modelDirectory + "/config.json") else {
+            throw ValidationError("linear-probe: the features' manifest names no model directory with a config.json; give --model")
+        }
+        // One shard per block count by default: the heads of a shard share every batch's features.
+        let size = shardSize ?? parameters.heads.filter { $0.blocks == parameters.blocks[0] }.count
+        guard size >= 1 else { throw ValidationError("--shard-size must be at least 1, got \(size)") }
+        let attempts = maxAttempts ?? Int32(settings.coordinator.maxAttempts)
+        guard attempts >= 1 else { throw ValidationError("--max-attempts must be at least 1, got \(attempts)") }
+        try OutputDirectory.checkNotAFile(settings.resolveOutput(output), option: "--output")
+        return JobRequest(parameters: .linearProbe(parameters), input: train, output: settings.resolveOutput(output),
+                          model: modelDirectory, shardSize: size, priority: priority, maxAttempts: attempts)
     }
 }
