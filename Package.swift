@@ -199,7 +199,7 @@ let package = Package(
         .target(name: "VTPTransportTestSupport", dependencies: ["VTPVocabulary", "VTPTransport"], path: "Tests/VTPTransportTestSupport",
                 swiftSettings: strictSettings),
         // MARK: Unit suites: no servers, processes or sockets; scripts/test.sh runs them in parallel.
-        .testTarget(name: "VTPTensorTests", dependencies: ["VTPTensor"], path: "Tests/VTPTensorTests",
+        .testTarget(name: "VTPTensorTests", dependencies: ["VTPTensor", "CVTPKernels"], path: "Tests/VTPTensorTests",
                     swiftSettings: strictSettings),
         .testTarget(name: "VTPModelTests", dependencies: ["VTPVocabulary", "VTPModel", "VTPSafeTensors", "VTPTensor", "VTPTestSupport"],
                     path: "Tests/VTPModelTests", swiftSettings: strictSettings),

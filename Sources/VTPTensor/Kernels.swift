@@ -1,4 +1,5 @@
 import Foundation
+import CVTPKernels
 
 /// Element-wise and row-wise kernels over contiguous float buffers.
 ///
@@ -73,19 +74,10 @@ public enum Kernels {
         }
     }
 
-    /// SwiGLU gate: `a[i] = silu(a[i]) * b[i]`, eight lanes at a time.
+    /// SwiGLU gate: `a[i] = silu(a[i]) * b[i]`.
     public static func siluMultiply(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
-        var i = 0
-        while i + 8 <= count {
-            let v = VectorMath.load(a + i)
-            VectorMath.store(v / (1 + VectorMath.exp(-v)) * VectorMath.load(b + i), a + i)
-            i += 8
-        }
-        while i < count {
-            let v = a[i]
-            a[i] = (v / (1 + expf(-v))) * b[i]
-            i += 1
-        }
+        // 16 lanes in C where the CPU has AVX-512: the SIMD8 loop was 6% of a bf16 forward pass.
+        vtp_silu_multiply(a, b, count)
     }
 
     /// Row-wise softmax in place over `rows` rows of width `n`; `-inf` entries get weight 0.

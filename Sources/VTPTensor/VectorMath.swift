@@ -6,7 +6,10 @@ public enum VectorMath {
     public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let tooSmall = x .< -87.33654
         let tooLarge = x .> 88.72283
-        let clamped = pointwiseMin(pointwiseMax(x, SIMD8(repeating: -87.33654)), SIMD8(repeating: 88.72283))
+        // Selects, not pointwiseMin/Max: those stayed calls into the generic stdlib in hot loops.
+        var clamped = x
+        clamped.replace(with: -87.33654, where: tooSmall)
+        clamped.replace(with: 88.72283, where: tooLarge)
         // Adding 1.5·2²³ rounds to the nearest integer (ties to even) and leaves it in the low
         // mantissa bits, which avoids a float → int conversion Swift does not vectorize.
         let magic = SIMD8<Float>(repeating: 12_582_912)

@@ -170,8 +170,63 @@ size_t vtp_packed_bytes(int path, int n, int k_padded) {
     return b_bytes(P->b_bf16 ? B_PAIRS : B_FLOATS, P->nr, n, padded_depth(P, k_padded));
 }
 
+#ifdef VTP_X86
+__attribute__((target("avx512f"))) static inline __m512i bf16_round16(__m512 x);
+
+/// pack_b for 16-column panels with AVX-512: per depth (or depth pair), the 16 columns of a panel
+/// as one vector, loaded from a row of B or gathered down its columns (a transposed B: a Linear
+/// weight, the keys of attention), rounded in registers. The same bytes as the scalar loop, which
+/// took 6% of a bf16 forward pass packing K and V. Returns 0 when it does not apply.
+__attribute__((target("avx512f"))) static int pack_b_avx512(int format, int nr, const float *src, long ld, int transposed,
+                                                            int n, int k, int k_padded, void *dst) {
+    if (nr != 16 || ld > INT32_MAX / 16) return 0;
+    const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32((int)ld));
+    for (int c0 = 0; c0 < n; c0 += 16) {
+        int cols = n - c0 < 16 ? n - c0 : 16;
+        __mmask16 m = (__mmask16)((1u << cols) - 1);
+        const float *base = transposed ? src + (long)c0 * ld : src + c0;
+#define LOAD_DEPTH(d) (transposed ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, base + (d), 4) \
+                                  : _mm512_maskz_loadu_ps(m, base + (long)(d) * ld))
+        if (format == B_PAIRS) {
+            int pairs = ceil_div(k_padded, 2);
+            uint32_t *panel = (uint32_t *)dst + (size_t)(c0 / 16) * pairs * 16;
+            for (int kp = 0; kp < (k + 1) / 2; kp++) {
+                __m512 even = LOAD_DEPTH(2 * kp);
+                __m512 odd = 2 * kp + 1 < k ? LOAD_DEPTH(2 * kp + 1) : _mm512_setzero_ps();
+                __m512i words = _mm512_or_si512(bf16_round16(even), _mm512_srli_epi32(bf16_round16(odd), 16));
+                _mm512_storeu_si512((void *)(panel + (size_t)kp * 16), words);
+            }
+        } else {
+            float *panel = (float *)dst + (size_t)(c0 / 16) * k_padded * 16;
+            for (int kk = 0; kk < k; kk++) {
+                __m512 x = LOAD_DEPTH(kk);
+                if (format == B_ROUNDED_FLOATS) x = _mm512_castsi512_ps(bf16_round16(x));
+                _mm512_storeu_ps(panel + (size_t)kk * 16, x);
+            }
+        }
+#undef LOAD_DEPTH
+    }
+    return 1;
+}
+#endif
+
+/// Whether this CPU runs AVX-512F (cached: vtp_cpu_isa asks the kernel for AMX the first time).
+static int cpu_has_avx512(void) {
+    static int known = -1;
+    int value = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (value < 0) {
+        value = vtp_cpu_isa() >= VTP_ISA_AVX512;
+        __atomic_store_n(&known, value, __ATOMIC_RELAXED);
+    }
+    return value;
+}
+
 static void pack_b(int format, int nr, const float *src, long ld, int transposed, int n, int k, int k_padded, void *dst) {
     memset(dst, 0, b_bytes(format, nr, n, k_padded));
+#ifdef VTP_X86
+    if (cpu_has_avx512() && pack_b_avx512(format, nr, src, ld, transposed, n, k, k_padded, dst)) return;
+#endif
     if (format != B_PAIRS) {
         float *out = (float *)dst;
         for (int col = 0; col < n; col++) {
@@ -893,6 +948,40 @@ DEFINE_SOFTMAX(avx2, __attribute__((target("avx2,fma"))))
 DEFINE_EXP16(avx512, __attribute__((target("avx512f"))))
 DEFINE_SOFTMAX(avx512, __attribute__((target("avx512f"))))
 #endif
+
+/// a ← a · sigmoid(a) · b (SwiGLU's gate), 16 lanes at a time.
+#define DEFINE_SILU(SUFFIX, TARGET)                                                                     \
+    TARGET static void silu_multiply_##SUFFIX(float *a, const float *b, long count) {                   \
+        long i = 0;                                                                                     \
+        for (; i + 16 <= count; i += 16) {                                                              \
+            vf16 x, y;                                                                                  \
+            memcpy(&x, a + i, sizeof x);                                                                \
+            memcpy(&y, b + i, sizeof y);                                                                \
+            vf16 r = x / (1.0f + exp16_##SUFFIX((vf16){} - x)) * y;                                     \
+            memcpy(a + i, &r, sizeof r);                                                                \
+        }                                                                                               \
+        for (; i < count; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];                               \
+    }
+
+DEFINE_SILU(generic, NO_TARGET)
+#ifdef VTP_X86
+DEFINE_SILU(avx2, __attribute__((target("avx2,fma"))))
+DEFINE_SILU(avx512, __attribute__((target("avx512f"))))
+#endif
+
+void vtp_silu_multiply(float *a, const float *b, long count) {
+#ifdef VTP_X86
+    static int isa = -1;
+    int known = __atomic_load_n(&isa, __ATOMIC_RELAXED);
+    if (known < 0) {
+        known = vtp_cpu_isa();
+        __atomic_store_n(&isa, known, __ATOMIC_RELAXED);
+    }
+    if (known >= VTP_ISA_AVX512) { silu_multiply_avx512(a, b, count); return; }
+    if (known >= VTP_ISA_AVX2) { silu_multiply_avx2(a, b, count); return; }
+#endif
+    silu_multiply_generic(a, b, count);
+}
 
 static void softmax_tile(int path, float *scores, int rows, int q0, int key0, int n, int causal, float scale,
                          float *rowmax, float *rowsum, float *acc, int hdp) {

@@ -56,6 +56,10 @@ typedef enum {
     VTP_PATH_AMX_BF16 = 8,       ///< 32×32 tdpbf16ps tiles (four 16×16 accumulator tiles), depths padded to 32
 } vtp_path;
 
+/// `a[i] = silu(a[i]) · b[i]` (SwiGLU's gate: `a / (1 + e^-a) · b`) on the widest vectors this CPU
+/// has; the same bits for the same inputs on a given CPU, whatever the batch.
+void vtp_silu_multiply(float *a, const float *b, long count);
+
 /// Whether `path` keeps its weights (packed B) in bfloat16.
 int vtp_path_is_bf16(int path);
 /// The minimum ISA `path` needs.
