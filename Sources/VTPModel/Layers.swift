@@ -127,35 +127,57 @@ struct FeedForward {
         }
     }
 
+    /// Rows of the hidden activations one thread holds at a time (a multiple of the 28-row tiles).
+    static let rowBlock = 224
+
     /// Runs the feed-forward on `rows` rows of `x` into `out`; with `residual`, the last product
     /// writes `residual + scale ⊙ ffn(x)` (`out` must be another buffer than `residual`).
+    ///
+    /// Each thread takes its rows through all products ``rowBlock`` rows at a time, so the hidden
+    /// activations (4 × the model width, twice for SwiGLU) exist for a block of rows per thread
+    /// instead of for the whole batch: 27 MB less at the peak of a B-sized batch of 8. Rows are
+    /// computed alike however they are blocked, so the bits do not change.
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
                         residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, scratch: BlockScratch,
                         pool: ComputePool) {
+        let grain = 64
+        let block = min(Self.rowBlock, rows), blocks = pool.blockCount(rows, grain: grain)
+        let last: Linear
         switch kind {
-        case let .mlp(fc1, fc2):
-            let h = scratch.buffer(.hidden, count: rows * fc1.outFeatures)
-            let width = fc1.outFeatures
-            pool.parallelFor(rows, grain: 64) { r in
-                let block = h.mutablePointer + r.lowerBound * width
-                fc1(x + r.lowerBound * fc1.inFeatures, rows: r.count, into: block, pool: .serial)
-                Kernels.gelu(block, count: r.count * width)
+        case let .mlp(_, fc2): last = fc2
+        case let .swiglu(_, _, w3): last = w3
+        }
+        let width = last.inFeatures, dim = last.outFeatures
+        let hidden = scratch.buffer(.hidden, count: blocks * block * width)
+        let gate: Tensor? = if case .swiglu = kind { scratch.buffer(.gate, count: blocks * block * width) } else { nil }
+        pool.parallelBlocks(rows, grain: grain) { b, range in
+            let h = hidden.mutablePointer + b * block * width
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let n = min(block, range.upperBound - start)
+                let input = x + start * inFeatures
+                switch kind {
+                case let .mlp(fc1, _):
+                    fc1(input, rows: n, into: h, pool: .serial)
+                    Kernels.gelu(h, count: n * width)
+                case let .swiglu(w1, w2, _):
+                    let g = gate!.mutablePointer + b * block * width
+                    w1(input, rows: n, into: h, pool: .serial)
+                    w2(input, rows: n, into: g, pool: .serial)
+                    Kernels.siluMultiply(h, g, count: n * width)
+                }
+                last(h, rows: n, into: out + start * dim, residual: residual.map { $0 + start * dim }, scale: scale, pool: .serial)
+                start += n
             }
-            fc2(h.pointer, rows: rows, into: out, residual: residual, scale: scale, pool: pool)
-            withExtendedLifetime(h) {}
-        case let .swiglu(w1, w2, w3):
-            let a = scratch.buffer(.hidden, count: rows * w1.outFeatures)
-            let b = scratch.buffer(.gate, count: rows * w2.outFeatures)
-            let width = w1.outFeatures
-            pool.parallelFor(rows, grain: 64) { r in
-                let (xa, pa, pb) = (x + r.lowerBound * w1.inFeatures, a.mutablePointer + r.lowerBound * width,
-                                    b.mutablePointer + r.lowerBound * width)
-                w1(xa, rows: r.count, into: pa, pool: .serial)
-                w2(xa, rows: r.count, into: pb, pool: .serial)
-                Kernels.siluMultiply(pa, pb, count: r.count * width)
-            }
-            w3(a.pointer, rows: rows, into: out, residual: residual, scale: scale, pool: pool)
-            withExtendedLifetime((a, b)) {}
+        }
+        withExtendedLifetime((hidden, gate)) {}
+    }
+
+    /// Input width.
+    var inFeatures: Int {
+        switch kind {
+        case let .mlp(fc1, _): fc1.inFeatures
+        case let .swiglu(w1, _, _): w1.inFeatures
         }
     }
 

@@ -75,10 +75,22 @@ final class WeightStore {
     /// The float32 tensor `name`, which must have exactly `shape`.
     func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
         let (path, file) = try checkedFile(name, shape)
-        do { return try file.tensor(name).reshaped(shape) } catch let e as SafeTensorsError {
+        let tensor: Tensor
+        do { tensor = try file.tensor(name).reshaped(shape) } catch let e as SafeTensorsError {
             throw VTPModelError.checkpoint(path: path, problem: Self.problem(e, at: path))
         }
+        guard tensor.storage.isReadOnly, tensor.count * 4 <= Self.copiedTensorBytes else { return tensor }
+        // Small tensors (norms, biases, LayerScale) are copied out of the mapping and their pages
+        // released: read in place, each forward pass faulted them in, and the kernel's fault-around
+        // mapped the released weight pages beside them back in with them (100 MB of a B model).
+        let copy = Tensor(uninitialized: shape)
+        copy.mutablePointer.update(from: tensor.pointer, count: tensor.count)
+        files[path]?.releasePages(of: name)
+        return copy
     }
+
+    /// Borrowed tensors up to this size are copied at load (see ``tensor(_:_:)``).
+    static let copiedTensorBytes = 8 << 20
 
     /// The weight `name` (of exactly `shape`, `n × k` elements) packed for `engine`. bfloat16
     /// checkpoints are packed from their stored bits; once packed, the mapped pages of the original

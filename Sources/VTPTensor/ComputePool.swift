@@ -18,15 +18,26 @@ public struct ComputePool: Sendable {
     /// Calls `body` on disjoint, contiguous sub-ranges covering `0..<count`, in parallel.
     /// Ranges are at least `grain` long so tiny loops are not split.
     public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
-        guard count > 0 else { return }
-        let chunks = min(threads, max(1, count / max(1, grain)))
-        if chunks == 1 { body(0..<count); return }
+        parallelBlocks(count, grain: grain) { _, range in body(range) }
+    }
+
+    /// How many blocks ``parallelBlocks(_:grain:_:)`` cuts `count` into.
+    public func blockCount(_ count: Int, grain: Int = 1) -> Int {
+        count > 0 ? min(threads, max(1, count / max(1, grain))) : 0
+    }
+
+    /// ``parallelFor(_:grain:_:)`` that also gives each call its block's index in
+    /// `0..<blockCount(count, grain:)`, so a block can own a slice of a shared scratch buffer.
+    public func parallelBlocks(_ count: Int, grain: Int = 1, _ body: (Int, Range<Int>) -> Void) {
+        let chunks = blockCount(count, grain: grain)
+        guard chunks > 0 else { return }
+        if chunks == 1 { body(0, 0..<count); return }
         // Safe to share: concurrentPerform returns only after every chunk ran, so `body` outlives
         // the calls, and the chunks are disjoint ranges, which is the contract callers write to.
         nonisolated(unsafe) let work = body
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             let start = count * c / chunks, end = count * (c + 1) / chunks
-            if start < end { work(start..<end) }
+            if start < end { work(c, start..<end) }
         }
     }
 
