@@ -17,7 +17,7 @@ public enum HalfPrecision {
     }
 
     /// Rounds a float32 to bfloat16 with round-to-nearest-even, as PyTorch does; NaN stays NaN.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func bfloat16Bits(_ value: Float) -> UInt16 {
         let bits = value.bitPattern
         if value.isNaN { return UInt16(truncatingIfNeeded: (bits >> 16) | 0x40) }
@@ -26,12 +26,12 @@ public enum HalfPrecision {
     }
 
     /// Rounds a float32 to the nearest bfloat16 value and returns it as float32.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func roundToBFloat16(_ value: Float) -> Float {
         Float(bitPattern: UInt32(bfloat16Bits(value)) << 16)
     }
 
     /// Rounds a float32 to IEEE half (round-to-nearest-even).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func float16Bits(_ value: Float) -> UInt16 { Float16(value).bitPattern }
 }
