@@ -24,38 +24,14 @@ public enum Kernels {
     /// with biased variance as PyTorch uses; statistics accumulate in double.
     public static func layerNorm(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, n: Int,
                                  weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, eps: Float) {
-        for r in 0..<rows {
-            let xr = x + r * n, o = out + r * n
-            var sum = 0.0
-            for i in 0..<n { sum += Double(xr[i]) }
-            let mean = sum / Double(n)
-            var sq = 0.0
-            for i in 0..<n { let d = Double(xr[i]) - mean; sq += d * d }
-            let rstd = Float(1.0 / (sq / Double(n) + Double(eps)).squareRoot())
-            let m = Float(mean)
-            for i in 0..<n {
-                var v = (xr[i] - m) * rstd
-                if let weight { v *= weight[i] }
-                if let bias { v += bias[i] }
-                o[i] = v
-            }
-        }
+        // In C over float64 vectors: the scalar float64 sums here were 3% of a forward pass.
+        vtp_norm_rows(x, out, rows, Int32(n), weight, bias, eps, 1)
     }
 
     /// RMSNorm over the last dimension: `x * rsqrt(mean(x²) + eps) * weight`.
     public static func rmsNorm(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, n: Int,
                                weight: UnsafePointer<Float>?, eps: Float) {
-        for r in 0..<rows {
-            let xr = x + r * n, o = out + r * n
-            var sq = 0.0
-            for i in 0..<n { let v = Double(xr[i]); sq += v * v }
-            let scale = Float(1.0 / (sq / Double(n) + Double(eps)).squareRoot())
-            if let weight {
-                for i in 0..<n { o[i] = (xr[i] * scale) * weight[i] }
-            } else {
-                for i in 0..<n { o[i] = xr[i] * scale }
-            }
-        }
+        vtp_norm_rows(x, out, rows, Int32(n), weight, nil, eps, 0)
     }
 
     /// Exact GELU, `x · Φ(x)` with the error function, in place.

@@ -60,6 +60,12 @@ typedef enum {
 /// has; the same bits for the same inputs on a given CPU, whatever the batch.
 void vtp_silu_multiply(float *a, const float *b, long count);
 
+/// LayerNorm (`center` 1: `(x - mean) · rstd`) or RMSNorm (`center` 0: `x · rstd`) of each of
+/// `rows` rows of width n, then `· weight` and `+ bias` where given; the moments are summed in
+/// float64 in a fixed order, so a row's output depends only on the row.
+void vtp_norm_rows(const float *x, float *out, long rows, int n, const float *weight, const float *bias, float eps,
+                   int center);
+
 /// Whether `path` keeps its weights (packed B) in bfloat16.
 int vtp_path_is_bf16(int path);
 /// The minimum ISA `path` needs.
