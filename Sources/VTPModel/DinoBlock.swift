@@ -93,24 +93,24 @@ struct DinoBlock {
                                        headDim hd: Int, sin: [Float], cos: [Float]) {
         let rotated = sin.count / hd
         let prefix = n - rotated
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: hd)
-        defer { scratch.deallocate() }
         sin.withUnsafeBufferPointer { sinB in
             cos.withUnsafeBufferPointer { cosB in
                 for r in 0..<rows {
                     let t = (firstRow + r) % n
+                    let row = qkv + r * 3 * dim
                     for part in 0..<2 {
-                        let normWeight = part == 0 ? qNorm : kNorm
+                        guard let normWeight = part == 0 ? qNorm : kNorm else { continue }
                         for head in 0..<heads {
-                            let v = qkv + r * 3 * dim + part * dim + head * hd
-                            if let normWeight { Kernels.rmsNorm(v, v, rows: 1, n: hd, weight: normWeight.pointer, eps: 1e-5) }
-                            if t < prefix {
-                                roundToBF16(v, count: hd)
-                            } else {
-                                let p = (t - prefix) * hd
-                                applyRopeBF16(v, headDim: hd, sin: sinB.baseAddress! + p, cos: cosB.baseAddress! + p, scratch: scratch)
-                            }
+                            let v = row + part * dim + head * hd
+                            Kernels.rmsNorm(v, v, rows: 1, n: hd, weight: normWeight.pointer, eps: 1e-5)
                         }
+                    }
+                    // q and k are adjacent in the row: their 2·heads vectors share the position.
+                    if t < prefix {
+                        Kernels.roundToBFloat16(row, count: 2 * dim)
+                    } else {
+                        let p = (t - prefix) * hd
+                        Kernels.ropeBFloat16(row, stride: hd, count: 2 * heads, headDim: hd, sin: sinB.baseAddress! + p, cos: cosB.baseAddress! + p)
                     }
                 }
             }

@@ -34,6 +34,19 @@ public enum Kernels {
         vtp_norm_rows(x, out, rows, Int32(n), weight, nil, eps, 0)
     }
 
+    /// The reference's bfloat16 rotary embedding of `count` head vectors of `headDim` values,
+    /// `stride` floats apart, at one position (`sin`/`cos`: that position's `headDim` values):
+    /// `bf(bf(x·cos) + bf(rotate_half(x)·sin))`, x rounded to bfloat16 first.
+    public static func ropeBFloat16(_ v: UnsafeMutablePointer<Float>, stride: Int, count: Int, headDim: Int,
+                                    sin: UnsafePointer<Float>, cos: UnsafePointer<Float>) {
+        vtp_rope_bf16(v, stride, Int32(count), Int32(headDim), sin, cos)
+    }
+
+    /// Rounds `count` floats to bfloat16 in place (nearest-even).
+    public static func roundToBFloat16(_ v: UnsafeMutablePointer<Float>, count: Int) {
+        vtp_round_bf16_inplace(v, count)
+    }
+
     /// Exact GELU, `x · Φ(x)` with the error function, in place.
     public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count {

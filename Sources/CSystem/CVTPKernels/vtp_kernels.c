@@ -1059,6 +1059,56 @@ void vtp_norm_rows(const float *x, float *out, long rows, int n, const float *we
     norm_rows_generic(x, out, rows, n, weight, bias, eps, center);
 }
 
+/// The reference's bfloat16 RoPE on `count` head vectors of `hd` (even) values, `stride` floats
+/// apart, all at one position: each value rounded to bf16, then `bf(bf(x·cos) + bf(rotate_half(x)·sin))`
+/// with every product and the sum rounded to bf16 (the products are rounded before the sum, so no
+/// multiply-add can fuse them).
+#define DEFINE_ROPE(SUFFIX, TARGET)                                                                     \
+    TARGET static inline vf16 bf16_vector_##SUFFIX(vf16 x) {                                            \
+        vu16 bits = (vu16)x;                                                                            \
+        vu16 rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;                            \
+        vu16 nan = (vu16)(x != x);                                                                      \
+        return (vf16)((rounded & ~nan) | (((bits | 0x400000u) & 0xffff0000u) & nan));                   \
+    }                                                                                                   \
+    TARGET static void rope_bf16_##SUFFIX(float *v, long stride, int count, int hd, const float *sin,    \
+                                          const float *cos) {                                           \
+        int half = hd / 2;                                                                              \
+        for (int h = 0; h < count; h++) {                                                               \
+            float *x = v + (long)h * stride;                                                            \
+            int i = 0;                                                                                  \
+            for (; i + 16 <= half; i += 16) {                                                           \
+                vf16 a, b, c1, s1, c2, s2;                                                              \
+                memcpy(&a, x + i, 64); memcpy(&b, x + i + half, 64);                                    \
+                memcpy(&c1, cos + i, 64); memcpy(&s1, sin + i, 64);                                     \
+                memcpy(&c2, cos + i + half, 64); memcpy(&s2, sin + i + half, 64);                       \
+                vf16 x1 = bf16_vector_##SUFFIX(a), x2 = bf16_vector_##SUFFIX(b);                        \
+                vf16 p1 = bf16_vector_##SUFFIX(x1 * c1), q1 = bf16_vector_##SUFFIX(((vf16){} - x2) * s1); \
+                vf16 p2 = bf16_vector_##SUFFIX(x2 * c2), q2 = bf16_vector_##SUFFIX(x1 * s2);            \
+                vf16 first = bf16_vector_##SUFFIX(p1 + q1), second = bf16_vector_##SUFFIX(p2 + q2);     \
+                memcpy(x + i, &first, 64); memcpy(x + i + half, &second, 64);                           \
+            }                                                                                           \
+            for (; i < half; i++) {                                                                     \
+                float x1 = bf16_value(x[i]), x2 = bf16_value(x[i + half]);                              \
+                float p1 = bf16_value(x1 * cos[i]), q1 = bf16_value(-x2 * sin[i]);                      \
+                float p2 = bf16_value(x2 * cos[i + half]), q2 = bf16_value(x1 * sin[i + half]);         \
+                x[i] = bf16_value(p1 + q1);                                                             \
+                x[i + half] = bf16_value(p2 + q2);                                                      \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
+DEFINE_ROPE(generic, NO_TARGET)
+#ifdef VTP_X86
+DEFINE_ROPE(avx512, __attribute__((target("avx512f"))))
+#endif
+
+void vtp_rope_bf16(float *v, long stride, int count, int hd, const float *sin, const float *cos) {
+#ifdef VTP_X86
+    if (cpu_has_avx512()) { rope_bf16_avx512(v, stride, count, hd, sin, cos); return; }
+#endif
+    rope_bf16_generic(v, stride, count, hd, sin, cos);
+}
+
 void vtp_silu_multiply(float *a, const float *b, long count) {
 #ifdef VTP_X86
     static int isa = -1;

@@ -66,6 +66,11 @@ void vtp_silu_multiply(float *a, const float *b, long count);
 void vtp_norm_rows(const float *x, float *out, long rows, int n, const float *weight, const float *bias, float eps,
                    int center);
 
+/// The reference's bfloat16 rotary embedding of `count` head vectors of `hd` values (`stride`
+/// floats apart) at one position: `bf(bf(x·cos) + bf(rotate_half(x)·sin))` with x rounded to
+/// bfloat16 first, `rotate_half(x) = [-x₂, x₁]`; `sin` and `cos` hold that position's hd values.
+void vtp_rope_bf16(float *v, long stride, int count, int hd, const float *sin, const float *cos);
+
 /// Whether `path` keeps its weights (packed B) in bfloat16.
 int vtp_path_is_bf16(int path);
 /// The minimum ISA `path` needs.
