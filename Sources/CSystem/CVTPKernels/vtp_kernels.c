@@ -916,6 +916,22 @@ size_t vtp_attention_scratch_bytes(int path, int n, int hd) { return attention_r
         return (vf16)((vi16)result & ~tiny);                                                            \
     }
 
+/// Horizontal maximum and sum of 16 lanes by halving: a fixed tree, the same on every target (a
+/// statement expression, so it compiles inside each target's function).
+typedef float vf8h __attribute__((vector_size(32)));
+typedef float vf4h __attribute__((vector_size(16)));
+#define REDUCE16(v, OP)                                                                                  \
+    ({                                                                                                   \
+        vf16 r16_ = (v);                                                                                 \
+        vf8h r8_ = OP(__builtin_shufflevector(r16_, r16_, 0, 1, 2, 3, 4, 5, 6, 7),                       \
+                      __builtin_shufflevector(r16_, r16_, 8, 9, 10, 11, 12, 13, 14, 15));                \
+        vf4h r4_ = OP(__builtin_shufflevector(r8_, r8_, 0, 1, 2, 3), __builtin_shufflevector(r8_, r8_, 4, 5, 6, 7)); \
+        float r0_ = OP(r4_[0], r4_[2]), r1_ = OP(r4_[1], r4_[3]);                                        \
+        OP(r0_, r1_);                                                                                    \
+    })
+#define ADD_OP(x, y) ((x) + (y))
+#define MAX_OP(x, y) __builtin_elementwise_max((x), (y))
+
 /// One online-softmax step for a 64-key score tile: scales and masks the scores, turns them into
 /// probabilities against the running row maximum, rescales running sums and accumulators, and
 /// leaves the probabilities in the tile for the P·V product.
@@ -937,8 +953,7 @@ size_t vtp_attention_scratch_bytes(int path, int n, int hd) { return attention_r
                 s[v] = (vf16)(((vi16)x & ~hidden) | ((vi16)((vf16){} - INFINITY) & hidden));            \
                 mx = __builtin_elementwise_max(mx, s[v]);                                               \
             }                                                                                           \
-            float tile_max = -INFINITY;                                                                 \
-            for (int j = 0; j < 16; j++) tile_max = mx[j] > tile_max ? mx[j] : tile_max;                \
+            float tile_max = REDUCE16(mx, MAX_OP);                                                                 \
             float new_max = rowmax[i] > tile_max ? rowmax[i] : tile_max;                                \
             if (new_max == -INFINITY) {                                                                 \
                 memset(row, 0, sizeof(float) * KEY_TILE);                                               \
@@ -951,8 +966,7 @@ size_t vtp_attention_scratch_bytes(int path, int n, int hd) { return attention_r
                 sum += e;                                                                               \
                 memcpy(row + 16 * v, &e, sizeof e);                                                     \
             }                                                                                           \
-            float total = 0.0f;                                                                         \
-            for (int j = 0; j < 16; j++) total += sum[j];                                               \
+            float total = REDUCE16(sum, ADD_OP);                                                                   \
             rowsum[i] = rowsum[i] * correction + total;                                                 \
             rowmax[i] = new_max;                                                                        \
             if (correction != 1.0f) {                                                                   \
