@@ -531,7 +531,7 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
     } while (0)
 
 /// Instantiates the float32 and widening-bf16 tiles for one instruction set and geometry.
-#define DEFINE_TILES(SUFFIX, TARGET, MR_, NR_, VF, VU, W)                                               \
+#define DEFINE_TILES(SUFFIX, TARGET, MR_, NR_, VF, VU, W, PF)                                           \
     TARGET static void f32_tile_##SUFFIX(int kc, const float *pa, const float *pb, const tile_out *o) { \
         enum { NV = NR_ / W };                                                                          \
         float tile[MR_ * NR_] __attribute__((aligned(64)));                                             \
@@ -540,9 +540,11 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
         for (int kk = 0; kk < kc; kk++) {                                                               \
             VF b[NV];                                                                                   \
             memcpy(b, pb, sizeof b);                                                                    \
-            __builtin_prefetch(pb + NR_ * PREFETCH_DEPTHS);                                             \
-            __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS);                                             \
-            __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS + 16);                                        \
+            if (PF) {                                                                                   \
+                __builtin_prefetch(pb + NR_ * PREFETCH_DEPTHS);                                         \
+                __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS);                                         \
+                __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS + 16);                                    \
+            }                                                                                           \
             PRAGMA_UNROLL for (int i = 0; i < MR_; i++) {                                               \
                 VF av = -(VF){} + pa[i];  /* -0 + x is x exactly, so this is a plain broadcast */       \
                 PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = __builtin_elementwise_fma(av, b[v], acc[i][v]); \
@@ -563,9 +565,11 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
             VU w[NV];                                                                                   \
             VF even[NV], odd[NV];                                                                       \
             memcpy(w, pb, sizeof w);                                                                    \
-            __builtin_prefetch(pb + NR_ * PREFETCH_DEPTHS / 2);                                         \
-            __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS);                                             \
-            __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS + 16);                                        \
+            if (PF) {                                                                                   \
+                __builtin_prefetch(pb + NR_ * PREFETCH_DEPTHS / 2);                                     \
+                __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS);                                         \
+                __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS + 16);                                    \
+            }                                                                                           \
             PRAGMA_UNROLL for (int v = 0; v < NV; v++) {                                                \
                 even[v] = (VF)(w[v] & 0xffff0000u);                                                     \
                 odd[v] = (VF)(w[v] << 16);                                                              \
@@ -586,9 +590,12 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
 
 #define NO_TARGET
 #ifdef VTP_X86
-DEFINE_TILES(check, __attribute__((target("avx2,fma"))), 28, 16, vf16, vu16, 16)
-DEFINE_TILES(avx2, __attribute__((target("avx2,fma"))), 6, 16, vf8, vu8, 8)
-DEFINE_TILES(avx512, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16)
+DEFINE_TILES(check, __attribute__((target("avx2,fma"))), 28, 16, vf16, vu16, 16, 1)
+DEFINE_TILES(avx2, __attribute__((target("avx2,fma"))), 6, 16, vf8, vu8, 8, 1)
+DEFINE_TILES(avx512, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 1)
+// Without the software prefetches: on Zen 5 they take load slots the tile's 29 loads per 28
+// FMAs need (4.5% of a float32 GEMM); the Xeons the prefetching versions were tuned on keep them.
+DEFINE_TILES(avx512_np, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 0)
 
 __attribute__((target("avx512f,avx512bf16"))) static void dpbf16_tile(int kc, const uint32_t *pa, const uint32_t *pb,
                                                                      const tile_out *o) {
@@ -606,7 +613,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void dpbf16_tile(int kc, co
     TILE_FINISH(__m512, 28, 16, 1, acc, tile, o);
 }
 #else
-DEFINE_TILES(check, NO_TARGET, 28, 16, vf16, vu16, 16)
+DEFINE_TILES(check, NO_TARGET, 28, 16, vf16, vu16, 16, 1)
 #endif
 
 #ifdef VTP_X86
@@ -725,6 +732,18 @@ __attribute__((target("avx512f,amx-tile,amx-bf16"))) static void amx_tiles(int k
 
 /// Runs one tile of `path` over `kc` depths of a B stored as `b_format`: the vdpbf16ps tile on
 /// pair-packed A and B, the widening tile on float A and pair-packed B, else the float32 tile.
+/// Whether the AVX-512 float32 and widening tiles prefetch A and B: on Intel CPUs (where they were
+/// tuned), not on AMD's. From CPUID alone; prefetching changes no result.
+static int cpu_prefetches_tiles(void) {
+    static int known = -1;
+    int value = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (value < 0) {
+        value = !vtp_cpu_dpbf16_is_fast();  // i.e. GenuineIntel
+        __atomic_store_n(&known, value, __ATOMIC_RELAXED);
+    }
+    return value;
+}
+
 static void run_tile(int path, int b_format, int kc, const void *pa, const void *pb, const tile_out *o) {
     int pairs = b_format == B_PAIRS;
     switch (path) {
@@ -741,8 +760,13 @@ static void run_tile(int path, int b_format, int kc, const void *pa, const void 
         return;
     case VTP_PATH_AVX512_F32:
     case VTP_PATH_AVX512_BF16:
-        if (pairs) widen_tile_avx512(kc, pa, pb, o);
-        else f32_tile_avx512(kc, pa, pb, o);
+        if (cpu_prefetches_tiles()) {
+            if (pairs) widen_tile_avx512(kc, pa, pb, o);
+            else f32_tile_avx512(kc, pa, pb, o);
+        } else {
+            if (pairs) widen_tile_avx512_np(kc, pa, pb, o);
+            else f32_tile_avx512_np(kc, pa, pb, o);
+        }
         return;
     case VTP_PATH_AVX512BF16: dpbf16_tile(kc, pa, pb, o); return;
     case VTP_PATH_CHECK_DPBF16: dpbf16_check_tile(kc, pa, pb, o); return;
