@@ -111,20 +111,11 @@ final class FeaturesJob: ShardJob {
         ]
         let writer = FeatureShardWriter(directory: directory, rank: 0, prefix: "features", dtype: parameters.dtype, metadata: metadata)
         let labels = items.map { $0.label.map(Int64.init) ?? unlabeledLabel }
-        let written = try Self.withBuffers(outputs.map(\.rows.values)) { buffers in
+        let written = try withFloatBuffers(outputs.map(\.rows.values)) { buffers in
             let features = zip(outputs, buffers).map { FeatureShardWriter.Feature(name: $0.0.name, rowShape: $0.0.rowShape, values: $0.1) }
             return try writer.write(shard: shard, features: features, sourceIds: items.map(\.sourceId), labels: labels,
                                     rowMetadata: items.map(\.metadataFields))
         }
         return ShardWriteResult(written: written, stats: nil)
-    }
-
-    /// Borrows every array's storage at once for the duration of `body`.
-    private static func withBuffers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) throws -> R {
-        func recurse(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
-            if i == arrays.count { return try body(acc) }
-            return try arrays[i].withUnsafeBufferPointer { try recurse(i + 1, acc + [$0]) }
-        }
-        return try recurse(0, [])
     }
 }

@@ -161,7 +161,7 @@ enum LinearProbeShard {
             try ClipLayout.createParent(of: resultsName, in: task.outputDirectory)
             let set = ShardFileSet(directory: task.outputDirectory)
             do {
-                try withBuffers(weights.map(\.values)) { buffers in
+                try withFloatBuffers(weights.map(\.values)) { buffers in
                     let payloads = zip(weights, buffers).map { TensorPayload.floats($0.0.name, shape: $0.0.shape, $0.1, as: .float32) }
                     try set.stageSafeTensors(payloads, metadata: ["job": "linear-probe", "classes": String(classes)], as: headsName)
                 }
@@ -192,18 +192,11 @@ enum LinearProbeShard {
         timings.infer = (trained - start).seconds
         timings.wall = (ContinuousClock.now - start).seconds
         timings.write = (ContinuousClock.now - trained).seconds
+        // No model ran: no model load and no model batches to report.
         return ShardOutcome(shardIndex: task.shardIndex, items: outcomes, timings: timings, files: files, modelLoadSeconds: nil,
-                            batchSizes: [Int](repeating: batch, count: parameters.epochs * parameters.epochLength))
+                            batchSizes: [])
     }
 
-    /// Borrows every array's storage at once for the duration of `body`.
-    private static func withBuffers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) throws -> R {
-        func recurse(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
-            if i == arrays.count { return try body(acc) }
-            return try arrays[i].withUnsafeBufferPointer { try recurse(i + 1, acc + [$0]) }
-        }
-        return try recurse(0, [])
-    }
 }
 
 /// The finalizer's part of a linear probe: upstream's choice of the best head over the shards'

@@ -80,3 +80,13 @@ struct RowBuffer {
         withExtendedLifetime(tensor) { append(tensor.buffer) }
     }
 }
+
+/// Borrows every array's storage at once for the duration of `body` (several output tensors
+/// streamed into one file).
+func withFloatBuffers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) throws -> R {
+    func recurse(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
+        if i == arrays.count { return try body(acc) }
+        return try arrays[i].withUnsafeBufferPointer { try recurse(i + 1, acc + [$0]) }
+    }
+    return try recurse(0, [])
+}
