@@ -106,6 +106,10 @@ public final class TensorStorage: @unchecked Sendable {
            let map = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), map != MAP_FAILED {
             pointer = map.bindMemory(to: Float.self, capacity: max(count, 1))  // page-aligned and zero-filled
             mappedBytes = bytes
+            // Transparent huge pages where the system offers them on request: a fresh activation
+            // buffer then faults in per 2 MiB instead of per 4 KiB (650,000 faults in a few
+            // bf16 passes of a B model, several percent of the time).
+            if bytes >= Self.hugePageThreshold { _ = madvise(map, bytes, MADV_HUGEPAGE) }
         } else {
             let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
             pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
@@ -119,6 +123,7 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     private static let mappedThreshold = 1 << 20
+    private static let hugePageThreshold = 4 << 20
     private let mappedBytes: Int
 
     /// Borrows read-only memory owned by `owner` (kept alive as long as this storage lives).
