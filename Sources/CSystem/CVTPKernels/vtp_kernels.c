@@ -1206,7 +1206,7 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
     pack_b(format, nr, k, ld, 1, n, hd, kd, L.kpack);
     memset((char *)L.kpack + kreal * kstride, 0, (kpanels - kreal) * kstride);
     pack_b(format, nr, v, ld, 0, hd, n, npad, L.vpack);
-    size_t qpanel = a_panel_bytes(P, hd), ppanel = a_panel_bytes(P, KEY_TILE);
+    size_t qpanel = a_panel_bytes(P, hd);
     size_t key_offset = format == B_PAIRS ? (size_t)(KEY_TILE / 2) * nr * 4 : (size_t)KEY_TILE * nr * 4;
     int qblock = query_block(P);
     for (int q0 = 0; q0 < n; q0 += qblock) {
@@ -1218,14 +1218,19 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
         int visible = causal ? (q0 + qb < n ? q0 + qb : n) : n;
         int key_tiles = ceil_div(visible, KEY_TILE);
         for (int t = 0; t < key_tiles; t++) {
+            // The last tile computes only the panels and depths that hold keys (n = 257 leaves one
+            // key in it); the softmax masks the rest, so the skipped terms were zeros.
+            int keys = visible - t * KEY_TILE < KEY_TILE ? visible - t * KEY_TILE : KEY_TILE;
+            int depth = keys == KEY_TILE ? KEY_TILE : a_depth(P, round_up(keys, 2));
+            if (depth > KEY_TILE) depth = KEY_TILE;
             for (int r = 0; r < tiles; r++)
                 attention_row(path, format, kd, (const char *)L.qpack + (size_t)r * qpanel,
-                              (const char *)L.kpack + (size_t)t * (KEY_TILE / nr) * kstride, kstride, KEY_TILE / nr,
+                              (const char *)L.kpack + (size_t)t * (KEY_TILE / nr) * kstride, kstride, ceil_div(keys, nr),
                               L.scores + (size_t)r * mr * KEY_TILE, KEY_TILE, 1);
             softmax_tile(path, L.scores, rows, q0, t * KEY_TILE, n, causal, scale, L.rowmax, L.rowsum, L.acc, hdp);
-            pack_a(P, L.scores, KEY_TILE, rows, KEY_TILE, L.ppack);
+            pack_a(P, L.scores, KEY_TILE, rows, depth, L.ppack);
             for (int r = 0; r < tiles; r++)
-                attention_row(path, format, KEY_TILE, (const char *)L.ppack + (size_t)r * ppanel,
+                attention_row(path, format, depth, (const char *)L.ppack + (size_t)r * a_panel_bytes(P, depth),
                               (const char *)L.vpack + (size_t)t * key_offset, vstride, hdp / nr,
                               L.acc + (size_t)r * mr * hdp, hdp, 0);
         }
