@@ -3,33 +3,35 @@ import Foundation
 import Testing
 import VTPTensor
 
-/// Packed B, byte for byte, against the layout written out element by element: 16-column panels
-/// of floats (`[k][16]`) or of bf16 pair words (`[k/2][16]`, depth k in the high half), columns
+/// Packed B, byte for byte, against the layout written out element by element: panels of 16 (or
+/// 32) columns of floats (`[k][16]`) or of bf16 pair words (`[k/2][16]`, depth k in the high half), columns
 /// past n and depths past k zero. On AVX-512 CPUs the packing runs vector loads and gathers.
 @Suite struct PackingTests {
     static func expected(path: vtp_path, source: [Float], ld: Int, transposed: Bool, n: Int, k: Int, bytes: Int) -> [UInt8] {
-        let panels = (n + 15) / 16
+        let nr = Int(vtp_panel_columns(Int32(path.rawValue)))
+        let panels = (n + nr - 1) / nr
         var out = [UInt8](repeating: 0, count: bytes)
         func value(_ col: Int, _ kk: Int) -> Float { transposed ? source[col * ld + kk] : source[kk * ld + col] }
         out.withUnsafeMutableBytes { raw in
             if vtp_path_is_bf16(Int32(path.rawValue)) != 0 {
-                let pairs = bytes / (panels * 64)
+                let pairs = bytes / (panels * nr * 4)
                 let halves = raw.bindMemory(to: UInt16.self)
                 for col in 0..<n {
                     for kk in 0..<k {
-                        halves[(col / 16) * pairs * 32 + (kk / 2) * 32 + (col % 16) * 2 + 1 - (kk & 1)] = HalfPrecision.bfloat16Bits(value(col, kk))
+                        halves[(col / nr) * pairs * nr * 2 + (kk / 2) * nr * 2 + (col % nr) * 2 + 1 - (kk & 1)] = HalfPrecision.bfloat16Bits(value(col, kk))
                     }
                 }
             } else {
-                let depth = bytes / (panels * 64)
+                let depth = bytes / (panels * nr * 4)
                 let floats = raw.bindMemory(to: Float.self)
-                for col in 0..<n { for kk in 0..<k { floats[(col / 16) * depth * 16 + kk * 16 + col % 16] = value(col, kk) } }
+                for col in 0..<n { for kk in 0..<k { floats[(col / nr) * depth * nr + kk * nr + col % nr] = value(col, kk) } }
             }
         }
         return out
     }
 
-    @Test(arguments: [VTP_PATH_AVX512_F32, VTP_PATH_AVX512BF16, VTP_PATH_AVX512_BF16, VTP_PATH_CHECK_F32, VTP_PATH_CHECK_DPBF16])
+    @Test(arguments: [VTP_PATH_AVX512_F32, VTP_PATH_AVX512_F32_WIDE, VTP_PATH_AVX512BF16, VTP_PATH_AVX512_BF16, VTP_PATH_CHECK_F32,
+                      VTP_PATH_CHECK_DPBF16])
     func packedBytesFollowTheLayout(_ path: vtp_path) {
         for (n, k, transposed) in [(37, 19, true), (37, 19, false), (16, 64, true), (64, 257, false), (1, 1, true), (300, 33, true)] {
             let ld = (transposed ? k : n) + 3

@@ -52,6 +52,11 @@ typedef struct {
 // blocks of 768 (all of a ViT-B product's depth, so C is written once) in blocks of 120 rows, with
 // A and B prefetched 8 depths ahead, ran 5-15% faster in whole GEMMs than 256 × 240 without.
 //
+// On AMD's Zen 5 the same tile is bound by its loads (two a cycle, 29 per 28 FMAs) and 14 × 32
+// (a broadcast register shared by two multiply-adds, 16 loads per 28) runs 7% faster: float32 takes
+// that geometry there (`VTP_PATH_AVX512_F32_WIDE`). Every output is the same chain of FMAs over k
+// in either geometry, so the bits do not change.
+//
 // The AMX tiles are 32 × 32: four 16 × 16 accumulator tiles fed by two A tiles (16 rows × 32
 // depths) and two B tiles (32 depths × 16 columns), each A and B tile used twice per load. A is
 // packed row-major (the tile loads rows with a stride), B in the same pair words as vdpbf16ps.
@@ -65,6 +70,7 @@ static const path_info PATHS[] = {
     [VTP_PATH_AVX512BF16] = {28, 16, 768, 1, 1, 0, VTP_ISA_AVX512BF16, 1},
     [VTP_PATH_CHECK_DPBF16] = {28, 16, 768, 1, 1, 0, VTP_ISA_AVX2, 1},
     [VTP_PATH_AMX_BF16] = {32, 16, 1536, 1, 1, 0, VTP_ISA_AMX, 32},
+    [VTP_PATH_AVX512_F32_WIDE] = {14, 32, 768, 0, 0, 0, VTP_ISA_AVX512, 1},
 };
 
 /// Rows of A packed per block: about MC, in whole tiles.
@@ -173,13 +179,13 @@ size_t vtp_packed_bytes(int path, int n, int k_padded) {
 #ifdef VTP_X86
 __attribute__((target("avx512f"))) static inline __m512i bf16_round16(__m512 x);
 
-/// pack_b for 16-column panels with AVX-512: per depth (or depth pair), the 16 columns of a panel
+/// pack_b for panels of 16 or 32 columns with AVX-512: per depth (or depth pair), 16 columns of a panel
 /// as one vector, loaded from a row of B or gathered down its columns (a transposed B: a Linear
 /// weight, the keys of attention), rounded in registers. The same bytes as the scalar loop, which
 /// took 6% of a bf16 forward pass packing K and V. Returns 0 when it does not apply.
 __attribute__((target("avx512f"))) static int pack_b_avx512(int format, int nr, const float *src, long ld, int transposed,
                                                             int n, int k, int k_padded, void *dst) {
-    if (nr != 16 || ld > INT32_MAX / 16) return 0;
+    if (nr % 16 != 0 || ld > INT32_MAX / 16) return 0;
     const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                              _mm512_set1_epi32((int)ld));
     for (int c0 = 0; c0 < n; c0 += 16) {
@@ -188,21 +194,22 @@ __attribute__((target("avx512f"))) static int pack_b_avx512(int format, int nr, 
         const float *base = transposed ? src + (long)c0 * ld : src + c0;
 #define LOAD_DEPTH(d) (transposed ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, base + (d), 4) \
                                   : _mm512_maskz_loadu_ps(m, base + (long)(d) * ld))
+        // Columns c0..c0+15 are lanes c0 % nr onwards of panel c0 / nr.
         if (format == B_PAIRS) {
             int pairs = ceil_div(k_padded, 2);
-            uint32_t *panel = (uint32_t *)dst + (size_t)(c0 / 16) * pairs * 16;
+            uint32_t *panel = (uint32_t *)dst + (size_t)(c0 / nr) * pairs * nr + c0 % nr;
             for (int kp = 0; kp < (k + 1) / 2; kp++) {
                 __m512 even = LOAD_DEPTH(2 * kp);
                 __m512 odd = 2 * kp + 1 < k ? LOAD_DEPTH(2 * kp + 1) : _mm512_setzero_ps();
                 __m512i words = _mm512_or_si512(bf16_round16(even), _mm512_srli_epi32(bf16_round16(odd), 16));
-                _mm512_storeu_si512((void *)(panel + (size_t)kp * 16), words);
+                _mm512_storeu_si512((void *)(panel + (size_t)kp * nr), words);
             }
         } else {
-            float *panel = (float *)dst + (size_t)(c0 / 16) * k_padded * 16;
+            float *panel = (float *)dst + (size_t)(c0 / nr) * k_padded * nr + c0 % nr;
             for (int kk = 0; kk < k; kk++) {
                 __m512 x = LOAD_DEPTH(kk);
                 if (format == B_ROUNDED_FLOATS) x = _mm512_castsi512_ps(bf16_round16(x));
-                _mm512_storeu_ps(panel + (size_t)kk * 16, x);
+                _mm512_storeu_ps(panel + (size_t)kk * nr, x);
             }
         }
 #undef LOAD_DEPTH
@@ -311,13 +318,13 @@ __attribute__((target("avx512f"))) static inline void transpose16(__m512i r[16])
     }
 }
 
-/// pack_a for the 28-row AVX-512 tiles: [k][28] floats, or [k/2][28] bf16 pair words. Each row's
+/// pack_a for the 28-row (or 14-row) AVX-512 tiles: [k][28] floats, or [k/2][28] bf16 pair words. Each row's
 /// next 16 depths (or 16 depth pairs) are read with contiguous loads, rounded in registers where
 /// the path asks, and two 16×16 transposes (rows 0-15, 16-27 and four zero rows) turn them into
 /// the panel's order. Gathers down the rows, the version before, took 8% of a bf16 forward pass.
 __attribute__((target("avx512f"))) static void pack_a_avx512(const path_info *P, const float *a, long lda, int rows,
                                                              int kc, void *out) {
-    enum { R = 28 };
+    const int R = P->mr;  // 28, or 14 for the wide float32 tiles (rows past 16 never used then)
     int tiles = ceil_div(rows, R);
     int pairs = P->a_pairs, depth = pairs ? ceil_div(kc, 2) : a_depth(P, kc);  // panel rows: pairs or depths
     for (int t = 0; t < tiles; t++) {
@@ -327,7 +334,7 @@ __attribute__((target("avx512f"))) static void pack_a_avx512(const path_info *P,
         for (int d0 = 0; d0 < depth; d0 += 16) {
             int steps = depth - d0 < 16 ? depth - d0 : 16;
             __m512i block[2][16];
-            for (int r = 0; r < 32; r++) {
+            for (int r = 0; r < (R > 16 ? 32 : 16); r++) {
                 __m512i v = _mm512_setzero_si512();
                 if (r < valid) {
                     const float *src = base + (long)r * lda;
@@ -352,10 +359,12 @@ __attribute__((target("avx512f"))) static void pack_a_avx512(const path_info *P,
                 block[r >> 4][r & 15] = v;
             }
             transpose16(block[0]);
-            transpose16(block[1]);
+            if (R > 16) transpose16(block[1]);
+            __mmask16 first = R >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << R) - 1);
+            __mmask16 second = R > 16 ? (__mmask16)((1u << (R - 16)) - 1) : 0;
             for (int j = 0; j < steps; j++) {
-                _mm512_storeu_si512((void *)(panel + (size_t)(d0 + j) * R), block[0][j]);
-                _mm512_mask_storeu_epi32(panel + (size_t)(d0 + j) * R + 16, 0x0fff, block[1][j]);
+                _mm512_mask_storeu_epi32(panel + (size_t)(d0 + j) * R, first, block[0][j]);
+                if (second) _mm512_mask_storeu_epi32(panel + (size_t)(d0 + j) * R + 16, second, block[1][j]);
             }
         }
     }
@@ -398,7 +407,7 @@ static void pack_a(const path_info *P, const float *a, long lda, int rows, int k
         pack_a_amx(P, a, lda, rows, kc, out);
         return;
     }
-    if (P->isa >= VTP_ISA_AVX512 && P->mr == 28) {
+    if (P->isa >= VTP_ISA_AVX512 && (P->mr == 28 || P->mr == 14)) {
         pack_a_avx512(P, a, lda, rows, kc, out);
         return;
     }
@@ -596,6 +605,7 @@ DEFINE_TILES(avx512, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16,
 // Without the software prefetches: on Zen 5 they take load slots the tile's 29 loads per 28
 // FMAs need (4.5% of a float32 GEMM); the Xeons the prefetching versions were tuned on keep them.
 DEFINE_TILES(avx512_np, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 0)
+DEFINE_TILES(avx512_wide, __attribute__((target("avx512f"))), 14, 32, vf16, vu16, 16, 0)
 
 __attribute__((target("avx512f,avx512bf16"))) static void dpbf16_tile(int kc, const uint32_t *pa, const uint32_t *pb,
                                                                      const tile_out *o) {
@@ -768,6 +778,7 @@ static void run_tile(int path, int b_format, int kc, const void *pa, const void 
             else f32_tile_avx512_np(kc, pa, pb, o);
         }
         return;
+    case VTP_PATH_AVX512_F32_WIDE: f32_tile_avx512_wide(kc, pa, pb, o); return;
     case VTP_PATH_AVX512BF16: dpbf16_tile(kc, pa, pb, o); return;
     case VTP_PATH_CHECK_DPBF16: dpbf16_check_tile(kc, pa, pb, o); return;
     case VTP_PATH_AMX_BF16: amx_tiles(kc, pa, pb, NULL, o, NULL); return;

@@ -54,6 +54,7 @@ typedef enum {
     VTP_PATH_AVX512BF16 = 6,     ///< 28×16 vdpbf16ps tiles
     VTP_PATH_CHECK_DPBF16 = 7,   ///< the vdpbf16ps path's packing and tiles, the instruction emulated on AVX2
     VTP_PATH_AMX_BF16 = 8,       ///< 32×32 tdpbf16ps tiles (four 16×16 accumulator tiles), depths padded to 32
+    VTP_PATH_AVX512_F32_WIDE = 9,  ///< 14×32 float32 FMA tiles: AVX-512 float32 on AMD CPUs (the same bits as 28×16)
 } vtp_path;
 
 /// `a[i] = silu(a[i]) · b[i]` (SwiGLU's gate: `a / (1 + e^-a) · b`) on the widest vectors this CPU
