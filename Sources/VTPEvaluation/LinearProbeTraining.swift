@@ -92,9 +92,13 @@ public final class LinearHeadGroup {
     /// The iteration at which each head's loss stopped being finite, if it did.
     public private(set) var divergedAt: [Int?]
     private var iteration = 0
+    private let pool: ComputePool
 
-    /// `initialWeights[h]` is head h's (classes × inputDim) matrix.
-    public init(inputDim: Int, classes: Int, initialWeights: [[Float]]) {
+    /// `initialWeights[h]` is head h's (classes × inputDim) matrix. The products are split over
+    /// `pool`'s threads by rows of their outputs (OpenBLAS single-threaded inside each), which
+    /// changes no result: no output's sum over the batch or the input is split.
+    public init(inputDim: Int, classes: Int, initialWeights: [[Float]], pool: ComputePool = .serial) {
+        self.pool = pool
         precondition(initialWeights.allSatisfy { $0.count == classes * inputDim }, "initial weights of the wrong size")
         self.inputDim = inputDim
         self.classes = classes
@@ -118,7 +122,7 @@ public final class LinearHeadGroup {
         if logits.count < rows * width { logits = [Float](repeating: 0, count: rows * width) }
         weights.withUnsafeBufferPointer { w in
             logits.withUnsafeMutableBufferPointer { out in
-                BLAS.gemm(m: rows, n: width, k: inputDim, a: x, lda: stride, b: w.baseAddress!, transposeB: true, c: out.baseAddress!)
+                pool.gemm(m: rows, n: width, k: inputDim, a: x, lda: stride, b: w.baseAddress!, transposeB: true, c: out.baseAddress!)
                 bias.withUnsafeBufferPointer { b in
                     for r in 0..<rows {
                         let row = out.baseAddress! + r * width
@@ -174,9 +178,12 @@ public final class LinearHeadGroup {
                 }
             }
             weightGradient.withUnsafeMutableBufferPointer { g in
-                // dW = Gᵀ · x over the batch.
-                BLAS.gemm(m: width, n: inputDim, k: rows, a: out.baseAddress!, lda: width, b: x, ldb: stride, transposeB: false,
-                          c: g.baseAddress!, transposeA: true)
+                // dW = Gᵀ · x over the batch, split by rows of dW (columns of G).
+                let (gradient, logits) = (g.baseAddress!, out.baseAddress!)
+                pool.parallelFor(width, grain: 256) { r in
+                    BLAS.gemm(m: r.count, n: inputDim, k: rows, a: logits + r.lowerBound, lda: width, b: x, ldb: stride,
+                              transposeB: false, c: gradient + r.lowerBound * inputDim, transposeA: true)
+                }
             }
             biasMomentum.withUnsafeMutableBufferPointer { mb in
                 bias.withUnsafeMutableBufferPointer { b in

@@ -2,6 +2,7 @@ import Foundation
 import VTPEvaluation
 import VTPSafeTensors
 import VTPStorage
+import VTPTensor
 import VTPVocabulary
 
 /// Output layout of a `linear-probe` job, relative to its output folder.
@@ -49,9 +50,13 @@ public struct LinearProbeHeadResult: Codable, Sendable, Equatable {
 /// whole schedule, evaluating on the val features after every epoch, and writes their results
 /// and weights. No model is loaded: the features are already computed.
 enum LinearProbeShard {
-    static func execute(_ task: ShardTask, parameters: LinearProbeParameters,
+    /// Runs `task` on `threads` cores (nil: all of them).
+    static func execute(_ task: ShardTask, parameters: LinearProbeParameters, threads: Int?,
                         progress: (@Sendable (Int) -> Void)?) throws -> ShardOutcome {
         let start = ContinuousClock.now
+        // The engine's rule: OpenBLAS single-threaded inside tasks that one pool spreads.
+        BLAS.setThreadCount(1)
+        let pool = ComputePool(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let sweep = parameters.heads
         var position: [String: Int] = [:]
         for (i, head) in sweep.enumerated() { position[head.key] = i }
@@ -76,7 +81,7 @@ enum LinearProbeShard {
             let initial = members.map {
                 LinearProbeRandom.initialWeights(seed: parameters.seed, head: heads[$0].sweepIndex, classes: classes, inputDim: inputDim)
             }
-            groups.append((n, members, LinearHeadGroup(inputDim: inputDim, classes: classes, initialWeights: initial)))
+            groups.append((n, members, LinearHeadGroup(inputDim: inputDim, classes: classes, initialWeights: initial, pool: pool)))
         }
         let totalSteps = parameters.epochs * parameters.epochLength
         var schedules = heads.map { CosineAnnealingSchedule(baseRate: $0.head.scaledLearningRate, totalSteps: totalSteps) }

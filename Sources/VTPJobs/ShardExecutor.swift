@@ -73,7 +73,7 @@ public struct ShardExecutor: Sendable {
         let parameters = try JobParameters.decode(jobType: task.jobType, json: task.parametersJSON)
         if case let .linearProbe(probe) = parameters {
             try Self.prepareOutput(task.outputDirectory)
-            return try LinearProbeShard.execute(task, parameters: probe, progress: progress)
+            return try LinearProbeShard.execute(task, parameters: probe, threads: models.threads, progress: progress)
         }
         let (model, modelLoadSeconds) = try models.lookup(at: task.modelDirectory, precision: parameters.precision)
         try Self.prepareOutput(task.outputDirectory)
