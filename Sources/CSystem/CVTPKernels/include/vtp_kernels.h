@@ -52,7 +52,7 @@ typedef enum {
     VTP_PATH_AVX512_F32 = 4,     ///< 28×16 float32 FMA tiles
     VTP_PATH_AVX512_BF16 = 5,    ///< 28×16 tiles, bf16 weights widened to float32 in registers
     VTP_PATH_AVX512BF16 = 6,     ///< 14×32 vdpbf16ps tiles
-    VTP_PATH_CHECK_DPBF16 = 7,   ///< the vdpbf16ps path's packing and tiles, the instruction emulated on AVX2
+    VTP_PATH_CHECK_DPBF16 = 7,   ///< the vdpbf16ps path's pair packing in 28×16 tiles, the instruction emulated on AVX2
     VTP_PATH_AMX_BF16 = 8,       ///< 32×32 tdpbf16ps tiles (four 16×16 accumulator tiles), depths padded to 32
     VTP_PATH_AVX512_F32_WIDE = 9,  ///< 14×32 float32 FMA tiles: AVX-512 float32 on AMD CPUs (the same bits as 28×16)
 } vtp_path;
