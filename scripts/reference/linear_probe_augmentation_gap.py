@@ -12,20 +12,11 @@ hours rather than days), so its result is not recorded in the repository; docs s
         --model_path pretrained/vtp-l-hf --imagenet_root /data/imagenet [--device cuda:0] [--epochs 10]
 """
 import argparse
-import importlib.util
 import os
 import sys
 
 import torch
-
-
-def load_upstream():
-    script = next(os.path.join(p, "tools", "test_linear_probing_hf.py") for p in sys.path
-                  if os.path.exists(os.path.join(p, "tools", "test_linear_probing_hf.py")))
-    spec = importlib.util.spec_from_file_location("test_linear_probing_hf", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from upstream_tools import load_tool
 
 
 def main():
@@ -37,7 +28,7 @@ def main():
     parser.add_argument("--epoch_length", type=int, default=1250)
     parser.add_argument("--output_dir", default="./linear_probe_gap")
     args = parser.parse_args()
-    upstream = load_upstream()
+    upstream = load_tool("test_linear_probing_hf")
     published = upstream.make_train_transform
     results = {}
     for name, transform in [("augmented (published)", published), ("eval transform (cached features)", lambda: upstream.make_eval_transform())]:

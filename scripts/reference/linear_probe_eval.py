@@ -20,7 +20,6 @@ each trained head's final `{key}.weight` and `{key}.bias`) and Tests/Fixtures/li
 Regenerate (torch, torchvision, safetensors, transformers 4.57.6, Pillow; the official sources importable):
     PYTHONPATH=<checkout of MiniMax-AI/VTP> venv/bin/python scripts/reference/linear_probe_eval.py
 """
-import importlib.util
 import json
 import math
 import os
@@ -33,6 +32,7 @@ import PIL
 import torch
 from safetensors.torch import save_file
 from torchvision.datasets import ImageFolder
+from upstream_tools import load_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "fixtures")
@@ -96,15 +96,6 @@ def training_order(seed, epoch, rows, count):
     return order
 
 
-def load_upstream():
-    script = next(os.path.join(p, "tools", "test_linear_probing_hf.py") for p in sys.path
-                  if os.path.exists(os.path.join(p, "tools", "test_linear_probing_hf.py")))
-    spec = importlib.util.spec_from_file_location("test_linear_probing_hf", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class Quiet(list):
     """tqdm without the bar: the script calls set_postfix on it."""
 
@@ -128,7 +119,7 @@ class CachedFeatures(torch.nn.Module):
 
 
 def main():
-    upstream = load_upstream()
+    upstream = load_tool("test_linear_probing_hf")
     upstream.tqdm = Quiet
     device = torch.device("cpu")
     model = upstream.VTPModel.from_pretrained(os.path.join(SHARED, "vtp-tiny")).to(device).eval()

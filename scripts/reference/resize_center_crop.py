@@ -10,7 +10,6 @@ resampling, see PillowOption).
 Regenerate (torch, torchvision, safetensors, Pillow; the official sources importable):
     PYTHONPATH=<checkout of MiniMax-AI/VTP> venv/bin/python scripts/reference/resize_center_crop.py
 """
-import importlib.util
 import os
 import sys
 
@@ -19,6 +18,7 @@ import PIL
 from PIL import Image
 from safetensors.numpy import save_file
 from torchvision import transforms
+from upstream_tools import load_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGES = os.path.join(ROOT, "Tests", "Fixtures", "images")
@@ -26,17 +26,8 @@ IMAGES = os.path.join(ROOT, "Tests", "Fixtures", "images")
 NAMES = ["astronaut.png", "astronaut_rgba.png", "camera_gray.png", "chelsea.jpg", "chelsea_tiny.jpg", "hubble_large.jpg", "rocket.jpg"]
 
 
-def load_upstream():
-    script = next(os.path.join(p, "tools", "test_linear_probing_hf.py") for p in sys.path
-                  if os.path.exists(os.path.join(p, "tools", "test_linear_probing_hf.py")))
-    spec = importlib.util.spec_from_file_location("test_linear_probing_hf", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main():
-    upstream = load_upstream()
+    upstream = load_tool("test_linear_probing_hf")
     # The script's transform up to ToTensor: the geometry and resampling, on the 8-bit image.
     geometric = transforms.Compose(upstream.make_eval_transform().transforms[:2])
     tensors = {}

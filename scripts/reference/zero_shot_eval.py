@@ -17,7 +17,6 @@ Regenerate (torch, torchvision, safetensors, transformers 4.57.6, ftfy, regex, P
 official sources importable):
     PYTHONPATH=<checkout of MiniMax-AI/VTP> venv/bin/python scripts/reference/zero_shot_eval.py
 """
-import importlib.util
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import tempfile
 
 import PIL
 import torch
+from upstream_tools import load_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "fixtures")
@@ -37,18 +37,8 @@ TREE = {
 }
 
 
-def load_upstream():
-    # tools/__init__.py imports a module the repository does not ship: load the script by path.
-    script = next(os.path.join(p, "tools", "test_zero_shot_hf.py") for p in sys.path
-                  if os.path.exists(os.path.join(p, "tools", "test_zero_shot_hf.py")))
-    spec = importlib.util.spec_from_file_location("test_zero_shot_hf", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main():
-    upstream = load_upstream()
+    upstream = load_tool("test_zero_shot_hf")
     # The script's `accuracy` calls float() on a one-element 1-d array, which NumPy 2 refuses; the
     # same count through .item().
     def accuracy(output, target, topk=(1,)):

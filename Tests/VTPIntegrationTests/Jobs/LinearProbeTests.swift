@@ -65,6 +65,14 @@ import Glibc
         try manifest.write(to: directory + "/manifest.json")
     }
 
+    /// A temporary folder holding the golden's train and val features as `train/` and `val/`.
+    static func probeInputs(_ label: String) throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory(label)
+        try featuresFolder("train", at: dir.file("train"))
+        try featuresFolder("val", at: dir.file("val"))
+        return dir
+    }
+
     static func results(in output: String) throws -> [LinearProbeHeadResult] {
         var results: [LinearProbeHeadResult] = []
         for name in try FileManager.default.contentsOfDirectory(atPath: output + "/probe").sorted() where name.hasPrefix("results_") {
@@ -84,13 +92,11 @@ import Glibc
     @Test(.timeLimit(.minutes(5)))
     func headsTrainAndSelectAsTheOfficialScript() throws {
         let golden = try Self.golden()
-        let dir = try TemporaryDirectory("linear-probe")
+        let dir = try Self.probeInputs("linear-probe")
         defer {
             RunCommandTests.stopLeftoverServer(dir.file("out"))
             dir.remove()
         }
-        try Self.featuresFolder("train", at: dir.file("train"))
-        try Self.featuresFolder("val", at: dir.file("val"))
         let command = ["run", "linear-probe", "--input", dir.file("train"), "--val", dir.file("val"), "--output", dir.file("out"),
                        "--workers", "2", "--shard-size", "3"] + Self.arguments(golden.settings)
         let run = try VTPExecutable.run(command)
@@ -146,13 +152,11 @@ import Glibc
     @Test(.timeLimit(.minutes(5)))
     func ctrlCWhileTrainingStopsAndTheRerunWritesEveryHeadOnce() async throws {
         let golden = try Self.golden()
-        let dir = try TemporaryDirectory("linear-probe-sigint")
+        let dir = try Self.probeInputs("linear-probe-sigint")
         defer {
             RunCommandTests.stopLeftoverServer(dir.file("out"))
             dir.remove()
         }
-        try Self.featuresFolder("train", at: dir.file("train"))
-        try Self.featuresFolder("val", at: dir.file("val"))
         var settings = golden.settings
         settings.epoch_length = 150_000
         settings.epochs = 2
@@ -182,13 +186,11 @@ import Glibc
     @Test(.timeLimit(.minutes(5)))
     func aDivergedHeadIsRecordedAndTheOthersWritten() throws {
         let golden = try Self.golden()
-        let dir = try TemporaryDirectory("linear-probe-diverged")
+        let dir = try Self.probeInputs("linear-probe-diverged")
         defer {
             RunCommandTests.stopLeftoverServer(dir.file("out"))
             dir.remove()
         }
-        try Self.featuresFolder("train", at: dir.file("train"))
-        try Self.featuresFolder("val", at: dir.file("val"))
         var settings = golden.settings
         settings.blocks = [1]
         let run = try VTPExecutable.run(["run", "linear-probe", "--input", dir.file("train"), "--val", dir.file("val"),
