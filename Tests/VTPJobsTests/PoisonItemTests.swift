@@ -81,7 +81,8 @@ import Glibc
         let prepared = PreprocessPipeline.prepare(items[1], plan: plan)
         let alone = ContinuousClock.now - t0
         guard case .ok = prepared.result else { Issue.record("the large image should be valid: \(prepared.result)"); return }
-        #expect(alone > .seconds(1), "the large image should take well over the 0.25 s limit, took \(alone)")
+        // Twice the limit at least (a Zen 5 prepares it in 0.8 s; slower machines take seconds).
+        #expect(alone > .milliseconds(500), "the large image should take well over the 0.25 s limit, took \(alone)")
         #expect(elapsed < alone + .seconds(30))
     }
 
