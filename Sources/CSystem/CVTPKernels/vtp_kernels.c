@@ -218,16 +218,25 @@ __attribute__((target("avx512f"))) static int pack_b_avx512(int format, int nr, 
 }
 #endif
 
-/// Whether this CPU runs AVX-512F (cached: vtp_cpu_isa asks the kernel for AMX the first time).
-static int cpu_has_avx512(void) {
-    static int known = -1;
-    int value = __atomic_load_n(&known, __ATOMIC_RELAXED);
+/// `query()` the first time, its answer after (`*slot` starts at -1): the CPU does not change, and
+/// vtp_cpu_isa asks the kernel for AMX. A race only asks twice.
+static int cached(int *slot, int (*query)(void)) {
+    int value = __atomic_load_n(slot, __ATOMIC_RELAXED);
     if (value < 0) {
-        value = vtp_cpu_isa() >= VTP_ISA_AVX512;
-        __atomic_store_n(&known, value, __ATOMIC_RELAXED);
+        value = query();
+        __atomic_store_n(slot, value, __ATOMIC_RELAXED);
     }
     return value;
 }
+
+/// vtp_cpu_isa(), asked once.
+static int cpu_isa(void) {
+    static int isa = -1;
+    return cached(&isa, vtp_cpu_isa);
+}
+
+/// Whether this CPU runs AVX-512F.
+static int cpu_has_avx512(void) { return cpu_isa() >= VTP_ISA_AVX512; }
 
 static void pack_b(int format, int nr, const float *src, long ld, int transposed, int n, int k, int k_padded, void *dst) {
     memset(dst, 0, b_bytes(format, nr, n, k_padded));
@@ -748,20 +757,15 @@ __attribute__((target("avx512f,amx-tile,amx-bf16"))) static void amx_tiles(int k
 }
 #endif
 
-/// Runs one tile of `path` over `kc` depths of a B stored as `b_format`: the vdpbf16ps tile on
-/// pair-packed A and B, the widening tile on float A and pair-packed B, else the float32 tile.
 /// Whether the AVX-512 float32 and widening tiles prefetch A and B: on Intel CPUs (where they were
 /// tuned), not on AMD's. From CPUID alone; prefetching changes no result.
 static int cpu_prefetches_tiles(void) {
-    static int known = -1;
-    int value = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (value < 0) {
-        value = !vtp_cpu_dpbf16_is_fast();  // i.e. GenuineIntel
-        __atomic_store_n(&known, value, __ATOMIC_RELAXED);
-    }
-    return value;
+    static int fast = -1;  // vtp_cpu_dpbf16_is_fast: not GenuineIntel
+    return !cached(&fast, vtp_cpu_dpbf16_is_fast);
 }
 
+/// Runs one tile of `path` over `kc` depths of a B stored as `b_format`: the vdpbf16ps tile on
+/// pair-packed A and B, the widening tile on float A and pair-packed B, else the float32 tile.
 static void run_tile(int path, int b_format, int kc, const void *pa, const void *pb, const tile_out *o) {
     int pairs = b_format == B_PAIRS;
     switch (path) {
@@ -996,7 +1000,7 @@ typedef float vf4h __attribute__((vector_size(16)));
                 s[v] = (vf16)(((vi16)x & ~hidden) | ((vi16)((vf16){} - INFINITY) & hidden));            \
                 mx = __builtin_elementwise_max(mx, s[v]);                                               \
             }                                                                                           \
-            float tile_max = REDUCE16(mx, MAX_OP);                                                                 \
+            float tile_max = REDUCE16(mx, MAX_OP);                                                      \
             float new_max = rowmax[i] > tile_max ? rowmax[i] : tile_max;                                \
             if (new_max == -INFINITY) {                                                                 \
                 memset(row, 0, sizeof(float) * KEY_TILE);                                               \
@@ -1009,7 +1013,7 @@ typedef float vf4h __attribute__((vector_size(16)));
                 sum += e;                                                                               \
                 memcpy(row + 16 * v, &e, sizeof e);                                                     \
             }                                                                                           \
-            float total = REDUCE16(sum, ADD_OP);                                                                   \
+            float total = REDUCE16(sum, ADD_OP);                                                        \
             rowsum[i] = rowsum[i] * correction + total;                                                 \
             rowmax[i] = new_max;                                                                        \
             if (correction != 1.0f) {                                                                   \
@@ -1168,14 +1172,8 @@ void vtp_rope_bf16(float *v, long stride, int count, int hd, const float *sin, c
 
 void vtp_silu_multiply(float *a, const float *b, long count) {
 #ifdef VTP_X86
-    static int isa = -1;
-    int known = __atomic_load_n(&isa, __ATOMIC_RELAXED);
-    if (known < 0) {
-        known = vtp_cpu_isa();
-        __atomic_store_n(&isa, known, __ATOMIC_RELAXED);
-    }
-    if (known >= VTP_ISA_AVX512) { silu_multiply_avx512(a, b, count); return; }
-    if (known >= VTP_ISA_AVX2) { silu_multiply_avx2(a, b, count); return; }
+    if (cpu_isa() >= VTP_ISA_AVX512) { silu_multiply_avx512(a, b, count); return; }
+    if (cpu_isa() >= VTP_ISA_AVX2) { silu_multiply_avx2(a, b, count); return; }
 #endif
     silu_multiply_generic(a, b, count);
 }
@@ -1240,8 +1238,7 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
             // The last tile computes only the panels and depths that hold keys (n = 257 leaves one
             // key in it); the softmax masks the rest, so the skipped terms were zeros.
             int keys = visible - t * KEY_TILE < KEY_TILE ? visible - t * KEY_TILE : KEY_TILE;
-            int depth = keys == KEY_TILE ? KEY_TILE : a_depth(P, round_up(keys, 2));
-            if (depth > KEY_TILE) depth = KEY_TILE;
+            int depth = a_depth(P, round_up(keys, 2));  // at most KEY_TILE: every k_align divides it
             for (int r = 0; r < tiles; r++)
                 attention_row(path, format, kd, (const char *)L.qpack + (size_t)r * qpanel,
                               (const char *)L.kpack + (size_t)t * (KEY_TILE / nr) * kstride, kstride, ceil_div(keys, nr),
