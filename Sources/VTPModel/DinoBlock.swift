@@ -105,7 +105,9 @@ struct DinoBlock {
                             Kernels.rmsNorm(v, v, rows: 1, n: hd, weight: normWeight.pointer, eps: 1e-5)
                         }
                     }
-                    // q and k are adjacent in the row: their 2·heads vectors share the position.
+                    // q and k are adjacent in the row: their 2·heads vectors share the position. The
+                    // prefix tokens are not rotated, but the reference still casts their q and k to
+                    // bfloat16 and back.
                     if t < prefix {
                         Kernels.roundToBFloat16(row, count: 2 * dim)
                     } else {
