@@ -132,30 +132,28 @@ enum LinearProbeShard {
         }
         let trained = ContinuousClock.now
 
-        // A head whose loss stopped being finite failed; the others are written.
+        // A head whose loss stopped being finite failed; the others are written. Outcomes follow
+        // the task's items, as every shard's do.
         var outcomes: [ItemResult] = []
         var keptResults: [LinearProbeHeadResult] = []
         var weights: [(name: String, shape: [Int], values: [Float])] = []
         let resultsName = try LinearProbeLayout.results(shard: task.shardIndex)
-        for group in groups {
-            for (k, member) in group.members.enumerated() {
-                let head = heads[member]
-                if let iteration = group.heads.divergedAt[k] {
-                    outcomes.append(ItemResult(ordinal: head.item.ordinal, status: .failed, error: """
-                        training diverged: the loss stopped being finite at iteration \(iteration) (epoch \(iteration / parameters.epochLength)) \
-                        at learning rate \(head.head.scaledLearningRate)
-                        """))
-                    continue
-                }
-                outcomes.append(ItemResult(ordinal: head.item.ordinal, status: .ok, outputLocation: "\(resultsName)#\(keptResults.count)"))
-                keptResults.append(results[member])
-                let (w, b) = group.heads.parameters(of: k)
-                weights.append((head.head.key + ".weight", [classes, group.heads.inputDim], Array(w)))
-                weights.append((head.head.key + ".bias", [classes], Array(b)))
+        for (member, head) in heads.enumerated() {
+            let group = groups.first { $0.members.contains(member) }!
+            let k = group.members.firstIndex(of: member)!
+            if let iteration = group.heads.divergedAt[k] {
+                outcomes.append(ItemResult(ordinal: head.item.ordinal, status: .failed, error: """
+                    training diverged: the loss stopped being finite at iteration \(iteration) (epoch \(iteration / parameters.epochLength)) \
+                    at learning rate \(head.head.scaledLearningRate)
+                    """))
+                continue
             }
+            outcomes.append(ItemResult(ordinal: head.item.ordinal, status: .ok, outputLocation: "\(resultsName)#\(keptResults.count)"))
+            keptResults.append(results[member])
+            let (w, b) = group.heads.parameters(of: k)
+            weights.append((head.head.key + ".weight", [classes, group.heads.inputDim], Array(w)))
+            weights.append((head.head.key + ".bias", [classes], Array(b)))
         }
-        outcomes.sort { $0.ordinal < $1.ordinal }
-        keptResults.sort { $0.ordinal < $1.ordinal }
 
         var files: [String] = []
         var written: WrittenShard?
@@ -180,17 +178,7 @@ enum LinearProbeShard {
             written = WrittenShard(fileName: resultsName, sidecarName: headsName, rows: keptResults.count)
             files = [resultsName, headsName]
         }
-        let failures = zip(task.items, task.items.map { item in outcomes.first { $0.ordinal == item.ordinal } })
-            .compactMap { item, outcome -> ShardSummary.Failure? in
-                guard let outcome, outcome.status == .failed else { return nil }
-                return ShardSummary.Failure(ordinal: item.ordinal, sourceId: item.sourceId, reason: outcome.error ?? "")
-            } + task.excluded.map { ShardSummary.Failure(ordinal: $0.ordinal, sourceId: $0.sourceId, reason: $0.reason) }
-        let summary = ShardSummary(jobType: task.jobType, jobId: task.jobId, shardIndex: task.shardIndex,
-                                   inputs: task.items.count + task.excluded.count, written: written,
-                                   failures: failures.sorted { $0.ordinal < $1.ordinal }, stats: nil)
-        let summaryName = ShardSummary.fileName(shard: task.shardIndex)
-        try summary.write(to: task.outputDirectory + "/" + summaryName)
-        files.append(summaryName)
+        files.append(try ShardExecutor.writeSummary(task, outcomes: outcomes, written: written, stats: nil))
         progress?(task.items.count)
 
         var timings = StageTimings()
@@ -213,15 +201,8 @@ enum LinearProbeFinalizing {
     static func summary(shards: [WrittenShard], parameters: LinearProbeParameters, outputDirectory: String) throws(JobError) -> [String: Any] {
         var results: [LinearProbeHeadResult] = []
         for shard in shards {
-            let path = outputDirectory + "/" + shard.fileName
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw .badShardSummary(path: path, detail: "linear-probe results missing")
-            }
-            for (n, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() where !line.isEmpty {
-                do { results.append(try JSONDecoder().decode(LinearProbeHeadResult.self, from: Data(line))) } catch {
-                    throw .badShardSummary(path: path, detail: "line \(n + 1) is not a linear-probe head result: \(error)")
-                }
-            }
+            results += try readJSONLRows(outputDirectory + "/" + shard.fileName, as: LinearProbeHeadResult.self,
+                                         file: "linear-probe results", row: "linear-probe head result")
         }
         results.sort { $0.ordinal < $1.ordinal }
         var best = 0.0, bestKey = ""

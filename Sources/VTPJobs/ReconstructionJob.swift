@@ -320,16 +320,7 @@ enum ReconstructionFinalizing {
     }
 
     static func readMetrics(_ path: String) throws(JobError) -> [ReconstructionRow] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .badShardSummary(path: path, detail: "metrics file missing")
-        }
-        var rows: [ReconstructionRow] = []
-        for (n, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() where !line.isEmpty {
-            do { rows.append(try JSONDecoder().decode(ReconstructionRow.self, from: Data(line))) } catch {
-                throw .badShardSummary(path: path, detail: "line \(n + 1) is not a metrics row: \(error)")
-            }
-        }
-        return rows
+        try readJSONLRows(path, as: ReconstructionRow.self, file: "metrics file", row: "metrics row")
     }
 
     /// Before a failed shard's metrics file is removed: the images its rows name, so none of a

@@ -156,19 +156,27 @@ public struct ShardExecutor: Sendable {
         } else {
             try Self.removeStaleOutputs(shard: task.shardIndex, jobType: task.jobType, directory: task.outputDirectory)
         }
-        let failures = zip(task.items, outcomes).filter { $0.1.status == .failed }.map {
-            ShardSummary.Failure(ordinal: $0.1.ordinal, sourceId: $0.0.sourceId, reason: $0.1.error ?? "")
-        } + task.excluded.map { ShardSummary.Failure(ordinal: $0.ordinal, sourceId: $0.sourceId, reason: $0.reason) }
-        let summary = ShardSummary(jobType: task.jobType, jobId: task.jobId, shardIndex: task.shardIndex,
-                                   inputs: task.items.count + task.excluded.count, written: result.written,
-                                   failures: failures.sorted { $0.ordinal < $1.ordinal }, stats: result.stats)
-        let summaryName = ShardSummary.fileName(shard: task.shardIndex)
-        try summary.write(to: task.outputDirectory + "/" + summaryName)
-        files.append(summaryName)
+        files.append(try Self.writeSummary(task, outcomes: outcomes, written: result.written, stats: result.stats))
         timings.write = (ContinuousClock.now - t0).seconds
         timings.wall = (ContinuousClock.now - start).seconds
         return ShardOutcome(shardIndex: task.shardIndex, items: outcomes, timings: timings, files: files,
                             modelLoadSeconds: modelLoadSeconds, batchSizes: batchSizes)
+    }
+
+    /// Writes the summary of shard `task` (its failures from `outcomes`, one per task item in task
+    /// order, and from the excluded items) and returns its file name.
+    static func writeSummary(_ task: ShardTask, outcomes: [ItemResult], written: WrittenShard?,
+                             stats: LatentStatsAccumulator?) throws(JobError) -> String {
+        precondition(outcomes.count == task.items.count, "one outcome per item")
+        let failures = zip(task.items, outcomes).filter { $0.1.status == .failed }.map {
+            ShardSummary.Failure(ordinal: $0.1.ordinal, sourceId: $0.0.sourceId, reason: $0.1.error ?? "")
+        } + task.excluded.map { ShardSummary.Failure(ordinal: $0.ordinal, sourceId: $0.sourceId, reason: $0.reason) }
+        let summary = ShardSummary(jobType: task.jobType, jobId: task.jobId, shardIndex: task.shardIndex,
+                                   inputs: task.items.count + task.excluded.count, written: written,
+                                   failures: failures.sorted { $0.ordinal < $1.ordinal }, stats: stats)
+        let name = ShardSummary.fileName(shard: task.shardIndex)
+        try summary.write(to: task.outputDirectory + "/" + name)
+        return name
     }
 
     /// Creates the output directory and checks it is writable.

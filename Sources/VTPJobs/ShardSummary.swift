@@ -56,3 +56,18 @@ public struct ShardSummary: Codable, Sendable, Equatable {
         }
     }
 }
+
+/// The rows of a shard's JSON Lines output (a reconstruction's metrics, a linear probe's head
+/// results), for its finalizer; errors name the file and the line.
+func readJSONLRows<Row: Decodable>(_ path: String, as type: Row.Type, file: String, row: String) throws(JobError) -> [Row] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw .badShardSummary(path: path, detail: "\(file) missing")
+    }
+    var rows: [Row] = []
+    for (n, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() where !line.isEmpty {
+        do { rows.append(try JSONDecoder().decode(Row.self, from: Data(line))) } catch {
+            throw .badShardSummary(path: path, detail: "line \(n + 1) is not a \(row): \(error)")
+        }
+    }
+    return rows
+}
