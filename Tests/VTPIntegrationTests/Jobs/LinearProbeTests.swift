@@ -158,7 +158,9 @@ import Glibc
             dir.remove()
         }
         var settings = golden.settings
-        settings.epoch_length = 150_000
+        // About 10 s of training per shard (4 shards on 2 workers), so the interrupt lands inside
+        // the job even when other tests slow this one's start.
+        settings.epoch_length = 600_000
         settings.epochs = 2
         let command = ["run", "linear-probe", "--input", dir.file("train"), "--val", dir.file("val"), "--output", dir.file("out"),
                        "--workers", "2", "--shard-size", "3"] + Self.arguments(settings)
@@ -166,7 +168,7 @@ import Glibc
         #expect(try await RunCommandTests.waitUntil(120) {
             (0..<2).contains { (try? String(contentsOfFile: dir.file("out/.vtp-state/worker-\($0).log"), encoding: .utf8))?.contains(" items") == true }
         })
-        try await Task.sleep(for: .seconds(1))
+        try await Task.sleep(for: .milliseconds(500))
         #expect(RunCommandTests.summaries(dir.file("out")).count < 4, "the job finished before the interrupt")
         let interruptedAt = ContinuousClock.now
         kill(-run.pid, SIGINT)
