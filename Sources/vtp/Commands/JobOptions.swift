@@ -219,16 +219,8 @@ struct JobOptions: ParsableArguments {
             }
             document[key] = resolved
         }
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self)
-        let parameters: JobParameters
-        do { parameters = try JobParameters.decode(jobType: type, json: json) } catch {
-            throw ValidationError("\(jobType): \(error)")
-        }
-        let size = shardSize ?? settings.limits.shardSize
-        guard size >= 1 else { throw ValidationError("--shard-size must be at least 1, got \(size)") }
-        let attempts = maxAttempts ?? Int32(settings.coordinator.maxAttempts)
-        guard attempts >= 1 else { throw ValidationError("--max-attempts must be at least 1, got \(attempts)") }
-        try OutputDirectory.checkNotAFile(settings.resolveOutput(output), option: "--output")
+        let parameters = try decodedParameters(type, document)
+        let (size, attempts) = try checkedLimits(settings: settings, defaultShardSize: settings.limits.shardSize)
         guard FileManager.default.fileExists(atPath: model + "/config.json") else {
             throw ValidationError("--model \(model): no config.json there (expected a model directory)")
         }
@@ -269,12 +261,7 @@ struct JobOptions: ParsableArguments {
         if let epochs { document["epochs"] = epochs }
         if let epochLength { document["epoch_length"] = epochLength }
         if let seed { document["seed"] = seed }
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self)
-        let parameters: LinearProbeParameters
-        do {
-            guard case let .linearProbe(p) = try JobParameters.decode(jobType: .linearProbe, json: json) else { fatalError("decoded another kind") }
-            parameters = p
-        } catch { throw ValidationError("linear-probe: \(error)") }
+        guard case let .linearProbe(parameters) = try decodedParameters(.linearProbe, document) else { fatalError("decoded another kind") }
         // Refused here, before anything starts, rather than by every worker.
         let inputs: LinearProbeInputs
         do { inputs = try LinearProbeInputs.check(parameters) } catch { throw CLIError("linear-probe: \(error)") }
@@ -290,12 +277,28 @@ struct JobOptions: ParsableArguments {
             throw ValidationError("linear-probe: the features' manifest names no model directory with a config.json; give --model")
         }
         // One shard per block count by default: the heads of a shard share every batch's features.
-        let size = shardSize ?? parameters.heads.filter { $0.blocks == parameters.blocks[0] }.count
+        let (size, attempts) = try checkedLimits(settings: settings,
+                                                 defaultShardSize: parameters.heads.filter { $0.blocks == parameters.blocks[0] }.count)
+        return JobRequest(parameters: .linearProbe(parameters), input: train, output: settings.resolveOutput(output),
+                          model: modelDirectory, shardSize: size, priority: priority, maxAttempts: attempts)
+    }
+
+    /// The job's parameters from the flags' `document`, decoded (and so checked) as the ledger will.
+    private func decodedParameters(_ type: JobType, _ document: [String: Any]) throws -> JobParameters {
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self)
+        do { return try JobParameters.decode(jobType: type, json: json) } catch {
+            throw ValidationError("\(jobType): \(error)")
+        }
+    }
+
+    /// `--shard-size` (else `defaultShardSize`) and `--max-attempts` (else the configuration's),
+    /// checked, and `--output` checked not to be a file.
+    private func checkedLimits(settings: ClusterSettings, defaultShardSize: Int) throws -> (shardSize: Int, maxAttempts: Int32) {
+        let size = shardSize ?? defaultShardSize
         guard size >= 1 else { throw ValidationError("--shard-size must be at least 1, got \(size)") }
         let attempts = maxAttempts ?? Int32(settings.coordinator.maxAttempts)
         guard attempts >= 1 else { throw ValidationError("--max-attempts must be at least 1, got \(attempts)") }
         try OutputDirectory.checkNotAFile(settings.resolveOutput(output), option: "--output")
-        return JobRequest(parameters: .linearProbe(parameters), input: train, output: settings.resolveOutput(output),
-                          model: modelDirectory, shardSize: size, priority: priority, maxAttempts: attempts)
+        return (size, attempts)
     }
 }
