@@ -93,16 +93,7 @@ enum ClipFinalizing {
     }
 
     static func readScores(_ path: String) throws(JobError) -> [ClipScoreRow] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .badShardSummary(path: path, detail: "scores file missing")
-        }
-        var rows: [ClipScoreRow] = []
-        for (n, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() where !line.isEmpty {
-            do { rows.append(try JSONDecoder().decode(ClipScoreRow.self, from: Data(line))) } catch {
-                throw .badShardSummary(path: path, detail: "line \(n + 1) is not a score row: \(error)")
-            }
-        }
-        return rows
+        try readJSONLRows(path, as: ClipScoreRow.self, file: "scores file", row: "score row")
     }
 
     static func jsonObject(_ value: some Encodable) throws -> Any {

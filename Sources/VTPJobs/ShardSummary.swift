@@ -57,8 +57,8 @@ public struct ShardSummary: Codable, Sendable, Equatable {
     }
 }
 
-/// The rows of a shard's JSON Lines output (a reconstruction's metrics, a linear probe's head
-/// results), for its finalizer; errors name the file and the line.
+/// The rows of a shard's JSON Lines output (CLIP scores, a reconstruction's metrics, a linear
+/// probe's head results), for its finalizer; errors name the file and the line.
 func readJSONLRows<Row: Decodable>(_ path: String, as type: Row.Type, file: String, row: String) throws(JobError) -> [Row] {
     guard let data = FileManager.default.contents(atPath: path) else {
         throw .badShardSummary(path: path, detail: "\(file) missing")
