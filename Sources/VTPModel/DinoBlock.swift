@@ -1,3 +1,4 @@
+import Synchronization
 import VTPTensor
 
 /// Options shared by the blocks of the vision encoder or the pixel decoder.
@@ -11,20 +12,37 @@ struct DinoBlockOptions {
     let qkNorm: Bool
 }
 
-/// The activation buffers of a block, kept from block to block for one forward pass. Every block
+/// The activation buffers of a block, kept from block to block and from pass to pass. Every block
 /// needs the same sizes, and each fresh buffer of a mebibyte or more is a new mapping whose first
-/// touch faults in and zeroes every page: about 6% of a ViT-B pass. The set of buffers is the one
-/// a block holds at once anyway, so keeping it between blocks does not raise peak memory.
-final class BlockScratch {
-    enum Role { case normed, qkv, midStream, hidden, gate }
+/// touch faults in and zeroes every page: 4-6% of a ViT-B pass. The set of buffers is the one a
+/// block holds at once anyway, so keeping it does not raise peak memory.
+///
+/// `@unchecked Sendable`: one forward pass uses it at a time, handed out and taken back by
+/// ``BlockScratchCache``.
+final class BlockScratch: @unchecked Sendable {
+    enum Role { case normed, qkv, midStream, hidden }
     private var buffers: [Role: Tensor] = [:]
 
-    /// The buffer for `role`, of exactly `count` floats; its contents are whatever the last block left.
+    /// The buffer for `role`, of `count` floats; its contents are whatever the last block left. A
+    /// buffer only grows, so passes of different sizes (encode, then decode) reuse it.
     func buffer(_ role: Role, count: Int) -> Tensor {
-        if let kept = buffers[role], kept.count == count { return kept }
+        if let kept = buffers[role], kept.storage.count >= count { return Tensor(shape: [count], storage: kept.storage) }
         let fresh = Tensor(uninitialized: [count])
         buffers[role] = fresh
         return fresh
+    }
+}
+
+/// Block scratch for the forward passes of one model, reused from pass to pass; concurrent passes
+/// each take their own.
+final class BlockScratchCache: Sendable {
+    private let idle = Mutex<[BlockScratch]>([])
+
+    /// Runs `body` with a scratch no other pass holds meanwhile.
+    func withScratch<R>(_ body: (BlockScratch) throws -> R) rethrows -> R {
+        let scratch = idle.withLock { $0.popLast() } ?? BlockScratch()
+        defer { idle.withLock { $0.append(scratch) } }
+        return try body(scratch)
     }
 }
 
@@ -66,8 +84,8 @@ struct DinoBlock {
         let hd = dim / heads
         let h = scratch.buffer(.normed, count: rows * dim)
         let qkvOut = scratch.buffer(.qkv, count: rows * 3 * dim)
-        // Norm, QKV projection, QK-norm and RoPE are all row-local: one pass per row block.
-        pool.parallelFor(rows, grain: 64) { r in
+        // Norm, QKV projection, QK-norm and RoPE are all row-local: one pass per chunk of rows.
+        pool.dynamicChunks(rows, chunk: qkv.weight.rowChunk, granule: qkv.weight.rowGranule) { _, r in
             let hBlock = h.mutablePointer + r.lowerBound * dim, qkvBlock = qkvOut.mutablePointer + r.lowerBound * 3 * dim
             norm1(x.pointer + r.lowerBound * dim, rows: r.count, into: hBlock, pool: .serial)
             qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
@@ -75,17 +93,24 @@ struct DinoBlock {
         }
         AttentionCore.run(engine: qkv.weight.engine, qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads,
                           causal: false, into: h.mutablePointer, pool: pool)
-        // The projection adds itself to the residual stream into `mid`; the feed-forward then adds
-        // itself to `mid` back into `x`, so the block still updates `x` in place.
-        let mid = scratch.buffer(.midStream, count: rows * dim)
-        pool.parallelFor(rows, grain: 64) { r in
+        // Everything after attention is row-local too, so one pass per chunk: the projection adds
+        // itself to the residual stream into the chunk's `mid`, the norm overwrites the chunk's
+        // attention output, and the feed-forward adds itself to `mid` back into `x` (the block
+        // still updates `x` in place). `mid` and the hidden activations are per thread, a chunk
+        // in size, and stay in cache between the products.
+        let chunk = mlp.rowChunk, width = mlp.hiddenWidth
+        let workers = pool.workerCount(rows, chunk: chunk)
+        let mid = scratch.buffer(.midStream, count: workers * chunk * dim)
+        let hidden = scratch.buffer(.hidden, count: workers * chunk * width)
+        pool.dynamicChunks(rows, chunk: chunk, granule: mlp.rowGranule) { worker, r in
             let offset = r.lowerBound * dim
-            proj(h.pointer + offset, rows: r.count, into: mid.mutablePointer + offset, residual: x.pointer + offset, scale: ls1,
-                 pool: .serial)
-            norm2(mid.pointer + offset, rows: r.count, into: h.mutablePointer + offset, pool: .serial)
+            let m = mid.mutablePointer + worker * chunk * dim
+            proj(h.pointer + offset, rows: r.count, into: m, residual: x.pointer + offset, scale: ls1, pool: .serial)
+            norm2(m, rows: r.count, into: h.mutablePointer + offset, pool: .serial)
+            mlp.run(h.pointer + offset, rows: r.count, into: x.mutablePointer + offset, residual: m, scale: ls2,
+                    hidden: hidden.mutablePointer + worker * chunk * width)
         }
-        mlp(h.pointer, rows: rows, into: x.mutablePointer, residual: mid.pointer, scale: ls2, scratch: scratch, pool: pool)
-        withExtendedLifetime((x, h, qkvOut, mid)) {}
+        withExtendedLifetime((x, h, qkvOut, mid, hidden)) {}
     }
 
     /// QK-norm (RMSNorm over each head) then the bfloat16 RoPE of the reference, on q and k in place.

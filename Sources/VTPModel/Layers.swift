@@ -24,10 +24,11 @@ struct Linear {
     /// Applies the layer to `rows` rows of `x` into `out` (rows × outFeatures), split by rows over
     /// `pool`; with `residual`, writes `residual + scale ⊙ (x · Wᵀ + b)` instead (`out` must be
     /// another buffer than `residual`).
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
+    /// `lda` is the row stride of `x` (default: the input width).
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, lda: Int? = nil, into out: UnsafeMutablePointer<Float>,
                         residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, pool: ComputePool) {
         let epilogue = Matmul.Epilogue(bias: bias?.pointer, residual: residual, scale: residual == nil ? nil : scale?.pointer)
-        Matmul.apply(weight, x, rows: rows, into: out, epilogue: epilogue, pool: pool)
+        Matmul.apply(weight, x, rows: rows, lda: lda, into: out, epilogue: epilogue, pool: pool)
         withExtendedLifetime((bias, scale)) {}
     }
 
@@ -100,7 +101,13 @@ struct Norm {
 
 /// The DINO-style feed-forward layers: `mlp` (fc1 → GELU → fc2) or SwiGLU (`silu(w1 x) * w2 x → w3`).
 struct FeedForward {
-    enum Kind { case mlp(fc1: Linear, fc2: Linear), swiglu(w1: Linear, w2: Linear, w3: Linear) }
+    enum Kind {
+        case mlp(fc1: Linear, fc2: Linear)
+        /// SwiGLU with `w1` and `w2` stacked into one product (`gateUp`: the w1 outputs, then w2's).
+        case swiglu(gateUp: Linear, w3: Linear)
+        /// SwiGLU as three products, where the engine cannot stack w1 and w2 (OpenBLAS).
+        case swigluSeparate(w1: Linear, w2: Linear, w3: Linear)
+    }
     let kind: Kind
 
     /// Hidden width of SwiGLU: two thirds of the MLP width, rounded up to `alignTo`.
@@ -119,72 +126,83 @@ struct FeedForward {
         case "swiglu", "swiglu32", "swiglu64", "swiglu128":
             let align = type == "swiglu" ? 8 : Int(type.dropFirst(6))!
             let h = Self.swigluHidden(dim: dim, ratio: ratio, alignTo: align)
-            kind = .swiglu(w1: try Linear(store, prefix + ".w1", in: dim, out: h),
-                           w2: try Linear(store, prefix + ".w2", in: dim, out: h),
-                           w3: try Linear(store, prefix + ".w3", in: h, out: dim))
+            let w1 = try Linear(store, prefix + ".w1", in: dim, out: h)
+            let w2 = try Linear(store, prefix + ".w2", in: dim, out: h)
+            let w3 = try Linear(store, prefix + ".w3", in: h, out: dim)
+            if let stacked = PackedWeight(stacking: [w1.weight, w2.weight]) {
+                let bias: Tensor? = if let b1 = w1.bias, let b2 = w2.bias { Tensor(concatenating: [b1, b2]) } else { nil }
+                if (w1.bias == nil) == (w2.bias == nil) {
+                    kind = .swiglu(gateUp: Linear(weight: stacked, bias: bias), w3: w3)
+                    return
+                }
+            }
+            kind = .swigluSeparate(w1: w1, w2: w2, w3: w3)
         default:
             throw VTPModelError.unsupported("ffn layer '\(type)'")
         }
     }
 
-    /// Rows of the hidden activations one thread holds at a time (a multiple of the 28-row tiles).
-    static let rowBlock = 224
-
-    /// Runs the feed-forward on `rows` rows of `x` into `out`; with `residual`, the last product
-    /// writes `residual + scale ⊙ ffn(x)` (`out` must be another buffer than `residual`).
-    ///
-    /// Each thread takes its rows through all products ``rowBlock`` rows at a time, so the hidden
-    /// activations (4 × the model width, twice for SwiGLU) exist for a block of rows per thread
-    /// instead of for the whole batch: 27 MB less at the peak of a B-sized batch of 8. Rows are
-    /// computed alike however they are blocked, so the bits do not change.
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
-                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, scratch: BlockScratch,
-                        pool: ComputePool) {
-        let grain = 64
-        let block = min(Self.rowBlock, rows), blocks = pool.blockCount(rows, grain: grain)
-        let last: Linear
+    /// Floats of hidden activations per row that ``run(_:rows:into:residual:scale:hidden:)`` needs.
+    var hiddenWidth: Int {
         switch kind {
-        case let .mlp(_, fc2): last = fc2
-        case let .swiglu(_, _, w3): last = w3
+        case let .mlp(fc1, _): fc1.outFeatures
+        case let .swiglu(gateUp, _): gateUp.outFeatures
+        case let .swigluSeparate(w1, w2, _): w1.outFeatures + w2.outFeatures
         }
-        let width = last.inFeatures, dim = last.outFeatures
-        let hidden = scratch.buffer(.hidden, count: blocks * block * width)
-        let gate: Tensor? = if case .swiglu = kind { scratch.buffer(.gate, count: blocks * block * width) } else { nil }
-        pool.parallelBlocks(rows, grain: grain) { b, range in
-            let h = hidden.mutablePointer + b * block * width
-            var start = range.lowerBound
-            while start < range.upperBound {
-                let n = min(block, range.upperBound - start)
-                let input = x + start * inFeatures
-                switch kind {
-                case let .mlp(fc1, _):
-                    fc1(input, rows: n, into: h, pool: .serial)
-                    Kernels.gelu(h, count: n * width)
-                case let .swiglu(w1, w2, _):
-                    let g = gate!.mutablePointer + b * block * width
-                    w1(input, rows: n, into: h, pool: .serial)
-                    w2(input, rows: n, into: g, pool: .serial)
-                    Kernels.siluMultiply(h, g, count: n * width)
-                }
-                last(h, rows: n, into: out + start * dim, residual: residual.map { $0 + start * dim }, scale: scale, pool: .serial)
-                start += n
-            }
+    }
+
+    /// Rows a caller should hand ``run(_:rows:into:residual:scale:hidden:)`` at a time: the
+    /// kernel's row block, so the hidden activations are a block of rows, not the whole batch.
+    var rowChunk: Int { last.weight.rowChunk }
+    /// What chunks of rows come in multiples of (see ``PackedWeight/rowGranule``).
+    var rowGranule: Int { last.weight.rowGranule }
+
+    private var last: Linear {
+        switch kind {
+        case let .mlp(_, fc2): fc2
+        case let .swiglu(_, w3), let .swigluSeparate(_, _, w3): w3
         }
-        withExtendedLifetime((hidden, gate)) {}
+    }
+
+    /// Runs the feed-forward on `rows` rows of `x` into `out` on the calling thread, with `hidden`
+    /// holding `rows × hiddenWidth` floats of scratch; with `residual`, the last product writes
+    /// `residual + scale ⊙ ffn(x)` (`out` must be another buffer than `residual`).
+    func run(_ x: UnsafePointer<Float>, rows n: Int, into out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
+             scale: Tensor?, hidden h: UnsafeMutablePointer<Float>) {
+        switch kind {
+        case let .mlp(fc1, fc2):
+            fc1(x, rows: n, into: h, pool: .serial)
+            Kernels.gelu(h, count: n * fc1.outFeatures)
+            fc2(h, rows: n, into: out, residual: residual, scale: scale, pool: .serial)
+        case let .swiglu(gateUp, w3):
+            // Each row holds [x·w1ᵀ | x·w2ᵀ]; the gate overwrites its first half, which w3 reads.
+            let width = w3.inFeatures, stride = gateUp.outFeatures
+            gateUp(x, rows: n, into: h, pool: .serial)
+            for r in 0..<n { Kernels.siluMultiply(h + r * stride, h + r * stride + width, count: width) }
+            w3(h, rows: n, lda: stride, into: out, residual: residual, scale: scale, pool: .serial)
+        case let .swigluSeparate(w1, w2, w3):
+            let width = w1.outFeatures, g = h + n * width
+            w1(x, rows: n, into: h, pool: .serial)
+            w2(x, rows: n, into: g, pool: .serial)
+            Kernels.siluMultiply(h, g, count: n * width)
+            w3(h, rows: n, into: out, residual: residual, scale: scale, pool: .serial)
+        }
     }
 
     /// Input width.
     var inFeatures: Int {
         switch kind {
         case let .mlp(fc1, _): fc1.inFeatures
-        case let .swiglu(w1, _, _): w1.inFeatures
+        case let .swiglu(gateUp, _): gateUp.inFeatures
+        case let .swigluSeparate(w1, _, _): w1.inFeatures
         }
     }
 
     var flopsPerRow: Double {
         switch kind {
         case let .mlp(fc1, fc2): fc1.flopsPerRow + fc2.flopsPerRow
-        case let .swiglu(w1, w2, w3): w1.flopsPerRow + w2.flopsPerRow + w3.flopsPerRow
+        case let .swiglu(gateUp, w3): gateUp.flopsPerRow + w3.flopsPerRow
+        case let .swigluSeparate(w1, w2, w3): w1.flopsPerRow + w2.flopsPerRow + w3.flopsPerRow
         }
     }
 }

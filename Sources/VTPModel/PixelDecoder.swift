@@ -27,7 +27,7 @@ struct PixelDecoder {
     }
 
     /// Decodes latents (B, C, H, W) to images (B, 3, 16·H, 16·W).
-    func decode(_ latents: Tensor, pool: ComputePool) throws -> Tensor {
+    func decode(_ latents: Tensor, pool: ComputePool, scratch cache: BlockScratchCache) throws -> Tensor {
         guard latents.shape.count == 4, latents.shape[1] == inChannels else {
             throw VTPModelError.input("latents must have shape (B, \(inChannels), H, W), got \(latents.shape)")
         }
@@ -40,8 +40,7 @@ struct PixelDecoder {
         let x = Tensor(uninitialized: [b, hw, dim])
         projIn(tokensIn.pointer, rows: b * hw, into: x.mutablePointer, pool: pool)
         let (sin, cos) = rope.tables(height: h, width: w)
-        do {  // the blocks' buffers go before the output layers allocate theirs
-            let scratch = BlockScratch()
+        cache.withScratch { scratch in
             for block in blocks { block.forward(x, batch: b, tokens: hw, sin: sin, cos: cos, scratch: scratch, pool: pool) }
         }
         let normed = norm(x, pool: pool)

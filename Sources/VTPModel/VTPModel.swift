@@ -36,6 +36,8 @@ public final class VTPModel: @unchecked Sendable {
     public let engine: MatmulEngine
     /// Bytes the matrix weights occupy in memory (bfloat16 on bf16 kernel paths: half of float32).
     public let weightBytes: Int
+    /// The blocks' activation buffers, kept between passes (see ``BlockScratch``).
+    let blockScratch = BlockScratchCache()
 
     /// Loads `config.json` and `model.safetensors` (or a sharded index) from `directory`.
     ///
@@ -85,7 +87,7 @@ public final class VTPModel: @unchecked Sendable {
 
     /// `get_reconstruction_latents`: bottleneck latents (B, C, H/p, W/p).
     public func reconstructionLatents(_ images: Tensor) throws -> Tensor {
-        let (x, gh, gw) = try vision.runBlocks(images, pool: pool)
+        let (x, gh, gw) = try vision.runBlocks(images, pool: pool, scratch: blockScratch)
         let b = images.shape[0], n = gh * gw + 1, d = vision.dim
         let normed = vision.norm(x, pool: pool)
         let c = vision.bottleneckWidth
@@ -109,7 +111,7 @@ public final class VTPModel: @unchecked Sendable {
         guard let decoder else {
             throw VTPModelError.unsupported("\(directory): reconstruction is not enabled (train_reconstruction is false)")
         }
-        return try decoder.decode(latents, pool: pool)
+        return try decoder.decode(latents, pool: pool, scratch: blockScratch)
     }
 
     // MARK: Features
@@ -125,7 +127,7 @@ public final class VTPModel: @unchecked Sendable {
     /// `get_last_layer_feature`: normalized class and patch tokens of the last block, without
     /// the bottleneck unless `useBottleneck`.
     public func lastLayerFeatures(_ images: Tensor, useBottleneck: Bool = false) throws -> LayerFeatures {
-        let (x, gh, gw) = try vision.runBlocks(images, pool: pool)
+        let (x, gh, gw) = try vision.runBlocks(images, pool: pool, scratch: blockScratch)
         return finalFeatures(x, batch: images.shape[0], tokens: gh * gw + 1, useBottleneck: useBottleneck)
     }
 
@@ -174,7 +176,7 @@ public final class VTPModel: @unchecked Sendable {
             wanted = Set(list)
         }
         var taken: [Tensor] = []
-        let (_, gh, gw) = try vision.runBlocks(images, pool: pool) { i, x in
+        let (_, gh, gw) = try vision.runBlocks(images, pool: pool, scratch: blockScratch) { i, x in
             if wanted.contains(i) {
                 let copy = Tensor(uninitialized: x.shape)
                 defer { withExtendedLifetime(x) {} }
@@ -193,7 +195,7 @@ public final class VTPModel: @unchecked Sendable {
         guard let visualProjection else {
             throw VTPModelError.unsupported("\(directory): CLIP is not enabled (train_clip is false)")
         }
-        let (x, gh, gw) = try vision.runBlocks(images, pool: pool)
+        let (x, gh, gw) = try vision.runBlocks(images, pool: pool, scratch: blockScratch)
         let b = images.shape[0], n = gh * gw + 1
         let f = finalFeatures(x, batch: b, tokens: n, useBottleneck: !config.visionBottleneckAeOnly)
         let pooled: Tensor

@@ -82,14 +82,16 @@ struct VisionEncoder {
     }
 
     /// Runs the blocks, handing the residual stream after each block index to `observe`.
-    func runBlocks(_ images: Tensor, pool: ComputePool, observe: (Int, Tensor) -> Void = { _, _ in }) throws -> (Tensor, Int, Int) {
+    func runBlocks(_ images: Tensor, pool: ComputePool, scratch cache: BlockScratchCache,
+                   observe: (Int, Tensor) -> Void = { _, _ in }) throws -> (Tensor, Int, Int) {
         let (x, gh, gw) = try embed(images, pool: pool)
         let (sin, cos) = rope.tables(height: gh, width: gw)
         let b = images.shape[0], n = gh * gw + 1
-        let scratch = BlockScratch()
-        for (i, block) in blocks.enumerated() {
-            block.forward(x, batch: b, tokens: n, sin: sin, cos: cos, scratch: scratch, pool: pool)
-            observe(i, x)
+        cache.withScratch { scratch in
+            for (i, block) in blocks.enumerated() {
+                block.forward(x, batch: b, tokens: n, sin: sin, cos: cos, scratch: scratch, pool: pool)
+                observe(i, x)
+            }
         }
         return (x, gh, gw)
     }

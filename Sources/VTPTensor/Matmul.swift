@@ -199,11 +199,53 @@ public final class PackedWeight: @unchecked Sendable {
         residentBytes = bytes
     }
 
+    /// The weights of `parts` stacked by rows (`[w₀; w₁; …]`: their output columns side by side, in
+    /// order), or nil when they cannot be: another engine or depth, OpenBLAS (its weights may be
+    /// borrowed from the mapping, and stacking would copy them), or a part other than the last
+    /// whose columns do not fill whole panels.
+    ///
+    /// A packed weight is its panels one after another, so the stacked one is the parts' bytes
+    /// concatenated, and each output column is the same chain of products it was in its own part:
+    /// one product then computes SwiGLU's two input projections with its input packed once.
+    public convenience init?(stacking parts: [PackedWeight]) {
+        guard let first = parts.first, let path = first.engine.path,
+              parts.allSatisfy({ $0.engine == first.engine && $0.k == first.k && $0.packed != nil }),
+              parts.dropLast().allSatisfy({ $0.n % $0.panelColumns == 0 }) else { return nil }
+        let n = parts.reduce(0) { $0 + $1.n }
+        let bytes = vtp_packed_bytes(path, Int32(n), Int32(first.k))
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        var offset = 0
+        for part in parts {
+            let partBytes = vtp_packed_bytes(path, Int32(part.n), Int32(part.k))
+            (buffer + offset).copyMemory(from: part.packed!, byteCount: partBytes)
+            offset += partBytes
+        }
+        precondition(offset == bytes, "stacked panels of \(offset) bytes, expected \(bytes)")
+        self.init(engine: first.engine, n: n, k: first.k, packed: buffer, bytes: bytes)
+    }
+
+    private init(engine: MatmulEngine, n: Int, k: Int, packed: UnsafeMutableRawPointer, bytes: Int) {
+        self.engine = engine
+        self.n = n
+        self.k = k
+        self.packed = packed
+        dense = nil
+        residentBytes = bytes
+    }
+
     deinit { packed?.deallocate() }
 
     /// Panels of the packed layout (columns per panel: ``panelColumns``).
     var panelCount: Int { (n + panelColumns - 1) / panelColumns }
     var panelColumns: Int { engine.path.map { Int(vtp_panel_columns($0)) } ?? n }
+
+    /// Rows per chunk when a product is split by rows: the kernel's row block (a chunk reuses each
+    /// panel of B as often as one call over all rows would), or 128 rows on OpenBLAS.
+    public var rowChunk: Int { engine.path.map { Int(vtp_block_rows($0)) } ?? 128 }
+
+    /// Rows chunks of a row split come in multiples of (the tile's rows; 8 on OpenBLAS), so no
+    /// chunk computes a part-empty tile it need not.
+    public var rowGranule: Int { engine.path.map { Int(vtp_tile_rows($0)) } ?? 8 }
 
     /// `C = epilogue(A · Wᵀ)` for `rows` rows, on the calling thread.
     fileprivate func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
@@ -286,7 +328,7 @@ public enum Matmul {
             }
             return
         }
-        pool.parallelFor(rows, grain: rowGrain) { r in
+        pool.dynamicChunks(rows, chunk: weight.rowChunk, granule: weight.rowGranule) { _, r in
             var ep = epilogue
             ep.residual = epilogue.residual.map { $0 + r.lowerBound * (epilogue.residualStride ?? ldc) }
             weight.multiply(x + r.lowerBound * lda, rows: r.count, lda: lda, into: out + r.lowerBound * ldc, ldc: ldc,
@@ -305,7 +347,7 @@ public enum FusedAttention {
         guard let path = engine.path else { return false }
         let hd = dim / heads
         let scale = 1 / Float(hd).squareRoot()
-        pool.parallelFor(batch * heads) { pairs in
+        pool.dynamicChunks(batch * heads, chunk: 1) { _, pairs in
             for pair in pairs {
                 let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
                 let base = qkv + b * n * 3 * dim

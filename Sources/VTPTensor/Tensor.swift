@@ -46,6 +46,17 @@ public struct Tensor: @unchecked Sendable {
         }
     }
 
+    /// The elements of `parts` one after another, as a new one-dimensional tensor.
+    public init(concatenating parts: [Tensor]) {
+        self.init(uninitialized: [parts.reduce(0) { $0 + $1.count }])
+        var offset = 0
+        for part in parts {
+            (storage.pointer + offset).update(from: part.pointer, count: part.count)
+            offset += part.count
+            withExtendedLifetime(part) {}
+        }
+    }
+
     /// The same elements seen with another shape of equal size.
     public func reshaped(_ newShape: [Int]) -> Tensor {
         precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")

@@ -78,6 +78,11 @@ int vtp_path_is_bf16(int path);
 int vtp_path_isa(int path);
 /// Columns per packed panel of `path`.
 int vtp_panel_columns(int path);
+/// Rows of A `vtp_gemm` packs and runs against each panel at a time on `path` (whole tiles): a
+/// caller splitting rows across threads loses no reuse of B with chunks of this many rows.
+int vtp_block_rows(int path);
+/// Rows of one tile of `path`: a product over fewer rows still computes a whole tile.
+int vtp_tile_rows(int path);
 
 /// Bytes a packed B of n columns and depth k_padded takes for `path`.
 size_t vtp_packed_bytes(int path, int n, int k_padded);
