@@ -103,6 +103,9 @@ struct Norm {
 struct FeedForward {
     enum Kind {
         case mlp(fc1: Linear, fc2: Linear)
+        /// SwiGLU gated in the product's epilogue: `w1` and `w2` interleaved into one weight
+        /// (``PackedWeight/init(interleavingValue:gate:)``), writing `silu(x·w1ᵀ + b1) · (x·w2ᵀ + b2)`.
+        case swigluFused(gateUp: PackedWeight, valueBias: Tensor?, gateBias: Tensor?, w3: Linear)
         /// SwiGLU with `w1` and `w2` stacked into one product (`gateUp`: the w1 outputs, then w2's).
         case swiglu(gateUp: Linear, w3: Linear)
         /// SwiGLU as three products, where the engine cannot stack w1 and w2 (OpenBLAS).
@@ -129,6 +132,10 @@ struct FeedForward {
             let w1 = try Linear(store, prefix + ".w1", in: dim, out: h)
             let w2 = try Linear(store, prefix + ".w2", in: dim, out: h)
             let w3 = try Linear(store, prefix + ".w3", in: h, out: dim)
+            if let fused = PackedWeight(interleavingValue: w1.weight, gate: w2.weight) {
+                kind = .swigluFused(gateUp: fused, valueBias: w1.bias, gateBias: w2.bias, w3: w3)
+                return
+            }
             if let stacked = PackedWeight(stacking: [w1.weight, w2.weight]) {
                 let bias: Tensor? = if let b1 = w1.bias, let b2 = w2.bias { Tensor(concatenating: [b1, b2]) } else { nil }
                 if (w1.bias == nil) == (w2.bias == nil) {
@@ -146,6 +153,7 @@ struct FeedForward {
     var hiddenWidth: Int {
         switch kind {
         case let .mlp(fc1, _): fc1.outFeatures
+        case let .swigluFused(_, _, _, w3): w3.inFeatures
         case let .swiglu(gateUp, _): gateUp.outFeatures
         case let .swigluSeparate(w1, w2, _): w1.outFeatures + w2.outFeatures
         }
@@ -160,7 +168,7 @@ struct FeedForward {
     private var last: Linear {
         switch kind {
         case let .mlp(_, fc2): fc2
-        case let .swiglu(_, w3), let .swigluSeparate(_, _, w3): w3
+        case let .swigluFused(_, _, _, w3), let .swiglu(_, w3), let .swigluSeparate(_, _, w3): w3
         }
     }
 
@@ -174,6 +182,11 @@ struct FeedForward {
             fc1(x, rows: n, into: h, pool: .serial)
             Kernels.gelu(h, count: n * fc1.outFeatures)
             fc2(h, rows: n, into: out, residual: residual, scale: scale, pool: .serial)
+        case let .swigluFused(gateUp, valueBias, gateBias, w3):
+            let epilogue = Matmul.Epilogue(bias: valueBias?.pointer, gateBias: gateBias?.pointer)
+            Matmul.apply(gateUp, x, rows: n, into: h, epilogue: epilogue, pool: .serial)
+            withExtendedLifetime((valueBias, gateBias)) {}
+            w3(h, rows: n, into: out, residual: residual, scale: scale, pool: .serial)
         case let .swiglu(gateUp, w3):
             // Each row holds [x·w1ᵀ | x·w2ᵀ]; the gate overwrites its first half, which w3 reads.
             let width = w3.inFeatures, stride = gateUp.outFeatures
@@ -193,6 +206,7 @@ struct FeedForward {
     var inFeatures: Int {
         switch kind {
         case let .mlp(fc1, _): fc1.inFeatures
+        case let .swigluFused(gateUp, _, _, _): gateUp.k
         case let .swiglu(gateUp, _): gateUp.inFeatures
         case let .swigluSeparate(w1, _, _): w1.inFeatures
         }
@@ -201,6 +215,7 @@ struct FeedForward {
     var flopsPerRow: Double {
         switch kind {
         case let .mlp(fc1, fc2): fc1.flopsPerRow + fc2.flopsPerRow
+        case let .swigluFused(gateUp, _, _, w3): 2 * Double(gateUp.n * gateUp.k) + w3.flopsPerRow
         case let .swiglu(gateUp, w3): gateUp.flopsPerRow + w3.flopsPerRow
         case let .swigluSeparate(w1, w2, w3): w1.flopsPerRow + w2.flopsPerRow + w3.flopsPerRow
         }

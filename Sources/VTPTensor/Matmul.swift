@@ -148,6 +148,7 @@ public final class PackedWeight: @unchecked Sendable {
         self.engine = engine
         self.n = n
         self.k = k
+        gatesSwiGLU = false
         defer { withExtendedLifetime(weight) {} }
         if let path = engine.path {
             let bytes = vtp_packed_bytes(path, Int32(n), Int32(k))
@@ -191,6 +192,7 @@ public final class PackedWeight: @unchecked Sendable {
         self.engine = engine
         self.n = n
         self.k = k
+        gatesSwiGLU = false
         let bytes = vtp_packed_bytes(path, Int32(n), Int32(k))
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
         vtp_pack_b_bf16(path, bits.assumingMemoryBound(to: UInt16.self), k, 1, Int32(n), Int32(k), Int32(k), buffer)
@@ -208,30 +210,58 @@ public final class PackedWeight: @unchecked Sendable {
     /// concatenated, and each output column is the same chain of products it was in its own part:
     /// one product then computes SwiGLU's two input projections with its input packed once.
     public convenience init?(stacking parts: [PackedWeight]) {
+        self.init(combining: parts, interleaved: false)
+    }
+
+    /// SwiGLU's value and gate weights with their panels interleaved (value panel j, then gate
+    /// panel j), for a product whose epilogue gates in registers (``Matmul/Epilogue/swiglu``):
+    /// its output is `value · sigmoid(value) · gate`, `value.n` columns, with no hidden activations
+    /// of twice that width to write and read back. Nil where the engine cannot gate in its tiles
+    /// (OpenBLAS, AMX, AVX2, more depth than one block; see `vtp_gemm_fuses_swiglu`) or the
+    /// weights differ in shape or do not fill whole panels.
+    public convenience init?(interleavingValue value: PackedWeight, gate: PackedWeight) {
+        guard let path = value.engine.path, vtp_gemm_fuses_swiglu(path, Int32(value.k)) != 0,
+              value.n == gate.n, value.n % value.panelColumns == 0 else { return nil }
+        self.init(combining: [value, gate], interleaved: true)
+    }
+
+    private convenience init?(combining parts: [PackedWeight], interleaved: Bool) {
         guard let first = parts.first, let path = first.engine.path,
               parts.allSatisfy({ $0.engine == first.engine && $0.k == first.k && $0.packed != nil }),
               parts.dropLast().allSatisfy({ $0.n % $0.panelColumns == 0 }) else { return nil }
         let n = parts.reduce(0) { $0 + $1.n }
         let bytes = vtp_packed_bytes(path, Int32(n), Int32(first.k))
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
-        var offset = 0
-        for part in parts {
-            let partBytes = vtp_packed_bytes(path, Int32(part.n), Int32(part.k))
-            (buffer + offset).copyMemory(from: part.packed!, byteCount: partBytes)
-            offset += partBytes
+        if interleaved {
+            vtp_pack_interleave(path, parts[0].packed!, parts[1].packed!, Int32(parts[0].n), Int32(first.k), buffer)
+        } else {
+            var offset = 0
+            for part in parts {
+                let partBytes = vtp_packed_bytes(path, Int32(part.n), Int32(part.k))
+                (buffer + offset).copyMemory(from: part.packed!, byteCount: partBytes)
+                offset += partBytes
+            }
+            precondition(offset == bytes, "stacked panels of \(offset) bytes, expected \(bytes)")
         }
-        precondition(offset == bytes, "stacked panels of \(offset) bytes, expected \(bytes)")
-        self.init(engine: first.engine, n: n, k: first.k, packed: buffer, bytes: bytes)
+        self.init(engine: first.engine, n: n, k: first.k, packed: buffer, bytes: bytes, gatesSwiGLU: interleaved)
     }
 
-    private init(engine: MatmulEngine, n: Int, k: Int, packed: UnsafeMutableRawPointer, bytes: Int) {
+    private init(engine: MatmulEngine, n: Int, k: Int, packed: UnsafeMutableRawPointer, bytes: Int, gatesSwiGLU: Bool) {
         self.engine = engine
         self.n = n
         self.k = k
         self.packed = packed
         dense = nil
         residentBytes = bytes
+        self.gatesSwiGLU = gatesSwiGLU
     }
+
+    /// Whether this is an interleaved SwiGLU weight (``init(interleavingValue:gate:)``): its
+    /// products gate in the epilogue and have `n / 2` output columns.
+    public let gatesSwiGLU: Bool
+
+    /// Output columns of a product with this weight.
+    public var outputColumns: Int { gatesSwiGLU ? n / 2 : n }
 
     deinit { packed?.deallocate() }
 
@@ -251,8 +281,10 @@ public final class PackedWeight: @unchecked Sendable {
     fileprivate func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                               panels: Range<Int>, epilogue: Matmul.Epilogue) {
         if let path = engine.path, let packed {
+            precondition(!gatesSwiGLU || epilogue.residual == nil, "a SwiGLU product takes no residual")
             var ep = vtp_epilogue(alpha: epilogue.alpha, bias: epilogue.bias, residual: epilogue.residual,
-                                  ldr: epilogue.residualStride ?? ldc, scale: epilogue.scale)
+                                  ldr: epilogue.residualStride ?? ldc, scale: epilogue.scale, swiglu: gatesSwiGLU ? 1 : 0,
+                                  gate_bias: epilogue.gateBias)
             let status = vtp_gemm(path, Int32(rows), Int32(n), Int32(k), a, lda, packed, c, ldc,
                                   Int32(panels.lowerBound), Int32(panels.upperBound), &ep)
             if status != 0 { fatalError("vtp_gemm could not allocate its packing buffer") }  // out of memory
@@ -299,14 +331,18 @@ public enum Matmul {
         public var residual: UnsafePointer<Float>?
         public var residualStride: Int?
         public var scale: UnsafePointer<Float>?
+        /// The gate weight's biases, for an interleaved SwiGLU weight (``PackedWeight/gatesSwiGLU``),
+        /// whose product writes `v · sigmoid(v) · (gate + gateBias)` with `v` the value plus `bias`.
+        public var gateBias: UnsafePointer<Float>?
 
         public init(alpha: Float = 1, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil,
-                    residualStride: Int? = nil, scale: UnsafePointer<Float>? = nil) {
+                    residualStride: Int? = nil, scale: UnsafePointer<Float>? = nil, gateBias: UnsafePointer<Float>? = nil) {
             self.alpha = alpha
             self.bias = bias
             self.residual = residual
             self.residualStride = residualStride
             self.scale = scale
+            self.gateBias = gateBias
         }
 
         public static var none: Epilogue { Epilogue() }
@@ -318,13 +354,16 @@ public enum Matmul {
     public static func apply(_ weight: PackedWeight, _ x: UnsafePointer<Float>, rows: Int, lda: Int? = nil,
                              into out: UnsafeMutablePointer<Float>, ldc: Int? = nil,
                              epilogue: Epilogue = .none, pool: ComputePool) {
-        let lda = lda ?? weight.k, ldc = ldc ?? weight.n
+        let lda = lda ?? weight.k, ldc = ldc ?? weight.outputColumns
         let rowGrain = 64
         let panels = weight.panelCount
         if weight.engine.path != nil, rows < rowGrain * pool.threads, panels >= 2 * pool.threads {
-            // Few rows (pooled features, logits): split the columns so every core still has work.
-            pool.parallelFor(panels) { range in
-                weight.multiply(x, rows: rows, lda: lda, into: out, ldc: ldc, panels: range, epilogue: epilogue)
+            // Few rows (pooled features, logits): split the columns so every core still has work;
+            // a SwiGLU weight's value and gate panels stay together.
+            let unit = weight.gatesSwiGLU ? 2 : 1
+            pool.parallelFor(panels / unit) { range in
+                weight.multiply(x, rows: rows, lda: lda, into: out, ldc: ldc,
+                                panels: range.lowerBound * unit..<range.upperBound * unit, epilogue: epilogue)
             }
             return
         }

@@ -473,6 +473,7 @@ typedef struct {
     float alpha;
     const float *bias, *residual, *scale;
     long ldr;
+    int gate;  // SwiGLU's gate panel: C holds the value already; the result is silu(value) · this
 } tile_out;
 
 /// Fills the mr×nr tile buffer with the partial sums so far (zeros on a first block).
@@ -510,6 +511,39 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
 
 #define PRAGMA_UNROLL _Pragma("clang loop unroll(full)")
 
+/// e^x for 16 lanes (Cephes polynomial, a few ulp on [-87, 88]); below -87.3, -inf included, 0.
+#define DEFINE_EXP16(SUFFIX, TARGET)                                                                    \
+    TARGET __attribute__((always_inline)) static inline vf16 exp16_##SUFFIX(vf16 x) {                   \
+        vi16 tiny = x < -87.33654f;                                                                     \
+        x = __builtin_elementwise_min(__builtin_elementwise_max(x, (vf16){} - 87.33654f), (vf16){} + 88.72283f); \
+        const vf16 magic = (vf16){} + 12582912.0f;  /* 1.5·2²³: adding it rounds to an integer in the low bits */ \
+        vf16 t = x * 1.44269504088896341f + magic;                                                      \
+        vf16 nn = t - magic;                                                                            \
+        vi16 ni = (vi16)t - 0x4B400000;                                                                 \
+        vf16 r = x - nn * 0.693359375f + nn * 2.12194440e-4f;                                           \
+        vf16 p = (vf16){} + 1.9875691500e-4f;                                                           \
+        p = p * r + 1.3981999507e-3f;                                                                   \
+        p = p * r + 8.3334519073e-3f;                                                                   \
+        p = p * r + 4.1665795894e-2f;                                                                   \
+        p = p * r + 1.6666665459e-1f;                                                                   \
+        p = p * r + 5.0000001201e-1f;                                                                   \
+        vf16 y = p * r * r + r + 1.0f;                                                                  \
+        vi16 half = ni >> 1;  /* 2^n as two factors keeps both in the normal range */                   \
+        vf16 scaleA = (vf16)((half + 127) << 23), scaleB = (vf16)((ni - half + 127) << 23);             \
+        vf16 result = y * scaleA * scaleB;                                                              \
+        return (vf16)((vi16)result & ~tiny);                                                            \
+    }
+
+#define NO_TARGET
+DEFINE_EXP16(generic, NO_TARGET)
+#ifdef VTP_X86
+DEFINE_EXP16(avx2, __attribute__((target("avx2,fma"))))
+DEFINE_EXP16(avx512, __attribute__((target("avx512f"))))
+#endif
+/// Where a tile's vectors are not sixteen floats, no SwiGLU epilogue (vtp_gemm_fuses_swiglu).
+#define NO_GATE_EXP(x) (x)
+
+
 /// Loads a tile's partial sums into registers: straight from C for a whole tile, through the tile
 /// buffer for an edge tile (so rows and columns past the edge stay zero).
 #define TILE_BEGIN(VF, MR_, NR_, NV, acc, tile, o)                                                        \
@@ -525,24 +559,39 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
         }                                                                                                 \
     } while (0)
 
-/// Applies the epilogue and stores: in registers for a whole tile, through the buffer at an edge.
-#define TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o)                                                       \
+/// The epilogue of one vector of a tile's row i at column col, into x (see vtp_epilogue). A gate
+/// tile's C holds the value already: x becomes silu(value) · x, with the exp of the target's
+/// silu_multiply, so fused and separate gating give the same bits.
+#define TILE_EPILOGUE(VF, EXP, x, o, i, col)                                                              \
     do {                                                                                                  \
-        if ((o)->rows == MR_ && (o)->cols == NR_) {                                                       \
-            PRAGMA_UNROLL for (int i = 0; i < MR_; i++) PRAGMA_UNROLL for (int v = 0; v < NV; v++) {      \
-                VF x = acc[i][v];                                                                         \
-                int col = v * (NR_ / NV);                                                                 \
-                if ((o)->last) {                                                                          \
-                    if ((o)->alpha != 1.0f) x = x * (o)->alpha;                                           \
-                    if ((o)->bias) { VF b; memcpy(&b, (o)->bias + col, sizeof b); x = x + b; }            \
-                    if ((o)->residual) {                                                                  \
-                        VF r;                                                                             \
-                        memcpy(&r, (o)->residual + (long)i * (o)->ldr + col, sizeof r);                   \
-                        if ((o)->scale) { VF g; memcpy(&g, (o)->scale + col, sizeof g); x = g * x; }      \
-                        x = r + x;                                                                        \
-                    }                                                                                     \
+        if ((o)->alpha != 1.0f) x = x * (o)->alpha;                                                       \
+        if ((o)->bias) { VF b; memcpy(&b, (o)->bias + (col), sizeof b); x = x + b; }                      \
+        if ((o)->gate) {                                                                                  \
+            VF g;                                                                                         \
+            memcpy(&g, (o)->c + (long)(i) * (o)->ldc + (col), sizeof g);                                  \
+            x = g / (1.0f + EXP((VF){} - g)) * x;                                                         \
+        }                                                                                                 \
+        if ((o)->residual) {                                                                              \
+            VF r;                                                                                         \
+            memcpy(&r, (o)->residual + (long)(i) * (o)->ldr + (col), sizeof r);                           \
+            if ((o)->scale) { VF g; memcpy(&g, (o)->scale + (col), sizeof g); x = g * x; }                \
+            x = r + x;                                                                                    \
+        }                                                                                                 \
+    } while (0)
+
+/// Applies the epilogue and stores: in registers for a whole tile (and for a gate tile's rows,
+/// whose columns are always whole), through the buffer at another edge.
+#define TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o, EXP)                                                  \
+    do {                                                                                                  \
+        if (((o)->rows == MR_ || (o)->gate) && (o)->cols == NR_) {                                        \
+            PRAGMA_UNROLL for (int i = 0; i < MR_; i++) {                                                 \
+                if (i >= (o)->rows) break;                                                                \
+                PRAGMA_UNROLL for (int v = 0; v < NV; v++) {                                              \
+                    VF x = acc[i][v];                                                                     \
+                    int col = v * (NR_ / NV);                                                             \
+                    if ((o)->last) TILE_EPILOGUE(VF, EXP, x, o, i, col);                                  \
+                    memcpy((o)->c + (long)i * (o)->ldc + col, &x, sizeof x);                              \
                 }                                                                                         \
-                memcpy((o)->c + (long)i * (o)->ldc + col, &x, sizeof x);                                  \
             }                                                                                             \
         } else {                                                                                          \
             memcpy(tile, acc, sizeof acc);                                                                \
@@ -551,7 +600,7 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
     } while (0)
 
 /// Instantiates the float32 and widening-bf16 tiles for one instruction set and geometry.
-#define DEFINE_TILES(SUFFIX, TARGET, MR_, NR_, VF, VU, W, PF)                                           \
+#define DEFINE_TILES(SUFFIX, TARGET, MR_, NR_, VF, VU, W, PF, EXP)                                           \
     TARGET static void f32_tile_##SUFFIX(int kc, const float *pa, const float *pb, const tile_out *o) { \
         enum { NV = NR_ / W };                                                                          \
         float tile[MR_ * NR_] __attribute__((aligned(64)));                                             \
@@ -572,7 +621,7 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
             pa += MR_;                                                                                  \
             pb += NR_;                                                                                  \
         }                                                                                               \
-        TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o);                                                    \
+        TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o, EXP);                                               \
     }                                                                                                   \
     /* bf16 B read as stored (pair words) and widened in registers: two shifts per B vector and */    \
     /* pair of depths, no float32 copy of the panel. kc is even (a_depth pads the widening paths). */ \
@@ -605,18 +654,17 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
             pa += 2 * MR_;                                                                              \
             pb += NR_;                                                                                  \
         }                                                                                               \
-        TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o);                                                    \
+        TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o, EXP);                                               \
     }
 
-#define NO_TARGET
 #ifdef VTP_X86
-DEFINE_TILES(check, __attribute__((target("avx2,fma"))), 28, 16, vf16, vu16, 16, 1)
-DEFINE_TILES(avx2, __attribute__((target("avx2,fma"))), 6, 16, vf8, vu8, 8, 1)
-DEFINE_TILES(avx512, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 1)
+DEFINE_TILES(check, __attribute__((target("avx2,fma"))), 28, 16, vf16, vu16, 16, 1, exp16_avx2)
+DEFINE_TILES(avx2, __attribute__((target("avx2,fma"))), 6, 16, vf8, vu8, 8, 1, NO_GATE_EXP)
+DEFINE_TILES(avx512, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 1, exp16_avx512)
 // Without the software prefetches: on Zen 5 they take load slots the tile's 29 loads per 28
 // FMAs need (4.5% of a float32 GEMM); the Xeons the prefetching versions were tuned on keep them.
-DEFINE_TILES(avx512_np, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 0)
-DEFINE_TILES(avx512_wide, __attribute__((target("avx512f"))), 14, 32, vf16, vu16, 16, 0)
+DEFINE_TILES(avx512_np, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 0, exp16_avx512)
+DEFINE_TILES(avx512_wide, __attribute__((target("avx512f"))), 14, 32, vf16, vu16, 16, 0, exp16_avx512)
 
 /// The vdpbf16ps tile: 14 rows × 32 columns (two B vectors per depth pair, each A word broadcast
 /// once for both), 16 loads per 28 instructions; the 28 × 16 tile, one broadcast per instruction,
@@ -639,10 +687,10 @@ __attribute__((target("avx512f,avx512bf16"))) static void dpbf16_tile(int kc, co
         pa += 14;
         pb += 32;
     }
-    TILE_FINISH(__m512, 14, 32, 2, acc, tile, o);
+    TILE_FINISH(__m512, 14, 32, 2, acc, tile, o, exp16_avx512);
 }
 #else
-DEFINE_TILES(check, NO_TARGET, 28, 16, vf16, vu16, 16, 1)
+DEFINE_TILES(check, NO_TARGET, 28, 16, vf16, vu16, 16, 1, exp16_generic)
 #endif
 
 #ifdef VTP_X86
@@ -672,7 +720,7 @@ __attribute__((target("avx2,fma"))) static void dpbf16_check_tile(int kc, const 
         pa += 28;
         pb += 16;
     }
-    TILE_FINISH(vf16, 28, 16, NV, acc, tile, o);
+    TILE_FINISH(vf16, 28, 16, NV, acc, tile, o, exp16_avx2);
 }
 #endif
 
@@ -720,7 +768,7 @@ __attribute__((target("amx-tile"))) static void amx_configure(void) {
         _tile_stored(T1, buf + 256, 64);                                                                \
         vf16 acc[32][1];                                                                                \
         memcpy(acc, buf, sizeof acc);                                                                   \
-        TILE_FINISH(vf16, 32, 16, 1, acc, buf, o);                                                      \
+        TILE_FINISH(vf16, 32, 16, 1, acc, buf, o, NO_GATE_EXP);                                         \
     } while (0)
 
 /// One or two 32 × 16 outputs (columns of B panels pb0 and, when not NULL, pb1) over `kc` depths
@@ -838,13 +886,30 @@ static void *scratch(scratch_buffer *s, size_t bytes) {
 
 // MARK: GEMM
 
+int vtp_gemm_fuses_swiglu(int path, int k) {
+    const path_info *P = &PATHS[path];
+    return k > 0 && k <= P->kc && P->isa != VTP_ISA_AMX && path != VTP_PATH_AVX2_F32 && path != VTP_PATH_AVX2_BF16;
+}
+
+void vtp_pack_interleave(int path, const void *value, const void *gate, int n, int k, void *dst) {
+    size_t panel = vtp_packed_bytes(path, PATHS[path].nr, k);
+    int panels = n / PATHS[path].nr;
+    for (int j = 0; j < panels; j++) {
+        memcpy((char *)dst + (size_t)(2 * j) * panel, (const char *)value + (size_t)j * panel, panel);
+        memcpy((char *)dst + (size_t)(2 * j + 1) * panel, (const char *)gate + (size_t)j * panel, panel);
+    }
+}
+
 int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
              float *c, long ldc, int panel_begin, int panel_end, const vtp_epilogue *ep) {
     const path_info *P = &PATHS[path];
-    vtp_epilogue plain = {1.0f, NULL, NULL, 0, NULL};
+    vtp_epilogue plain = {1.0f, NULL, NULL, 0, NULL, 0, NULL};
     if (!ep) ep = &plain;
     if (m <= 0) return 0;
     int nr = P->nr;
+    // SwiGLU: whole value-gate panel pairs, in one depth block, without a residual.
+    int swiglu = ep->swiglu;
+    if (swiglu && (!vtp_gemm_fuses_swiglu(path, k) || n % (2 * nr) || panel_begin % 2 || ep->residual)) abort();
     if (k <= 0) {
         int col_end = panel_end * nr < n ? panel_end * nr : n;
         for (int i = 0; i < m; i++)
@@ -881,13 +946,16 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
                     tile_out o[2];
                     for (int h = 0; h <= pair; h++) {
                         int col = col0 + h * nr;
+                        // A SwiGLU pair's value and gate panels both finish in output column nr·(p/2).
+                        int out = swiglu ? (p / 2) * nr : col;
+                        const float *bias = swiglu && (p & 1) ? ep->gate_bias : ep->bias;
                         o[h] = (tile_out){
-                            .c = c + (long)row * ldc + col, .ldc = ldc,
+                            .c = c + (long)row * ldc + out, .ldc = ldc,
                             .rows = mc - r < P->mr ? mc - r : P->mr, .cols = n - col < nr ? n - col : nr,
                             .first = k0 == 0, .last = k0 + kc >= k, .alpha = ep->alpha,
-                            .bias = ep->bias ? ep->bias + col : NULL,
+                            .bias = bias ? bias + out : NULL,
                             .residual = ep->residual ? ep->residual + (long)row * ep->ldr + col : NULL,
-                            .scale = ep->scale ? ep->scale + col : NULL, .ldr = ep->ldr,
+                            .scale = ep->scale ? ep->scale + col : NULL, .ldr = ep->ldr, .gate = swiglu && (p & 1),
                         };
                     }
                     run_tiles(path, b_format, depth, (const char *)abuf + (size_t)(r / P->mr) * apanel, bp,
@@ -948,29 +1016,6 @@ static attention_layout attention_regions(int path, int n, int hd, char *base) {
 }
 
 size_t vtp_attention_scratch_bytes(int path, int n, int hd) { return attention_regions(path, n, hd, NULL).total; }
-
-/// e^x for 16 lanes (Cephes polynomial, a few ulp on [-87, 88]); below -87.3, -inf included, 0.
-#define DEFINE_EXP16(SUFFIX, TARGET)                                                                    \
-    TARGET __attribute__((always_inline)) static inline vf16 exp16_##SUFFIX(vf16 x) {                   \
-        vi16 tiny = x < -87.33654f;                                                                     \
-        x = __builtin_elementwise_min(__builtin_elementwise_max(x, (vf16){} - 87.33654f), (vf16){} + 88.72283f); \
-        const vf16 magic = (vf16){} + 12582912.0f;  /* 1.5·2²³: adding it rounds to an integer in the low bits */ \
-        vf16 t = x * 1.44269504088896341f + magic;                                                      \
-        vf16 nn = t - magic;                                                                            \
-        vi16 ni = (vi16)t - 0x4B400000;                                                                 \
-        vf16 r = x - nn * 0.693359375f + nn * 2.12194440e-4f;                                           \
-        vf16 p = (vf16){} + 1.9875691500e-4f;                                                           \
-        p = p * r + 1.3981999507e-3f;                                                                   \
-        p = p * r + 8.3334519073e-3f;                                                                   \
-        p = p * r + 4.1665795894e-2f;                                                                   \
-        p = p * r + 1.6666665459e-1f;                                                                   \
-        p = p * r + 5.0000001201e-1f;                                                                   \
-        vf16 y = p * r * r + r + 1.0f;                                                                  \
-        vi16 half = ni >> 1;  /* 2^n as two factors keeps both in the normal range */                   \
-        vf16 scaleA = (vf16)((half + 127) << 23), scaleB = (vf16)((ni - half + 127) << 23);             \
-        vf16 result = y * scaleA * scaleB;                                                              \
-        return (vf16)((vi16)result & ~tiny);                                                            \
-    }
 
 /// Horizontal maximum and sum of 16 lanes by halving: a fixed tree, the same on every target (a
 /// statement expression, so it compiles inside each target's function).
@@ -1037,12 +1082,9 @@ typedef float vf4h __attribute__((vector_size(16)));
         }                                                                                               \
     }
 
-DEFINE_EXP16(generic, NO_TARGET)
 DEFINE_SOFTMAX(generic, NO_TARGET)
 #ifdef VTP_X86
-DEFINE_EXP16(avx2, __attribute__((target("avx2,fma"))))
 DEFINE_SOFTMAX(avx2, __attribute__((target("avx2,fma"))))
-DEFINE_EXP16(avx512, __attribute__((target("avx512f"))))
 DEFINE_SOFTMAX(avx512, __attribute__((target("avx512f"))))
 #endif
 

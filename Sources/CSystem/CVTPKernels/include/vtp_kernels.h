@@ -103,7 +103,23 @@ typedef struct {
     const float *residual;   ///< m × n with row stride ldr, or NULL; may be the output itself
     long ldr;
     const float *scale;      ///< n values or NULL (LayerScale); only used with residual
+    /// SwiGLU gating: B's panels alternate value and gate (panel 2j holds columns nr·j.. of the
+    /// value weight, 2j + 1 the same columns of the gate weight, see vtp_pack_interleave), and C
+    /// gets `value · sigmoid(value) · gate` in column nr·j + t: n/2 columns. `bias` then holds the
+    /// value weight's n/2 biases and `gate_bias` the gate's (either may be NULL); no residual.
+    /// Only where vtp_gemm_fuses_swiglu says so.
+    int swiglu;
+    const float *gate_bias;
 } vtp_epilogue;
+
+/// Whether vtp_gemm applies the SwiGLU epilogue on `path` for depth k: in one depth block, on the
+/// tiles of sixteen-float vectors, not on AMX (whose tile pairs finish out of order).
+int vtp_gemm_fuses_swiglu(int path, int k);
+
+/// Interleaves the panels of two packed weights of n columns each (n a multiple of the path's
+/// panel columns, depth k): value panel j, then gate panel j, as the SwiGLU epilogue reads them.
+/// `dst` holds vtp_packed_bytes(path, 2n, k) bytes.
+void vtp_pack_interleave(int path, const void *value, const void *gate, int n, int k, void *dst);
 
 /// `C[m × cols] = epilogue(A[m × k] · op(B))` over the panels panel_begin..<panel_end of a B
 /// packed for `path` with n columns and depth k (columns past n are not written). A is float32 and
