@@ -104,7 +104,7 @@ struct FeedForward {
     enum Kind {
         case mlp(fc1: Linear, fc2: Linear)
         /// SwiGLU gated in the product's epilogue: `w1` and `w2` interleaved into one weight
-        /// (``PackedWeight/init(interleavingValue:gate:)``), writing `silu(x·w1ᵀ + b1) · (x·w2ᵀ + b2)`.
+        /// (``PackedWeight/init(interleavingValue:gate:n:k:engine:)``), writing `silu(x·w1ᵀ + b1) · (x·w2ᵀ + b2)`.
         case swigluFused(gateUp: PackedWeight, valueBias: Tensor?, gateBias: Tensor?, w3: Linear)
         /// SwiGLU with `w1` and `w2` stacked into one product (`gateUp`: the w1 outputs, then w2's).
         case swiglu(gateUp: Linear, w3: Linear)
@@ -129,21 +129,17 @@ struct FeedForward {
         case "swiglu", "swiglu32", "swiglu64", "swiglu128":
             let align = type == "swiglu" ? 8 : Int(type.dropFirst(6))!
             let h = Self.swigluHidden(dim: dim, ratio: ratio, alignTo: align)
-            let w1 = try Linear(store, prefix + ".w1", in: dim, out: h)
-            let w2 = try Linear(store, prefix + ".w2", in: dim, out: h)
             let w3 = try Linear(store, prefix + ".w3", in: h, out: dim)
-            if let fused = PackedWeight(interleavingValue: w1.weight, gate: w2.weight) {
-                kind = .swigluFused(gateUp: fused, valueBias: w1.bias, gateBias: w2.bias, w3: w3)
-                return
+            let names = [prefix + ".w1.weight", prefix + ".w2.weight"]
+            let (b1, b2) = (try store.tensor(prefix + ".w1.bias", [h]), try store.tensor(prefix + ".w2.bias", [h]))
+            if let fused = try store.combinedWeight(names, n: h, k: dim, interleaved: true, engine: store.engine) {
+                kind = .swigluFused(gateUp: fused, valueBias: b1, gateBias: b2, w3: w3)
+            } else if let stacked = try store.combinedWeight(names, n: h, k: dim, interleaved: false, engine: store.engine) {
+                kind = .swiglu(gateUp: Linear(weight: stacked, bias: Tensor(concatenating: [b1, b2])), w3: w3)
+            } else {
+                kind = .swigluSeparate(w1: try Linear(store, prefix + ".w1", in: dim, out: h),
+                                       w2: try Linear(store, prefix + ".w2", in: dim, out: h), w3: w3)
             }
-            if let stacked = PackedWeight(stacking: [w1.weight, w2.weight]) {
-                let bias: Tensor? = if let b1 = w1.bias, let b2 = w2.bias { Tensor(concatenating: [b1, b2]) } else { nil }
-                if (w1.bias == nil) == (w2.bias == nil) {
-                    kind = .swiglu(gateUp: Linear(weight: stacked, bias: bias), w3: w3)
-                    return
-                }
-            }
-            kind = .swigluSeparate(w1: w1, w2: w2, w3: w3)
         default:
             throw VTPModelError.unsupported("ffn layer '\(type)'")
         }

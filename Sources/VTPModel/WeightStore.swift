@@ -110,6 +110,27 @@ final class WeightStore {
         return packed
     }
 
+    /// `n × k` weights packed into one (see ``PackedWeight/Source``): SwiGLU's w1 and w2 interleaved
+    /// for gating in the epilogue (`interleaved`), or stacked by rows; nil where the engine cannot.
+    func combinedWeight(_ names: [String], n: Int, k: Int, interleaved: Bool, engine: MatmulEngine) throws -> PackedWeight? {
+        var sources: [PackedWeight.Source] = []
+        for name in names {
+            if dtype(name) == .bf16, engine.storesBFloat16 {
+                let (_, file) = try checkedFile(name, [n, k])
+                sources.append(.bfloat16(try file.rawBytes(name).baseAddress!))
+            } else {
+                sources.append(.float32(try tensor(name, [n, k])))
+            }
+        }
+        let packed = interleaved
+            ? PackedWeight(interleavingValue: sources[0], gate: sources[1], n: n, k: k, engine: engine)
+            : PackedWeight(stacking: sources, n: n, k: k, engine: engine)
+        guard let packed else { return nil }
+        for name in names { if let path = location[name] { files[path]?.releasePages(of: name) } }
+        gemmWeightBytes += packed.residentBytes
+        return packed
+    }
+
     /// The file holding `name`, after checking the tensor exists with `shape` (a scalar saved as
     /// shape [] or [1] is the same value); records it as used.
     private func checkedFile(_ name: String, _ shape: [Int]) throws -> (path: String, file: SafeTensorsFile) {

@@ -201,49 +201,71 @@ public final class PackedWeight: @unchecked Sendable {
         residentBytes = bytes
     }
 
-    /// The weights of `parts` stacked by rows (`[w₀; w₁; …]`: their output columns side by side, in
-    /// order), or nil when they cannot be: another engine or depth, OpenBLAS (its weights may be
-    /// borrowed from the mapping, and stacking would copy them), or a part other than the last
-    /// whose columns do not fill whole panels.
-    ///
-    /// A packed weight is its panels one after another, so the stacked one is the parts' bytes
-    /// concatenated, and each output column is the same chain of products it was in its own part:
-    /// one product then computes SwiGLU's two input projections with its input packed once.
-    public convenience init?(stacking parts: [PackedWeight]) {
-        self.init(combining: parts, interleaved: false)
+    /// Where a weight's `n × k` values come from when several are packed into one.
+    public enum Source {
+        /// Float32 values (a Linear weight: n rows of k).
+        case float32(Tensor)
+        /// bfloat16 bits, n rows of k, used as stored where the engine keeps bf16 weights.
+        case bfloat16(UnsafeRawPointer)
     }
 
-    /// SwiGLU's value and gate weights with their panels interleaved (value panel j, then gate
-    /// panel j), for a product whose epilogue gates in registers (``Matmul/Epilogue/swiglu``):
-    /// its output is `value · sigmoid(value) · gate`, `value.n` columns, with no hidden activations
-    /// of twice that width to write and read back. Nil where the engine cannot gate in its tiles
-    /// (OpenBLAS, AMX, AVX2, more depth than one block; see `vtp_gemm_fuses_swiglu`) or the
-    /// weights differ in shape or do not fill whole panels.
-    public convenience init?(interleavingValue value: PackedWeight, gate: PackedWeight) {
-        guard let path = value.engine.path, vtp_gemm_fuses_swiglu(path, Int32(value.k)) != 0,
-              value.n == gate.n, value.n % value.panelColumns == 0 else { return nil }
-        self.init(combining: [value, gate], interleaved: true)
-    }
-
-    private convenience init?(combining parts: [PackedWeight], interleaved: Bool) {
-        guard let first = parts.first, let path = first.engine.path,
-              parts.allSatisfy({ $0.engine == first.engine && $0.k == first.k && $0.packed != nil }),
-              parts.dropLast().allSatisfy({ $0.n % $0.panelColumns == 0 }) else { return nil }
-        let n = parts.reduce(0) { $0 + $1.n }
-        let bytes = vtp_packed_bytes(path, Int32(n), Int32(first.k))
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
-        if interleaved {
-            vtp_pack_interleave(path, parts[0].packed!, parts[1].packed!, Int32(parts[0].n), Int32(first.k), buffer)
-        } else {
-            var offset = 0
-            for part in parts {
-                let partBytes = vtp_packed_bytes(path, Int32(part.n), Int32(part.k))
-                (buffer + offset).copyMemory(from: part.packed!, byteCount: partBytes)
-                offset += partBytes
-            }
-            precondition(offset == bytes, "stacked panels of \(offset) bytes, expected \(bytes)")
+    /// Weights of `n × k` each stacked by rows (`[w₀; w₁; …]`: their output columns side by side, in
+    /// order), packed straight from their sources; nil on OpenBLAS, or where a part's columns do not
+    /// fill whole panels. Each output column is the same chain of products as in its own weight,
+    /// and one product computes all their outputs with its input packed once.
+    public convenience init?(stacking parts: [Source], n: Int, k: Int, engine: MatmulEngine) {
+        guard let path = engine.path, !parts.isEmpty, n % Int(vtp_panel_columns(path)) == 0 else { return nil }
+        let partBytes = vtp_packed_bytes(path, Int32(n), Int32(k))
+        self.init(path: path, engine: engine, n: parts.count * n, k: k, gatesSwiGLU: false) { buffer in
+            for (i, part) in parts.enumerated() { Self.pack(part, columns: 0..<n, k: k, path: path, into: buffer + i * partBytes) }
         }
-        self.init(engine: first.engine, n: n, k: first.k, packed: buffer, bytes: bytes, gatesSwiGLU: interleaved)
+    }
+
+    /// SwiGLU's value and gate weights (`n × k` each) packed with their panels interleaved (value
+    /// panel j, then gate panel j), for a product whose epilogue gates in registers
+    /// (``gatesSwiGLU``): its output is `value · sigmoid(value) · gate`, `n` columns, with no hidden
+    /// activations of twice that width to write and read back. Packed straight from the sources:
+    /// packing each weight first and freeing the copies left 100 MB of a B model in malloc's heap.
+    /// Nil where the engine cannot gate in its tiles (OpenBLAS, AMX, AVX2, more depth than one
+    /// block; see `vtp_gemm_fuses_swiglu`) or `n` does not fill whole panels.
+    public convenience init?(interleavingValue value: Source, gate: Source, n: Int, k: Int, engine: MatmulEngine) {
+        guard let path = engine.path, vtp_gemm_fuses_swiglu(path, Int32(k)) != 0 else { return nil }
+        let columns = Int(vtp_panel_columns(path))
+        guard n % columns == 0 else { return nil }
+        let panelBytes = vtp_packed_bytes(path, Int32(columns), Int32(k))
+        self.init(path: path, engine: engine, n: 2 * n, k: k, gatesSwiGLU: true) { buffer in
+            for panel in 0..<(n / columns) {
+                let range = panel * columns..<(panel + 1) * columns
+                Self.pack(value, columns: range, k: k, path: path, into: buffer + 2 * panel * panelBytes)
+                Self.pack(gate, columns: range, k: k, path: path, into: buffer + (2 * panel + 1) * panelBytes)
+            }
+        }
+    }
+
+    /// Packs output columns `columns` (rows of the n × k source) into consecutive panels at `dst`.
+    private static func pack(_ source: Source, columns: Range<Int>, k: Int, path: Int32, into dst: UnsafeMutableRawPointer) {
+        switch source {
+        case let .float32(tensor):
+            vtp_pack_b_f32(path, tensor.pointer + columns.lowerBound * k, k, 1, Int32(columns.count), Int32(k), Int32(k), dst)
+            withExtendedLifetime(tensor) {}
+        case let .bfloat16(bits):
+            if vtp_path_is_bf16(path) != 0 {
+                vtp_pack_b_bf16(path, bits.assumingMemoryBound(to: UInt16.self) + columns.lowerBound * k, k, 1,
+                                Int32(columns.count), Int32(k), Int32(k), dst)
+            } else {
+                let widened = Tensor(uninitialized: [columns.count, k])
+                HalfPrecision.widenBFloat16(bits + columns.lowerBound * k * 2, count: columns.count * k, into: widened.mutablePointer)
+                pack(.float32(widened), columns: 0..<columns.count, k: k, path: path, into: dst)
+            }
+        }
+    }
+
+    private convenience init(path: Int32, engine: MatmulEngine, n: Int, k: Int, gatesSwiGLU: Bool,
+                             fill: (UnsafeMutableRawPointer) -> Void) {
+        let bytes = vtp_packed_bytes(path, Int32(n), Int32(k))
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        fill(buffer)
+        self.init(engine: engine, n: n, k: k, packed: buffer, bytes: bytes, gatesSwiGLU: gatesSwiGLU)
     }
 
     private init(engine: MatmulEngine, n: Int, k: Int, packed: UnsafeMutableRawPointer, bytes: Int, gatesSwiGLU: Bool) {
@@ -256,7 +278,7 @@ public final class PackedWeight: @unchecked Sendable {
         self.gatesSwiGLU = gatesSwiGLU
     }
 
-    /// Whether this is an interleaved SwiGLU weight (``init(interleavingValue:gate:)``): its
+    /// Whether this is an interleaved SwiGLU weight (``init(interleavingValue:gate:n:k:engine:)``): its
     /// products gate in the epilogue and have `n / 2` output columns.
     public let gatesSwiGLU: Bool
 

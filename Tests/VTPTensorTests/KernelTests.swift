@@ -114,15 +114,15 @@ import VTPTensor
     func swigluInTheEpilogueIsTheStackedProductGated(_ isa: KernelISA, _ precision: ComputePrecision) {
         let engine = MatmulEngine(isa: isa, precision: precision)
         let (h, k) = (256, 200)
-        let w1 = PackedWeight(Tensor(shape: [h, k], values: Self.values(h * k, seed: 11)), n: h, k: k, engine: engine)
-        let w2 = PackedWeight(Tensor(shape: [h, k], values: Self.values(h * k, seed: 12)), n: h, k: k, engine: engine)
+        let w1 = Tensor(shape: [h, k], values: Self.values(h * k, seed: 11))
+        let w2 = Tensor(shape: [h, k], values: Self.values(h * k, seed: 12))
         let b1 = Self.values(h, seed: 13), b2 = Self.values(h, seed: 14), both = b1 + b2
-        guard let fused = PackedWeight(interleavingValue: w1, gate: w2) else {
+        guard let fused = PackedWeight(interleavingValue: .float32(w1), gate: .float32(w2), n: h, k: k, engine: engine) else {
             #expect(isa == .avx2 || isa == .amx, "\(isa) should gate in its tiles")
             return
         }
         #expect(fused.gatesSwiGLU && fused.outputColumns == h)
-        let stacked = PackedWeight(stacking: [w1, w2])!
+        let stacked = PackedWeight(stacking: [.float32(w1), .float32(w2)], n: h, k: k, engine: engine)!
         for m in [1, 13, 14, 29, 130] {
             let x = Self.values(m * k, seed: UInt64(m))
             let gated = Tensor(zeros: [m, h]), ungated = Tensor(zeros: [m, 2 * h])

@@ -891,15 +891,6 @@ int vtp_gemm_fuses_swiglu(int path, int k) {
     return k > 0 && k <= P->kc && P->isa != VTP_ISA_AMX && path != VTP_PATH_AVX2_F32 && path != VTP_PATH_AVX2_BF16;
 }
 
-void vtp_pack_interleave(int path, const void *value, const void *gate, int n, int k, void *dst) {
-    size_t panel = vtp_packed_bytes(path, PATHS[path].nr, k);
-    int panels = n / PATHS[path].nr;
-    for (int j = 0; j < panels; j++) {
-        memcpy((char *)dst + (size_t)(2 * j) * panel, (const char *)value + (size_t)j * panel, panel);
-        memcpy((char *)dst + (size_t)(2 * j + 1) * panel, (const char *)gate + (size_t)j * panel, panel);
-    }
-}
-
 int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
              float *c, long ldc, int panel_begin, int panel_end, const vtp_epilogue *ep) {
     const path_info *P = &PATHS[path];

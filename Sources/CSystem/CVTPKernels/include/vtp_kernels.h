@@ -104,7 +104,8 @@ typedef struct {
     long ldr;
     const float *scale;      ///< n values or NULL (LayerScale); only used with residual
     /// SwiGLU gating: B's panels alternate value and gate (panel 2j holds columns nr·j.. of the
-    /// value weight, 2j + 1 the same columns of the gate weight, see vtp_pack_interleave), and C
+    /// value weight, 2j + 1 the same columns of the gate weight, each packed as vtp_pack_b_* packs
+    /// nr columns), and C
     /// gets `value · sigmoid(value) · gate` in column nr·j + t: n/2 columns. `bias` then holds the
     /// value weight's n/2 biases and `gate_bias` the gate's (either may be NULL); no residual.
     /// Only where vtp_gemm_fuses_swiglu says so.
@@ -116,10 +117,6 @@ typedef struct {
 /// tiles of sixteen-float vectors, not on AMX (whose tile pairs finish out of order).
 int vtp_gemm_fuses_swiglu(int path, int k);
 
-/// Interleaves the panels of two packed weights of n columns each (n a multiple of the path's
-/// panel columns, depth k): value panel j, then gate panel j, as the SwiGLU epilogue reads them.
-/// `dst` holds vtp_packed_bytes(path, 2n, k) bytes.
-void vtp_pack_interleave(int path, const void *value, const void *gate, int n, int k, void *dst);
 
 /// `C[m × cols] = epilogue(A[m × k] · op(B))` over the panels panel_begin..<panel_end of a B
 /// packed for `path` with n columns and depth k (columns past n are not written). A is float32 and
