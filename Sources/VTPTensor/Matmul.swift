@@ -309,7 +309,9 @@ public final class PackedWeight: @unchecked Sendable {
                                   gate_bias: epilogue.gateBias)
             let status = vtp_gemm(path, Int32(rows), Int32(n), Int32(k), a, lda, packed, c, ldc,
                                   Int32(panels.lowerBound), Int32(panels.upperBound), &ep)
-            if status != 0 { fatalError("vtp_gemm could not allocate its packing buffer") }  // out of memory
+            // Both are broken invariants, not bad input: memory ran out, or a caller gated a weight that cannot be.
+            if status == -1 { fatalError("vtp_gemm could not allocate its packing buffer") }
+            if status != 0 { fatalError("vtp_gemm refused the SwiGLU epilogue for this weight and panel range") }
             return
         }
         // On OpenBLAS one "panel" is all n columns (panelCount is 1), so `panels` is always 0..<1.

@@ -900,7 +900,7 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
     int nr = P->nr;
     // SwiGLU: whole value-gate panel pairs, in one depth block, without a residual.
     int swiglu = ep->swiglu;
-    if (swiglu && (!vtp_gemm_fuses_swiglu(path, k) || n % (2 * nr) || panel_begin % 2 || ep->residual)) abort();
+    if (swiglu && (!vtp_gemm_fuses_swiglu(path, k) || n % (2 * nr) || panel_begin % 2 || ep->residual)) return -2;
     if (k <= 0) {
         int col_end = panel_end * nr < n ? panel_end * nr : n;
         for (int i = 0; i < m; i++)

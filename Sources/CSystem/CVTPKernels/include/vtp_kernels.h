@@ -121,8 +121,8 @@ int vtp_gemm_fuses_swiglu(int path, int k);
 /// `C[m × cols] = epilogue(A[m × k] · op(B))` over the panels panel_begin..<panel_end of a B
 /// packed for `path` with n columns and depth k (columns past n are not written). A is float32 and
 /// is packed per call (rounded to bfloat16 on bf16 paths) into a per-thread buffer. `ep` may be NULL.
-/// C, bias, residual and scale are indexed by the full column index. Returns 0, or -1 when scratch
-/// memory could not be allocated.
+/// C, bias, residual and scale are indexed by the full column index. Returns 0, -1 when scratch
+/// memory could not be allocated, or -2 when `ep` asks for SwiGLU gating this call cannot apply.
 int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
              float *c, long ldc, int panel_begin, int panel_end, const vtp_epilogue *ep);
 
