@@ -191,6 +191,35 @@ __attribute__((target("avx512f"))) static inline __m512i bf16_round16(__m512 x);
 __attribute__((target("avx512f"))) static int pack_b_avx512(int format, int nr, const float *src, long ld, int transposed,
                                                             int n, int k, int k_padded, void *dst) {
     if (nr % 16 != 0 || ld > INT32_MAX / 16) return 0;
+    if (!transposed) {
+        // Depth by depth, every column of a row at once (attention's values: rows of a wide qkv
+        // buffer, each a few lines long and pages apart), with the rows a few depths on asked for:
+        // column block by column block, each pass over the rows missed on every line.
+        int step = format == B_PAIRS ? 2 : 1;
+        for (int d = 0; d < k; d += step) {
+            for (int ahead = d + 8; ahead < d + 8 + step && ahead < k; ahead++)
+                for (int c0 = 0; c0 < n; c0 += 16) __builtin_prefetch(src + (long)ahead * ld + c0);
+            for (int c0 = 0; c0 < n; c0 += 16) {
+                int cols = n - c0 < 16 ? n - c0 : 16;
+                __mmask16 m = (__mmask16)((1u << cols) - 1);
+                const float *base = src + (long)d * ld + c0;
+                if (format == B_PAIRS) {
+                    int pairs = ceil_div(k_padded, 2);
+                    uint32_t *panel = (uint32_t *)dst + (size_t)(c0 / nr) * pairs * nr + c0 % nr;
+                    __m512 even = _mm512_maskz_loadu_ps(m, base);
+                    __m512 odd = d + 1 < k ? _mm512_maskz_loadu_ps(m, base + ld) : _mm512_setzero_ps();
+                    __m512i words = _mm512_or_si512(bf16_round16(even), _mm512_srli_epi32(bf16_round16(odd), 16));
+                    _mm512_storeu_si512((void *)(panel + (size_t)(d / 2) * nr), words);
+                } else {
+                    float *panel = (float *)dst + (size_t)(c0 / nr) * k_padded * nr + c0 % nr;
+                    __m512 x = _mm512_maskz_loadu_ps(m, base);
+                    if (format == B_ROUNDED_FLOATS) x = _mm512_castsi512_ps(bf16_round16(x));
+                    _mm512_storeu_ps(panel + (size_t)d * nr, x);
+                }
+            }
+        }
+        return 1;
+    }
     const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                              _mm512_set1_epi32((int)ld));
     for (int c0 = 0; c0 < n; c0 += 16) {
@@ -427,6 +456,38 @@ __attribute__((target("avx512f"))) static void pack_a_amx(const path_info *P, co
 }
 #endif
 
+#ifdef VTP_X86
+/// pack_a of attention's probabilities for the vdpbf16ps tiles, rounding with the instruction set's
+/// own vcvtne2ps2bf16 (two vectors in one instruction, against eight integer steps each): it
+/// rounds to nearest-even as bf16_round16 does but reads denormals as zero, which probabilities
+/// never are (0, or at least 2^-125: exp16_nonpositive), so the bits are pack_a's.
+__attribute__((target("avx512f,avx512bf16"))) static void pack_probabilities_dpbf16(const float *a, long lda, int rows,
+                                                                                  int kc, uint32_t *out) {
+    enum { R = 14 };
+    int depth = ceil_div(kc, 2);
+    for (int t = 0; t < ceil_div(rows, R); t++) {
+        int valid = rows - t * R < R ? rows - t * R : R;
+        uint32_t *panel = out + (size_t)t * depth * R;
+        for (int d0 = 0; d0 < depth; d0 += 16) {
+            int first = 2 * d0, left = kc - first;
+            __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+            __m512i block[16];
+            for (int r = 0; r < 16; r++) {
+                block[r] = _mm512_setzero_si512();
+                if (r >= valid) continue;
+                const float *src = a + (long)(t * R + r) * lda + first;
+                __m512bh words = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16), _mm512_maskz_loadu_ps(m0, src));
+                block[r] = _mm512_rol_epi32((__m512i)words, 16);  // the even depth to the high half
+            }
+            transpose16(block);
+            int steps = depth - d0 < 16 ? depth - d0 : 16;
+            for (int j = 0; j < steps; j++) _mm512_mask_storeu_epi32(panel + (size_t)(d0 + j) * R, (1u << R) - 1, block[j]);
+        }
+    }
+}
+#endif
+
 /// Packs rows 0..<rows of A (whole tiles, zero rows past `rows`), depths 0..<kc.
 static void pack_a(const path_info *P, const float *a, long lda, int rows, int kc, void *out) {
 #ifdef VTP_X86
@@ -550,11 +611,38 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
         return (vf16)((vi16)result & ~tiny);                                                            \
     }
 
+/// e^x for x ≤ 0 (the softmax's score minus its row maximum): exp16's polynomial, with 2^n added
+/// straight to the exponent bits, which is exact while the result is normal, so the same bits as
+/// exp16 from -86 up. Below -86, 0: those probabilities are under 2^-124 of the row's largest
+/// (exp16 gives them up to -87.3). Without exp16's upper clamp and its two-factor scaling, the
+/// softmax's exponentials take a third fewer instructions.
+#define DEFINE_EXP16_NONPOSITIVE(SUFFIX, TARGET)                                                        \
+    TARGET __attribute__((always_inline)) static inline vf16 exp16_nonpositive_##SUFFIX(vf16 x) {       \
+        vi16 tiny = x < -86.0f;                                                                         \
+        x = __builtin_elementwise_max(x, (vf16){} - 86.0f);                                             \
+        const vf16 magic = (vf16){} + 12582912.0f;                                                      \
+        vf16 t = x * 1.44269504088896341f + magic;                                                      \
+        vf16 nn = t - magic;                                                                            \
+        vi16 ni = (vi16)t - 0x4B400000;                                                                 \
+        vf16 r = x - nn * 0.693359375f + nn * 2.12194440e-4f;                                           \
+        vf16 p = (vf16){} + 1.9875691500e-4f;                                                           \
+        p = p * r + 1.3981999507e-3f;                                                                   \
+        p = p * r + 8.3334519073e-3f;                                                                   \
+        p = p * r + 4.1665795894e-2f;                                                                   \
+        p = p * r + 1.6666665459e-1f;                                                                   \
+        p = p * r + 5.0000001201e-1f;                                                                   \
+        vf16 y = p * r * r + r + 1.0f;                                                                  \
+        return (vf16)(((vi16)y + (ni << 23)) & ~tiny);                                                  \
+    }
+
 #define NO_TARGET
 DEFINE_EXP16(generic, NO_TARGET)
+DEFINE_EXP16_NONPOSITIVE(generic, NO_TARGET)
 #ifdef VTP_X86
 DEFINE_EXP16(avx2, __attribute__((target("avx2,fma"))))
 DEFINE_EXP16(avx512, __attribute__((target("avx512f"))))
+DEFINE_EXP16_NONPOSITIVE(avx2, __attribute__((target("avx2,fma"))))
+DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
 #endif
 /// Where a tile's vectors are not sixteen floats, no SwiGLU epilogue (vtp_gemm_fuses_swiglu).
 #define NO_GATE_EXP(x) (x)
@@ -1083,7 +1171,7 @@ typedef float vf4h __attribute__((vector_size(16)));
             for (int v = 0; v < vectors; v++) {                                                         \
                 vf16 x;                                                                                 \
                 memcpy(&x, row + 16 * v, sizeof x);                                                     \
-                vf16 e = exp16_##SUFFIX(x - new_max);                                                   \
+                vf16 e = exp16_nonpositive_##SUFFIX(x - new_max);                                       \
                 sum += e;                                                                               \
                 memcpy(row + 16 * v, &e, sizeof e);                                                     \
             }                                                                                           \
@@ -1339,7 +1427,11 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
                               L.scores + (size_t)r * mr * KEY_TILE, KEY_TILE, 1);
             softmax_tile(path, L.scores, KEY_TILE, depth, rows, q0, t * KEY_TILE, n, causal, scale, L.rowmax, L.rowsum,
                          L.acc, hdp);
-            pack_a(P, L.scores, KEY_TILE, rows, depth, L.ppack);
+#ifdef VTP_X86
+            if (path == VTP_PATH_AVX512BF16) pack_probabilities_dpbf16(L.scores, KEY_TILE, rows, depth, L.ppack);
+            else
+#endif
+                pack_a(P, L.scores, KEY_TILE, rows, depth, L.ppack);
             for (int r = 0; r < tiles; r++)
                 attention_row(path, format, depth, (const char *)L.ppack + (size_t)r * a_panel_bytes(P, depth),
                               (const char *)L.vpack + (size_t)t * key_offset, vstride, hdp / nr,
