@@ -85,11 +85,23 @@ struct DinoBlock {
         let h = scratch.buffer(.normed, count: rows * dim)
         let qkvOut = scratch.buffer(.qkv, count: rows * 3 * dim)
         // Norm, QKV projection, QK-norm and RoPE are all row-local: one pass per chunk of rows.
-        pool.dynamicChunks(rows, chunk: qkv.weight.rowChunk, granule: qkv.weight.rowGranule) { _, r in
-            let hBlock = h.mutablePointer + r.lowerBound * dim, qkvBlock = qkvOut.mutablePointer + r.lowerBound * 3 * dim
-            norm1(x.pointer + r.lowerBound * dim, rows: r.count, into: hBlock, pool: .serial)
-            qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
-            prepareQueriesAndKeys(qkvBlock, firstRow: r.lowerBound, rows: r.count, tokens: n, headDim: hd, sin: sin, cos: cos)
+        // Without QK-norm, RoPE is the product's epilogue (in its tiles where the kernel can).
+        let prefix = n - sin.count / hd
+        sin.withUnsafeBufferPointer { sinB in
+            cos.withUnsafeBufferPointer { cosB in
+                pool.dynamicChunks(rows, chunk: qkv.weight.rowChunk, granule: qkv.weight.rowGranule) { _, r in
+                    let hBlock = h.mutablePointer + r.lowerBound * dim, qkvBlock = qkvOut.mutablePointer + r.lowerBound * 3 * dim
+                    norm1(x.pointer + r.lowerBound * dim, rows: r.count, into: hBlock, pool: .serial)
+                    if qNorm == nil, kNorm == nil, let sinTable = sinB.baseAddress, let cosTable = cosB.baseAddress {
+                        let rope = Matmul.RoPE(sin: sinTable, cos: cosTable, columns: 2 * dim, headDim: hd,
+                                               tokens: n, prefix: prefix, firstRow: r.lowerBound)
+                        qkv(hBlock, rows: r.count, into: qkvBlock, rope: rope, pool: .serial)
+                    } else {
+                        qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
+                        prepareQueriesAndKeys(qkvBlock, firstRow: r.lowerBound, rows: r.count, tokens: n, headDim: hd, sin: sin, cos: cos)
+                    }
+                }
+            }
         }
         AttentionCore.run(engine: qkv.weight.engine, qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads,
                           causal: false, into: h.mutablePointer, pool: pool)

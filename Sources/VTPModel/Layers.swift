@@ -26,8 +26,9 @@ struct Linear {
     /// another buffer than `residual`).
     /// `lda` is the row stride of `x` (default: the input width).
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, lda: Int? = nil, into out: UnsafeMutablePointer<Float>,
-                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, pool: ComputePool) {
-        let epilogue = Matmul.Epilogue(bias: bias?.pointer, residual: residual, scale: residual == nil ? nil : scale?.pointer)
+                        residual: UnsafePointer<Float>? = nil, scale: Tensor? = nil, rope: Matmul.RoPE? = nil, pool: ComputePool) {
+        var epilogue = Matmul.Epilogue(bias: bias?.pointer, residual: residual, scale: residual == nil ? nil : scale?.pointer)
+        epilogue.rope = rope
         Matmul.apply(weight, x, rows: rows, lda: lda, into: out, epilogue: epilogue, pool: pool)
         withExtendedLifetime((bias, scale)) {}
     }

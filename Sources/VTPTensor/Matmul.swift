@@ -299,19 +299,44 @@ public final class PackedWeight: @unchecked Sendable {
     /// chunk computes a part-empty tile it need not.
     public var rowGranule: Int { engine.path.map { Int(vtp_tile_rows($0)) } ?? 8 }
 
+    /// Whether products with this weight apply RoPE over heads of `headDim` values in their tiles
+    /// (``Matmul/RoPE``); elsewhere ``Matmul/apply(_:_:rows:lda:into:ldc:epilogue:pool:)`` rotates
+    /// each chunk's rows after its product, with the same bits.
+    public func fusesRoPE(headDim: Int) -> Bool {
+        guard let path = engine.path, !gatesSwiGLU else { return false }
+        return vtp_gemm_fuses_rope(path, Int32(headDim)) != 0
+    }
+
     /// `C = epilogue(A · Wᵀ)` for `rows` rows, on the calling thread.
     fileprivate func multiply(_ a: UnsafePointer<Float>, rows: Int, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                               panels: Range<Int>, epilogue: Matmul.Epilogue) {
         if let path = engine.path, let packed {
             precondition(!gatesSwiGLU || epilogue.residual == nil, "a SwiGLU product takes no residual")
-            var ep = vtp_epilogue(alpha: epilogue.alpha, bias: epilogue.bias, residual: epilogue.residual,
-                                  ldr: epilogue.residualStride ?? ldc, scale: epilogue.scale, swiglu: gatesSwiGLU ? 1 : 0,
-                                  gate_bias: epilogue.gateBias)
+            var ep = vtp_epilogue()
+            ep.alpha = epilogue.alpha
+            ep.bias = epilogue.bias
+            ep.residual = epilogue.residual
+            ep.ldr = epilogue.residualStride ?? ldc
+            ep.scale = epilogue.scale
+            ep.swiglu = gatesSwiGLU ? 1 : 0
+            ep.gate_bias = epilogue.gateBias
+            let fusedRoPE = epilogue.rope.flatMap { fusesRoPE(headDim: $0.headDim) ? $0 : nil }
+            if let rope = fusedRoPE {
+                ep.rope_sin = rope.sin
+                ep.rope_cos = rope.cos
+                ep.rope_columns = Int32(rope.columns)
+                ep.rope_head = Int32(rope.headDim)
+                ep.rope_tokens = Int32(rope.tokens)
+                ep.rope_prefix = Int32(rope.prefix)
+                ep.rope_row0 = rope.firstRow
+            }
             let status = vtp_gemm(path, Int32(rows), Int32(n), Int32(k), a, lda, packed, c, ldc,
                                   Int32(panels.lowerBound), Int32(panels.upperBound), &ep)
-            // Both are broken invariants, not bad input: memory ran out, or a caller gated a weight that cannot be.
+            // Both are broken invariants, not bad input: memory ran out, or a caller asked for an
+            // epilogue (SwiGLU gating, RoPE) this weight and panel range cannot take.
             if status == -1 { fatalError("vtp_gemm could not allocate its packing buffer") }
-            if status != 0 { fatalError("vtp_gemm refused the SwiGLU epilogue for this weight and panel range") }
+            if status != 0 { fatalError("vtp_gemm refused the SwiGLU or RoPE epilogue for this weight and panel range") }
+            if fusedRoPE == nil, let rope = epilogue.rope { rope.apply(c, rows: rows, ldc: ldc) }
             return
         }
         // On OpenBLAS one "panel" is all n columns (panelCount is 1), so `panels` is always 0..<1.
@@ -341,6 +366,7 @@ public final class PackedWeight: @unchecked Sendable {
                 }
             }
         }
+        epilogue.rope?.apply(c, rows: rows, ldc: ldc)
     }
 }
 
@@ -369,7 +395,44 @@ public enum Matmul {
             self.gateBias = gateBias
         }
 
+        /// The reference's bfloat16 RoPE on the product's queries and keys, after the bias.
+        public var rope: RoPE?
+
         public static var none: Epilogue { Epilogue() }
+    }
+
+    /// The reference's bfloat16 rotary embedding (``Kernels/ropeBFloat16(_:stride:count:headDim:sin:cos:)``)
+    /// on columns `0..<columns` of a product (queries then keys, in heads of `headDim`): output row
+    /// i is token `(firstRow + i) % tokens` of its sequence; the first `prefix` tokens are only
+    /// rounded to bfloat16 (as the reference casts them), token t after them rotated with the
+    /// `headDim` values of `sin` and `cos` at `(t - prefix) · headDim`.
+    public struct RoPE {
+        public var sin: UnsafePointer<Float>
+        public var cos: UnsafePointer<Float>
+        public var columns: Int
+        public var headDim: Int
+        public var tokens: Int
+        public var prefix: Int
+        public var firstRow: Int
+
+        public init(sin: UnsafePointer<Float>, cos: UnsafePointer<Float>, columns: Int, headDim: Int, tokens: Int,
+                    prefix: Int, firstRow: Int) {
+            (self.sin, self.cos, self.columns, self.headDim) = (sin, cos, columns, headDim)
+            (self.tokens, self.prefix, self.firstRow) = (tokens, prefix, firstRow)
+        }
+
+        /// Rotates `rows` finished output rows in place (where the kernel does not in its tiles).
+        func apply(_ c: UnsafeMutablePointer<Float>, rows: Int, ldc: Int) {
+            for r in 0..<rows {
+                let token = (firstRow + r) % tokens, row = c + r * ldc
+                if token < prefix {
+                    Kernels.roundToBFloat16(row, count: columns)
+                } else {
+                    let at = (token - prefix) * headDim
+                    Kernels.ropeBFloat16(row, stride: headDim, count: columns / headDim, headDim: headDim, sin: sin + at, cos: cos + at)
+                }
+            }
+        }
     }
 
     /// `out[rows × n] = epilogue(x[rows × k] · Wᵀ)`, split over `pool` by rows (or, for few rows,
@@ -381,19 +444,21 @@ public enum Matmul {
         let lda = lda ?? weight.k, ldc = ldc ?? weight.outputColumns
         let rowGrain = 64
         let panels = weight.panelCount
-        if weight.engine.path != nil, rows < rowGrain * pool.threads, panels >= 2 * pool.threads {
+        let ropeInTiles = epilogue.rope.map { weight.fusesRoPE(headDim: $0.headDim) } ?? true
+        if weight.engine.path != nil, rows < rowGrain * pool.threads, panels >= 2 * pool.threads, ropeInTiles {
             // Few rows (pooled features, logits): split the columns so every core still has work;
-            // a SwiGLU weight's value and gate panels stay together.
-            let unit = weight.gatesSwiGLU ? 2 : 1
-            pool.parallelFor(panels / unit) { range in
+            // a SwiGLU weight's value and gate panels stay together, and so do a head's panels.
+            let unit = weight.gatesSwiGLU ? 2 : epilogue.rope.map { $0.headDim / weight.panelColumns } ?? 1
+            pool.parallelFor((panels + unit - 1) / unit) { range in
                 weight.multiply(x, rows: rows, lda: lda, into: out, ldc: ldc,
-                                panels: range.lowerBound * unit..<range.upperBound * unit, epilogue: epilogue)
+                                panels: range.lowerBound * unit..<min(panels, range.upperBound * unit), epilogue: epilogue)
             }
             return
         }
         pool.dynamicChunks(rows, chunk: weight.rowChunk, granule: weight.rowGranule) { _, r in
             var ep = epilogue
             ep.residual = epilogue.residual.map { $0 + r.lowerBound * (epilogue.residualStride ?? ldc) }
+            ep.rope?.firstRow += r.lowerBound
             weight.multiply(x + r.lowerBound * lda, rows: r.count, lda: lda, into: out + r.lowerBound * ldc, ldc: ldc,
                             panels: 0..<panels, epilogue: ep)
         }

@@ -145,6 +145,55 @@ import VTPTensor
         }
     }
 
+    /// RoPE in the product's epilogue gives the bits of the plain product followed by the RoPE
+    /// kernel (prefix tokens only rounded), through `Matmul.apply` as the blocks call it: rows
+    /// split over two threads (each chunk's first token), the few-row column split (whole heads per
+    /// task), part-filled tiles, two depth blocks, heads of 64 and 128. Paths that cannot rotate in
+    /// their tiles (AVX2, AMX, OpenBLAS) rotate each chunk after its product, with the same result.
+    @Test(arguments: paths, ComputePrecision.allCases)
+    func ropeInTheEpilogueIsTheProductThenRoPE(_ isa: KernelISA, _ precision: ComputePrecision) {
+        let engine = MatmulEngine(isa: isa, precision: precision)
+        for (hd, k) in [(64, 96), (128, 1000)] {
+            let dim = 2 * hd, n = 3 * dim, tokens = 37, prefix = 5
+            let weight = PackedWeight(Tensor(shape: [n, k], values: Self.values(n * k, seed: UInt64(hd))), n: n, k: k, engine: engine)
+            let bias = Self.values(n, seed: 21)
+            let sin = (0..<(tokens - prefix) * hd).map { Float(Foundation.sin(Double($0) * 0.37)) }
+            let cos = (0..<(tokens - prefix) * hd).map { Float(Foundation.cos(Double($0) * 0.37)) }
+            if [.avx512bf16, .avx512, .check, .checkDPBF16].contains(isa) { #expect(weight.fusesRoPE(headDim: hd), "\(isa)") }
+            for (m, firstRow) in [(1, 0), (13, 30), (100, 3), (300, 7)] {
+                let x = Self.values(m * k, seed: UInt64(m))
+                let rotated = Tensor(zeros: [m, n]), plain = Tensor(zeros: [m, n])
+                x.withUnsafeBufferPointer { px in
+                    bias.withUnsafeBufferPointer { pb in
+                        sin.withUnsafeBufferPointer { ps in
+                            cos.withUnsafeBufferPointer { pc in
+                                var epilogue = Matmul.Epilogue(bias: pb.baseAddress!)
+                                epilogue.rope = Matmul.RoPE(sin: ps.baseAddress!, cos: pc.baseAddress!, columns: 2 * dim, headDim: hd,
+                                                            tokens: tokens, prefix: prefix, firstRow: firstRow)
+                                Matmul.apply(weight, px.baseAddress!, rows: m, into: rotated.mutablePointer, epilogue: epilogue,
+                                             pool: ComputePool(threads: 2))
+                                // The same pool: OpenBLAS's bits depend on how many rows share a call.
+                                Matmul.apply(weight, px.baseAddress!, rows: m, into: plain.mutablePointer,
+                                             epilogue: .init(bias: pb.baseAddress!), pool: ComputePool(threads: 2))
+                                for r in 0..<m {
+                                    let row = plain.mutablePointer + r * n, token = (firstRow + r) % tokens
+                                    if token < prefix {
+                                        Kernels.roundToBFloat16(row, count: 2 * dim)
+                                    } else {
+                                        let at = (token - prefix) * hd
+                                        Kernels.ropeBFloat16(row, stride: hd, count: 2 * dim / hd, headDim: hd,
+                                                             sin: ps.baseAddress! + at, cos: pc.baseAddress! + at)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                #expect(Array(rotated.buffer) == Array(plain.buffer), "\(isa) \(precision) hd \(hd) with \(m) rows from \(firstRow)")
+            }
+        }
+    }
+
     @Test(arguments: paths, ComputePrecision.allCases)
     func fusedAttentionMatchesTheDefinition(_ isa: KernelISA, _ precision: ComputePrecision) {
         let engine = MatmulEngine(isa: isa, precision: precision)

@@ -551,6 +551,12 @@ typedef struct {
     const float *bias, *residual, *scale;
     long ldr;
     int gate;  // SwiGLU's gate panel: C holds the value already; the result is silu(value) · this
+    // RoPE: the tile holds the second half of a head whose first half is `rope_half` columns to the
+    // left in C, and row i of the tile is global row rope_row + i (see vtp_epilogue).
+    int rope, rope_half, rope_offset;  // rope_offset: the tile's first column within its half head
+    const float *rope_sin, *rope_cos;
+    int rope_head, rope_tokens, rope_prefix;
+    long rope_row;
 } tile_out;
 
 /// Fills the mr×nr tile buffer with the partial sums so far (zeros on a first block).
@@ -683,17 +689,55 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
         }                                                                                                 \
     } while (0)
 
+/// Rounds a vector of floats to bfloat16 values (nearest-even, NaN quiet), as bf16_bits.
+#define BF16_ROUND_VECTOR(VF, VU, x)                                                                      \
+    ({                                                                                                    \
+        VF x_ = (x);                                                                                      \
+        VU bits_ = (VU)x_;                                                                                \
+        VU rounded_ = (bits_ + 0x7fffu + ((bits_ >> 16) & 1u)) & 0xffff0000u;                             \
+        VU nan_ = (VU)(x_ != x_);                                                                         \
+        (VF)((rounded_ & ~nan_) | (((bits_ | 0x400000u) & 0xffff0000u) & nan_));                        \
+    })
+
+/// RoPE of one vector of a second-half tile's row i at column col: x holds x₂ (after bias), C
+/// `rope_half` columns left holds x₁; writes the first half's result there and leaves the second's
+/// in x, with vtp_rope_bf16's roundings in its order.
+#define TILE_ROPE(VF, x, o, i, col)                                                                       \
+    do {                                                                                                  \
+        typedef uint32_t VU __attribute__((vector_size(sizeof(VF))));                                     \
+        float *first_ = (o)->c + (long)(i) * (o)->ldc + (col) - (o)->rope_half;                           \
+        VF x1_, x2_ = BF16_ROUND_VECTOR(VF, VU, x);                                                       \
+        memcpy(&x1_, first_, sizeof x1_);                                                                 \
+        x1_ = BF16_ROUND_VECTOR(VF, VU, x1_);                                                             \
+        long token_ = ((o)->rope_row + (i)) % (o)->rope_tokens;                                           \
+        if (token_ >= (o)->rope_prefix) {                                                                 \
+            long at_ = (token_ - (o)->rope_prefix) * (o)->rope_head + (o)->rope_offset + (col);           \
+            VF c1_, s1_, c2_, s2_;                                                                        \
+            memcpy(&c1_, (o)->rope_cos + at_, sizeof c1_);                                                \
+            memcpy(&s1_, (o)->rope_sin + at_, sizeof s1_);                                                \
+            memcpy(&c2_, (o)->rope_cos + at_ + (o)->rope_half, sizeof c2_);                               \
+            memcpy(&s2_, (o)->rope_sin + at_ + (o)->rope_half, sizeof s2_);                               \
+            VF p1_ = BF16_ROUND_VECTOR(VF, VU, x1_ * c1_), q1_ = BF16_ROUND_VECTOR(VF, VU, ((VF){} - x2_) * s1_); \
+            VF p2_ = BF16_ROUND_VECTOR(VF, VU, x2_ * c2_), q2_ = BF16_ROUND_VECTOR(VF, VU, x1_ * s2_);   \
+            x1_ = BF16_ROUND_VECTOR(VF, VU, p1_ + q1_);                                                   \
+            x2_ = BF16_ROUND_VECTOR(VF, VU, p2_ + q2_);                                                   \
+        }                                                                                                 \
+        memcpy(first_, &x1_, sizeof x1_);                                                                 \
+        x = x2_;                                                                                          \
+    } while (0)
+
 /// Applies the epilogue and stores: in registers for a whole tile (and for a gate tile's rows,
 /// whose columns are always whole), through the buffer at another edge.
 #define TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o, EXP)                                                  \
     do {                                                                                                  \
-        if (((o)->rows == MR_ || (o)->gate) && (o)->cols == NR_) {                                        \
+        if (((o)->rows == MR_ || (o)->gate || (o)->rope) && (o)->cols == NR_) {                           \
             PRAGMA_UNROLL for (int i = 0; i < MR_; i++) {                                                 \
                 if (i >= (o)->rows) break;                                                                \
                 PRAGMA_UNROLL for (int v = 0; v < NV; v++) {                                              \
                     VF x = acc[i][v];                                                                     \
                     int col = v * (NR_ / NV);                                                             \
                     if ((o)->last) TILE_EPILOGUE(VF, EXP, x, o, i, col);                                  \
+                    if ((o)->last && (o)->rope) TILE_ROPE(VF, x, o, i, col);                              \
                     memcpy((o)->c + (long)i * (o)->ldc + col, &x, sizeof x);                              \
                 }                                                                                         \
             }                                                                                             \
@@ -995,16 +1039,26 @@ int vtp_gemm_fuses_swiglu(int path, int k) {
     return k > 0 && k <= P->kc && P->isa != VTP_ISA_AMX && path != VTP_PATH_AVX2_F32 && path != VTP_PATH_AVX2_BF16;
 }
 
+int vtp_gemm_fuses_rope(int path, int head) {
+    const path_info *P = &PATHS[path];
+    return head > 0 && head % 2 == 0 && (head / 2) % P->nr == 0 && P->isa != VTP_ISA_AMX && path != VTP_PATH_AVX2_F32 &&
+           path != VTP_PATH_AVX2_BF16;
+}
+
 int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
              float *c, long ldc, int panel_begin, int panel_end, const vtp_epilogue *ep) {
     const path_info *P = &PATHS[path];
-    vtp_epilogue plain = {1.0f, NULL, NULL, 0, NULL, 0, NULL};
+    vtp_epilogue plain = {.alpha = 1.0f};
     if (!ep) ep = &plain;
     if (m <= 0) return 0;
     int nr = P->nr;
     // SwiGLU: whole value-gate panel pairs, in one depth block, without a residual.
     int swiglu = ep->swiglu;
     if (swiglu && (!vtp_gemm_fuses_swiglu(path, k) || n % (2 * nr) || panel_begin % 2 || ep->residual)) return -2;
+    // RoPE: whole heads of whole panels, twins in this call, no other epilogue that moves columns.
+    int rope = ep->rope_sin != NULL, head = ep->rope_head;
+    if (rope && (!vtp_gemm_fuses_rope(path, head) || !ep->rope_cos || swiglu || ep->residual || ep->rope_tokens <= 0 ||
+                 ep->rope_columns % head || ep->rope_columns > n || (panel_begin * nr) % head)) return -2;
     if (k <= 0) {
         int col_end = panel_end * nr < n ? panel_end * nr : n;
         for (int i = 0; i < m; i++)
@@ -1060,6 +1114,17 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
                             .residual = ep->residual ? ep->residual + (long)row * ep->ldr + col : NULL,
                             .scale = ep->scale ? ep->scale + col : NULL, .ldr = ep->ldr, .gate = swiglu && (p & 1),
                         };
+                        if (rope && col < ep->rope_columns && col % head >= head / 2) {
+                            o[h].rope = 1;
+                            o[h].rope_half = head / 2;
+                            o[h].rope_offset = col % head - head / 2;
+                            o[h].rope_sin = ep->rope_sin;
+                            o[h].rope_cos = ep->rope_cos;
+                            o[h].rope_head = head;
+                            o[h].rope_tokens = ep->rope_tokens;
+                            o[h].rope_prefix = ep->rope_prefix;
+                            o[h].rope_row = ep->rope_row0 + row;
+                        }
                     }
                     run_tiles(path, b_format, depth, (const char *)abuf + (size_t)(r / P->mr) * apanel, bp,
                               panel_stride, o, pair);

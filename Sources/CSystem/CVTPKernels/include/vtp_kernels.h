@@ -111,18 +111,31 @@ typedef struct {
     /// Only where vtp_gemm_fuses_swiglu says so.
     int swiglu;
     const float *gate_bias;
+    /// The reference's bfloat16 RoPE (vtp_rope_bf16) on columns 0..<rope_columns (queries and
+    /// keys, in heads of rope_head values) after bias, when rope_sin is set: row i of the call is
+    /// token (rope_row0 + i) % rope_tokens of its sequence; tokens before rope_prefix are only
+    /// rounded to bfloat16, token t after them rotated with the rope_head values of rope_sin and
+    /// rope_cos at (t - rope_prefix) · rope_head. The tile of each head's second half reads the
+    /// first half its twin panel wrote and stores both. Only where vtp_gemm_fuses_rope says so,
+    /// over whole heads of panels, without residual or SwiGLU.
+    const float *rope_sin, *rope_cos;
+    int rope_columns, rope_head, rope_tokens, rope_prefix;
+    long rope_row0;
 } vtp_epilogue;
 
 /// Whether vtp_gemm applies the SwiGLU epilogue on `path` for depth k: in one depth block, on the
 /// tiles of sixteen-float vectors, not on AMX (whose tile pairs finish out of order).
 int vtp_gemm_fuses_swiglu(int path, int k);
+/// Whether vtp_gemm applies RoPE in the epilogue on `path` for heads of `head` values: on the
+/// tiles of sixteen-float vectors, not on AMX, with each half head whole panels.
+int vtp_gemm_fuses_rope(int path, int head);
 
 
 /// `C[m × cols] = epilogue(A[m × k] · op(B))` over the panels panel_begin..<panel_end of a B
 /// packed for `path` with n columns and depth k (columns past n are not written). A is float32 and
 /// is packed per call (rounded to bfloat16 on bf16 paths) into a per-thread buffer. `ep` may be NULL.
 /// C, bias, residual and scale are indexed by the full column index. Returns 0, -1 when scratch
-/// memory could not be allocated, or -2 when `ep` asks for SwiGLU gating this call cannot apply.
+/// memory could not be allocated, or -2 when `ep` asks for SwiGLU gating or RoPE this call cannot apply.
 int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void *packed_b,
              float *c, long ldc, int panel_begin, int panel_end, const vtp_epilogue *ep);
 
