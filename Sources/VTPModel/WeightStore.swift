@@ -97,12 +97,9 @@ final class WeightStore {
     /// are released so one copy of each weight stays resident.
     func packedWeight(_ name: String, _ shape: [Int], n: Int, k: Int, transposed: Bool = true, engine: MatmulEngine) throws -> PackedWeight {
         let packed: PackedWeight
-        if transposed, dtype(name) == .bf16, engine.storesBFloat16 {
-            let (_, file) = try checkedFile(name, shape)
-            let bytes = try file.rawBytes(name)
-            packed = PackedWeight(bfloat16: bytes.baseAddress!, n: n, k: k, engine: engine)
-        } else {
-            packed = PackedWeight(try tensor(name, shape), n: n, k: k, transposed: transposed, engine: engine)
+        switch transposed ? try packingSource(name, shape, engine: engine) : .float32(try tensor(name, shape)) {
+        case let .bfloat16(bits): packed = PackedWeight(bfloat16: bits, n: n, k: k, engine: engine)
+        case let .float32(values): packed = PackedWeight(values, n: n, k: k, transposed: transposed, engine: engine)
         }
         if engine.packsWeights, let path = location[name] { files[path]?.releasePages(of: name) }
         // A weight read in place from the mapping still occupies its float32 bytes once touched.
@@ -113,15 +110,11 @@ final class WeightStore {
     /// `n × k` weights packed into one (see ``PackedWeight/Source``): SwiGLU's w1 and w2 interleaved
     /// for gating in the epilogue (`interleaved`), or stacked by rows; nil where the engine cannot.
     func combinedWeight(_ names: [String], n: Int, k: Int, interleaved: Bool, engine: MatmulEngine) throws -> PackedWeight? {
-        var sources: [PackedWeight.Source] = []
-        for name in names {
-            if dtype(name) == .bf16, engine.storesBFloat16 {
-                let (_, file) = try checkedFile(name, [n, k])
-                sources.append(.bfloat16(try file.rawBytes(name).baseAddress!))
-            } else {
-                sources.append(.float32(try tensor(name, [n, k])))
-            }
-        }
+        // Asked before loading: a float16 checkpoint's weights are widened when loaded, and a
+        // caller falling back to another layout would load them twice.
+        let possible = interleaved ? PackedWeight.canInterleave(n: n, k: k, engine: engine) : PackedWeight.canStack(n: n, engine: engine)
+        guard possible else { return nil }
+        let sources = try names.map { try packingSource($0, [n, k], engine: engine) }
         let packed = interleaved
             ? PackedWeight(interleavingValue: sources[0], gate: sources[1], n: n, k: k, engine: engine)
             : PackedWeight(stacking: sources, n: n, k: k, engine: engine)
@@ -129,6 +122,16 @@ final class WeightStore {
         for name in names { if let path = location[name] { files[path]?.releasePages(of: name) } }
         gemmWeightBytes += packed.residentBytes
         return packed
+    }
+
+    /// What a Linear weight (`shape`, n rows of k) is packed from: its stored bfloat16 bits where the
+    /// engine keeps bf16 weights, else float32 values (float16 widened, float32 as stored).
+    private func packingSource(_ name: String, _ shape: [Int], engine: MatmulEngine) throws -> PackedWeight.Source {
+        if dtype(name) == .bf16, engine.storesBFloat16 {
+            let (_, file) = try checkedFile(name, shape)
+            return .bfloat16(try file.rawBytes(name).baseAddress!)
+        }
+        return .float32(try tensor(name, shape))
     }
 
     /// The file holding `name`, after checking the tensor exists with `shape` (a scalar saved as

@@ -209,12 +209,26 @@ public final class PackedWeight: @unchecked Sendable {
         case bfloat16(UnsafeRawPointer)
     }
 
+    /// Whether ``init(stacking:n:k:engine:)`` can stack parts of `n` columns for `engine` (so a
+    /// caller need not load the sources to find out).
+    public static func canStack(n: Int, engine: MatmulEngine) -> Bool {
+        guard let path = engine.path else { return false }
+        return n % Int(vtp_panel_columns(path)) == 0
+    }
+
+    /// Whether ``init(interleavingValue:gate:n:k:engine:)`` can interleave a value and gate of
+    /// `n × k` for `engine`: its tiles gate in the epilogue at depth k, over whole panels.
+    public static func canInterleave(n: Int, k: Int, engine: MatmulEngine) -> Bool {
+        guard let path = engine.path, vtp_gemm_fuses_swiglu(path, Int32(k)) != 0 else { return false }
+        return n % Int(vtp_panel_columns(path)) == 0
+    }
+
     /// Weights of `n × k` each stacked by rows (`[w₀; w₁; …]`: their output columns side by side, in
     /// order), packed straight from their sources; nil on OpenBLAS, or where a part's columns do not
     /// fill whole panels. Each output column is the same chain of products as in its own weight,
     /// and one product computes all their outputs with its input packed once.
     public convenience init?(stacking parts: [Source], n: Int, k: Int, engine: MatmulEngine) {
-        guard let path = engine.path, !parts.isEmpty, n % Int(vtp_panel_columns(path)) == 0 else { return nil }
+        guard let path = engine.path, !parts.isEmpty, Self.canStack(n: n, engine: engine) else { return nil }
         let partBytes = vtp_packed_bytes(path, Int32(n), Int32(k))
         self.init(path: path, engine: engine, n: parts.count * n, k: k, gatesSwiGLU: false) { buffer in
             for (i, part) in parts.enumerated() { Self.pack(part, columns: 0..<n, k: k, path: path, into: buffer + i * partBytes) }
@@ -229,9 +243,8 @@ public final class PackedWeight: @unchecked Sendable {
     /// Nil where the engine cannot gate in its tiles (OpenBLAS, AMX, AVX2, more depth than one
     /// block; see `vtp_gemm_fuses_swiglu`) or `n` does not fill whole panels.
     public convenience init?(interleavingValue value: Source, gate: Source, n: Int, k: Int, engine: MatmulEngine) {
-        guard let path = engine.path, vtp_gemm_fuses_swiglu(path, Int32(k)) != 0 else { return nil }
+        guard let path = engine.path, Self.canInterleave(n: n, k: k, engine: engine) else { return nil }
         let columns = Int(vtp_panel_columns(path))
-        guard n % columns == 0 else { return nil }
         let panelBytes = vtp_packed_bytes(path, Int32(columns), Int32(k))
         self.init(path: path, engine: engine, n: 2 * n, k: k, gatesSwiGLU: true) { buffer in
             for panel in 0..<(n / columns) {
