@@ -76,31 +76,49 @@ struct DinoBlock {
         ls2 = o.layerScale ? try store.tensor(p + ".ls2.gamma", [o.dim]) : nil
     }
 
-    /// Runs the block in place on `x` of shape (batch, tokens, dim), whose last `sin.count / headDim`
-    /// tokens of each image are rotated by RoPE (the class token before them is not).
-    /// `scratch` holds the activation buffers between the blocks of one pass.
-    func forward(_ x: Tensor, batch: Int, tokens n: Int, sin: [Float], cos: [Float], scratch: BlockScratch, pool: ComputePool) {
+    /// Runs `blocks` in order, in place on `x` of shape (batch, tokens, dim), whose last
+    /// `sin.count / headDim` tokens of each image are rotated by RoPE (the tokens before them are
+    /// not), calling `observe` with each block's index and `x` after it. `scratch` holds the
+    /// activation buffers between the blocks.
+    ///
+    /// A block's first pass (norm, QKV, RoPE, all row-local) runs inside the previous block's last
+    /// pass, chunk by chunk, right after the chunk's feed-forward: the chunk's residual rows are
+    /// still in cache, and each block after the first takes one parallel pass fewer.
+    static func run(_ blocks: [DinoBlock], on x: Tensor, batch: Int, tokens n: Int, sin: [Float], cos: [Float],
+                    scratch: BlockScratch, pool: ComputePool, observe: (Int, Tensor) -> Void = { _, _ in }) {
+        sin.withUnsafeBufferPointer { sinTable in
+            cos.withUnsafeBufferPointer { cosTable in
+                let tables = RotaryTables(sin: sinTable, cos: cosTable)
+                var prepared = false
+                for (i, block) in blocks.enumerated() {
+                    let next = i + 1 < blocks.count && blocks[i + 1].dim == block.dim && blocks[i + 1].heads == block.heads
+                        ? blocks[i + 1] : nil
+                    block.forward(x, batch: batch, tokens: n, rope: tables, scratch: scratch, pool: pool, prepared: prepared,
+                                  next: next)
+                    prepared = next != nil
+                    observe(i, x)
+                }
+            }
+        }
+    }
+
+    /// RoPE's sin and cos tables for one pass, `headDim` values per rotated token.
+    struct RotaryTables {
+        let sin: UnsafeBufferPointer<Float>
+        let cos: UnsafeBufferPointer<Float>
+    }
+
+    /// One block on `x`. With `prepared`, the previous block already left this block's normed
+    /// input and its rotated queries and keys in `scratch`; with `next`, this block's last pass
+    /// does the same for `next`.
+    private func forward(_ x: Tensor, batch: Int, tokens n: Int, rope: RotaryTables, scratch: BlockScratch, pool: ComputePool,
+                         prepared: Bool, next: DinoBlock?) {
         let rows = batch * n
-        let hd = dim / heads
         let h = scratch.buffer(.normed, count: rows * dim)
         let qkvOut = scratch.buffer(.qkv, count: rows * 3 * dim)
-        // Norm, QKV projection, QK-norm and RoPE are all row-local: one pass per chunk of rows.
-        // Without QK-norm, RoPE is the product's epilogue (in its tiles where the kernel can).
-        let prefix = n - sin.count / hd
-        sin.withUnsafeBufferPointer { sinB in
-            cos.withUnsafeBufferPointer { cosB in
-                pool.dynamicChunks(rows, chunk: qkv.weight.rowChunk, granule: qkv.weight.rowGranule) { _, r in
-                    let hBlock = h.mutablePointer + r.lowerBound * dim, qkvBlock = qkvOut.mutablePointer + r.lowerBound * 3 * dim
-                    norm1(x.pointer + r.lowerBound * dim, rows: r.count, into: hBlock, pool: .serial)
-                    if qNorm == nil, kNorm == nil, let sinTable = sinB.baseAddress, let cosTable = cosB.baseAddress {
-                        let rope = Matmul.RoPE(sin: sinTable, cos: cosTable, columns: 2 * dim, headDim: hd,
-                                               tokens: n, prefix: prefix, firstRow: r.lowerBound)
-                        qkv(hBlock, rows: r.count, into: qkvBlock, rope: rope, pool: .serial)
-                    } else {
-                        qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
-                        prepareQueriesAndKeys(qkvBlock, firstRow: r.lowerBound, rows: r.count, tokens: n, headDim: hd, sin: sin, cos: cos)
-                    }
-                }
+        if !prepared {
+            pool.dynamicChunks(rows, chunk: qkv.weight.rowChunk, granule: qkv.weight.rowGranule) { _, r in
+                prepare(x, rows: r, normed: h, qkv: qkvOut, tokens: n, rope: rope)
             }
         }
         AttentionCore.run(engine: qkv.weight.engine, qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads,
@@ -109,7 +127,8 @@ struct DinoBlock {
         // itself to the residual stream into the chunk's `mid`, the norm overwrites the chunk's
         // attention output, and the feed-forward adds itself to `mid` back into `x` (the block
         // still updates `x` in place). `mid` and the hidden activations are per thread, a chunk
-        // in size, and stay in cache between the products.
+        // in size, and stay in cache between the products. No other chunk reads this chunk's rows
+        // of `h` or of the qkv buffer after attention, so the next block's first pass can overwrite them.
         let chunk = mlp.rowChunk, width = mlp.hiddenWidth
         let workers = pool.workerCount(rows, chunk: chunk)
         let mid = scratch.buffer(.midStream, count: workers * chunk * dim)
@@ -121,37 +140,50 @@ struct DinoBlock {
             norm2(m, rows: r.count, into: h.mutablePointer + offset, pool: .serial)
             mlp.run(h.pointer + offset, rows: r.count, into: x.mutablePointer + offset, residual: m, scale: ls2,
                     hidden: hidden.mutablePointer + worker * chunk * width)
+            next?.prepare(x, rows: r, normed: h, qkv: qkvOut, tokens: n, rope: rope)
         }
         withExtendedLifetime((x, h, qkvOut, mid, hidden)) {}
     }
 
+    /// The block's first pass on rows `r` of `x`: norm into `normed`, the QKV product into `qkv`,
+    /// then QK-norm and RoPE (in the product's epilogue where there is no QK-norm).
+    private func prepare(_ x: Tensor, rows r: Range<Int>, normed h: Tensor, qkv qkvOut: Tensor, tokens n: Int, rope: RotaryTables) {
+        let hd = dim / heads
+        let hBlock = h.mutablePointer + r.lowerBound * dim, qkvBlock = qkvOut.mutablePointer + r.lowerBound * 3 * dim
+        norm1(x.pointer + r.lowerBound * dim, rows: r.count, into: hBlock, pool: .serial)
+        if qNorm == nil, kNorm == nil, let sinTable = rope.sin.baseAddress, let cosTable = rope.cos.baseAddress {
+            let epilogue = Matmul.RoPE(sin: sinTable, cos: cosTable, columns: 2 * dim, headDim: hd, tokens: n,
+                                       prefix: n - rope.sin.count / hd, firstRow: r.lowerBound)
+            qkv(hBlock, rows: r.count, into: qkvBlock, rope: epilogue, pool: .serial)
+        } else {
+            qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
+            prepareQueriesAndKeys(qkvBlock, firstRow: r.lowerBound, rows: r.count, tokens: n, headDim: hd, rope: rope)
+        }
+    }
+
     /// QK-norm (RMSNorm over each head) then the bfloat16 RoPE of the reference, on q and k in place.
     private func prepareQueriesAndKeys(_ qkv: UnsafeMutablePointer<Float>, firstRow: Int, rows: Int, tokens n: Int,
-                                       headDim hd: Int, sin: [Float], cos: [Float]) {
-        let rotated = sin.count / hd
-        let prefix = n - rotated
-        sin.withUnsafeBufferPointer { sinB in
-            cos.withUnsafeBufferPointer { cosB in
-                for r in 0..<rows {
-                    let t = (firstRow + r) % n
-                    let row = qkv + r * 3 * dim
-                    for part in 0..<2 {
-                        guard let normWeight = part == 0 ? qNorm : kNorm else { continue }
-                        for head in 0..<heads {
-                            let v = row + part * dim + head * hd
-                            Kernels.rmsNorm(v, v, rows: 1, n: hd, weight: normWeight.pointer, eps: 1e-5)
-                        }
-                    }
-                    // q and k are adjacent in the row: their 2·heads vectors share the position. The
-                    // prefix tokens are not rotated, but the reference still casts their q and k to
-                    // bfloat16 and back.
-                    if t < prefix {
-                        Kernels.roundToBFloat16(row, count: 2 * dim)
-                    } else {
-                        let p = (t - prefix) * hd
-                        Kernels.ropeBFloat16(row, stride: hd, count: 2 * heads, headDim: hd, sin: sinB.baseAddress! + p, cos: cosB.baseAddress! + p)
-                    }
+                                       headDim hd: Int, rope: RotaryTables) {
+        let prefix = n - rope.sin.count / hd
+        for r in 0..<rows {
+            let t = (firstRow + r) % n
+            let row = qkv + r * 3 * dim
+            for part in 0..<2 {
+                guard let normWeight = part == 0 ? qNorm : kNorm else { continue }
+                for head in 0..<heads {
+                    let v = row + part * dim + head * hd
+                    Kernels.rmsNorm(v, v, rows: 1, n: hd, weight: normWeight.pointer, eps: 1e-5)
                 }
+            }
+            // q and k are adjacent in the row: their 2·heads vectors share the position. The
+            // prefix tokens are not rotated, but the reference still casts their q and k to
+            // bfloat16 and back.
+            if t < prefix {
+                Kernels.roundToBFloat16(row, count: 2 * dim)
+            } else {
+                let p = (t - prefix) * hd
+                Kernels.ropeBFloat16(row, stride: hd, count: 2 * heads, headDim: hd, sin: rope.sin.baseAddress! + p,
+                                     cos: rope.cos.baseAddress! + p)
             }
         }
     }

@@ -41,7 +41,7 @@ struct PixelDecoder {
         projIn(tokensIn.pointer, rows: b * hw, into: x.mutablePointer, pool: pool)
         let (sin, cos) = rope.tables(height: h, width: w)
         cache.withScratch { scratch in
-            for block in blocks { block.forward(x, batch: b, tokens: hw, sin: sin, cos: cos, scratch: scratch, pool: pool) }
+            DinoBlock.run(blocks, on: x, batch: b, tokens: hw, sin: sin, cos: cos, scratch: scratch, pool: pool)
         }
         let normed = norm(x, pool: pool)
         let r = Self.upscale

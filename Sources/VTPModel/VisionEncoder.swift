@@ -88,10 +88,7 @@ struct VisionEncoder {
         let (sin, cos) = rope.tables(height: gh, width: gw)
         let b = images.shape[0], n = gh * gw + 1
         cache.withScratch { scratch in
-            for (i, block) in blocks.enumerated() {
-                block.forward(x, batch: b, tokens: n, sin: sin, cos: cos, scratch: scratch, pool: pool)
-                observe(i, x)
-            }
+            DinoBlock.run(blocks, on: x, batch: b, tokens: n, sin: sin, cos: cos, scratch: scratch, pool: pool, observe: observe)
         }
         return (x, gh, gw)
     }
