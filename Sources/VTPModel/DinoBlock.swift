@@ -84,8 +84,14 @@ struct DinoBlock {
     /// A block's first pass (norm, QKV, RoPE, all row-local) runs inside the previous block's last
     /// pass, chunk by chunk, right after the chunk's feed-forward: the chunk's residual rows are
     /// still in cache, and each block after the first takes one parallel pass fewer.
+    ///
+    /// With `firstTokensOnly`, only each sequence's first token (the class token) is wanted from
+    /// the last block: its attention still reads every token's keys and values, but the projection
+    /// and feed-forward after it run on those rows alone, and the other rows of `x` keep the
+    /// previous block's values (a twelfth of a ViT-B pass for CLIP image features).
     static func run(_ blocks: [DinoBlock], on x: Tensor, batch: Int, tokens n: Int, sin: [Float], cos: [Float],
-                    scratch: BlockScratch, pool: ComputePool, observe: (Int, Tensor) -> Void = { _, _ in }) {
+                    scratch: BlockScratch, pool: ComputePool, firstTokensOnly: Bool = false,
+                    observe: (Int, Tensor) -> Void = { _, _ in }) {
         sin.withUnsafeBufferPointer { sinTable in
             cos.withUnsafeBufferPointer { cosTable in
                 let tables = RotaryTables(sin: sinTable, cos: cosTable)
@@ -94,7 +100,7 @@ struct DinoBlock {
                     let next = i + 1 < blocks.count && blocks[i + 1].dim == block.dim && blocks[i + 1].heads == block.heads
                         ? blocks[i + 1] : nil
                     block.forward(x, batch: batch, tokens: n, rope: tables, scratch: scratch, pool: pool, prepared: prepared,
-                                  next: next)
+                                  next: next, firstTokensOnly: firstTokensOnly && i == blocks.count - 1)
                     prepared = next != nil
                     observe(i, x)
                 }
@@ -112,7 +118,7 @@ struct DinoBlock {
     /// input and its rotated queries and keys in `scratch`; with `next`, this block's last pass
     /// does the same for `next`.
     private func forward(_ x: Tensor, batch: Int, tokens n: Int, rope: RotaryTables, scratch: BlockScratch, pool: ComputePool,
-                         prepared: Bool, next: DinoBlock?) {
+                         prepared: Bool, next: DinoBlock?, firstTokensOnly: Bool) {
         let rows = batch * n
         let h = scratch.buffer(.normed, count: rows * dim)
         let qkvOut = scratch.buffer(.qkv, count: rows * 3 * dim)
@@ -123,6 +129,11 @@ struct DinoBlock {
         }
         AttentionCore.run(engine: qkv.weight.engine, qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads,
                           causal: false, into: h.mutablePointer, pool: pool)
+        if firstTokensOnly {
+            finishFirstTokens(x, attended: h, batch: batch, tokens: n, scratch: scratch)
+            withExtendedLifetime((x, h, qkvOut)) {}
+            return
+        }
         // Everything after attention is row-local too, so one pass per chunk: the projection adds
         // itself to the residual stream into the chunk's `mid`, the norm overwrites the chunk's
         // attention output, and the feed-forward adds itself to `mid` back into `x` (the block
@@ -143,6 +154,24 @@ struct DinoBlock {
             next?.prepare(x, rows: r, normed: h, qkv: qkvOut, tokens: n, rope: rope)
         }
         withExtendedLifetime((x, h, qkvOut, mid, hidden)) {}
+    }
+
+    /// The projection, norm and feed-forward for each sequence's first row alone (gathered into
+    /// `batch` rows, then written back to those rows of `x`). The kernels give a row the same bits
+    /// whatever rows share its product.
+    private func finishFirstTokens(_ x: Tensor, attended h: Tensor, batch: Int, tokens n: Int, scratch: BlockScratch) {
+        let rows = Tensor(uninitialized: [batch, dim]), attended = Tensor(uninitialized: [batch, dim])
+        let mid = Tensor(uninitialized: [batch, dim]), normed = Tensor(uninitialized: [batch, dim])
+        let hidden = Tensor(uninitialized: [batch, mlp.hiddenWidth])
+        for b in 0..<batch {
+            (rows.mutablePointer + b * dim).update(from: x.pointer + b * n * dim, count: dim)
+            (attended.mutablePointer + b * dim).update(from: h.pointer + b * n * dim, count: dim)
+        }
+        proj(attended.pointer, rows: batch, into: mid.mutablePointer, residual: rows.pointer, scale: ls1, pool: .serial)
+        norm2(mid.pointer, rows: batch, into: normed.mutablePointer, pool: .serial)
+        mlp.run(normed.pointer, rows: batch, into: rows.mutablePointer, residual: mid.pointer, scale: ls2, hidden: hidden.mutablePointer)
+        for b in 0..<batch { (x.mutablePointer + b * n * dim).update(from: rows.pointer + b * dim, count: dim) }
+        withExtendedLifetime((rows, attended, mid, normed, hidden)) {}
     }
 
     /// The block's first pass on rows `r` of `x`: norm into `normed`, the QKV product into `qkv`,

@@ -141,6 +141,18 @@ public final class VTPModel: @unchecked Sendable {
         return split(normed, batch: b, tokens: n, dim: d)
     }
 
+    /// ``finalFeatures(_:batch:tokens:useBottleneck:)``'s class tokens alone, (batch, d): the
+    /// norm and bottleneck are row-local.
+    private func classTokenFeatures(_ x: Tensor, batch b: Int, tokens n: Int, useBottleneck: Bool) -> Tensor {
+        let d = vision.dim
+        let rows = Tensor(uninitialized: [b, d])
+        defer { withExtendedLifetime(x) {} }
+        for bi in 0..<b { (rows.mutablePointer + bi * d).update(from: x.pointer + bi * n * d, count: d) }
+        let normed = vision.norm(rows, pool: pool)
+        if useBottleneck, let bottleneck = vision.bottleneck { return bottleneck(normed, pool: pool) }
+        return normed
+    }
+
     private func split(_ x: Tensor, batch b: Int, tokens n: Int, dim d: Int) -> LayerFeatures {
         let cls = Tensor(uninitialized: [b, d])
         let patches = Tensor(uninitialized: [b, n - 1, d])
@@ -195,11 +207,15 @@ public final class VTPModel: @unchecked Sendable {
         guard let visualProjection else {
             throw VTPModelError.unsupported("\(directory): CLIP is not enabled (train_clip is false)")
         }
-        let (x, gh, gw) = try vision.runBlocks(images, pool: pool, scratch: blockScratch)
+        // The class token's features need only the class token's rows after the last attention.
+        let classToken = config.visionClipFeat != "pooled"
+        let (x, gh, gw) = try vision.runBlocks(images, pool: pool, scratch: blockScratch, classTokenOnly: classToken)
         let b = images.shape[0], n = gh * gw + 1
-        let f = finalFeatures(x, batch: b, tokens: n, useBottleneck: !config.visionBottleneckAeOnly)
         let pooled: Tensor
-        if config.visionClipFeat == "pooled" {
+        if classToken {
+            pooled = classTokenFeatures(x, batch: b, tokens: n, useBottleneck: !config.visionBottleneckAeOnly)
+        } else {
+            let f = finalFeatures(x, batch: b, tokens: n, useBottleneck: !config.visionBottleneckAeOnly)
             let d = f.patchTokens.shape[2], hw = n - 1
             let mean = Tensor(zeros: [b, d])
             defer { withExtendedLifetime(f) {} }
@@ -212,8 +228,6 @@ public final class VTPModel: @unchecked Sendable {
                 for i in 0..<d { dst[i] /= Float(hw) }
             }
             pooled = mean
-        } else {
-            pooled = f.classToken
         }
         let out = visualProjection(pooled, pool: pool)
         if normalize { Kernels.l2NormalizeRows(out.mutablePointer, rows: b, n: out.shape[1]) }

@@ -82,13 +82,14 @@ struct VisionEncoder {
     }
 
     /// Runs the blocks, handing the residual stream after each block index to `observe`.
-    func runBlocks(_ images: Tensor, pool: ComputePool, scratch cache: BlockScratchCache,
+    func runBlocks(_ images: Tensor, pool: ComputePool, scratch cache: BlockScratchCache, classTokenOnly: Bool = false,
                    observe: (Int, Tensor) -> Void = { _, _ in }) throws -> (Tensor, Int, Int) {
         let (x, gh, gw) = try embed(images, pool: pool)
         let (sin, cos) = rope.tables(height: gh, width: gw)
         let b = images.shape[0], n = gh * gw + 1
         cache.withScratch { scratch in
-            DinoBlock.run(blocks, on: x, batch: b, tokens: n, sin: sin, cos: cos, scratch: scratch, pool: pool, observe: observe)
+            DinoBlock.run(blocks, on: x, batch: b, tokens: n, sin: sin, cos: cos, scratch: scratch, pool: pool,
+                          firstTokensOnly: classTokenOnly, observe: observe)
         }
         return (x, gh, gw)
     }
