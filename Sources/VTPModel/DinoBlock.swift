@@ -130,7 +130,7 @@ struct DinoBlock {
         AttentionCore.run(engine: qkv.weight.engine, qkv: qkvOut.pointer, batch: batch, tokens: n, dim: dim, heads: heads,
                           causal: false, into: h.mutablePointer, pool: pool)
         if firstTokensOnly {
-            finishFirstTokens(x, attended: h, batch: batch, tokens: n, scratch: scratch)
+            finishFirstTokens(x, attended: h, batch: batch, tokens: n)
             withExtendedLifetime((x, h, qkvOut)) {}
             return
         }
@@ -159,7 +159,7 @@ struct DinoBlock {
     /// The projection, norm and feed-forward for each sequence's first row alone (gathered into
     /// `batch` rows, then written back to those rows of `x`). The kernels give a row the same bits
     /// whatever rows share its product.
-    private func finishFirstTokens(_ x: Tensor, attended h: Tensor, batch: Int, tokens n: Int, scratch: BlockScratch) {
+    private func finishFirstTokens(_ x: Tensor, attended h: Tensor, batch: Int, tokens n: Int) {
         let rows = Tensor(uninitialized: [batch, dim]), attended = Tensor(uninitialized: [batch, dim])
         let mid = Tensor(uninitialized: [batch, dim]), normed = Tensor(uninitialized: [batch, dim])
         let hidden = Tensor(uninitialized: [batch, mlp.hiddenWidth])

@@ -594,23 +594,32 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
 
 #define PRAGMA_UNROLL _Pragma("clang loop unroll(full)")
 
+/// e^x = y · 2^n for 16 lanes of x in range (Cephes: n = round(x / ln 2), y the polynomial of the
+/// remainder, in [0.7, 1.42]): sets n and gives y (a statement expression, so it compiles inside
+/// each target's function).
+#define EXP16_MANTISSA(x, n)                                                                            \
+    ({                                                                                                  \
+        const vf16 magic_ = (vf16){} + 12582912.0f;  /* 1.5·2²³: adding it rounds to an integer in the low bits */ \
+        vf16 t_ = (x) * 1.44269504088896341f + magic_;                                                  \
+        vf16 nn_ = t_ - magic_;                                                                         \
+        n = (vi16)t_ - 0x4B400000;                                                                      \
+        vf16 r_ = (x) - nn_ * 0.693359375f + nn_ * 2.12194440e-4f;                                      \
+        vf16 p_ = (vf16){} + 1.9875691500e-4f;                                                          \
+        p_ = p_ * r_ + 1.3981999507e-3f;                                                                \
+        p_ = p_ * r_ + 8.3334519073e-3f;                                                                \
+        p_ = p_ * r_ + 4.1665795894e-2f;                                                                \
+        p_ = p_ * r_ + 1.6666665459e-1f;                                                                \
+        p_ = p_ * r_ + 5.0000001201e-1f;                                                                \
+        p_ * r_ * r_ + r_ + 1.0f;                                                                       \
+    })
+
 /// e^x for 16 lanes (Cephes polynomial, a few ulp on [-87, 88]); below -87.3, -inf included, 0.
 #define DEFINE_EXP16(SUFFIX, TARGET)                                                                    \
     TARGET __attribute__((always_inline)) static inline vf16 exp16_##SUFFIX(vf16 x) {                   \
         vi16 tiny = x < -87.33654f;                                                                     \
         x = __builtin_elementwise_min(__builtin_elementwise_max(x, (vf16){} - 87.33654f), (vf16){} + 88.72283f); \
-        const vf16 magic = (vf16){} + 12582912.0f;  /* 1.5·2²³: adding it rounds to an integer in the low bits */ \
-        vf16 t = x * 1.44269504088896341f + magic;                                                      \
-        vf16 nn = t - magic;                                                                            \
-        vi16 ni = (vi16)t - 0x4B400000;                                                                 \
-        vf16 r = x - nn * 0.693359375f + nn * 2.12194440e-4f;                                           \
-        vf16 p = (vf16){} + 1.9875691500e-4f;                                                           \
-        p = p * r + 1.3981999507e-3f;                                                                   \
-        p = p * r + 8.3334519073e-3f;                                                                   \
-        p = p * r + 4.1665795894e-2f;                                                                   \
-        p = p * r + 1.6666665459e-1f;                                                                   \
-        p = p * r + 5.0000001201e-1f;                                                                   \
-        vf16 y = p * r * r + r + 1.0f;                                                                  \
+        vi16 ni;                                                                                        \
+        vf16 y = EXP16_MANTISSA(x, ni);                                                                 \
         vi16 half = ni >> 1;  /* 2^n as two factors keeps both in the normal range */                   \
         vf16 scaleA = (vf16)((half + 127) << 23), scaleB = (vf16)((ni - half + 127) << 23);             \
         vf16 result = y * scaleA * scaleB;                                                              \
@@ -626,18 +635,8 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
     TARGET __attribute__((always_inline)) static inline vf16 exp16_nonpositive_##SUFFIX(vf16 x) {       \
         vi16 tiny = x < -86.0f;                                                                         \
         x = __builtin_elementwise_max(x, (vf16){} - 86.0f);                                             \
-        const vf16 magic = (vf16){} + 12582912.0f;                                                      \
-        vf16 t = x * 1.44269504088896341f + magic;                                                      \
-        vf16 nn = t - magic;                                                                            \
-        vi16 ni = (vi16)t - 0x4B400000;                                                                 \
-        vf16 r = x - nn * 0.693359375f + nn * 2.12194440e-4f;                                           \
-        vf16 p = (vf16){} + 1.9875691500e-4f;                                                           \
-        p = p * r + 1.3981999507e-3f;                                                                   \
-        p = p * r + 8.3334519073e-3f;                                                                   \
-        p = p * r + 4.1665795894e-2f;                                                                   \
-        p = p * r + 1.6666665459e-1f;                                                                   \
-        p = p * r + 5.0000001201e-1f;                                                                   \
-        vf16 y = p * r * r + r + 1.0f;                                                                  \
+        vi16 ni;                                                                                        \
+        vf16 y = EXP16_MANTISSA(x, ni);                                                                 \
         return (vf16)(((vi16)y + (ni << 23)) & ~tiny);                                                  \
     }
 
@@ -699,6 +698,17 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
         (VF)((rounded_ & ~nan_) | (((bits_ | 0x400000u) & 0xffff0000u) & nan_));                        \
     })
 
+/// The reference's bfloat16 rotation of one pair of vectors already rounded to bfloat16 (x1 from a
+/// head's first half, x2 from its second, c and s the cos and sin of each half), in place:
+/// x1 ← bf(bf(x1·c1) + bf(-x2·s1)), x2 ← bf(bf(x2·c2) + bf(x1·s2)).
+#define ROPE_ROTATE(VF, VU, x1, x2, c1, s1, c2, s2)                                                      \
+    do {                                                                                                  \
+        VF p1_ = BF16_ROUND_VECTOR(VF, VU, (x1) * (c1)), q1_ = BF16_ROUND_VECTOR(VF, VU, ((VF){} - (x2)) * (s1)); \
+        VF p2_ = BF16_ROUND_VECTOR(VF, VU, (x2) * (c2)), q2_ = BF16_ROUND_VECTOR(VF, VU, (x1) * (s2));   \
+        x1 = BF16_ROUND_VECTOR(VF, VU, p1_ + q1_);                                                        \
+        x2 = BF16_ROUND_VECTOR(VF, VU, p2_ + q2_);                                                        \
+    } while (0)
+
 /// RoPE of one vector of a second-half tile's row i at column col: x holds x₂ (after bias), C
 /// `rope_half` columns left holds x₁; writes the first half's result there and leaves the second's
 /// in x, with vtp_rope_bf16's roundings in its order.
@@ -717,10 +727,7 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
             memcpy(&s1_, (o)->rope_sin + at_, sizeof s1_);                                                \
             memcpy(&c2_, (o)->rope_cos + at_ + (o)->rope_half, sizeof c2_);                               \
             memcpy(&s2_, (o)->rope_sin + at_ + (o)->rope_half, sizeof s2_);                               \
-            VF p1_ = BF16_ROUND_VECTOR(VF, VU, x1_ * c1_), q1_ = BF16_ROUND_VECTOR(VF, VU, ((VF){} - x2_) * s1_); \
-            VF p2_ = BF16_ROUND_VECTOR(VF, VU, x2_ * c2_), q2_ = BF16_ROUND_VECTOR(VF, VU, x1_ * s2_);   \
-            x1_ = BF16_ROUND_VECTOR(VF, VU, p1_ + q1_);                                                   \
-            x2_ = BF16_ROUND_VECTOR(VF, VU, p2_ + q2_);                                                   \
+            ROPE_ROTATE(VF, VU, x1_, x2_, c1_, s1_, c2_, s2_);                                            \
         }                                                                                                 \
         memcpy(first_, &x1_, sizeof x1_);                                                                 \
         x = x2_;                                                                                          \
@@ -1349,12 +1356,7 @@ void vtp_norm_rows(const float *x, float *out, long rows, int n, const float *we
 /// with every product and the sum rounded to bf16 (the products are rounded before the sum, so no
 /// multiply-add can fuse them).
 #define DEFINE_ROPE(SUFFIX, TARGET)                                                                     \
-    TARGET static inline vf16 bf16_vector_##SUFFIX(vf16 x) {                                            \
-        vu16 bits = (vu16)x;                                                                            \
-        vu16 rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;                            \
-        vu16 nan = (vu16)(x != x);                                                                      \
-        return (vf16)((rounded & ~nan) | (((bits | 0x400000u) & 0xffff0000u) & nan));                   \
-    }                                                                                                   \
+    TARGET static inline vf16 bf16_vector_##SUFFIX(vf16 x) { return BF16_ROUND_VECTOR(vf16, vu16, x); } \
     TARGET static void rope_bf16_##SUFFIX(float *v, long stride, int count, int hd, const float *sin,    \
                                           const float *cos) {                                           \
         int half = hd / 2;                                                                              \
@@ -1366,10 +1368,8 @@ void vtp_norm_rows(const float *x, float *out, long rows, int n, const float *we
                 memcpy(&a, x + i, 64); memcpy(&b, x + i + half, 64);                                    \
                 memcpy(&c1, cos + i, 64); memcpy(&s1, sin + i, 64);                                     \
                 memcpy(&c2, cos + i + half, 64); memcpy(&s2, sin + i + half, 64);                       \
-                vf16 x1 = bf16_vector_##SUFFIX(a), x2 = bf16_vector_##SUFFIX(b);                        \
-                vf16 p1 = bf16_vector_##SUFFIX(x1 * c1), q1 = bf16_vector_##SUFFIX(((vf16){} - x2) * s1); \
-                vf16 p2 = bf16_vector_##SUFFIX(x2 * c2), q2 = bf16_vector_##SUFFIX(x1 * s2);            \
-                vf16 first = bf16_vector_##SUFFIX(p1 + q1), second = bf16_vector_##SUFFIX(p2 + q2);     \
+                vf16 first = bf16_vector_##SUFFIX(a), second = bf16_vector_##SUFFIX(b);                 \
+                ROPE_ROTATE(vf16, vu16, first, second, c1, s1, c2, s2);                                 \
                 memcpy(x + i, &first, 64); memcpy(x + i + half, &second, 64);                           \
             }                                                                                           \
             for (; i < half; i++) {                                                                     \
