@@ -180,22 +180,27 @@ struct DinoBlock {
         let hd = dim / heads
         let hBlock = h.mutablePointer + r.lowerBound * dim, qkvBlock = qkvOut.mutablePointer + r.lowerBound * 3 * dim
         norm1(x.pointer + r.lowerBound * dim, rows: r.count, into: hBlock, pool: .serial)
-        if qNorm == nil, kNorm == nil, let sinTable = rope.sin.baseAddress, let cosTable = rope.cos.baseAddress {
-            let epilogue = Matmul.RoPE(sin: sinTable, cos: cosTable, columns: 2 * dim, headDim: hd, tokens: n,
-                                       prefix: n - rope.sin.count / hd, firstRow: r.lowerBound)
-            qkv(hBlock, rows: r.count, into: qkvBlock, rope: epilogue, pool: .serial)
+        // Empty tables: no token is rotated, and q and k are only cast to bfloat16 and back.
+        let rotation = rope.sin.baseAddress.map { sin in
+            Matmul.RoPE(sin: sin, cos: rope.cos.baseAddress!, columns: 2 * dim, headDim: hd, tokens: n,
+                        prefix: n - rope.sin.count / hd, firstRow: r.lowerBound)
+        }
+        if qNorm == nil, kNorm == nil, let rotation {
+            qkv(hBlock, rows: r.count, into: qkvBlock, rope: rotation, pool: .serial)
+            return
+        }
+        qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
+        normalizeQueriesAndKeys(qkvBlock, rows: r.count, headDim: hd)
+        if let rotation {
+            rotation.apply(qkvBlock, rows: r.count, ldc: 3 * dim)
         } else {
-            qkv(hBlock, rows: r.count, into: qkvBlock, pool: .serial)
-            prepareQueriesAndKeys(qkvBlock, firstRow: r.lowerBound, rows: r.count, tokens: n, headDim: hd, rope: rope)
+            for i in 0..<r.count { Kernels.roundToBFloat16(qkvBlock + i * 3 * dim, count: 2 * dim) }
         }
     }
 
-    /// QK-norm (RMSNorm over each head) then the bfloat16 RoPE of the reference, on q and k in place.
-    private func prepareQueriesAndKeys(_ qkv: UnsafeMutablePointer<Float>, firstRow: Int, rows: Int, tokens n: Int,
-                                       headDim hd: Int, rope: RotaryTables) {
-        let prefix = n - rope.sin.count / hd
+    /// QK-norm (RMSNorm over each head) on the q and k of `rows` rows in place, before RoPE.
+    private func normalizeQueriesAndKeys(_ qkv: UnsafeMutablePointer<Float>, rows: Int, headDim hd: Int) {
         for r in 0..<rows {
-            let t = (firstRow + r) % n
             let row = qkv + r * 3 * dim
             for part in 0..<2 {
                 guard let normWeight = part == 0 ? qNorm : kNorm else { continue }
@@ -203,16 +208,6 @@ struct DinoBlock {
                     let v = row + part * dim + head * hd
                     Kernels.rmsNorm(v, v, rows: 1, n: hd, weight: normWeight.pointer, eps: 1e-5)
                 }
-            }
-            // q and k are adjacent in the row: their 2·heads vectors share the position. The
-            // prefix tokens are not rotated, but the reference still casts their q and k to
-            // bfloat16 and back.
-            if t < prefix {
-                Kernels.roundToBFloat16(row, count: 2 * dim)
-            } else {
-                let p = (t - prefix) * hd
-                Kernels.ropeBFloat16(row, stride: hd, count: 2 * heads, headDim: hd, sin: rope.sin.baseAddress! + p,
-                                     cos: rope.cos.baseAddress! + p)
             }
         }
     }

@@ -434,8 +434,9 @@ public enum Matmul {
             (self.tokens, self.prefix, self.firstRow) = (tokens, prefix, firstRow)
         }
 
-        /// Rotates `rows` finished output rows in place (where the kernel does not in its tiles).
-        func apply(_ c: UnsafeMutablePointer<Float>, rows: Int, ldc: Int) {
+        /// Rotates `rows` finished rows of a product in place, `ldc` floats apart (where the
+        /// kernel does not in its tiles, or after a step that must come between, as QK-norm).
+        public func apply(_ c: UnsafeMutablePointer<Float>, rows: Int, ldc: Int) {
             for r in 0..<rows {
                 let token = (firstRow + r) % tokens, row = c + r * ldc
                 if token < prefix {
