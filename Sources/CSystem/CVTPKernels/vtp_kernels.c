@@ -188,65 +188,53 @@ __attribute__((target("avx512f"))) static inline __m512i bf16_round16(__m512 x);
 /// as one vector, loaded from a row of B or gathered down its columns (a transposed B: a Linear
 /// weight, the keys of attention), rounded in registers. The same bytes as the scalar loop, which
 /// took 6% of a bf16 forward pass packing K and V. Returns 0 when it does not apply.
+/// Stores columns c0..c0+15 of B at depth d of the packed layout: `x` (and, for pairs, `next`, the
+/// depth after it) rounded as the format asks; they are lanes c0 % nr onwards of panel c0 / nr.
+__attribute__((target("avx512f"))) static inline void put_depth(int format, int nr, void *dst, int k_padded, int c0,
+                                                                int d, __m512 x, __m512 next) {
+    if (format == B_PAIRS) {
+        uint32_t *panel = (uint32_t *)dst + (size_t)(c0 / nr) * ceil_div(k_padded, 2) * nr + c0 % nr;
+        __m512i words = _mm512_or_si512(bf16_round16(x), _mm512_srli_epi32(bf16_round16(next), 16));
+        _mm512_storeu_si512((void *)(panel + (size_t)(d / 2) * nr), words);
+    } else {
+        float *panel = (float *)dst + (size_t)(c0 / nr) * k_padded * nr + c0 % nr;
+        if (format == B_ROUNDED_FLOATS) x = _mm512_castsi512_ps(bf16_round16(x));
+        _mm512_storeu_ps(panel + (size_t)d * nr, x);
+    }
+}
+
 __attribute__((target("avx512f"))) static int pack_b_avx512(int format, int nr, const float *src, long ld, int transposed,
                                                             int n, int k, int k_padded, void *dst) {
     if (nr % 16 != 0 || ld > INT32_MAX / 16) return 0;
+    int step = format == B_PAIRS ? 2 : 1;
     if (!transposed) {
         // Depth by depth, every column of a row at once (attention's values: rows of a wide qkv
         // buffer, each a few lines long and pages apart), with the rows a few depths on asked for:
         // column block by column block, each pass over the rows missed on every line.
-        int step = format == B_PAIRS ? 2 : 1;
         for (int d = 0; d < k; d += step) {
             for (int ahead = d + 8; ahead < d + 8 + step && ahead < k; ahead++)
                 for (int c0 = 0; c0 < n; c0 += 16) __builtin_prefetch(src + (long)ahead * ld + c0);
             for (int c0 = 0; c0 < n; c0 += 16) {
-                int cols = n - c0 < 16 ? n - c0 : 16;
-                __mmask16 m = (__mmask16)((1u << cols) - 1);
-                const float *base = src + (long)d * ld + c0;
-                if (format == B_PAIRS) {
-                    int pairs = ceil_div(k_padded, 2);
-                    uint32_t *panel = (uint32_t *)dst + (size_t)(c0 / nr) * pairs * nr + c0 % nr;
-                    __m512 even = _mm512_maskz_loadu_ps(m, base);
-                    __m512 odd = d + 1 < k ? _mm512_maskz_loadu_ps(m, base + ld) : _mm512_setzero_ps();
-                    __m512i words = _mm512_or_si512(bf16_round16(even), _mm512_srli_epi32(bf16_round16(odd), 16));
-                    _mm512_storeu_si512((void *)(panel + (size_t)(d / 2) * nr), words);
-                } else {
-                    float *panel = (float *)dst + (size_t)(c0 / nr) * k_padded * nr + c0 % nr;
-                    __m512 x = _mm512_maskz_loadu_ps(m, base);
-                    if (format == B_ROUNDED_FLOATS) x = _mm512_castsi512_ps(bf16_round16(x));
-                    _mm512_storeu_ps(panel + (size_t)d * nr, x);
-                }
+                __mmask16 m = (__mmask16)((1u << (n - c0 < 16 ? n - c0 : 16)) - 1);
+                const float *row = src + (long)d * ld + c0;
+                __m512 next = step == 2 && d + 1 < k ? _mm512_maskz_loadu_ps(m, row + ld) : _mm512_setzero_ps();
+                put_depth(format, nr, dst, k_padded, c0, d, _mm512_maskz_loadu_ps(m, row), next);
             }
         }
         return 1;
     }
+    // Transposed (a Linear weight's rows): each column's depths are a row of src, gathered 16 columns at a time.
     const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                              _mm512_set1_epi32((int)ld));
     for (int c0 = 0; c0 < n; c0 += 16) {
-        int cols = n - c0 < 16 ? n - c0 : 16;
-        __mmask16 m = (__mmask16)((1u << cols) - 1);
-        const float *base = transposed ? src + (long)c0 * ld : src + c0;
-#define LOAD_DEPTH(d) (transposed ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, base + (d), 4) \
-                                  : _mm512_maskz_loadu_ps(m, base + (long)(d) * ld))
-        // Columns c0..c0+15 are lanes c0 % nr onwards of panel c0 / nr.
-        if (format == B_PAIRS) {
-            int pairs = ceil_div(k_padded, 2);
-            uint32_t *panel = (uint32_t *)dst + (size_t)(c0 / nr) * pairs * nr + c0 % nr;
-            for (int kp = 0; kp < (k + 1) / 2; kp++) {
-                __m512 even = LOAD_DEPTH(2 * kp);
-                __m512 odd = 2 * kp + 1 < k ? LOAD_DEPTH(2 * kp + 1) : _mm512_setzero_ps();
-                __m512i words = _mm512_or_si512(bf16_round16(even), _mm512_srli_epi32(bf16_round16(odd), 16));
-                _mm512_storeu_si512((void *)(panel + (size_t)kp * nr), words);
-            }
-        } else {
-            float *panel = (float *)dst + (size_t)(c0 / nr) * k_padded * nr + c0 % nr;
-            for (int kk = 0; kk < k; kk++) {
-                __m512 x = LOAD_DEPTH(kk);
-                if (format == B_ROUNDED_FLOATS) x = _mm512_castsi512_ps(bf16_round16(x));
-                _mm512_storeu_ps(panel + (size_t)kk * nr, x);
-            }
+        __mmask16 m = (__mmask16)((1u << (n - c0 < 16 ? n - c0 : 16)) - 1);
+        const float *base = src + (long)c0 * ld;
+        for (int d = 0; d < k; d += step) {
+            __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, base + d, 4);
+            __m512 next = step == 2 && d + 1 < k ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, base + d + 1, 4)
+                                                 : _mm512_setzero_ps();
+            put_depth(format, nr, dst, k_padded, c0, d, x, next);
         }
-#undef LOAD_DEPTH
     }
     return 1;
 }
