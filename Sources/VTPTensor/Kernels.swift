@@ -49,18 +49,13 @@ public enum Kernels {
 
     /// Exact GELU, `x · Φ(x)` with the error function, in place.
     public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let v = x[i]
-            x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752440))
-        }
+        // 16 lanes in C, with PyTorch's vectorized erf: glibc's scalar erff was 12% of a CLIP text pass.
+        vtp_gelu(x, count, 0)
     }
 
     /// QuickGELU, `x · sigmoid(1.702 x)`, in place.
     public static func quickGelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let v = x[i]
-            x[i] = v * (1 / (1 + expf(-1.702 * v)))
-        }
+        vtp_gelu(x, count, 1)
     }
 
     /// SwiGLU gate: `a[i] = silu(a[i]) * b[i]`.

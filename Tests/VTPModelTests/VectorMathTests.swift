@@ -31,6 +31,42 @@ import VTPTensor
         #expect(edges[5].isFinite && edges[6] == .infinity && edges[7] == .infinity)
     }
 
+    @Test func geluIsWithinPyTorchsErfErrorAndItsBitsDoNotDependOnPosition() {
+        // Every x in [-10, 10] in steps of 1/1024, plus the edges; 20,481 values, so a tail of one.
+        var values = (-10_240...10_240).map { Float($0) / 1024 }
+        values += [0, -0, 1e-30, -1e-30, 40, -40, .infinity, -.infinity]
+        for quick in [false, true] {
+            var ours = values
+            ours.withUnsafeMutableBufferPointer {
+                if quick { Kernels.quickGelu($0.baseAddress!, count: $0.count) } else { Kernels.gelu($0.baseAddress!, count: $0.count) }
+            }
+            for (x, y) in zip(values, ours) {
+                let v = Double(x)
+                let ref = quick ? v / (1 + Foundation.exp(-1.702 * v)) : 0.5 * v * (1 + Foundation.erf(v / 2.squareRoot()))
+                if x.isInfinite {
+                    // -inf · 0 is NaN (PyTorch's result); QuickGELU's clamped exp leaves -inf · 2^-128.
+                    #expect(x > 0 ? y == .infinity : y.isNaN || (quick && y == -.infinity), "\(x) → \(y)")
+                    continue
+                }
+                // erf's absolute error (1.5e-7) and float32 rounding of erf near ±1 (1.2e-7) scaled by
+                // |x|/2 (1 + erf cancels for negative x, in PyTorch's kernel too), plus the result's rounding.
+                // QuickGELU: the float32 rounding of -1.702 x, relative error 6e-8, moves e^(-1.702 x) by
+                // 6e-8 · 1.702 |x| of itself, plus exp's few ulps.
+                let bound = quick ? abs(ref) * (1.2e-7 * abs(v) + 5e-7) + Double(Float.leastNormalMagnitude)
+                    : 2.7e-7 * abs(v) / 2 + 4 * Double(max(abs(Float(ref)).ulp, Float.leastNormalMagnitude))
+                #expect(abs(Double(y) - ref) <= bound, "\(quick ? "QuickGELU" : "GELU")(\(x)) = \(y), expected \(ref)")
+            }
+            // The same value gives the same bits as the i-th of 16 lanes and in a tail of any length.
+            for length in [1, 5, 16, 17, 33] {
+                var shifted = Array(values[7..<(7 + length)])
+                shifted.withUnsafeMutableBufferPointer {
+                    if quick { Kernels.quickGelu($0.baseAddress!, count: $0.count) } else { Kernels.gelu($0.baseAddress!, count: $0.count) }
+                }
+                #expect(shifted.map(\.bitPattern) == ours[7..<(7 + length)].map(\.bitPattern), "length \(length)")
+            }
+        }
+    }
+
     @Test func simdBFloat16RoundingEqualsTheScalarConversion() {
         var rng = SystemRandomNumberGenerator()
         var values: [Float] = [0, -0, 1, -1, .nan, .infinity, -.infinity, .greatestFiniteMagnitude, .leastNonzeroMagnitude,

@@ -1271,6 +1271,50 @@ DEFINE_SILU(avx2, __attribute__((target("avx2,fma"))))
 DEFINE_SILU(avx512, __attribute__((target("avx512f"))))
 #endif
 
+/// GELU on 16 lanes: exact GELU, `x/2 · (1 + erf(x/√2))`, with erf as PyTorch's vectorized CPU
+/// kernel computes it (Abramowitz-Stegun 7.1.26: |error| < 1.5e-7, its constants and order of
+/// multiply-adds), or QuickGELU, `x · sigmoid(1.702 x)`. A tail shorter than a vector goes through
+/// a padded vector, so each element's bits depend only on its value, never on where it sits.
+#define DEFINE_GELU(SUFFIX, TARGET)                                                                     \
+    TARGET __attribute__((always_inline)) static inline vf16 gelu16_##SUFFIX(vf16 x, int quick) {       \
+        if (quick) return x * (1.0f / (1.0f + exp16_##SUFFIX(x * -1.702f)));                            \
+        vf16 z = x * 0.70710678118654752440f;                                                           \
+        vu16 sign = (vu16)z & 0x80000000u;                                                              \
+        vf16 a = (vf16)((vu16)z & 0x7fffffffu);                                                         \
+        vf16 t = 1.0f / __builtin_elementwise_fma((vf16){} + 0.3275911f, a, (vf16){} + 1.0f);           \
+        vf16 r = __builtin_elementwise_fma((vf16){} + 1.061405429f, t, (vf16){} - 1.453152027f);        \
+        r = __builtin_elementwise_fma(r, t, (vf16){} + 1.421413741f);                                   \
+        r = __builtin_elementwise_fma(r, t, (vf16){} - 0.284496736f);                                   \
+        r = __builtin_elementwise_fma(r, t, (vf16){} + 0.254829592f);                                   \
+        vf16 e = (vf16){} - exp16_##SUFFIX((vf16){} - z * z);                                           \
+        vf16 erf = (vf16)((vu16)__builtin_elementwise_fma(e * t, r, (vf16){} + 1.0f) ^ sign);           \
+        return x * 0.5f * (1.0f + erf);                                                                 \
+    }                                                                                                   \
+    TARGET static void gelu_##SUFFIX(float *x, long count, int quick) {                                 \
+        long i = 0;                                                                                     \
+        for (; i + 16 <= count; i += 16) {                                                              \
+            vf16 v;                                                                                     \
+            memcpy(&v, x + i, sizeof v);                                                                \
+            v = gelu16_##SUFFIX(v, quick);                                                              \
+            memcpy(x + i, &v, sizeof v);                                                                \
+        }                                                                                               \
+        if (i < count) {                                                                                \
+            float lanes[16] = {0};                                                                      \
+            memcpy(lanes, x + i, (size_t)(count - i) * sizeof(float));                                  \
+            vf16 v;                                                                                     \
+            memcpy(&v, lanes, sizeof v);                                                                \
+            v = gelu16_##SUFFIX(v, quick);                                                              \
+            memcpy(lanes, &v, sizeof v);                                                                \
+            memcpy(x + i, lanes, (size_t)(count - i) * sizeof(float));                                  \
+        }                                                                                               \
+    }
+
+DEFINE_GELU(generic, NO_TARGET)
+#ifdef VTP_X86
+DEFINE_GELU(avx2, __attribute__((target("avx2,fma"))))
+DEFINE_GELU(avx512, __attribute__((target("avx512f"))))
+#endif
+
 /// One row's LayerNorm (with `center`) or RMSNorm: the moments in float64 over eight lanes at a
 /// time (two accumulators, a fixed order, so a row's result depends on nothing but the row), then
 /// `(x - mean) · rstd · weight + bias` in float32.
@@ -1388,6 +1432,14 @@ void vtp_silu_multiply(float *a, const float *b, long count) {
     if (cpu_isa() >= VTP_ISA_AVX2) { silu_multiply_avx2(a, b, count); return; }
 #endif
     silu_multiply_generic(a, b, count);
+}
+
+void vtp_gelu(float *x, long count, int quick) {
+#ifdef VTP_X86
+    if (cpu_isa() >= VTP_ISA_AVX512) { gelu_avx512(x, count, quick); return; }
+    if (cpu_isa() >= VTP_ISA_AVX2) { gelu_avx2(x, count, quick); return; }
+#endif
+    gelu_generic(x, count, quick);
 }
 
 static void softmax_tile(int path, float *scores, int width, int cols, int rows, int q0, int key0, int n, int causal,

@@ -60,6 +60,10 @@ typedef enum {
 /// `a[i] = silu(a[i]) · b[i]` (SwiGLU's gate: `a / (1 + e^-a) · b`) on the widest vectors this CPU
 /// has; the same bits for the same inputs on a given CPU, whatever the batch.
 void vtp_silu_multiply(float *a, const float *b, long count);
+/// GELU in place on the widest vectors this CPU has: exact GELU (`quick` 0) with erf computed as
+/// PyTorch's vectorized CPU kernel does (|erf error| < 1.5e-7), or QuickGELU `x · sigmoid(1.702 x)`
+/// (`quick` 1); an element's bits depend only on its value, on a given CPU.
+void vtp_gelu(float *x, long count, int quick);
 
 /// LayerNorm (`center` 1: `(x - mean) · rstd`) or RMSNorm (`center` 0: `x · rstd`) of each of
 /// `rows` rows of width n, then `· weight` and `+ bias` where given; the moments are summed in
