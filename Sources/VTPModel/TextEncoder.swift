@@ -94,39 +94,65 @@ struct TextEncoder {
         let attn = Tensor(uninitialized: [rows, width])
         // One hidden buffer for every block: a fresh one per block spent 3% of a pass in page faults.
         let mid = Tensor(uninitialized: [rows, blocks.map(\.fc.outFeatures).max() ?? 0])
-        defer { withExtendedLifetime((x, h, qkv, attn, mid)) {} }
-        for block in blocks {
+        let pooled = Tensor(uninitialized: [t, width])
+        defer { withExtendedLifetime((x, h, qkv, attn, mid, pooled)) {} }
+        func gelu(_ p: UnsafeMutablePointer<Float>, rows: Int, hidden: Int) {
+            pool.parallelFor(rows, grain: 16) { r in
+                let chunk = p + r.lowerBound * hidden
+                if quickGelu { Kernels.quickGelu(chunk, count: r.count * hidden) } else { Kernels.gelu(chunk, count: r.count * hidden) }
+            }
+        }
+        // The one position per text that is pooled; ln_final is applied to it alone (row-wise, so
+        // equal to pooling after the norm).
+        let pooledRows = (0..<t).map { ti -> Int in
+            switch poolType {
+            case "first": return ti * l
+            case "last": return ti * l + l - 1
+            default:
+                // torch.argmax returns the first maximal index: the end-of-text token in CLIP.
+                var best = 0
+                for j in 1..<l where tokens[ti * l + j] > tokens[ti * l + best] { best = j }
+                return ti * l + best
+            }
+        }
+        func gather(_ source: Tensor, into destination: Tensor) {
+            for (i, row) in pooledRows.enumerated() {
+                (destination.mutablePointer + i * width).update(from: source.pointer + row * width, count: width)
+            }
+        }
+        for (index, block) in blocks.enumerated() {
             // Each residual add is fused into the product before it, alternating between x and attn
             // as the residual stream, so the block ends with the stream back in x.
             block.ln1(x.pointer, rows: rows, into: h.mutablePointer, pool: pool)
             block.inProj(h.pointer, rows: rows, into: qkv.mutablePointer, pool: pool)
             AttentionCore.run(engine: block.inProj.weight.engine, qkv: qkv.pointer, batch: t, tokens: l, dim: width, heads: heads,
                               causal: causal, into: h.mutablePointer, pool: pool)
+            if index == blocks.count - 1 {
+                // Only the pooled rows leave the last block: its attention reads every position,
+                // everything after it runs on one row per text (a twelfth of the tower's products).
+                let attended = Tensor(uninitialized: [t, width]), stream = Tensor(uninitialized: [t, width])
+                gather(h, into: attended)
+                gather(x, into: stream)
+                block.outProj(attended.pointer, rows: t, into: attn.mutablePointer, residual: stream.pointer, scale: block.ls1, pool: pool)
+                block.ln2(attn.pointer, rows: t, into: attended.mutablePointer, pool: pool)
+                block.fc(attended.pointer, rows: t, into: mid.mutablePointer, pool: pool)
+                gelu(mid.mutablePointer, rows: t, hidden: block.fc.outFeatures)
+                block.proj(mid.pointer, rows: t, into: stream.mutablePointer, residual: attn.pointer, scale: block.ls2, pool: pool)
+                withExtendedLifetime((attended, stream)) {}
+                lnFinal(stream.pointer, rows: t, into: pooled.mutablePointer, pool: .serial)
+                break
+            }
             block.outProj(h.pointer, rows: rows, into: attn.mutablePointer, residual: x.pointer, scale: block.ls1, pool: pool)
             block.ln2(attn.pointer, rows: rows, into: h.mutablePointer, pool: pool)
             block.fc(h.pointer, rows: rows, into: mid.mutablePointer, pool: pool)
-            let hidden = block.fc.outFeatures
-            pool.parallelFor(rows, grain: 16) { r in
-                let p = mid.mutablePointer + r.lowerBound * hidden
-                if quickGelu { Kernels.quickGelu(p, count: r.count * hidden) } else { Kernels.gelu(p, count: r.count * hidden) }
-            }
+            gelu(mid.mutablePointer, rows: rows, hidden: block.fc.outFeatures)
             block.proj(mid.pointer, rows: rows, into: x.mutablePointer, residual: attn.pointer, scale: block.ls2, pool: pool)
         }
-        // Pool one position per text, then apply ln_final to it (row-wise, so equal to pooling after the norm).
-        let pooled = Tensor(uninitialized: [t, width])
-        defer { withExtendedLifetime(pooled) {} }
-        for ti in 0..<t {
-            let row: Int
-            switch poolType {
-            case "first": row = 0
-            case "last": row = l - 1
-            default:
-                // torch.argmax returns the first maximal index: the end-of-text token in CLIP.
-                var best = 0
-                for j in 1..<l where tokens[ti * l + j] > tokens[ti * l + best] { best = j }
-                row = best
-            }
-            lnFinal(x.pointer + (ti * l + row) * width, rows: 1, into: pooled.mutablePointer + ti * width, pool: .serial)
+        if blocks.isEmpty {
+            let stream = Tensor(uninitialized: [t, width])
+            gather(x, into: stream)
+            lnFinal(stream.pointer, rows: t, into: pooled.mutablePointer, pool: .serial)
+            withExtendedLifetime(stream) {}
         }
         switch projection {
         case .none: return pooled

@@ -41,4 +41,30 @@ import VTPTestSupport
             }
         }
     }
+
+    /// Texts too: the text tower's last block runs only the pooled rows, and a text's features do
+    /// not depend on the texts beside it.
+    @Test(arguments: kernelPaths, ComputePrecision.allCases)
+    func textsEmbedToTheSameBitsAloneAndInBatches(_ isa: KernelISA, _ precision: ComputePrecision) throws {
+        let expected = try Fixtures.safetensors("vtp-tiny.expected.safetensors")
+        let ids = try expected.int64s("text_tokens").map { Int32($0) }
+        let shape = try expected.info("text_tokens").shape
+        let texts = shape[0], length = shape[1]
+        func batch(_ order: [Int]) -> [Int32] { order.flatMap { ids[($0 * length)..<(($0 + 1) * length)] } }
+        var reference: [UInt32]?
+        for threads in [1, 2] {
+            let model = try VTPModel(directory: Fixtures.path("vtp-tiny"), threads: threads, precision: precision, isa: isa)
+            let last = texts - 1
+            for (order, slot) in [([last], 0), (Array(0..<texts), last), ([0, last, 0, 0, last, 0, 0, 0], 4)] {
+                let features = try model.clipTextFeatures(tokens: batch(order), count: order.count, normalize: false)
+                let width = features.shape[1]
+                let bits = Array(features.buffer[(slot * width)..<((slot + 1) * width)]).map(\.bitPattern)
+                if let reference {
+                    #expect(bits == reference, "\(isa) \(precision): texts \(order) at \(threads) threads differ")
+                } else {
+                    reference = bits
+                }
+            }
+        }
+    }
 }
