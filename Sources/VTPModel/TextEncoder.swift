@@ -129,7 +129,7 @@ struct TextEncoder {
                               causal: causal, into: h.mutablePointer, pool: pool)
             if index == blocks.count - 1 {
                 // Only the pooled rows leave the last block: its attention reads every position,
-                // everything after it runs on one row per text (a twelfth of the tower's products).
+                // everything after it (three quarters of the block's products) runs on one row per text.
                 let attended = Tensor(uninitialized: [t, width]), stream = Tensor(uninitialized: [t, width])
                 gather(h, into: attended)
                 gather(x, into: stream)
