@@ -120,6 +120,18 @@ struct TextEncoder {
                 (destination.mutablePointer + i * width).update(from: source.pointer + row * width, count: width)
             }
         }
+        // A block after its attention, on `rows` rows: `attended` holds attention's output (and is
+        // reused for ln2's), `stream` the residual stream, which ends the block updated.
+        func finish(_ block: Block, attended: Tensor, stream: Tensor, rows: Int) {
+            block.outProj(attended.pointer, rows: rows, into: attn.mutablePointer, residual: stream.pointer, scale: block.ls1, pool: pool)
+            block.ln2(attn.pointer, rows: rows, into: attended.mutablePointer, pool: pool)
+            block.fc(attended.pointer, rows: rows, into: mid.mutablePointer, pool: pool)
+            gelu(mid.mutablePointer, rows: rows, hidden: block.fc.outFeatures)
+            block.proj(mid.pointer, rows: rows, into: stream.mutablePointer, residual: attn.pointer, scale: block.ls2, pool: pool)
+        }
+        // The pooled rows of the residual stream after the last block.
+        let stream = Tensor(uninitialized: [t, width])
+        defer { withExtendedLifetime(stream) {} }
         for (index, block) in blocks.enumerated() {
             // Each residual add is fused into the product before it, alternating between x and attn
             // as the residual stream, so the block ends with the stream back in x.
@@ -127,33 +139,20 @@ struct TextEncoder {
             block.inProj(h.pointer, rows: rows, into: qkv.mutablePointer, pool: pool)
             AttentionCore.run(engine: block.inProj.weight.engine, qkv: qkv.pointer, batch: t, tokens: l, dim: width, heads: heads,
                               causal: causal, into: h.mutablePointer, pool: pool)
-            if index == blocks.count - 1 {
+            if index < blocks.count - 1 {
+                finish(block, attended: h, stream: x, rows: rows)
+            } else {
                 // Only the pooled rows leave the last block: its attention reads every position,
                 // everything after it (three quarters of the block's products) runs on one row per text.
-                let attended = Tensor(uninitialized: [t, width]), stream = Tensor(uninitialized: [t, width])
+                let attended = Tensor(uninitialized: [t, width])
                 gather(h, into: attended)
                 gather(x, into: stream)
-                block.outProj(attended.pointer, rows: t, into: attn.mutablePointer, residual: stream.pointer, scale: block.ls1, pool: pool)
-                block.ln2(attn.pointer, rows: t, into: attended.mutablePointer, pool: pool)
-                block.fc(attended.pointer, rows: t, into: mid.mutablePointer, pool: pool)
-                gelu(mid.mutablePointer, rows: t, hidden: block.fc.outFeatures)
-                block.proj(mid.pointer, rows: t, into: stream.mutablePointer, residual: attn.pointer, scale: block.ls2, pool: pool)
-                withExtendedLifetime((attended, stream)) {}
-                lnFinal(stream.pointer, rows: t, into: pooled.mutablePointer, pool: .serial)
-                break
+                finish(block, attended: attended, stream: stream, rows: t)
+                withExtendedLifetime(attended) {}
             }
-            block.outProj(h.pointer, rows: rows, into: attn.mutablePointer, residual: x.pointer, scale: block.ls1, pool: pool)
-            block.ln2(attn.pointer, rows: rows, into: h.mutablePointer, pool: pool)
-            block.fc(h.pointer, rows: rows, into: mid.mutablePointer, pool: pool)
-            gelu(mid.mutablePointer, rows: rows, hidden: block.fc.outFeatures)
-            block.proj(mid.pointer, rows: rows, into: x.mutablePointer, residual: attn.pointer, scale: block.ls2, pool: pool)
         }
-        if blocks.isEmpty {
-            let stream = Tensor(uninitialized: [t, width])
-            gather(x, into: stream)
-            lnFinal(stream.pointer, rows: t, into: pooled.mutablePointer, pool: .serial)
-            withExtendedLifetime(stream) {}
-        }
+        if blocks.isEmpty { gather(x, into: stream) }
+        lnFinal(stream.pointer, rows: t, into: pooled.mutablePointer, pool: .serial)
         switch projection {
         case .none: return pooled
         case let .linear(linear): return linear(pooled, pool: pool)
