@@ -545,6 +545,10 @@ typedef struct {
     const float *rope_sin, *rope_cos;
     int rope_head, rope_tokens, rope_prefix;
     long rope_row;
+    // C's first row of the tile the same call runs next (NULL: none). Its rows are asked for, for
+    // writing, during this tile's depth loop, so the next tile's stores find their lines in cache
+    // instead of holding fill buffers the A and B streams need while they wait on memory.
+    float *c_next;
 } tile_out;
 
 /// Fills the mr×nr tile buffer with the partial sums so far (zeros on a first block).
@@ -757,6 +761,8 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
                 __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS);                                         \
                 __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS + 16);                                    \
             }                                                                                           \
+            if (PF && o->c_next && (kk & 15) == 0 && kk < MR_ * 16)                                     \
+                __builtin_prefetch(o->c_next + (long)(kk >> 4) * o->ldc, 1, 3);                           \
             PRAGMA_UNROLL for (int i = 0; i < MR_; i++) {                                               \
                 VF av = -(VF){} + pa[i];  /* -0 + x is x exactly, so this is a plain broadcast */       \
                 PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = __builtin_elementwise_fma(av, b[v], acc[i][v]); \
@@ -782,6 +788,8 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
                 __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS);                                         \
                 __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS + 16);                                    \
             }                                                                                           \
+            if (PF && o->c_next && (kp & 7) == 0 && kp < MR_ * 8)                                       \
+                __builtin_prefetch(o->c_next + (long)(kp >> 3) * o->ldc, 1, 3);                           \
             PRAGMA_UNROLL for (int v = 0; v < NV; v++) {                                                \
                 even[v] = (VF)(w[v] & 0xffff0000u);                                                     \
                 odd[v] = (VF)(w[v] << 16);                                                              \
@@ -803,7 +811,7 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
 #ifdef VTP_X86
 DEFINE_TILES(check, __attribute__((target("avx2,fma"))), 28, 16, vf16, vu16, 16, 1, exp16_avx2)
 DEFINE_TILES(avx2, __attribute__((target("avx2,fma"))), 6, 16, vf8, vu8, 8, 1, NO_GATE_EXP)
-DEFINE_TILES(avx512, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 1, exp16_avx512)
+DEFINE_TILES(avx512, __attribute__((target("avx512f,prfchw"))), 28, 16, vf16, vu16, 16, 1, exp16_avx512)
 // Without the software prefetches: on Zen 5 they take load slots the tile's 29 loads per 28
 // FMAs need (4.5% of a float32 GEMM); the Xeons the prefetching versions were tuned on keep them.
 DEFINE_TILES(avx512_np, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 0, exp16_avx512)
@@ -1121,6 +1129,10 @@ int vtp_gemm(int path, int m, int n, int k, const float *a, long lda, const void
                             o[h].rope_row = ep->rope_row0 + row;
                         }
                     }
+                    // The next tile: the next rows of this panel, else this block's rows of the next panel.
+                    if (r + P->mr < mc) o[0].c_next = o[0].c + (long)P->mr * ldc;
+                    else if (!pair && p + 1 < panel_end && col0 + nr < n)
+                        o[0].c_next = c + (long)m0 * ldc + (swiglu ? ((p + 1) / 2) * nr : col0 + nr);
                     run_tiles(path, b_format, depth, (const char *)abuf + (size_t)(r / P->mr) * apanel, bp,
                               panel_stride, o, pair);
                 }
