@@ -746,9 +746,10 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
         }                                                                                                 \
     } while (0)
 
-/// Instantiates the float32 and widening-bf16 tiles for one instruction set and geometry.
-#define DEFINE_TILES(SUFFIX, TARGET, MR_, NR_, VF, VU, W, PF, EXP)                                           \
-    TARGET static void f32_tile_##SUFFIX(int kc, const float *pa, const float *pb, const tile_out *o) { \
+/// The float32 tile body: MR_ rows of a packed A whose panel holds AS_ rows per depth (MR_ < AS_
+/// for a block's last rows, fewer than a whole tile), NR_ columns.
+#define DEFINE_F32_TILE(NAME, TARGET, MR_, NR_, AS_, VF, W, PF, EXP)                                    \
+    TARGET static void NAME(int kc, const float *pa, const float *pb, const tile_out *o) {               \
         enum { NV = NR_ / W };                                                                          \
         float tile[MR_ * NR_] __attribute__((aligned(64)));                                             \
         VF acc[MR_][NV];                                                                                \
@@ -758,8 +759,8 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
             memcpy(b, pb, sizeof b);                                                                    \
             if (PF) {                                                                                   \
                 __builtin_prefetch(pb + NR_ * PREFETCH_DEPTHS);                                         \
-                __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS);                                         \
-                __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS + 16);                                    \
+                __builtin_prefetch(pa + AS_ * PREFETCH_DEPTHS);                                         \
+                __builtin_prefetch(pa + AS_ * PREFETCH_DEPTHS + 16);                                    \
             }                                                                                           \
             if (PF && o->c_next && (kk & 15) == 0 && kk < MR_ * 16)                                     \
                 __builtin_prefetch(o->c_next + (long)(kk >> 4) * o->ldc, 1, 3);                           \
@@ -767,11 +768,15 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
                 VF av = -(VF){} + pa[i];  /* -0 + x is x exactly, so this is a plain broadcast */       \
                 PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = __builtin_elementwise_fma(av, b[v], acc[i][v]); \
             }                                                                                           \
-            pa += MR_;                                                                                  \
+            pa += AS_;                                                                                  \
             pb += NR_;                                                                                  \
         }                                                                                               \
         TILE_FINISH(VF, MR_, NR_, NV, acc, tile, o, EXP);                                               \
-    }                                                                                                   \
+    }
+
+/// Instantiates the float32 and widening-bf16 tiles for one instruction set and geometry.
+#define DEFINE_TILES(SUFFIX, TARGET, MR_, NR_, VF, VU, W, PF, EXP)                                           \
+    DEFINE_F32_TILE(f32_tile_##SUFFIX, TARGET, MR_, NR_, MR_, VF, W, PF, EXP)                            \
     /* bf16 B read as stored (pair words) and widened in registers: two shifts per B vector and */    \
     /* pair of depths, no float32 copy of the panel. kc is even (a_depth pads the widening paths). */ \
     TARGET static void widen_tile_##SUFFIX(int kc, const float *pa, const uint32_t *pb, const tile_out *o) { \
@@ -812,6 +817,11 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
 DEFINE_TILES(check, __attribute__((target("avx2,fma"))), 28, 16, vf16, vu16, 16, 1, exp16_avx2)
 DEFINE_TILES(avx2, __attribute__((target("avx2,fma"))), 6, 16, vf8, vu8, 8, 1, NO_GATE_EXP)
 DEFINE_TILES(avx512, __attribute__((target("avx512f,prfchw"))), 28, 16, vf16, vu16, 16, 1, exp16_avx512)
+// A block's last rows, when fewer than 28, on 7, 14 or 21-row tiles: M = 2048 (a batch of 8
+// 16 × 16 latents) leaves 4, which a whole tile computes 28 of. Each row is the same chain.
+DEFINE_F32_TILE(f32_rows7_avx512, __attribute__((target("avx512f,prfchw"))), 7, 16, 28, vf16, 16, 1, exp16_avx512)
+DEFINE_F32_TILE(f32_rows14_avx512, __attribute__((target("avx512f,prfchw"))), 14, 16, 28, vf16, 16, 1, exp16_avx512)
+DEFINE_F32_TILE(f32_rows21_avx512, __attribute__((target("avx512f,prfchw"))), 21, 16, 28, vf16, 16, 1, exp16_avx512)
 // Without the software prefetches: on Zen 5 they take load slots the tile's 29 loads per 28
 // FMAs need (4.5% of a float32 GEMM); the Xeons the prefetching versions were tuned on keep them.
 DEFINE_TILES(avx512_np, __attribute__((target("avx512f"))), 28, 16, vf16, vu16, 16, 0, exp16_avx512)
@@ -985,6 +995,9 @@ static void run_tile(int path, int b_format, int kc, const void *pa, const void 
     case VTP_PATH_AVX512_BF16:
         if (cpu_prefetches_tiles()) {
             if (pairs) widen_tile_avx512(kc, pa, pb, o);
+            else if (o->rows <= 7) f32_rows7_avx512(kc, pa, pb, o);
+            else if (o->rows <= 14) f32_rows14_avx512(kc, pa, pb, o);
+            else if (o->rows <= 21) f32_rows21_avx512(kc, pa, pb, o);
             else f32_tile_avx512(kc, pa, pb, o);
         } else {
             if (pairs) widen_tile_avx512_np(kc, pa, pb, o);
