@@ -1013,6 +1013,9 @@ static void run_tile(int path, int b_format, int kc, const void *pa, const void 
     }
 }
 
+/// Whether `path` runs tiles of fewer rows for a block's last rows (see f32_rows7_avx512).
+static int has_row_tiles(int path) { return path == VTP_PATH_AVX512_F32 && cpu_prefetches_tiles(); }
+
 /// Runs the tile at `o[0]` (B panel `pb`) and, with `pair` (AMX only: its tiles take two panels),
 /// the one at `o[1]` on the next panel, `panel_stride` bytes on, in the same call.
 static void run_tiles(int path, int b_format, int kc, const void *pa, const char *pb, size_t panel_stride,
@@ -1487,14 +1490,14 @@ static void softmax_tile(int path, float *scores, int width, int cols, int rows,
 /// One row tile of an attention product against `panels` B panels `stride` bytes apart: the
 /// outputs go to `c` (row stride ldc), panel h at columns h·nr. AMX tiles take panels in twos.
 static void attention_row(int path, int format, int depth, const void *pa, const char *pb, size_t stride, int panels,
-                          float *c, int ldc, int first) {
+                          float *c, int ldc, int first, int rows) {
     const path_info *P = &PATHS[path];
     int amx = P->isa == VTP_ISA_AMX;
     for (int h = 0; h < panels; h += amx ? 2 : 1) {
         tile_out o[2];
         int pair = amx && h + 1 < panels;
         for (int i = 0; i <= pair; i++)
-            o[i] = (tile_out){.c = c + (h + i) * P->nr, .ldc = ldc, .rows = P->mr, .cols = P->nr, .first = first,
+            o[i] = (tile_out){.c = c + (h + i) * P->nr, .ldc = ldc, .rows = rows, .cols = P->nr, .first = first,
                               .last = 1, .alpha = 1.0f};
         run_tiles(path, format, depth, pa, pb + (size_t)h * stride, stride, o, pair);
     }
@@ -1537,10 +1540,13 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
     pack_b(format, nr, v, ld, 0, hd, n, npad, L.vpack);
     size_t qpanel = a_panel_bytes(P, hd);
     size_t key_offset = format == B_PAIRS ? (size_t)(KEY_TILE / 2) * nr * 4 : (size_t)KEY_TILE * nr * 4;
-    int qblock = query_block(P);
+    int qblock = query_block(P), row_edges = has_row_tiles(path);
     for (int q0 = 0; q0 < n; q0 += qblock) {
         int qb = n - q0 < qblock ? n - q0 : qblock;
         int tiles = ceil_div(qb, mr), rows = tiles * mr;
+        // Where a path has tiles for fewer rows, the last tile computes only the block's queries;
+        // its other rows (probabilities of stale scores) are never stored.
+        int last_rows = row_edges ? qb - (tiles - 1) * mr : mr;
         pack_a(P, q + (long)q0 * ld, ld, qb, hd, L.qpack);
         for (int i = 0; i < rows; i++) { L.rowmax[i] = -INFINITY; L.rowsum[i] = 0.0f; }
         memset(L.acc, 0, (size_t)rows * hdp * 4);
@@ -1554,7 +1560,7 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
             for (int r = 0; r < tiles; r++)
                 attention_row(path, format, kd, (const char *)L.qpack + (size_t)r * qpanel,
                               (const char *)L.kpack + (size_t)t * (KEY_TILE / nr) * kstride, kstride, ceil_div(keys, nr),
-                              L.scores + (size_t)r * mr * KEY_TILE, KEY_TILE, 1);
+                              L.scores + (size_t)r * mr * KEY_TILE, KEY_TILE, 1, r + 1 < tiles ? mr : last_rows);
             softmax_tile(path, L.scores, KEY_TILE, depth, rows, q0, t * KEY_TILE, n, causal, scale, L.rowmax, L.rowsum,
                          L.acc, hdp);
 #ifdef VTP_X86
@@ -1565,7 +1571,7 @@ int vtp_attention(int path, const float *q, const float *k, const float *v, long
             for (int r = 0; r < tiles; r++)
                 attention_row(path, format, depth, (const char *)L.ppack + (size_t)r * a_panel_bytes(P, depth),
                               (const char *)L.vpack + (size_t)t * key_offset, vstride, hdp / nr,
-                              L.acc + (size_t)r * mr * hdp, hdp, 0);
+                              L.acc + (size_t)r * mr * hdp, hdp, 0, r + 1 < tiles ? mr : last_rows);
         }
         for (int i = 0; i < qb; i++) {
             float inv = 1.0f / L.rowsum[i];
