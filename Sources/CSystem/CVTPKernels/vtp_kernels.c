@@ -746,6 +746,14 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
         }                                                                                                 \
     } while (0)
 
+/// In a prefetching tile's depth loop, at depth step `step` (pairs count two): asks for one line
+/// of the next tile's C rows for writing every 16 steps, MR_ lines in all (see tile_out.c_next).
+#define PREFETCH_NEXT_C(o, step, MR_)                                                                     \
+    do {                                                                                                  \
+        if ((o)->c_next && ((step) & 15) == 0 && (step) < (MR_) * 16)                                    \
+            __builtin_prefetch((o)->c_next + (long)((step) >> 4) * (o)->ldc, 1, 3);                       \
+    } while (0)
+
 /// The float32 tile body: MR_ rows of a packed A whose panel holds AS_ rows per depth (MR_ < AS_
 /// for a block's last rows, fewer than a whole tile), NR_ columns.
 #define DEFINE_F32_TILE(NAME, TARGET, MR_, NR_, AS_, VF, W, PF, EXP)                                    \
@@ -762,8 +770,7 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
                 __builtin_prefetch(pa + AS_ * PREFETCH_DEPTHS);                                         \
                 __builtin_prefetch(pa + AS_ * PREFETCH_DEPTHS + 16);                                    \
             }                                                                                           \
-            if (PF && o->c_next && (kk & 15) == 0 && kk < MR_ * 16)                                     \
-                __builtin_prefetch(o->c_next + (long)(kk >> 4) * o->ldc, 1, 3);                           \
+            if (PF) PREFETCH_NEXT_C(o, kk, MR_);                                                        \
             PRAGMA_UNROLL for (int i = 0; i < MR_; i++) {                                               \
                 VF av = -(VF){} + pa[i];  /* -0 + x is x exactly, so this is a plain broadcast */       \
                 PRAGMA_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = __builtin_elementwise_fma(av, b[v], acc[i][v]); \
@@ -793,8 +800,7 @@ DEFINE_EXP16_NONPOSITIVE(avx512, __attribute__((target("avx512f"))))
                 __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS);                                         \
                 __builtin_prefetch(pa + MR_ * PREFETCH_DEPTHS + 16);                                    \
             }                                                                                           \
-            if (PF && o->c_next && (kp & 7) == 0 && kp < MR_ * 8)                                       \
-                __builtin_prefetch(o->c_next + (long)(kp >> 3) * o->ldc, 1, 3);                           \
+            if (PF) PREFETCH_NEXT_C(o, 2 * kp, MR_);                                                    \
             PRAGMA_UNROLL for (int v = 0; v < NV; v++) {                                                \
                 even[v] = (VF)(w[v] & 0xffff0000u);                                                     \
                 odd[v] = (VF)(w[v] << 16);                                                              \
